@@ -1,0 +1,33 @@
+// swift-tools-version: 6.0
+// gfnlm: GFlowNet fine-tuning and amortized sampling for GPT-2 / GPT-J ONNX exports, as a C-ABI library.
+import PackageDescription
+
+// x86-64-v3 (AVX2 + FMA) is the code-generation baseline: Swift's SIMD FMA/rounding become libm calls below it
+// (see ../shared/docs/toolchain.md §4). Wider kernels (AVX-512, AVX512-BF16) are chosen at run time in CKernels.
+let simdFlags: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-march=x86-64-v3"])]
+
+let package = Package(
+    name: "gfnlm",
+    products: [
+        .library(name: "gfnlm", type: .dynamic, targets: ["GFNLMC"]),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
+                       pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "CONNX",
+                cxxSettings: [.define("ONNX_ML", to: "1"), .define("ONNX_NAMESPACE", to: "onnx"),
+                              .unsafeFlags(["-fvisibility=hidden"])],
+                linkerSettings: [.linkedLibrary("onnx_proto"), .linkedLibrary("protobuf")]),
+        .target(name: "CKernels",
+                cSettings: [.unsafeFlags(["-O3", "-fvisibility=hidden", "-march=x86-64-v3"])],
+                linkerSettings: [.linkedLibrary("m")]),
+        .target(name: "GFNLM", dependencies: ["COpenBLAS", "CONNX", "CKernels"],
+                swiftSettings: simdFlags, linkerSettings: [.linkedLibrary("m")]),
+        .target(name: "GFNLMC", dependencies: ["GFNLM"],
+                swiftSettings: simdFlags,
+                linkerSettings: [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "nodelete",
+                                               "-Xlinker", "-soname=libgfnlm.so"])]),
+        .testTarget(name: "GFNLMTests", dependencies: ["GFNLM", "GFNLMC"], swiftSettings: simdFlags),
+    ],
+    cxxLanguageStandard: .cxx17
+)

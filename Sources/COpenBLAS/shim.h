@@ -1,0 +1,4 @@
+#ifndef GFNLM_COPENBLAS_SHIM_H
+#define GFNLM_COPENBLAS_SHIM_H
+#include <cblas.h>
+#endif
