@@ -1,0 +1,374 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The native GPT-2 / GPT-J forward pass in fp32 (llm.c style: one function per operation, all matrix products
+/// through BLAS). Immutable and shareable by any number of threads; every call brings its own `ForwardWorkspace`
+/// (scratch memory) and `KVCache`s.
+public final class Transformer: @unchecked Sendable {
+    public let weights: ModelWeights
+    public var config: ModelConfig { weights.config }
+    /// Threads used for attention and element-wise work (BLAS uses its own pool).
+    public let threads: Int
+    /// GPT-J rotary tables: cos and sin of position·inv_freq, [n_positions, rotary_dim/2].
+    let rotaryCos: [Float]
+    let rotarySin: [Float]
+
+    public init(weights: ModelWeights, threads: Int = Parallel.cpuCount) {
+        self.weights = weights
+        self.threads = max(1, threads)
+        let c = weights.config
+        if c.arch == .gptj {
+            let half = c.rotaryDim / 2
+            var cosT = [Float](repeating: 0, count: c.nPositions * half)
+            var sinT = [Float](repeating: 0, count: c.nPositions * half)
+            // As Hugging Face computes it: inv_freq = 1 / base^(2i/R) in fp32, angle = pos · inv_freq in fp32.
+            for i in 0..<half {
+                let expo = Float(2 * i) / Float(c.rotaryDim)
+                let invFreq: Float = 1 / powf(c.rotaryBase, expo)
+                for p in 0..<c.nPositions {
+                    let angle = Float(p) * invFreq
+                    cosT[p * half + i] = cosf(angle)
+                    sinT[p * half + i] = sinf(angle)
+                }
+            }
+            rotaryCos = cosT
+            rotarySin = sinT
+        } else {
+            rotaryCos = []
+            rotarySin = []
+        }
+    }
+
+    /// A KV cache for this model.
+    public func makeCache(capacity: Int, prefix: KVCache? = nil) throws(GFNError) -> KVCache {
+        try KVCache(config: config, capacity: capacity, prefix: prefix)
+    }
+
+    // MARK: - Forward
+
+    /// Runs `rows` sequences of `T` new tokens each (`tokens` row-major [rows, T]) through the model, appending
+    /// their keys and values to `caches[r]`. `padding[r]` (optional) marks the first slots of row r as left
+    /// padding; it is only allowed on an empty cache without prefix. Returns the final hidden states (after ln_f),
+    /// [rows·T, n_embd], valid until the next use of `workspace`. With `trace`, every activation the backward pass
+    /// needs is kept there instead of in the workspace.
+    public func forward(tokens: UnsafeBufferPointer<Int32>, rows: Int, T: Int, caches: [KVCache],
+                        padding: [Int]? = nil, adapter: LoRAAdapter? = nil,
+                        workspace: ForwardWorkspace, trace: ForwardTrace? = nil)
+        throws(GFNError) -> UnsafeMutablePointer<Float> {
+        let c = config
+        let E = c.nEmbd, I = c.nInner, H = c.nHead, D = c.headDim
+        guard rows > 0, T > 0 else { throw .invalidArgument("empty batch (rows = \(rows), T = \(T))") }
+        guard tokens.count == rows * T else {
+            throw .invalidArgument("token buffer holds \(tokens.count) ids, expected rows·T = \(rows * T)")
+        }
+        guard caches.count == rows else { throw .invalidArgument("\(caches.count) caches for \(rows) rows") }
+        if let padding, padding.count != rows { throw .invalidArgument("\(padding.count) padding values for \(rows) rows") }
+        for (r, cache) in caches.enumerated() {
+            guard cache.nLayer == c.nLayer, cache.nHead == H, cache.headDim == D else {
+                throw .invalidArgument("cache of row \(r) belongs to a different model")
+            }
+            guard cache.length + T <= cache.capacity else {
+                throw .outOfRange("row \(r): KV cache full (\(cache.length) + \(T) > capacity \(cache.capacity))")
+            }
+            for j in 0..<r where caches[j] === cache { throw .invalidArgument("rows \(j) and \(r) share one cache") }
+            let pad = padding?[r] ?? 0
+            if pad != 0 {
+                guard cache.length == 0, cache.prefix == nil, pad > 0, pad <= T else {
+                    throw .invalidArgument("row \(r): padding \(pad) is only allowed on an empty cache without prefix")
+                }
+            }
+            let lastPos = cache.positionBase + (cache.length + T) - max(cache.padding, pad) - 1
+            guard lastPos < c.nPositions else {
+                throw .outOfRange("row \(r): position \(lastPos) is beyond the model's \(c.nPositions) positions")
+            }
+            for t in pad..<T {
+                let tok = tokens[r * T + t]
+                guard tok >= 0 && Int(tok) < c.vocabSize else {
+                    throw .outOfRange("token id \(tok) at row \(r), position \(t) is outside the vocabulary (0..<\(c.vocabSize))")
+                }
+            }
+        }
+        // Commit padding and remember where this chunk starts.
+        let start = caches.map { $0.length }
+        if let padding { for r in 0..<rows where padding[r] > 0 { caches[r].padding = padding[r] } }
+        let N = rows * T
+        let segs = caches.map { $0.segmentsAfterAppending(T) }
+        let keys = segs.map { $0.reduce(0) { $0 + $1.count } }
+        let maxRank = adapter?.factors.values.map { $0.rank }.max() ?? 0
+        let plan = ForwardPlan(config: c, rows: rows, T: T, keys: keys, maxRank: maxRank, threads: threads)
+
+        if let trace {
+            try trace.begin(plan: plan, adapter: adapter)
+        } else {
+            try workspace.begin(plan: plan)
+        }
+        func buffers(_ l: Int) -> LayerBuffers { trace?.layers[l] ?? workspace.layer }
+        let x = trace?.residual ?? workspace.residual  // [N, E] residual stream
+
+        // Embeddings.
+        let positions = try workspace.positions(N)
+        for r in 0..<rows {
+            let cache = caches[r]
+            for t in 0..<T {
+                let slot = start[r] + t
+                positions[r * T + t] = slot < cache.padding ? -1 : Int32(cache.position(ofSlot: slot))
+            }
+        }
+        embed(tokens: tokens, positions: positions, count: N, into: x)
+
+        for l in 0..<c.nLayer {
+            let b = buffers(l)
+            let block = weights.blocks[l]
+            if let xIn = b.xIn { xIn.update(from: x, count: N * E) }
+            layerNorm(x, b.ln1, rows: N, weights: block.ln1, mean: b.ln1Mean, rstd: b.ln1Rstd)
+            // q | k | v into qkv [N, 3E]
+            switch block.qkv {
+            case .fused(let lin):
+                try applyLinear(lin, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, adapter: adapter, buffers: b)
+            case .separate(let q, let k, let v):
+                try applyLinear(q, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, adapter: adapter, buffers: b)
+                try applyLinear(k, x: b.ln1, ldx: E, m: N, y: b.qkv + E, ldy: 3 * E, adapter: adapter, buffers: b)
+                try applyLinear(v, x: b.ln1, ldx: E, m: N, y: b.qkv + 2 * E, ldy: 3 * E, adapter: adapter, buffers: b)
+            }
+            if c.arch == .gptj { applyRotary(b.qkv, positions: positions, count: N) }
+            storeKV(layer: l, qkv: b.qkv, rows: rows, T: T, caches: caches, start: start)
+            attention(layer: l, qkv: b.qkv, out: b.att, rows: rows, T: T, caches: caches, start: start,
+                      segments: segs, keys: keys, buffers: b)
+            switch c.arch {
+            case .gpt2:
+                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b)
+                Kernels.add(x, b.tmp, count: N * E)
+                if let xMid = b.xMid { xMid.update(from: x, count: N * E) }
+                guard let ln2 = block.ln2, let ln2Out = b.ln2 else { throw .internalError("GPT-2 block without ln_2") }
+                layerNorm(x, ln2Out, rows: N, weights: ln2, mean: b.ln2Mean, rstd: b.ln2Rstd)
+                try applyLinear(block.fcIn, x: ln2Out, ldx: E, m: N, y: b.fc, ldy: I, adapter: adapter, buffers: b)
+                activation(b.fc, b.act, count: N * I)
+                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b)
+                Kernels.add(x, b.tmp, count: N * E)
+            case .gptj:
+                // Parallel residual: x + attn(ln_1 x) + mlp(ln_1 x).
+                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b)
+                Kernels.add(x, b.tmp, count: N * E)
+                try applyLinear(block.fcIn, x: b.ln1, ldx: E, m: N, y: b.fc, ldy: I, adapter: adapter, buffers: b)
+                activation(b.fc, b.act, count: N * I)
+                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b)
+                Kernels.add(x, b.tmp, count: N * E)
+            }
+        }
+        for r in 0..<rows { caches[r].length = start[r] + T }
+        trace?.record(tokens: tokens, caches: caches, start: start, positions: positions, segments: segs, keys: keys)
+        let hidden = trace?.hidden ?? workspace.hidden
+        if let pre = trace?.preFinal { pre.update(from: x, count: N * E) }
+        layerNorm(x, hidden, rows: N, weights: weights.lnF, mean: trace?.lnFMean, rstd: trace?.lnFRstd)
+        return hidden
+    }
+
+    /// Logits [count, V] for `count` hidden rows (contiguous [count, E]).
+    public func logits(hidden: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
+        let c = config
+        switch weights.head {
+        case .tied:
+            BLAS.gemm(m: count, n: c.vocabSize, k: c.nEmbd, a: hidden, lda: c.nEmbd,
+                      b: weights.wte.pointer, ldb: c.nEmbd, transB: true, c: out, ldc: c.vocabSize)
+        case .linear(let lin):
+            BLAS.gemm(m: count, n: c.vocabSize, k: c.nEmbd, a: hidden, lda: c.nEmbd,
+                      b: lin.weight.pointer, ldb: c.vocabSize, c: out, ldc: c.vocabSize)
+            if let bias = lin.bias { Kernels.addBias(out, bias.pointer, rows: count, n: c.vocabSize) }
+        }
+    }
+
+    // MARK: - Pieces
+
+    func embed(tokens: UnsafeBufferPointer<Int32>, positions: UnsafeMutablePointer<Int32>, count: Int,
+               into x: UnsafeMutablePointer<Float>) {
+        let E = config.nEmbd
+        let wte = weights.wte.pointer
+        let wpe = weights.wpe?.pointer
+        for i in 0..<count {
+            let xi = x + i * E
+            let pos = Int(positions[i])
+            if pos < 0 {
+                xi.update(repeating: 0, count: E)
+                continue
+            }
+            xi.update(from: wte + Int(tokens[i]) * E, count: E)
+            if let wpe { Kernels.add(xi, wpe + pos * E, count: E) }
+        }
+    }
+
+    func layerNorm(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, weights w: LayerNormWeights,
+                   mean: UnsafeMutablePointer<Float>?, rstd: UnsafeMutablePointer<Float>?) {
+        let E = config.nEmbd, eps = config.layerNormEps
+        let g = w.gamma.pointer, b = w.beta.pointer
+        let t = rows * E >= 1 << 16 ? threads : 1
+        Parallel.chunks(rows, threads: t) { _, range in
+            let o = range.lowerBound
+            Kernels.layerNorm(x + o * E, out + o * E, rows: range.count, n: E, gamma: g, beta: b, eps: eps,
+                              mean: mean.map { $0 + o }, rstd: rstd.map { $0 + o })
+        }
+    }
+
+    func activation(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
+        let act = config.activation
+        let chunk = 1 << 14
+        let t = count >= 1 << 16 ? threads : 1
+        Parallel.chunks((count + chunk - 1) / chunk, threads: t) { _, range in
+            let lo = range.lowerBound * chunk, hi = min(count, range.upperBound * chunk)
+            switch act {
+            case .geluNew: Kernels.geluNew(x + lo, out + lo, count: hi - lo)
+            case .gelu: Kernels.geluErf(x + lo, out + lo, count: hi - lo)
+            }
+        }
+    }
+
+    /// y[m, out] = x[m, in]·W + b (+ scale·(x·Aᵀ)·Bᵀ with a LoRA adapter on this module).
+    func applyLinear(_ lin: Linear, x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>,
+                     ldy: Int, adapter: LoRAAdapter?, buffers: LayerBuffers) throws(GFNError) {
+        let nIn = lin.inFeatures, nOut = lin.outFeatures
+        BLAS.gemm(m: m, n: nOut, k: nIn, a: x, lda: ldx, b: lin.weight.pointer, ldb: nOut, c: y, ldc: ldy)
+        if let bias = lin.bias { Kernels.addBias(y, bias.pointer, rows: m, n: nOut, ld: ldy) }
+        guard let f = adapter?.factors(for: lin.name) else { return }
+        guard f.inFeatures == nIn, f.outFeatures == nOut else {
+            throw .state("LoRA factors for \(lin.name) have shape A \(f.a.shape), B \(f.b.shape); the module is \(nIn)→\(nOut)")
+        }
+        let r = f.rank
+        let t = buffers.loraOutput(lin.name) ?? buffers.loraScratch
+        // t[m, r] = x · Aᵀ, then y += scale · t · Bᵀ
+        BLAS.gemm(m: m, n: r, k: nIn, a: x, lda: ldx, b: f.a.pointer, ldb: nIn, transB: true, c: t, ldc: r)
+        BLAS.gemm(m: m, n: nOut, k: r, a: t, lda: r, b: f.b.pointer, ldb: r, transB: true, c: y, ldc: ldy,
+                  alpha: f.scale, beta: 1)
+    }
+
+    /// GPT-J's interleaved rotary embedding on the first rotary_dim dimensions of every q and k head.
+    func applyRotary(_ qkv: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, count: Int) {
+        let c = config
+        let E = c.nEmbd, H = c.nHead, D = c.headDim, half = c.rotaryDim / 2
+        rotaryCos.withUnsafeBufferPointer { cosB in
+            rotarySin.withUnsafeBufferPointer { sinB in
+                guard let cosT = cosB.baseAddress, let sinT = sinB.baseAddress else { return }
+                for i in 0..<count {
+                    let pos = Int(positions[i])
+                    if pos < 0 { continue }
+                    let cs = cosT + pos * half, sn = sinT + pos * half
+                    for part in 0..<2 {  // q then k
+                        let base = qkv + i * 3 * E + part * E
+                        for h in 0..<H {
+                            let v = base + h * D
+                            for j in 0..<half {
+                                let x1 = v[2 * j], x2 = v[2 * j + 1]
+                                v[2 * j] = x1 * cs[j] - x2 * sn[j]
+                                v[2 * j + 1] = x2 * cs[j] + x1 * sn[j]
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies this chunk's keys and values (qkv columns E..<3E) into each row's cache.
+    func storeKV(layer l: Int, qkv: UnsafePointer<Float>, rows: Int, T: Int, caches: [KVCache], start: [Int]) {
+        let c = config
+        let E = c.nEmbd, H = c.nHead, D = c.headDim
+        for r in 0..<rows {
+            let cache = caches[r]
+            for h in 0..<H {
+                let kDst = cache.kPointer(layer: l, head: h), vDst = cache.vPointer(layer: l, head: h)
+                for t in 0..<T {
+                    let src = qkv + (r * T + t) * 3 * E + h * D
+                    (kDst + (start[r] + t) * D).update(from: src + E, count: D)
+                    (vDst + (start[r] + t) * D).update(from: src + 2 * E, count: D)
+                }
+            }
+        }
+    }
+
+    /// Causal multi-head attention of this chunk's queries over each row's visible keys (prefix chain, then its
+    /// own slots up to the query). Writes [N, E] to `out`; with a trace, keeps the probabilities.
+    func attention(layer l: Int, qkv: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, T: Int,
+                   caches: [KVCache], start: [Int], segments: [[KVSegment]], keys: [Int], buffers: LayerBuffers) {
+        let c = config
+        let E = c.nEmbd, H = c.nHead, D = c.headDim
+        let scale = 1 / Float(D).squareRoot()
+        let work = rows * H
+        let threadsHere = (rows * T * (keys.max() ?? 0) * H * D) >= 1 << 15 ? threads : 1
+        Parallel.chunks(work, threads: threadsHere) { worker, range in
+            for item in range {
+                let r = item / H, h = item % H
+                let cache = caches[r]
+                let segs = segments[r]
+                let K = keys[r]
+                let probs = buffers.probabilities(row: r, head: h, worker: worker)
+                let q = qkv + r * T * 3 * E + h * D
+                let o = out + r * T * E + h * D
+                // scores [T, K]
+                var col = 0
+                for s in segs {
+                    if s.count > 0 {
+                        BLAS.gemm(m: T, n: s.count, k: D, a: q, lda: 3 * E,
+                                  b: s.cache.kPointer(layer: l, head: h), ldb: D, transB: true,
+                                  c: probs + col, ldc: K, alpha: scale)
+                    }
+                    col += s.count
+                }
+                // masks and softmax per query
+                let ownCol = K - segs[segs.count - 1].count
+                for t in 0..<T {
+                    let row = probs + t * K
+                    let slot = start[r] + t
+                    if slot < cache.padding {
+                        row.update(repeating: 0, count: K)
+                        continue
+                    }
+                    var colBase = 0
+                    for (si, s) in segs.enumerated() where si < segs.count - 1 {
+                        if s.padding > 0 { (row + colBase).update(repeating: -.infinity, count: min(s.padding, s.count)) }
+                        colBase += s.count
+                    }
+                    // own segment: slots < padding and slots > query are masked
+                    let own = row + ownCol
+                    if cache.padding > 0 { own.update(repeating: -.infinity, count: cache.padding) }
+                    let after = slot + 1
+                    let ownCount = segs[segs.count - 1].count
+                    if after < ownCount { (own + after).update(repeating: -.infinity, count: ownCount - after) }
+                    Kernels.softmaxInPlace(row, n: K)
+                }
+                // out [T, D] = Σ_seg P[:, seg] · V_seg
+                col = 0
+                var first = true
+                for s in segs {
+                    if s.count > 0 {
+                        BLAS.gemm(m: T, n: D, k: s.count, a: probs + col, lda: K,
+                                  b: s.cache.vPointer(layer: l, head: h), ldb: D, c: o, ldc: E,
+                                  beta: first ? 0 : 1)
+                        first = false
+                    }
+                    col += s.count
+                }
+                if first {
+                    for t in 0..<T { (o + t * E).update(repeating: 0, count: D) }
+                }
+            }
+        }
+    }
+}
+
+/// One run of keys in a row's attention: a cache of the chain and how many of its slots are visible.
+struct KVSegment {
+    let cache: KVCache
+    let count: Int
+    let padding: Int
+}
+
+extension KVCache {
+    /// The row's segments as the next forward chunk of `T` tokens will see them (own segment grown by T).
+    func segmentsAfterAppending(_ T: Int) -> [KVSegment] {
+        var out: [KVSegment] = []
+        for (cache, count) in segments() {
+            let n = cache === self ? count + T : count
+            out.append(KVSegment(cache: cache, count: n, padding: cache.padding))
+        }
+        return out
+    }
+}
