@@ -23,7 +23,9 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("m")]),
         .target(name: "GFNLM", dependencies: ["COpenBLAS", "CONNX", "CKernels"],
                 swiftSettings: simdFlags, linkerSettings: [.linkedLibrary("m")]),
-        .target(name: "GFNLMC", dependencies: ["GFNLM"],
+        // The public header include/gfnlm.h, imported into Swift so the @_cdecl exports use its exact C types.
+        .target(name: "CGFNLM"),
+        .target(name: "GFNLMC", dependencies: ["GFNLM", "CGFNLM"],
                 swiftSettings: simdFlags,
                 linkerSettings: [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "nodelete",
                                                "-Xlinker", "-soname=libgfnlm.so"])]),

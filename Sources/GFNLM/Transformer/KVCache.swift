@@ -91,3 +91,27 @@ public final class KVCache: @unchecked Sendable {
         return chain.reversed()
     }
 }
+
+extension KVCache {
+    /// Makes this cache a copy of `other` (same model, same prefix, enough capacity): slots, padding, length.
+    public func copyContents(of other: KVCache) throws(GFNError) {
+        guard other.nLayer == nLayer, other.nHead == nHead, other.headDim == headDim else {
+            throw .invalidArgument("caches belong to different models")
+        }
+        guard other.prefix === prefix, other.prefixLength == prefixLength else {
+            throw .invalidArgument("caches extend different prefixes")
+        }
+        guard other.length <= capacity else { throw .outOfRange("cache capacity \(capacity) < \(other.length)") }
+        let n = other.length * headDim
+        if n > 0 {
+            for l in 0..<nLayer {
+                for h in 0..<nHead {
+                    kPointer(layer: l, head: h).update(from: other.kPointer(layer: l, head: h), count: n)
+                    vPointer(layer: l, head: h).update(from: other.vPointer(layer: l, head: h), count: n)
+                }
+            }
+        }
+        length = other.length
+        padding = other.padding
+    }
+}
