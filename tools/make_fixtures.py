@@ -622,6 +622,26 @@ def ort_check(model_name: str, variant: str, vdir: Path, ref: dict, tol: float, 
     return row
 
 
+def check_named_initializers(model_name: str, variant: str, vdir: Path, sd: dict, dtype=None):
+    """Every initializer that carries an HF name must hold exactly that HF tensor (values, layout)."""
+    m = onnx.load(str(vdir / "model.onnx"), load_external_data=True)
+    n = 0
+    for t in m.graph.initializer:
+        if t.name in sd:
+            a = numpy_helper.to_array(t) if t.data_type != TensorProto.BFLOAT16 else None
+            want = sd[t.name]
+            if t.data_type == TensorProto.BFLOAT16:
+                bits = np.frombuffer(t.raw_data, dtype="<u2").astype(np.uint32) << 16
+                a = bits.view(np.float32).reshape(tuple(t.dims))
+                want = want.to(torch.bfloat16).float()
+            elif t.data_type == TensorProto.FLOAT16:
+                want = want.half()
+            if tuple(a.shape) != tuple(want.shape) or not np.array_equal(a, want.numpy()):
+                FAILURES.append(f"{model_name}/{variant}: initializer {t.name} differs from the HF tensor")
+            n += 1
+    return n
+
+
 def graph_io(path: Path):
     m = onnx.load(str(path), load_external_data=False)
     return [i.name for i in m.graph.input], [o.name for o in m.graph.output], m
@@ -806,6 +826,12 @@ def build_tiny(arch: str, seed: int):
         if "com.microsoft::Attention" in ops_plain or "com.microsoft::FastGelu" not in ops_plain:
             FAILURES.append(f"{name}/ort-optimized: unexpected ops {ops_plain}")
 
+    # initializers with HF names hold the HF tensors (GPT-2: all but the folded head copy;
+    # GPT-J: biases/LN/wte, its Linear weights are anonymous transposed copies)
+    for vd in sorted(p for p in root.iterdir() if (p / "variant.json").exists()):
+        k = check_named_initializers(name, vd.name, vd, sd)
+        if k < 10:
+            FAILURES.append(f"{name}/{vd.name}: only {k} HF-named initializers")
     shutil.rmtree(hf_full)
     log(f"   {name} done in {time.time() - t0:.0f} s")
 
