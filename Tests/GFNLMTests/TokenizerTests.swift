@@ -264,7 +264,7 @@ final class TokenizerTests: XCTestCase {
     func assertLoadFails(_ files: [String: String], open: String, _ status: GFNStatus, _ fragment: String,
                          file: StaticString = #filePath, line: UInt = #line) {
         let dir = TestFiles.tempDir("tok-bad-\(line)")
-        for name in ["tokenizer.json", "vocab.json", "merges.txt"] { unlink(FileIO.join(dir, name)) }
+        for name in ["tokenizer.json", "vocab.json", "merges.txt", "other.json"] { unlink(FileIO.join(dir, name)) }
         for (name, content) in files { try? FileIO.writeAtomically(FileIO.join(dir, name), Array(content.utf8)) }
         let path = open.isEmpty ? dir : FileIO.join(dir, open)
         do {
@@ -299,8 +299,10 @@ final class TokenizerTests: XCTestCase {
         assertLoadFails(["merges.txt": "a b"], open: "merges.txt", .io, "no vocab.json beside it")
         // Bad JSON.
         assertLoadFails(["tokenizer.json": "{\"model\": {"], open: "", .format, "invalid JSON")
-        assertLoadFails(["tokenizer.json": "[1,2]"], open: "tokenizer.json", .io, "no merges.txt")
+        assertLoadFails(["tokenizer.json": "[1,2]"], open: "tokenizer.json", .format, "not an object")
         assertLoadFails(["tokenizer.json": "[1,2]", "merges.txt": ""], open: "", .format, "not an object")
+        assertLoadFails(["other.json": "[1,2]"], open: "other.json", .io, "no merges.txt beside it")
+        assertLoadFails(["other.json": "[1,2]", "merges.txt": ""], open: "other.json", .format, "not an object of token → id")
         assertLoadFails(["vocab.json": "{\"a\": 1,}", "merges.txt": ""], open: "", .format, "invalid JSON")
         assertLoadFails(["vocab.json": "{\"a\": \"1\"}", "merges.txt": ""], open: "", .format, "not an integer")
         assertLoadFails(["vocab.json": "{\"a\": -1}", "merges.txt": ""], open: "", .format, "not an integer")

@@ -80,7 +80,7 @@ public final class Tokenizer: Sendable {
         }
         let json = try JSONValue.parse(contentsOf: path)
         // vocab.json has a token "model" too (id 19849 in GPT-2): tell the files apart by its value.
-        if json["model"]?.object != nil {
+        if FileIO.basename(of: path) == "tokenizer.json" || json["model"]?.object != nil {
             return try fromTokenizerJSON(json, source: path, options: options)
         }
         let m = FileIO.join(dir, "merges.txt")
@@ -145,13 +145,15 @@ public final class Tokenizer: Sendable {
         var b = try Builder(vocab: vocab, source: source, options: options)
         try b.reserveMerges(mergeList.count)
         for (rank, m) in mergeList.enumerated() {
-            if let s = m.string {
-                try b.addMerge(line: s, rank: rank, where: "model.merges[\(rank)]")
-            } else if let pair = m.array, pair.count == 2, let l = pair[0].string, let r = pair[1].string {
-                try b.addMerge(left: Array(l.utf8), right: Array(r.utf8), rank: rank, where: "model.merges[\(rank)]")
+            let problem: String?
+            if case .string(var line) = m {
+                problem = line.withUTF8 { b.addMerge(line: $0, rank: rank) }
+            } else if let pair = m.array, pair.count == 2, var l = pair[0].string, var r = pair[1].string {
+                problem = l.withUTF8 { lb in r.withUTF8 { rb in b.addMerge(lb, rb, rank: rank) } }
             } else {
-                throw fail("model.merges[\(rank)] is \(JSONWriter.clip(m.serialized())), not \"a b\" or [\"a\", \"b\"]")
+                problem = "is \(JSONWriter.clip(m.serialized())), not \"a b\" or [\"a\", \"b\"]"
             }
+            if let problem { throw fail("model.merges[\(rank)] \(problem)") }
         }
         b.ignoreMerges = model["ignore_merges"]?.bool ?? false
         var added: [AddedToken] = []
@@ -175,24 +177,29 @@ public final class Tokenizer: Sendable {
     static func fromVocabMerges(vocab: JSONValue, merges: [UInt8], source: String,
                                 options: TokenizerOptions) throws(GFNError) -> Tokenizer {
         var b = try Builder(vocab: vocab, source: source, options: options)
-        // merges.txt: an optional "#version" line, then one "a b" pair per line.
-        var lines: [Range<Int>] = []
-        var start = 0
-        for (k, c) in merges.enumerated() where c == 0x0A {
-            lines.append(start..<k)
-            start = k + 1
+        // merges.txt: an optional "#version" line, then one "a b" pair per line (CRLF accepted, blank lines skipped).
+        let lineCount = merges.reduce(1) { $0 + ($1 == 0x0A ? 1 : 0) }
+        try b.reserveMerges(lineCount)
+        let failure: (line: Int, problem: String)? = merges.withUnsafeBufferPointer { buf in
+            var rank = 0
+            var lineNo = 0
+            var start = 0
+            let version = Array("#version".utf8)
+            while start <= buf.count {
+                var end = start
+                while end < buf.count && buf[end] != 0x0A { end += 1 }
+                lineNo += 1
+                var stop = end
+                if stop > start && buf[stop - 1] == 0x0D { stop -= 1 }
+                let line = UnsafeBufferPointer(rebasing: buf[start..<stop])
+                start = end + 1
+                if line.isEmpty || line.starts(with: version) { continue }
+                if let problem = b.addMerge(line: line, rank: rank) { return (lineNo, problem) }
+                rank += 1
+            }
+            return nil
         }
-        if start < merges.count { lines.append(start..<merges.count) }
-        try b.reserveMerges(lines.count)
-        var rank = 0
-        for (lineNo, r) in lines.enumerated() {
-            var line = Array(merges[r])
-            if line.last == 0x0D { line.removeLast() }
-            if line.isEmpty { continue }
-            if line.starts(with: Array("#version".utf8)) { continue }
-            try b.addMerge(line: line, rank: rank, where: "merges.txt line \(lineNo + 1)")
-            rank += 1
-        }
+        if let failure { throw GFNError(.format, "\(source): merges.txt line \(failure.line) \(failure.problem)") }
         var added: [AddedToken] = []
         if let eos = b.vocab.find("<|endoftext|>") {
             added.append(AddedToken(content: "<|endoftext|>", id: eos, special: true, lstrip: false, rstrip: false))
@@ -207,6 +214,7 @@ public final class Tokenizer: Sendable {
         var idToToken: [String?]
         var merges = MergeTable(minimumCapacity: 16)
         var ignoreMerges = false
+        var scratch: [UInt8] = []
         let source: String
 
         init(vocab json: JSONValue, source: String, options: TokenizerOptions) throws(GFNError) {
@@ -233,30 +241,38 @@ public final class Tokenizer: Sendable {
             merges = MergeTable(minimumCapacity: Swift.max(16, n))
         }
 
-        func id(_ bytes: [UInt8], _ what: String) throws(GFNError) -> Int32 {
-            guard let id = vocab.find(bytes) else {
-                throw GFNError(.format, "\(source): \(what) names \"\(JSONWriter.clip(String(decoding: bytes, as: UTF8.self)))\", which is not in the vocabulary")
+        static func quoted(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+            "\"" + JSONWriter.clip(String(decoding: bytes, as: UTF8.self)) + "\""
+        }
+
+        /// Adds the merge (left, right); returns nil, or what is wrong.
+        mutating func addMerge(_ left: UnsafeBufferPointer<UInt8>, _ right: UnsafeBufferPointer<UInt8>, rank: Int) -> String? {
+            guard let a = vocab.find(left) else { return "names \(Builder.quoted(left)), which is not in the vocabulary" }
+            guard let b = vocab.find(right) else { return "names \(Builder.quoted(right)), which is not in the vocabulary" }
+            scratch.removeAll(keepingCapacity: true)
+            scratch.append(contentsOf: left)
+            scratch.append(contentsOf: right)
+            let vocab = self.vocab
+            guard let m = scratch.withUnsafeBufferPointer({ vocab.find($0) }) else {
+                return "merges into " + scratch.withUnsafeBufferPointer { Builder.quoted($0) } + ", which is not in the vocabulary"
             }
-            return id
-        }
-
-        mutating func addMerge(line: String, rank: Int, where what: String) throws(GFNError) {
-            try addMerge(line: Array(line.utf8), rank: rank, where: what)
-        }
-
-        mutating func addMerge(line: [UInt8], rank: Int, where what: String) throws(GFNError) {
-            let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                throw GFNError(.format, "\(source): \(what) is \"\(JSONWriter.clip(String(decoding: line, as: UTF8.self)))\", not two tokens separated by one space")
-            }
-            try addMerge(left: Array(parts[0]), right: Array(parts[1]), rank: rank, where: what)
-        }
-
-        mutating func addMerge(left: [UInt8], right: [UInt8], rank: Int, where what: String) throws(GFNError) {
-            let a = try id(left, what)
-            let b = try id(right, what)
-            let m = try id(left + right, what + " (merged)")
             merges.insert(a, b, rank: rank, merged: m)
+            return nil
+        }
+
+        /// Adds a merge written "left right" (exactly one space); returns nil, or what is wrong.
+        mutating func addMerge(line: UnsafeBufferPointer<UInt8>, rank: Int) -> String? {
+            var space = -1
+            var spaces = 0
+            for k in 0..<line.count where line[k] == 0x20 {
+                spaces += 1
+                space = k
+            }
+            guard spaces == 1, space > 0, space < line.count - 1 else {
+                return "is \(Builder.quoted(line)), not two tokens separated by one space"
+            }
+            return addMerge(UnsafeBufferPointer(rebasing: line[..<space]), UnsafeBufferPointer(rebasing: line[(space + 1)...]),
+                            rank: rank)
         }
     }
 
