@@ -26,9 +26,26 @@ public final class Tokenizer: Sendable {
     public struct AddedToken: Sendable, Equatable {
         public let content: String
         public let id: Int32
+        /// Special tokens are matched only when `encode(_:allowSpecial:)` allows them.
         public let special: Bool
+        /// Whitespace before / after the token is absorbed into it.
         public let lstrip: Bool
         public let rstrip: Bool
+        /// Matched only when not inside a word.
+        public let singleWord: Bool
+        /// Hugging Face matches tokens with `normalized: false` first, then the others in the remaining text.
+        public let normalized: Bool
+
+        public init(content: String, id: Int32, special: Bool, lstrip: Bool = false, rstrip: Bool = false,
+                    singleWord: Bool = false, normalized: Bool = false) {
+            self.content = content
+            self.id = id
+            self.special = special
+            self.lstrip = lstrip
+            self.rstrip = rstrip
+            self.singleWord = singleWord
+            self.normalized = normalized
+        }
     }
 
     /// One more than the largest token id.
@@ -51,8 +68,9 @@ public final class Tokenizer: Sendable {
     /// Token id → raw bytes, as offsets into `decodeArena` (`decodeStarts[id]..<decodeStarts[id + 1]`).
     let decodeArena: [UInt8]
     let decodeStarts: [Int]
-    /// Added tokens grouped by first byte, longest first (for leftmost-longest matching).
-    let addedByFirstByte: [[Int]]
+    /// Added tokens of each matching pass (not normalized, then normalized) grouped by first byte, longest first
+    /// (leftmost-longest matching, like Hugging Face's Aho-Corasick matcher).
+    let addedPasses: [[[Int]]]
     let addedBytes: [[UInt8]]
     let cacheCapacity: Int
     let cache: Mutex<[WordKey: [Int32]]>
@@ -166,8 +184,11 @@ public final class Tokenizer: Sendable {
                 guard id64 >= 0, id64 <= Int64(options.maxTokenId) else {
                     throw fail("added_tokens[\(k)] has id \(id64), outside 0...\(options.maxTokenId)")
                 }
-                added.append(AddedToken(content: content, id: Int32(id64), special: t["special"]?.bool ?? false,
-                                        lstrip: t["lstrip"]?.bool ?? false, rstrip: t["rstrip"]?.bool ?? false))
+                let special = t["special"]?.bool ?? false
+                added.append(AddedToken(content: content, id: Int32(id64), special: special,
+                                        lstrip: t["lstrip"]?.bool ?? false, rstrip: t["rstrip"]?.bool ?? false,
+                                        singleWord: t["single_word"]?.bool ?? false,
+                                        normalized: t["normalized"]?.bool ?? !special))
             }
         }
         return try Tokenizer(builder: b, added: added, addPrefixSpace: options.addPrefixSpace ?? prefixSpace,
@@ -202,7 +223,7 @@ public final class Tokenizer: Sendable {
         if let failure { throw GFNError(.format, "\(source): merges.txt line \(failure.line) \(failure.problem)") }
         var added: [AddedToken] = []
         if let eos = b.vocab.find("<|endoftext|>") {
-            added.append(AddedToken(content: "<|endoftext|>", id: eos, special: true, lstrip: false, rstrip: false))
+            added.append(AddedToken(content: "<|endoftext|>", id: eos, special: true))
         }
         return try Tokenizer(builder: b, added: added, addPrefixSpace: options.addPrefixSpace ?? false,
                              source: source, options: options)
@@ -320,12 +341,18 @@ public final class Tokenizer: Sendable {
         self.decodeStarts = starts
         self.eosId = added.first(where: { $0.content == "<|endoftext|>" })?.id ?? b.vocab.find("<|endoftext|>")
 
-        var byFirst = [[Int]](repeating: [], count: 256)
         let bytes = added.map { Array($0.content.utf8) }
-        for (k, t) in bytes.enumerated() { if let f = t.first { byFirst[Int(f)].append(k) } }
-        for f in 0..<256 { byFirst[f].sort { bytes[$0].count > bytes[$1].count } }
+        var passes: [[[Int]]] = []
+        for normalizedPass in [false, true] {
+            var byFirst = [[Int]](repeating: [], count: 256)
+            for (k, t) in bytes.enumerated() where added[k].normalized == normalizedPass {
+                if let f = t.first { byFirst[Int(f)].append(k) }
+            }
+            for f in 0..<256 { byFirst[f].sort { bytes[$0].count > bytes[$1].count } }
+            passes.append(byFirst)
+        }
         self.addedBytes = bytes
-        self.addedByFirstByte = byFirst
+        self.addedPasses = passes
     }
 
     // MARK: lookups
@@ -386,50 +413,86 @@ public final class Tokenizer: Sendable {
     func encode(utf8 b: UnsafeBufferPointer<UInt8>, allowSpecial: Bool) -> [Int32] {
         var out: [Int32] = []
         out.reserveCapacity(b.count / 3 + 4)
-        var segStart = 0
-        var i = 0
-        let n = b.count
-        var first = true
-        if !addedTokens.isEmpty {
-            while i < n {
-                let candidates = addedByFirstByte[Int(b[i])]
-                var matched = -1
-                if !candidates.isEmpty {
-                    for k in candidates {
-                        let tok = addedTokens[k]
-                        if tok.special && !allowSpecial { continue }
-                        if matches(b, at: i, addedBytes[k]) { matched = k; break }
+        if addedTokens.isEmpty {
+            encodeSegment(b, 0, b.count, into: &out)
+            return out
+        }
+        // Hugging Face splits on added tokens in two passes: tokens with normalized false on the whole text, then
+        // the others inside the remaining text pieces; each text piece is then pre-tokenized on its own.
+        for piece in splitAdded(b, 0, b.count, pass: 0, allowSpecial: allowSpecial) {
+            switch piece {
+            case .token(let id): out.append(id)
+            case .text(let s, let e):
+                for inner in splitAdded(b, s, e, pass: 1, allowSpecial: allowSpecial) {
+                    switch inner {
+                    case .token(let id): out.append(id)
+                    case .text(let s2, let e2): encodeSegment(b, s2, e2, into: &out)
                     }
                 }
-                if matched < 0 {
-                    i += 1
-                    continue
-                }
-                let tok = addedTokens[matched]
-                var segEnd = i
-                if tok.lstrip {
-                    while segEnd > segStart && spaceBefore(b, segEnd, floor: segStart) { segEnd = previousScalarStart(b, segEnd) }
-                }
-                encodeSegment(b, segStart, segEnd, first: first, into: &out)
-                first = false
-                out.append(tok.id)
-                i += addedBytes[matched].count
-                if tok.rstrip {
-                    while i < n {
-                        let (v, l) = Tokenizer.decodeScalar(b, i, n)
-                        if CharClass.of(v) != CharClass.space { break }
-                        i += l
-                    }
-                }
-                segStart = i
             }
         }
-        encodeSegment(b, segStart, n, first: first, into: &out)
         return out
     }
 
-    private func matches(_ b: UnsafeBufferPointer<UInt8>, at i: Int, _ t: [UInt8]) -> Bool {
-        guard i + t.count <= b.count else { return false }
+    enum Piece {
+        case text(Int, Int)
+        case token(Int32)
+    }
+
+    /// Splits `b[start..<end]` on the added tokens of one pass (Hugging Face's `AddedVocabulary::find_matches`):
+    /// leftmost-longest matches; a special token when specials are not allowed, or a single-word token inside a
+    /// word, is skipped over and stays text.
+    private func splitAdded(_ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, pass: Int,
+                            allowSpecial: Bool) -> [Piece] {
+        let table = addedPasses[pass]
+        var out: [Piece] = []
+        var prevEnd = start
+        var i = start
+        while i < end {
+            var matched = -1
+            for k in table[Int(b[i])] where matches(b, at: i, end: end, addedBytes[k]) {
+                matched = k
+                break
+            }
+            if matched < 0 {
+                i += 1
+                continue
+            }
+            let tok = addedTokens[matched]
+            let matchEnd = i + addedBytes[matched].count
+            if tok.special && !allowSpecial {
+                i = matchEnd
+                continue
+            }
+            if tok.singleWord && (isWordChar(before: i, b, floor: start) || isWordChar(at: matchEnd, b, end: end)) {
+                i = matchEnd
+                continue
+            }
+            var st = i
+            if tok.lstrip {
+                while st > prevEnd, let p = previousScalar(b, st, floor: prevEnd), CharClass.of(p.0) == CharClass.space {
+                    st = p.1
+                }
+            }
+            var stop = matchEnd
+            if tok.rstrip {
+                while stop < end {
+                    let (v, l) = Tokenizer.decodeScalar(b, stop, end)
+                    if CharClass.of(v) != CharClass.space { break }
+                    stop += l
+                }
+            }
+            if prevEnd < st { out.append(.text(prevEnd, st)) }
+            out.append(.token(tok.id))
+            prevEnd = stop
+            i = stop
+        }
+        if prevEnd < end { out.append(.text(prevEnd, end)) }
+        return out
+    }
+
+    private func matches(_ b: UnsafeBufferPointer<UInt8>, at i: Int, end: Int, _ t: [UInt8]) -> Bool {
+        guard i + t.count <= end else { return false }
         var k = 0
         while k < t.count {
             if b[i + k] != t[k] { return false }
@@ -438,17 +501,32 @@ public final class Tokenizer: Sendable {
         return true
     }
 
-    private func previousScalarStart(_ b: UnsafeBufferPointer<UInt8>, _ end: Int) -> Int {
+    /// The scalar ending at `end` and its start, if it starts at or after `floor`.
+    private func previousScalar(_ b: UnsafeBufferPointer<UInt8>, _ end: Int, floor: Int) -> (UInt32, Int)? {
+        guard end > floor else { return nil }
         var k = end - 1
-        while k > 0 && (b[k] & 0xC0) == 0x80 { k -= 1 }
-        return k
+        while k > floor && (b[k] & 0xC0) == 0x80 { k -= 1 }
+        return (Tokenizer.decodeScalar(b, k, end).0, k)
     }
 
-    private func spaceBefore(_ b: UnsafeBufferPointer<UInt8>, _ end: Int, floor: Int) -> Bool {
-        let k = previousScalarStart(b, end)
-        guard k >= floor else { return false }
-        let (v, _) = Tokenizer.decodeScalar(b, k, end)
-        return CharClass.of(v) == CharClass.space
+    /// `\w` as in Rust's regex crate (Alphabetic, marks, decimal digits, connector punctuation, joiners).
+    private static func isWord(_ v: UInt32) -> Bool {
+        guard let s = Unicode.Scalar(v) else { return false }
+        if s.properties.isAlphabetic || s.properties.isJoinControl { return true }
+        switch s.properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
+        default: return false
+        }
+    }
+
+    private func isWordChar(before i: Int, _ b: UnsafeBufferPointer<UInt8>, floor: Int) -> Bool {
+        guard let p = previousScalar(b, i, floor: floor) else { return false }
+        return Tokenizer.isWord(p.0)
+    }
+
+    private func isWordChar(at i: Int, _ b: UnsafeBufferPointer<UInt8>, end: Int) -> Bool {
+        guard i < end else { return false }
+        return Tokenizer.isWord(Tokenizer.decodeScalar(b, i, end).0)
     }
 
     @inline(__always)
@@ -467,21 +545,17 @@ public final class Tokenizer: Sendable {
         return (0xFFFD, 1)  // not reached for valid UTF-8
     }
 
-    /// Pre-tokenizes `b[start..<end]` with GPT-2's pattern and BPE-encodes each piece.
-    private func encodeSegment(_ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, first: Bool,
-                               into out: inout [Int32]) {
+    /// Pre-tokenizes `b[start..<end]` with GPT-2's pattern and BPE-encodes each piece. With `addPrefixSpace`, a
+    /// segment that does not start with " " gets one (per segment between added tokens, as Hugging Face does).
+    private func encodeSegment(_ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, into out: inout [Int32]) {
         guard start < end else { return }
-        if addPrefixSpace && first {
-            let (v, _) = Tokenizer.decodeScalar(b, start, end)
-            if CharClass.of(v) != CharClass.space {
-                // Encode " " + segment: a small copy is simplest and only happens once per text.
-                var copy: [UInt8] = [0x20]
-                copy.append(contentsOf: UnsafeBufferPointer(rebasing: b[start..<end]))
-                copy.withUnsafeBufferPointer { c in
-                    Tokenizer.pretokenize(c, 0, c.count) { s, e in encodePiece(c, s, e, into: &out) }
-                }
-                return
+        if addPrefixSpace && b[start] != 0x20 {
+            var copy: [UInt8] = [0x20]
+            copy.append(contentsOf: UnsafeBufferPointer(rebasing: b[start..<end]))
+            copy.withUnsafeBufferPointer { c in
+                Tokenizer.pretokenize(c, 0, c.count) { s, e in encodePiece(c, s, e, into: &out) }
             }
+            return
         }
         Tokenizer.pretokenize(b, start, end) { s, e in encodePiece(b, s, e, into: &out) }
     }
