@@ -688,8 +688,10 @@ final class ConstResolver {
             start = max(0, min(r, start)); end = max(start, min(r, end))
             return dims[Int(start)..<Int(end)].map { $0 >= 0 ? Int64($0) : nil }
         case "Gather":
-            guard let data = sub(0), let idxName = node.input(1), let idx = try? value(idxName), let iv = try? idx.ints(),
+            guard let idxName = node.input(1), let idx = try? value(idxName), let iv = try? idx.ints(),
                   idx.rank <= 1 else { return fallback }
+            // Entries of an unknown shape vector (Shape of a value without value_info) stay unknown.
+            guard let data = sub(0) else { return [Int64?](repeating: nil, count: iv.count) }
             var out: [Int64?] = []
             for i in iv {
                 let j = i < 0 ? i + Int64(data.count) : i
@@ -698,10 +700,15 @@ final class ConstResolver {
             }
             return out
         case "Slice":
-            guard let data = sub(0), node.input(1) != nil,
+            guard node.input(1) != nil,
                   let s = node.input(1).flatMap({ try? value($0) }).flatMap({ try? $0.ints() }),
                   let e = node.input(2).flatMap({ try? value($0) }).flatMap({ try? $0.ints() }),
                   s.count == 1, e.count == 1 else { return fallback }
+            guard let data = sub(0) else {
+                // Unknown entries: the length is still known for 0 ≤ start ≤ end ≤ 64.
+                guard s[0] >= 0, e[0] >= s[0], e[0] - s[0] <= 64 else { return fallback }
+                return [Int64?](repeating: nil, count: Int(e[0] - s[0]))
+            }
             let n = Int64(data.count)
             var a = s[0], b = e[0]
             if a < 0 { a += n }

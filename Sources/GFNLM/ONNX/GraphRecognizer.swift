@@ -679,6 +679,29 @@ final class GraphRecognizer {
                            + "past_key_values input, no value_info, no config.json beside the model)")
     }
 
+    /// The base of θ_i = base^(-2i/R) from a [P, R] sin|cos table: the smallest frequency i = R/2 - 1, measured at
+    /// the farthest row where its angle stays below π (for precision), snapped to a round value within 1 %
+    /// (fp16 tables only give about 3 digits), else rounded to an integer.
+    static func rotaryBase(_ x: UnsafePointer<Float>, P: Int, R: Int) -> Float {
+        let half = R / 2
+        guard half >= 2 else { return 10000 }
+        let i = half - 1
+        let theta1 = atan2(Double(x[R + i]), Double(x[R + half + i]))
+        guard theta1 > 0 && theta1 < 1 else { return 10000 }
+        var p = min(P - 1, max(1, Int(2.5 / theta1)))
+        var theta = theta1
+        while p > 1 {
+            let a = atan2(Double(x[p * R + i]), Double(x[p * R + half + i]))
+            if a > 0 { theta = a / Double(p); break }
+            p /= 2
+        }
+        let base = exp(-log(theta) * Double(R) / Double(2 * i))
+        for nice in [10000.0, 100000.0, 500000.0, 1000000.0, 5000000.0, 10000000.0, 1000.0, 50000.0] {
+            if abs(base - nice) < 0.01 * nice { return Float(nice) }
+        }
+        return Float(base.rounded())
+    }
+
     /// GPT-J's rotary table: a float constant [P, R] or [1, P, R] with row 0 = [0…0 | 1…1] and sin² + cos² = 1.
     private func rotaryTable(E: Int, headDim: Int, config: () throws(GFNError) -> [String: Double]?)
         throws(GFNError) -> (Int, Int, Float)
@@ -707,18 +730,7 @@ final class GraphRecognizer {
                 if !ok { break }
             }
             if !ok { continue }
-            // Frequencies θ_i = base^(-2i/R): use the smallest one, from row 1.
-            var base: Double = 10000
-            if half >= 2 {
-                let i = half - 1
-                let theta = atan2(Double(x[R + i]), Double(x[R + half + i]))
-                if theta > 0 && theta < 1 {
-                    base = exp(-log(theta) * Double(R) / Double(2 * i))
-                    let r = base.rounded()
-                    if abs(base - r) < 1e-3 * base { base = r }
-                }
-            }
-            found.append((R, P, Float(base)))
+            found.append((R, P, Self.rotaryBase(x, P: P, R: R)))
         }
         if let first = found.first {
             for f in found.dropFirst() where f != first {

@@ -44,6 +44,11 @@ public enum ONNXModelLoader {
             throw .format("\(modelPath) has no opset_import for the default ONNX domain (truncated or not an ONNX model)")
         }
         let reader = TensorDataReader(graph: graph)
+        // Hostile or broken tensors are refused before any work: dims, sizes, external locations and ranges.
+        for ref in tensorRefs(graph) {
+            let h = try reader.header(ref)
+            if ONNXDataType.size(h.dataType) != nil { _ = try reader.payload(h) }
+        }
         let consts = ConstResolver(graph: graph, reader: reader)
         let rec = GraphRecognizer(graph: graph, consts: consts)
 
@@ -179,19 +184,24 @@ public enum ONNXModelLoader {
             activation: r.activation, tiedHead: r.tied, headBias: !r.tied && r.head.bias != nil)
 
         // Which storages borrow memory, and which do the weights use?
-        var keep: [AnyObject] = [graph.file]
-        keep.append(contentsOf: reader.mappedFiles as [AnyObject])
-        let weights = try ModelWeights(config: config, wte: wte, wpe: wpe, blocks: blocks, lnF: lnF, head: head,
-                                       keepAlive: keep)
         var seen = Set<UnsafeMutablePointer<Float>>()
         var borrowed = 0, owned = 0
         var ranges: [(UnsafeRawPointer, Int)] = []
         let sources = sourceRanges(graph: graph, reader: reader)
+        var usedMaps = Set<ObjectIdentifier>()
         for s in storages where seen.insert(s.base).inserted {
             let p = UnsafeRawPointer(s.base)
             if sources.contains(where: { p >= $0.0 && p < $0.0 + $0.1 }) { borrowed += s.count * 4 } else { owned += s.count * 4 }
+            for m in reader.mappedFiles {
+                if let b = m.base, p >= b && p < b + m.size { usedMaps.insert(ObjectIdentifier(m)) }
+            }
             ranges.append((p, s.count * 4))
         }
+        // Keep the parsed file and the data files that weights point into (converted-only files are unmapped).
+        var keep: [AnyObject] = [graph.file]
+        keep.append(contentsOf: reader.mappedFiles.filter { usedMaps.contains(ObjectIdentifier($0)) } as [AnyObject])
+        let weights = try ModelWeights(config: config, wte: wte, wpe: wpe, blocks: blocks, lnF: lnF, head: head,
+                                       keepAlive: keep)
         let shared = r.tied && r.head.weight.root != nil && r.head.weight.root == r.wte.root
         return Built(weights: weights, headShared: shared, borrowed: borrowed, owned: owned, usedRanges: ranges)
     }
