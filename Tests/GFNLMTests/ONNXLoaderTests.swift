@@ -147,7 +147,22 @@ final class ONNXLoaderTests: XCTestCase {
                 print(String(format: "[onnx] %@: loaded in %.1f ms (%@, opset %lld; borrowed %d B, converted %d B, freed %d B)",
                              label, dt * 1000, r.producer, r.opset, r.borrowedBytes, r.ownedBytes, r.releasedBytes))
                 checkConfig(r.weights.config, hfConfig, label)
-                try checkWeights(r.weights, hfWeights, dtype: meta["dtype"]?.string ?? "float32", label)
+                let dtype = meta["dtype"]?.string ?? "float32"
+                try checkWeights(r.weights, hfWeights, dtype: dtype, label)
+                XCTAssertTrue(r.weights.keepAlive.contains { $0 === r.weights.keepAlive.first }, label)
+                if dtype == "float32" {
+                    // fp32 weights are borrowed from the file or the mapping, never copied.
+                    XCTAssertEqual(r.ownedBytes, 0, "\(label): fp32 weights were copied")
+                    XCTAssertGreaterThan(r.borrowedBytes, 0, label)
+                }
+                if model == "gpt2-tiny" {
+                    let V = hfConfig["vocab_size"]?.int ?? 0, E = hfConfig["n_embd"]?.int ?? 0
+                    if v == "dynamo" { XCTAssertTrue(r.headSharedTensor, "\(label): head should be wte itself") }
+                    if v.hasPrefix("legacy") && dtype == "float32" {
+                        XCTAssertFalse(r.headSharedTensor, label)
+                        XCTAssertEqual(r.releasedBytes, V * E * 4, "\(label): the duplicated head should be freed")
+                    }
+                }
             } catch let e as GFNError {
                 XCTFail("\(label): \(e.message)")
             }
@@ -155,5 +170,57 @@ final class ONNXLoaderTests: XCTestCase {
     }
 
     func testGPT2Variants() throws { try runVariants("gpt2-tiny") }
+
+    /// GPT-2 with the real 50257-token vocabulary; its head is Transpose(wte) → MatMul.
+    func testGPT2RealVocab() throws {
+        try requireFixtures("gpt2-realvocab")
+        let hf = try JSONValue.parse(contentsOf: ONNXFixtures.path("gpt2-realvocab/hf/config.json"))
+        let t0 = ONNXFixtures.now()
+        let r = try ONNXModelLoader.loadWithReport(path: ONNXFixtures.path("gpt2-realvocab/legacy17"))
+        print(String(format: "[onnx] gpt2-realvocab/legacy17: loaded in %.1f ms", (ONNXFixtures.now() - t0) * 1000))
+        checkConfig(r.weights.config, hf, "gpt2-realvocab")
+        XCTAssertTrue(r.headSharedTensor)
+        XCTAssertEqual(r.ownedBytes, 0)
+        XCTAssertEqual(r.weights.wte.shape, [50257, 32])
+        XCTAssertEqual(r.weights.linears.map(\.name), (0..<2).flatMap { i in
+            ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"].map { "transformer.h.\(i).\($0)" }
+        })
+    }
+
+    /// The Hugging Face module names that LoRA/PEFT keys use.
+    func testLinearNames() throws {
+        try requireFixtures("gptj-tiny")
+        let w = try ONNXModelLoader.load(path: ONNXFixtures.path("gptj-tiny/legacy17"))
+        XCTAssertEqual(w.linears.map(\.name), (0..<2).flatMap { i in
+            ["attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj", "mlp.fc_in", "mlp.fc_out"]
+                .map { "transformer.h.\(i).\($0)" }
+        } + ["lm_head"])
+        let g = try ONNXModelLoader.load(path: ONNXFixtures.path("gpt2-tiny/legacy17/model.onnx"))
+        XCTAssertEqual(g.linears.count, 8)
+        if case .tied = g.head {} else { XCTFail("GPT-2 head should be tied") }
+    }
+
+    /// Loads large exports named in $GFNLM_BIG_ONNX (colon-separated paths; not in CI) and prints time and memory.
+    /// With $GFNLM_BIG_WEIGHTS (an HF safetensors state dict) every tensor is compared too.
+    func testLargeExportsFromEnvironment() throws {
+        guard let list = getenv("GFNLM_BIG_ONNX").map({ String(cString: $0) }), !list.isEmpty else {
+            throw XCTSkip("set GFNLM_BIG_ONNX to run")
+        }
+        for path in list.split(separator: ":").map(String.init) {
+            let t0 = ONNXFixtures.now()
+            let r = try ONNXModelLoader.loadWithReport(path: path)
+            let dt = ONNXFixtures.now() - t0
+            var ru = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &ru)
+            let c = r.weights.config
+            print(String(format: "[onnx] %@: %@ %d layers, E %d, V %d: loaded in %.2f s; borrowed %.1f MB, converted %.1f MB, "
+                         + "freed %.1f MB; peak RSS so far %.0f MB", path, c.arch.rawValue, c.nLayer, c.nEmbd, c.vocabSize, dt,
+                         Double(r.borrowedBytes) / 1e6, Double(r.ownedBytes) / 1e6, Double(r.releasedBytes) / 1e6,
+                         Double(ru.ru_maxrss) / 1024))
+            if let wp = getenv("GFNLM_BIG_WEIGHTS").map({ String(cString: $0) }) {
+                try checkWeights(r.weights, try Safetensors.load(path: wp), dtype: "float32", path)
+            }
+        }
+    }
     func testGPTJVariants() throws { try runVariants("gptj-tiny") }
 }
