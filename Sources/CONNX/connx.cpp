@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <new>
 #include <string>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +37,51 @@ struct Fd {
     int fd;
     explicit Fd(int f) : fd(f) {}
     ~Fd() { if (fd >= 0) ::close(fd); }
+};
+
+// A ZeroCopyInputStream over a mapped file that releases the pages it has moved past.
+class MappedChunkStream : public google::protobuf::io::ZeroCopyInputStream {
+   public:
+    MappedChunkStream(const uint8_t *base, size_t size) : base_(base), size_(size) {}
+    bool Next(const void **data, int *size) override {
+        if (pos_ >= size_) return false;
+        release();
+        size_t n = size_ - pos_ < kChunk ? size_ - pos_ : kChunk;
+        *data = base_ + pos_;
+        *size = (int)n;
+        pos_ += n;
+        return true;
+    }
+    void BackUp(int count) override {
+        if (count > 0 && (size_t)count <= pos_) pos_ -= (size_t)count;
+    }
+    bool Skip(int count) override {
+        if (count < 0) return false;
+        if ((size_t)count > size_ - pos_) {
+            pos_ = size_;
+            return false;
+        }
+        pos_ += (size_t)count;
+        return true;
+    }
+    int64_t ByteCount() const override { return (int64_t)pos_; }
+
+   private:
+    // Pages wholly before the current position (less one chunk of slack) are no longer referenced.
+    void release() {
+        const size_t page = 4096;
+        if (pos_ < 2 * kChunk) return;
+        size_t upto = ((pos_ - kChunk) / page) * page;
+        if (upto > released_) {
+            ::madvise((void *)(base_ + released_), upto - released_, MADV_DONTNEED);
+            released_ = upto;
+        }
+    }
+    static constexpr size_t kChunk = 8u << 20;
+    const uint8_t *base_;
+    size_t size_;
+    size_t pos_ = 0;
+    size_t released_ = 0;
 };
 
 const onnx::GraphProto *graph_of(const connx_model *m) {
@@ -124,7 +170,23 @@ int connx_open(const char *path, connx_model **out, char *err, size_t errlen) {
         bool ok = false;
         bool consumed = false;
         int position = 0;
-        {
+        // Parse from a read-only mapping of the file, handed to protobuf in chunks; chunks already parsed are
+        // dropped from memory (MADV_DONTNEED), so peak memory stays near the parsed size while each raw_data
+        // is copied once. Falls back to read() streaming if mmap fails.
+        void *map = ::mmap(nullptr, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd.fd, 0);
+        if (map != MAP_FAILED) {
+            ::madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
+            {
+                MappedChunkStream stream((const uint8_t *)map, (size_t)st.st_size);
+                google::protobuf::io::CodedInputStream cis(&stream);
+                cis.SetTotalBytesLimit(INT_MAX);
+                cis.SetRecursionLimit(1000);
+                ok = m->proto.ParseFromCodedStream(&cis);
+                consumed = ok && cis.ConsumedEntireMessage();
+                position = cis.CurrentPosition();
+            }
+            ::munmap(map, (size_t)st.st_size);
+        } else {
             google::protobuf::io::FileInputStream fis(fd.fd, 1 << 20);
             google::protobuf::io::CodedInputStream cis(&fis);
             cis.SetTotalBytesLimit(INT_MAX);

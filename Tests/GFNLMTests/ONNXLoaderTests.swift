@@ -187,6 +187,23 @@ final class ONNXLoaderTests: XCTestCase {
         })
     }
 
+    /// The parsed file and the data mappings live exactly as long as the weights (no reference cycle).
+    func testWeightsOwnTheFileAndNothingLeaks() throws {
+        try requireFixtures("gptj-tiny")
+        weak var file: ONNXFile?
+        weak var mapping: MappedFile?
+        do {
+            let w = try ONNXModelLoader.load(path: ONNXFixtures.path("gptj-tiny/external-onefile"))
+            file = w.keepAlive.compactMap { $0 as? ONNXFile }.first
+            mapping = w.keepAlive.compactMap { $0 as? MappedFile }.first
+            XCTAssertNotNil(file)
+            XCTAssertNotNil(mapping, "fp32 external data should be borrowed from the mapping")
+            XCTAssertEqual(w.wte.shape, [512, 64])
+        }
+        XCTAssertNil(file, "the parsed ONNX file outlived the weights")
+        XCTAssertNil(mapping, "the data mapping outlived the weights")
+    }
+
     /// The Hugging Face module names that LoRA/PEFT keys use.
     func testLinearNames() throws {
         try requireFixtures("gptj-tiny")
@@ -217,6 +234,7 @@ final class ONNXLoaderTests: XCTestCase {
                          + "freed %.1f MB; peak RSS so far %.0f MB", path, c.arch.rawValue, c.nLayer, c.nEmbd, c.vocabSize, dt,
                          Double(r.borrowedBytes) / 1e6, Double(r.ownedBytes) / 1e6, Double(r.releasedBytes) / 1e6,
                          Double(ru.ru_maxrss) / 1024))
+            print("[onnx]   phases: " + r.phases.map { String(format: "%@ %.3f s", $0.name, $0.seconds) }.joined(separator: ", "))
             if let wp = getenv("GFNLM_BIG_WEIGHTS").map({ String(cString: $0) }) {
                 try checkWeights(r.weights, try Safetensors.load(path: wp), dtype: "float32", path)
             }

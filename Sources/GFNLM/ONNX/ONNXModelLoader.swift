@@ -34,12 +34,29 @@ public enum ONNXModelLoader {
         public let releasedBytes: Int
         /// Keys read from config.json beside the model (only when the graph lacked something).
         public let configKeysUsed: [String]
+        /// Wall-clock seconds per phase: parse, graph, validate, recognize, build, release.
+        public let phases: [(name: String, seconds: Double)]
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
     public static func loadWithReport(path: String) throws(GFNError) -> Report {
+        var phases: [(name: String, seconds: Double)] = []
+        var t = now()
+        func phase(_ name: String) {
+            let t1 = now()
+            phases.append((name, t1 - t))
+            t = t1
+        }
         let modelPath = try resolveModelPath(path)
         let file = try ONNXFile(path: modelPath)
+        phase("parse")
         let graph = try ONNXGraph(file: file)
+        phase("graph")
         guard let opset = graph.opsetVersion("") else {
             throw .format("\(modelPath) has no opset_import for the default ONNX domain (truncated or not an ONNX model)")
         }
@@ -49,6 +66,7 @@ public enum ONNXModelLoader {
             let h = try reader.header(ref)
             if ONNXDataType.size(h.dataType) != nil { _ = try reader.payload(h) }
         }
+        phase("validate")
         let consts = ConstResolver(graph: graph, reader: reader)
         let rec = GraphRecognizer(graph: graph, consts: consts)
 
@@ -66,13 +84,17 @@ public enum ONNXModelLoader {
             return c
         }
         let r = try rec.recognize(configFallback: trackingConfig)
+        phase("recognize")
         let built = try build(r, graph: graph, modelPath: modelPath, reader: reader)
+        phase("build")
 
         // Free tensor data the model does not use (e.g. the legacy exporter's transposed copy of a tied head).
         let released = releaseUnused(graph: graph, reader: reader, used: built.usedRanges)
+        phase("release")
         return Report(weights: built.weights, modelPath: modelPath, producer: graph.producer, irVersion: graph.irVersion,
                       opset: opset, headSharedTensor: built.headShared, borrowedBytes: built.borrowed,
-                      ownedBytes: built.owned, releasedBytes: released, configKeysUsed: configKeys)
+                      ownedBytes: built.owned, releasedBytes: released, configKeysUsed: configKeys,
+                      phases: phases)
     }
 
     /// An .onnx file, or the model.onnx (else the single *.onnx) of a directory.
