@@ -435,8 +435,9 @@ final class ConstResolver {
             for i in 0..<r where i != axis && p.shape[i] != first.shape[i] {
                 throw .format("\(graph.path): \(node.label) concatenates shapes \(parts.map { $0.shape })")
             }
-            outShape[axis] += p.shape[axis]
+            outShape[axis] = outShape[axis] &+ p.shape[axis]
         }
+        try checkedCount(outShape, node)
         let isFloat = parts.contains { $0.isFloat }
         let outer = first.shape[..<axis].reduce(1, *)
         return ConstValue(shape: outShape, dataType: isFloat ? ONNXDataType.float : ONNXDataType.int64, root: nil) { () throws(GFNError) in
@@ -463,6 +464,18 @@ final class ConstResolver {
                 }
                 return .ints(out)
             }
+        }
+    }
+
+    /// Refuses computed constants whose element count overflows or exceeds a sane bound.
+    func checkedCount(_ shape: [Int], _ node: ONNXNode) throws(GFNError) {
+        var n = 1
+        for d in shape {
+            let (p, o) = n.multipliedReportingOverflow(by: d)
+            guard d >= 0, !o, p <= TensorLimits.maxBytes / 8 else {
+                throw .format("\(graph.path): \(node.label) would produce a constant of shape \(shape), over the sane bound")
+            }
+            n = p
         }
     }
 
@@ -494,6 +507,7 @@ final class ConstResolver {
         guard let outShape = Self.broadcast(a.shape, b.shape) else {
             throw .format("\(graph.path): \(node.label) cannot broadcast \(a.shape) with \(b.shape)")
         }
+        try checkedCount(outShape, node)
         let op = node.opType
         let isFloat = a.isFloat || b.isFloat
         let sa = Self.broadcastStrides(a.shape, to: outShape), sb = Self.broadcastStrides(b.shape, to: outShape)
@@ -569,6 +583,7 @@ final class ConstResolver {
             norm.append(Int(j))
         }
         let outShape = Array(x.shape[..<axis]) + idx.shape + Array(x.shape[(axis + 1)...])
+        try checkedCount(outShape, node)
         let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
         let isFloat = x.isFloat
         return ConstValue(shape: outShape, dataType: isFloat ? ONNXDataType.float : ONNXDataType.int64, root: nil) { () throws(GFNError) in
@@ -614,7 +629,8 @@ final class ConstResolver {
             } else {
                 s = clampIndex(starts[k], -1, dim - 1); e = clampIndex(ends[k], -1, dim - 1)
             }
-            let len = st > 0 ? max(0, (e - s + st - 1) / st) : max(0, (s - e + (-st) - 1) / (-st))
+            let mag = st == Int64.min ? Int64.max : abs(st)
+            let len: Int64 = st > 0 ? (e > s ? (e - s - 1) / mag + 1 : 0) : (s > e ? (s - e - 1) / mag + 1 : 0)
             begin[ax] = Int(s); step[ax] = Int(st); outShape[ax] = Int(len)
         }
         let inShape = x.shape
@@ -725,7 +741,7 @@ final class ConstResolver {
                 case "Add": return u &+ v
                 case "Sub": return u &- v
                 case "Mul": return u &* v
-                default: return v == 0 ? nil : u / v
+                default: return v == 0 || (u == Int64.min && v == -1) ? nil : u / v
                 }
             }
         default:

@@ -541,16 +541,16 @@ final class GraphRecognizer {
                         let parts = max(n.outputs.count, 1)
                         let sz = sizes ?? [Int64](repeating: Int64(3 * E / parts), count: parts)
                         guard j < sz.count else { return nil }
-                        let begin = Int(sz[..<j].reduce(0, +))
-                        return (begin, begin + Int(sz[j]))
+                        let begin = sz[..<j].reduce(Int64(0), &+)
+                        return (Int(truncatingIfNeeded: begin), Int(truncatingIfNeeded: begin &+ sz[j]))
                     }
                     if n.opType == "Slice", let st = n.input(1), let en = n.input(2),
                        let sv = try consts.value(st)?.ints(), let ev = try consts.value(en)?.ints(),
                        sv.count == 1, ev.count == 1 {
-                        let b = sv[0] < 0 ? sv[0] + Int64(3 * E) : sv[0]
-                        var e = ev[0] < 0 ? ev[0] + Int64(3 * E) : ev[0]
+                        let b = sv[0] < 0 ? sv[0] &+ Int64(3 * E) : sv[0]
+                        var e = ev[0] < 0 ? ev[0] &+ Int64(3 * E) : ev[0]
                         e = min(e, Int64(3 * E))
-                        return (Int(b), Int(e))
+                        return (Int(truncatingIfNeeded: b), Int(truncatingIfNeeded: e))
                     }
                 }
                 for x in n.inputs where !x.isEmpty && seen.insert(x).inserted { queue.append(x) }
@@ -672,11 +672,17 @@ final class GraphRecognizer {
         if let o = reshapeOut, let d = graph.valueInfo[o]?.dims, d.count == 4, let r = fromPair(d[2] > 0 ? d[2] : nil, d[3] > 0 ? d[3] : nil) {
             return r
         }
-        if let c = try config(), let nh = c["n_head"] ?? c["num_attention_heads"], let r = fromPair(Int(nh), nil) {
+        if let c = try config(), let nh = Self.count(c["n_head"] ?? c["num_attention_heads"]), let r = fromPair(nh, nil) {
             return r
         }
         throw .unsupported("\(path): cannot find the number of attention heads (no 4-D Reshape after q, no static "
                            + "past_key_values input, no value_info, no config.json beside the model)")
+    }
+
+    /// A positive whole number from config.json (nil for anything else, never a trap).
+    static func count(_ d: Double?) -> Int? {
+        guard let d, d.isFinite, d >= 1, d <= 1e9, d == d.rounded() else { return nil }
+        return Int(d)
     }
 
     /// The base of θ_i = base^(-2i/R) from a [P, R] sin|cos table: the smallest frequency i = R/2 - 1, measured at
@@ -688,7 +694,7 @@ final class GraphRecognizer {
         let i = half - 1
         let theta1 = atan2(Double(x[R + i]), Double(x[R + half + i]))
         guard theta1 > 0 && theta1 < 1 else { return 10000 }
-        var p = min(P - 1, max(1, Int(2.5 / theta1)))
+        var p = max(1, Int(min(Double(P - 1), 2.5 / theta1)))
         var theta = theta1
         while p > 1 {
             let a = atan2(Double(x[p * R + i]), Double(x[p * R + half + i]))
@@ -738,9 +744,9 @@ final class GraphRecognizer {
             }
             return first
         }
-        if let c = try config(), let r = c["rotary_dim"], let p = c["n_positions"] ?? c["max_position_embeddings"],
-           r > 0, p > 0 {
-            return (Int(r), Int(p), Float(c["rope_theta"] ?? 10000))
+        if let c = try config(), let r = Self.count(c["rotary_dim"]),
+           let p = Self.count(c["n_positions"] ?? c["max_position_embeddings"]) {
+            return (r, p, Float(c["rope_theta"] ?? 10000))
         }
         throw notGPT("a graph without learned positions and without a rotary sin/cos table (GPT-J keeps one as a "
                      + "[n_positions, rotary_dim] constant)")
