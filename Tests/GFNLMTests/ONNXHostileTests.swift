@@ -138,6 +138,45 @@ final class ONNXHostileTests: XCTestCase {
         expectError(tmp.file("bomb.onnx"), .format)
     }
 
+    /// Random byte mutations of real exports: every load must end in success or a GFNError, never a trap.
+    func testMutatedFixturesNeverTrap() throws {
+        let sources = ["gpt2-tiny/legacy17", "gpt2-tiny/legacy14", "gptj-tiny/legacy17", "gptj-tiny/dynamo",
+                       "gpt2-tiny/ort-optimized"]
+        var rng = ONNXTestRNG(seed: 7)
+        var outcomes: [String: Int] = [:]
+        for src in sources {
+            let p = ONNXFixtures.path("\(src)/model.onnx")
+            guard FileIO.exists(p) else { continue }
+            let orig = try FileIO.read(p)
+            let rounds = getenv("GFNLM_ONNX_MUTATIONS").flatMap { Int(String(cString: $0)) } ?? 40
+            for _ in 0..<rounds {
+                var b = orig
+                let kind = Int(rng.next() % 4)
+                let n = 1 + Int(rng.next() % 8)
+                for _ in 0..<n {
+                    let at = Int(rng.next() % UInt64(b.count))
+                    switch kind {
+                    case 0: b[at] ^= UInt8(1 << (rng.next() % 8))                 // bit flip
+                    case 1: b[at] = UInt8(truncatingIfNeeded: rng.next())          // random byte
+                    case 2: b[at] = [0x00, 0x7F, 0x80, 0xFF][Int(rng.next() % 4)]   // varint edge bytes
+                    default:                                                        // copy a small range elsewhere
+                        let len = min(16, b.count - at)
+                        let to = Int(rng.next() % UInt64(b.count - len + 1))
+                        b.replaceSubrange(to..<(to + len), with: b[at..<(at + len)])
+                    }
+                }
+                try tmp.write("model.onnx", b)
+                do {
+                    _ = try ONNXModelLoader.load(path: tmp.path)
+                    outcomes["ok", default: 0] += 1
+                } catch {
+                    outcomes["\(error.status)", default: 0] += 1
+                }
+            }
+        }
+        print("[onnx] mutated fixtures: \(outcomes.sorted { $0.key < $1.key })")
+    }
+
     // MARK: tensors
 
     func testDeclaredDimsExceedInlineData() throws {
