@@ -108,6 +108,13 @@ final class GraphRecognizer {
         var m = "not a GPT-2/GPT-J graph: \(what) (in \(path))"
         let f = foreignOps
         if !f.isEmpty { m += "; the graph has operators gfnlm does not know: \(f.prefix(8).joined(separator: ", "))" }
+        if graph.functionCount > 0 {
+            m += "; the model has \(graph.functionCount) model-local functions, which gfnlm does not expand "
+                + "(inline them first, e.g. onnx.inliner.inline_local_functions)"
+        }
+        if graph.sparseInitializerCount > 0 {
+            m += "; the model has \(graph.sparseInitializerCount) sparse initializers, which gfnlm does not read"
+        }
         return .unsupported(m)
     }
 

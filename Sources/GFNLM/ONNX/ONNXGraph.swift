@@ -111,6 +111,7 @@ final class ONNXGraph {
     /// Value name → the nodes that consume it (each node once, in graph order).
     let consumersOf: [String: [Int]]
     let functionCount: Int
+    let sparseInitializerCount: Int
 
     init(file: ONNXFile) throws(GFNError) {
         self.file = file
@@ -124,6 +125,7 @@ final class ONNXGraph {
         let pn = Self.str(info.producer_name), pv = Self.str(info.producer_version)
         producer = pv.isEmpty ? pn : pn + " " + pv
         functionCount = Int(info.function_count)
+        sparseInitializerCount = Int(info.sparse_initializer_count)
 
         var opsets: [(String, Int64)] = []
         for i in 0..<max(0, info.opset_count) {
