@@ -79,7 +79,7 @@ final class LoRATests: XCTestCase {
         let cfg = LoRAConfig(r: 4, alpha: 8, dropout: 0.3, targets: ["c_attn", "c_fc"])
         let ad = try LoRAAdapter(model: w, config: cfg, seed: 3)
         var rng = RNG(seed: 4)
-        for f in ad.factors.values { for i in 0..<f.b.count { f.b.pointer[i] = Float(rng.normal()) * 0.3 } }
+        for f in ad.moduleNames.compactMap({ ad.factors(for: $0) }) { for i in 0..<f.b.count { f.b.pointer[i] = Float(rng.normal()) * 0.3 } }
         let toks: [Int32] = [5, 9, 2, 7, 7, 1]
         let ws = try ForwardWorkspace()
         let E = w.config.nEmbd
