@@ -15,6 +15,28 @@ final class BackwardBenchTests: XCTestCase {
         return .nan
     }
 
+    /// GPT-2 weights filled with uniform noise of std 0.02 (ModelWeights.random's Box–Muller takes ~15 s here).
+    static func fastRandomWeights(_ c: ModelConfig) throws -> ModelWeights {
+        var rng = RNG(seed: 1)
+        func t(_ shape: [Int], _ std: Float = 0.02, mean: Float = 0) throws -> Tensor {
+            let x = try Tensor(zeros: shape)
+            let a = std * Float(3).squareRoot()
+            for i in 0..<x.count { x.pointer[i] = mean + a * (2 * rng.uniformFloat() - 1) }
+            return x
+        }
+        let E = c.nEmbd, I = c.nInner
+        func ln() throws -> LayerNormWeights { LayerNormWeights(gamma: try t([E], 0.1, mean: 1), beta: try t([E], 0.1)) }
+        func lin(_ n: String, _ i: Int, _ o: Int) throws -> Linear { try Linear(name: n, weight: try t([i, o]), bias: try t([o], 0.1)) }
+        let blocks = try (0..<c.nLayer).map { l -> BlockWeights in
+            let p = "transformer.h.\(l)."
+            return BlockWeights(ln1: try ln(), ln2: try ln(), qkv: .fused(try lin(p + "attn.c_attn", E, 3 * E)),
+                                attnOut: try lin(p + "attn.c_proj", E, E), fcIn: try lin(p + "mlp.c_fc", E, I),
+                                fcOut: try lin(p + "mlp.c_proj", I, E))
+        }
+        return try ModelWeights(config: c, wte: try t([c.vocabSize, E]), wpe: try t([c.nPositions, E]), blocks: blocks,
+                                lnF: try ln(), head: .tied)
+    }
+
     func testLoRAStepGPT2Small() throws {
         let env = ProcessInfo.processInfo.environment
         guard env["GFNLM_BENCH"] == "1" else { throw XCTSkip("set GFNLM_BENCH=1 to run the benchmark") }
@@ -25,7 +47,7 @@ final class BackwardBenchTests: XCTestCase {
                               vocabSize: 50257, nPositions: 1024, layerNormEps: 1e-5, rotaryDim: 0, rotaryBase: 10000,
                               activation: .geluNew, tiedHead: true, headBias: false)
         let t0 = Date()
-        let w = try ModelWeights.random(config: cfg, seed: 1)
+        let w = try Self.fastRandomWeights(cfg)
         print(String(format: "bench: random GPT-2 small weights in %.1f s", Date().timeIntervalSince(t0)))
         let tf = Transformer(weights: w, threads: threads)
         let ad = try LoRAAdapter(model: w, config: LoRAConfig(r: rank, alpha: Float(rank), targets: targets), seed: 2)
@@ -37,7 +59,8 @@ final class BackwardBenchTests: XCTestCase {
         }
         _ = try trainer.step(batch)  // warm-up (allocations)
         var times: [Double] = []
-        for _ in 0..<4 {
+        let reps = Int(env["GFNLM_BENCH_STEPS"] ?? "") ?? 4
+        for _ in 0..<reps {
             let s = Date()
             let st = try trainer.step(batch)
             times.append(Date().timeIntervalSince(s))

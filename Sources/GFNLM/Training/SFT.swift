@@ -49,8 +49,8 @@ public final class SFTTrainer: @unchecked Sendable {
     let trace: ForwardTrace
     let backwardWorkspace: BackwardWorkspace
     let head: TokenLogProbs
-    private var pendingLoss = 0.0
-    private var pendingTokens = 0
+    var pendingLoss = 0.0
+    var pendingTokens = 0
     private var dHidden: [Float] = []
 
     public init(transformer base: Transformer, adapter: LoRAAdapter?, hyper: AdamWHyperparameters = .init(),

@@ -297,6 +297,8 @@ extension Transformer {
             let block = weights.blocks[l]
             let p = "transformer.h.\(l)."
             guard let xIn = b.xIn, let m1 = b.ln1Mean, let r1 = b.ln1Rstd else { throw .internalError("trace layer \(l) incomplete") }
+            // The gradient w.r.t. layer 0's input only feeds the embeddings: skip it unless they are trained.
+            let needLn1Grad = l > 0 || gradients.wte != nil || gradients.wpe != nil
             // MLP
             let mlpIn: UnsafeMutablePointer<Float>
             switch c.arch {
@@ -309,7 +311,7 @@ extension Transformer {
                                buffers: b, ctx: ctx)
             activationBackward(pre: b.fc, grad: dfc, count: N * I)
             try linearBackward(block.fcIn, x: mlpIn, ldx: E, dy: dfc, ldy: I, dx: dln, lddx: E, accumulate: false,
-                               buffers: b, ctx: ctx)
+                               needDx: c.arch == .gpt2 || needLn1Grad, buffers: b, ctx: ctx)
             if c.arch == .gpt2 {
                 guard let xMid = b.xMid, let m2 = b.ln2Mean, let r2 = b.ln2Rstd, let ln2w = block.ln2 else {
                     throw .internalError("trace layer \(l) incomplete")
@@ -342,18 +344,20 @@ extension Transformer {
             switch block.qkv {
             case .fused(let lin):
                 try linearBackward(lin, x: b.ln1, ldx: E, dy: dqkv, ldy: 3 * E, dx: dln, lddx: E,
-                                   accumulate: c.arch == .gptj, buffers: b, ctx: ctx)
+                                   accumulate: c.arch == .gptj, needDx: needLn1Grad, buffers: b, ctx: ctx)
             case .separate(let q, let k, let v):
                 let acc = c.arch == .gptj
                 try linearBackward(q, x: b.ln1, ldx: E, dy: dqkv, ldy: 3 * E, dx: dln, lddx: E, accumulate: acc,
-                                   buffers: b, ctx: ctx)
+                                   needDx: needLn1Grad, buffers: b, ctx: ctx)
                 try linearBackward(k, x: b.ln1, ldx: E, dy: dqkv + E, ldy: 3 * E, dx: dln, lddx: E, accumulate: true,
-                                   buffers: b, ctx: ctx)
+                                   needDx: needLn1Grad, buffers: b, ctx: ctx)
                 try linearBackward(v, x: b.ln1, ldx: E, dy: dqkv + 2 * E, ldy: 3 * E, dx: dln, lddx: E, accumulate: true,
-                                   buffers: b, ctx: ctx)
+                                   needDx: needLn1Grad, buffers: b, ctx: ctx)
             }
-            layerNormBackward(x: xIn, dout: dln, mean: m1, rstd: r1, weights: block.ln1, dx: dx, rows: N,
-                              dGamma: gradients.lnGamma[p + "ln_1"], dBeta: gradients.lnBeta[p + "ln_1"])
+            if needLn1Grad || gradients.lnGamma[p + "ln_1"] != nil {
+                layerNormBackward(x: xIn, dout: dln, mean: m1, rstd: r1, weights: block.ln1, dx: dx, rows: N,
+                                  dGamma: gradients.lnGamma[p + "ln_1"], dBeta: gradients.lnBeta[p + "ln_1"])
+            }
         }
 
         // embeddings
@@ -383,11 +387,13 @@ extension Transformer {
     /// Backward of y = x·W + b (+ scale·(drop(x)·Aᵀ)·Bᵀ): dx (= or +=) dy·Wᵀ + LoRA branch; weight gradients only
     /// for trainable tensors.
     func linearBackward(_ lin: Linear, x: UnsafePointer<Float>, ldx: Int, dy: UnsafePointer<Float>, ldy: Int,
-                        dx: UnsafeMutablePointer<Float>, lddx: Int, accumulate: Bool, buffers: LayerBuffers,
-                        ctx: LinearBackwardContext) throws(GFNError) {
+                        dx: UnsafeMutablePointer<Float>, lddx: Int, accumulate: Bool, needDx: Bool = true,
+                        buffers: LayerBuffers, ctx: LinearBackwardContext) throws(GFNError) {
         let N = ctx.N, nIn = lin.inFeatures, nOut = lin.outFeatures
-        BLAS.gemm(m: N, n: nIn, k: nOut, a: dy, lda: ldy, b: lin.weight.pointer, ldb: nOut, transB: true,
-                  c: dx, ldc: lddx, beta: accumulate ? 1 : 0)
+        if needDx {
+            BLAS.gemm(m: N, n: nIn, k: nOut, a: dy, lda: ldy, b: lin.weight.pointer, ldb: nOut, transB: true,
+                      c: dx, ldc: lddx, beta: accumulate ? 1 : 0)
+        }
         if ctx.full {
             if let dW = ctx.gradients.linearW[lin.name] {
                 BLAS.gemm(m: nIn, n: nOut, k: N, a: x, lda: ldx, transA: true, b: dy, ldb: ldy,
@@ -422,6 +428,7 @@ extension Transformer {
                       alpha: s, beta: 1)
         }
         // dx += s · g · A (· mask)
+        if !needDx { return }
         if let mask {
             let t = ctx.dxdrop
             BLAS.gemm(m: N, n: nIn, k: r, a: ctx.g, lda: r, b: f.a.pointer, ldb: nIn, c: t, ldc: nIn, alpha: s)
