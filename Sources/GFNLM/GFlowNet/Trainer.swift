@@ -118,7 +118,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         self.model = model
         self.adapter = adapter
         self.reward = reward
-        self.prompts = prompts
+        self.prompts = prompts.enumerated().map { i, p in var q = p; q.index = i; return q }
         self.config = config
         engine = try RolloutEngine(model: model, settings: rollout)
         for (i, p) in prompts.enumerated() { try engine.context.checkPrompt(p.x, index: i) }

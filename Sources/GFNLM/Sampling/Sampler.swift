@@ -56,6 +56,12 @@ public struct Sample: Sendable, Equatable {
 
     /// Σ log q over the steps (including a dropped stop token).
     public var logProb: Double
+
+    public init(promptIndex: Int, tokens: [Int32], tokenLogProbs: [Float], stopLogProbs: [Float], steps: Int,
+                finishReason: FinishReason, logProb: Double) {
+        self.promptIndex = promptIndex; self.tokens = tokens; self.tokenLogProbs = tokenLogProbs
+        self.stopLogProbs = stopLogProbs; self.steps = steps; self.finishReason = finishReason; self.logProb = logProb
+    }
 }
 
 /// Per-caller inference state: scratch memory and caches reused across calls. Not thread-safe; make one per thread.
