@@ -459,7 +459,9 @@ typedef struct gfn_prompt {
     double weight;                 /* relative; 0 is treated as 1 */
 } gfn_prompt;
 
-enum { GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2 };
+/* SubTB (the paper's modified sub-trajectory balance), TB (learned log Z per prompt), DB (modified detailed
+   balance), REINFORCE (a reward-maximising baseline with a batch-mean baseline on log R; not a GFlowNet). */
+enum { GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3 };
 enum { GFN_LAYOUT_FORCED_STOP = 0, GFN_LAYOUT_NEXT_SENTENCE = 1 };
 
 typedef struct gfn_gflownet_params {

@@ -186,6 +186,7 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
         case 0: c.objective = .subTB(lambda: p.subtb_lambda, strictMask: p.strict_mask != 0)
         case 1: c.objective = .tb
         case 2: c.objective = .db
+        case 3: c.objective = .reinforce
         default: throw .invalidArgument("unknown objective \(p.objective)")
         }
         let (h, sched, clip) = try readTrainParams(p.train)

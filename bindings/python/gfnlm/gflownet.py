@@ -9,7 +9,7 @@ from . import _lib
 from .inference import Sample, _Arrays, fill_adjustment, read_samples
 from .rewards import Callback
 
-_OBJECTIVES = {"subtb": 0, "tb": 1, "db": 2}
+_OBJECTIVES = {"subtb": 0, "tb": 1, "db": 2, "reinforce": 3}
 _LAYOUTS = {"forced_stop": 0, "next_sentence": 1}
 _CALCULATOR = {None: 0, False: 0, "reference": 1, True: 1, "fixed": 2}
 
@@ -22,7 +22,8 @@ class GFlowNetTrainer:
     """Trains `adapter` so that the model samples Z ∝ R(Z) after each prompt.
 
     prompts: list of X (str or ids) or of dicts {"x": …, "y": …, "reward_context": …, "weight": …}.
-    Main options (defaults from the reference's main.py): objective "subtb" | "tb" | "db", subtb_lambda,
+    Main options (defaults from the reference's main.py): objective "subtb" | "tb" | "db" (GFlowNets) or
+    "reinforce" (a reward-maximising baseline), subtb_lambda,
     termination (token or single-token string, default end-of-text), min_length, max_length, layout
     "forced_stop" | "next_sentence", allowed + penalty (the policy's vocabulary mask, e.g. −99), calculator
     (None | "reference" | "fixed"), batch_size, grad_accumulation, lr, warmup_steps, total_steps, logz_lr,
