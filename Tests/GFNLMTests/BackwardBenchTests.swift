@@ -98,4 +98,35 @@ final class BackwardBenchTests: XCTestCase {
                      rank, targets.joined(separator: ","), threads, BLAS.threads(), best, mean, tForward, tHead,
                      tBackward, tOpt, Self.peakRSSMiB(), ad.parameterCount))
     }
+
+    /// GFLOP/s of the matrix products of one LoRA step (N = 256 tokens, GPT-2 small, r = 512 on c_attn).
+    func testGemmShapes() throws {
+        guard ProcessInfo.processInfo.environment["GFNLM_BENCH"] == "1" else { throw XCTSkip("GFNLM_BENCH=1") }
+        let shapes: [(String, Int, Int, Int, Bool, Bool)] = [
+            ("F c_attn", 256, 2304, 768, false, false), ("F attn.c_proj", 256, 768, 768, false, false),
+            ("F c_fc", 256, 3072, 768, false, false), ("F mlp.c_proj", 256, 768, 3072, false, false),
+            ("F lora xA^T", 256, 512, 768, false, true), ("F lora tB^T", 256, 2304, 512, false, true),
+            ("F head", 256, 50257, 768, false, true),
+            ("B mlp.c_proj dx", 256, 3072, 768, false, true), ("B c_fc dx", 256, 768, 3072, false, true),
+            ("B attn.c_proj dx", 256, 768, 768, false, true), ("B c_attn dx", 256, 768, 2304, false, true),
+            ("B g=dyB", 256, 512, 2304, false, false), ("B dB", 2304, 512, 256, true, false),
+            ("B dA", 512, 768, 256, true, false), ("B dx+=gA", 256, 768, 512, false, false),
+            ("B head dz·wte", 256, 768, 50257, false, false),
+        ]
+        for (name, m, n, k, ta, tb) in shapes {
+            let a = try Tensor(zeros: [m * k]), b = try Tensor(zeros: [k * n]), c = try Tensor(zeros: [m * n])
+            for i in 0..<a.count { a.pointer[i] = Float(i % 7) * 0.01 }
+            for i in 0..<b.count { b.pointer[i] = Float(i % 5) * 0.01 }
+            let lda = ta ? m : k, ldb = tb ? k : n
+            BLAS.gemm(m: m, n: n, k: k, a: a.pointer, lda: lda, transA: ta, b: b.pointer, ldb: ldb, transB: tb, c: c.pointer, ldc: n)
+            let reps = max(1, Int(2e9 / Double(2 * m * n * k)))
+            let s = Date()
+            for _ in 0..<reps {
+                BLAS.gemm(m: m, n: n, k: k, a: a.pointer, lda: lda, transA: ta, b: b.pointer, ldb: ldb, transB: tb, c: c.pointer, ldc: n)
+            }
+            let dt = Date().timeIntervalSince(s) / Double(reps)
+            print(String(format: "gemm %-18@ %5d×%5d×%5d %@%@: %6.1f GFLOP/s (%.2f ms)", name, m, n, k, ta ? "T" : "N", tb ? "T" : "N",
+                         2 * Double(m * n * k) / dt / 1e9, dt * 1e3))
+        }
+    }
 }
