@@ -58,12 +58,18 @@ final class BackwardBenchTests: XCTestCase {
             SFTExample(context: [Int32(rng.below(50257))], target: (0..<32).map { _ in Int32(rng.below(50257)) })
         }
         _ = try trainer.step(batch)  // warm-up (allocations)
-        var times: [Double] = []
+        var times: [Double] = [], cpu: [Double] = []
         let reps = Int(env["GFNLM_BENCH_STEPS"] ?? "") ?? 4
+        func cpuSeconds() -> Double {
+            var ts = timespec()
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+            return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+        }
         for _ in 0..<reps {
-            let s = Date()
+            let s = Date(), c0 = cpuSeconds()
             let st = try trainer.step(batch)
             times.append(Date().timeIntervalSince(s))
+            cpu.append(cpuSeconds() - c0)
             XCTAssertTrue(st.applied)
         }
         // phase breakdown of one more step
@@ -92,6 +98,9 @@ final class BackwardBenchTests: XCTestCase {
         trainer.optimizer.zeroGrad()
         let tOpt = Date().timeIntervalSince(s)
         let best = times.min() ?? .nan, mean = times.reduce(0, +) / Double(times.count)
+        print(String(format: "bench: step CPU time best %.3f s, mean %.3f s (load average %@)", cpu.min() ?? .nan,
+                     cpu.reduce(0, +) / Double(max(1, cpu.count)),
+                     (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8).split(separator: " ").first.map(String.init) ?? "?") ?? "?"))
         print(String(format: "bench: LoRA r=%d on %@, 8×32 tokens, threads %d (OpenBLAS %d): step best %.3f s, mean %.3f s; "
                      + "phases: forward %.3f, head fwd+bwd %.3f, backward %.3f, AdamW %.3f; peak RSS %.0f MiB; "
                      + "%d trainable parameters",

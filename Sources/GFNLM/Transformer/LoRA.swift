@@ -45,6 +45,9 @@ public struct LoRAConfig: Sendable, Equatable {
         self.useRSLoRA = useRSLoRA; self.baseModelNameOrPath = baseModelNameOrPath
     }
 
+    /// The largest rank accepted (a sanity bound against absurd sizes).
+    public static let maxRank = 1 << 16
+
     /// PEFT's default targets: GPT-2 `["c_attn"]`, GPT-J `["q_proj", "v_proj"]`.
     public static func defaultTargets(for arch: Architecture) -> [String] {
         switch arch {
@@ -60,6 +63,7 @@ public struct LoRAConfig: Sendable, Equatable {
 
     public func validate() throws(GFNError) {
         guard r > 0 else { throw .invalidArgument("LoRA rank r must be positive, got \(r)") }
+        guard r <= LoRAConfig.maxRank else { throw .invalidArgument("LoRA rank r = \(r) is above the limit \(LoRAConfig.maxRank)") }
         guard alpha.isFinite else { throw .invalidArgument("LoRA alpha must be finite, got \(alpha)") }
         guard dropout >= 0 && dropout < 1 else { throw .invalidArgument("LoRA dropout must be in [0, 1), got \(dropout)") }
         guard !targets.isEmpty else { throw .invalidArgument("LoRA target_modules is empty") }
