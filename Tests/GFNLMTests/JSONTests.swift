@@ -282,6 +282,10 @@ final class JSONTests: XCTestCase {
             XCTAssertEqual(JSONValue.double(d).serialized(), expected)
             XCTAssertEqual(try parse(expected).double?.bitPattern, bits, expected)
         }
+        XCTAssertEqual(JSONValue.float(0.05).serialized(), "0.05")
+        XCTAssertEqual(JSONValue.double(Double(Float(0.05))).serialized(), "0.05000000074505806")
+        XCTAssertEqual(JSONValue.float(1e-5).serialized(), "1e-05")
+        XCTAssertEqual(JSONValue.float(16).serialized(), "16.0")
         XCTAssertEqual(JSONValue.double(.nan).serialized(), "null")
         XCTAssertEqual(JSONValue.double(-.infinity).serialized(), "null")
     }
@@ -374,5 +378,30 @@ enum TestFiles {
         let dir = "/tmp/gfnlm-tests-\(getpid())/\(name)"
         try? FileIO.makeDirectories(dir)
         return dir
+    }
+}
+
+extension JSONTests {
+    /// The deepest accepted document parses (and is written back) on a thread with a small (256 KiB) stack.
+    func testDepthLimitFitsSmallStacks() throws {
+        final class Box: @unchecked Sendable { var ok = false }
+        let box = Box()
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        pthread_attr_setstacksize(&attr, 256 * 1024)
+        var th = pthread_t()
+        let arg = Unmanaged.passRetained(box).toOpaque()
+        let rc = pthread_create(&th, &attr, { p in
+            guard let p else { return nil }
+            let b = Unmanaged<Box>.fromOpaque(p).takeRetainedValue()
+            let deep = String(repeating: "[{\"a\":", count: 256) + "1" + String(repeating: "}]", count: 256)
+            guard let v = try? JSONValue.parse(deep) else { return nil }
+            // Writing, comparing and freeing such a value fit as well.
+            b.ok = v.serialized() == deep && (try? JSONValue.parse(v.serializedBytes(.pythonPretty))) == v
+            return nil
+        }, arg)
+        XCTAssertEqual(rc, 0)
+        pthread_join(th, nil)
+        XCTAssertTrue(box.ok)
     }
 }

@@ -360,6 +360,8 @@ final class TokenizerTests: XCTestCase {
         assertLoadFails(["vocab.json": "{\"a\": -1}", "merges.txt": ""], open: "", .format, "not an integer")
         assertLoadFails(["vocab.json": "{\"a\": 1.5}", "merges.txt": ""], open: "", .format, "not an integer")
         assertLoadFails(["vocab.json": "{\"a\": 4294967296}", "merges.txt": ""], open: "", .format, "not an integer")
+        assertLoadFails(["vocab.json": "{\"a\": 16000000}", "merges.txt": ""], open: "", .format, "ids must be dense")
+        assertLoadFails(["tokenizer.json": #"{"added_tokens":[{"id":9000000,"content":"x"}],"model":{"type":"BPE","vocab":\#(v),"merges":[]}}"#], open: "", .format, "ids must be dense")
         // Missing pieces of tokenizer.json.
         assertLoadFails(["tokenizer.json": #"{"model": 3}"#], open: "", .format, "no \"model\" object")
         assertLoadFails(["tokenizer.json": #"{"model": {"type":"BPE","merges":[]}}"#], open: "", .format, "no model.vocab")

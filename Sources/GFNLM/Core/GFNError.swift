@@ -23,6 +23,8 @@ public enum GFNStatus: Int32, Sendable, CaseIterable {
     case internalError = -10
     /// A callback asked to stop.
     case cancelled = -11
+    /// A caller-provided output buffer is too small; the needed size was written to the size out-parameter.
+    case bufferTooSmall = -12
 }
 
 /// The one error type thrown inside gfnlm. The C boundary turns it into a status code plus `gfn_last_error()`.

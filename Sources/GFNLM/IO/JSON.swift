@@ -180,11 +180,7 @@ public struct JSONObject: Sendable, Equatable, Sequence, ExpressibleByDictionary
 
     /// Equality ignores key order (as JSON semantics do).
     public static func == (a: JSONObject, b: JSONObject) -> Bool {
-        guard a.count == b.count else { return false }
-        for (i, k) in a.keys.enumerated() {
-            guard let j = b.indexOf(k), b.values[j] == a.values[i] else { return false }
-        }
-        return true
+        JSONValue.object(a) == JSONValue.object(b)
     }
 }
 
@@ -192,20 +188,32 @@ public struct JSONObject: Sendable, Equatable, Sequence, ExpressibleByDictionary
 let jsonHashSeed: UInt64 = UInt64.random(in: UInt64.min...UInt64.max)
 
 extension JSONValue: Equatable {
-    /// Structural equality; `.int(n)` equals `.double(d)` when they are the same number.
+    /// Structural equality (iterative, so deep values cost no thread stack); `.int(n)` equals `.double(d)` when
+    /// they are the same number; object key order does not matter.
     public static func == (a: JSONValue, b: JSONValue) -> Bool {
-        switch (a, b) {
-        case (.null, .null): return true
-        case let (.bool(x), .bool(y)): return x == y
-        case let (.int(x), .int(y)): return x == y
-        case let (.double(x), .double(y)): return x == y
-        case let (.int(x), .double(y)), let (.double(y), .int(x)):
-            return Double(exactly: x).map { $0 == y } ?? false
-        case let (.string(x), .string(y)): return x == y
-        case let (.array(x), .array(y)): return x == y
-        case let (.object(x), .object(y)): return x == y
-        default: return false
+        var work: [(JSONValue, JSONValue)] = [(a, b)]
+        while let (x, y) = work.popLast() {
+            switch (x, y) {
+            case (.null, .null): continue
+            case let (.bool(p), .bool(q)): if p != q { return false }
+            case let (.int(p), .int(q)): if p != q { return false }
+            case let (.double(p), .double(q)): if p != q { return false }
+            case let (.int(p), .double(q)), let (.double(q), .int(p)):
+                guard let d = Double(exactly: p), d == q else { return false }
+            case let (.string(p), .string(q)): if p != q { return false }
+            case let (.array(p), .array(q)):
+                guard p.count == q.count else { return false }
+                for k in 0..<p.count { work.append((p[k], q[k])) }
+            case let (.object(p), .object(q)):
+                guard p.count == q.count else { return false }
+                for (i, key) in p.keys.enumerated() {
+                    guard let j = q.indexOf(key) else { return false }
+                    work.append((p.values[i], q.values[j]))
+                }
+            default: return false
+            }
         }
+        return true
     }
 }
 
@@ -257,6 +265,13 @@ extension JSONValue {
     public subscript(index: Int) -> JSONValue? {
         if case .array(let a) = self, index >= 0, index < a.count { return a[index] }
         return nil
+    }
+
+    /// A Float as the double whose shortest form is the Float's shortest form (0.05 as Float is written "0.05",
+    /// not "0.05000000074505806" as `.double(Double(f))` would be).
+    public static func float(_ f: Float) -> JSONValue {
+        guard f.isFinite else { return .double(Double(f)) }
+        return .double(Double(f.description) ?? Double(f))
     }
 
     /// A short name of the kind of value, for error messages.
@@ -382,18 +397,130 @@ struct JSONParser {
         }
     }
 
+    /// Parses one value. Iterative (explicit stacks), so deep nesting costs heap, not thread stack.
     mutating func parseValue() throws(GFNError) -> JSONValue {
-        guard i < n else { throw error("unexpected end of input, expected a value", at: i) }
-        switch b[i] {
-        case UInt8(ascii: "{"): return try parseObject()
-        case UInt8(ascii: "["): return try parseArray()
-        case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
-        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
-        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
-        default: throw error("unexpected \(describeByte(at: i)), expected a value", at: i)
+        // Open containers, innermost last. kinds: 0 = array, 1 = object.
+        var kinds: [UInt8] = []
+        var arrays: [[JSONValue]] = []
+        var objects: [JSONObject] = []
+        var keys: [PendingKey] = []
+        outer: while true {
+            skipWhitespace()
+            guard i < n else { throw error("unexpected end of input, expected a value", at: i) }
+            var value: JSONValue
+            switch b[i] {
+            case UInt8(ascii: "["):
+                try enter()
+                i += 1
+                skipWhitespace()
+                if i < n && b[i] == UInt8(ascii: "]") {
+                    i += 1
+                    depth -= 1
+                    value = .array([])
+                } else {
+                    kinds.append(0)
+                    arrays.append([])
+                    continue outer
+                }
+            case UInt8(ascii: "{"):
+                try enter()
+                i += 1
+                skipWhitespace()
+                if i < n && b[i] == UInt8(ascii: "}") {
+                    i += 1
+                    depth -= 1
+                    value = .object(JSONObject())
+                } else {
+                    kinds.append(1)
+                    objects.append(JSONObject())
+                    keys.append(try parseKey())
+                    continue outer
+                }
+            case UInt8(ascii: "\""): value = .string(try parseString())
+            case UInt8(ascii: "t"): try expectLiteral("true"); value = .bool(true)
+            case UInt8(ascii: "f"): try expectLiteral("false"); value = .bool(false)
+            case UInt8(ascii: "n"): try expectLiteral("null"); value = .null
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): value = try parseNumber()
+            default: throw error("unexpected \(describeByte(at: i)), expected a value", at: i)
+            }
+            // Attach the finished value to the open containers, closing those that end here.
+            while let kind = kinds.last {
+                skipWhitespace()
+                if kind == 0 {
+                    arrays[arrays.count - 1].append(value)
+                    guard i < n else { throw error("unexpected end of input in an array, expected ',' or ']'", at: i) }
+                    let c = b[i]
+                    i += 1
+                    if c == UInt8(ascii: ",") { continue outer }
+                    guard c == UInt8(ascii: "]") else {
+                        throw error("unexpected \(describeByte(at: i - 1)) in an array, expected ',' or ']'", at: i - 1)
+                    }
+                    value = .array(arrays.removeLast())
+                } else {
+                    let key = keys.removeLast()
+                    let added: Bool
+                    switch key.bytes {
+                    case .range(let r):
+                        added = objects[objects.count - 1].appendIfAbsent(utf8: UnsafeBufferPointer(rebasing: b[r]), value)
+                    case .owned(let bytes):
+                        added = bytes.withUnsafeBufferPointer { objects[objects.count - 1].appendIfAbsent(utf8: $0, value) }
+                    }
+                    guard added else { throw error("duplicate key \"\(JSONWriter.clip(key.text(b)))\"", at: key.offset) }
+                    guard i < n else { throw error("unexpected end of input in an object, expected ',' or '}'", at: i) }
+                    let c = b[i]
+                    i += 1
+                    if c == UInt8(ascii: ",") {
+                        skipWhitespace()
+                        keys.append(try parseKey())
+                        continue outer
+                    }
+                    guard c == UInt8(ascii: "}") else {
+                        throw error("unexpected \(describeByte(at: i - 1)) in an object, expected ',' or '}'", at: i - 1)
+                    }
+                    value = .object(objects.removeLast())
+                }
+                kinds.removeLast()
+                depth -= 1
+            }
+            return value
         }
+    }
+
+    /// An object key waiting for its value: its bytes in the input (no escapes) or a decoded copy.
+    struct PendingKey {
+        enum Bytes {
+            case range(Range<Int>)
+            case owned([UInt8])
+        }
+        let bytes: Bytes
+        let offset: Int
+
+        func text(_ b: UnsafeBufferPointer<UInt8>) -> String {
+            switch bytes {
+            case .range(let r): return String(decoding: UnsafeBufferPointer(rebasing: b[r]), as: UTF8.self)
+            case .owned(let o): return String(decoding: o, as: UTF8.self)
+            }
+        }
+    }
+
+    /// Parses `"key" :` at the current position (whitespace before it already skipped).
+    mutating func parseKey() throws(GFNError) -> PendingKey {
+        guard i < n, b[i] == UInt8(ascii: "\"") else {
+            throw error("unexpected \(describeByte(at: i)) in an object, expected a string key", at: i)
+        }
+        let keyStart = i
+        let key: PendingKey
+        if let r = try parseStringBytes() {
+            key = PendingKey(bytes: .range(r), offset: keyStart)
+        } else {
+            key = PendingKey(bytes: .owned(scratch), offset: keyStart)
+        }
+        skipWhitespace()
+        guard i < n, b[i] == UInt8(ascii: ":") else {
+            throw error("unexpected \(describeByte(at: i)) after an object key, expected ':'", at: i)
+        }
+        i += 1
+        return key
     }
 
     mutating func expectLiteral(_ word: StaticString) throws(GFNError) {
@@ -411,80 +538,6 @@ struct JSONParser {
     mutating func enter() throws(GFNError) {
         depth += 1
         if depth > maxDepth { throw error("nesting deeper than \(maxDepth) levels", at: i) }
-    }
-
-    mutating func parseArray() throws(GFNError) -> JSONValue {
-        try enter()
-        i += 1  // [
-        var items: [JSONValue] = []
-        skipWhitespace()
-        if i < n && b[i] == UInt8(ascii: "]") {
-            i += 1
-            depth -= 1
-            return .array(items)
-        }
-        while true {
-            skipWhitespace()
-            items.append(try parseValue())
-            skipWhitespace()
-            guard i < n else { throw error("unexpected end of input in an array, expected ',' or ']'", at: i) }
-            let c = b[i]
-            i += 1
-            if c == UInt8(ascii: ",") { continue }
-            if c == UInt8(ascii: "]") { break }
-            throw error("unexpected \(describeByte(at: i - 1)) in an array, expected ',' or ']'", at: i - 1)
-        }
-        depth -= 1
-        return .array(items)
-    }
-
-    mutating func parseObject() throws(GFNError) -> JSONValue {
-        try enter()
-        i += 1  // {
-        var obj = JSONObject()
-        skipWhitespace()
-        if i < n && b[i] == UInt8(ascii: "}") {
-            i += 1
-            depth -= 1
-            return .object(obj)
-        }
-        while true {
-            skipWhitespace()
-            guard i < n, b[i] == UInt8(ascii: "\"") else {
-                throw error("unexpected \(describeByte(at: i)) in an object, expected a string key", at: i)
-            }
-            let keyStart = i
-            let keyRange = try parseStringBytes()
-            skipWhitespace()
-            guard i < n, b[i] == UInt8(ascii: ":") else {
-                throw error("unexpected \(describeByte(at: i)) after an object key, expected ':'", at: i)
-            }
-            i += 1
-            skipWhitespace()
-            // The key's bytes are in the input (no escapes) or in `keyBytes` (a copy of the decoded scratch).
-            let keyBytes: [UInt8]? = keyRange == nil ? scratch : nil
-            let value = try parseValue()
-            let added: Bool
-            if let keyRange {
-                added = obj.appendIfAbsent(utf8: UnsafeBufferPointer(rebasing: b[keyRange]), value)
-            } else {
-                added = (keyBytes ?? []).withUnsafeBufferPointer { obj.appendIfAbsent(utf8: $0, value) }
-            }
-            guard added else {
-                let key = keyRange.map { String(decoding: UnsafeBufferPointer(rebasing: b[$0]), as: UTF8.self) }
-                    ?? String(decoding: keyBytes ?? [], as: UTF8.self)
-                throw error("duplicate key \"\(JSONWriter.clip(key))\"", at: keyStart)
-            }
-            skipWhitespace()
-            guard i < n else { throw error("unexpected end of input in an object, expected ',' or '}'", at: i) }
-            let c = b[i]
-            i += 1
-            if c == UInt8(ascii: ",") { continue }
-            if c == UInt8(ascii: "}") { break }
-            throw error("unexpected \(describeByte(at: i - 1)) in an object, expected ',' or '}'", at: i - 1)
-        }
-        depth -= 1
-        return .object(obj)
     }
 
     // MARK: strings
@@ -770,41 +823,69 @@ struct JSONWriter {
         for _ in 0..<count { out.append(0x20) }
     }
 
-    mutating func write(_ v: JSONValue, level: Int) {
-        switch v {
-        case .null: append("null")
-        case .bool(let x): if x { append("true") } else { append("false") }
-        case .int(let x): out.append(contentsOf: String(x).utf8)
-        case .double(let d): out.append(contentsOf: JSONWriter.formatDouble(d).utf8)
-        case .string(let s): writeString(s)
-        case .array(let a):
-            if a.isEmpty { append("[]"); return }
-            out.append(UInt8(ascii: "["))
-            for (k, item) in a.enumerated() {
-                if k > 0 { out.append(UInt8(ascii: ",")) }
-                newline(level + 1)
-                write(item, level: level + 1)
+    /// An open array or object while writing.
+    struct Frame {
+        var items: [JSONValue] = []
+        var object: JSONObject? = nil
+        var order: [Int] = []
+        var index = 0
+        var count: Int { object == nil ? items.count : order.count }
+    }
+
+    /// Writes `root`. Iterative (explicit stack), so deep values cost heap, not thread stack.
+    mutating func write(_ root: JSONValue, level: Int) {
+        var frames: [Frame] = []
+        var pending: JSONValue? = root
+        while true {
+            if let v = pending {
+                pending = nil
+                switch v {
+                case .null: append("null")
+                case .bool(let x): if x { append("true") } else { append("false") }
+                case .int(let x): out.append(contentsOf: String(x).utf8)
+                case .double(let d): out.append(contentsOf: JSONWriter.formatDouble(d).utf8)
+                case .string(let s): writeString(s)
+                case .array(let a):
+                    if a.isEmpty {
+                        append("[]")
+                    } else {
+                        out.append(UInt8(ascii: "["))
+                        frames.append(Frame(items: a))
+                    }
+                case .object(let o):
+                    if o.isEmpty {
+                        append("{}")
+                    } else {
+                        out.append(UInt8(ascii: "{"))
+                        var order = Array(0..<o.count)
+                        if options.sortKeys {
+                            let keys = o.keys
+                            order.sort { keys[$0].utf8.lexicographicallyPrecedes(keys[$1].utf8) }
+                        }
+                        frames.append(Frame(object: o, order: order))
+                    }
+                }
             }
-            newline(level)
-            out.append(UInt8(ascii: "]"))
-        case .object(let o):
-            if o.isEmpty { append("{}"); return }
-            out.append(UInt8(ascii: "{"))
-            var order = Array(0..<o.count)
-            if options.sortKeys {
-                let keys = o.keys
-                order.sort { keys[$0].utf8.lexicographicallyPrecedes(keys[$1].utf8) }
+            guard let top = frames.last else { return }
+            let depth = level + frames.count
+            if top.index < top.count {
+                if top.index > 0 { out.append(UInt8(ascii: ",")) }
+                newline(depth)
+                if let o = top.object {
+                    let k = top.order[top.index]
+                    writeString(o.keys[k])
+                    out.append(UInt8(ascii: ":"))
+                    if options.indent != nil { out.append(0x20) }
+                    pending = o.values[k]
+                } else {
+                    pending = top.items[top.index]
+                }
+                frames[frames.count - 1].index += 1
+            } else {
+                frames.removeLast()
+                newline(depth - 1)
+                out.append(top.object == nil ? UInt8(ascii: "]") : UInt8(ascii: "}"))
             }
-            for (k, idx) in order.enumerated() {
-                if k > 0 { out.append(UInt8(ascii: ",")) }
-                newline(level + 1)
-                writeString(o.keys[idx])
-                out.append(UInt8(ascii: ":"))
-                if options.indent != nil { out.append(0x20) }
-                write(o.values[idx], level: level + 1)
-            }
-            newline(level)
-            out.append(UInt8(ascii: "}"))
         }
     }
 

@@ -7,13 +7,14 @@ public struct TokenizerOptions: Sendable {
     public var addPrefixSpace: Bool?
     /// Most pre-tokenized words kept in the encode cache (0 disables it). The cache is cleared when full.
     public var cacheCapacity: Int
-    /// Largest token id accepted in a vocabulary (guards against absurd tables).
+    /// Largest token id accepted in a vocabulary (guards against absurd tables; at most Int32.max - 1). Ids must
+    /// also be dense: the largest may exceed the number of tokens by at most 65,536.
     public var maxTokenId: Int
 
     public init(addPrefixSpace: Bool? = nil, cacheCapacity: Int = 65_536, maxTokenId: Int = 16_777_215) {
         self.addPrefixSpace = addPrefixSpace
         self.cacheCapacity = cacheCapacity
-        self.maxTokenId = maxTokenId
+        self.maxTokenId = min(max(0, maxTokenId), Int(Int32.max) - 1)
     }
 }
 
@@ -191,6 +192,10 @@ public final class Tokenizer: Sendable {
                                         normalized: t["normalized"]?.bool ?? !special))
             }
         }
+        let largest = added.map { Int($0.id) }.max() ?? -1
+        if largest >= b.idToToken.count + 65_536 {
+            throw fail("added token id \(largest) is far beyond the \(b.idToToken.count) vocabulary ids (ids must be dense)")
+        }
         return try Tokenizer(builder: b, added: added, addPrefixSpace: options.addPrefixSpace ?? prefixSpace,
                              source: source, options: options)
     }
@@ -251,6 +256,9 @@ public final class Tokenizer: Sendable {
                 }
                 table.insert(token, id: Int32(id))
                 maxId = Swift.max(maxId, Int(id))
+            }
+            guard maxId < obj.count + 65_536 else {
+                throw GFNError(.format, "\(source): the vocabulary has \(obj.count) tokens but ids up to \(maxId) (ids must be dense)")
             }
             var names = [String?](repeating: nil, count: maxId + 1)
             for (token, value) in obj { if let id = value.int { names[id] = token } }

@@ -1,0 +1,97 @@
+# gfnlm — build, demo and tests. `make` sets up a fresh Debian 12 machine, builds the release library and runs the
+# demo; `make test` builds and runs every test (Swift, C against the installed header + .so, Python via ctypes).
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+ROOT := $(CURDIR)
+DEB_PACKAGES := libopenblas-dev libonnx-dev libprotobuf-dev pkg-config
+BUILD := $(ROOT)/build
+LIB := $(BUILD)/libgfnlm.so
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+SWIFT ?= swift
+JOBS ?= 2
+SWIFT_SOURCES := $(shell find Sources include -type f) Package.swift
+# Release artifact: Swift runtime linked in statically (loads where no Swift toolchain is installed), a soname,
+# and only gfn_* symbols exported.
+RELEASE_FLAGS := -c release --product gfnlm --scratch-path $(ROOT)/.build-release -j $(JOBS) \
+	-Xswiftc -static-stdlib -Xswiftc -no-toolchain-stdlib-rpath \
+	-Xlinker --version-script=$(ROOT)/include/gfnlm.map
+
+.PHONY: all deps lib demo test swift-test c-test py-test examples-test clean venv
+
+all: deps lib demo
+
+## Debian packages: installed when running as root, otherwise the exact command is printed.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian packages:$$missing"; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	  else \
+	    echo "Missing Debian packages:$$missing"; \
+	    echo "Run: sudo apt-get update && sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+lib: $(LIB)
+
+$(LIB): $(SWIFT_SOURCES) | deps
+	$(SWIFT) build $(RELEASE_FLAGS)
+	@mkdir -p $(BUILD)
+	cp $(ROOT)/.build-release/release/libgfnlm.so $(LIB)
+	@echo "built $(LIB)"
+
+## Python environment for the bindings' tests and the examples (numpy, pytest; see bindings/python/requirements-test.txt)
+venv: $(VENV)/.ok
+
+$(VENV)/.ok: bindings/python/requirements-test.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bindings/python/requirements-test.txt
+	@touch $@
+
+demo: lib venv
+	GFNLM_LIBRARY=$(LIB) PYTHONPATH=$(ROOT)/bindings/python $(PY) examples/python/demo.py
+
+test: deps lib venv swift-test c-test py-test examples-test
+	@echo "all tests passed"
+
+swift-test: | deps
+	$(SWIFT) build --build-tests -j $(JOBS)
+	$(SWIFT) test --skip-build
+
+C_TESTS := $(wildcard tests/c/test_*.c)
+C_BINS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(C_TESTS))
+
+$(BUILD)/tests/%: tests/c/%.c include/gfnlm.h $(LIB)
+	@mkdir -p $(BUILD)/tests
+	gcc -std=c11 -O1 -g -Wall -Wextra -Werror -Iinclude $< -L$(BUILD) -lgfnlm -Wl,-rpath,$(BUILD) -lpthread -o $@
+
+c-test: $(C_BINS)
+	@set -e; for t in $(C_BINS); do echo "== $$t"; (cd $(ROOT) && $$t); done
+
+py-test: lib venv
+	cd $(ROOT) && GFNLM_LIBRARY=$(LIB) PYTHONPATH=$(ROOT)/bindings/python $(PY) -m pytest -q bindings/python/tests
+
+EXAMPLE_MODEL := Tests/Fixtures/gpt2-realvocab/legacy17
+EXAMPLE_TOKENIZER := Tests/Fixtures/tokenizer
+
+$(BUILD)/examples/%: examples/c/%.c include/gfnlm.h $(LIB)
+	@mkdir -p $(BUILD)/examples
+	gcc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude $< -L$(BUILD) -lgfnlm -Wl,-rpath,'$$ORIGIN/..' -o $@
+
+## C examples (Python examples run inside the Python tests), then the release .so with the Swift toolchain hidden.
+examples-test: $(BUILD)/examples/generate
+	$(BUILD)/examples/generate $(EXAMPLE_MODEL) "Hello world" $(EXAMPLE_TOKENIZER)
+	@if [ "$$(id -u)" = 0 ] && command -v unshare >/dev/null && [ -d /opt/swift ]; then \
+	  echo "== running the C example with /opt/swift hidden (tmpfs over it, private mount namespace)"; \
+	  unshare -m sh -c 'mount -t tmpfs none /opt/swift && ! test -e /opt/swift/usr/lib/swift && \
+	    $(BUILD)/examples/generate $(EXAMPLE_MODEL) "Hello world" $(EXAMPLE_TOKENIZER)' || exit 1; \
+	else echo "(skipped the no-Swift-toolchain check: needs root and unshare)"; fi
+
+clean:
+	rm -rf $(BUILD) .build .build-release

@@ -1,0 +1,74 @@
+/// A loaded model: the transformer (weights shared read-only by every thread) and, when found, its tokenizer.
+public final class Model: @unchecked Sendable {
+    public let transformer: Transformer
+    public let tokenizer: Tokenizer?
+    public let path: String
+
+    public var config: ModelConfig { transformer.config }
+    public var weights: ModelWeights { transformer.weights }
+
+    public init(transformer: Transformer, tokenizer: Tokenizer?, path: String = "") {
+        self.transformer = transformer
+        self.tokenizer = tokenizer
+        self.path = path
+    }
+
+    /// Loads an ONNX export (a .onnx file or a directory holding one). The tokenizer comes from `tokenizerPath`
+    /// when given (errors reported), else from tokenizer files beside the model when present.
+    public static func load(path: String, tokenizerPath: String? = nil, threads: Int = 0) throws(GFNError) -> Model {
+        let weights = try ONNXModelLoader.load(path: path)
+        let transformer = Transformer(weights: weights, threads: threads > 0 ? threads : Parallel.cpuCount)
+        var tokenizer: Tokenizer?
+        if let tokenizerPath {
+            tokenizer = try Tokenizer.load(path: tokenizerPath)
+        } else {
+            let dir = FileIO.isDirectory(path) ? path : FileIO.dirname(of: path)
+            let candidates = ["tokenizer.json", "vocab.json"]
+            if candidates.contains(where: { FileIO.exists(FileIO.join(dir, $0)) }) {
+                tokenizer = try Tokenizer.load(path: dir)
+            }
+        }
+        if let tokenizer, tokenizer.vocabSize > weights.config.vocabSize {
+            throw .format("the tokenizer defines \(tokenizer.vocabSize) ids but the model's vocabulary has \(weights.config.vocabSize) rows")
+        }
+        return Model(transformer: transformer, tokenizer: tokenizer, path: path)
+    }
+
+    /// Logits [batch, seqLen, V] (flattened) of a batch of equal-length rows. `mask` (optional, [batch, seqLen]) may
+    /// only mark left padding (0…0 1…1 per row); positions count from a row's first unmasked token.
+    public func logits(ids: [Int32], batch: Int, seqLen: Int, mask: [Int32]? = nil,
+                       adapter: LoRAAdapter? = nil) throws(GFNError) -> [Float] {
+        guard batch > 0, seqLen > 0 else { throw .invalidArgument("batch (\(batch)) and seq_len (\(seqLen)) must be positive") }
+        guard ids.count == batch * seqLen else { throw .invalidArgument("\(ids.count) ids for batch·seq_len = \(batch * seqLen)") }
+        var padding = [Int](repeating: 0, count: batch)
+        if let mask {
+            guard mask.count == ids.count else { throw .invalidArgument("mask has \(mask.count) entries, ids \(ids.count)") }
+            for r in 0..<batch {
+                let row = mask[r * seqLen..<(r + 1) * seqLen]
+                let pad = row.prefix { $0 == 0 }.count
+                guard row.dropFirst(pad).allSatisfy({ $0 == 1 }) else {
+                    throw .invalidArgument("attention_mask row \(r) is not left padding (0…0 1…1)")
+                }
+                guard pad < seqLen else { throw .invalidArgument("attention_mask row \(r) masks every position") }
+                padding[r] = pad
+            }
+        }
+        let tf = transformer
+        let V = config.vocabSize, E = config.nEmbd
+        let caches = try (0..<batch).map { _ throws(GFNError) in try tf.makeCache(capacity: seqLen) }
+        let ws = try ForwardWorkspace()
+        // Padded slots hold arbitrary ids; replace them so they never fail the vocabulary check.
+        var clean = ids
+        for r in 0..<batch where padding[r] > 0 { for t in 0..<padding[r] { clean[r * seqLen + t] = 0 } }
+        var out = [Float](repeating: 0, count: batch * seqLen * V)
+        let hidden = try clean.withUnsafeBufferPointer { (tb) throws(GFNError) in
+            try tf.forward(tokens: tb, rows: batch, T: seqLen, caches: caches,
+                           padding: mask == nil ? nil : padding, adapter: adapter, workspace: ws)
+        }
+        _ = E
+        out.withUnsafeMutableBufferPointer { ob in
+            if let base = ob.baseAddress { tf.logits(hidden: hidden, count: batch * seqLen, into: base) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,96 @@
+import CGFNLM
+import GFNLM
+
+final class ModelHandle {
+    let model: Model
+    /// The model's tokenizer as a borrowed handle (registered while the model lives).
+    let tokenizerHandle: OpaquePointer?
+
+    init(_ model: Model) {
+        self.model = model
+        self.tokenizerHandle = model.tokenizer.map { handles.register(TokenizerHandle($0, borrowed: true)) }
+    }
+}
+
+@_cdecl("gfn_model_default_params")
+public func gfnModelDefaultParams() -> gfn_model_params {
+    gfn_model_params(size: UInt32(MemoryLayout<gfn_model_params>.size), n_threads: 0, tokenizer_path: nil)
+}
+
+@_cdecl("gfn_model_load")
+public func gfnModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafePointer<gfn_model_params>?,
+                         _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let p = try requireString(path, "path")
+        let o = try requirePointer(out, "out")
+        var prm = gfnModelDefaultParams()
+        if let params {
+            try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_model_params>.size,
+                                current: MemoryLayout<gfn_model_params>.size, "gfn_model_params")
+            prm = params.pointee
+        }
+        guard prm.n_threads >= 0 else { throw .invalidArgument("n_threads is negative (\(prm.n_threads))") }
+        let tokPath: String? = prm.tokenizer_path == nil ? nil : try requireString(prm.tokenizer_path, "tokenizer_path")
+        let model = try Model.load(path: p, tokenizerPath: tokPath, threads: Int(prm.n_threads))
+        o.pointee = handles.register(ModelHandle(model))
+    }
+}
+
+@_cdecl("gfn_model_free")
+public func gfnModelFree(_ model: OpaquePointer?) {
+    guard let h = handles.remove(model, as: ModelHandle.self) else { return }
+    if let t = h.tokenizerHandle { handles.remove(t, as: TokenizerHandle.self) }
+}
+
+@_cdecl("gfn_model_config_get")
+public func gfnModelConfigGet(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<gfn_model_config>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(model, as: ModelHandle.self, "model")
+        let o = try requirePointer(out, "out")
+        try checkStructSize(o.pointee.size, min: MemoryLayout<gfn_model_config>.size,
+                            current: MemoryLayout<gfn_model_config>.size, "gfn_model_config")
+        let c = h.model.config
+        var r = gfn_model_config()
+        r.size = UInt32(MemoryLayout<gfn_model_config>.size)
+        copyToCharArray(c.arch.rawValue, &r.arch)
+        copyToCharArray(c.activation.rawValue, &r.activation)
+        r.n_layer = Int32(c.nLayer); r.n_head = Int32(c.nHead); r.head_dim = Int32(c.headDim)
+        r.n_embd = Int32(c.nEmbd); r.n_inner = Int32(c.nInner); r.vocab_size = Int32(c.vocabSize)
+        r.n_positions = Int32(c.nPositions); r.rotary_dim = Int32(c.rotaryDim)
+        r.layer_norm_eps = c.layerNormEps
+        r.rotary_base = c.arch == .gptj ? c.rotaryBase : 0
+        r.tied_head = c.tiedHead ? 1 : 0
+        r.head_bias = c.headBias ? 1 : 0
+        o.pointee = r
+    }
+}
+
+@_cdecl("gfn_model_tokenizer")
+public func gfnModelTokenizer(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(model, as: ModelHandle.self, "model")
+        try requirePointer(out, "out").pointee = h.tokenizerHandle
+    }
+}
+
+@_cdecl("gfn_model_logits")
+public func gfnModelLogits(_ model: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ batch: Int32, _ seqLen: Int32,
+                           _ mask: UnsafePointer<Int32>?, _ logits: UnsafeMutablePointer<Float>?,
+                           _ capacity: Int) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(model, as: ModelHandle.self, "model")
+        guard batch > 0, seqLen > 0 else { throw .invalidArgument("batch (\(batch)) and seq_len (\(seqLen)) must be positive") }
+        let n = Int(batch) * Int(seqLen)
+        let V = h.model.config.vocabSize
+        guard capacity >= n * V else {
+            throw GFNError(.bufferTooSmall, "logits needs \(n * V) floats (batch·seq_len·vocab); capacity is \(capacity)")
+        }
+        let idArray = Array(UnsafeBufferPointer(start: try requirePointer(ids, "ids"), count: n))
+        let maskArray = mask.map { Array(UnsafeBufferPointer(start: $0, count: n)) }
+        let out = try requirePointer(logits, "logits")
+        let result = try h.model.logits(ids: idArray, batch: Int(batch), seqLen: Int(seqLen), mask: maskArray)
+        result.withUnsafeBufferPointer { src in
+            if let b = src.baseAddress { out.update(from: b, count: result.count) }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import GFNLM
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Handle table
+
+/// The only global mutable state of the library: the live handles. A handle is the address of a Swift object
+/// that the table keeps alive until its *_free. Looking a handle up validates it (kind and liveness), so a stale
+/// or foreign handle is an error, not a crash.
+final class HandleTable: Sendable {
+    /// Handle objects are used from many threads by design; each documents its own thread-safety.
+    struct Entry: @unchecked Sendable {
+        let object: AnyObject
+    }
+    private let live = Mutex<[UInt: Entry]>([:])
+
+    func register(_ object: AnyObject) -> OpaquePointer {
+        let p = Unmanaged.passUnretained(object).toOpaque()
+        let entry = Entry(object: object)
+        live.withLock { $0[UInt(bitPattern: p)] = entry }
+        return OpaquePointer(p)
+    }
+
+    func lookup<T: AnyObject>(_ handle: OpaquePointer?, as type: T.Type, _ what: String) throws(GFNError) -> T {
+        guard let handle else { throw .invalidArgument("\(what) is NULL") }
+        let key = UInt(bitPattern: UnsafeRawPointer(handle))
+        let object = live.withLock { $0[key] }?.object
+        guard let object else { throw .invalidArgument("\(what) is not a live gfnlm handle (already freed?)") }
+        guard let typed = object as? T else { throw .invalidArgument("\(what) is a handle of another kind") }
+        return typed
+    }
+
+    /// Removes a handle; returns the object if it was live and of the given type.
+    @discardableResult
+    func remove<T: AnyObject>(_ handle: OpaquePointer?, as type: T.Type) -> T? {
+        guard let handle else { return nil }
+        let key = UInt(bitPattern: UnsafeRawPointer(handle))
+        let entry: Entry? = live.withLock { table -> Entry? in
+            guard let e = table[key], e.object is T else { return nil }
+            table[key] = nil
+            return e
+        }
+        return entry?.object as? T
+    }
+
+    var count: Int { live.withLock { $0.count } }
+}
+
+let handles = HandleTable()
+
+// MARK: - Thread-local last error
+
+enum LastError {
+    static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k) { free($0) }
+        return k
+    }()
+
+    static func set(_ message: String) {
+        let old = pthread_getspecific(key)
+        let copy = strdup(message)
+        pthread_setspecific(key, copy)
+        free(old)
+    }
+
+    static func get() -> UnsafePointer<CChar> {
+        if let p = pthread_getspecific(key) { return UnsafePointer(p.assumingMemoryBound(to: CChar.self)) }
+        return emptyCString
+    }
+
+    static let empty: StaticString = ""
+    static var emptyCString: UnsafePointer<CChar> {
+        UnsafeRawPointer(empty.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+}
+
+/// Runs an exported function's body: a thrown GFNError becomes its status code and the thread's last error.
+@inline(__always)
+func capi(_ body: () throws(GFNError) -> Void) -> Int32 {
+    do {
+        try body()
+        return GFNStatus.ok.rawValue
+    } catch {
+        LastError.set(error.message)
+        return error.status.rawValue
+    }
+}
+
+// MARK: - Argument helpers
+
+/// Checks a caller-set struct size against the sizes this library knows (the first version's size up to the
+/// current one).
+func checkStructSize(_ size: UInt32, min: Int, current: Int, _ what: String) throws(GFNError) {
+    let s = Int(size)
+    guard s >= min && s <= current else {
+        throw .invalidArgument("\(what).size is \(s); this library accepts \(min)…\(current) (set it to sizeof(\(what)))")
+    }
+}
+
+func requirePointer<T>(_ p: UnsafePointer<T>?, _ what: String) throws(GFNError) -> UnsafePointer<T> {
+    guard let p else { throw .invalidArgument("\(what) is NULL") }
+    return p
+}
+
+func requirePointer<T>(_ p: UnsafeMutablePointer<T>?, _ what: String) throws(GFNError) -> UnsafeMutablePointer<T> {
+    guard let p else { throw .invalidArgument("\(what) is NULL") }
+    return p
+}
+
+/// A C string argument as a Swift String (NULL → error; invalid UTF-8 → error).
+func requireString(_ p: UnsafePointer<CChar>?, _ what: String) throws(GFNError) -> String {
+    guard let p else { throw .invalidArgument("\(what) is NULL") }
+    guard let s = String(validatingCString: p) else { throw .invalidArgument("\(what) is not valid UTF-8") }
+    return s
+}
+
+/// Copies a Swift string into a fixed C char array (tuple), NUL-terminated and truncated.
+func copyToCharArray<T>(_ s: String, _ array: inout T) {
+    withUnsafeMutableBytes(of: &array) { raw in
+        let bytes = Array(s.utf8.prefix(raw.count - 1))
+        for (i, b) in bytes.enumerated() { raw[i] = b }
+        raw[bytes.count] = 0
+    }
+}

@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import ctypes
+from ctypes import c_float, c_int32, c_void_p
+
+import numpy as np
+
+from . import _lib
+from .inference import _Arrays, context_for, fill_adjustment, read_samples
+from .tokenizer import Tokenizer
+
+
+class Model:
+    """A GPT-2 or GPT-J model loaded from an ONNX export. Immutable and shareable by threads."""
+
+    def __init__(self, handle):
+        self._h = handle
+        tok = c_void_p()
+        _lib.check(_lib.gfn_model_tokenizer(self._h, ctypes.byref(tok)))
+        self.tokenizer = Tokenizer(tok, owner=self) if tok.value else None
+        self._config = None
+
+    @classmethod
+    def load(cls, path, tokenizer=None, n_threads: int = 0) -> "Model":
+        """Loads an .onnx file (or a directory holding one). `tokenizer`: a path to tokenizer files; by default
+        tokenizer files beside the model are used when present."""
+        params = _lib.gfn_model_default_params()
+        params.n_threads = n_threads
+        if tokenizer is not None:
+            params.tokenizer_path = _lib.encode_path(tokenizer)
+        h = c_void_p()
+        _lib.check(_lib.gfn_model_load(_lib.encode_path(path), ctypes.byref(params), ctypes.byref(h)))
+        return cls(h)
+
+    def close(self):
+        if self._h:
+            if self.tokenizer is not None:
+                self.tokenizer._h = None
+            _lib.gfn_model_free(self._h)
+        self._h = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # pragma: no cover
+            pass
+
+    def _handle(self):
+        if not self._h:
+            raise _lib.GfnError(-1, "model is closed")
+        return self._h
+
+    @property
+    def config(self) -> dict:
+        if self._config is None:
+            c = _lib.ModelConfig()
+            c.size = ctypes.sizeof(_lib.ModelConfig)
+            _lib.check(_lib.gfn_model_config_get(self._handle(), ctypes.byref(c)))
+            self._config = {
+                "arch": c.arch.decode(), "activation": c.activation.decode(), "n_layer": c.n_layer,
+                "n_head": c.n_head, "head_dim": c.head_dim, "n_embd": c.n_embd, "n_inner": c.n_inner,
+                "vocab_size": c.vocab_size, "n_positions": c.n_positions, "rotary_dim": c.rotary_dim,
+                "layer_norm_eps": c.layer_norm_eps, "rotary_base": c.rotary_base,
+                "tied_head": bool(c.tied_head), "head_bias": bool(c.head_bias),
+            }
+        return dict(self._config)
+
+    def _ids(self, x):
+        if isinstance(x, str):
+            if self.tokenizer is None:
+                raise _lib.GfnError(-1, "this model has no tokenizer: pass token ids")
+            return self.tokenizer.encode(x)
+        return [int(i) for i in x]
+
+    def logits(self, ids, attention_mask=None, adapter=None) -> np.ndarray:
+        """Logits as float32: [T, V] for one sequence (a list of ids), [B, T, V] for a list of equal-length lists.
+        `attention_mask` (same shape) may mark left padding only."""
+        single = len(ids) == 0 or not hasattr(ids[0], "__len__")
+        rows = [self._ids(ids)] if single else [self._ids(r) for r in ids]
+        if not rows or not rows[0]:
+            raise _lib.GfnError(-1, "empty input")
+        T = len(rows[0])
+        if any(len(r) != T for r in rows):
+            raise _lib.GfnError(-1, "rows of a batch must have equal length (left-pad them and pass attention_mask)")
+        B = len(rows)
+        arr = np.ascontiguousarray(np.array(rows, dtype=np.int32))
+        mask_ptr = None
+        if attention_mask is not None:
+            m = np.ascontiguousarray(np.array([attention_mask] if single else attention_mask, dtype=np.int32))
+            if m.shape != arr.shape:
+                raise _lib.GfnError(-1, f"attention_mask shape {m.shape} differs from ids shape {arr.shape}")
+            mask_ptr = m.ctypes.data_as(ctypes.POINTER(c_int32))
+        V = self.config["vocab_size"]
+        out = np.empty((B, T, V), dtype=np.float32)
+        _lib.check(_lib.gfn_model_logits_adapter(self._handle(), adapter._handle() if adapter is not None else None,
+                                                 arr.ctypes.data_as(ctypes.POINTER(c_int32)), B, T, mask_ptr,
+                                                 out.ctypes.data_as(ctypes.POINTER(c_float)), out.size))
+        return out[0] if single else out
+
+    # --- generation and scoring ---------------------------------------------------------------------------
+
+    def _stop_ids(self, stop):
+        if stop is None:
+            return []
+        if isinstance(stop, (str, int)):
+            stop = [stop]
+        out = []
+        for s in stop:
+            if isinstance(s, str):
+                ids = self._ids(s)
+                if len(ids) != 1:
+                    raise _lib.GfnError(-1, f"stop string {s!r} is not a single token ({ids})")
+                out.append(ids[0])
+            else:
+                out.append(int(s))
+        return out
+
+    def _decode(self):
+        return (lambda toks: self.tokenizer.decode([t for t in toks])) if self.tokenizer is not None else None
+
+    def generate(self, prompt, max_new_tokens: int = 32, temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 1.0, stop=None, seed: int = 0, n: int = 1, min_new_tokens: int = 0,
+                 include_stop: bool = True, allowed=None, disallowed_penalty=None, bias=None, adapter=None):
+        """Samples n continuations of a prompt (str or ids), or of each prompt of a list of prompts.
+        Returns a list of Sample (one prompt) or a list of such lists (several prompts). temperature 0 = greedy.
+        `stop`: stop token(s) as ids or single-token strings (default: the end-of-text token if known).
+        `allowed` + `disallowed_penalty` (−inf hard mask, e.g. −99 soft) and `bias` {id: value} change the policy."""
+        many = isinstance(prompt, (list, tuple)) and len(prompt) > 0 and not isinstance(prompt[0], int)
+        prompts = [self._ids(p) for p in prompt] if many else [self._ids(prompt)]
+        if stop is None and self.tokenizer is not None and self.tokenizer.eos_id is not None:
+            stop = [self.tokenizer.eos_id]
+        keep = _Arrays()
+        params = _lib.gfn_sampling_default_params()
+        params.max_new_tokens = max_new_tokens
+        params.min_new_tokens = min_new_tokens
+        params.temperature = temperature
+        params.top_k = top_k
+        params.top_p = top_p
+        params.seed = seed & 0xFFFFFFFFFFFFFFFF
+        stops = self._stop_ids(stop)
+        if stops:
+            arr, k = keep.ids(stops)
+            params.stop_tokens = ctypes.cast(arr, ctypes.POINTER(c_int32))
+            params.n_stop_tokens = k
+        params.include_stop_token = 1 if include_stop else 0
+        fill_adjustment(params.adjust, keep, allowed, disallowed_penalty, bias)
+        if adapter is not None:
+            params.adapter = adapter._handle()
+        ptrs = (ctypes.POINTER(c_int32) * len(prompts))()
+        lens = (c_int32 * len(prompts))()
+        for i, p in enumerate(prompts):
+            arr, k = keep.ids(p)
+            ptrs[i] = ctypes.cast(arr, ctypes.POINTER(c_int32))
+            lens[i] = k
+        out = c_void_p()
+        ctx = context_for(self)
+        _lib.check(_lib.gfn_context_sample(ctx._h, ptrs, lens, len(prompts), n, ctypes.byref(params), ctypes.byref(out)))
+        samples = read_samples(out, self._decode())
+        if not many:
+            return samples
+        return [samples[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    def score(self, context, continuation, per_token: bool = False, stop=None, allowed=None,
+              disallowed_penalty=None, bias=None, adapter=None):
+        """log p(continuation | context). With per_token=True returns (total, per-token log-probs, stop log-probs
+        after every prefix 0…n). Lists of contexts and continuations (same length) give lists."""
+        many = isinstance(context, (list, tuple)) and len(context) > 0 and not isinstance(context[0], int)
+        ctxs = [self._ids(c) for c in context] if many else [self._ids(context)]
+        conts = [self._ids(c) for c in continuation] if many else [self._ids(continuation)]
+        if len(ctxs) != len(conts):
+            raise _lib.GfnError(-1, "contexts and continuations differ in number")
+        keep = _Arrays()
+        params = _lib.gfn_score_default_params()
+        stops = self._stop_ids(stop)
+        if stops:
+            arr, k = keep.ids(stops)
+            params.stop_tokens = ctypes.cast(arr, ctypes.POINTER(c_int32))
+            params.n_stop_tokens = k
+        fill_adjustment(params.adjust, keep, allowed, disallowed_penalty, bias)
+        if adapter is not None:
+            params.adapter = adapter._handle()
+        n = len(ctxs)
+        cp = (ctypes.POINTER(c_int32) * n)()
+        cl = (c_int32 * n)()
+        np_ = (ctypes.POINTER(c_int32) * n)()
+        nl = (c_int32 * n)()
+        for i in range(n):
+            a, k = keep.ids(ctxs[i]); cp[i] = ctypes.cast(a, ctypes.POINTER(c_int32)); cl[i] = k
+            b, k2 = keep.ids(conts[i]); np_[i] = ctypes.cast(b, ctypes.POINTER(c_int32)); nl[i] = k2
+        totals = (ctypes.c_double * n)()
+        ntok = sum(len(c) for c in conts)
+        toks = (c_float * max(1, ntok))()
+        stopl = (c_float * (ntok + n))()
+        ctx = context_for(self)
+        _lib.check(_lib.gfn_context_score(ctx._h, cp, cl, np_, nl, n, ctypes.byref(params), totals, toks, stopl))
+        results = []
+        t = s = 0
+        for i in range(n):
+            L = len(conts[i])
+            if per_token:
+                results.append((totals[i], list(toks[t:t + L]), list(stopl[s:s + L + 1])))
+            else:
+                results.append(totals[i])
+            t += L
+            s += L + 1
+        return results if many else results[0]
+
+    def beam_search(self, prompt, num_beams: int = 4, num_return: int = 1, max_new_tokens: int = 32,
+                    min_new_tokens: int = 0, length_penalty: float = 1.0, num_groups: int = 1,
+                    diversity_penalty: float = 0.0, stop=None, include_stop: bool = True, allowed=None,
+                    disallowed_penalty=None, bias=None, adapter=None):
+        """(Diverse) beam search; returns Samples best first (`score` = ranking score, `logprob` = Σ log p)."""
+        ids = self._ids(prompt)
+        if stop is None and self.tokenizer is not None and self.tokenizer.eos_id is not None:
+            stop = [self.tokenizer.eos_id]
+        keep = _Arrays()
+        params = _lib.gfn_beam_default_params()
+        params.num_beams = num_beams
+        params.num_return = num_return
+        params.num_groups = num_groups
+        params.diversity_penalty = diversity_penalty
+        params.length_penalty = length_penalty
+        params.max_new_tokens = max_new_tokens
+        params.min_new_tokens = min_new_tokens
+        stops = self._stop_ids(stop)
+        if stops:
+            arr, k = keep.ids(stops)
+            params.stop_tokens = ctypes.cast(arr, ctypes.POINTER(c_int32))
+            params.n_stop_tokens = k
+        params.include_stop_token = 1 if include_stop else 0
+        fill_adjustment(params.adjust, keep, allowed, disallowed_penalty, bias)
+        if adapter is not None:
+            params.adapter = adapter._handle()
+        arr, k = keep.ids(ids)
+        out = c_void_p()
+        ctx = context_for(self)
+        _lib.check(_lib.gfn_context_beam_search(ctx._h, arr, k, ctypes.byref(params), ctypes.byref(out)))
+        return read_samples(out, self._decode())

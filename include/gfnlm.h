@@ -1,0 +1,573 @@
+/*
+ * gfnlm — GFlowNet fine-tuning and amortized posterior sampling for GPT-2 / GPT-J ONNX exports.
+ *
+ * This header is the public contract of libgfnlm.so and its reference documentation.
+ *
+ * Conventions (apply to every function unless its comment says otherwise)
+ * -----------------------------------------------------------------------
+ * - Errors: functions that can fail return a gfn_status (GFN_OK = 0, negative = error kind). Results come back
+ *   through out-parameters, which are left untouched on failure unless documented. After a failure,
+ *   gfn_last_error() returns a message for the last failure on the calling thread. Nothing in the library aborts
+ *   the host process: bad handles, bad sizes and bad files are reported as errors.
+ * - Handles are opaque pointers created by *_load / *_new and released by the matching *_free. *_free(NULL) is a
+ *   no-op. Passing a handle that was already freed, or a pointer that is not a handle of the expected kind,
+ *   returns GFN_ERR_INVALID_ARGUMENT (the library keeps a table of live handles) — but do not rely on that for
+ *   pointers that were never handles.
+ * - Parameter structs begin with a `size` field (set it to sizeof the struct; the *_default_params() functions do)
+ *   so that they can grow without breaking the ABI. A struct whose size is smaller than the first version of that
+ *   struct, or larger than the library knows, is refused with GFN_ERR_INVALID_ARGUMENT.
+ * - Token ids are int32_t. Text is UTF-8, NUL-terminated. Arrays are pointer + length.
+ * - Threads: a gfn_model and a gfn_tokenizer are immutable after loading and may be used by any number of
+ *   threads at once. Every other handle may be used by one thread at a time (it may move between threads).
+ * - Only symbols that begin with gfn_ are exported.
+ */
+#ifndef GFNLM_H
+#define GFNLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Versions                                                                                                      */
+
+#define GFN_VERSION_MAJOR 0
+#define GFN_VERSION_MINOR 1
+#define GFN_VERSION_PATCH 0
+#define GFN_VERSION_STRING "0.1.0"
+/* Incremented whenever a struct or signature of this header changes incompatibly. */
+#define GFN_ABI_VERSION 1
+
+/* The library's version string, e.g. "0.1.0". Static storage; never fails. */
+const char *gfn_version(void);
+
+/* The library's GFN_ABI_VERSION. Compare it with the header's macro to detect a mismatched library. */
+int32_t gfn_abi_version(void);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Status codes                                                                                                  */
+
+typedef int32_t gfn_status;
+
+enum {
+    GFN_OK = 0,
+    /* A NULL or dead handle, a NULL pointer where one is required, a wrong struct size, a negative count,
+       an inconsistent combination of parameters. */
+    GFN_ERR_INVALID_ARGUMENT = -1,
+    /* A file or directory could not be opened, read or written (the message names it). */
+    GFN_ERR_IO = -2,
+    /* A file is truncated, corrupt, or not of the expected format (the message says what was found). */
+    GFN_ERR_FORMAT = -3,
+    /* A well-formed input that gfnlm does not support: an architecture other than GPT-2 / GPT-J, a fused
+       onnxruntime operator, an unknown data type. */
+    GFN_ERR_UNSUPPORTED = -4,
+    /* A token id, a length or an index outside its valid range (vocabulary, n_positions, capacity). */
+    GFN_ERR_OUT_OF_RANGE = -5,
+    /* An allocation failed, or a declared size exceeds a sane bound. */
+    GFN_ERR_OUT_OF_MEMORY = -6,
+    /* NaN or infinity where a finite number is required (rewards, losses, gradients). */
+    GFN_ERR_NUMERICAL = -7,
+    /* A host callback reported an error. */
+    GFN_ERR_CALLBACK = -8,
+    /* An object is used in a state that does not allow the call (e.g. an adapter made for another model). */
+    GFN_ERR_STATE = -9,
+    /* A bug in gfnlm; please report it with the message. */
+    GFN_ERR_INTERNAL = -10,
+    /* A callback asked to stop. */
+    GFN_ERR_CANCELLED = -11,
+    /* An output buffer is too small; the needed size was written to the size out-parameter. */
+    GFN_ERR_BUFFER_TOO_SMALL = -12
+};
+
+/* The message of the last failure on the calling thread ("" if none). The pointer stays valid until the next
+   failing call on this thread. The message is not cleared by successful calls. */
+const char *gfn_last_error(void);
+
+/* A constant name for a status code, e.g. "GFN_ERR_IO". Never NULL. */
+const char *gfn_status_name(gfn_status status);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Tokenizer: GPT-2 byte-level BPE (also used by GPT-J)                                                          */
+
+typedef struct gfn_tokenizer gfn_tokenizer;
+
+/* Loads a tokenizer. `path` is a directory holding tokenizer.json, or vocab.json + merges.txt; or the path of a
+   tokenizer.json; or the path of a vocab.json with merges.txt beside it.
+   Errors: GFN_ERR_INVALID_ARGUMENT (NULL path/out), GFN_ERR_IO (missing files), GFN_ERR_FORMAT (malformed files).
+   Ownership: *out belongs to the caller; release it with gfn_tokenizer_free. Thread-safe. */
+gfn_status gfn_tokenizer_load(const char *path, gfn_tokenizer **out);
+
+/* Releases a tokenizer. NULL is a no-op. A tokenizer borrowed from a model (gfn_model_tokenizer) must not be freed. */
+void gfn_tokenizer_free(gfn_tokenizer *tokenizer);
+
+/* Encodes UTF-8 text. With allow_special != 0 the literal text "<|endoftext|>" becomes its special id (50256),
+   as Hugging Face does; with 0 it is encoded as plain text.
+   Writes up to `capacity` ids to `ids` and the number of ids to *n_ids. If capacity is too small, nothing is
+   written to `ids`, *n_ids receives the needed count, and GFN_ERR_BUFFER_TOO_SMALL is returned (ids may be NULL
+   when capacity is 0, to query the size). Invalid UTF-8 in `text` → GFN_ERR_INVALID_ARGUMENT. */
+gfn_status gfn_tokenizer_encode(const gfn_tokenizer *tokenizer, const char *text, int32_t allow_special,
+                                int32_t *ids, int32_t capacity, int32_t *n_ids);
+
+/* Decodes ids to UTF-8 text (byte sequences that are not valid UTF-8 become U+FFFD, as Hugging Face does).
+   Writes a NUL-terminated string of at most capacity−1 bytes to `text` and its length (without the NUL) to
+   *n_bytes. If capacity is too small, *n_bytes receives the needed length (without the NUL) and
+   GFN_ERR_BUFFER_TOO_SMALL is returned. An id outside the vocabulary → GFN_ERR_OUT_OF_RANGE. */
+gfn_status gfn_tokenizer_decode(const gfn_tokenizer *tokenizer, const int32_t *ids, int32_t n_ids,
+                                char *text, size_t capacity, size_t *n_bytes);
+
+/* Number of ids the tokenizer defines (50257 for GPT-2). */
+gfn_status gfn_tokenizer_vocab_size(const gfn_tokenizer *tokenizer, int32_t *out);
+
+/* The end-of-text id (50256 for GPT-2), or −1 if the tokenizer has none. */
+gfn_status gfn_tokenizer_eos(const gfn_tokenizer *tokenizer, int32_t *out);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Model                                                                                                         */
+
+typedef struct gfn_model gfn_model;
+
+typedef struct gfn_model_params {
+    uint32_t size;              /* sizeof(gfn_model_params) */
+    int32_t n_threads;          /* threads for attention and element-wise work; 0 = all online CPUs */
+    const char *tokenizer_path; /* NULL: look for tokenizer files beside the model (no error if absent);
+                                   otherwise load from this path (errors are reported) */
+} gfn_model_params;
+
+/* Defaults: n_threads 0, tokenizer_path NULL. */
+gfn_model_params gfn_model_default_params(void);
+
+/* Loads a GPT-2 or GPT-J model from an ONNX export. `path` is the .onnx file or a directory holding one
+   (model.onnx preferred). External data files (one data file with offsets, or one file per tensor) are read
+   relative to the model's directory and memory-mapped. The architecture and every hyper-parameter are recovered
+   from the graph; a config.json beside the model is used only for what the graph lacks.
+   params may be NULL (defaults).
+   Errors: GFN_ERR_IO (missing or unreadable file), GFN_ERR_FORMAT (truncated / corrupt file, bad external data,
+   inconsistent shapes), GFN_ERR_UNSUPPORTED (a valid ONNX model that is not a plain GPT-2 / GPT-J, e.g. one with a
+   fused com.microsoft::Attention node).
+   Ownership: *out belongs to the caller; release it with gfn_model_free after every object made from it.
+   Thread safety: the model is immutable and may be used from any number of threads at once. */
+gfn_status gfn_model_load(const char *path, const gfn_model_params *params, gfn_model **out);
+
+/* Releases a model. NULL is a no-op. */
+void gfn_model_free(gfn_model *model);
+
+typedef struct gfn_model_config {
+    uint32_t size;          /* set by the caller: sizeof(gfn_model_config) */
+    char arch[16];          /* "gpt2" or "gptj" */
+    char activation[16];    /* "gelu_new" or "gelu" */
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t head_dim;
+    int32_t n_embd;
+    int32_t n_inner;
+    int32_t vocab_size;     /* rows of the token embedding (GPT-J: 50400; may exceed the tokenizer's size) */
+    int32_t n_positions;
+    int32_t rotary_dim;     /* 0 for GPT-2 */
+    float layer_norm_eps;
+    float rotary_base;      /* 0 for GPT-2 */
+    int32_t tied_head;      /* 1 when the head is the transposed token embedding */
+    int32_t head_bias;      /* 1 when the head has a bias */
+} gfn_model_config;
+
+/* Fills *out (whose size field the caller sets) with the model's hyper-parameters. */
+gfn_status gfn_model_config_get(const gfn_model *model, gfn_model_config *out);
+
+/* The tokenizer loaded with the model, borrowed (valid while the model lives; do not free), or NULL in *out
+   when none was found. */
+gfn_status gfn_model_tokenizer(const gfn_model *model, const gfn_tokenizer **out);
+
+/* Logits of a batch: `ids` is [batch, seq_len] row-major. `attention_mask` (may be NULL = all ones) is
+   [batch, seq_len] with 0 only as left padding (a row is 0…0 1…1; positions count from its first 1, as Hugging
+   Face generate() does). Writes batch·seq_len·vocab_size floats to `logits` ([batch, seq_len, vocab]);
+   `capacity` is the number of floats `logits` can hold.
+   Padding positions hold meaningless values (do not use them).
+   Errors: GFN_ERR_INVALID_ARGUMENT (NULL pointers, batch or seq_len ≤ 0, a mask that is not left padding),
+   GFN_ERR_OUT_OF_RANGE (an id outside the vocabulary, seq_len beyond n_positions),
+   GFN_ERR_BUFFER_TOO_SMALL (capacity too small). Thread-safe. */
+gfn_status gfn_model_logits(const gfn_model *model, const int32_t *ids, int32_t batch, int32_t seq_len,
+                            const int32_t *attention_mask, float *logits, size_t capacity);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Adapters (LoRA) with PEFT's semantics and file layout. NULL wherever an adapter is accepted means "the base    */
+/* model": the same weights serve with the adapter on (policy) and off (reference / reward model).              */
+
+typedef struct gfn_adapter gfn_adapter;
+
+typedef struct gfn_lora_params {
+    uint32_t size;          /* sizeof(gfn_lora_params) */
+    int32_t r;              /* rank; default 8 */
+    float alpha;            /* scale = alpha / r (alpha / sqrt(r) with use_rslora); default 8 */
+    float dropout;          /* dropout on the LoRA input during training; default 0 */
+    const char *targets;    /* comma-separated Hugging Face module names, PEFT's matching rule (an entry matches a
+                               module that equals it or ends with "." + entry): GPT-2 "c_attn", "c_proj" (attention and
+                               MLP), "c_fc", "attn.c_proj", "mlp.c_proj"; GPT-J "q_proj", "k_proj", "v_proj",
+                               "out_proj", "fc_in", "fc_out". NULL = PEFT's defaults (GPT-2 c_attn; GPT-J q_proj,v_proj) */
+    int32_t use_rslora;     /* default 0 */
+    uint64_t seed;          /* A is Kaiming-uniform from this seed, B = 0 (the adapter starts as the base model) */
+} gfn_lora_params;
+
+gfn_lora_params gfn_lora_default_params(void);
+
+/* A new adapter for `model`. Errors: GFN_ERR_INVALID_ARGUMENT (bad rank, targets that match no module — the
+   message lists the model's modules). The adapter may be used by one thread at a time while it is trained; for
+   inference (read-only) it may be shared. Free with gfn_adapter_free. */
+gfn_status gfn_adapter_new(const gfn_model *model, const gfn_lora_params *params, gfn_adapter **out);
+
+/* Loads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors, as PEFT's save_pretrained
+   writes it). Errors: GFN_ERR_IO, GFN_ERR_FORMAT, GFN_ERR_STATE (keys or shapes that do not fit the model). */
+gfn_status gfn_adapter_load(const gfn_model *model, const char *directory, gfn_adapter **out);
+
+/* Saves in PEFT's layout (Hugging Face PEFT loads it with PeftModel.from_pretrained). Written to a temporary
+   directory and renamed. */
+gfn_status gfn_adapter_save(const gfn_adapter *adapter, const char *directory);
+
+/* Number of trainable values (Σ of A and B sizes). */
+gfn_status gfn_adapter_parameter_count(const gfn_adapter *adapter, int64_t *out);
+
+void gfn_adapter_free(gfn_adapter *adapter);
+
+/* As gfn_model_logits, with the adapter applied (adapter NULL = base model). */
+gfn_status gfn_model_logits_adapter(const gfn_model *model, const gfn_adapter *adapter, const int32_t *ids,
+                                    int32_t batch, int32_t seq_len, const int32_t *attention_mask, float *logits,
+                                    size_t capacity);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Inference context: sampling, scoring, beam search                                                             */
+
+/* Per-caller state (scratch memory, KV caches) for inference on one model. Use one context per thread; any number
+   of contexts may share one model. The context keeps the model alive (freeing the model first is allowed). */
+typedef struct gfn_context gfn_context;
+
+/* Errors: GFN_ERR_INVALID_ARGUMENT (dead model handle, NULL out). Ownership: the caller frees with
+   gfn_context_free. */
+gfn_status gfn_context_new(const gfn_model *model, gfn_context **out);
+void gfn_context_free(gfn_context *ctx);
+
+/* Vocabulary constraints and biases that define the policy: they change the reported log-probabilities as well as
+   what is sampled. Ids outside allowed_tokens (when n_allowed_tokens > 0) get disallowed_penalty added to their
+   logits: −INFINITY is a hard mask, a finite value such as −99 the reference's soft mask. Stop tokens are always
+   allowed. bias_values[i] is added to the logit of bias_tokens[i]. */
+typedef struct gfn_logit_adjustment {
+    const int32_t *allowed_tokens;
+    int32_t n_allowed_tokens;   /* 0 = every id allowed */
+    float disallowed_penalty;   /* ≤ 0; default −INFINITY */
+    const int32_t *bias_tokens;
+    const float *bias_values;
+    int32_t n_bias;
+} gfn_logit_adjustment;
+
+typedef struct gfn_sampling_params {
+    uint32_t size;                 /* sizeof(gfn_sampling_params) */
+    int32_t max_new_tokens;        /* > 0; default 32 (reduced if the positions run out) */
+    int32_t min_new_tokens;        /* stop tokens cannot be sampled before this many tokens; default 0 */
+    float temperature;             /* sampling only (log-probs stay untempered); 0 = greedy; default 1 */
+    int32_t top_k;                 /* 0 = off */
+    float top_p;                   /* 1 = off */
+    uint64_t seed;                 /* same seed ⇒ same tokens, whatever the thread count */
+    const int32_t *stop_tokens;    /* sampling one ends the sample */
+    int32_t n_stop_tokens;
+    int32_t include_stop_token;    /* 1: a sampled stop token is the last returned token (default 1) */
+    gfn_logit_adjustment adjust;
+    const gfn_adapter *adapter;    /* NULL = the base model */
+} gfn_sampling_params;
+
+/* Defaults as documented on each field. */
+gfn_sampling_params gfn_sampling_default_params(void);
+
+/* A set of generated sequences (samples or beam hypotheses). Owned by the caller; free with gfn_samples_free. */
+typedef struct gfn_samples gfn_samples;
+
+/* Samples n_per_prompt continuations of each of n_prompts prompts (prompts[i] has prompt_lengths[i] ≥ 1 ids).
+   Each prompt runs through the model once; its samples share that cache, and all samples decode together.
+   For every sample the policy's own log-probabilities are reported (see gfn_sample_info).
+   Sample k of prompt i is at index i·n_per_prompt + k.
+   Errors: GFN_ERR_INVALID_ARGUMENT (NULL pointers, n_prompts or n_per_prompt ≤ 0, bad parameters),
+   GFN_ERR_OUT_OF_RANGE (ids outside the vocabulary, a prompt longer than n_positions),
+   GFN_ERR_NUMERICAL (no token can be produced: everything masked). */
+gfn_status gfn_context_sample(gfn_context *ctx, const int32_t *const *prompts, const int32_t *prompt_lengths,
+                              int32_t n_prompts, int32_t n_per_prompt, const gfn_sampling_params *params,
+                              gfn_samples **out);
+
+typedef struct gfn_sample_info {
+    uint32_t size;               /* set by the caller: sizeof(gfn_sample_info) */
+    int32_t prompt_index;
+    int32_t n_tokens;
+    const int32_t *tokens;       /* borrowed from the gfn_samples */
+    const float *token_logprobs; /* [n_tokens]: log q(token | prefix), untempered, with the logit adjustment */
+    int32_t n_steps;             /* sampling steps (n_tokens, or n_tokens + 1 when a stop token was not kept) */
+    int32_t n_stop_tokens;
+    const float *stop_logprobs;  /* [n_steps][n_stop_tokens]: log q(stop_j | prefix before each step) */
+    double logprob;              /* Σ log q over the steps */
+    double score;                /* beam search: the ranking score; sampling: equal to logprob */
+    int32_t finish_reason;       /* 0: stop token, 1: max tokens */
+} gfn_sample_info;
+
+gfn_status gfn_samples_count(const gfn_samples *samples, int32_t *out);
+
+/* Describes sample `index` (0 ≤ index < count). Pointers stay valid until gfn_samples_free. */
+gfn_status gfn_samples_get(const gfn_samples *samples, int32_t index, gfn_sample_info *out);
+
+void gfn_samples_free(gfn_samples *samples);
+
+typedef struct gfn_score_params {
+    uint32_t size;                 /* sizeof(gfn_score_params) */
+    const int32_t *stop_tokens;    /* stop probabilities after every prefix are reported for these */
+    int32_t n_stop_tokens;
+    gfn_logit_adjustment adjust;   /* applied to the continuation's distributions */
+    const gfn_adapter *adapter;    /* NULL = the base model */
+} gfn_score_params;
+
+gfn_score_params gfn_score_default_params(void);
+
+/* Scores n_pairs continuations given contexts (contexts[i] has ≥ 1 ids; continuations[i] may be empty).
+   totals[i] = log p(continuation_i | context_i). If token_logprobs is not NULL it receives, concatenated over the
+   pairs, log p(c_t | context, c_<t) (Σ continuation_lengths floats). If stop_logprobs is not NULL it receives,
+   concatenated over the pairs, for every prefix length 0…len the log-probability of stopping there,
+   log Σ_j p(stop_j | context, c_<i) (Σ (continuation_lengths + 1) floats; −INFINITY without stop tokens).
+   Pairs that share a context run it once. */
+gfn_status gfn_context_score(gfn_context *ctx, const int32_t *const *contexts, const int32_t *context_lengths,
+                             const int32_t *const *continuations, const int32_t *continuation_lengths,
+                             int32_t n_pairs, const gfn_score_params *params, double *totals,
+                             float *token_logprobs, float *stop_logprobs);
+
+typedef struct gfn_beam_params {
+    uint32_t size;                 /* sizeof(gfn_beam_params) */
+    int32_t num_beams;             /* default 4 */
+    int32_t num_return;            /* 1…num_beams; default 1 */
+    int32_t num_groups;            /* > 1: diverse beam search (num_beams must be a multiple); default 1 */
+    float diversity_penalty;       /* Hamming diversity between groups; default 0 */
+    float length_penalty;          /* score = Σ log p / length^length_penalty; default 1; 0 = plain sum */
+    int32_t max_new_tokens;        /* default 32 */
+    int32_t min_new_tokens;        /* default 0 */
+    const int32_t *stop_tokens;
+    int32_t n_stop_tokens;
+    int32_t include_stop_token;    /* default 1 */
+    gfn_logit_adjustment adjust;
+    const gfn_adapter *adapter;    /* NULL = the base model */
+} gfn_beam_params;
+
+gfn_beam_params gfn_beam_default_params(void);
+
+/* (Diverse) beam search from one prompt; the hypotheses come back best first in *out (score in
+   gfn_sample_info.score, log-probability without penalties in .logprob, finish_reason 0 when the hypothesis
+   ended with a stop token). */
+gfn_status gfn_context_beam_search(gfn_context *ctx, const int32_t *prompt, int32_t prompt_length,
+                                   const gfn_beam_params *params, gfn_samples **out);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Supervised fine-tuning: maximise log p(target | context), the context masked out.                            */
+
+typedef struct gfn_sft gfn_sft;
+
+typedef struct gfn_train_params {
+    uint32_t size;            /* sizeof(gfn_train_params) */
+    double lr;                /* default 1e-4 */
+    double beta1, beta2;      /* default 0.9, 0.999 */
+    double eps;               /* default 1e-8 */
+    double weight_decay;      /* decoupled (AdamW, PyTorch semantics); default 0.01 */
+    int32_t warmup_steps;     /* linear warm-up; the first step uses lr·0 when > 0 (LambdaLR); default 0 */
+    int32_t total_steps;      /* > 0: linear decay to 0 at this step after the warm-up; 0: constant; default 0 */
+    int32_t cosine;           /* 1: cosine decay instead of linear (needs total_steps); default 0 */
+    double max_grad_norm;     /* > 0: clip the global gradient norm; default 0 (off) */
+} gfn_train_params;
+
+gfn_train_params gfn_train_default_params(void);
+
+typedef struct gfn_sft_stats {
+    uint32_t size;            /* set by the caller */
+    double loss;              /* mean negative log-likelihood per target token */
+    double perplexity;
+    int32_t tokens;
+    int32_t step;             /* optimiser steps applied so far */
+    double grad_norm;
+    double learning_rate;
+    int32_t applied;          /* 0 when the step was skipped (non-finite loss or gradient; parameters unchanged) */
+} gfn_sft_stats;
+
+/* A trainer for `adapter` (LoRA: only A and B train, the model's weights stay untouched and shared) or, with
+   adapter NULL, for every weight of a private trainable copy of the model (small models). */
+gfn_status gfn_sft_new(const gfn_model *model, gfn_adapter *adapter, const gfn_train_params *params, gfn_sft **out);
+
+/* One optimiser step on n (context, target) pairs of any lengths (contexts ≥ 1 token, targets ≥ 1 token). */
+gfn_status gfn_sft_step(gfn_sft *sft, const int32_t *const *contexts, const int32_t *context_lengths,
+                        const int32_t *const *targets, const int32_t *target_lengths, int32_t n, gfn_sft_stats *out);
+
+/* The loss on a batch without training. */
+gfn_status gfn_sft_evaluate(gfn_sft *sft, const int32_t *const *contexts, const int32_t *context_lengths,
+                            const int32_t *const *targets, const int32_t *target_lengths, int32_t n,
+                            gfn_sft_stats *out);
+
+/* For full-parameter training: a new model handle holding a snapshot (copy) of the current weights. */
+gfn_status gfn_sft_snapshot_model(const gfn_sft *sft, gfn_model **out);
+
+/* Training-state checkpoints (adapter or weights, optimizer moments, step, schedule): atomic directory. */
+gfn_status gfn_sft_save(const gfn_sft *sft, const char *directory);
+gfn_status gfn_sft_load(gfn_sft *sft, const char *directory);
+
+void gfn_sft_free(gfn_sft *sft);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* GFlowNet fine-tuning and amortized sampling (the paper's method).                                           */
+
+/* A reward: log R(s_t ⊤) for every prefix state of a trajectory. */
+typedef struct gfn_reward gfn_reward;
+
+/* A host reward. Called with `n_states` token sequences (the states after the prompt X: every prefix of every
+   trajectory of a micro-batch, or only complete trajectories when terminal_only) of the prompt `prompt_index`;
+   writes one untempered log R per state to log_rewards. Return 0 on success; any other value (or a NaN /
+   infinite log R) fails the training step, which then changes nothing and reports GFN_ERR_CALLBACK /
+   GFN_ERR_NUMERICAL. Called on the thread that calls gfn_gflownet_step; must not call into the same trainer. */
+typedef int32_t (*gfn_reward_fn)(void *user_data, int32_t prompt_index, const int32_t *const *states,
+                                 const int32_t *state_lengths, int32_t n_states, double *log_rewards);
+
+gfn_status gfn_reward_new_callback(gfn_reward_fn fn, void *user_data, int32_t terminal_only, gfn_reward **out);
+
+/* log p_LM(Z Y | demos C) with the adapter off: C is the prompt's reward context (or X), Y its observation;
+   `z_adjust` adds the vocabulary penalty at Z positions only (e.g. −99 soft mask); states with fewer than
+   min_length tokens get −99. The demos run once; Y is scored after every prefix from the prefix's cache. */
+gfn_status gfn_reward_new_lm_likelihood(const gfn_model *model, const int32_t *demos, int32_t n_demos,
+                                        const gfn_logit_adjustment *z_adjust, int32_t min_length, gfn_reward **out);
+
+/* log p_LM(z_1..t ⊤ | X) for every prefix from one pass (the next-sentence reward); `adjust` is the reward's own
+   vocabulary penalty (the reference: −50); states with fewer than min_length tokens get −99. */
+gfn_status gfn_reward_new_next_sentence(const gfn_model *model, int32_t termination, const gfn_logit_adjustment *adjust,
+                                        int32_t min_length, gfn_reward **out);
+
+/* The random-integer task's rule reward (paper §2): first token one of number_tokens +8 else −8, every later
+   non-⊤ token at position m −8m, the empty sequence −8. */
+gfn_status gfn_reward_new_random_integer(const int32_t *number_tokens, int32_t n_number_tokens, int32_t termination,
+                                         gfn_reward **out);
+
+/* Untempered log R of each prefix state of one action sequence (n_actions + 1 values) — for checks and metrics. */
+gfn_status gfn_reward_evaluate(gfn_reward *reward, const int32_t *x, int32_t n_x, const int32_t *y, int32_t n_y,
+                               const int32_t *actions, int32_t n_actions, double *log_rewards);
+
+void gfn_reward_free(gfn_reward *reward);
+
+/* One training prompt: the policy's conditioning X, an optional observation Y (scored by the reward), an optional
+   reward context (what the reward reads instead of X), and a sampling weight. */
+typedef struct gfn_prompt {
+    const int32_t *x;
+    int32_t n_x;
+    const int32_t *y;              /* NULL / 0: none */
+    int32_t n_y;
+    const int32_t *reward_context; /* NULL / 0: X */
+    int32_t n_reward_context;
+    double weight;                 /* relative; 0 is treated as 1 */
+} gfn_prompt;
+
+enum { GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2 };
+enum { GFN_LAYOUT_FORCED_STOP = 0, GFN_LAYOUT_NEXT_SENTENCE = 1 };
+
+typedef struct gfn_gflownet_params {
+    uint32_t size;                 /* sizeof(gfn_gflownet_params) */
+    int32_t objective;             /* GFN_OBJECTIVE_*; default SubTB */
+    double subtb_lambda;           /* default 1 */
+    int32_t strict_mask;           /* main.py's `cumsum > 1` mask (reweights terminal pairs); default 0 */
+    int32_t layout;                /* GFN_LAYOUT_*: log q(⊤|s_max) := 0 (default) or the real value */
+    int32_t termination;           /* the ⊤ token (e.g. 50256, or 13 "." for sentences); required */
+    int32_t min_length;            /* ⊤ not sampled before this many actions; default 0 */
+    int32_t max_length;            /* actions per trajectory; default 16 */
+    gfn_logit_adjustment adjust;   /* the policy's vocabulary penalty / mask (⊤ always allowed) */
+    int32_t calculator;            /* 0 off, 1 reference-compatible (bug B6), 2 fixed; needs the model's tokenizer */
+    int32_t batch_size;            /* trajectories per micro-batch (one prompt each); default 8 */
+    int32_t grad_accumulation;     /* micro-batches per step; default 1 */
+    int32_t average_accumulation;  /* 0: gradients summed over micro-batches (main.py); 1: averaged */
+    gfn_train_params train;        /* optimiser and learning-rate schedule of the adapter */
+    double logz_lr;                /* TB's learned log Z (one per prompt): learning rate, default 1 */
+    double logz_init;              /* default 0 */
+    double reward_temp_start;      /* T_R(step) = start + (end − start)·min(1, step/horizon); default 1 → 1 */
+    double reward_temp_end;
+    int32_t reward_temp_horizon;
+    double p_on_policy;            /* behaviour per micro-batch: on-policy, replay, else tempered; default .25/.25 */
+    double p_replay;
+    double temp_low, temp_high;    /* tempered behaviour τ ~ U[low, high]; default 0.5, 2 */
+    int32_t buffer_capacity;       /* per (X, Y); default 50 */
+    double buffer_tolerance;       /* near-duplicate edit distance < tol·(len_a + len_b); default 0.25 */
+    int32_t buffer_prioritized;    /* sample ∝ exp(log R) (1, default) or uniformly (0) */
+    int32_t lora_dropout;          /* apply the adapter's dropout in training passes; default 0 */
+    uint64_t seed;
+} gfn_gflownet_params;
+
+gfn_gflownet_params gfn_gflownet_default_params(void);
+
+typedef struct gfn_step_stats {
+    uint32_t size;                 /* set by the caller */
+    int32_t step;                  /* index of this step */
+    int32_t applied;               /* 0 when the optimiser skipped the update (non-finite gradient) */
+    double loss;
+    double mean_log_r, max_log_r;  /* untempered terminal log R of the step's trajectories */
+    double mean_log_q;             /* log q of the complete trajectories */
+    double mean_length;
+    double fraction_unique;
+    double var_log_r_minus_log_q;  /* Var(log R/T_R − log q): 0 for a perfect sampler */
+    double reward_temperature;
+    double learning_rate;
+    double grad_norm;
+    double log_z;                  /* TB: mean learned log Z; otherwise mean(log R/T_R − log q) */
+    int32_t on_policy_batches, tempered_batches, replay_batches;
+    int32_t trajectories;
+} gfn_step_stats;
+
+/* Called after every step on the training thread; return 0 to stop (gfn_gflownet_train then returns
+   GFN_ERR_CANCELLED). Must not call into the same trainer. */
+typedef int32_t (*gfn_progress_fn)(void *user_data, const gfn_step_stats *stats);
+
+typedef struct gfn_gflownet gfn_gflownet;
+
+/* A GFlowNet trainer for `adapter` on `model` with `reward` over n_prompts prompts (copied). The trainer keeps
+   the model, adapter and reward alive; use it from one thread at a time. */
+gfn_status gfn_gflownet_new(const gfn_model *model, gfn_adapter *adapter, gfn_reward *reward,
+                            const gfn_prompt *prompts, int32_t n_prompts, const gfn_gflownet_params *params,
+                            gfn_gflownet **out);
+
+gfn_status gfn_gflownet_set_progress(gfn_gflownet *trainer, gfn_progress_fn fn, void *user_data);
+
+/* One optimiser step. On any error (NaN reward, failing callback) nothing changes: adapter, optimizer, replay
+   buffer, RNG and step count are as before. *out (may be NULL) receives the statistics. */
+gfn_status gfn_gflownet_step(gfn_gflownet *trainer, gfn_step_stats *out);
+
+/* `steps` steps, calling the progress callback after each; *last (may be NULL) gets the last step's stats. */
+gfn_status gfn_gflownet_train(gfn_gflownet *trainer, int32_t steps, gfn_step_stats *last);
+
+/* Amortized inference: `count` trajectories Z ~ q(·|X) from the trained adapter at temperature (1 = the trained
+   sampler), with the training limits, masks and calculator. In the results, tokens are the state after X (tool
+   output included), n_steps the number of actions, finish_reason 0 when ⊤ was sampled. */
+gfn_status gfn_gflownet_sample(gfn_gflownet *trainer, const int32_t *x, int32_t n_x, int32_t count, float temperature,
+                               uint64_t seed, gfn_samples **out);
+
+/* Adds demonstrations (action sequences) for prompt `prompt_index` to the replay buffer, with their rewards. */
+gfn_status gfn_gflownet_seed_buffer(gfn_gflownet *trainer, int32_t prompt_index, const int32_t *const *actions,
+                                    const int32_t *lengths, int32_t n);
+
+/* Exact evaluation over a small space: every sequence of up to max_length actions over `vocabulary`
+   (≤ 100,000 sequences), the policy's exact probability of each against the target R^(1/T_R)/Σ. */
+typedef struct gfn_exact_result {
+    uint32_t size;                 /* set by the caller */
+    int32_t n_sequences;
+    double kl_target_q;            /* KL(target ‖ q) */
+    double kl_q_target;            /* KL(q ‖ target), q renormalised on the space */
+    double total_variation;
+    double log_z;                  /* log Σ R over the space */
+    double mass_q;                 /* Σ q over the space (1 unless the policy can leave it) */
+} gfn_exact_result;
+
+gfn_status gfn_gflownet_exact(gfn_gflownet *trainer, int32_t prompt_index, const int32_t *vocabulary, int32_t n_vocabulary,
+                              gfn_exact_result *out);
+
+/* Checkpoints: adapter (PEFT layout), log Z, optimizer moments, step, schedules, RNG and replay buffer, written
+   atomically; loading into a trainer made with the same model, adapter shape, prompts and objective continues the
+   run exactly. */
+gfn_status gfn_gflownet_save(const gfn_gflownet *trainer, const char *directory);
+gfn_status gfn_gflownet_load(gfn_gflownet *trainer, const char *directory);
+
+void gfn_gflownet_free(gfn_gflownet *trainer);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GFNLM_H */
