@@ -357,6 +357,14 @@ gfn_beam_params gfn_beam_default_params(void);
 gfn_status gfn_context_beam_search(gfn_context *ctx, const int32_t *prompt, int32_t prompt_length,
                                    const gfn_beam_params *params, gfn_samples **out);
 
+/* Writes the model as an ONNX file that onnxruntime runs, with the adapter's low-rank delta merged into the base
+   weights (adapter NULL: the weights as loaded). The original export is rewritten: every other node and tensor is
+   kept, merged weights keep their file's dtype (fp16 / bf16 rounding applies), shared tensors are split when needed.
+   Inline data below 2 GiB, else one external `<file>.data`. Written to temporary names and renamed (no partial
+   file on failure). Errors: GFN_ERR_UNSUPPORTED (the model was not loaded from ONNX), GFN_ERR_STATE (the adapter
+   belongs to another model, or the source file changed since loading), GFN_ERR_NUMERICAL, GFN_ERR_IO. */
+gfn_status gfn_model_export_onnx(const gfn_model *model, const gfn_adapter *adapter, const char *path);
+
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Supervised fine-tuning: maximise log p(target | context), the context masked out.                            */
 
@@ -402,6 +410,9 @@ gfn_status gfn_sft_evaluate(gfn_sft *sft, const int32_t *const *contexts, const 
 
 /* For full-parameter training: a new model handle holding a snapshot (copy) of the current weights. */
 gfn_status gfn_sft_snapshot_model(const gfn_sft *sft, gfn_model **out);
+
+/* Full-parameter training: writes the current weights as an ONNX file (see gfn_model_export_onnx). */
+gfn_status gfn_sft_export_onnx(const gfn_sft *sft, const char *path);
 
 /* Training-state checkpoints (adapter or weights, optimizer moments, step, schedule): atomic directory. */
 gfn_status gfn_sft_save(const gfn_sft *sft, const char *directory);

@@ -94,6 +94,15 @@ func writeLogits(_ model: Model, _ adapter: LoRAAdapter?, _ ids: UnsafePointer<I
     }
 }
 
+@_cdecl("gfn_model_export_onnx")
+public func gfnModelExportOnnx(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(model, as: ModelHandle.self, "model")
+        let a = try adapterFor(adapter, model: h.model)
+        try ONNXExporter.export(model: h.model, adapter: a, to: try requireString(path, "path"))
+    }
+}
+
 // MARK: - SFT
 
 final class SFTHandle {
@@ -209,6 +218,19 @@ public func gfnSftSnapshotModel(_ sft: OpaquePointer?, _ out: UnsafeMutablePoint
         let model = Model(transformer: Transformer(weights: weights, threads: h.model.transformer.threads),
                           tokenizer: h.model.tokenizer, path: h.model.path)
         o.pointee = handles.register(ModelHandle(model))
+    }
+}
+
+@_cdecl("gfn_sft_export_onnx")
+public func gfnSftExportOnnx(_ sft: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(sft, as: SFTHandle.self, "sft")
+        let p = try requireString(path, "path")
+        if let a = h.trainer.adapter {
+            try ONNXExporter.export(model: h.model, adapter: a, to: p)
+        } else {
+            try ONNXExporter.export(model: h.model, weights: h.trainer.transformer.weights, to: p)
+        }
     }
 }
 

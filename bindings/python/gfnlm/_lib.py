@@ -201,6 +201,8 @@ gfn_adapter_free = _fn("gfn_adapter_free", None, c_void_p)
 gfn_model_logits_adapter = _fn("gfn_model_logits_adapter", c_int32, c_void_p, c_void_p, POINTER(c_int32), c_int32,
                                c_int32, POINTER(c_int32), POINTER(c_float), c_size_t)
 
+gfn_model_export_onnx = _fn("gfn_model_export_onnx", c_int32, c_void_p, c_void_p, c_char_p)
+gfn_sft_export_onnx = _fn("gfn_sft_export_onnx", c_int32, c_void_p, c_char_p)
 gfn_train_default_params = _fn("gfn_train_default_params", TrainParams)
 gfn_sft_new = _fn("gfn_sft_new", c_int32, c_void_p, c_void_p, POINTER(TrainParams), POINTER(c_void_p))
 _PAIRS = (POINTER(POINTER(c_int32)), POINTER(c_int32), POINTER(POINTER(c_int32)), POINTER(c_int32), c_int32)

@@ -97,6 +97,12 @@ class Model:
                                                  out.ctypes.data_as(ctypes.POINTER(c_float)), out.size))
         return out[0] if single else out
 
+    def export_onnx(self, path, adapter=None):
+        """Writes the model as an .onnx file onnxruntime runs, with the adapter's delta merged (None: as loaded)."""
+        _lib.check(_lib.gfn_model_export_onnx(self._handle(), adapter._handle() if adapter is not None else None,
+                                              _lib.encode_path(path)))
+        return path
+
     # --- generation and scoring ---------------------------------------------------------------------------
 
     def _stop_ids(self, stop):

@@ -127,6 +127,11 @@ class SFTTrainer:
         _lib.check(_lib.gfn_sft_snapshot_model(self._h, ctypes.byref(h)))
         return Model(h)
 
+    def export_onnx(self, path):
+        """Writes the trained weights (adapter merged, or the full-parameter weights) as an .onnx file."""
+        _lib.check(_lib.gfn_sft_export_onnx(self._h, _lib.encode_path(path)))
+        return path
+
     def save(self, directory):
         _lib.check(_lib.gfn_sft_save(self._h, _lib.encode_path(directory)))
 
