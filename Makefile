@@ -77,8 +77,21 @@ c-test: $(C_BINS)
 py-test: lib venv
 	cd $(ROOT) && GFNLM_LIBRARY=$(LIB) PYTHONPATH=$(ROOT)/bindings/python $(PY) -m pytest -q bindings/python/tests
 
-examples-test: lib venv
-	@echo "(examples are run by the Python tests)"
+EXAMPLE_MODEL := Tests/Fixtures/gpt2-realvocab/legacy17
+EXAMPLE_TOKENIZER := Tests/Fixtures/tokenizer
+
+$(BUILD)/examples/%: examples/c/%.c include/gfnlm.h $(LIB)
+	@mkdir -p $(BUILD)/examples
+	gcc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude $< -L$(BUILD) -lgfnlm -Wl,-rpath,'$$ORIGIN/..' -o $@
+
+## C examples (Python examples run inside the Python tests), then the release .so with the Swift toolchain hidden.
+examples-test: $(BUILD)/examples/generate
+	$(BUILD)/examples/generate $(EXAMPLE_MODEL) "Hello world" $(EXAMPLE_TOKENIZER)
+	@if [ "$$(id -u)" = 0 ] && command -v unshare >/dev/null && [ -d /opt/swift ]; then \
+	  echo "== running the C example with /opt/swift hidden (tmpfs over it, private mount namespace)"; \
+	  unshare -m sh -c 'mount -t tmpfs none /opt/swift && ! test -e /opt/swift/usr/lib/swift && \
+	    $(BUILD)/examples/generate $(EXAMPLE_MODEL) "Hello world" $(EXAMPLE_TOKENIZER)' || exit 1; \
+	else echo "(skipped the no-Swift-toolchain check: needs root and unshare)"; fi
 
 clean:
 	rm -rf $(BUILD) .build .build-release

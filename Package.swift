@@ -16,7 +16,7 @@ let package = Package(
                        pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CONNX",
                 cxxSettings: [.define("ONNX_ML", to: "1"), .define("ONNX_NAMESPACE", to: "onnx"),
-                              .unsafeFlags(["-fvisibility=hidden"])],
+                              .unsafeFlags(["-fvisibility=hidden", "-fvisibility-inlines-hidden"])],
                 linkerSettings: [.linkedLibrary("onnx_proto"), .linkedLibrary("protobuf")]),
         .target(name: "CKernels",
                 cSettings: [.unsafeFlags(["-O3", "-fvisibility=hidden", "-march=x86-64-v3"])],

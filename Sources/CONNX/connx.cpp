@@ -1,2 +1,433 @@
+// C shim over libonnx's generated protobuf classes. See include/connx.h for the contract.
 #include "connx.h"
-extern "C" int connx_placeholder(void) { return 0; }
+
+#ifndef ONNX_ML
+#define ONNX_ML 1
+#endif
+#include <onnx/onnx_pb.h>
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <new>
+#include <string>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct connx_model {
+    onnx::ModelProto proto;
+};
+
+namespace {
+
+void set_err(char *err, size_t errlen, const std::string &msg) {
+    if (!err || errlen == 0) return;
+    size_t n = msg.size() < errlen - 1 ? msg.size() : errlen - 1;
+    std::memcpy(err, msg.data(), n);
+    err[n] = 0;
+}
+
+struct Fd {
+    int fd;
+    explicit Fd(int f) : fd(f) {}
+    ~Fd() { if (fd >= 0) ::close(fd); }
+};
+
+// A ZeroCopyInputStream over a mapped file that releases the pages it has moved past.
+class MappedChunkStream : public google::protobuf::io::ZeroCopyInputStream {
+   public:
+    MappedChunkStream(const uint8_t *base, size_t size) : base_(base), size_(size) {}
+    bool Next(const void **data, int *size) override {
+        if (pos_ >= size_) return false;
+        release();
+        size_t n = size_ - pos_ < kChunk ? size_ - pos_ : kChunk;
+        *data = base_ + pos_;
+        *size = (int)n;
+        pos_ += n;
+        return true;
+    }
+    void BackUp(int count) override {
+        if (count > 0 && (size_t)count <= pos_) pos_ -= (size_t)count;
+    }
+    bool Skip(int count) override {
+        if (count < 0) return false;
+        if ((size_t)count > size_ - pos_) {
+            pos_ = size_;
+            return false;
+        }
+        pos_ += (size_t)count;
+        return true;
+    }
+    int64_t ByteCount() const override { return (int64_t)pos_; }
+
+   private:
+    // Pages wholly before the current position (less one chunk of slack) are no longer referenced.
+    void release() {
+        const size_t page = 4096;
+        if (pos_ < 2 * kChunk) return;
+        size_t upto = ((pos_ - kChunk) / page) * page;
+        if (upto > released_) {
+            ::madvise((void *)(base_ + released_), upto - released_, MADV_DONTNEED);
+            released_ = upto;
+        }
+    }
+    static constexpr size_t kChunk = 8u << 20;
+    const uint8_t *base_;
+    size_t size_;
+    size_t pos_ = 0;
+    size_t released_ = 0;
+};
+
+const onnx::GraphProto *graph_of(const connx_model *m) {
+    if (!m || !m->proto.has_graph()) return nullptr;
+    return &m->proto.graph();
+}
+
+const google::protobuf::RepeatedPtrField<onnx::ValueInfoProto> *values_of(const connx_model *m, int32_t kind) {
+    const onnx::GraphProto *g = graph_of(m);
+    if (!g) return nullptr;
+    switch (kind) {
+        case CONNX_GRAPH_INPUT: return &g->input();
+        case CONNX_GRAPH_OUTPUT: return &g->output();
+        case CONNX_GRAPH_VALUE_INFO: return &g->value_info();
+        default: return nullptr;
+    }
+}
+
+const onnx::NodeProto *node_at(const connx_model *m, int32_t i) {
+    const onnx::GraphProto *g = graph_of(m);
+    if (!g || i < 0 || i >= g->node_size()) return nullptr;
+    return &g->node(i);
+}
+
+const onnx::TensorProto *tensor_at(const connx_model *m, int32_t node, int32_t index) {
+    const onnx::GraphProto *g = graph_of(m);
+    if (!g || index < 0) return nullptr;
+    if (node == -1) {
+        if (index >= g->initializer_size()) return nullptr;
+        return &g->initializer(index);
+    }
+    const onnx::NodeProto *n = node_at(m, node);
+    if (!n || index >= n->attribute_size()) return nullptr;
+    const onnx::AttributeProto &a = n->attribute(index);
+    if (!a.has_t()) return nullptr;
+    return &a.t();
+}
+
+}  // namespace
+
+extern "C" {
+
+int connx_open(const char *path, connx_model **out, char *err, size_t errlen) {
+    if (out) *out = nullptr;
+    if (!path || !out) {
+        set_err(err, errlen, "connx_open: NULL argument");
+        return CONNX_ERANGE;
+    }
+    try {
+        std::string p(path);
+        Fd fd(::open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK));  // O_NONBLOCK: never hang on a FIFO
+        if (fd.fd < 0) {
+            set_err(err, errlen, "cannot open " + p + ": " + std::strerror(errno));
+            return CONNX_EIO;
+        }
+        struct stat st;
+        if (::fstat(fd.fd, &st) != 0) {
+            set_err(err, errlen, "cannot stat " + p + ": " + std::strerror(errno));
+            return CONNX_EIO;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            set_err(err, errlen, p + " is a directory, not an ONNX file");
+            return CONNX_EIO;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            set_err(err, errlen, p + " is not a regular file");
+            return CONNX_EIO;
+        }
+        if (st.st_size == 0) {
+            set_err(err, errlen, p + " is empty (0 bytes), not an ONNX model");
+            return CONNX_EFORMAT;
+        }
+        if (st.st_size >= (off_t)INT_MAX) {
+            set_err(err, errlen,
+                    p + " is " + std::to_string((long long)st.st_size) +
+                        " bytes: protobuf cannot parse an ONNX file of 2 GiB or more. Export the model with external "
+                        "data (torch.onnx.export does this by itself for large models; or "
+                        "onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True))");
+            return CONNX_ETOOLARGE;
+        }
+        connx_model *m = new (std::nothrow) connx_model();
+        if (!m) {
+            set_err(err, errlen, "out of memory parsing " + p);
+            return CONNX_EINTERNAL;
+        }
+        bool ok = false;
+        bool consumed = false;
+        int position = 0;
+        // Parse from a read-only mapping of the file, handed to protobuf in chunks; chunks already parsed are
+        // dropped from memory (MADV_DONTNEED), so peak memory stays near the parsed size while each raw_data
+        // is copied once. Falls back to read() streaming if mmap fails.
+        void *map = ::mmap(nullptr, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd.fd, 0);
+        if (map != MAP_FAILED) {
+            ::madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
+            {
+                MappedChunkStream stream((const uint8_t *)map, (size_t)st.st_size);
+                google::protobuf::io::CodedInputStream cis(&stream);
+                cis.SetTotalBytesLimit(INT_MAX);
+                cis.SetRecursionLimit(1000);
+                ok = m->proto.ParseFromCodedStream(&cis);
+                consumed = ok && cis.ConsumedEntireMessage();
+                position = cis.CurrentPosition();
+            }
+            ::munmap(map, (size_t)st.st_size);
+        } else {
+            google::protobuf::io::FileInputStream fis(fd.fd, 1 << 20);
+            google::protobuf::io::CodedInputStream cis(&fis);
+            cis.SetTotalBytesLimit(INT_MAX);
+            cis.SetRecursionLimit(1000);
+            ok = m->proto.ParseFromCodedStream(&cis);
+            consumed = ok && cis.ConsumedEntireMessage();
+            position = cis.CurrentPosition();
+            if (ok && fis.GetErrno() != 0) {
+                int e = fis.GetErrno();
+                delete m;
+                set_err(err, errlen, "cannot read " + p + ": " + std::strerror(e));
+                return CONNX_EIO;
+            }
+        }
+        if (!ok || !consumed || (off_t)position != st.st_size) {
+            delete m;
+            set_err(err, errlen,
+                    p + " is not a valid ONNX protobuf (truncated or corrupt: parsing stopped at byte " +
+                        std::to_string(position) + " of " + std::to_string((long long)st.st_size) + ")");
+            return CONNX_EFORMAT;
+        }
+        *out = m;
+        return CONNX_OK;
+    } catch (const std::bad_alloc &) {
+        set_err(err, errlen, std::string("out of memory parsing ") + path);
+        return CONNX_EINTERNAL;
+    } catch (const std::exception &e) {
+        set_err(err, errlen, std::string("error parsing ") + path + ": " + e.what());
+        return CONNX_EINTERNAL;
+    } catch (...) {
+        set_err(err, errlen, std::string("unknown error parsing ") + path);
+        return CONNX_EINTERNAL;
+    }
+}
+
+void connx_free(connx_model *m) {
+    try {
+        delete m;
+    } catch (...) {
+    }
+}
+
+int connx_model_get_info(const connx_model *m, connx_model_info *info) {
+    if (!m || !info) return CONNX_ERANGE;
+    try {
+        std::memset(info, 0, sizeof(*info));
+        const onnx::ModelProto &p = m->proto;
+        info->ir_version = p.ir_version();
+        info->producer_name = p.producer_name().c_str();
+        info->producer_version = p.producer_version().c_str();
+        info->domain = p.domain().c_str();
+        info->model_version = p.model_version();
+        info->opset_count = p.opset_import_size();
+        info->function_count = p.functions_size();
+        info->metadata_count = p.metadata_props_size();
+        info->has_graph = p.has_graph() ? 1 : 0;
+        const onnx::GraphProto &g = p.graph();  // default instance when absent
+        info->graph_name = g.name().c_str();
+        if (p.has_graph()) {
+            info->node_count = g.node_size();
+            info->initializer_count = g.initializer_size();
+            info->sparse_initializer_count = g.sparse_initializer_size();
+            info->input_count = g.input_size();
+            info->output_count = g.output_size();
+            info->value_info_count = g.value_info_size();
+        }
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_opset(const connx_model *m, int32_t i, const char **domain, int64_t *version) {
+    if (!m || !domain || !version || i < 0 || i >= m->proto.opset_import_size()) return CONNX_ERANGE;
+    try {
+        const onnx::OperatorSetIdProto &o = m->proto.opset_import(i);
+        *domain = o.domain().c_str();
+        *version = o.version();
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_value_get(const connx_model *m, int32_t kind, int32_t i, connx_value *out) {
+    const auto *vs = values_of(m, kind);
+    if (!vs || !out || i < 0 || i >= vs->size()) return CONNX_ERANGE;
+    try {
+        std::memset(out, 0, sizeof(*out));
+        const onnx::ValueInfoProto &v = vs->Get(i);
+        out->name = v.name().c_str();
+        if (v.has_type() && v.type().has_tensor_type()) {
+            const onnx::TypeProto_Tensor &t = v.type().tensor_type();
+            out->is_tensor = 1;
+            out->elem_type = t.elem_type();
+            if (t.has_shape()) {
+                out->has_shape = 1;
+                out->rank = t.shape().dim_size();
+            }
+        }
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_value_dim(const connx_model *m, int32_t kind, int32_t i, int32_t d, int64_t *value, const char **param) {
+    const auto *vs = values_of(m, kind);
+    if (!vs || !value || !param || i < 0 || i >= vs->size()) return CONNX_ERANGE;
+    try {
+        const onnx::ValueInfoProto &v = vs->Get(i);
+        if (!v.has_type() || !v.type().has_tensor_type() || !v.type().tensor_type().has_shape()) return CONNX_ERANGE;
+        const onnx::TensorShapeProto &s = v.type().tensor_type().shape();
+        if (d < 0 || d >= s.dim_size()) return CONNX_ERANGE;
+        const onnx::TensorShapeProto_Dimension &dim = s.dim(d);
+        *value = dim.has_dim_value() ? dim.dim_value() : -1;
+        *param = dim.has_dim_param() ? dim.dim_param().c_str() : "";
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_node_get(const connx_model *m, int32_t i, connx_node *out) {
+    const onnx::NodeProto *n = node_at(m, i);
+    if (!n || !out) return CONNX_ERANGE;
+    try {
+        out->op_type = n->op_type().c_str();
+        out->domain = n->domain().c_str();
+        out->name = n->name().c_str();
+        out->input_count = n->input_size();
+        out->output_count = n->output_size();
+        out->attribute_count = n->attribute_size();
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+const char *connx_node_input(const connx_model *m, int32_t i, int32_t j) {
+    const onnx::NodeProto *n = node_at(m, i);
+    if (!n || j < 0 || j >= n->input_size()) return nullptr;
+    return n->input(j).c_str();
+}
+
+const char *connx_node_output(const connx_model *m, int32_t i, int32_t j) {
+    const onnx::NodeProto *n = node_at(m, i);
+    if (!n || j < 0 || j >= n->output_size()) return nullptr;
+    return n->output(j).c_str();
+}
+
+int connx_node_attribute(const connx_model *m, int32_t node, int32_t a, connx_attribute *out) {
+    const onnx::NodeProto *n = node_at(m, node);
+    if (!n || !out || a < 0 || a >= n->attribute_size()) return CONNX_ERANGE;
+    try {
+        std::memset(out, 0, sizeof(*out));
+        const onnx::AttributeProto &at = n->attribute(a);
+        out->name = at.name().c_str();
+        out->type = (int32_t)at.type();
+        out->f = at.f();
+        out->i = at.i();
+        out->s = at.s().data();
+        out->s_len = at.s().size();
+        out->floats = at.floats_size() ? at.floats().data() : nullptr;
+        out->floats_count = at.floats_size();
+        out->ints = at.ints_size() ? at.ints().data() : nullptr;
+        out->ints_count = at.ints_size();
+        out->strings_count = at.strings_size();
+        out->has_t = at.has_t() ? 1 : 0;
+        out->tensors_count = at.tensors_size();
+        out->has_g = at.has_g() ? 1 : 0;
+        out->graphs_count = at.graphs_size();
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_tensor_get(const connx_model *m, int32_t node, int32_t index, connx_tensor *out) {
+    const onnx::TensorProto *t = tensor_at(m, node, index);
+    if (!t || !out) return CONNX_ERANGE;
+    try {
+        std::memset(out, 0, sizeof(*out));
+        out->name = t->name().c_str();
+        out->data_type = t->data_type();
+        out->rank = t->dims_size();
+        out->dims = t->dims_size() ? t->dims().data() : nullptr;
+        out->has_raw_data = t->has_raw_data() ? 1 : 0;
+        out->raw_data = t->raw_data().empty() ? nullptr : (const void *)t->raw_data().data();
+        out->raw_size = t->raw_data().size();
+        out->float_data = t->float_data_size() ? t->float_data().data() : nullptr;
+        out->float_count = t->float_data_size();
+        out->int32_data = t->int32_data_size() ? t->int32_data().data() : nullptr;
+        out->int32_count = t->int32_data_size();
+        out->int64_data = t->int64_data_size() ? t->int64_data().data() : nullptr;
+        out->int64_count = t->int64_data_size();
+        out->double_data = t->double_data_size() ? t->double_data().data() : nullptr;
+        out->double_count = t->double_data_size();
+        out->uint64_data = t->uint64_data_size() ? t->uint64_data().data() : nullptr;
+        out->uint64_count = t->uint64_data_size();
+        out->string_count = t->string_data_size();
+        out->data_location = (int32_t)t->data_location();
+        out->external_count = t->external_data_size();
+        out->has_segment = t->has_segment() ? 1 : 0;
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_tensor_external(const connx_model *m, int32_t node, int32_t index, int32_t k, const char **key,
+                          const char **value) {
+    const onnx::TensorProto *t = tensor_at(m, node, index);
+    if (!t || !key || !value || k < 0 || k >= t->external_data_size()) return CONNX_ERANGE;
+    try {
+        const onnx::StringStringEntryProto &e = t->external_data(k);
+        *key = e.key().c_str();
+        *value = e.value().c_str();
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_tensor_release_data(connx_model *m, int32_t node, int32_t index) {
+    onnx::TensorProto *t = const_cast<onnx::TensorProto *>(tensor_at(m, node, index));
+    if (!t) return CONNX_ERANGE;
+    try {
+        if (t->has_raw_data()) {
+            std::string empty;
+            t->mutable_raw_data()->swap(empty);  // frees the buffer (clear() would keep the capacity)
+        }
+        google::protobuf::RepeatedField<float>().Swap(t->mutable_float_data());
+        google::protobuf::RepeatedField<int32_t>().Swap(t->mutable_int32_data());
+        google::protobuf::RepeatedField<int64_t>().Swap(t->mutable_int64_data());
+        google::protobuf::RepeatedField<double>().Swap(t->mutable_double_data());
+        google::protobuf::RepeatedField<uint64_t>().Swap(t->mutable_uint64_data());
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+}  // extern "C"

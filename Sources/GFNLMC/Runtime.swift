@@ -10,18 +10,23 @@ import Glibc
 /// that the table keeps alive until its *_free. Looking a handle up validates it (kind and liveness), so a stale
 /// or foreign handle is an error, not a crash.
 final class HandleTable: Sendable {
-    private let live = Mutex<[UInt: AnyObject]>([:])
+    /// Handle objects are used from many threads by design; each documents its own thread-safety.
+    struct Entry: @unchecked Sendable {
+        let object: AnyObject
+    }
+    private let live = Mutex<[UInt: Entry]>([:])
 
     func register(_ object: AnyObject) -> OpaquePointer {
         let p = Unmanaged.passUnretained(object).toOpaque()
-        live.withLock { $0[UInt(bitPattern: p)] = object }
+        let entry = Entry(object: object)
+        live.withLock { $0[UInt(bitPattern: p)] = entry }
         return OpaquePointer(p)
     }
 
     func lookup<T: AnyObject>(_ handle: OpaquePointer?, as type: T.Type, _ what: String) throws(GFNError) -> T {
         guard let handle else { throw .invalidArgument("\(what) is NULL") }
         let key = UInt(bitPattern: UnsafeRawPointer(handle))
-        let object = live.withLock { $0[key] }
+        let object = live.withLock { $0[key] }?.object
         guard let object else { throw .invalidArgument("\(what) is not a live gfnlm handle (already freed?)") }
         guard let typed = object as? T else { throw .invalidArgument("\(what) is a handle of another kind") }
         return typed
@@ -32,11 +37,12 @@ final class HandleTable: Sendable {
     func remove<T: AnyObject>(_ handle: OpaquePointer?, as type: T.Type) -> T? {
         guard let handle else { return nil }
         let key = UInt(bitPattern: UnsafeRawPointer(handle))
-        return live.withLock { table -> T? in
-            guard let typed = table[key] as? T else { return nil }
+        let entry: Entry? = live.withLock { table -> Entry? in
+            guard let e = table[key], e.object is T else { return nil }
             table[key] = nil
-            return typed
+            return e
         }
+        return entry?.object as? T
     }
 
     var count: Int { live.withLock { $0.count } }
@@ -65,11 +71,10 @@ enum LastError {
         return emptyCString
     }
 
-    static let emptyCString: UnsafePointer<CChar> = {
-        let p = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
-        p.initialize(to: 0)
-        return UnsafePointer(p)
-    }()
+    static let empty: StaticString = ""
+    static var emptyCString: UnsafePointer<CChar> {
+        UnsafeRawPointer(empty.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
 }
 
 /// Runs an exported function's body: a thrown GFNError becomes its status code and the thread's last error.

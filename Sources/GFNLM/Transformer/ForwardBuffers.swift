@@ -31,6 +31,9 @@ final class LayerBuffers {
     var loraScratch: UnsafeMutablePointer<Float>
     /// Trace: x·Aᵀ of every adapted module of this layer, [N, r], by module name.
     var loraOutputs: [String: UnsafeMutablePointer<Float>] = [:]
+    /// Trace with LoRA dropout: the keep mask of every adapted module's input, [N, in], holding 0 (dropped) or
+    /// 1/(1−p) (kept, inverted dropout), by module name.
+    var loraMasks: [String: UnsafeMutablePointer<Float>] = [:]
     /// Attention probabilities: trace → [row][head][T][K_row] (offsets per row); inference → per-worker [T, Kmax].
     var probs: UnsafeMutablePointer<Float>
     var probsRowOffset: [Int] = []
@@ -130,9 +133,47 @@ public final class ForwardTrace: @unchecked Sendable {
     private(set) var positions: [Int32] = []
     private(set) var segments: [[KVSegment]] = []
     private(set) var adapter: LoRAAdapter?
+    /// The generator for LoRA dropout masks. When it is set and the adapter's dropout is positive, traced forwards
+    /// apply dropout on the LoRA branch input (training mode) and advance it; when nil (the default) the traced
+    /// forward is deterministic, like inference.
+    public var dropoutRNG: RNG?
+    /// The dropout probability the last traced forward used (0: none).
+    public private(set) var dropoutP: Float = 0
+    /// Scratch for the dropped LoRA input, [N, max(n_embd, n_inner)] (only with dropout).
+    private(set) var dropScratch: UnsafeMutablePointer<Float>?
 
     public init() throws(GFNError) {
         arena = try Arena(capacity: 0)
+    }
+
+    /// Rows (sequences) of the last traced forward.
+    public var rows: Int { plan?.rows ?? 0 }
+    /// Tokens per row of the last traced forward.
+    public var T: Int { plan?.T ?? 0 }
+    /// The caches the rows were appended to.
+    public var rowCaches: [KVCache] { caches }
+    /// The slot in its cache where each row's chunk starts.
+    public var rowStarts: [Int] { start }
+    /// Position ids of the chunk's tokens, [rows·T], −1 for left padding.
+    public var tokenPositions: [Int32] { positions }
+    /// The final hidden states (after ln_f) of the last traced forward, [rows·T, n_embd].
+    public var hiddenStates: UnsafePointer<Float>? { hidden.map { UnsafePointer($0) } }
+
+    /// Fills `mask` ([m, n]) with a fresh inverted-dropout mask and writes the dropped input x·mask to `out`.
+    func dropout(x: UnsafePointer<Float>, ldx: Int, m: Int, n: Int, mask: UnsafeMutablePointer<Float>,
+                 out: UnsafeMutablePointer<Float>) {
+        let p = dropoutP
+        let keep = 1 / (1 - p)
+        var rng = dropoutRNG ?? RNG(seed: 0)
+        for i in 0..<m {
+            let mi = mask + i * n, oi = out + i * n, xi = x + i * ldx
+            for j in 0..<n {
+                let k: Float = rng.uniformFloat() < p ? 0 : keep
+                mi[j] = k
+                oi[j] = xi[j] * k
+            }
+        }
+        dropoutRNG = rng
     }
 
     func begin(plan: ForwardPlan, adapter: LoRAAdapter?) throws(GFNError) {
@@ -142,18 +183,24 @@ public final class ForwardTrace: @unchecked Sendable {
         let gpt2 = c.arch == .gpt2
         var perLayer: [Int] = [N * E, N * E, N, N, 3 * N * E, N * E, N * I, N * I, N * E, N * max(plan.maxRank, 1), probsCount]
         if gpt2 { perLayer += [N * E, N * E, N, N] }
+        let p = (adapter?.dropout ?? 0)
+        let useDropout = dropoutRNG != nil && p > 0 && p < 1
+        dropoutP = useDropout ? p : 0
         var loraSizes: [[Int]] = []
         for l in 0..<c.nLayer {
             var s: [Int] = []
             if let adapter {
                 for name in ForwardTrace.moduleNames(layer: l, config: c) {
-                    if let f = adapter.factors(for: name) { s.append(N * f.rank) }
+                    if let f = adapter.factors(for: name) {
+                        s.append(N * f.rank)
+                        if useDropout { s.append(N * f.inFeatures) }
+                    }
                 }
             }
             loraSizes.append(s)
         }
         let total = c.nLayer * Arena.footprint(perLayer) + Arena.footprint(loraSizes.flatMap { $0 })
-            + Arena.footprint([N * E, N * E, N * E, N, N])
+            + Arena.footprint([N * E, N * E, N * E, N, N]) + (useDropout ? Arena.footprint([N * max(E, I)]) : 0)
         try arena.reserve(total)
         var ls: [LayerBuffers] = []
         for l in 0..<c.nLayer {
@@ -183,11 +230,15 @@ public final class ForwardTrace: @unchecked Sendable {
             b.probsRowKeys = plan.keys
             if let adapter {
                 for name in ForwardTrace.moduleNames(layer: l, config: c) {
-                    if let f = adapter.factors(for: name) { b.loraOutputs[name] = try arena.take(N * f.rank) }
+                    if let f = adapter.factors(for: name) {
+                        b.loraOutputs[name] = try arena.take(N * f.rank)
+                        if useDropout { b.loraMasks[name] = try arena.take(N * f.inFeatures) }
+                    }
                 }
             }
             ls.append(b)
         }
+        dropScratch = useDropout ? try arena.take(N * max(E, I)) : nil
         layers = ls
         residual = try arena.take(N * E)
         hidden = try arena.take(N * E)

@@ -21,8 +21,15 @@ public final class KVCache: @unchecked Sendable {
     let k: FloatStorage
     let v: FloatStorage
 
-    public init(config: ModelConfig, capacity: Int, prefix: KVCache? = nil) throws(GFNError) {
+    /// `visiblePrefix` (default: all of the prefix's current slots) lets a child see only the first slots of its
+    /// prefix — e.g. to score a continuation after every prefix of one cached sequence.
+    public init(config: ModelConfig, capacity: Int, prefix: KVCache? = nil, visiblePrefix: Int? = nil) throws(GFNError) {
         guard capacity >= 0 else { throw .invalidArgument("negative KV cache capacity \(capacity)") }
+        if let v = visiblePrefix {
+            guard let p = prefix, v >= p.padding, v <= p.length else {
+                throw .invalidArgument("visible prefix \(v) outside the prefix cache's slots")
+            }
+        }
         if let p = prefix, p.nLayer != config.nLayer || p.nHead != config.nHead || p.headDim != config.headDim {
             throw .invalidArgument("prefix cache belongs to a different model")
         }
@@ -31,7 +38,7 @@ public final class KVCache: @unchecked Sendable {
         self.headDim = config.headDim
         self.capacity = capacity
         self.prefix = prefix
-        self.prefixLength = prefix?.length ?? 0
+        self.prefixLength = visiblePrefix ?? prefix?.length ?? 0
         let n = config.nLayer * config.nHead * capacity * config.headDim
         self.k = try FloatStorage(count: n)
         self.v = try FloatStorage(count: n)

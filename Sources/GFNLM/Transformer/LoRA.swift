@@ -1,4 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The low-rank update of one linear map, in PEFT's layout: A [r, in], B [out, r], y += scale · (x·Aᵀ)·Bᵀ.
+/// The tensors share storage with the adapter: an optimiser updates them in place.
 public struct LoRAFactors: @unchecked Sendable {
     public let a: Tensor
     public let b: Tensor
@@ -16,18 +21,140 @@ public struct LoRAFactors: @unchecked Sendable {
     public var outFeatures: Int { b.shape[0] }
 }
 
+/// LoRA hyper-parameters with PEFT's meaning (`peft.LoraConfig`).
+///
+/// - `targets`: Hugging Face module names. An entry matches a module whose full name equals it or ends with
+///   "." + entry (PEFT's rule), so on GPT-2 `c_proj` matches both `attn.c_proj` and `mlp.c_proj`, while
+///   `attn.c_proj` matches only the attention projection. GPT-2 modules: `c_attn`, `c_proj`, `c_fc`; GPT-J:
+///   `q_proj`, `k_proj`, `v_proj`, `out_proj`, `fc_in`, `fc_out`.
+/// - scale: `alpha / r`, or `alpha / √r` with `useRSLoRA`.
+/// - `dropout`: inverted dropout on the LoRA branch input, applied only in training forwards (a `ForwardTrace`
+///   with `dropoutRNG` set); inference never drops.
+public struct LoRAConfig: Sendable, Equatable {
+    public var r: Int
+    public var alpha: Float
+    public var dropout: Float
+    public var targets: [String]
+    public var useRSLoRA: Bool
+    /// Written to adapter_config.json as `base_model_name_or_path` (PEFT stores the model id or a path).
+    public var baseModelNameOrPath: String?
+
+    public init(r: Int = 8, alpha: Float = 8, dropout: Float = 0, targets: [String], useRSLoRA: Bool = false,
+                baseModelNameOrPath: String? = nil) {
+        self.r = r; self.alpha = alpha; self.dropout = dropout; self.targets = targets
+        self.useRSLoRA = useRSLoRA; self.baseModelNameOrPath = baseModelNameOrPath
+    }
+
+    /// PEFT's default targets: GPT-2 `["c_attn"]`, GPT-J `["q_proj", "v_proj"]`.
+    public static func defaultTargets(for arch: Architecture) -> [String] {
+        switch arch {
+        case .gpt2: return ["c_attn"]
+        case .gptj: return ["q_proj", "v_proj"]
+        }
+    }
+
+    /// The multiplier of the low-rank branch.
+    public var scale: Float {
+        useRSLoRA ? alpha / Float(r).squareRoot() : alpha / Float(r)
+    }
+
+    public func validate() throws(GFNError) {
+        guard r > 0 else { throw .invalidArgument("LoRA rank r must be positive, got \(r)") }
+        guard alpha.isFinite else { throw .invalidArgument("LoRA alpha must be finite, got \(alpha)") }
+        guard dropout >= 0 && dropout < 1 else { throw .invalidArgument("LoRA dropout must be in [0, 1), got \(dropout)") }
+        guard !targets.isEmpty else { throw .invalidArgument("LoRA target_modules is empty") }
+        for t in targets where t.isEmpty { throw .invalidArgument("LoRA target_modules contains an empty name") }
+    }
+
+    /// PEFT's rule: `entry` matches `module` when they are equal or `module` ends with "." + entry.
+    public static func matches(module: String, entry: String) -> Bool {
+        module == entry || module.hasSuffix("." + entry)
+    }
+
+    /// True when any target matches the module.
+    public func matches(module: String) -> Bool {
+        targets.contains { LoRAConfig.matches(module: module, entry: $0) }
+    }
+}
+
 /// A set of LoRA updates keyed by Hugging Face module name ("transformer.h.0.attn.c_attn"). The base weights are
 /// never modified: with an adapter the forward pass adds the low-rank branch (the policy), without one it is the
 /// untouched base model (the reference / reward model). The same `ModelWeights` serve both.
 public final class LoRAAdapter: @unchecked Sendable {
     public private(set) var factors: [String: LoRAFactors]
-    /// Dropout probability on the LoRA branch input (training only).
+    /// Dropout probability on the LoRA branch input (training forwards only).
     public var dropout: Float
+    /// The configuration the adapter was made or loaded with (nil for adapters assembled from raw factors).
+    public let config: LoRAConfig?
 
-    public init(factors: [String: LoRAFactors], dropout: Float = 0) {
+    public init(factors: [String: LoRAFactors], dropout: Float = 0, config: LoRAConfig? = nil) {
         self.factors = factors
         self.dropout = dropout
+        self.config = config
     }
 
     public func factors(for name: String) -> LoRAFactors? { factors[name] }
+
+    /// Adapted module names in model order (layer by layer, then the order of `ModelWeights.linears`).
+    public var moduleNames: [String] {
+        factors.keys.sorted { a, b in
+            let ka = LoRAAdapter.sortKey(a), kb = LoRAAdapter.sortKey(b)
+            return ka.layer != kb.layer ? ka.layer < kb.layer : (ka.rank != kb.rank ? ka.rank < kb.rank : a < b)
+        }
+    }
+
+    /// (layer, order within the layer) parsed from "transformer.h.{i}.<module>"; unknown names sort last.
+    static func sortKey(_ name: String) -> (layer: Int, rank: Int) {
+        let parts = name.split(separator: ".")
+        guard parts.count >= 4, parts[0] == "transformer", parts[1] == "h", let l = Int(parts[2]) else {
+            return (Int.max, 0)
+        }
+        let rest = parts[3...].joined(separator: ".")
+        let order = ["attn.c_attn", "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.c_proj", "attn.out_proj",
+                     "mlp.c_fc", "mlp.fc_in", "mlp.c_proj", "mlp.fc_out"]
+        return (l, order.firstIndex(of: rest) ?? order.count)
+    }
+
+    /// A new adapter for `model` with PEFT's initialisation: A Kaiming-uniform with a = √5 (as
+    /// `torch.nn.init.kaiming_uniform_`: bound = gain·√(3/fan_in) with gain = √(2/(1+a²)), i.e. 1/√in), B zero,
+    /// so the adapted model starts equal to the base model. A is drawn from `RNG(seed:)` module by module in model
+    /// order, row-major. Throws, naming the model's modules, when no target matches.
+    public convenience init(model: ModelWeights, config: LoRAConfig, seed: UInt64) throws(GFNError) {
+        try config.validate()
+        var rng = RNG(seed: seed)
+        var factors: [String: LoRAFactors] = [:]
+        var available: [String] = []
+        for block in model.blocks {
+            for lin in block.linears {
+                available.append(lin.name)
+                guard config.matches(module: lin.name) else { continue }
+                let nIn = lin.inFeatures, nOut = lin.outFeatures
+                let a = try Tensor(zeros: [config.r, nIn])
+                let bound = 1 / Double(nIn).squareRoot()
+                let p = a.pointer
+                for i in 0..<a.count { p[i] = Float((2 * rng.uniform() - 1) * bound) }
+                let b = try Tensor(zeros: [nOut, config.r])
+                factors[lin.name] = try LoRAFactors(a: a, b: b, scale: config.scale)
+            }
+        }
+        if factors.isEmpty {
+            let short = Set(available.map { name -> String in
+                let parts = name.split(separator: ".")
+                return parts.count >= 2 ? parts.suffix(2).joined(separator: ".") : name
+            }).sorted()
+            throw .invalidArgument("LoRA target_modules \(config.targets) match no module of this model; "
+                + "available: \(short.joined(separator: ", ")) (a bare name such as \"\(short.first.map { String($0.split(separator: ".").last ?? "") } ?? "")\" matches every layer)")
+        }
+        self.init(factors: factors, dropout: config.dropout, config: config)
+    }
+
+    /// An independent copy (new storage for every factor).
+    public func copy() throws(GFNError) -> LoRAAdapter {
+        var out: [String: LoRAFactors] = [:]
+        for (k, f) in factors { out[k] = try LoRAFactors(a: f.a.copy(), b: f.b.copy(), scale: f.scale) }
+        return LoRAAdapter(factors: out, dropout: dropout, config: config)
+    }
+
+    /// Total number of trainable values (Σ r·(in + out)).
+    public var parameterCount: Int { factors.values.reduce(0) { $0 + $1.a.count + $1.b.count } }
 }

@@ -125,11 +125,11 @@ public final class Transformer: @unchecked Sendable {
             // q | k | v into qkv [N, 3E]
             switch block.qkv {
             case .fused(let lin):
-                try applyLinear(lin, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, adapter: adapter, buffers: b)
+                try applyLinear(lin, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, adapter: adapter, buffers: b, trace: trace)
             case .separate(let q, let k, let v):
-                try applyLinear(q, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, adapter: adapter, buffers: b)
-                try applyLinear(k, x: b.ln1, ldx: E, m: N, y: b.qkv + E, ldy: 3 * E, adapter: adapter, buffers: b)
-                try applyLinear(v, x: b.ln1, ldx: E, m: N, y: b.qkv + 2 * E, ldy: 3 * E, adapter: adapter, buffers: b)
+                try applyLinear(q, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, adapter: adapter, buffers: b, trace: trace)
+                try applyLinear(k, x: b.ln1, ldx: E, m: N, y: b.qkv + E, ldy: 3 * E, adapter: adapter, buffers: b, trace: trace)
+                try applyLinear(v, x: b.ln1, ldx: E, m: N, y: b.qkv + 2 * E, ldy: 3 * E, adapter: adapter, buffers: b, trace: trace)
             }
             if c.arch == .gptj { applyRotary(b.qkv, positions: positions, count: N) }
             storeKV(layer: l, qkv: b.qkv, rows: rows, T: T, caches: caches, start: start)
@@ -137,22 +137,22 @@ public final class Transformer: @unchecked Sendable {
                       segments: segs, keys: keys, buffers: b)
             switch c.arch {
             case .gpt2:
-                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b)
+                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b, trace: trace)
                 Kernels.add(x, b.tmp, count: N * E)
                 if let xMid = b.xMid { xMid.update(from: x, count: N * E) }
                 guard let ln2 = block.ln2, let ln2Out = b.ln2 else { throw .internalError("GPT-2 block without ln_2") }
                 layerNorm(x, ln2Out, rows: N, weights: ln2, mean: b.ln2Mean, rstd: b.ln2Rstd)
-                try applyLinear(block.fcIn, x: ln2Out, ldx: E, m: N, y: b.fc, ldy: I, adapter: adapter, buffers: b)
+                try applyLinear(block.fcIn, x: ln2Out, ldx: E, m: N, y: b.fc, ldy: I, adapter: adapter, buffers: b, trace: trace)
                 activation(b.fc, b.act, count: N * I)
-                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b)
+                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b, trace: trace)
                 Kernels.add(x, b.tmp, count: N * E)
             case .gptj:
                 // Parallel residual: x + attn(ln_1 x) + mlp(ln_1 x).
-                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b)
+                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b, trace: trace)
                 Kernels.add(x, b.tmp, count: N * E)
-                try applyLinear(block.fcIn, x: b.ln1, ldx: E, m: N, y: b.fc, ldy: I, adapter: adapter, buffers: b)
+                try applyLinear(block.fcIn, x: b.ln1, ldx: E, m: N, y: b.fc, ldy: I, adapter: adapter, buffers: b, trace: trace)
                 activation(b.fc, b.act, count: N * I)
-                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b)
+                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b, trace: trace)
                 Kernels.add(x, b.tmp, count: N * E)
             }
         }
@@ -224,7 +224,7 @@ public final class Transformer: @unchecked Sendable {
 
     /// y[m, out] = x[m, in]·W + b (+ scale·(x·Aᵀ)·Bᵀ with a LoRA adapter on this module).
     func applyLinear(_ lin: Linear, x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>,
-                     ldy: Int, adapter: LoRAAdapter?, buffers: LayerBuffers) throws(GFNError) {
+                     ldy: Int, adapter: LoRAAdapter?, buffers: LayerBuffers, trace: ForwardTrace?) throws(GFNError) {
         let nIn = lin.inFeatures, nOut = lin.outFeatures
         BLAS.gemm(m: m, n: nOut, k: nIn, a: x, lda: ldx, b: lin.weight.pointer, ldb: nOut, c: y, ldc: ldy)
         if let bias = lin.bias { Kernels.addBias(y, bias.pointer, rows: m, n: nOut, ld: ldy) }
@@ -234,8 +234,14 @@ public final class Transformer: @unchecked Sendable {
         }
         let r = f.rank
         let t = buffers.loraOutput(lin.name) ?? buffers.loraScratch
+        var xa = x, lda = ldx
+        if let trace, let mask = buffers.loraMasks[lin.name], let scratch = trace.dropScratch {
+            // Training-mode LoRA dropout on the branch input (inverted: kept values scaled by 1/(1−p)).
+            trace.dropout(x: x, ldx: ldx, m: m, n: nIn, mask: mask, out: scratch)
+            xa = UnsafePointer(scratch); lda = nIn
+        }
         // t[m, r] = x · Aᵀ, then y += scale · t · Bᵀ
-        BLAS.gemm(m: m, n: r, k: nIn, a: x, lda: ldx, b: f.a.pointer, ldb: nIn, transB: true, c: t, ldc: r)
+        BLAS.gemm(m: m, n: r, k: nIn, a: xa, lda: lda, b: f.a.pointer, ldb: nIn, transB: true, c: t, ldc: r)
         BLAS.gemm(m: m, n: nOut, k: r, a: t, lda: r, b: f.b.pointer, ldb: r, transB: true, c: y, ldc: ldy,
                   alpha: f.scale, beta: 1)
     }

@@ -1,0 +1,160 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The output head restricted to chosen positions: log-softmax over the vocabulary at a few hidden rows (a
+/// 50257-wide vocabulary makes logits for every position expensive), and the backward pass from gradients of
+/// those log-probabilities to the hidden states (and, in full-parameter mode, to the head / tied embedding).
+/// Owned by one caller; results are valid until the next `forward`.
+public final class TokenLogProbs: @unchecked Sendable {
+    public let transformer: Transformer
+    let arena: Arena
+    public private(set) var rows: [Int] = []
+    private var hiddenCount = 0
+    private var hs: UnsafeMutablePointer<Float>?
+    private var lp: UnsafeMutablePointer<Float>?
+    private var dhs: UnsafeMutablePointer<Float>?
+    private var consumed = false
+
+    public init(transformer: Transformer) throws(GFNError) {
+        self.transformer = transformer
+        arena = try Arena(capacity: 0)
+    }
+
+    /// Computes log p(· | row) = log_softmax(logits + logitBias) for every index in `rows` (indices into
+    /// `hidden`, a [hiddenCount, n_embd] block, e.g. a traced forward's output). `logitBias` ([V], optional) is
+    /// added before the softmax: −∞ for disallowed tokens, penalties; it has no gradient. Returns [rows.count, V].
+    @discardableResult
+    public func forward(hidden: UnsafePointer<Float>, hiddenCount: Int, rows: [Int],
+                        logitBias: UnsafePointer<Float>? = nil) throws(GFNError) -> UnsafeMutablePointer<Float> {
+        let c = transformer.config
+        let E = c.nEmbd, V = c.vocabSize, S = rows.count
+        for r in rows where r < 0 || r >= hiddenCount {
+            throw .outOfRange("hidden row \(r) is outside 0..<\(hiddenCount)")
+        }
+        try arena.reserve(Arena.footprint([S * E, S * V, S * E]))
+        let hs = try arena.take(S * E), lp = try arena.take(S * V), dhs = try arena.take(S * E)
+        for (i, r) in rows.enumerated() { (hs + i * E).update(from: hidden + r * E, count: E) }
+        if S > 0 { transformer.logits(hidden: hs, count: S, into: lp) }
+        let t = S * V >= 1 << 16 ? transformer.threads : 1
+        Parallel.chunks(S, threads: t) { _, range in
+            for i in range {
+                let row = lp + i * V
+                if let logitBias { Kernels.add(row, logitBias, count: V) }
+                let lse = Kernels.logSumExp(row, n: V)
+                Kernels.addScalar(row, -lse, count: V)
+            }
+        }
+        self.rows = rows
+        self.hiddenCount = hiddenCount
+        self.hs = hs; self.lp = lp; self.dhs = dhs
+        consumed = false
+        return lp
+    }
+
+    /// The log-probabilities [rows.count, V] of the last forward (nil after a backward, which reuses the memory).
+    public var logProbs: UnsafePointer<Float>? { consumed ? nil : lp.map { UnsafePointer($0) } }
+
+    /// log p(token) at the i-th chosen row of the last forward.
+    public func logProb(_ i: Int, _ token: Int32) throws(GFNError) -> Float {
+        let V = transformer.config.vocabSize
+        guard let lp, !consumed else { throw .state("log-probabilities are gone (no forward, or after backward)") }
+        guard i >= 0 && i < rows.count, token >= 0 && Int(token) < V else {
+            throw .outOfRange("log-prob index (\(i), \(token)) outside (\(rows.count), \(V))")
+        }
+        return lp[i * V + Int(token)]
+    }
+
+    /// Backward from sparse gradients dL/d log p(token | rows[index]) to `dHidden` ([hiddenCount, n_embd],
+    /// overwritten: zero at rows not chosen). With full-parameter `gradients`, the head's (or the tied
+    /// embedding's) gradient is added too. Consumes the forward's log-probabilities.
+    public func backward(entries: [(index: Int, token: Int32, grad: Float)], dHidden: UnsafeMutablePointer<Float>,
+                         gradients: Gradients?) throws(GFNError) {
+        let V = transformer.config.vocabSize
+        guard let lp, !consumed else { throw .state("TokenLogProbs.backward without a forward") }
+        let S = rows.count
+        var sums = [Float](repeating: 0, count: S)
+        for e in entries {
+            guard e.index >= 0 && e.index < S, e.token >= 0 && Int(e.token) < V else {
+                throw .outOfRange("gradient entry (\(e.index), \(e.token)) outside (\(S), \(V))")
+            }
+            sums[e.index] += e.grad
+        }
+        // dz = g_onehot − p · Σg
+        let t = S * V >= 1 << 16 ? transformer.threads : 1
+        sums.withUnsafeBufferPointer { sb in
+            guard let sp = sb.baseAddress else { return }
+            Parallel.chunks(S, threads: t) { _, range in
+                for i in range { Kernels.expScaled(lp + i * V, -sp[i], count: V) }
+            }
+        }
+        for e in entries { lp[e.index * V + Int(e.token)] += e.grad }
+        consumed = true
+        try headBackward(dLogits: lp, dHidden: dHidden, gradients: gradients)
+    }
+
+    /// Backward from dense gradients dL/d log p, [rows.count, V].
+    public func backward(dLogProbs: UnsafePointer<Float>, dHidden: UnsafeMutablePointer<Float>,
+                         gradients: Gradients?) throws(GFNError) {
+        let V = transformer.config.vocabSize
+        guard let lp, !consumed else { throw .state("TokenLogProbs.backward without a forward") }
+        let S = rows.count
+        for i in 0..<S {
+            let g = dLogProbs + i * V, row = lp + i * V
+            let s = Kernels.sum(g, n: V)
+            Kernels.expScaled(row, -s, count: V)
+            Kernels.add(row, g, count: V)
+        }
+        consumed = true
+        try headBackward(dLogits: lp, dHidden: dHidden, gradients: gradients)
+    }
+
+    private func headBackward(dLogits dz: UnsafeMutablePointer<Float>, dHidden: UnsafeMutablePointer<Float>,
+                              gradients: Gradients?) throws(GFNError) {
+        let tf = transformer
+        let c = tf.config
+        let E = c.nEmbd, V = c.vocabSize, S = rows.count
+        guard let hs, let dhs else { throw .state("TokenLogProbs.backward without a forward") }
+        if let m = gradients?.model, m !== tf.weights {
+            throw .state("full-parameter gradients belong to other weights than this head's transformer")
+        }
+        dHidden.update(repeating: 0, count: hiddenCount * E)
+        if S == 0 { return }
+        switch tf.weights.head {
+        case .tied:
+            BLAS.gemm(m: S, n: E, k: V, a: dz, lda: V, b: tf.weights.wte.pointer, ldb: E, c: dhs, ldc: E)
+            if let dwte = gradients?.wte {
+                BLAS.gemm(m: V, n: E, k: S, a: dz, lda: V, transA: true, b: hs, ldb: E, c: dwte.pointer, ldc: E, beta: 1)
+            }
+        case .linear(let lin):
+            BLAS.gemm(m: S, n: E, k: V, a: dz, lda: V, b: lin.weight.pointer, ldb: V, transB: true, c: dhs, ldc: E)
+            if let dW = gradients?.linearW[lin.name] {
+                BLAS.gemm(m: E, n: V, k: S, a: hs, lda: E, transA: true, b: dz, ldb: V, c: dW.pointer, ldc: V, beta: 1)
+            }
+            if let dB = gradients?.linearBias[lin.name] {
+                for i in 0..<S { Kernels.add(dB.pointer, dz + i * V, count: V) }
+            }
+        }
+        for (i, r) in rows.enumerated() { Kernels.add(dHidden + r * E, dhs + i * E, count: E) }
+    }
+}
+
+extension Kernels {
+    /// y += a (count elements).
+    static func addScalar(_ y: UnsafeMutablePointer<Float>, _ a: Float, count: Int) {
+        let n16 = count & ~15
+        let av = V16(repeating: a)
+        var j = 0
+        while j < n16 { store(load(y + j) + av, y + j); j += 16 }
+        while j < count { y[j] += a; j += 1 }
+    }
+
+    /// y ← a · e^y (count elements).
+    static func expScaled(_ y: UnsafeMutablePointer<Float>, _ a: Float, count: Int) {
+        let n16 = count & ~15
+        let av = V16(repeating: a)
+        var j = 0
+        while j < n16 { store(av * exp16(load(y + j)), y + j); j += 16 }
+        while j < count { y[j] = a * exp1(y[j]); j += 1 }
+    }
+}

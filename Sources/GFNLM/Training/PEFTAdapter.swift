@@ -1,0 +1,177 @@
+/// LoRA adapters in Hugging Face PEFT's directory layout, so they move between gfnlm and PEFT in both directions:
+///
+/// - `adapter_config.json`: PEFT's fields (`peft_type` "LORA", `r`, `lora_alpha`, `lora_dropout`,
+///   `target_modules`, `fan_in_fan_out` (true for GPT-2's Conv1D), `bias` "none", `task_type` "CAUSAL_LM",
+///   `use_rslora`, `base_model_name_or_path`, `inference_mode`, `modules_to_save`, …), Python's
+///   `json.dumps(indent=2, sort_keys=True)` layout.
+/// - `adapter_model.safetensors`: F32 tensors `base_model.model.<module>.lora_A.weight` [r, in] and
+///   `….lora_B.weight` [out, r], metadata {"format": "pt"}.
+///
+/// The directory is written atomically (temporary directory, then rename).
+extension LoRAAdapter {
+    public static let peftConfigFile = "adapter_config.json"
+    public static let peftWeightsFile = "adapter_model.safetensors"
+    static let peftKeyPrefix = "base_model.model."
+
+    /// The adapter_config.json object PEFT would write for this adapter on a model of architecture `arch`.
+    public func peftConfig(arch: Architecture) throws(GFNError) -> JSONValue {
+        let names = moduleNames
+        guard let first = names.first, let f0 = factors(for: first) else { throw .state("empty adapter") }
+        let r = f0.rank
+        for n in names where factors(for: n)?.rank != r {
+            throw .unsupported("adapter modules have different ranks; PEFT's rank_pattern is not written")
+        }
+        let cfg = config
+        let useRS = cfg?.useRSLoRA ?? false
+        let alpha: Float = cfg?.alpha ?? (useRS ? f0.scale * Float(r).squareRoot() : f0.scale * Float(r))
+        for n in names where factors(for: n)?.scale != f0.scale {
+            throw .unsupported("adapter modules have different scales; PEFT's alpha_pattern is not written")
+        }
+        // target_modules: the configured entries, or the bare module names (c_attn, q_proj, ...)
+        let targets = cfg?.targets ?? Array(Set(names.map { String($0.split(separator: ".").last ?? "") })).sorted()
+        var o = JSONObject()
+        o["alpha_pattern"] = .object(JSONObject())
+        o["auto_mapping"] = .null
+        o["base_model_name_or_path"] = cfg?.baseModelNameOrPath.map { .string($0) } ?? .null
+        o["bias"] = "none"
+        o["fan_in_fan_out"] = .bool(arch == .gpt2)
+        o["inference_mode"] = true
+        o["init_lora_weights"] = true
+        o["layers_pattern"] = .null
+        o["layers_to_transform"] = .null
+        o["lora_alpha"] = JSONValue.shortFloat(alpha)
+        o["lora_dropout"] = JSONValue.shortFloat(dropout)
+        o["modules_to_save"] = .null
+        o["peft_type"] = "LORA"
+        o["r"] = .int(Int64(r))
+        o["rank_pattern"] = .object(JSONObject())
+        o["revision"] = .null
+        o["target_modules"] = .array(targets.sorted().map { .string($0) })
+        o["task_type"] = "CAUSAL_LM"
+        o["use_dora"] = false
+        o["use_rslora"] = .bool(useRS)
+        return .object(o)
+    }
+
+    /// Saves the adapter in PEFT's layout into directory `path` (created or replaced atomically).
+    public func save(peftDirectory path: String, model: ModelWeights) throws(GFNError) {
+        try validate(against: model)
+        try AtomicDirectory.write(path, files: try peftFiles(arch: model.config.arch))
+    }
+
+    /// The two files of the PEFT layout, in memory.
+    func peftFiles(arch: Architecture) throws(GFNError) -> [(String, [UInt8])] {
+        // Python's json.dumps(indent=2, sort_keys=True), no trailing newline (PEFT's to_json_string + write)
+        let json = try peftConfig(arch: arch).serializedBytes(.pythonPretty)
+        var tensors: [SafetensorsTensor] = []
+        for name in moduleNames {
+            guard let f = factors(for: name) else { continue }
+            tensors.append(SafetensorsTensor(name: LoRAAdapter.peftKeyPrefix + name + ".lora_A.weight", shape: f.a.shape, floats: f.a.array))
+            tensors.append(SafetensorsTensor(name: LoRAAdapter.peftKeyPrefix + name + ".lora_B.weight", shape: f.b.shape, floats: f.b.array))
+        }
+        let st = try Safetensors.serialize(tensors: tensors, metadata: ["format": "pt"])
+        return [(LoRAAdapter.peftConfigFile, json), (LoRAAdapter.peftWeightsFile, st)]
+    }
+
+    /// Checks every module exists in `model` with matching shapes.
+    public func validate(against model: ModelWeights) throws(GFNError) {
+        var linears: [String: Linear] = [:]
+        for b in model.blocks { for l in b.linears { linears[l.name] = l } }
+        for name in moduleNames {
+            guard let f = factors(for: name) else { continue }
+            guard let lin = linears[name] else {
+                throw .state("adapter module \(name) does not exist in this model (it has \(model.config.nLayer) layers of \(model.config.arch.rawValue))")
+            }
+            guard f.inFeatures == lin.inFeatures, f.outFeatures == lin.outFeatures else {
+                throw .state("adapter module \(name): lora_A \(f.a.shape) / lora_B \(f.b.shape) do not fit the model's \(lin.inFeatures)→\(lin.outFeatures) map")
+            }
+        }
+    }
+
+    /// Loads a PEFT LoRA adapter directory for `model`: validates the config (LoRA only, bias "none", no DoRA,
+    /// no per-module rank/alpha patterns), takes the adapted modules from the tensor keys, and refuses keys or
+    /// shapes that do not fit the model, with messages that name the offending tensor.
+    public static func load(peftDirectory path: String, model: ModelWeights) throws(GFNError) -> LoRAAdapter {
+        let cfgPath = FileIO.join(path, peftConfigFile)
+        let json = try JSONValue.parse(contentsOf: cfgPath)
+        guard let o = json.object else { throw .format("\(cfgPath): not a JSON object") }
+        func fail(_ m: String) -> GFNError { GFNError(.format, "\(cfgPath): \(m)") }
+        guard let type = o["peft_type"]?.string else { throw fail("peft_type is missing") }
+        guard type == "LORA" else { throw GFNError(.unsupported, "\(cfgPath): peft_type \(type) is not LORA") }
+        guard let r = o["r"]?.int, r > 0 else { throw fail("r must be a positive integer") }
+        guard let alphaD = o["lora_alpha"]?.double ?? .some(8), alphaD.isFinite else { throw fail("lora_alpha must be a number") }
+        let dropout = o["lora_dropout"]?.double ?? 0
+        guard dropout >= 0 && dropout < 1 else { throw fail("lora_dropout \(dropout) is outside [0, 1)") }
+        let useRS = o["use_rslora"]?.bool ?? false
+        if let b = o["bias"]?.string, b != "none" {
+            throw GFNError(.unsupported, "\(cfgPath): bias \"\(b)\" is not supported (only \"none\")")
+        }
+        if o["use_dora"]?.bool == true { throw GFNError(.unsupported, "\(cfgPath): DoRA adapters are not supported") }
+        for key in ["rank_pattern", "alpha_pattern"] {
+            if let p = o[key]?.object, !p.isEmpty {
+                throw GFNError(.unsupported, "\(cfgPath): \(key) (per-module rank/alpha) is not supported")
+            }
+        }
+        if let m = o["modules_to_save"]?.array, !m.isEmpty {
+            throw GFNError(.unsupported, "\(cfgPath): modules_to_save is not supported")
+        }
+        var targets: [String] = []
+        if let arr = o["target_modules"]?.array {
+            for t in arr {
+                guard let s = t.string else { throw fail("target_modules must hold strings") }
+                targets.append(s)
+            }
+        } else if let s = o["target_modules"]?.string {
+            targets = [s]  // a regular expression in PEFT; the tensor keys decide which modules are loaded
+        }
+        let config = LoRAConfig(r: r, alpha: Float(alphaD), dropout: Float(dropout), targets: targets,
+                                useRSLoRA: useRS, baseModelNameOrPath: o["base_model_name_or_path"]?.string)
+        let stPath = FileIO.join(path, peftWeightsFile)
+        let st = try Safetensors.load(path: stPath)
+        var linears: [String: Linear] = [:]
+        for b in model.blocks { for l in b.linears { linears[l.name] = l } }
+        var aT: [String: Tensor] = [:], bT: [String: Tensor] = [:]
+        for key in st.names {
+            var k = key
+            if k.hasPrefix(peftKeyPrefix) { k.removeFirst(peftKeyPrefix.count) }
+            let isA = k.hasSuffix(".lora_A.weight"), isB = k.hasSuffix(".lora_B.weight")
+            guard isA || isB else {
+                throw GFNError(.unsupported, "\(stPath): tensor \(key) is not a LoRA A/B weight (bias, DoRA magnitude or modules_to_save are not supported)")
+            }
+            let module = String(k.dropLast(".lora_A.weight".count))
+            guard let lin = linears[module] else {
+                throw GFNError(.state, "\(stPath): tensor \(key) names module \(module), which this model does not have")
+            }
+            let shape = try st.shape(key)
+            let want = isA ? [r, lin.inFeatures] : [lin.outFeatures, r]
+            guard shape == want else {
+                throw GFNError(.state, "\(stPath): \(key) has shape \(shape); this model needs \(want) (r = \(r), \(module) is \(lin.inFeatures)→\(lin.outFeatures))")
+            }
+            let t = try Tensor(shape: shape, values: try st.floats(key))
+            if isA { aT[module] = t } else { bT[module] = t }
+        }
+        guard !aT.isEmpty || !bT.isEmpty else { throw GFNError(.format, "\(stPath): no LoRA tensors") }
+        var factors: [String: LoRAFactors] = [:]
+        for module in Set(aT.keys).union(bT.keys) {
+            guard let a = aT[module], let b = bT[module] else {
+                throw GFNError(.format, "\(stPath): module \(module) has only one of lora_A / lora_B")
+            }
+            factors[module] = try LoRAFactors(a: a, b: b, scale: config.scale)
+        }
+        return LoRAAdapter(factors: factors, dropout: Float(dropout), config: config)
+    }
+
+    /// Copies another adapter's factor values into this one's tensors (same modules and shapes), in place.
+    public func assign(from other: LoRAAdapter) throws(GFNError) {
+        guard Set(other.factors.keys) == Set(factors.keys) else {
+            throw .state("adapters adapt different modules: \(other.moduleNames) vs \(moduleNames)")
+        }
+        for (name, f) in factors {
+            guard let g = other.factors[name], g.a.shape == f.a.shape, g.b.shape == f.b.shape else {
+                throw .state("adapter module \(name) has different shapes")
+            }
+            f.a.pointer.update(from: g.a.pointer, count: f.a.count)
+            f.b.pointer.update(from: g.b.pointer, count: f.b.count)
+        }
+    }
+}

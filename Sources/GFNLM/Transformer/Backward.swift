@@ -1,0 +1,693 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Parameters and gradients
+
+/// One trainable tensor and its gradient (same shape). `value` shares storage with the model or adapter it came
+/// from, so an optimiser that updates it in place updates the model.
+public final class Parameter: @unchecked Sendable {
+    public let name: String
+    public let value: Tensor
+    public let grad: Tensor
+
+    public init(name: String, value: Tensor) throws(GFNError) {
+        self.name = name
+        self.value = value
+        self.grad = try Tensor(zeros: value.shape)
+    }
+
+    public var count: Int { value.count }
+}
+
+/// The gradient buffers a backward pass accumulates into, for either a LoRA adapter (A and B of every adapted
+/// module; frozen weights get none) or every weight of a model (full-parameter training).
+///
+/// Backward passes always **add** into these buffers, so several micro-batches accumulate by summation; call
+/// `zero()` after an optimiser step (or divide by the count at the step for a mean: `AdamW.step(gradientScale:)`).
+///
+/// Names: LoRA parameters are `<module>.lora_A.weight` / `<module>.lora_B.weight` (PEFT's names without the
+/// `base_model.model.` prefix). Full-parameter names are Hugging Face's (`transformer.wte.weight`,
+/// `transformer.h.0.attn.c_attn.weight`, `transformer.h.0.ln_1.weight`, `transformer.ln_f.bias`, `lm_head.weight`),
+/// but every linear weight keeps gfnlm's [in, out] layout (GPT-J's torch `Linear` stores [out, in]).
+public final class Gradients: @unchecked Sendable {
+    public let parameters: [Parameter]
+    /// The adapter whose factors these are (LoRA mode).
+    public let adapter: LoRAAdapter?
+    /// The weights these are (full-parameter mode).
+    public let model: ModelWeights?
+
+    var loraA: [String: Tensor] = [:]
+    var loraB: [String: Tensor] = [:]
+    var linearW: [String: Tensor] = [:]
+    var linearBias: [String: Tensor] = [:]
+    var lnGamma: [String: Tensor] = [:]
+    var lnBeta: [String: Tensor] = [:]
+    var wte: Tensor?
+    var wpe: Tensor?
+    private var byName: [String: Parameter] = [:]
+
+    /// Gradients for the LoRA factors of `adapter` (A before B, modules in model order).
+    public init(adapter: LoRAAdapter) throws(GFNError) {
+        var ps: [Parameter] = []
+        for name in adapter.moduleNames {
+            guard let f = adapter.factors(for: name) else { continue }
+            let pa = try Parameter(name: name + ".lora_A.weight", value: f.a)
+            let pb = try Parameter(name: name + ".lora_B.weight", value: f.b)
+            loraA[name] = pa.grad
+            loraB[name] = pb.grad
+            ps += [pa, pb]
+        }
+        parameters = ps
+        self.adapter = adapter
+        self.model = nil
+        for p in ps { byName[p.name] = p }
+    }
+
+    /// Gradients for every weight of `model` (use a trainable copy: `ModelWeights.trainableCopy()`).
+    public init(model w: ModelWeights) throws(GFNError) {
+        var ps: [Parameter] = []
+        func add(_ name: String, _ t: Tensor) throws(GFNError) -> Tensor {
+            let p = try Parameter(name: name, value: t)
+            ps.append(p)
+            return p.grad
+        }
+        wte = try add("transformer.wte.weight", w.wte)
+        if let wpe = w.wpe { self.wpe = try add("transformer.wpe.weight", wpe) }
+        for (l, block) in w.blocks.enumerated() {
+            let p = "transformer.h.\(l)."
+            lnGamma[p + "ln_1"] = try add(p + "ln_1.weight", block.ln1.gamma)
+            lnBeta[p + "ln_1"] = try add(p + "ln_1.bias", block.ln1.beta)
+            var lins = block.qkv.linears + [block.attnOut]
+            if let ln2 = block.ln2 {
+                for lin in lins {
+                    linearW[lin.name] = try add(lin.name + ".weight", lin.weight)
+                    if let b = lin.bias { linearBias[lin.name] = try add(lin.name + ".bias", b) }
+                }
+                lins = []
+                lnGamma[p + "ln_2"] = try add(p + "ln_2.weight", ln2.gamma)
+                lnBeta[p + "ln_2"] = try add(p + "ln_2.bias", ln2.beta)
+            }
+            for lin in lins + [block.fcIn, block.fcOut] {
+                linearW[lin.name] = try add(lin.name + ".weight", lin.weight)
+                if let b = lin.bias { linearBias[lin.name] = try add(lin.name + ".bias", b) }
+            }
+        }
+        lnGamma["transformer.ln_f"] = try add("transformer.ln_f.weight", w.lnF.gamma)
+        lnBeta["transformer.ln_f"] = try add("transformer.ln_f.bias", w.lnF.beta)
+        if case .linear(let h) = w.head {
+            linearW[h.name] = try add(h.name + ".weight", h.weight)
+            if let b = h.bias { linearBias[h.name] = try add(h.name + ".bias", b) }
+        }
+        parameters = ps
+        adapter = nil
+        model = w
+        for p in ps { byName[p.name] = p }
+    }
+
+    public subscript(name: String) -> Parameter? { byName[name] }
+
+    /// Sets every gradient to zero.
+    public func zero() {
+        for p in parameters { p.grad.pointer.update(repeating: 0, count: p.count) }
+    }
+
+    /// Total number of trainable values.
+    public var count: Int { parameters.reduce(0) { $0 + $1.count } }
+
+    /// √(Σ g²) over all gradients, in double precision (NaN or ∞ when any gradient is not finite).
+    public func norm() -> Double {
+        var s = 0.0
+        for p in parameters { s += Gradients.sumOfSquares(p.grad.pointer, p.count) }
+        return s.squareRoot()
+    }
+
+    static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+        var total = 0.0
+        var i = 0
+        while i < n {
+            let len = min(4096, n - i)
+            total += Double(Kernels.dot(x + i, x + i, n: len))
+            i += len
+        }
+        return total
+    }
+}
+
+extension ModelWeights {
+    /// An independent, writable copy of every tensor (for full-parameter training: loaded weights may share or
+    /// borrow storage and must never be written).
+    public func trainableCopy() throws(GFNError) -> ModelWeights {
+        func lin(_ l: Linear) throws(GFNError) -> Linear {
+            try Linear(name: l.name, weight: l.weight.copy(), bias: l.bias?.copy())
+        }
+        func ln(_ l: LayerNormWeights) throws(GFNError) -> LayerNormWeights {
+            LayerNormWeights(gamma: try l.gamma.copy(), beta: try l.beta.copy())
+        }
+        var bs: [BlockWeights] = []
+        for b in blocks {
+            let qkv: QKVProjection
+            switch b.qkv {
+            case .fused(let l): qkv = .fused(try lin(l))
+            case .separate(let q, let k, let v): qkv = .separate(q: try lin(q), k: try lin(k), v: try lin(v))
+            }
+            bs.append(BlockWeights(ln1: try ln(b.ln1), ln2: try b.ln2.map { l throws(GFNError) in try ln(l) }, qkv: qkv,
+                                   attnOut: try lin(b.attnOut), fcIn: try lin(b.fcIn), fcOut: try lin(b.fcOut)))
+        }
+        let h: HeadWeights
+        switch head {
+        case .tied: h = .tied
+        case .linear(let l): h = .linear(try lin(l))
+        }
+        return try ModelWeights(config: config, wte: try wte.copy(), wpe: try wpe?.copy(), blocks: bs,
+                                lnF: try ln(lnF), head: h)
+    }
+}
+
+// MARK: - KV gradients
+
+/// Gradients with respect to the keys and values stored in KV caches that a traced forward attended to but did
+/// not itself write: a shared prompt's cache, or earlier slots of the row's own cache. A backward pass adds
+/// them here (summed over every row that saw them); the backward pass of the trace that wrote those slots then
+/// injects them at each layer. Run child traces' backward passes before their prefix's. Layout per cache as the
+/// cache itself: [layer][head][slot][head_dim]. Call `reset()` before reusing it for a new step.
+public final class KVGradients: @unchecked Sendable {
+    final class Entry {
+        let cache: KVCache
+        let k: FloatStorage
+        let v: FloatStorage
+        init(cache: KVCache) throws(GFNError) {
+            self.cache = cache
+            k = try FloatStorage(count: cache.k.count)
+            v = try FloatStorage(count: cache.v.count)
+        }
+    }
+    private var entries: [ObjectIdentifier: Entry] = [:]
+
+    public init() {}
+
+    /// Drops every accumulated gradient.
+    public func reset() { entries.removeAll() }
+
+    func entry(for cache: KVCache) throws(GFNError) -> Entry {
+        if let e = entries[ObjectIdentifier(cache)] { return e }
+        let e = try Entry(cache: cache)
+        entries[ObjectIdentifier(cache)] = e
+        return e
+    }
+
+    func existing(_ cache: KVCache) -> Entry? { entries[ObjectIdentifier(cache)] }
+
+    /// True when gradients for `cache` have been accumulated.
+    public func has(_ cache: KVCache) -> Bool { existing(cache) != nil }
+}
+
+// MARK: - Backward workspace
+
+/// Scratch memory for backward passes (and the LM head), owned by one caller; grows to the largest batch.
+public final class BackwardWorkspace: @unchecked Sendable {
+    let arena: Arena
+    public init() throws(GFNError) { arena = try Arena(capacity: 0) }
+}
+
+// MARK: - Backward
+
+extension Transformer {
+    /// Back-propagates `dHidden` (dL/d of the final hidden states the traced forward returned, [rows·T, n_embd])
+    /// through the network, **adding** into `gradients` (LoRA factors of the trace's adapter, or every weight when
+    /// `gradients` was made for this transformer's weights). Frozen weights get no gradient; activation gradients
+    /// always flow. Left-padded slots get exactly zero gradient (their entries of `dHidden` are ignored).
+    ///
+    /// Keys and values the rows attended to in prefix caches (and in their own caches' slots written by earlier
+    /// forward calls) receive gradients in `kvGradients`, summed over rows; gradients already in `kvGradients`
+    /// for the slots this trace wrote are injected. So for a prompt computed once by its own traced forward and
+    /// rows extending it: run the rows' backward first, then the prompt's, with the same `kvGradients`. Without
+    /// `kvGradients`, prefix keys/values are treated as constants.
+    ///
+    /// The caches must not have been modified (other than appended to) since the traced forward.
+    public func backward(trace: ForwardTrace, dHidden: UnsafePointer<Float>, gradients: Gradients,
+                         kvGradients: KVGradients? = nil, workspace: BackwardWorkspace) throws(GFNError) {
+        guard let plan = trace.plan, let preFinal = trace.preFinal, let lnFMean = trace.lnFMean,
+              let lnFRstd = trace.lnFRstd else {
+            throw .state("backward on a trace without a forward pass")
+        }
+        let c = config
+        guard plan.config == c, trace.layers.count == c.nLayer else {
+            throw .state("the trace was recorded with a different model")
+        }
+        let full = gradients.model != nil
+        if let m = gradients.model, m !== weights {
+            throw .state("full-parameter gradients belong to other weights than this transformer's")
+        }
+        if let a = gradients.adapter, a !== trace.adapter {
+            throw .state("LoRA gradients belong to another adapter than the one the traced forward used")
+        }
+        let adapter = trace.adapter
+        let rows = plan.rows, T = plan.T, N = rows * T
+        let E = c.nEmbd, I = c.nInner
+        let maxRank = adapter?.factors.values.map { $0.rank }.max() ?? 0
+        let maxKeys = plan.maxKeys
+        let workers = max(1, threads)
+        let dropout = trace.dropoutP > 0
+        let ws = workspace.arena
+        try ws.reserve(Arena.footprint([N * E, N * E, N * 3 * E, N * E, N * I, N * max(maxRank, 1),
+                                        workers * T * maxKeys, dropout ? N * max(E, I) : 0, N * max(E, I)]))
+        let dx = try ws.take(N * E)
+        let dln = try ws.take(N * E)
+        let dqkv = try ws.take(N * 3 * E)
+        let datt = try ws.take(N * E)
+        let dfc = try ws.take(N * I)
+        let g = try ws.take(N * max(maxRank, 1))
+        let dP = try ws.take(workers * T * maxKeys)
+        let xdrop = try ws.take(dropout ? N * max(E, I) : 0)
+        let dxdrop = try ws.take(N * max(E, I))
+
+        // Valid (non-padded) rows of the residual stream.
+        let positions = trace.positions
+        let valid = positions.map { $0 >= 0 }
+
+        // dHidden → copy with padded rows zeroed.
+        dln.update(from: dHidden, count: N * E)
+        for i in 0..<N where !valid[i] { (dln + i * E).update(repeating: 0, count: E) }
+
+        // ln_f
+        dx.update(repeating: 0, count: N * E)
+        layerNormBackward(x: preFinal, dout: dln, mean: lnFMean, rstd: lnFRstd, weights: weights.lnF, dx: dx, rows: N,
+                          dGamma: gradients.lnGamma["transformer.ln_f"], dBeta: gradients.lnBeta["transformer.ln_f"])
+
+        // KV gradient buffers for every cache this trace read but did not write (created before parallel work).
+        var segmentDest: [[KVGradients.Entry?]] = []
+        var ownDest: [KVGradients.Entry?] = []
+        for r in 0..<rows {
+            var d: [KVGradients.Entry?] = []
+            let segs = trace.segments[r]
+            for (si, s) in segs.enumerated() where si < segs.count - 1 {
+                d.append(s.count > 0 ? try kvGradients?.entry(for: s.cache) : nil)
+            }
+            segmentDest.append(d)
+            ownDest.append(trace.start[r] > 0 ? try kvGradients?.entry(for: trace.caches[r]) : nil)
+        }
+        let inject: [KVGradients.Entry?] = trace.caches.map { kvGradients?.existing($0) }
+
+        let ctx = LinearBackwardContext(N: N, adapter: adapter, gradients: gradients, full: full, g: g,
+                                        xdrop: dropout ? xdrop : nil, dxdrop: dxdrop)
+
+        for l in stride(from: c.nLayer - 1, through: 0, by: -1) {
+            let b = trace.layers[l]
+            let block = weights.blocks[l]
+            let p = "transformer.h.\(l)."
+            guard let xIn = b.xIn, let m1 = b.ln1Mean, let r1 = b.ln1Rstd else { throw .internalError("trace layer \(l) incomplete") }
+            // The gradient w.r.t. layer 0's input only feeds the embeddings: skip it unless they are trained.
+            let needLn1Grad = l > 0 || gradients.wte != nil || gradients.wpe != nil
+            // MLP
+            let mlpIn: UnsafeMutablePointer<Float>
+            switch c.arch {
+            case .gpt2:
+                guard let ln2 = b.ln2 else { throw .internalError("trace layer \(l) without ln_2") }
+                mlpIn = ln2
+            case .gptj: mlpIn = b.ln1
+            }
+            try linearBackward(block.fcOut, x: b.act, ldx: I, dy: dx, ldy: E, dx: dfc, lddx: I, accumulate: false,
+                               buffers: b, ctx: ctx)
+            activationBackward(pre: b.fc, grad: dfc, count: N * I)
+            try linearBackward(block.fcIn, x: mlpIn, ldx: E, dy: dfc, ldy: I, dx: dln, lddx: E, accumulate: false,
+                               needDx: c.arch == .gpt2 || needLn1Grad, buffers: b, ctx: ctx)
+            if c.arch == .gpt2 {
+                guard let xMid = b.xMid, let m2 = b.ln2Mean, let r2 = b.ln2Rstd, let ln2w = block.ln2 else {
+                    throw .internalError("trace layer \(l) incomplete")
+                }
+                layerNormBackward(x: xMid, dout: dln, mean: m2, rstd: r2, weights: ln2w, dx: dx, rows: N,
+                                  dGamma: gradients.lnGamma[p + "ln_2"], dBeta: gradients.lnBeta[p + "ln_2"])
+            }
+            // attention output projection
+            try linearBackward(block.attnOut, x: b.att, ldx: E, dy: dx, ldy: E, dx: datt, lddx: E, accumulate: false,
+                               buffers: b, ctx: ctx)
+            attentionBackward(layer: l, trace: trace, buffers: b, datt: datt, dqkv: dqkv, dP: dP,
+                              segmentDest: segmentDest, ownDest: ownDest)
+            // gradients that later traces (rows extending these caches) left for the slots written here
+            for r in 0..<rows {
+                guard let e = inject[r] else { continue }
+                let cache = trace.caches[r]
+                let D = c.headDim
+                for h in 0..<c.nHead {
+                    let off = ((l * cache.nHead + h) * cache.capacity) * D
+                    for t in 0..<T {
+                        let slot = trace.start[r] + t
+                        let row = dqkv + (r * T + t) * 3 * E + h * D
+                        Kernels.add(row + E, e.k.base + off + slot * D, count: D)
+                        Kernels.add(row + 2 * E, e.v.base + off + slot * D, count: D)
+                    }
+                }
+            }
+            if c.arch == .gptj { rotaryBackward(dqkv, positions: positions, count: N) }
+            // qkv projection → d ln_1 (GPT-J: added to the MLP's contribution)
+            switch block.qkv {
+            case .fused(let lin):
+                try linearBackward(lin, x: b.ln1, ldx: E, dy: dqkv, ldy: 3 * E, dx: dln, lddx: E,
+                                   accumulate: c.arch == .gptj, needDx: needLn1Grad, buffers: b, ctx: ctx)
+            case .separate(let q, let k, let v):
+                let acc = c.arch == .gptj
+                try linearBackward(q, x: b.ln1, ldx: E, dy: dqkv, ldy: 3 * E, dx: dln, lddx: E, accumulate: acc,
+                                   needDx: needLn1Grad, buffers: b, ctx: ctx)
+                try linearBackward(k, x: b.ln1, ldx: E, dy: dqkv + E, ldy: 3 * E, dx: dln, lddx: E, accumulate: true,
+                                   needDx: needLn1Grad, buffers: b, ctx: ctx)
+                try linearBackward(v, x: b.ln1, ldx: E, dy: dqkv + 2 * E, ldy: 3 * E, dx: dln, lddx: E, accumulate: true,
+                                   needDx: needLn1Grad, buffers: b, ctx: ctx)
+            }
+            if needLn1Grad || gradients.lnGamma[p + "ln_1"] != nil {
+                layerNormBackward(x: xIn, dout: dln, mean: m1, rstd: r1, weights: block.ln1, dx: dx, rows: N,
+                                  dGamma: gradients.lnGamma[p + "ln_1"], dBeta: gradients.lnBeta[p + "ln_1"])
+            }
+        }
+
+        // embeddings
+        if let dwte = gradients.wte {
+            let tokens = trace.tokens
+            for i in 0..<N where valid[i] {
+                Kernels.add(dwte.pointer + Int(tokens[i]) * E, dx + i * E, count: E)
+            }
+        }
+        if let dwpe = gradients.wpe {
+            for i in 0..<N where valid[i] {
+                Kernels.add(dwpe.pointer + Int(positions[i]) * E, dx + i * E, count: E)
+            }
+        }
+    }
+
+    struct LinearBackwardContext {
+        let N: Int
+        let adapter: LoRAAdapter?
+        let gradients: Gradients
+        let full: Bool
+        let g: UnsafeMutablePointer<Float>
+        let xdrop: UnsafeMutablePointer<Float>?
+        let dxdrop: UnsafeMutablePointer<Float>
+    }
+
+    /// Backward of y = x·W + b (+ scale·(drop(x)·Aᵀ)·Bᵀ): dx (= or +=) dy·Wᵀ + LoRA branch; weight gradients only
+    /// for trainable tensors.
+    func linearBackward(_ lin: Linear, x: UnsafePointer<Float>, ldx: Int, dy: UnsafePointer<Float>, ldy: Int,
+                        dx: UnsafeMutablePointer<Float>, lddx: Int, accumulate: Bool, needDx: Bool = true,
+                        buffers: LayerBuffers, ctx: LinearBackwardContext) throws(GFNError) {
+        let N = ctx.N, nIn = lin.inFeatures, nOut = lin.outFeatures
+        if needDx {
+            BLAS.gemm(m: N, n: nIn, k: nOut, a: dy, lda: ldy, b: lin.weight.pointer, ldb: nOut, transB: true,
+                      c: dx, ldc: lddx, beta: accumulate ? 1 : 0)
+        }
+        if ctx.full {
+            if let dW = ctx.gradients.linearW[lin.name] {
+                BLAS.gemm(m: nIn, n: nOut, k: N, a: x, lda: ldx, transA: true, b: dy, ldb: ldy,
+                          c: dW.pointer, ldc: nOut, beta: 1)
+            }
+            if let dB = ctx.gradients.linearBias[lin.name] {
+                for i in 0..<N { Kernels.add(dB.pointer, dy + i * ldy, count: nOut) }
+            }
+        }
+        guard let f = ctx.adapter?.factors(for: lin.name) else { return }
+        guard let u = buffers.loraOutputs[lin.name] else { throw .internalError("trace lacks the LoRA output of \(lin.name)") }
+        let r = f.rank, s = f.scale
+        // g[N, r] = dy · B
+        BLAS.gemm(m: N, n: r, k: nOut, a: dy, lda: ldy, b: f.b.pointer, ldb: r, c: ctx.g, ldc: r)
+        var xa = x, lda = ldx
+        let mask = buffers.loraMasks[lin.name]
+        if let mask, let xd = ctx.xdrop {
+            for i in 0..<N {
+                let xi = x + i * ldx, mi = mask + i * nIn, oi = xd + i * nIn
+                var j = 0
+                let n16 = nIn & ~15
+                while j < n16 { Kernels.store(Kernels.load(xi + j) * Kernels.load(mi + j), oi + j); j += 16 }
+                while j < nIn { oi[j] = xi[j] * mi[j]; j += 1 }
+            }
+            xa = UnsafePointer(xd); lda = nIn
+        }
+        if let dA = ctx.gradients.loraA[lin.name], let dB = ctx.gradients.loraB[lin.name] {
+            // dB[out, r] += s · dyᵀ · u ;  dA[r, in] += s · gᵀ · drop(x)
+            BLAS.gemm(m: nOut, n: r, k: N, a: dy, lda: ldy, transA: true, b: u, ldb: r, c: dB.pointer, ldc: r,
+                      alpha: s, beta: 1)
+            BLAS.gemm(m: r, n: nIn, k: N, a: ctx.g, lda: r, transA: true, b: xa, ldb: lda, c: dA.pointer, ldc: nIn,
+                      alpha: s, beta: 1)
+        }
+        // dx += s · g · A (· mask)
+        if !needDx { return }
+        if let mask {
+            let t = ctx.dxdrop
+            BLAS.gemm(m: N, n: nIn, k: r, a: ctx.g, lda: r, b: f.a.pointer, ldb: nIn, c: t, ldc: nIn, alpha: s)
+            for i in 0..<N {
+                let ti = t + i * nIn, mi = mask + i * nIn, di = dx + i * lddx
+                var j = 0
+                let n16 = nIn & ~15
+                while j < n16 {
+                    Kernels.store(Kernels.load(di + j) + Kernels.load(ti + j) * Kernels.load(mi + j), di + j); j += 16
+                }
+                while j < nIn { di[j] += ti[j] * mi[j]; j += 1 }
+            }
+        } else {
+            BLAS.gemm(m: N, n: nIn, k: r, a: ctx.g, lda: r, b: f.a.pointer, ldb: nIn, c: dx, ldc: lddx, alpha: s, beta: 1)
+        }
+    }
+
+    /// LayerNorm backward: dx += rstd·(dn − mean(dn) − n·mean(dn·n)) with n the normalised input and dn = dout·γ;
+    /// dγ += Σ dout·n, dβ += Σ dout when given.
+    func layerNormBackward(x: UnsafePointer<Float>, dout: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+                           rstd: UnsafePointer<Float>, weights w: LayerNormWeights, dx: UnsafeMutablePointer<Float>,
+                           rows: Int, dGamma: Tensor?, dBeta: Tensor?) {
+        let E = config.nEmbd
+        let gamma = w.gamma.pointer
+        let paramGrads = dGamma != nil || dBeta != nil
+        let t = (!paramGrads && rows * E >= 1 << 15) ? threads : 1
+        Parallel.chunks(rows, threads: t) { _, range in
+            for i in range {
+                Kernels.layerNormBackwardRow(x: x + i * E, dout: dout + i * E, mean: mean[i], rstd: rstd[i],
+                                             gamma: gamma, dx: dx + i * E, n: E,
+                                             dGamma: dGamma?.pointer, dBeta: dBeta?.pointer)
+            }
+        }
+    }
+
+    /// d(pre-activation) = d(activation) · act′(pre), in place in `grad`.
+    func activationBackward(pre: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, count: Int) {
+        let act = config.activation
+        let chunk = 1 << 14
+        let t = count >= 1 << 16 ? threads : 1
+        Parallel.chunks((count + chunk - 1) / chunk, threads: t) { _, range in
+            let lo = range.lowerBound * chunk, hi = min(count, range.upperBound * chunk)
+            switch act {
+            case .geluNew: Kernels.geluNewBackward(pre + lo, grad + lo, count: hi - lo)
+            case .gelu: Kernels.geluErfBackward(pre + lo, grad + lo, count: hi - lo)
+            }
+        }
+    }
+
+    /// Inverse rotation of the q and k gradients (the rotary map is orthogonal: its transpose rotates by −θ).
+    func rotaryBackward(_ dqkv: UnsafeMutablePointer<Float>, positions: [Int32], count: Int) {
+        let c = config
+        let E = c.nEmbd, H = c.nHead, D = c.headDim, half = c.rotaryDim / 2
+        rotaryCos.withUnsafeBufferPointer { cosB in
+            rotarySin.withUnsafeBufferPointer { sinB in
+                guard let cosT = cosB.baseAddress, let sinT = sinB.baseAddress else { return }
+                for i in 0..<count {
+                    let pos = Int(positions[i])
+                    if pos < 0 { continue }
+                    let cs = cosT + pos * half, sn = sinT + pos * half
+                    for part in 0..<2 {
+                        let base = dqkv + i * 3 * E + part * E
+                        for h in 0..<H {
+                            let v = base + h * D
+                            for j in 0..<half {
+                                let d1 = v[2 * j], d2 = v[2 * j + 1]
+                                v[2 * j] = d1 * cs[j] + d2 * sn[j]
+                                v[2 * j + 1] = d2 * cs[j] - d1 * sn[j]
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Attention backward for one layer: from d(attention output) [N, E] to dqkv [N, 3E] (this chunk's q, k, v,
+    /// post-rotary), plus key/value gradients for prefix caches and earlier own slots. Parallel over heads, so
+    /// every destination (a head's slice of a cache gradient, a head's columns of dqkv) has one writer.
+    func attentionBackward(layer l: Int, trace: ForwardTrace, buffers b: LayerBuffers,
+                           datt: UnsafePointer<Float>, dqkv: UnsafeMutablePointer<Float>,
+                           dP: UnsafeMutablePointer<Float>, segmentDest: [[KVGradients.Entry?]],
+                           ownDest: [KVGradients.Entry?]) {
+        let c = config
+        let E = c.nEmbd, H = c.nHead, D = c.headDim
+        let scale = 1 / Float(D).squareRoot()
+        guard let plan = trace.plan else { return }
+        let rows = plan.rows, T = plan.T
+        let maxKeys = plan.maxKeys
+        let qkv = b.qkv
+        let t = threads
+        Parallel.chunks(H, threads: t) { worker, range in
+            let scratch = dP + worker * T * maxKeys
+            for h in range {
+                for r in 0..<rows {
+                    let segs = trace.segments[r]
+                    let K = plan.keys[r]
+                    let P = b.probabilities(row: r, head: h, worker: 0)
+                    let dO = datt + r * T * E + h * D
+                    let q = qkv + r * T * 3 * E + h * D
+                    let dq = dqkv + r * T * 3 * E + h * D
+                    let dkChunk = dq + E, dvChunk = dq + 2 * E
+                    // dP[T, K] = dO · Vᵀ
+                    var col = 0
+                    for s in segs {
+                        if s.count > 0 {
+                            BLAS.gemm(m: T, n: s.count, k: D, a: dO, lda: E, b: s.cache.vPointer(layer: l, head: h),
+                                      ldb: D, transB: true, c: scratch + col, ldc: K)
+                        }
+                        col += s.count
+                    }
+                    // Parts of the key axis and where their dK/dV go.
+                    var parts: [(col: Int, count: Int, dk: UnsafeMutablePointer<Float>?, dv: UnsafeMutablePointer<Float>?, ld: Int, beta: Float)] = []
+                    col = 0
+                    for (si, s) in segs.enumerated() {
+                        if si < segs.count - 1 {
+                            if s.count > 0, let e = segmentDest[r][si] {
+                                let off = ((l * s.cache.nHead + h) * s.cache.capacity) * D
+                                parts.append((col, s.count, e.k.base + off, e.v.base + off, D, 1))
+                            }
+                        } else {
+                            let st = trace.start[r]
+                            if st > 0, let e = ownDest[r] {
+                                let off = ((l * s.cache.nHead + h) * s.cache.capacity) * D
+                                parts.append((col, st, e.k.base + off, e.v.base + off, D, 1))
+                            }
+                            parts.append((col + st, T, dkChunk, dvChunk, 3 * E, 0))
+                        }
+                        col += s.count
+                    }
+                    // dV[part] (+)= Pᵀ · dO
+                    for part in parts {
+                        if let dv = part.dv {
+                            BLAS.gemm(m: part.count, n: D, k: T, a: P + part.col, lda: K, transA: true, b: dO, ldb: E,
+                                      c: dv, ldc: part.ld, beta: part.beta)
+                        }
+                    }
+                    // dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale
+                    for tt in 0..<T {
+                        Kernels.softmaxBackwardRow(p: P + tt * K, dp: scratch + tt * K, n: K, scale: scale)
+                    }
+                    // dQ = dS · K
+                    col = 0
+                    var first = true
+                    for s in segs {
+                        if s.count > 0 {
+                            BLAS.gemm(m: T, n: D, k: s.count, a: scratch + col, lda: K,
+                                      b: s.cache.kPointer(layer: l, head: h), ldb: D, c: dq, ldc: 3 * E,
+                                      beta: first ? 0 : 1)
+                            first = false
+                        }
+                        col += s.count
+                    }
+                    // dK[part] (+)= dSᵀ · Q
+                    for part in parts {
+                        if let dk = part.dk {
+                            BLAS.gemm(m: part.count, n: D, k: T, a: scratch + part.col, lda: K, transA: true, b: q,
+                                      ldb: 3 * E, c: dk, ldc: part.ld, beta: part.beta)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Backward kernels
+
+extension Kernels {
+    /// One row of LayerNorm backward (see `Transformer.layerNormBackward`).
+    @inline(__always)
+    static func layerNormBackwardRow(x: UnsafePointer<Float>, dout: UnsafePointer<Float>, mean: Float, rstd: Float,
+                                     gamma: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, n: Int,
+                                     dGamma: UnsafeMutablePointer<Float>?, dBeta: UnsafeMutablePointer<Float>?) {
+        let n16 = n & ~15
+        let mv = V16(repeating: mean), rv = V16(repeating: rstd)
+        var a1 = V16(), a2 = V16()
+        var j = 0
+        while j < n16 {
+            let nrm = (load(x + j) - mv) * rv
+            let dn = load(dout + j) * load(gamma + j)
+            a1 += dn
+            a2 += dn * nrm
+            j += 16
+        }
+        var s1 = a1.sum(), s2 = a2.sum()
+        while j < n {
+            let nrm = (x[j] - mean) * rstd
+            let dn = dout[j] * gamma[j]
+            s1 += dn; s2 += dn * nrm
+            j += 1
+        }
+        let m1 = s1 / Float(n), m2 = s2 / Float(n)
+        let m1v = V16(repeating: m1), m2v = V16(repeating: m2)
+        j = 0
+        while j < n16 {
+            let nrm = (load(x + j) - mv) * rv
+            let d = load(dout + j)
+            let dn = d * load(gamma + j)
+            store(load(dx + j) + rv * (dn - m1v - nrm * m2v), dx + j)
+            if let dGamma { store(load(dGamma + j) + d * nrm, dGamma + j) }
+            if let dBeta { store(load(dBeta + j) + d, dBeta + j) }
+            j += 16
+        }
+        while j < n {
+            let nrm = (x[j] - mean) * rstd
+            let d = dout[j]
+            dx[j] += rstd * (d * gamma[j] - m1 - nrm * m2)
+            dGamma?[j] += d * nrm
+            dBeta?[j] += d
+            j += 1
+        }
+    }
+
+    /// Softmax backward of one row, in place: dp ← scale · p ⊙ (dp − Σ p·dp).
+    @inline(__always)
+    static func softmaxBackwardRow(p: UnsafePointer<Float>, dp: UnsafeMutablePointer<Float>, n: Int, scale: Float) {
+        let d = dot(p, dp, n: n)
+        let dv = V16(repeating: d), sv = V16(repeating: scale)
+        let n16 = n & ~15
+        var j = 0
+        while j < n16 { store(sv * load(p + j) * (load(dp + j) - dv), dp + j); j += 16 }
+        while j < n { dp[j] = scale * p[j] * (dp[j] - d); j += 1 }
+    }
+
+    /// grad ← grad · gelu_new′(x), in place.
+    public static func geluNewBackward(_ x: UnsafePointer<Float>, _ grad: UnsafeMutablePointer<Float>, count: Int) {
+        let c: Float = 0.7978845608028654
+        let k: Float = 0.044715
+        let n16 = count & ~15
+        var j = 0
+        while j < n16 {
+            let v = load(x + j)
+            let v2 = v * v
+            let u = c * (v + k * v2 * v)
+            let e = exp16(2 * u)
+            let th = 1 - 2 / (e + 1)
+            let one = V16(repeating: 1), half = V16(repeating: 0.5)
+            let du: V16 = (one + (3 * k) * v2) * c
+            let sech2: V16 = one - th * th
+            let d: V16 = half * (one + th) + half * v * sech2 * du
+            store(load(grad + j) * d, grad + j)
+            j += 16
+        }
+        while j < count {
+            let v = x[j]
+            let th = tanhf(c * (v + k * v * v * v))
+            grad[j] *= 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * c * (1 + 3 * k * v * v)
+            j += 1
+        }
+    }
+
+    /// grad ← grad · gelu′(x) for the exact GELU: Φ(x) + x·φ(x).
+    public static func geluErfBackward(_ x: UnsafePointer<Float>, _ grad: UnsafeMutablePointer<Float>, count: Int) {
+        for j in 0..<count {
+            let v = x[j]
+            let cdf = 0.5 * (1 + erff(v * 0.7071067811865476))
+            let pdf = expf(-0.5 * v * v) * 0.3989422804014327
+            grad[j] *= cdf + v * pdf
+        }
+    }
+}

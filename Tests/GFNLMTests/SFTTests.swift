@@ -1,0 +1,97 @@
+import Foundation
+import XCTest
+@testable import GFNLM
+
+final class SFTTests: XCTestCase {
+    func dataset(vocab: Int) -> [SFTExample] {
+        var rng = RNG(seed: 77)
+        func toks(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.below(vocab)) } }
+        return [SFTExample(context: toks(3), target: toks(4)), SFTExample(context: toks(1), target: toks(6)),
+                SFTExample(context: toks(5), target: toks(2)), SFTExample(context: toks(2), target: toks(5)),
+                SFTExample(context: toks(4), target: toks(3)), SFTExample(context: toks(6), target: toks(1))]
+    }
+
+    func testLossMatchesNaiveReferenceWithMaskedContextAndPadding() throws {
+        let w = try ModelWeights.random(config: .tiny(.gpt2), seed: 3, std: 0.2)
+        let tf = Transformer(weights: w, threads: 2)
+        let data = dataset(vocab: w.config.vocabSize)
+        let trainer = try SFTTrainer(transformer: tf, adapter: nil)
+        let ev = try trainer.evaluate(data)
+        var nll = 0.0, count = 0
+        for ex in data {
+            let seq = ex.context + ex.target
+            let logits = NaiveGPT(w: w).logits(seq)
+            for j in ex.context.count..<seq.count {
+                nll -= BackwardTests.logSoftmax(logits[j - 1])[Int(seq[j])]
+                count += 1
+            }
+        }
+        XCTAssertEqual(ev.tokens, count)
+        XCTAssertEqual(ev.loss, nll / Double(count), accuracy: 1e-5)
+        XCTAssertEqual(ev.perplexity, exp(nll / Double(count)), accuracy: 1e-3)
+        XCTAssertThrowsError(try trainer.evaluate([SFTExample(context: [], target: [1])]))
+        XCTAssertThrowsError(try trainer.evaluate([SFTExample(context: [1], target: [])]))
+        XCTAssertThrowsError(try trainer.evaluate([SFTExample(context: [1], target: [1000])]))
+        XCTAssertThrowsError(try trainer.evaluate([]))
+    }
+
+    /// The padded batch's gradient equals the sum of per-example gradients, and accumulating micro-batches then
+    /// stepping equals one step on the whole batch (token-mean loss in both).
+    func testPaddingInvarianceAndAccumulation() throws {
+        let w = try ModelWeights.random(config: .tiny(.gptj), seed: 4, std: 0.2)
+        let tf = Transformer(weights: w, threads: 2)
+        let data = dataset(vocab: w.config.vocabSize)
+        let cfg = LoRAConfig(r: 4, alpha: 8, targets: ["q_proj", "v_proj", "fc_in"])
+        func adapter() throws -> LoRAAdapter {
+            let a = try LoRAAdapter(model: w, config: cfg, seed: 1)
+            var rng = RNG(seed: 2)
+            for f in a.moduleNames.compactMap({ a.factors(for: $0) }) { for i in 0..<f.b.count { f.b.pointer[i] = Float(rng.normal()) * 0.1 } }
+            return a
+        }
+        let a1 = try adapter(), a2 = try adapter()
+        let t1 = try SFTTrainer(transformer: tf, adapter: a1, hyper: .init(lr: 1e-2))
+        let t2 = try SFTTrainer(transformer: tf, adapter: a2, hyper: .init(lr: 1e-2))
+        try t1.accumulate(data)
+        for ex in data { try t2.accumulate([ex]) }
+        for (p, q) in zip(t1.gradients.parameters, t2.gradients.parameters) {
+            let d = zip(p.grad.array, q.grad.array).map { abs($0 - $1) }.max() ?? 0
+            let s = q.grad.array.map { abs($0) }.max() ?? 0
+            XCTAssertLessThan(d, 1e-4 * max(s, 1), p.name)
+        }
+        let s1 = t1.apply(), s2 = t2.apply()
+        XCTAssertEqual(s1.loss, s2.loss, accuracy: 1e-5)
+        XCTAssertEqual(s1.tokens, s2.tokens)
+        for (p, q) in zip(t1.gradients.parameters, t2.gradients.parameters) {
+            let d = zip(p.value.array, q.value.array).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(d, 1e-5, p.name)
+        }
+    }
+
+    /// Memorisation bound: after 150 steps on six examples, mean target NLL < 0.05 nats (perplexity < 1.06), with
+    /// LoRA (r = 8 on every GPT-2 module) and with full-parameter training (measured: 0.003 and 0.0008).
+    func testMemorisesSmallDataset() throws {
+        // n_embd 64: with a 32-wide frozen tied head some random target tokens cannot become the most likely
+        // (LoRA plateaued at 0.37 nats there, full-parameter training reached 0.005).
+        let w = try ModelWeights.random(config: .tiny(.gpt2, embd: 64), seed: 5, std: 0.2)
+        let tf = Transformer(weights: w, threads: 2)
+        let data = dataset(vocab: w.config.vocabSize)
+        let before = Array(w.wte.buffer)
+        for mode in ["lora", "full"] {
+            let ad = mode == "lora"
+                ? try LoRAAdapter(model: w, config: LoRAConfig(r: 8, alpha: 16, targets: ["c_attn", "c_proj", "c_fc"]), seed: 9)
+                : nil
+            let steps = 150
+            let lr = mode == "lora" ? 2e-2 : 5e-3
+            let trainer = try SFTTrainer(transformer: tf, adapter: ad, hyper: .init(lr: lr),
+                                         schedule: .linearWarmup(warmupSteps: 5))
+            let start = try trainer.evaluate(data)
+            var last: SFTStats?
+            for _ in 0..<steps { last = try trainer.step(data) }
+            let end = try trainer.evaluate(data)
+            print("SFT \(mode): loss \(start.loss) → \(end.loss) (train-mode last \(last?.loss ?? .nan)), perplexity \(end.perplexity)")
+            XCTAssertLessThan(end.loss, 0.05, mode)
+            XCTAssertEqual(last?.step, steps)
+        }
+        XCTAssertEqual(Array(w.wte.buffer), before, "the base weights are never written")
+    }
+}
