@@ -381,7 +381,7 @@ def render(agg, threads, engines, rat, peer) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per phase (default 3)")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per phase (default 2)")
     ap.add_argument("--reps", type=int, default=2, help="timed repetitions per worker for infer/decode (default 2)")
     ap.add_argument("--step-reps", type=int, default=2, help="timed LoRA/GFlowNet steps per worker (default 2)")
     ap.add_argument("--threads", default="2,1")

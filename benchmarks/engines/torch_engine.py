@@ -98,4 +98,8 @@ class Engine:
         pm = self._peft_model()
         trainer = RngTrainer(pm)
         self._keep = (pm, trainer)
-        return trainer.step
+
+        def step():
+            return trainer.step()
+        step.warmup = trainer.warmup
+        return step

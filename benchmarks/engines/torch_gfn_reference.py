@@ -100,6 +100,18 @@ class RngTrainer:
             self.opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1.0 - s / total_steps))
         self.prompt = torch.tensor([C.RNG_PROMPT], dtype=torch.long)
 
+    def warmup(self) -> float:
+        """One micro-batch (sampling, loss, backward) without an optimiser step: warms allocators and kernels at a
+        eighth of a step's cost."""
+        self.model.train()
+        enc = self.prompt.repeat(C.RNG_BSZ, 1)
+        tokens, lpf, lpt, lr = generate_and_return_eos_logprob(
+            self.model, enc, C.EOS, self.nice, C.RNG_MAX_LEN, C.RNG_MIN_LEN)
+        loss = modified_subtb_loss(tokens, lpf, lpt, lr, enc.shape[1], C.EOS, C.RNG_MAX_LEN)
+        loss.backward()
+        self.opt.zero_grad(set_to_none=True)
+        return float(loss)
+
     def step(self) -> float:
         self.model.train()
         total = 0.0
