@@ -195,6 +195,7 @@ def run_worker(py, lib, engine, phase, threads, reps, warmup, seed, runs_dir: Pa
         wall = (j1[1] - j0[1]) / hz / ncpu
         # CPU taken by everything else on the machine while this worker ran, in cores
         res["others_cores"] = max(0.0, (busy - own) / wall) if wall > 0 else None
+    out.write_text(json.dumps(res, indent=1))
     status = res.get("na") or res.get("error") or "ok"
     oc = res.get("others_cores")
     log(f"{phase:6s} {engine:11s} {threads}T  {time.time() - t0:6.1f} s  others used "
@@ -391,6 +392,8 @@ def main(argv=None):
     ap.add_argument("--python", help="Python with the benchmark requirements (default: benchmarks/.venv)")
     ap.add_argument("--no-build", action="store_true", help="do not run `make lib` when the library is missing")
     ap.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    ap.add_argument("--from-runs", nargs="+", metavar="DIR",
+                    help="measure nothing: aggregate the worker JSON files in these benchmarks/results/runs/ folders")
     args = ap.parse_args(argv)
     args.threads = [int(x) for x in args.threads.split(",")]
     args.only = [p for p in args.only.split(",") if p]
@@ -398,24 +401,40 @@ def main(argv=None):
     if args.quick:
         args.rounds, args.reps, args.step_reps = 1, 1, 1
 
-    py = ensure_venv(args.python)
-    ensure_models(py)
-    lib, lib_reason = (None, "not requested") if "gfnlm" not in engines else ensure_library(args.no_build)
-    skip = {"gfnlm": "n/a (library not built)"} if lib_reason else {}
-    mach = machine()
-    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    runs_dir = RESULTS / "runs" / time.strftime("%Y%m%d-%H%M%S")
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    log(f"python {py}; library {lib or lib_reason}; rounds {args.rounds}; threads {args.threads}")
-    warm_page_cache()
+    if args.from_runs:
+        # re-aggregate the worker files of earlier runs (e.g. phases measured in separate invocations)
+        results = []
+        for d in args.from_runs:
+            for f in sorted(Path(d).glob("*.json")):
+                if f.name != "report.json":
+                    r = json.loads(f.read_text())
+                    if r.get("engine") in engines and r.get("phase") in args.only:
+                        results.append(r)
+        lib = next((r["info"]["library"] for r in results if r.get("engine") == "gfnlm" and "info" in r), None)
+        lib_reason = None if lib else "no gfnlm results in the given runs"
+        skip = {}
+        mach = machine()
+        started = min((r.get("started", "") for r in results), default="?")
+        runs_dir = Path(args.from_runs[0]).resolve()
+    else:
+        py = ensure_venv(args.python)
+        ensure_models(py)
+        lib, lib_reason = (None, "not requested") if "gfnlm" not in engines else ensure_library(args.no_build)
+        skip = {"gfnlm": "n/a (library not built)"} if lib_reason else {}
+        mach = machine()
+        started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        runs_dir = RESULTS / "runs" / time.strftime("%Y%m%d-%H%M%S")
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        log(f"python {py}; library {lib or lib_reason}; rounds {args.rounds}; threads {args.threads}")
+        warm_page_cache()
 
-    results = []
-    for r, phase, e, t in schedule(args, engines):
-        if e in skip:
-            results.append({"engine": e, "phase": phase, "threads": t, "na": skip[e]})
-            continue
-        reps = args.step_reps if phase in ("lora", "gfn") else args.reps
-        results.append(run_worker(py, lib, e, phase, t, reps, 1, 1000 * r, runs_dir))
+        results = []
+        for r, phase, e, t in schedule(args, engines):
+            if e in skip:
+                results.append({"engine": e, "phase": phase, "threads": t, "na": skip[e]})
+                continue
+            reps = args.step_reps if phase in ("lora", "gfn") else args.reps
+            results.append(run_worker(py, lib, e, phase, t, reps, 1, 1000 * r, runs_dir))
 
     agg = aggregate(results, args.threads, engines, skip)
     rat = {t: ratios(agg, t) for t in args.threads}
@@ -447,11 +466,13 @@ def main(argv=None):
         "library": lib, "library_problem": lib_reason, "engine_info": infos,
         "metrics": {e: {str(t): v for t, v in d.items()} for e, d in agg.items()},
         "ratios": {str(t): v for t, v in rat.items()}, "peer_ratios": {str(t): v for t, v in peer.items()},
-        "checks": chk, "runs_dir": str(runs_dir.relative_to(REPO)),
+        "checks": chk, "runs_dir": [str(Path(d).resolve().relative_to(REPO)) for d in args.from_runs] if args.from_runs
+        else str(runs_dir.relative_to(REPO)),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
-    (runs_dir / "report.json").write_text(json.dumps(dict(report, raw=results), indent=1) + "\n")
+    if not args.from_runs:
+        (runs_dir / "report.json").write_text(json.dumps(dict(report, raw=results), indent=1) + "\n")
 
     cpu = mach.get("cpu", {})
     print(f"gfnlm benchmarks — {started} — {cpu.get('model name', '?')} (family {cpu.get('cpu family')} model "
@@ -461,15 +482,19 @@ def main(argv=None):
     if oc:
         print(f"contention: other processes used {C.median(oc):.2f} cores (median over workers; max {max(oc):.2f})"
               f" of {mach.get('os_cpu_count')} while the workers ran")
-    print(f"medians over {args.rounds} alternating round(s) × {args.reps} repetition(s) "
-          f"({args.step_reps} for steps); GPT-2 small fp32, random weights; T = threads")
+    if args.from_runs:
+        print(f"aggregated from {len(results)} worker runs in {', '.join(args.from_runs)}; medians over every "
+              f"sample; GPT-2 small fp32, random weights; T = threads")
+    else:
+        print(f"medians over {args.rounds} alternating round(s) × {args.reps} repetition(s) "
+              f"({args.step_reps} for steps); GPT-2 small fp32, random weights; T = threads")
     if lib_reason:
         print(f"gfnlm: {lib_reason}")
     print()
     print(render(agg, args.threads, engines, rat, peer))
     if chk:
         print("\nagreement on the same inputs: " + ", ".join(f"{k} {v:.2e}" for k, v in chk.items()))
-    print(f"\nwritten: {args.out.relative_to(REPO)} (raw runs: {runs_dir.relative_to(REPO)})")
+    print(f"\nwritten: {args.out} (raw runs: {report['runs_dir']})")
     t = 2 if 2 in args.threads else args.threads[0]
     print(" ".join(f"{k}={'n/a' if v is None else f'{v:.3f}'}" for k, v in rat[t].items()))
 
