@@ -21,8 +21,10 @@ let package = Package(
         .target(name: "CKernels",
                 cSettings: [.unsafeFlags(["-O3", "-fvisibility=hidden", "-march=x86-64-v3"])],
                 linkerSettings: [.linkedLibrary("m")]),
+        // The core is optimised in debug builds too: the test suite trains real (tiny) models.
         .target(name: "GFNLM", dependencies: ["COpenBLAS", "CONNX", "CKernels"],
-                swiftSettings: simdFlags, linkerSettings: [.linkedLibrary("m")]),
+                swiftSettings: simdFlags + [.unsafeFlags(["-O"], .when(configuration: .debug))],
+                linkerSettings: [.linkedLibrary("m")]),
         // The public header include/gfnlm.h, imported into Swift so the @_cdecl exports use its exact C types.
         .target(name: "CGFNLM"),
         .target(name: "GFNLMC", dependencies: ["GFNLM", "CGFNLM"],

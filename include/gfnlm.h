@@ -191,9 +191,48 @@ gfn_status gfn_model_logits(const gfn_model *model, const int32_t *ids, int32_t 
                             const int32_t *attention_mask, float *logits, size_t capacity);
 
 /* ------------------------------------------------------------------------------------------------------------ */
-/* Adapters (LoRA). Created and trained by the training API; NULL everywhere means "the base model".             */
+/* Adapters (LoRA) with PEFT's semantics and file layout. NULL wherever an adapter is accepted means "the base    */
+/* model": the same weights serve with the adapter on (policy) and off (reference / reward model).              */
 
 typedef struct gfn_adapter gfn_adapter;
+
+typedef struct gfn_lora_params {
+    uint32_t size;          /* sizeof(gfn_lora_params) */
+    int32_t r;              /* rank; default 8 */
+    float alpha;            /* scale = alpha / r (alpha / sqrt(r) with use_rslora); default 8 */
+    float dropout;          /* dropout on the LoRA input during training; default 0 */
+    const char *targets;    /* comma-separated Hugging Face module names, PEFT's matching rule (an entry matches a
+                               module that equals it or ends with "." + entry): GPT-2 "c_attn", "c_proj" (attention and
+                               MLP), "c_fc", "attn.c_proj", "mlp.c_proj"; GPT-J "q_proj", "k_proj", "v_proj",
+                               "out_proj", "fc_in", "fc_out". NULL = PEFT's defaults (GPT-2 c_attn; GPT-J q_proj,v_proj) */
+    int32_t use_rslora;     /* default 0 */
+    uint64_t seed;          /* A is Kaiming-uniform from this seed, B = 0 (the adapter starts as the base model) */
+} gfn_lora_params;
+
+gfn_lora_params gfn_lora_default_params(void);
+
+/* A new adapter for `model`. Errors: GFN_ERR_INVALID_ARGUMENT (bad rank, targets that match no module — the
+   message lists the model's modules). The adapter may be used by one thread at a time while it is trained; for
+   inference (read-only) it may be shared. Free with gfn_adapter_free. */
+gfn_status gfn_adapter_new(const gfn_model *model, const gfn_lora_params *params, gfn_adapter **out);
+
+/* Loads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors, as PEFT's save_pretrained
+   writes it). Errors: GFN_ERR_IO, GFN_ERR_FORMAT, GFN_ERR_STATE (keys or shapes that do not fit the model). */
+gfn_status gfn_adapter_load(const gfn_model *model, const char *directory, gfn_adapter **out);
+
+/* Saves in PEFT's layout (Hugging Face PEFT loads it with PeftModel.from_pretrained). Written to a temporary
+   directory and renamed. */
+gfn_status gfn_adapter_save(const gfn_adapter *adapter, const char *directory);
+
+/* Number of trainable values (Σ of A and B sizes). */
+gfn_status gfn_adapter_parameter_count(const gfn_adapter *adapter, int64_t *out);
+
+void gfn_adapter_free(gfn_adapter *adapter);
+
+/* As gfn_model_logits, with the adapter applied (adapter NULL = base model). */
+gfn_status gfn_model_logits_adapter(const gfn_model *model, const gfn_adapter *adapter, const int32_t *ids,
+                                    int32_t batch, int32_t seq_len, const int32_t *attention_mask, float *logits,
+                                    size_t capacity);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Inference context: sampling, scoring, beam search                                                             */
@@ -317,6 +356,217 @@ gfn_beam_params gfn_beam_default_params(void);
    ended with a stop token). */
 gfn_status gfn_context_beam_search(gfn_context *ctx, const int32_t *prompt, int32_t prompt_length,
                                    const gfn_beam_params *params, gfn_samples **out);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Supervised fine-tuning: maximise log p(target | context), the context masked out.                            */
+
+typedef struct gfn_sft gfn_sft;
+
+typedef struct gfn_train_params {
+    uint32_t size;            /* sizeof(gfn_train_params) */
+    double lr;                /* default 1e-4 */
+    double beta1, beta2;      /* default 0.9, 0.999 */
+    double eps;               /* default 1e-8 */
+    double weight_decay;      /* decoupled (AdamW, PyTorch semantics); default 0.01 */
+    int32_t warmup_steps;     /* linear warm-up; the first step uses lr·0 when > 0 (LambdaLR); default 0 */
+    int32_t total_steps;      /* > 0: linear decay to 0 at this step after the warm-up; 0: constant; default 0 */
+    int32_t cosine;           /* 1: cosine decay instead of linear (needs total_steps); default 0 */
+    double max_grad_norm;     /* > 0: clip the global gradient norm; default 0 (off) */
+} gfn_train_params;
+
+gfn_train_params gfn_train_default_params(void);
+
+typedef struct gfn_sft_stats {
+    uint32_t size;            /* set by the caller */
+    double loss;              /* mean negative log-likelihood per target token */
+    double perplexity;
+    int32_t tokens;
+    int32_t step;             /* optimiser steps applied so far */
+    double grad_norm;
+    double learning_rate;
+    int32_t applied;          /* 0 when the step was skipped (non-finite loss or gradient; parameters unchanged) */
+} gfn_sft_stats;
+
+/* A trainer for `adapter` (LoRA: only A and B train, the model's weights stay untouched and shared) or, with
+   adapter NULL, for every weight of a private trainable copy of the model (small models). */
+gfn_status gfn_sft_new(const gfn_model *model, gfn_adapter *adapter, const gfn_train_params *params, gfn_sft **out);
+
+/* One optimiser step on n (context, target) pairs of any lengths (contexts ≥ 1 token, targets ≥ 1 token). */
+gfn_status gfn_sft_step(gfn_sft *sft, const int32_t *const *contexts, const int32_t *context_lengths,
+                        const int32_t *const *targets, const int32_t *target_lengths, int32_t n, gfn_sft_stats *out);
+
+/* The loss on a batch without training. */
+gfn_status gfn_sft_evaluate(gfn_sft *sft, const int32_t *const *contexts, const int32_t *context_lengths,
+                            const int32_t *const *targets, const int32_t *target_lengths, int32_t n,
+                            gfn_sft_stats *out);
+
+/* For full-parameter training: a new model handle holding a snapshot (copy) of the current weights. */
+gfn_status gfn_sft_snapshot_model(const gfn_sft *sft, gfn_model **out);
+
+/* Training-state checkpoints (adapter or weights, optimizer moments, step, schedule): atomic directory. */
+gfn_status gfn_sft_save(const gfn_sft *sft, const char *directory);
+gfn_status gfn_sft_load(gfn_sft *sft, const char *directory);
+
+void gfn_sft_free(gfn_sft *sft);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* GFlowNet fine-tuning and amortized sampling (the paper's method).                                           */
+
+/* A reward: log R(s_t ⊤) for every prefix state of a trajectory. */
+typedef struct gfn_reward gfn_reward;
+
+/* A host reward. Called with `n_states` token sequences (the states after the prompt X: every prefix of every
+   trajectory of a micro-batch, or only complete trajectories when terminal_only) of the prompt `prompt_index`;
+   writes one untempered log R per state to log_rewards. Return 0 on success; any other value (or a NaN /
+   infinite log R) fails the training step, which then changes nothing and reports GFN_ERR_CALLBACK /
+   GFN_ERR_NUMERICAL. Called on the thread that calls gfn_gflownet_step; must not call into the same trainer. */
+typedef int32_t (*gfn_reward_fn)(void *user_data, int32_t prompt_index, const int32_t *const *states,
+                                 const int32_t *state_lengths, int32_t n_states, double *log_rewards);
+
+gfn_status gfn_reward_new_callback(gfn_reward_fn fn, void *user_data, int32_t terminal_only, gfn_reward **out);
+
+/* log p_LM(Z Y | demos C) with the adapter off: C is the prompt's reward context (or X), Y its observation;
+   `z_adjust` adds the vocabulary penalty at Z positions only (e.g. −99 soft mask); states with fewer than
+   min_length tokens get −99. The demos run once; Y is scored after every prefix from the prefix's cache. */
+gfn_status gfn_reward_new_lm_likelihood(const gfn_model *model, const int32_t *demos, int32_t n_demos,
+                                        const gfn_logit_adjustment *z_adjust, int32_t min_length, gfn_reward **out);
+
+/* log p_LM(z_1..t ⊤ | X) for every prefix from one pass (the next-sentence reward); `adjust` is the reward's own
+   vocabulary penalty (the reference: −50); states with fewer than min_length tokens get −99. */
+gfn_status gfn_reward_new_next_sentence(const gfn_model *model, int32_t termination, const gfn_logit_adjustment *adjust,
+                                        int32_t min_length, gfn_reward **out);
+
+/* The random-integer task's rule reward (paper §2): first token one of number_tokens +8 else −8, every later
+   non-⊤ token at position m −8m, the empty sequence −8. */
+gfn_status gfn_reward_new_random_integer(const int32_t *number_tokens, int32_t n_number_tokens, int32_t termination,
+                                         gfn_reward **out);
+
+/* Untempered log R of each prefix state of one action sequence (n_actions + 1 values) — for checks and metrics. */
+gfn_status gfn_reward_evaluate(gfn_reward *reward, const int32_t *x, int32_t n_x, const int32_t *y, int32_t n_y,
+                               const int32_t *actions, int32_t n_actions, double *log_rewards);
+
+void gfn_reward_free(gfn_reward *reward);
+
+/* One training prompt: the policy's conditioning X, an optional observation Y (scored by the reward), an optional
+   reward context (what the reward reads instead of X), and a sampling weight. */
+typedef struct gfn_prompt {
+    const int32_t *x;
+    int32_t n_x;
+    const int32_t *y;              /* NULL / 0: none */
+    int32_t n_y;
+    const int32_t *reward_context; /* NULL / 0: X */
+    int32_t n_reward_context;
+    double weight;                 /* relative; 0 is treated as 1 */
+} gfn_prompt;
+
+/* SubTB (the paper's modified sub-trajectory balance), TB (learned log Z per prompt), DB (modified detailed
+   balance), REINFORCE (a reward-maximising baseline with a batch-mean baseline on log R; not a GFlowNet). */
+enum { GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3 };
+enum { GFN_LAYOUT_FORCED_STOP = 0, GFN_LAYOUT_NEXT_SENTENCE = 1 };
+
+typedef struct gfn_gflownet_params {
+    uint32_t size;                 /* sizeof(gfn_gflownet_params) */
+    int32_t objective;             /* GFN_OBJECTIVE_*; default SubTB */
+    double subtb_lambda;           /* default 1 */
+    int32_t strict_mask;           /* main.py's `cumsum > 1` mask (reweights terminal pairs); default 0 */
+    int32_t layout;                /* GFN_LAYOUT_*: log q(⊤|s_max) := 0 (default) or the real value */
+    int32_t termination;           /* the ⊤ token (e.g. 50256, or 13 "." for sentences); required */
+    int32_t min_length;            /* ⊤ not sampled before this many actions; default 0 */
+    int32_t max_length;            /* actions per trajectory; default 16 */
+    gfn_logit_adjustment adjust;   /* the policy's vocabulary penalty / mask (⊤ always allowed) */
+    int32_t calculator;            /* 0 off, 1 reference-compatible (bug B6), 2 fixed; needs the model's tokenizer */
+    int32_t batch_size;            /* trajectories per micro-batch (one prompt each); default 8 */
+    int32_t grad_accumulation;     /* micro-batches per step; default 1 */
+    int32_t average_accumulation;  /* 0: gradients summed over micro-batches (main.py); 1: averaged */
+    gfn_train_params train;        /* optimiser and learning-rate schedule of the adapter */
+    double logz_lr;                /* TB's learned log Z (one per prompt): learning rate, default 1 */
+    double logz_init;              /* default 0 */
+    double reward_temp_start;      /* T_R(step) = start + (end − start)·min(1, step/horizon); default 1 → 1 */
+    double reward_temp_end;
+    int32_t reward_temp_horizon;
+    double p_on_policy;            /* behaviour per micro-batch: on-policy, replay, else tempered; default .25/.25 */
+    double p_replay;
+    double temp_low, temp_high;    /* tempered behaviour τ ~ U[low, high]; default 0.5, 2 */
+    int32_t buffer_capacity;       /* per (X, Y); default 50 */
+    double buffer_tolerance;       /* near-duplicate edit distance < tol·(len_a + len_b); default 0.25 */
+    int32_t buffer_prioritized;    /* sample ∝ exp(log R) (1, default) or uniformly (0) */
+    int32_t lora_dropout;          /* apply the adapter's dropout in training passes; default 0 */
+    uint64_t seed;
+} gfn_gflownet_params;
+
+gfn_gflownet_params gfn_gflownet_default_params(void);
+
+typedef struct gfn_step_stats {
+    uint32_t size;                 /* set by the caller */
+    int32_t step;                  /* index of this step */
+    int32_t applied;               /* 0 when the optimiser skipped the update (non-finite gradient) */
+    double loss;
+    double mean_log_r, max_log_r;  /* untempered terminal log R of the step's trajectories */
+    double mean_log_q;             /* log q of the complete trajectories */
+    double mean_length;
+    double fraction_unique;
+    double var_log_r_minus_log_q;  /* Var(log R/T_R − log q): 0 for a perfect sampler */
+    double reward_temperature;
+    double learning_rate;
+    double grad_norm;
+    double log_z;                  /* TB: mean learned log Z; otherwise mean(log R/T_R − log q) */
+    int32_t on_policy_batches, tempered_batches, replay_batches;
+    int32_t trajectories;
+} gfn_step_stats;
+
+/* Called after every step on the training thread; return 0 to stop (gfn_gflownet_train then returns
+   GFN_ERR_CANCELLED). Must not call into the same trainer. */
+typedef int32_t (*gfn_progress_fn)(void *user_data, const gfn_step_stats *stats);
+
+typedef struct gfn_gflownet gfn_gflownet;
+
+/* A GFlowNet trainer for `adapter` on `model` with `reward` over n_prompts prompts (copied). The trainer keeps
+   the model, adapter and reward alive; use it from one thread at a time. */
+gfn_status gfn_gflownet_new(const gfn_model *model, gfn_adapter *adapter, gfn_reward *reward,
+                            const gfn_prompt *prompts, int32_t n_prompts, const gfn_gflownet_params *params,
+                            gfn_gflownet **out);
+
+gfn_status gfn_gflownet_set_progress(gfn_gflownet *trainer, gfn_progress_fn fn, void *user_data);
+
+/* One optimiser step. On any error (NaN reward, failing callback) nothing changes: adapter, optimizer, replay
+   buffer, RNG and step count are as before. *out (may be NULL) receives the statistics. */
+gfn_status gfn_gflownet_step(gfn_gflownet *trainer, gfn_step_stats *out);
+
+/* `steps` steps, calling the progress callback after each; *last (may be NULL) gets the last step's stats. */
+gfn_status gfn_gflownet_train(gfn_gflownet *trainer, int32_t steps, gfn_step_stats *last);
+
+/* Amortized inference: `count` trajectories Z ~ q(·|X) from the trained adapter at temperature (1 = the trained
+   sampler), with the training limits, masks and calculator. In the results, tokens are the state after X (tool
+   output included), n_steps the number of actions, finish_reason 0 when ⊤ was sampled. */
+gfn_status gfn_gflownet_sample(gfn_gflownet *trainer, const int32_t *x, int32_t n_x, int32_t count, float temperature,
+                               uint64_t seed, gfn_samples **out);
+
+/* Adds demonstrations (action sequences) for prompt `prompt_index` to the replay buffer, with their rewards. */
+gfn_status gfn_gflownet_seed_buffer(gfn_gflownet *trainer, int32_t prompt_index, const int32_t *const *actions,
+                                    const int32_t *lengths, int32_t n);
+
+/* Exact evaluation over a small space: every sequence of up to max_length actions over `vocabulary`
+   (≤ 100,000 sequences), the policy's exact probability of each against the target R^(1/T_R)/Σ. */
+typedef struct gfn_exact_result {
+    uint32_t size;                 /* set by the caller */
+    int32_t n_sequences;
+    double kl_target_q;            /* KL(target ‖ q) */
+    double kl_q_target;            /* KL(q ‖ target), q renormalised on the space */
+    double total_variation;
+    double log_z;                  /* log Σ R over the space */
+    double mass_q;                 /* Σ q over the space (1 unless the policy can leave it) */
+} gfn_exact_result;
+
+gfn_status gfn_gflownet_exact(gfn_gflownet *trainer, int32_t prompt_index, const int32_t *vocabulary, int32_t n_vocabulary,
+                              gfn_exact_result *out);
+
+/* Checkpoints: adapter (PEFT layout), log Z, optimizer moments, step, schedules, RNG and replay buffer, written
+   atomically; loading into a trainer made with the same model, adapter shape, prompts and objective continues the
+   run exactly. */
+gfn_status gfn_gflownet_save(const gfn_gflownet *trainer, const char *directory);
+gfn_status gfn_gflownet_load(gfn_gflownet *trainer, const char *directory);
+
+void gfn_gflownet_free(gfn_gflownet *trainer);
 
 #ifdef __cplusplus
 }

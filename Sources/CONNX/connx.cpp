@@ -120,6 +120,41 @@ const onnx::TensorProto *tensor_at(const connx_model *m, int32_t node, int32_t i
     return &a.t();
 }
 
+onnx::TensorProto *mutable_tensor_at(connx_model *m, int32_t node, int32_t index) {
+    return const_cast<onnx::TensorProto *>(tensor_at(m, node, index));
+}
+
+// Drops every form of data a tensor may hold (raw, typed fields, external references).
+void clear_tensor_data(onnx::TensorProto *t) {
+    std::string empty;
+    t->mutable_raw_data()->swap(empty);
+    t->clear_raw_data();
+    google::protobuf::RepeatedField<float>().Swap(t->mutable_float_data());
+    google::protobuf::RepeatedField<int32_t>().Swap(t->mutable_int32_data());
+    google::protobuf::RepeatedField<int64_t>().Swap(t->mutable_int64_data());
+    google::protobuf::RepeatedField<double>().Swap(t->mutable_double_data());
+    google::protobuf::RepeatedField<uint64_t>().Swap(t->mutable_uint64_data());
+    t->clear_string_data();
+    t->clear_external_data();
+    t->clear_data_location();
+}
+
+bool valid_dims(const int64_t *dims, int32_t rank) {
+    if (rank < 0 || (rank > 0 && !dims)) return false;
+    for (int32_t i = 0; i < rank; i++)
+        if (dims[i] < 0) return false;
+    return true;
+}
+
+void fill_tensor(onnx::TensorProto *t, int32_t data_type, const int64_t *dims, int32_t rank, const void *data,
+                 size_t size) {
+    clear_tensor_data(t);
+    t->set_data_type(data_type);
+    t->clear_dims();
+    for (int32_t i = 0; i < rank; i++) t->add_dims(dims[i]);
+    t->set_raw_data(size ? std::string((const char *)data, size) : std::string());
+}
+
 }  // namespace
 
 extern "C" {
@@ -426,6 +461,156 @@ int connx_tensor_release_data(connx_model *m, int32_t node, int32_t index) {
         google::protobuf::RepeatedField<uint64_t>().Swap(t->mutable_uint64_data());
         return CONNX_OK;
     } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_tensor_set_raw(connx_model *m, int32_t node, int32_t index, int32_t data_type, const int64_t *dims,
+                         int32_t rank, const void *data, size_t size) {
+    onnx::TensorProto *t = mutable_tensor_at(m, node, index);
+    if (!t || !valid_dims(dims, rank) || (size > 0 && !data)) return CONNX_ERANGE;
+    try {
+        fill_tensor(t, data_type, dims, rank, data, size);
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_tensor_set_external(connx_model *m, int32_t node, int32_t index, const char *location, int64_t offset,
+                              int64_t length) {
+    onnx::TensorProto *t = mutable_tensor_at(m, node, index);
+    if (!t || !location || !*location || offset < 0 || length < 0) return CONNX_ERANGE;
+    try {
+        clear_tensor_data(t);
+        const std::pair<const char *, std::string> entries[] = {
+            {"location", std::string(location)},
+            {"offset", std::to_string((long long)offset)},
+            {"length", std::to_string((long long)length)},
+        };
+        for (const auto &e : entries) {
+            onnx::StringStringEntryProto *kv = t->add_external_data();
+            kv->set_key(e.first);
+            kv->set_value(e.second);
+        }
+        t->set_data_location(onnx::TensorProto_DataLocation_EXTERNAL);
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_add_initializer(connx_model *m, const char *name, int32_t data_type, const int64_t *dims, int32_t rank,
+                          const void *data, size_t size, int32_t *out_index) {
+    if (!m || !name || !m->proto.has_graph() || !valid_dims(dims, rank) || (size > 0 && !data)) return CONNX_ERANGE;
+    try {
+        onnx::GraphProto *g = m->proto.mutable_graph();
+        if (g->initializer_size() >= INT32_MAX - 1) return CONNX_ERANGE;
+        onnx::TensorProto *t = g->add_initializer();
+        try {
+            t->set_name(name);
+            fill_tensor(t, data_type, dims, rank, data, size);
+        } catch (...) {
+            g->mutable_initializer()->RemoveLast();
+            throw;
+        }
+        if (out_index) *out_index = g->initializer_size() - 1;
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_node_set_input(connx_model *m, int32_t i, int32_t j, const char *name) {
+    if (!m || !name || !m->proto.has_graph()) return CONNX_ERANGE;
+    onnx::GraphProto *g = m->proto.mutable_graph();
+    if (i < 0 || i >= g->node_size()) return CONNX_ERANGE;
+    onnx::NodeProto *n = g->mutable_node(i);
+    if (j < 0 || j >= n->input_size()) return CONNX_ERANGE;
+    try {
+        n->set_input(j, name);
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_serialized_size(const connx_model *m, uint64_t *out) {
+    if (!m || !out) return CONNX_ERANGE;
+    try {
+        *out = (uint64_t)m->proto.ByteSizeLong();
+        return CONNX_OK;
+    } catch (...) {
+        return CONNX_EINTERNAL;
+    }
+}
+
+int connx_save(const connx_model *m, const char *path, char *err, size_t errlen) {
+    if (!m || !path) {
+        set_err(err, errlen, "connx_save: NULL argument");
+        return CONNX_ERANGE;
+    }
+    int fd = -1;
+    bool created = false;
+    try {
+        std::string p(path);
+        size_t size = m->proto.ByteSizeLong();
+        if (size >= (size_t)INT_MAX) {
+            set_err(err, errlen,
+                    "the model would serialize to " + std::to_string((unsigned long long)size) +
+                        " bytes: protobuf cannot write an ONNX file of 2 GiB or more (use external data)");
+            return CONNX_ETOOLARGE;
+        }
+        fd = ::open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            set_err(err, errlen, "cannot create " + p + ": " + std::strerror(errno));
+            return CONNX_EIO;
+        }
+        created = true;
+        // Stream to the file (no second in-memory copy of the serialized model).
+        bool ok = true;
+        int saved_errno = 0;
+        {
+            google::protobuf::io::FileOutputStream fos(fd, 1 << 20);
+            {
+                google::protobuf::io::CodedOutputStream cos(&fos);
+                cos.SetSerializationDeterministic(true);
+                ok = m->proto.SerializeToCodedStream(&cos) && !cos.HadError();
+            }
+            if (!fos.Flush()) ok = false;
+            if (!ok) saved_errno = fos.GetErrno();
+        }
+        if (ok && ::fsync(fd) != 0) {
+            ok = false;
+            saved_errno = errno;
+        }
+        int rc = ::close(fd);
+        fd = -1;
+        if (ok && rc != 0) {
+            ok = false;
+            saved_errno = errno;
+        }
+        if (!ok) {
+            ::unlink(path);
+            set_err(err, errlen,
+                    "cannot write " + p + ": " + (saved_errno ? std::strerror(saved_errno) : "serialization failed"));
+            return CONNX_EIO;
+        }
+        return CONNX_OK;
+    } catch (const std::bad_alloc &) {
+        if (fd >= 0) ::close(fd);
+        if (created) ::unlink(path);
+        set_err(err, errlen, std::string("out of memory writing ") + path);
+        return CONNX_EINTERNAL;
+    } catch (const std::exception &e) {
+        if (fd >= 0) ::close(fd);
+        if (created) ::unlink(path);
+        set_err(err, errlen, std::string("error writing ") + path + ": " + e.what());
+        return CONNX_EINTERNAL;
+    } catch (...) {
+        if (fd >= 0) ::close(fd);
+        if (created) ::unlink(path);
+        set_err(err, errlen, std::string("unknown error writing ") + path);
         return CONNX_EINTERNAL;
     }
 }

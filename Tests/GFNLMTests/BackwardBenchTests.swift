@@ -58,12 +58,18 @@ final class BackwardBenchTests: XCTestCase {
             SFTExample(context: [Int32(rng.below(50257))], target: (0..<32).map { _ in Int32(rng.below(50257)) })
         }
         _ = try trainer.step(batch)  // warm-up (allocations)
-        var times: [Double] = []
+        var times: [Double] = [], cpu: [Double] = []
         let reps = Int(env["GFNLM_BENCH_STEPS"] ?? "") ?? 4
+        func cpuSeconds() -> Double {
+            var ts = timespec()
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+            return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+        }
         for _ in 0..<reps {
-            let s = Date()
+            let s = Date(), c0 = cpuSeconds()
             let st = try trainer.step(batch)
             times.append(Date().timeIntervalSince(s))
+            cpu.append(cpuSeconds() - c0)
             XCTAssertTrue(st.applied)
         }
         // phase breakdown of one more step
@@ -92,10 +98,44 @@ final class BackwardBenchTests: XCTestCase {
         trainer.optimizer.zeroGrad()
         let tOpt = Date().timeIntervalSince(s)
         let best = times.min() ?? .nan, mean = times.reduce(0, +) / Double(times.count)
+        print(String(format: "bench: step CPU time best %.3f s, mean %.3f s (load average %@)", cpu.min() ?? .nan,
+                     cpu.reduce(0, +) / Double(max(1, cpu.count)),
+                     (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8).split(separator: " ").first.map(String.init) ?? "?") ?? "?"))
         print(String(format: "bench: LoRA r=%d on %@, 8×32 tokens, threads %d (OpenBLAS %d): step best %.3f s, mean %.3f s; "
                      + "phases: forward %.3f, head fwd+bwd %.3f, backward %.3f, AdamW %.3f; peak RSS %.0f MiB; "
                      + "%d trainable parameters",
                      rank, targets.joined(separator: ","), threads, BLAS.threads(), best, mean, tForward, tHead,
                      tBackward, tOpt, Self.peakRSSMiB(), ad.parameterCount))
+    }
+
+    /// GFLOP/s of the matrix products of one LoRA step (N = 256 tokens, GPT-2 small, r = 512 on c_attn).
+    func testGemmShapes() throws {
+        guard ProcessInfo.processInfo.environment["GFNLM_BENCH"] == "1" else { throw XCTSkip("GFNLM_BENCH=1") }
+        let shapes: [(String, Int, Int, Int, Bool, Bool)] = [
+            ("F c_attn", 256, 2304, 768, false, false), ("F attn.c_proj", 256, 768, 768, false, false),
+            ("F c_fc", 256, 3072, 768, false, false), ("F mlp.c_proj", 256, 768, 3072, false, false),
+            ("F lora xA^T", 256, 512, 768, false, true), ("F lora tB^T", 256, 2304, 512, false, true),
+            ("F head", 256, 50257, 768, false, true),
+            ("B mlp.c_proj dx", 256, 3072, 768, false, true), ("B c_fc dx", 256, 768, 3072, false, true),
+            ("B attn.c_proj dx", 256, 768, 768, false, true), ("B c_attn dx", 256, 768, 2304, false, true),
+            ("B g=dyB", 256, 512, 2304, false, false), ("B dB", 2304, 512, 256, true, false),
+            ("B dA", 512, 768, 256, true, false), ("B dx+=gA", 256, 768, 512, false, false),
+            ("B head dz·wte", 256, 768, 50257, false, false),
+        ]
+        for (name, m, n, k, ta, tb) in shapes {
+            let a = try Tensor(zeros: [m * k]), b = try Tensor(zeros: [k * n]), c = try Tensor(zeros: [m * n])
+            for i in 0..<a.count { a.pointer[i] = Float(i % 7) * 0.01 }
+            for i in 0..<b.count { b.pointer[i] = Float(i % 5) * 0.01 }
+            let lda = ta ? m : k, ldb = tb ? k : n
+            BLAS.gemm(m: m, n: n, k: k, a: a.pointer, lda: lda, transA: ta, b: b.pointer, ldb: ldb, transB: tb, c: c.pointer, ldc: n)
+            let reps = max(1, Int(2e9 / Double(2 * m * n * k)))
+            let s = Date()
+            for _ in 0..<reps {
+                BLAS.gemm(m: m, n: n, k: k, a: a.pointer, lda: lda, transA: ta, b: b.pointer, ldb: ldb, transB: tb, c: c.pointer, ldc: n)
+            }
+            let dt = Date().timeIntervalSince(s) / Double(reps)
+            print(String(format: "gemm %-18@ %5d×%5d×%5d %@%@: %6.1f GFLOP/s (%.2f ms)", name, m, n, k, ta ? "T" : "N", tb ? "T" : "N",
+                         2 * Double(m * n * k) / dt / 1e9, dt * 1e3))
+        }
     }
 }

@@ -246,4 +246,30 @@ final class BackwardTests: XCTestCase {
             }
         }
     }
+
+    /// The GFlowNet layout: a prompt computed once (its outputs carry no loss: dHidden nil), many rows extending it
+    /// in one batched forward; the prompt's LoRA gradients come only through its keys and values.
+    func testPromptWithoutLossGetsGradientsThroughKeysAndValues() throws {
+        let w = try ModelWeights.random(config: .tiny(.gptj), seed: 61, std: 0.2)
+        let tf = Transformer(weights: w, threads: 2)
+        let ad = try randomAdapter(w, targets: ["k_proj", "v_proj", "fc_in"])
+        let V = w.config.vocabSize
+        let prompt = randomTokens(4, vocab: V, seed: 62)
+        let conts = (0..<3).map { randomTokens(3, vocab: V, seed: 63 + UInt64($0)) }
+        let grads = try Gradients(adapter: ad)
+        let kv = KVGradients()
+        let ws = try ForwardWorkspace()
+        let pre = try tf.makeCache(capacity: 4)
+        let tp = try ForwardTrace()
+        _ = try prompt.withUnsafeBufferPointer { try tf.forward(tokens: $0, rows: 1, T: 4, caches: [pre], adapter: ad, workspace: ws, trace: tp) }
+        let caches = try (0..<3).map { _ in try tf.makeCache(capacity: 3, prefix: pre) }
+        let targets: [(row: Int, t: Int, token: Int32)] = [(0, 0, 5), (1, 2, 44), (2, 1, 70), (2, 2, 3)]
+        _ = try ourGradients(tf, rowsTokens: conts, caches: caches, adapter: ad, grads: grads, targets: targets, kv: kv)
+        XCTAssertTrue(kv.has(pre))
+        try tf.backward(trace: tp, dHidden: nil, gradients: grads, kvGradients: kv, workspace: BackwardWorkspace())
+        let nt = targets.map { Target(seq: $0.row, pos: 4 + $0.t, token: $0.token) }
+        let seqs = conts.map { prompt + $0 }
+        let rep = check(grads) { Self.naiveLoss(w, ad, seqs, nt) }
+        print("LoRA grad check, prompt without loss (nil dHidden), 3 rows: worst tensor error \(rep.worstTensorError) (\(rep.worstName))")
+    }
 }

@@ -190,4 +190,16 @@ final class LoRAPEFTTests: XCTestCase {
         XCTAssertThrowsError(try ad.save(peftDirectory: dir, model: small))
         try? FileManager.default.removeItem(atPath: dir)
     }
+
+    /// Merging the delta into the weights gives the adapter's logits without an adapter.
+    func testMergedWeightsEqualAdapter() throws {
+        for c in Self.cases {
+            let w = try HFFixture.weights(c.model)
+            let ad = try Self.adapter(c, w)
+            let ids: [Int32] = [3, 14, 15, 92, 65, 35]
+            let a = try Self.logits(w, ad, ids), m = try Self.logits(try ad.mergedWeights(w), nil, ids)
+            let d = zip(a.joined(), m.joined()).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(d, 1e-4, c.model)
+        }
+    }
 }

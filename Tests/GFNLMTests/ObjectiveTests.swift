@@ -45,7 +45,7 @@ final class ObjectiveTests: XCTestCase {
                      TrajectoryTerms(n: 2, truncated: true, logPF: [rnd(), rnd()], logPT: [rnd(), rnd(), rnd()], logR: [rnd(), rnd(), rnd()]),
                      TrajectoryTerms(n: 0, truncated: false, logPF: [], logPT: [rnd()], logR: [rnd()])]
         let logZ = [0.3, -0.2, 0.1]
-        for obj in [Objective.subTB(lambda: 0.9, strictMask: false), .subTB(lambda: 1, strictMask: true), .tb, .db] {
+        for obj in [Objective.subTB(lambda: 0.9, strictMask: false), .subTB(lambda: 1, strictMask: true), .tb, .db, .reinforce] {
             for layout in [TerminalLayout.forcedStop, .nextSentence] {
                 let res = try obj.evaluate(batch, layout: layout, logZ: logZ)
                 let h = 1e-6

@@ -79,6 +79,32 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(sched.multiplier(step: 0), 0)
     }
 
+    /// Values printed by torch 2.15: torch.optim.AdamW([{p}, {z, lr 0.1, wd 0}], lr=0.01, betas=(0.9, 0.99),
+    /// weight_decay=0.05) with LambdaLR([min(s/2, 1), 1]); p₀[i] = 0.1·sin i, g_s[i] = 0.2·cos(i + s),
+    /// z₀ = 0.5, g_s = 0.3·(s − 2), five steps.
+    func testMatchesTorchAdamWWithLambdaLR() throws {
+        let p = try param("p", (0..<8).map { Float(0.1 * sin(Double($0))) })
+        let z = try param("z", [0.5])
+        let opt = try AdamW(groups: [ParameterGroup(parameters: [p], hyper: .init(lr: 0.01, beta2: 0.99, weightDecay: 0.05)),
+                                     ParameterGroup(parameters: [z], hyper: .init(lr: 0.1, beta2: 0.99, weightDecay: 0),
+                                                    schedule: .constant)],
+                            schedule: .linearWarmup(warmupSteps: 2))
+        for s in 0..<5 {
+            setGrad(p, (0..<8).map { Float(0.2 * cos(Double($0 + s))) })
+            setGrad(z, [Float(0.3 * Double(s - 2))])
+            XCTAssertTrue(opt.step().applied)
+        }
+        let torchP: [Float] = [-0.005953735671937466, 0.09896431863307953, 0.11244794726371765, 0.022589072585105896,
+                               -0.0874306708574295, -0.11821623146533966, -0.03880016878247261, 0.07432297617197037]
+        let torchV: [Float] = [0.0011244473280385137, 0.0007649924955330789, 0.0010150655871257186, 0.0011663860641419888,
+                               0.0007903698715381324, 0.0009520053281448781, 0.0011934932554140687, 0.0008308690157718956]
+        for i in 0..<8 {
+            XCTAssertEqual(p.value.pointer[i], torchP[i], accuracy: 1e-7, "p[\(i)]")
+            XCTAssertEqual(opt.moments[0].v[i], torchV[i], accuracy: 1e-9, "v[\(i)]")
+        }
+        XCTAssertEqual(z.value.pointer[0], 0.7810678482055664, accuracy: 1e-7)
+    }
+
     func testNonFiniteGradientOrLossSkipsStepAndKeepsState() throws {
         let p = try param("w", [1, 2, 3])
         let opt = try AdamW(parameters: [p], hyper: .init(lr: 0.1))

@@ -94,4 +94,28 @@ final class SFTTests: XCTestCase {
         }
         XCTAssertEqual(Array(w.wte.buffer), before, "the base weights are never written")
     }
+
+    /// A NaN in the loss (here from a NaN adapter weight) skips the step: parameters, moments and the step count
+    /// are unchanged and the stats say why.
+    func testNaNLossSkipsStep() throws {
+        let w = try ModelWeights.random(config: .tiny(.gpt2), seed: 6, std: 0.2)
+        let tf = Transformer(weights: w, threads: 1)
+        let ad = try LoRAAdapter(model: w, config: LoRAConfig(r: 2, targets: ["c_attn"]), seed: 1)
+        let t = try SFTTrainer(transformer: tf, adapter: ad, hyper: .init(lr: 1e-2))
+        let data = dataset(vocab: w.config.vocabSize)
+        XCTAssertTrue(try t.step(data).applied)
+        let f = try XCTUnwrap(ad.factors(for: "transformer.h.1.attn.c_attn"))
+        f.b.pointer[3] = .nan
+        let before = t.optimizer.parameters.map { $0.value.array }
+        let moments = t.optimizer.moments.map { Array($0.m) }
+        let st = try t.step(data)
+        XCTAssertFalse(st.applied)
+        XCTAssertTrue(st.loss.isNaN)
+        XCTAssertNotNil(st.message)
+        XCTAssertEqual(st.step, 1)
+        let after = t.optimizer.parameters.map { $0.value.array }
+        for (a, b) in zip(after, before) { XCTAssertTrue(zip(a, b).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }) }
+        XCTAssertEqual(t.optimizer.moments.map { Array($0.m) }, moments)
+        XCTAssertTrue(t.optimizer.parameters.allSatisfy { $0.grad.array.allSatisfy { $0 == 0 } }, "gradients are cleared for the next step")
+    }
 }

@@ -2,7 +2,8 @@
 #define GFNLM_CONNX_H
 /*
  * Pure-C view of an ONNX ModelProto parsed with libonnx's generated protobuf classes (libonnx_proto +
- * libprotobuf). No model knowledge lives here: the shim only parses the file and hands out plain structs.
+ * libprotobuf). No model knowledge lives here: the shim parses the file, hands out plain structs, and (for the
+ * merged-weights export) edits tensor data / node inputs and serializes the model back to a file.
  *
  * Lifetime: every pointer handed out (strings, dims, raw_data, typed data) points into the parsed proto and stays
  * valid until connx_free(), except tensor data released with connx_tensor_release_data().
@@ -147,6 +148,34 @@ CONNX_API int connx_tensor_external(const connx_model *m, int32_t node, int32_t 
 /* Frees the tensor's raw_data and typed data (a duplicated or unused tensor), keeping its name, type and dims.
  * Every pointer into that data becomes invalid. */
 CONNX_API int connx_tensor_release_data(connx_model *m, int32_t node, int32_t index);
+
+
+/* ---- Editing and writing (used by the merged-weights export) ----
+ * These change the parsed proto in memory. Pointers previously handed out for the edited tensor or node input
+ * become invalid. None of them is thread-safe: one thread edits a model at a time, with no getter running. */
+
+/* Replaces the data of a tensor (node == -1: initializer `index`; else the `t` of attribute `index` of node
+ * `node`) by `size` bytes of little-endian raw_data, and sets its data type and dims. Clears the typed fields
+ * (float_data, int32_data, ...), external_data entries and data_location (the data becomes inline). `data` may be
+ * NULL only when size is 0. The name is kept. */
+CONNX_API int connx_tensor_set_raw(connx_model *m, int32_t node, int32_t index, int32_t data_type,
+                                   const int64_t *dims, int32_t rank, const void *data, size_t size);
+/* Makes the tensor external: clears raw_data and the typed fields and sets external_data to
+ * {location, offset, length} (decimal strings) with data_location = EXTERNAL. */
+CONNX_API int connx_tensor_set_external(connx_model *m, int32_t node, int32_t index, const char *location,
+                                        int64_t offset, int64_t length);
+/* Appends a graph initializer with inline raw_data. *out_index (may be NULL) receives its index. The caller makes
+ * sure the name is unique. */
+CONNX_API int connx_add_initializer(connx_model *m, const char *name, int32_t data_type, const int64_t *dims,
+                                    int32_t rank, const void *data, size_t size, int32_t *out_index);
+/* Sets input j of node i to `name` (rewires one edge of the graph). */
+CONNX_API int connx_node_set_input(connx_model *m, int32_t i, int32_t j, const char *name);
+/* The size in bytes of the serialized model (what connx_save would write). */
+CONNX_API int connx_serialized_size(const connx_model *m, uint64_t *out);
+/* Serializes the model to a new file at `path` (created with O_EXCL, mode 0644; an existing file is an error),
+ * then fsyncs and closes it. On failure the partly written file is removed and a message is written to err.
+ * CONNX_ETOOLARGE when the serialized model is 2 GiB or more (protobuf's limit: move tensors to external data). */
+CONNX_API int connx_save(const connx_model *m, const char *path, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -56,6 +56,10 @@ public enum Objective: Sendable, Equatable {
     /// Modified detailed balance: per transition (log F(s_t) + log q(a|s_t) − log F(s_{t+1}))², mean over a
     /// row's transitions, then over rows (the reference's modified_db without its shape bug).
     case db
+    /// A reward-maximising baseline (not a GFlowNet): REINFORCE with the batch-mean baseline on the return
+    /// r = log R(s_n⊤)/T_R, surrogate loss −mean_b[(r_b − r̄)·log q(τ_b)]. It seeks the reward's modes instead of
+    /// matching R, which is the point of comparison in the paper's §2.
+    case reinforce
 
     public static let subTB = Objective.subTB(lambda: 1, strictMask: false)
 }
@@ -165,6 +169,20 @@ extension Objective {
                     r.dLogPT[b][k] -= g
                     if k + 1 < t.n || terminalIsVariable(t) { r.dLogPT[b][k + 1] += g }
                 }
+            }
+        case .reinforce:
+            let rows = Double(batch.count)
+            guard rows > 0 else { return r }
+            r.terms = rows
+            let returns = batch.map { $0.logR[$0.n] }
+            let mean = returns.reduce(0, +) / rows
+            for (b, t) in batch.enumerated() {
+                let adv = returns[b] - mean
+                let logQ = t.logPF.reduce(0, +) + logPT(t, t.n)
+                r.loss -= adv * logQ / rows
+                let g = -adv / rows
+                for k in 0..<t.n { r.dLogPF[b][k] = g }
+                if terminalIsVariable(t) { r.dLogPT[b][t.n] = g }
             }
         }
         guard r.loss.isFinite else {

@@ -36,6 +36,8 @@ public struct PromptSpec: Sendable, Equatable {
     public var rewardContext: [Int32]?
     /// Relative sampling weight among the training prompts.
     public var weight: Double
+    /// Position among the trainer's prompts (set by the trainer; host rewards receive it).
+    public var index: Int = 0
 
     public init(x: [Int32], y: [Int32]? = nil, rewardContext: [Int32]? = nil, weight: Double = 1) {
         self.x = x; self.y = y; self.rewardContext = rewardContext; self.weight = weight

@@ -110,28 +110,54 @@ public final class RolloutEngine: @unchecked Sendable {
         var logitRow = [Int](repeating: -1, count: count)  // −1: the prompt's logits
         var rngs = (0..<count).map { RNG(seed: mixSeed(seed, 0xA11, UInt64($0))) }
         var active = Array(0..<count)
-        let chooser = context.choosers(1)[0]
+        let workers = transformer.threads
+        let pool = context.choosers(workers)
         let E = c.nEmbd
+        var chosen = [Int32](repeating: 0, count: count)
+        var failure = [Bool](repeating: false, count: count)
         for step in 0..<L {
             var next: [Int] = []
-            for b in active {
-                var tok: Int32
-                if let forced {
-                    tok = step < forced[b].count ? forced[b][step] : term
-                } else {
-                    let lse: Float = logits.withUnsafeBufferPointer { lb in
-                        first.withUnsafeBufferPointer { fb in
-                            let src = logitRow[b] < 0 ? fb.baseAddress! : lb.baseAddress! + logitRow[b] * V
-                            return bias.withOptionalBuffer { chooser.policyLogits(src, bias: $0) }
+            if let forced {
+                for b in active { chosen[b] = step < forced[b].count ? forced[b][step] : term }
+            } else {
+                // Choose every active row's action in parallel (per-row RNG streams: thread-count independent).
+                let act = active
+                let banned: [Int32] = step < settings.minLength ? [term] : []
+                let rowsLogits = logitRow
+                logits.withUnsafeBufferPointer { lb in
+                    first.withUnsafeBufferPointer { fb in
+                        rngs.withUnsafeMutableBufferPointer { rb in
+                            chosen.withUnsafeMutableBufferPointer { cb in
+                                failure.withUnsafeMutableBufferPointer { fl in
+                                    let box = UncheckedSendable((lb.baseAddress!, fb.baseAddress!, rb, cb, fl))
+                                    bias.withOptionalBuffer { biasPtr in
+                                        Parallel.chunks(act.count, threads: act.count >= 8 ? workers : 1) { w, range in
+                                            let (lp, fp, rngB, out, fail) = box.value
+                                            let chooser = pool[w]
+                                            for i in range {
+                                                let b = act[i]
+                                                let src = rowsLogits[b] < 0 ? fp : lp + rowsLogits[b] * V
+                                                let lse = chooser.policyLogits(src, bias: biasPtr)
+                                                guard lse.isFinite, let t = chooser.draw(temperature: temperature, topK: 0, topP: 1,
+                                                                                         banned: banned, rng: &rngB[b]) else {
+                                                    fail[b] = true
+                                                    continue
+                                                }
+                                                out[b] = t
+                                            }
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
-                    guard lse.isFinite else { throw .numerical("the policy's logits are not finite") }
-                    let banned: [Int32] = step < settings.minLength ? [term] : []
-                    guard let t = chooser.draw(temperature: temperature, topK: 0, topP: 1, banned: banned, rng: &rngs[b]) else {
-                        throw .numerical("no action can be sampled at step \(step) (everything is masked)")
-                    }
-                    tok = t
                 }
+                if let bad = active.first(where: { failure[$0] }) {
+                    throw .numerical("no action can be sampled for row \(bad) at step \(step) (everything is masked or the logits are not finite)")
+                }
+            }
+            for b in active {
+                let tok = chosen[b]
                 if tok == term { continue }                    // terminated: n = step
                 rows[b].actions.append(tok)
                 rows[b].state.append(tok)
@@ -158,9 +184,17 @@ public final class RolloutEngine: @unchecked Sendable {
                     try transformer.forward(tokens: tb, rows: members.count, T: T, caches: members.map { caches[$0] },
                                             adapter: adapter, workspace: context.workspace)
                 }
-                for (i, b) in members.enumerated() {
+                if T == 1 {
+                    let base = rowIndex
                     newLogits.withUnsafeMutableBufferPointer { lb in
-                        transformer.logits(hidden: h + (i * T + T - 1) * E, count: 1, into: lb.baseAddress! + rowIndex * V)
+                        transformer.logits(hidden: h, count: members.count, into: lb.baseAddress! + base * V)
+                    }
+                }
+                for (i, b) in members.enumerated() {
+                    if T > 1 {
+                        newLogits.withUnsafeMutableBufferPointer { lb in
+                            transformer.logits(hidden: h + (i * T + T - 1) * E, count: 1, into: lb.baseAddress! + rowIndex * V)
+                        }
                     }
                     newRow[b] = rowIndex
                     rowIndex += 1

@@ -2,6 +2,12 @@
 import Glibc
 #endif
 
+/// One input of one node: where a constant enters the computation (recorded for the merged-weights export).
+struct InputSlot: Hashable, Sendable {
+    let node: Int
+    let input: Int
+}
+
 /// A MatMul/Gemm with a constant 2-D weight operand: y = x·W (+ b), W effective [in, out].
 struct LinearSite {
     let node: Int
@@ -10,7 +16,14 @@ struct LinearSite {
     /// W as [in, out] (transposed lazily when the file stores it [out, in], e.g. Gemm transB=1).
     let weight: ConstValue
     let alpha: Float
+    /// The node input holding the weight operand as stored (input 1 of the MatMul/Gemm).
+    var weightSlot: InputSlot { InputSlot(node: node, input: 1) }
+    /// Whether that operand is [out, in] (Gemm/FusedMatMul transB = 1).
+    let transB: Bool
     var bias: ConstValue?
+    /// The node input holding the bias (Gemm input C, the Add's constant operand, FastGelu/BiasGelu input 1,
+    /// SkipLayerNormalization input 4).
+    var biasSlot: InputSlot?
     var beta: Float
     /// The value after the bias when the bias is a separate Add; else the MatMul/Gemm output.
     var output: String
@@ -27,6 +40,9 @@ struct NormSite {
     let beta: ConstValue?
     let eps: Float
     let kind: String
+    /// The node inputs holding gamma and beta (for the merged-weights export).
+    let gammaSlot: InputSlot
+    let betaSlot: InputSlot?
 }
 
 /// What the recognizer found, before weights are materialized.
@@ -140,10 +156,12 @@ final class GraphRecognizer {
             let transB = n.opType != "MatMul" && n.int("transB", default: 0) != 0
             let weight = transB ? consts.transposed2D(w) : w
             let alpha = n.opType == "MatMul" ? 1 : n.float("alpha", default: 1)
-            var site = LinearSite(node: n.index, input: a, weight: weight, alpha: alpha, bias: nil, beta: 1, output: out)
+            var site = LinearSite(node: n.index, input: a, weight: weight, alpha: alpha, transB: transB, bias: nil,
+                                  biasSlot: nil, beta: 1, output: out)
             if n.opType == "Gemm", let c = n.input(2) {
                 if let cv = try consts.value(c), cv.isFloat {
                     site.bias = cv
+                    site.biasSlot = InputSlot(node: n.index, input: 2)
                     site.beta = n.float("beta", default: 1)
                 }
             }
@@ -158,17 +176,20 @@ final class GraphRecognizer {
                         return bv
                     }
                     if c.domain.isEmpty && c.opType == "Add", c.inputs.count == 2 {
-                        let other = c.inputs[0] == out ? c.input(1) : c.input(0)
-                        if let bv = try asBias(other), let o = c.outputs.first {
+                        let otherIndex = c.inputs[0] == out ? 1 : 0
+                        if let bv = try asBias(c.input(otherIndex)), let o = c.outputs.first {
                             site.bias = bv
+                            site.biasSlot = InputSlot(node: c.index, input: otherIndex)
                             site.output = o
                         }
                     } else if c.domain == "com.microsoft" && (c.opType == "FastGelu" || c.opType == "BiasGelu"),
                               c.input(0) == out {
                         site.bias = try asBias(c.input(1))
+                        if site.bias != nil { site.biasSlot = InputSlot(node: c.index, input: 1) }
                     } else if c.domain == "com.microsoft" && c.opType == "SkipLayerNormalization",
                               c.input(0) == out || c.input(1) == out {
                         site.bias = try asBias(c.input(4))
+                        if site.bias != nil { site.biasSlot = InputSlot(node: c.index, input: 4) }
                     }
                 }
             }
@@ -194,9 +215,15 @@ final class GraphRecognizer {
 
     /// For `node` with two inputs, the constant operand and the other input.
     private func constOperand(_ n: ONNXNode) throws(GFNError) -> (ConstValue, String)? {
+        guard let (c, other, _) = try constOperandSlot(n) else { return nil }
+        return (c, other)
+    }
+
+    /// For `node` with two inputs, the constant operand, the other input and the constant's input index.
+    private func constOperandSlot(_ n: ONNXNode) throws(GFNError) -> (ConstValue, String, Int)? {
         guard n.inputs.count == 2, let a = n.input(0), let b = n.input(1) else { return nil }
-        if let c = try consts.value(b), !consts.isConst(a) { return (c, a) }
-        if let c = try consts.value(a), !consts.isConst(b) { return (c, b) }
+        if let c = try consts.value(b), !consts.isConst(a) { return (c, a, 1) }
+        if let c = try consts.value(a), !consts.isConst(b) { return (c, b, 0) }
         return nil
     }
 
@@ -213,14 +240,18 @@ final class GraphRecognizer {
                     throw notGPT("\(n.label) normalizes over axis \(axis), not the last one")
                 }
                 addNorm(NormSite(nodes: [n.index], output: out, gamma: gamma, beta: beta,
-                                 eps: n.float("epsilon", default: 1e-5), kind: "LayerNormalization"))
+                                 eps: n.float("epsilon", default: 1e-5), kind: "LayerNormalization",
+                                 gammaSlot: InputSlot(node: n.index, input: 1),
+                                 betaSlot: beta == nil ? nil : InputSlot(node: n.index, input: 2)))
             } else if n.opType == "SkipLayerNormalization" && n.domain == "com.microsoft" {
                 guard let g = n.input(2), let gamma = try consts.value(g), let out = n.outputs.first else {
                     throw notGPT("\(n.label) has no constant gamma")
                 }
                 let beta = try n.input(3).flatMap { (b) throws(GFNError) in try consts.value(b) }
                 addNorm(NormSite(nodes: [n.index], output: out, gamma: gamma, beta: beta,
-                                 eps: n.float("epsilon", default: 1e-12), kind: "SkipLayerNormalization"))
+                                 eps: n.float("epsilon", default: 1e-12), kind: "SkipLayerNormalization",
+                                 gammaSlot: InputSlot(node: n.index, input: 2),
+                                 betaSlot: beta == nil ? nil : InputSlot(node: n.index, input: 3)))
             } else if n.domain.isEmpty && n.opType == "Div" {
                 if let site = try decomposedNorm(at: n) { addNorm(site) }
             }
@@ -250,20 +281,23 @@ final class GraphRecognizer {
         var cur = div.outputs.first ?? ""
         var mul = singleConsumer(cur)
         while let c = mul, c.opType == "Cast", let o = c.outputs.first { nodes.append(c.index); cur = o; mul = singleConsumer(o) }
-        guard let mulNode = mul, mulNode.opType == "Mul", let (gamma, _) = try constOperand(mulNode),
+        guard let mulNode = mul, mulNode.opType == "Mul", let (gamma, _, gammaIndex) = try constOperandSlot(mulNode),
               let mulOut = mulNode.outputs.first
         else { throw notGPT("LayerNorm decomposition at \(div.label) without a constant gamma (Mul)") }
         nodes.append(mulNode.index)
         var output = mulOut
         var beta: ConstValue? = nil
-        if let addNode = singleConsumer(mulOut), addNode.opType == "Add", let (b, _) = try constOperand(addNode),
+        var betaSlot: InputSlot? = nil
+        if let addNode = singleConsumer(mulOut), addNode.opType == "Add", let (b, _, bi) = try constOperandSlot(addNode),
            let o = addNode.outputs.first {
             beta = b
+            betaSlot = InputSlot(node: addNode.index, input: bi)
             output = o
             nodes.append(addNode.index)
         }
         return NormSite(nodes: nodes, output: output, gamma: gamma, beta: beta, eps: Float(eps),
-                        kind: "LayerNorm decomposition")
+                        kind: "LayerNorm decomposition", gammaSlot: InputSlot(node: mulNode.index, input: gammaIndex),
+                        betaSlot: betaSlot)
     }
 
     // MARK: graph search
@@ -330,6 +364,9 @@ final class GraphRecognizer {
     struct Result {
         var wte: ConstValue
         var wpe: ConstValue?
+        /// The embedding Gathers (their input 0 holds the table).
+        var wteNode: Int
+        var wpeNodes: [Int]
         var blocks: [RecognizedBlock]
         var lnF: NormSite
         var head: LinearSite
@@ -350,7 +387,7 @@ final class GraphRecognizer {
         // Embeddings.
         let (wte, wteNode) = try tokenEmbedding()
         let V = wte.shape[0], E = wte.shape[1]
-        let wpe = try positionEmbedding(E: E, wte: wte, wteNode: wteNode)
+        let (wpe, wpeNodes) = try positionEmbedding(E: E, wte: wte, wteNode: wteNode)
 
         // Attention blocks, one per Softmax.
         let softmaxes = graph.nodes.filter { $0.domain.isEmpty && $0.opType == "Softmax" }
@@ -404,7 +441,7 @@ final class GraphRecognizer {
         let (headDim, nHead) = try headShape(blocks[0], E: E, config: configFallback)
         var rotary: (Int, Int, Float)? = nil
         if wpe == nil { rotary = try rotaryTable(E: E, headDim: headDim, config: configFallback) }
-        return Result(wte: wte, wpe: wpe, blocks: blocks, lnF: lnF, head: head, tied: tied, headDim: headDim,
+        return Result(wte: wte, wpe: wpe, wteNode: wteNode, wpeNodes: wpeNodes, blocks: blocks, lnF: lnF, head: head, tied: tied, headDim: headDim,
                       nHead: nHead, activation: activation, rotary: rotary, eps: eps)
     }
 
@@ -443,20 +480,22 @@ final class GraphRecognizer {
     }
 
     /// GPT-2's wpe: another Gather of a constant float [P, E] table.
-    private func positionEmbedding(E: Int, wte: ConstValue, wteNode: Int) throws(GFNError) -> ConstValue? {
+    private func positionEmbedding(E: Int, wte: ConstValue, wteNode: Int) throws(GFNError) -> (ConstValue?, [Int]) {
         var found: ConstValue? = nil
+        var foundNodes: [Int] = []
         for n in graph.nodes where n.domain.isEmpty && n.opType == "Gather" && n.index != wteNode {
             guard let d = n.input(0), let idx = n.input(1), n.int("axis", default: 0) == 0,
                   let table = try consts.value(d), table.isFloat, table.rank == 2, table.shape[1] == E,
                   !consts.isConst(idx) else { continue }
             if let r = table.root, r == wte.root { continue }
             if let f = found {
-                if f.root != nil && f.root == table.root { continue }
+                if f.root != nil && f.root == table.root { foundNodes.append(n.index); continue }
                 throw notGPT("two position-embedding candidates: \(f.shape) and \(table.shape)")
             }
             found = table
+            foundNodes.append(n.index)
         }
-        return found
+        return (found, foundNodes)
     }
 
     private func block(at sm: ONNXNode, E: Int) throws(GFNError) -> RecognizedBlock {

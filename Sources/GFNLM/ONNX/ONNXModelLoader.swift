@@ -132,6 +132,13 @@ public enum ONNXModelLoader {
     private static func build(_ r: GraphRecognizer.Result, graph: ONNXGraph, modelPath: String,
                               reader: TensorDataReader) throws(GFNError) -> Built {
         var storages: [FloatStorage] = []
+        // Where each weight is read in the graph (for the merged-weights export).
+        var slots: [String: [WeightSlot]] = [:]
+        func record(_ name: String, _ s: InputSlot?, transposed: Bool = false, scale: Float = 1) {
+            guard let s, s.node >= 0, s.node < graph.nodes.count, let input = graph.nodes[s.node].input(s.input) else { return }
+            slots[name, default: []].append(WeightSlot(slot: s, opType: graph.nodes[s.node].opType, inputName: input,
+                                                       transposed: transposed, scale: scale))
+        }
         func tensor(_ c: ConstValue, _ shape: [Int]) throws(GFNError) -> Tensor {
             guard c.count == shape.reduce(1, *) else {
                 throw .format("\(modelPath): a tensor of shape \(c.shape) cannot serve as \(shape)")
@@ -150,15 +157,21 @@ public enum ONNXModelLoader {
         }
         func linear(_ site: LinearSite, _ name: String) throws(GFNError) -> Linear {
             let w = try scaled(try tensor(site.weight, site.weight.shape), site.alpha)
+            record(name + ".weight", site.weightSlot, transposed: site.transB, scale: site.alpha)
             var b: Tensor? = nil
-            if let bc = site.bias { b = try scaled(try tensor(bc, [site.outFeatures]), site.beta) }
+            if let bc = site.bias {
+                b = try scaled(try tensor(bc, [site.outFeatures]), site.beta)
+                record(name + ".bias", site.biasSlot, scale: site.beta)
+            }
             return try Linear(name: name, weight: w, bias: b)
         }
         let E = r.wte.shape[1], V = r.wte.shape[0]
         func norm(_ n: NormSite, _ what: String) throws(GFNError) -> LayerNormWeights {
             let g = try tensor(n.gamma, [E])
+            record(what + ".weight", n.gammaSlot)
             let b: Tensor
             if let bc = n.beta { b = try tensor(bc, [E]) } else { b = try Tensor(zeros: [E]); storages.append(b.storage) }
+            record(what + ".bias", n.betaSlot)
             return LayerNormWeights(gamma: g, beta: b)
         }
 
@@ -195,9 +208,13 @@ public enum ONNXModelLoader {
                                        qkv: qkv, attnOut: attnOut, fcIn: fcIn, fcOut: fcOut))
         }
         let wte = try tensor(r.wte, [V, E])
+        record("transformer.wte.weight", InputSlot(node: r.wteNode, input: 0))
         let wpe = try r.wpe.map { (c) throws(GFNError) in try tensor(c, c.shape) }
+        if wpe != nil { for n in r.wpeNodes { record("transformer.wpe.weight", InputSlot(node: n, input: 0)) } }
         let lnF = try norm(r.lnF, "transformer.ln_f")
         let head: HeadWeights = r.tied ? .tied : .linear(try linear(r.head, "lm_head"))
+        // A tied head is read as wteᵀ through its own operand (a folded copy, or a Transpose of the embedding).
+        if r.tied { record("lm_head.weight", r.head.weightSlot, transposed: r.head.transB, scale: r.head.alpha) }
         let nInner = r.blocks[0].fcIn.outFeatures
         let config = ModelConfig(
             arch: arch, nLayer: r.blocks.count, nHead: r.nHead, headDim: r.headDim, nEmbd: E, nInner: nInner,
@@ -222,8 +239,10 @@ public enum ONNXModelLoader {
         // Keep the parsed file and the data files that weights point into (converted-only files are unmapped).
         var keep: [AnyObject] = [graph.file]
         keep.append(contentsOf: reader.mappedFiles.filter { usedMaps.contains(ObjectIdentifier($0)) } as [AnyObject])
+        let source = ONNXWeightSource(path: modelPath, nodeCount: graph.nodes.count,
+                                      initializerCount: graph.initializerCount, slots: slots)
         let weights = try ModelWeights(config: config, wte: wte, wpe: wpe, blocks: blocks, lnF: lnF, head: head,
-                                       keepAlive: keep)
+                                       keepAlive: keep, onnxSource: source)
         let shared = r.tied && r.head.weight.root != nil && r.head.weight.root == r.wte.root
         return Built(weights: weights, headShared: shared, borrowed: borrowed, owned: owned, usedRanges: ranges)
     }

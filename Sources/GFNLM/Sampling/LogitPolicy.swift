@@ -100,16 +100,34 @@ final class TokenChooser {
             }
             TokenChooser.zeroBelow(probs, n: V, tau)
         }
-        var total = 0.0
-        for i in 0..<V { total += Double(probs[i]) }
-        if !(total > 0) { return nil }
+        // Inverse-CDF draw: skip whole 16-lane chunks by their (SIMD) sums, then scan inside the chunk.
+        let total = Double(Kernels.sum(probs, n: V))
+        if !(total > 0) || !total.isFinite { return nil }
         let u = rng.uniform() * total
         var acc = 0.0
         var last: Int32? = nil
-        for i in 0..<V where probs[i] > 0 {
-            acc += Double(probs[i])
-            last = Int32(i)
-            if u < acc { return Int32(i) }
+        var i = 0
+        while i < V {
+            let end = min(V, i + 16)
+            let chunk: Double
+            if end - i == 16 {
+                chunk = Double(UnsafeRawPointer(probs + i).loadUnaligned(as: SIMD16<Float>.self).sum())
+            } else {
+                var c: Float = 0
+                for k in i..<end { c += probs[k] }
+                chunk = Double(c)
+            }
+            if chunk > 0 && acc + chunk > u {
+                for k in i..<end where probs[k] > 0 {
+                    acc += Double(probs[k])
+                    last = Int32(k)
+                    if u < acc { return Int32(k) }
+                }
+            } else {
+                acc += chunk
+                if chunk > 0 { for k in i..<end where probs[k] > 0 { last = Int32(k) } }
+            }
+            i = end
         }
         return last
     }

@@ -56,6 +56,12 @@ public struct Sample: Sendable, Equatable {
 
     /// Σ log q over the steps (including a dropped stop token).
     public var logProb: Double
+
+    public init(promptIndex: Int, tokens: [Int32], tokenLogProbs: [Float], stopLogProbs: [Float], steps: Int,
+                finishReason: FinishReason, logProb: Double) {
+        self.promptIndex = promptIndex; self.tokens = tokens; self.tokenLogProbs = tokenLogProbs
+        self.stopLogProbs = stopLogProbs; self.steps = steps; self.finishReason = finishReason; self.logProb = logProb
+    }
 }
 
 /// Per-caller inference state: scratch memory and caches reused across calls. Not thread-safe; make one per thread.
@@ -117,16 +123,14 @@ public final class InferenceContext: @unchecked Sendable {
         let nStop = params.stopTokens.count
         let rows = prompts.count * n
 
-        // Prefill every prompt once; its last logits serve step 0 of all its samples.
+        // Prefill every prompt once; its last logits (row pi of stepLogits) serve step 0 of all its samples.
         var stepLogits = [Float](repeating: 0, count: rows * V)
         var caches: [KVCache] = []
         caches.reserveCapacity(rows)
         for (pi, p) in prompts.enumerated() {
             let prefix = try stepLogits.withUnsafeMutableBufferPointer { (b) throws(GFNError) in
-                try prefill(p, adapter: adapter, logits: b.baseAddress! + pi * n * V)
+                try prefill(p, adapter: adapter, logits: b.baseAddress! + pi * V)
             }
-            let first = pi * n * V
-            for s in 1..<n { stepLogits.replaceSubrange((first + s * V)..<(first + (s + 1) * V), with: stepLogits[first..<(first + V)]) }
             for _ in 0..<n { caches.append(try transformer.makeCache(capacity: maxNew, prefix: prefix)) }
         }
         var results: [Sample] = (0..<rows).map { r in
@@ -135,7 +139,7 @@ public final class InferenceContext: @unchecked Sendable {
         }
         var rngs: [RNG] = (0..<rows).map { r in RNG(seed: mixSeed(params.seed, UInt64(r / n), UInt64(r % n))) }
         var active = Array(0..<rows)          // rows still generating
-        var rowOfLogits = Array(0..<rows)     // row r's logits are at stepLogits[rowOfLogits[r]·V]
+        var rowOfLogits = (0..<rows).map { $0 / n }   // row r's logits are at stepLogits[rowOfLogits[r]·V]
         let workers = transformer.threads
         let pool = choosers(workers)
         var nextTokens = [Int32](repeating: 0, count: rows)

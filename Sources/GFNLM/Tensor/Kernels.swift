@@ -190,18 +190,18 @@ public enum Kernels {
 
     /// The largest value (−∞ for n = 0; NaN if any value is NaN).
     public static func max(_ p: UnsafePointer<Float>, n: Int) -> Float {
-        var m: Float = -.infinity
         let n16 = n & ~15
         var acc = V16(repeating: -.infinity)
-        var nan = false
+        var nanLanes = SIMDMask<SIMD16<Int32>>(repeating: false)
         var j = 0
         while j < n16 {
             let v = load(p + j)
-            if any(v .!= v) { nan = true }
-            acc = pointwiseMax(acc, v)
+            nanLanes .|= (v .!= v)
+            acc = acc.replacing(with: v, where: v .> acc)
             j += 16
         }
-        m = acc.max()
+        var m = acc.max()
+        var nan = any(nanLanes)
         while j < n { let v = p[j]; if v.isNaN { nan = true }; if v > m { m = v }; j += 1 }
         return nan ? .nan : m
     }

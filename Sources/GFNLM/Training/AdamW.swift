@@ -166,11 +166,10 @@ public final class AdamW: @unchecked Sendable {
             let bc2 = 1 - pow(h.beta2, t)
             let k = AdamWKernel(decay: Float(1 - lr * h.weightDecay), w1: Float(1 - h.beta1), beta2: Float(h.beta2),
                                 oneMinusBeta2: Float(1 - h.beta2), bc2Sqrt: Float(bc2.squareRoot()), eps: Float(h.eps),
-                                negStep: Float(-(lr / bc1)))
+                                negStep: Float(-(lr / bc1)), gscale: gscale)
             for (pi, p) in grp.parameters.enumerated() {
                 let n = p.count
                 let pv = p.value.pointer, pg = p.grad.pointer, pm = m[gi][pi].base, ps = v[gi][pi].base
-                if gscale != 1 { Kernels.scale(pg, gscale, count: n) }
                 let chunk = 1 << 16
                 let nChunks = (n + chunk - 1) / chunk
                 Parallel.chunks(nChunks, threads: n >= 1 << 17 ? threads : 1) { _, range in
@@ -203,8 +202,10 @@ public final class AdamW: @unchecked Sendable {
 /// The element-wise AdamW update with PyTorch's operation order (see `AdamW`).
 struct AdamWKernel {
     let decay: Float, w1: Float, beta2: Float, oneMinusBeta2: Float, bc2Sqrt: Float, eps: Float, negStep: Float
+    /// Multiplies each gradient as it is read (and stores it back scaled, like an in-place `grad.mul_`).
+    let gscale: Float
 
-    func apply(p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, m: UnsafeMutablePointer<Float>,
+    func apply(p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
                v: UnsafeMutablePointer<Float>, count: Int) {
         typealias V16 = Kernels.V16
         let n16 = count & ~15
@@ -212,9 +213,12 @@ struct AdamWKernel {
         let bc = V16(repeating: bc2Sqrt), ev = V16(repeating: eps), sv = V16(repeating: negStep)
         let lerpLow = w1 < 0.5
         let wv = V16(repeating: w1), omw = V16(repeating: 1 - w1)
+        let gs = V16(repeating: gscale)
+        let scaled = gscale != 1
         var j = 0
         while j < n16 {
-            let gj = Kernels.load(g + j)
+            var gj = Kernels.load(g + j)
+            if scaled { gj = gj * gs; Kernels.store(gj, g + j) }
             let pj = Kernels.load(p + j) * dv
             let mOld = Kernels.load(m + j)
             // torch lerp: weight < 0.5 ? self + w·(end − self) : end − (end − self)·(1 − w)
@@ -227,7 +231,8 @@ struct AdamWKernel {
             j += 16
         }
         while j < count {
-            let gj = g[j]
+            var gj = g[j]
+            if scaled { gj = gj * gscale; g[j] = gj }
             let pj = p[j] * decay
             let mOld = m[j]
             let mj = lerpLow ? mOld + w1 * (gj - mOld) : gj - (gj - mOld) * (1 - w1)

@@ -41,7 +41,7 @@ public final class TokenLogProbs: @unchecked Sendable {
             for i in range {
                 let row = lp + i * V
                 if let logitBias { Kernels.add(row, logitBias, count: V) }
-                let lse = Kernels.logSumExp(row, n: V)
+                let lse = Kernels.logSumExpRow(row, n: V)
                 Kernels.addScalar(row, -lse, count: V)
             }
         }
@@ -140,6 +140,33 @@ public final class TokenLogProbs: @unchecked Sendable {
 }
 
 extension Kernels {
+    /// log Σ exp(x) of one row: NaN if any value is NaN, +∞ if any is +∞, −∞ if all are −∞. The maximum pass
+    /// keeps NaN detection in a vector mask (no per-vector branch, unlike `Kernels.max`).
+    static func logSumExpRow(_ p: UnsafePointer<Float>, n: Int) -> Float {
+        let n16 = n & ~15
+        var acc = V16(repeating: -.infinity)
+        var nanMask = SIMDMask<SIMD16<Int32>>(repeating: false)
+        var j = 0
+        while j < n16 {
+            let v = load(p + j)
+            nanMask = nanMask .| (v .!= v)
+            acc = acc.replacing(with: v, where: v .> acc)
+            j += 16
+        }
+        var m = acc.max()
+        var nan = any(nanMask)
+        while j < n { let v = p[j]; if v.isNaN { nan = true } else if v > m { m = v }; j += 1 }
+        if nan { return .nan }
+        if m == -.infinity || m == .infinity { return m }
+        let mv = V16(repeating: m)
+        var sacc = V16()
+        j = 0
+        while j < n16 { sacc += exp16(load(p + j) - mv); j += 16 }
+        var s = sacc.sum()
+        while j < n { s += exp1(p[j] - m); j += 1 }
+        return m + logf(s)
+    }
+
     /// y += a (count elements).
     static func addScalar(_ y: UnsafeMutablePointer<Float>, _ a: Float, count: Int) {
         let n16 = count & ~15

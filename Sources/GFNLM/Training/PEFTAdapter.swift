@@ -98,7 +98,9 @@ extension LoRAAdapter {
         func fail(_ m: String) -> GFNError { GFNError(.format, "\(cfgPath): \(m)") }
         guard let type = o["peft_type"]?.string else { throw fail("peft_type is missing") }
         guard type == "LORA" else { throw GFNError(.unsupported, "\(cfgPath): peft_type \(type) is not LORA") }
-        guard let r = o["r"]?.int, r > 0 else { throw fail("r must be a positive integer") }
+        guard let r = o["r"]?.int, r > 0, r <= LoRAConfig.maxRank else {
+            throw fail("r must be an integer in 1...\(LoRAConfig.maxRank)")
+        }
         guard let alphaD = o["lora_alpha"]?.double ?? .some(8), alphaD.isFinite else { throw fail("lora_alpha must be a number") }
         let dropout = o["lora_dropout"]?.double ?? 0
         guard dropout >= 0 && dropout < 1 else { throw fail("lora_dropout \(dropout) is outside [0, 1)") }

@@ -52,6 +52,16 @@ public final class SFTTrainer: @unchecked Sendable {
     var pendingLoss = 0.0
     var pendingTokens = 0
     private var dHidden: [Float] = []
+    /// KV caches reused across steps of the same shape (fresh 20 MB allocations per step cost page faults).
+    private var cachePool: [KVCache] = []
+
+    func caches(rows: Int, T: Int) throws(GFNError) -> [KVCache] {
+        if cachePool.count != rows || cachePool.first?.capacity != T {
+            cachePool = try (0..<rows).map { _ throws(GFNError) in try transformer.makeCache(capacity: T) }
+        }
+        for c in cachePool { c.reset() }
+        return cachePool
+    }
 
     public init(transformer base: Transformer, adapter: LoRAAdapter?, hyper: AdamWHyperparameters = .init(),
                 schedule: LRSchedule = .constant, maxGradNorm: Double? = nil) throws(GFNError) {
@@ -114,7 +124,7 @@ public final class SFTTrainer: @unchecked Sendable {
     public func accumulate(_ batch: [SFTExample]) throws(GFNError) -> (nll: Double, tokens: Int) {
         let (T, tokens, padding, targets) = try layout(batch)
         let rows = batch.count
-        let caches = try (0..<rows).map { _ throws(GFNError) in try transformer.makeCache(capacity: T) }
+        let caches = try caches(rows: rows, T: T)
         trace.dropoutRNG = dropoutRNG
         let hidden = try tokens.withUnsafeBufferPointer { tb throws(GFNError) in
             try transformer.forward(tokens: tb, rows: rows, T: T, caches: caches, padding: padding, adapter: adapter,
@@ -164,7 +174,7 @@ public final class SFTTrainer: @unchecked Sendable {
     public func evaluate(_ batch: [SFTExample]) throws(GFNError) -> SFTStats {
         let (T, tokens, padding, targets) = try layout(batch)
         let rows = batch.count
-        let caches = try (0..<rows).map { _ throws(GFNError) in try transformer.makeCache(capacity: T) }
+        let caches = try caches(rows: rows, T: T)
         let hidden = try tokens.withUnsafeBufferPointer { tb throws(GFNError) in
             try transformer.forward(tokens: tb, rows: rows, T: T, caches: caches, padding: padding, adapter: adapter,
                                     workspace: workspace)

@@ -213,7 +213,8 @@ public final class BackwardWorkspace: @unchecked Sendable {
 // MARK: - Backward
 
 extension Transformer {
-    /// Back-propagates `dHidden` (dL/d of the final hidden states the traced forward returned, [rows·T, n_embd])
+    /// Back-propagates `dHidden` (dL/d of the final hidden states the traced forward returned, [rows·T, n_embd];
+    /// nil for zero)
     /// through the network, **adding** into `gradients` (LoRA factors of the trace's adapter, or every weight when
     /// `gradients` was made for this transformer's weights). Frozen weights get no gradient; activation gradients
     /// always flow. Left-padded slots get exactly zero gradient (their entries of `dHidden` are ignored).
@@ -225,7 +226,7 @@ extension Transformer {
     /// `kvGradients`, prefix keys/values are treated as constants.
     ///
     /// The caches must not have been modified (other than appended to) since the traced forward.
-    public func backward(trace: ForwardTrace, dHidden: UnsafePointer<Float>, gradients: Gradients,
+    public func backward(trace: ForwardTrace, dHidden: UnsafePointer<Float>?, gradients: Gradients,
                          kvGradients: KVGradients? = nil, workspace: BackwardWorkspace) throws(GFNError) {
         guard let plan = trace.plan, let preFinal = trace.preFinal, let lnFMean = trace.lnFMean,
               let lnFRstd = trace.lnFRstd else {
@@ -266,8 +267,9 @@ extension Transformer {
         let positions = trace.positions
         let valid = positions.map { $0 >= 0 }
 
-        // dHidden → copy with padded rows zeroed.
-        dln.update(from: dHidden, count: N * E)
+        // dHidden → copy with padded rows zeroed (nil: the trace's outputs carry no loss of their own, e.g. a
+        // shared prompt whose only gradient comes through its keys and values).
+        if let dHidden { dln.update(from: dHidden, count: N * E) } else { dln.update(repeating: 0, count: N * E) }
         for i in 0..<N where !valid[i] { (dln + i * E).update(repeating: 0, count: E) }
 
         // ln_f

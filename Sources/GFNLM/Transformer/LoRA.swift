@@ -45,6 +45,9 @@ public struct LoRAConfig: Sendable, Equatable {
         self.useRSLoRA = useRSLoRA; self.baseModelNameOrPath = baseModelNameOrPath
     }
 
+    /// The largest rank accepted (a sanity bound against absurd sizes).
+    public static let maxRank = 1 << 16
+
     /// PEFT's default targets: GPT-2 `["c_attn"]`, GPT-J `["q_proj", "v_proj"]`.
     public static func defaultTargets(for arch: Architecture) -> [String] {
         switch arch {
@@ -60,6 +63,7 @@ public struct LoRAConfig: Sendable, Equatable {
 
     public func validate() throws(GFNError) {
         guard r > 0 else { throw .invalidArgument("LoRA rank r must be positive, got \(r)") }
+        guard r <= LoRAConfig.maxRank else { throw .invalidArgument("LoRA rank r = \(r) is above the limit \(LoRAConfig.maxRank)") }
         guard alpha.isFinite else { throw .invalidArgument("LoRA alpha must be finite, got \(alpha)") }
         guard dropout >= 0 && dropout < 1 else { throw .invalidArgument("LoRA dropout must be in [0, 1), got \(dropout)") }
         guard !targets.isEmpty else { throw .invalidArgument("LoRA target_modules is empty") }
@@ -157,4 +161,32 @@ public final class LoRAAdapter: @unchecked Sendable {
 
     /// Total number of trainable values (Σ r·(in + out)).
     public var parameterCount: Int { factors.values.reduce(0) { $0 + $1.a.count + $1.b.count } }
+}
+
+extension LoRAAdapter {
+    /// A copy of `model` with every adapted weight replaced by W + scale·(B·A)ᵀ (gfnlm's [in, out] layout; PEFT's
+    /// `merge_and_unload` with fan_in_fan_out), for export. Unadapted tensors are shared, not copied.
+    public func mergedWeights(_ model: ModelWeights) throws(GFNError) -> ModelWeights {
+        try validate(against: model)
+        func merge(_ l: Linear) throws(GFNError) -> Linear {
+            guard let f = factors(for: l.name) else { return l }
+            let w = try l.weight.copy()
+            // W[in, out] += s · Aᵀ[in, r] · Bᵀ[r, out]
+            BLAS.gemm(m: l.inFeatures, n: l.outFeatures, k: f.rank, a: f.a.pointer, lda: f.inFeatures, transA: true,
+                      b: f.b.pointer, ldb: f.rank, transB: true, c: w.pointer, ldc: l.outFeatures, alpha: f.scale, beta: 1)
+            return try Linear(name: l.name, weight: w, bias: l.bias)
+        }
+        var blocks: [BlockWeights] = []
+        for b in model.blocks {
+            let qkv: QKVProjection
+            switch b.qkv {
+            case .fused(let l): qkv = .fused(try merge(l))
+            case .separate(let q, let k, let v): qkv = .separate(q: try merge(q), k: try merge(k), v: try merge(v))
+            }
+            blocks.append(BlockWeights(ln1: b.ln1, ln2: b.ln2, qkv: qkv, attnOut: try merge(b.attnOut),
+                                       fcIn: try merge(b.fcIn), fcOut: try merge(b.fcOut)))
+        }
+        return try ModelWeights(config: model.config, wte: model.wte, wpe: model.wpe, blocks: blocks, lnF: model.lnF,
+                                head: model.head, keepAlive: model.keepAlive)
+    }
 }

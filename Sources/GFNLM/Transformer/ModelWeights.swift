@@ -83,11 +83,14 @@ public final class ModelWeights: @unchecked Sendable {
     public let head: HeadWeights
     /// Objects that own borrowed memory (parsed ONNX file, mmapped data files); kept alive with the weights.
     public let keepAlive: [AnyObject]
+    /// Where each weight lives in the ONNX file the weights were loaded from (nil for weights made otherwise,
+    /// e.g. copies); `ONNXExporter` writes changed weights back through it.
+    public let onnxSource: ONNXWeightSource?
 
     public init(config: ModelConfig, wte: Tensor, wpe: Tensor?, blocks: [BlockWeights], lnF: LayerNormWeights,
-                head: HeadWeights, keepAlive: [AnyObject] = []) throws(GFNError) {
+                head: HeadWeights, keepAlive: [AnyObject] = [], onnxSource: ONNXWeightSource? = nil) throws(GFNError) {
         self.config = config; self.wte = wte; self.wpe = wpe; self.blocks = blocks; self.lnF = lnF
-        self.head = head; self.keepAlive = keepAlive
+        self.head = head; self.keepAlive = keepAlive; self.onnxSource = onnxSource
         try validate()
     }
 

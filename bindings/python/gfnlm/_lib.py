@@ -93,6 +93,58 @@ class BeamParams(Structure):
                 ("include_stop_token", c_int32), ("adjust", LogitAdjustment), ("adapter", c_void_p)]
 
 
+class LoRAParams(Structure):
+    _fields_ = [("size", c_uint32), ("r", c_int32), ("alpha", c_float), ("dropout", c_float), ("targets", c_char_p),
+                ("use_rslora", c_int32), ("seed", c_uint64)]
+
+
+class TrainParams(Structure):
+    _fields_ = [("size", c_uint32), ("lr", c_double), ("beta1", c_double), ("beta2", c_double), ("eps", c_double),
+                ("weight_decay", c_double), ("warmup_steps", c_int32), ("total_steps", c_int32), ("cosine", c_int32),
+                ("max_grad_norm", c_double)]
+
+
+class SFTStats(Structure):
+    _fields_ = [("size", c_uint32), ("loss", c_double), ("perplexity", c_double), ("tokens", c_int32),
+                ("step", c_int32), ("grad_norm", c_double), ("learning_rate", c_double), ("applied", c_int32)]
+
+
+class Prompt(Structure):
+    _fields_ = [("x", POINTER(c_int32)), ("n_x", c_int32), ("y", POINTER(c_int32)), ("n_y", c_int32),
+                ("reward_context", POINTER(c_int32)), ("n_reward_context", c_int32), ("weight", c_double)]
+
+
+class GFlowNetParams(Structure):
+    _fields_ = [("size", c_uint32), ("objective", c_int32), ("subtb_lambda", c_double), ("strict_mask", c_int32),
+                ("layout", c_int32), ("termination", c_int32), ("min_length", c_int32), ("max_length", c_int32),
+                ("adjust", LogitAdjustment), ("calculator", c_int32), ("batch_size", c_int32),
+                ("grad_accumulation", c_int32), ("average_accumulation", c_int32), ("train", TrainParams),
+                ("logz_lr", c_double), ("logz_init", c_double), ("reward_temp_start", c_double),
+                ("reward_temp_end", c_double), ("reward_temp_horizon", c_int32), ("p_on_policy", c_double),
+                ("p_replay", c_double), ("temp_low", c_double), ("temp_high", c_double),
+                ("buffer_capacity", c_int32), ("buffer_tolerance", c_double), ("buffer_prioritized", c_int32),
+                ("lora_dropout", c_int32), ("seed", c_uint64)]
+
+
+class StepStats(Structure):
+    _fields_ = [("size", c_uint32), ("step", c_int32), ("applied", c_int32), ("loss", c_double),
+                ("mean_log_r", c_double), ("max_log_r", c_double), ("mean_log_q", c_double),
+                ("mean_length", c_double), ("fraction_unique", c_double), ("var_log_r_minus_log_q", c_double),
+                ("reward_temperature", c_double), ("learning_rate", c_double), ("grad_norm", c_double),
+                ("log_z", c_double), ("on_policy_batches", c_int32), ("tempered_batches", c_int32),
+                ("replay_batches", c_int32), ("trajectories", c_int32)]
+
+
+class ExactResult(Structure):
+    _fields_ = [("size", c_uint32), ("n_sequences", c_int32), ("kl_target_q", c_double), ("kl_q_target", c_double),
+                ("total_variation", c_double), ("log_z", c_double), ("mass_q", c_double)]
+
+
+REWARD_FN = CFUNCTYPE(c_int32, c_void_p, c_int32, POINTER(POINTER(c_int32)), POINTER(c_int32), c_int32,
+                      POINTER(c_double))
+PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, POINTER(StepStats))
+
+
 # --- functions -----------------------------------------------------------------------------------------------
 
 def _fn(name, restype, *argtypes):
@@ -139,6 +191,52 @@ gfn_context_score = _fn("gfn_context_score", c_int32, c_void_p, POINTER(POINTER(
 gfn_beam_default_params = _fn("gfn_beam_default_params", BeamParams)
 gfn_context_beam_search = _fn("gfn_context_beam_search", c_int32, c_void_p, POINTER(c_int32), c_int32,
                               POINTER(BeamParams), POINTER(c_void_p))
+
+gfn_lora_default_params = _fn("gfn_lora_default_params", LoRAParams)
+gfn_adapter_new = _fn("gfn_adapter_new", c_int32, c_void_p, POINTER(LoRAParams), POINTER(c_void_p))
+gfn_adapter_load = _fn("gfn_adapter_load", c_int32, c_void_p, c_char_p, POINTER(c_void_p))
+gfn_adapter_save = _fn("gfn_adapter_save", c_int32, c_void_p, c_char_p)
+gfn_adapter_parameter_count = _fn("gfn_adapter_parameter_count", c_int32, c_void_p, POINTER(ctypes.c_int64))
+gfn_adapter_free = _fn("gfn_adapter_free", None, c_void_p)
+gfn_model_logits_adapter = _fn("gfn_model_logits_adapter", c_int32, c_void_p, c_void_p, POINTER(c_int32), c_int32,
+                               c_int32, POINTER(c_int32), POINTER(c_float), c_size_t)
+
+gfn_train_default_params = _fn("gfn_train_default_params", TrainParams)
+gfn_sft_new = _fn("gfn_sft_new", c_int32, c_void_p, c_void_p, POINTER(TrainParams), POINTER(c_void_p))
+_PAIRS = (POINTER(POINTER(c_int32)), POINTER(c_int32), POINTER(POINTER(c_int32)), POINTER(c_int32), c_int32)
+gfn_sft_step = _fn("gfn_sft_step", c_int32, c_void_p, *_PAIRS, POINTER(SFTStats))
+gfn_sft_evaluate = _fn("gfn_sft_evaluate", c_int32, c_void_p, *_PAIRS, POINTER(SFTStats))
+gfn_sft_snapshot_model = _fn("gfn_sft_snapshot_model", c_int32, c_void_p, POINTER(c_void_p))
+gfn_sft_save = _fn("gfn_sft_save", c_int32, c_void_p, c_char_p)
+gfn_sft_load = _fn("gfn_sft_load", c_int32, c_void_p, c_char_p)
+gfn_sft_free = _fn("gfn_sft_free", None, c_void_p)
+
+gfn_reward_new_callback = _fn("gfn_reward_new_callback", c_int32, REWARD_FN, c_void_p, c_int32, POINTER(c_void_p))
+gfn_reward_new_lm_likelihood = _fn("gfn_reward_new_lm_likelihood", c_int32, c_void_p, POINTER(c_int32), c_int32,
+                                   POINTER(LogitAdjustment), c_int32, POINTER(c_void_p))
+gfn_reward_new_next_sentence = _fn("gfn_reward_new_next_sentence", c_int32, c_void_p, c_int32,
+                                   POINTER(LogitAdjustment), c_int32, POINTER(c_void_p))
+gfn_reward_new_random_integer = _fn("gfn_reward_new_random_integer", c_int32, POINTER(c_int32), c_int32, c_int32,
+                                    POINTER(c_void_p))
+gfn_reward_evaluate = _fn("gfn_reward_evaluate", c_int32, c_void_p, POINTER(c_int32), c_int32, POINTER(c_int32),
+                          c_int32, POINTER(c_int32), c_int32, POINTER(c_double))
+gfn_reward_free = _fn("gfn_reward_free", None, c_void_p)
+
+gfn_gflownet_default_params = _fn("gfn_gflownet_default_params", GFlowNetParams)
+gfn_gflownet_new = _fn("gfn_gflownet_new", c_int32, c_void_p, c_void_p, c_void_p, POINTER(Prompt), c_int32,
+                       POINTER(GFlowNetParams), POINTER(c_void_p))
+gfn_gflownet_set_progress = _fn("gfn_gflownet_set_progress", c_int32, c_void_p, PROGRESS_FN, c_void_p)
+gfn_gflownet_step = _fn("gfn_gflownet_step", c_int32, c_void_p, POINTER(StepStats))
+gfn_gflownet_train = _fn("gfn_gflownet_train", c_int32, c_void_p, c_int32, POINTER(StepStats))
+gfn_gflownet_sample = _fn("gfn_gflownet_sample", c_int32, c_void_p, POINTER(c_int32), c_int32, c_int32, c_float,
+                          c_uint64, POINTER(c_void_p))
+gfn_gflownet_seed_buffer = _fn("gfn_gflownet_seed_buffer", c_int32, c_void_p, c_int32, POINTER(POINTER(c_int32)),
+                               POINTER(c_int32), c_int32)
+gfn_gflownet_exact = _fn("gfn_gflownet_exact", c_int32, c_void_p, c_int32, POINTER(c_int32), c_int32,
+                         POINTER(ExactResult))
+gfn_gflownet_save = _fn("gfn_gflownet_save", c_int32, c_void_p, c_char_p)
+gfn_gflownet_load = _fn("gfn_gflownet_load", c_int32, c_void_p, c_char_p)
+gfn_gflownet_free = _fn("gfn_gflownet_free", None, c_void_p)
 
 
 def _status_name(status: int) -> str:

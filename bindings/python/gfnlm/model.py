@@ -72,7 +72,7 @@ class Model:
             return self.tokenizer.encode(x)
         return [int(i) for i in x]
 
-    def logits(self, ids, attention_mask=None) -> np.ndarray:
+    def logits(self, ids, attention_mask=None, adapter=None) -> np.ndarray:
         """Logits as float32: [T, V] for one sequence (a list of ids), [B, T, V] for a list of equal-length lists.
         `attention_mask` (same shape) may mark left padding only."""
         single = len(ids) == 0 or not hasattr(ids[0], "__len__")
@@ -92,8 +92,9 @@ class Model:
             mask_ptr = m.ctypes.data_as(ctypes.POINTER(c_int32))
         V = self.config["vocab_size"]
         out = np.empty((B, T, V), dtype=np.float32)
-        _lib.check(_lib.gfn_model_logits(self._handle(), arr.ctypes.data_as(ctypes.POINTER(c_int32)), B, T, mask_ptr,
-                                         out.ctypes.data_as(ctypes.POINTER(c_float)), out.size))
+        _lib.check(_lib.gfn_model_logits_adapter(self._handle(), adapter._handle() if adapter is not None else None,
+                                                 arr.ctypes.data_as(ctypes.POINTER(c_int32)), B, T, mask_ptr,
+                                                 out.ctypes.data_as(ctypes.POINTER(c_float)), out.size))
         return out[0] if single else out
 
     # --- generation and scoring ---------------------------------------------------------------------------

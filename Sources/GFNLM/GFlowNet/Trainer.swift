@@ -1,0 +1,389 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Hyper-parameters of GFlowNet fine-tuning. Defaults follow the reference's main.py where it has one.
+public struct GFlowNetConfig: Sendable, Equatable {
+    public var objective: Objective = .subTB
+    /// Trajectories per micro-batch (one prompt each).
+    public var batchSize: Int = 8
+    /// Micro-batches per optimiser step.
+    public var gradAccumulation: Int = 1
+    /// false: gradients of the micro-batches are summed (main.py, rng, subj); true: averaged (next_sentence).
+    public var averageAccumulation: Bool = false
+    public var learningRate: Double = 1e-4
+    public var schedule: LRSchedule = .linearWarmup(warmupSteps: 20)
+    public var beta1: Double = 0.9
+    public var beta2: Double = 0.999
+    public var weightDecay: Double = 0.01
+    public var maxGradNorm: Double?
+    /// TB's learned log Z (one per training prompt): its learning rate and initial value.
+    public var logZLearningRate: Double = 1.0
+    public var logZInit: Double = 0
+    /// Reward temperature T_R(step), linear (log R is divided by it).
+    public var rewardTemperature = LinearRamp(start: 1, end: 1, horizon: 1)
+    /// Behaviour per micro-batch: probabilities of on-policy (τ = 1) and replay; the rest is tempered with
+    /// τ ~ U[temperatureLow, temperatureHigh]. Replay without a stored item for the prompt falls back to tempered.
+    public var onPolicyProbability: Double = 0.25
+    public var replayProbability: Double = 0.25
+    public var temperatureLow: Double = 0.5
+    public var temperatureHigh: Double = 2.0
+    /// Replay buffer (used when replayProbability > 0).
+    public var bufferCapacity: Int = 50
+    public var bufferTolerance: Double = 0.25
+    public var bufferPrioritized: Bool = true
+    /// LoRA dropout in the traced passes (B16; off by default: deterministic policy log-probabilities).
+    public var loraDropout: Bool = false
+    public var seed: UInt64 = 0
+
+    public init() {}
+
+    func validate() throws(GFNError) {
+        guard batchSize > 0 else { throw .invalidArgument("batch_size must be positive") }
+        guard gradAccumulation > 0 else { throw .invalidArgument("grad_accumulation must be positive") }
+        guard learningRate >= 0 && learningRate.isFinite, logZLearningRate >= 0 && logZLearningRate.isFinite else {
+            throw .invalidArgument("learning rates must be ≥ 0")
+        }
+        guard onPolicyProbability >= 0, replayProbability >= 0, onPolicyProbability + replayProbability <= 1 + 1e-12 else {
+            throw .invalidArgument("behaviour probabilities must be ≥ 0 and sum to at most 1")
+        }
+        guard temperatureLow > 0, temperatureHigh >= temperatureLow, temperatureHigh.isFinite else {
+            throw .invalidArgument("behaviour temperatures need 0 < low ≤ high")
+        }
+        guard rewardTemperature.start > 0, rewardTemperature.end > 0, rewardTemperature.horizon >= 0 else {
+            throw .invalidArgument("reward temperatures must be positive")
+        }
+        try schedule.validate()
+    }
+}
+
+/// What happened in one optimiser step.
+public struct GFlowNetStepStats: Sendable, Equatable {
+    public var step = 0
+    public var loss = 0.0
+    /// Untempered terminal log R of the step's trajectories.
+    public var meanLogR = 0.0
+    public var maxLogR = -Double.infinity
+    /// log q of the complete trajectories (actions and termination; 0 for a forced stop).
+    public var meanLogQ = 0.0
+    public var meanLength = 0.0
+    /// Distinct action sequences / trajectories.
+    public var fractionUnique = 0.0
+    /// Var(log R/T_R − log q): zero for a perfect sampler.
+    public var varLogRMinusLogQ = 0.0
+    public var rewardTemperature = 1.0
+    public var learningRate = 0.0
+    public var gradNorm = 0.0
+    public var logZ = 0.0
+    public var onPolicyBatches = 0
+    public var temperedBatches = 0
+    public var replayBatches = 0
+    public var trajectories = 0
+    /// False when the optimiser skipped the update (non-finite gradients); `message` says why.
+    public var applied = true
+    public var message = ""
+}
+
+/// GFlowNet fine-tuning of a LoRA adapter (the paper's method). One instance per training run; not thread-safe.
+public final class GFlowNetTrainer: @unchecked Sendable {
+    public let model: Model
+    public let adapter: LoRAAdapter
+    public let reward: RewardFunction
+    public let prompts: [PromptSpec]
+    public let config: GFlowNetConfig
+    public let engine: RolloutEngine
+    public let buffer: ReplayBuffer
+    public private(set) var step = 0
+    /// Called after every step; return false to stop (the caller's loop sees `.cancelled`).
+    public var progress: ((GFlowNetStepStats) -> Bool)?
+
+    let pass: PolicyPass
+    let gradients: Gradients
+    let logZ: Parameter
+    let optimizer: AdamW
+    var rng: RNG
+
+    public init(model: Model, adapter: LoRAAdapter, reward: RewardFunction, prompts: [PromptSpec],
+                rollout: RolloutSettings, config: GFlowNetConfig = GFlowNetConfig()) throws(GFNError) {
+        try config.validate()
+        guard !prompts.isEmpty else { throw .invalidArgument("no training prompts") }
+        for (i, p) in prompts.enumerated() {
+            guard p.weight >= 0 && p.weight.isFinite else { throw .invalidArgument("prompt \(i) has weight \(p.weight)") }
+        }
+        guard prompts.contains(where: { $0.weight > 0 }) else { throw .invalidArgument("every prompt has weight 0") }
+        if reward.terminalOnly, config.objective != .tb {
+            throw .invalidArgument("a terminal-only reward works with trajectory balance only (objective tb)")
+        }
+        try adapter.validate(against: model.weights)
+        self.model = model
+        self.adapter = adapter
+        self.reward = reward
+        self.prompts = prompts.enumerated().map { i, p in var q = p; q.index = i; return q }
+        self.config = config
+        engine = try RolloutEngine(model: model, settings: rollout)
+        for (i, p) in prompts.enumerated() { try engine.context.checkPrompt(p.x, index: i) }
+        buffer = try ReplayBuffer(capacity: config.bufferCapacity, tolerance: config.bufferTolerance,
+                                  prioritized: config.bufferPrioritized)
+        pass = try PolicyPass(engine: engine)
+        gradients = try Gradients(adapter: adapter)
+        logZ = try Parameter(name: "log_z", value: Tensor(shape: [prompts.count],
+                                                           values: Array(repeating: Float(config.logZInit), count: prompts.count)))
+        let loraGroup = ParameterGroup(name: "lora", parameters: gradients.parameters,
+                                       hyper: AdamWHyperparameters(lr: config.learningRate, beta1: config.beta1,
+                                                                   beta2: config.beta2, weightDecay: config.weightDecay))
+        var groups = [loraGroup]
+        if config.objective == .tb {
+            groups.append(ParameterGroup(name: "log_z", parameters: [logZ],
+                                         hyper: AdamWHyperparameters(lr: config.logZLearningRate, beta1: config.beta1,
+                                                                     beta2: config.beta2, weightDecay: 0),
+                                         schedule: .constant))
+        }
+        optimizer = try AdamW(groups: groups, schedule: config.schedule, maxGradNorm: config.maxGradNorm,
+                              threads: model.transformer.threads)
+        rng = RNG(seed: config.seed)
+    }
+
+    /// The current reward temperature.
+    public var rewardTemperature: Double { config.rewardTemperature.value(step: step) }
+
+    /// The learned log Z of every prompt (TB).
+    public var logZValues: [Double] { logZ.value.array.map(Double.init) }
+
+    func decodeText(_ actions: [Int32]) -> String {
+        guard let tok = model.tokenizer, let s = try? tok.decode(actions) else {
+            return actions.map(String.init).joined(separator: " ")
+        }
+        return String(s.drop { $0 == " " || $0 == "\n" || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\n" || $0 == "\t" }.reversed())
+    }
+
+    func choosePrompt() -> Int {
+        let total = prompts.reduce(0) { $0 + $1.weight }
+        let u = rng.uniform() * total
+        var acc = 0.0
+        for (i, p) in prompts.enumerated() {
+            acc += p.weight
+            if u < acc { return i }
+        }
+        return prompts.count - 1
+    }
+
+    /// Checks a reward matrix: one finite value per state.
+    func checkRewards(_ r: [[Double]], _ trajs: [Trajectory]) throws(GFNError) {
+        guard r.count == trajs.count else {
+            throw GFNError(.callback, "the reward returned \(r.count) rows for \(trajs.count) trajectories")
+        }
+        for (row, t) in zip(r, trajs) {
+            guard row.count == t.n + 1 else {
+                throw GFNError(.callback, "the reward returned \(row.count) values for a trajectory with \(t.n + 1) states")
+            }
+            for (k, v) in row.enumerated() where !v.isFinite && (!reward.terminalOnly || k == t.n) {
+                throw GFNError(.numerical, "the reward is \(v) for a state of \(t.n) actions: rewards must be finite")
+            }
+        }
+    }
+
+    /// One optimiser step: `gradAccumulation` micro-batches (behaviour chosen per micro-batch, rollouts, rewards,
+    /// loss, backward), then AdamW. On an error (a NaN reward, a failing callback) nothing changes: adapter,
+    /// optimiser, buffer, RNG and step are as before, and the error is thrown.
+    @discardableResult
+    public func trainStep() throws(GFNError) -> GFlowNetStepStats {
+        let rngBefore = rng
+        let tR = rewardTemperature
+        var stats = GFlowNetStepStats()
+        stats.step = step
+        stats.rewardTemperature = tR
+        stats.learningRate = optimizer.learningRate(group: 0)
+        var staged: [(String, ReplayItem)] = []
+        var lossSum = 0.0
+        var logRs: [Double] = [], logQs: [Double] = [], diffs: [Double] = [], lengths: [Double] = []
+        var seen = Set<[Int32]>()
+        optimizer.zeroGrad()
+        do throws(GFNError) {
+            for _ in 0..<config.gradAccumulation {
+                let p = choosePrompt()
+                let prompt = prompts[p]
+                let key = prompt.key
+                var trajs: [Trajectory]
+                var logR: [[Double]]
+                let behaviour = Behaviour.choose(config: config, rng: &rng)
+                let microSeed = rng.next()
+                var replayed: [ReplayItem]? = nil
+                if case .replay = behaviour { replayed = buffer.sample(key, count: config.batchSize, rng: &rng) }
+                if let items = replayed {
+                    stats.replayBatches += 1
+                    trajs = try engine.generate(prompt: prompt.x, count: items.count, temperature: 1, adapter: adapter,
+                                                seed: microSeed, actions: items.map(\.actions))
+                    logR = items.map(\.logRewards)
+                    for (t, it) in zip(trajs, items) where t.n + 1 != it.logRewards.count {
+                        throw GFNError(.state, "a replayed trajectory changed length (\(t.n) actions, \(it.logRewards.count - 1) stored)")
+                    }
+                } else {
+                    var tau = 1.0
+                    switch behaviour {
+                    case .onPolicy:
+                        stats.onPolicyBatches += 1
+                    case .tempered(let t):
+                        stats.temperedBatches += 1
+                        tau = t
+                    case .replay(let fallback):
+                        stats.temperedBatches += 1      // no stored item for this prompt: tempered (main.py)
+                        tau = fallback
+                    }
+                    trajs = try engine.generate(prompt: prompt.x, count: config.batchSize, temperature: Float(tau),
+                                                adapter: adapter, seed: microSeed)
+                    logR = try reward.logRewards(prompt: prompt, trajectories: trajs)
+                    try checkRewards(logR, trajs)
+                    if config.replayProbability > 0 {
+                        for (t, r) in zip(trajs, logR) {
+                            staged.append((key, ReplayItem(logR: r[t.n], text: decodeText(t.actions), actions: t.actions,
+                                                           logRewards: r, truncated: t.truncated)))
+                        }
+                    }
+                }
+                if config.loraDropout { pass.dropoutSeed = rng.next() } else { pass.dropoutSeed = nil }
+                let (lpf, lpt) = try pass.forward(prompt: prompt.x, trajectories: trajs, adapter: adapter)
+                var terms: [TrajectoryTerms] = []
+                for (b, t) in trajs.enumerated() {
+                    terms.append(TrajectoryTerms(n: t.n, truncated: t.truncated, logPF: lpf[b], logPT: lpt[b],
+                                                 logR: logR[b].map { $0 / tR }))
+                }
+                let z = Double(logZ.value.pointer[p])
+                let res = try config.objective.evaluate(terms, layout: engine.settings.layout,
+                                                        logZ: Array(repeating: z, count: terms.count))
+                try pass.backward(dLogPF: res.dLogPF, dLogPT: res.dLogPT, gradients: gradients)
+                logZ.grad.pointer[p] += Float(res.dLogZ.reduce(0, +))
+                lossSum += res.loss
+                for (b, t) in trajs.enumerated() {
+                    let terminalPT = (t.truncated && engine.settings.layout == .forcedStop) ? 0 : lpt[b][t.n]
+                    let lq = lpf[b].reduce(0, +) + terminalPT
+                    logRs.append(logR[b][t.n])
+                    logQs.append(lq)
+                    diffs.append(logR[b][t.n] / tR - lq)
+                    lengths.append(Double(t.n))
+                    seen.insert(t.actions)
+                }
+            }
+        } catch {
+            rng = rngBefore
+            optimizer.zeroGrad()
+            throw error
+        }
+        let k = Double(config.gradAccumulation)
+        let result = optimizer.step(gradientScale: config.averageAccumulation ? Float(1 / k) : 1, loss: lossSum)
+        stats.applied = result.applied
+        stats.message = result.message ?? ""
+        stats.gradNorm = result.gradNorm
+        if result.applied {
+            for (key, item) in staged { _ = try? buffer.add(key, item) }
+            step += 1
+        } else {
+            rng = rngBefore
+        }
+        optimizer.zeroGrad()
+        let n = Double(max(1, logRs.count))
+        stats.loss = lossSum / k
+        stats.meanLogR = logRs.reduce(0, +) / n
+        stats.maxLogR = logRs.max() ?? -.infinity
+        stats.meanLogQ = logQs.reduce(0, +) / n
+        stats.meanLength = lengths.reduce(0, +) / n
+        stats.fractionUnique = Double(seen.count) / n
+        let md = diffs.reduce(0, +) / n
+        stats.varLogRMinusLogQ = diffs.reduce(0) { $0 + ($1 - md) * ($1 - md) } / n
+        stats.logZ = config.objective == .tb ? Double(logZ.value.array.reduce(0, +)) / Double(prompts.count) : md
+        stats.trajectories = logRs.count
+        if let progress, !progress(stats) {
+            throw GFNError(.cancelled, "training stopped by the progress callback after step \(step)")
+        }
+        return stats
+    }
+
+    /// Samples from the trained policy (amortized inference): n trajectories after prompt X at temperature τ
+    /// (1 = the trained sampler), with the rollout's limits, masks and tool.
+    public func sample(prompt: [Int32], count: Int, temperature: Float = 1, seed: UInt64 = 0) throws(GFNError) -> [Trajectory] {
+        try engine.generate(prompt: prompt, count: count, temperature: temperature, adapter: adapter, seed: seed)
+    }
+
+    /// Seeds the replay buffer with demonstrations (action sequences for prompt p): their rewards are computed
+    /// by teacher forcing (with the tool) and they are added like sampled trajectories.
+    public func seedBuffer(prompt p: Int, demonstrations: [[Int32]]) throws(GFNError) {
+        guard p >= 0 && p < prompts.count else { throw .outOfRange("prompt index \(p) outside 0..<\(prompts.count)") }
+        guard !demonstrations.isEmpty else { return }
+        let prompt = prompts[p]
+        let valid = demonstrations.filter { !$0.isEmpty || true }.map { Array($0.prefix(engine.settings.maxLength)) }
+        let trajs = try engine.generate(prompt: prompt.x, count: valid.count, temperature: 1, adapter: adapter,
+                                        seed: 0, actions: valid)
+        let logR = try reward.logRewards(prompt: prompt, trajectories: trajs)
+        try checkRewards(logR, trajs)
+        for (t, r) in zip(trajs, logR) {
+            try buffer.add(prompt.key, ReplayItem(logR: r[t.n], text: decodeText(t.actions), actions: t.actions,
+                                                  logRewards: r, truncated: t.truncated))
+        }
+    }
+
+    // MARK: checkpoints
+
+    static let bufferFile = "replay_buffer.json"
+
+    /// Writes a checkpoint directory atomically: adapter (PEFT layout), log Z, AdamW moments, step and schedules,
+    /// RNG, and the replay buffer.
+    public func save(checkpoint directory: String) throws(GFNError) {
+        var extra = JSONObject()
+        extra["trainer"] = "gflownet"
+        extra["step"] = .int(Int64(step))
+        extra["log_z"] = .array(logZ.value.array.map { .double(Double($0)) })
+        extra["prompts"] = .int(Int64(prompts.count))
+        try TrainingCheckpoint.save(directory: directory, model: model.weights, adapter: adapter, optimizer: optimizer,
+                                    rngs: ["trainer": rng], extra: extra,
+                                    files: [(GFlowNetTrainer.bufferFile, buffer.serialized())])
+    }
+
+    /// Restores a checkpoint written by `save(checkpoint:)` into this trainer (same model, adapter shape,
+    /// prompts and objective): training continues exactly as if it had not stopped.
+    public func load(checkpoint directory: String) throws(GFNError) {
+        let r = try TrainingCheckpoint.load(directory: directory, model: model.weights, adapter: adapter,
+                                            optimizer: optimizer, extraFiles: [GFlowNetTrainer.bufferFile])
+        guard r.extra["trainer"]?.string == "gflownet", let s = r.extra["step"]?.int,
+              r.extra["prompts"]?.int == prompts.count else {
+            throw .state("\(directory) is not a checkpoint of a GFlowNet trainer with \(prompts.count) prompts")
+        }
+        if let zs = r.extra["log_z"]?.array?.compactMap({ $0.double }), zs.count == prompts.count {
+            for (i, z) in zs.enumerated() { logZ.value.pointer[i] = Float(z) }
+        }
+        if let g = r.rngs["trainer"] { rng = g }
+        if let bytes = r.files[GFlowNetTrainer.bufferFile] {
+            let b = try ReplayBuffer.deserialize(bytes, source: directory)
+            buffer.replaceContents(with: b)
+        }
+        step = s
+        optimizer.zeroGrad()
+    }
+}
+
+/// The behaviour policy of one micro-batch (algorithm.md §2.1).
+public enum Behaviour: Sendable, Equatable {
+    case onPolicy
+    case tempered(Double)
+    /// Replay; the temperature is the tempered fallback used when the buffer has nothing for the prompt.
+    case replay(fallback: Double)
+
+    /// Draws a behaviour: on-policy with probability p_on, replay with p_replay, else tempered with
+    /// τ ~ U[low, high]. A τ is drawn in every case, so the RNG stream does not depend on the buffer's content.
+    public static func choose(config c: GFlowNetConfig, rng: inout RNG) -> Behaviour {
+        let u = rng.uniform()
+        let tau = c.temperatureLow + (c.temperatureHigh - c.temperatureLow) * rng.uniform()
+        if u < c.onPolicyProbability { return .onPolicy }
+        if u < c.onPolicyProbability + c.replayProbability { return .replay(fallback: tau) }
+        return .tempered(tau)
+    }
+}
+
+extension ReplayBuffer {
+    func replaceContents(with other: ReplayBuffer) {
+        capacity = other.capacity
+        tolerance = other.tolerance
+        prioritized = other.prioritized
+        returnAllWhenSmall = other.returnAllWhenSmall
+        for k in keys { setItems(k, []) }
+        for k in other.keys { setItems(k, other.items(k)) }
+    }
+}

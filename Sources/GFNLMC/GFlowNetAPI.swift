@@ -1,0 +1,346 @@
+import CGFNLM
+import GFNLM
+
+final class RewardHandle {
+    let reward: RewardFunction
+    /// Model the reward reads (nil for rule and callback rewards).
+    let model: Model?
+    init(_ reward: RewardFunction, model: Model?) {
+        self.reward = reward
+        self.model = model
+    }
+}
+
+/// The C callback with its user data, called on the training thread.
+final class CallbackBox: @unchecked Sendable {
+    let fn: gfn_reward_fn
+    let userData: UnsafeMutableRawPointer?
+    init(fn: gfn_reward_fn, userData: UnsafeMutableRawPointer?) {
+        self.fn = fn
+        self.userData = userData
+    }
+}
+
+@_cdecl("gfn_reward_new_callback")
+public func gfnRewardNewCallback(_ fn: gfn_reward_fn?, _ userData: UnsafeMutableRawPointer?, _ terminalOnly: Int32,
+                                 _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi { () throws(GFNError) in
+        guard let fn else { throw .invalidArgument("fn is NULL") }
+        let o = try requirePointer(out, "out")
+        let box = CallbackBox(fn: fn, userData: userData)
+        let reward = CallbackReward(terminalOnly: terminalOnly != 0) { (prompt: PromptSpec, states: [[Int32]]) throws(GFNError) -> [Double] in
+            let index = Int32(clamping: prompt.index)
+            var values = [Double](repeating: .nan, count: states.count)
+            var lengths = states.map { Int32($0.count) }
+            // contiguous copies the callee may read
+            var storage = states.map { s -> UnsafeMutablePointer<Int32> in
+                let p = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, s.count))
+                p.initialize(from: s, count: s.count)
+                return p
+            }
+            defer { for p in storage { p.deallocate() } }
+            let rc: Int32 = storage.withUnsafeMutableBufferPointer { sb in
+                lengths.withUnsafeMutableBufferPointer { lb in
+                    values.withUnsafeMutableBufferPointer { vb in
+                        sb.baseAddress!.withMemoryRebound(to: UnsafePointer<Int32>?.self, capacity: states.count) { pp in
+                            box.fn(box.userData, index, pp, lb.baseAddress, Int32(states.count), vb.baseAddress)
+                        }
+                    }
+                }
+            }
+            _ = storage.count
+            guard rc == 0 else { throw GFNError(.callback, "the reward callback returned \(rc)") }
+            return values
+        }
+        o.pointee = handles.register(RewardHandle(reward, model: nil))
+    }
+}
+
+@_cdecl("gfn_reward_new_lm_likelihood")
+public func gfnRewardNewLMLikelihood(_ model: OpaquePointer?, _ demos: UnsafePointer<Int32>?, _ nDemos: Int32,
+                                     _ zAdjust: UnsafePointer<gfn_logit_adjustment>?, _ minLength: Int32,
+                                     _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let m = try handles.lookup(model, as: ModelHandle.self, "model")
+        let o = try requirePointer(out, "out")
+        guard minLength >= 0 else { throw .invalidArgument("min_length must be ≥ 0") }
+        let adj = try zAdjust.map { (p) throws(GFNError) in try adjustment(p.pointee) } ?? LogitAdjustment()
+        let r = try LMLikelihoodReward(model: m.model, demos: try readIds(demos, nDemos, "demos"), zAdjustment: adj,
+                                       minLength: Int(minLength))
+        o.pointee = handles.register(RewardHandle(r, model: m.model))
+    }
+}
+
+@_cdecl("gfn_reward_new_next_sentence")
+public func gfnRewardNewNextSentence(_ model: OpaquePointer?, _ termination: Int32,
+                                     _ adjust: UnsafePointer<gfn_logit_adjustment>?, _ minLength: Int32,
+                                     _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let m = try handles.lookup(model, as: ModelHandle.self, "model")
+        let o = try requirePointer(out, "out")
+        guard minLength >= 0 else { throw .invalidArgument("min_length must be ≥ 0") }
+        let adj = try adjust.map { (p) throws(GFNError) in try adjustment(p.pointee) } ?? LogitAdjustment()
+        let r = try NextSentenceReward(model: m.model, termination: termination, adjustment: adj, minLength: Int(minLength))
+        o.pointee = handles.register(RewardHandle(r, model: m.model))
+    }
+}
+
+@_cdecl("gfn_reward_new_random_integer")
+public func gfnRewardNewRandomInteger(_ tokens: UnsafePointer<Int32>?, _ n: Int32, _ termination: Int32,
+                                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let o = try requirePointer(out, "out")
+        let ids = try readIds(tokens, n, "number_tokens")
+        guard !ids.isEmpty else { throw .invalidArgument("number_tokens is empty") }
+        o.pointee = handles.register(RewardHandle(RandomIntegerReward(numberTokens: Set(ids), termination: termination), model: nil))
+    }
+}
+
+@_cdecl("gfn_reward_evaluate")
+public func gfnRewardEvaluate(_ reward: OpaquePointer?, _ x: UnsafePointer<Int32>?, _ nX: Int32,
+                              _ y: UnsafePointer<Int32>?, _ nY: Int32, _ actions: UnsafePointer<Int32>?,
+                              _ nActions: Int32, _ logRewards: UnsafeMutablePointer<Double>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(reward, as: RewardHandle.self, "reward")
+        let out = try requirePointer(logRewards, "log_rewards")
+        let ys = try readIds(y, nY, "y")
+        let spec = PromptSpec(x: try readIds(x, nX, "x"), y: ys.isEmpty ? nil : ys)
+        let t = Trajectory(actions: try readIds(actions, nActions, "actions"), truncated: false)
+        let rows = try h.reward.logRewards(prompt: spec, trajectories: [t])
+        guard let row = rows.first, row.count == t.n + 1 else { throw GFNError(.callback, "the reward returned the wrong number of values") }
+        for (i, v) in row.enumerated() { out[i] = v }
+    }
+}
+
+@_cdecl("gfn_reward_free")
+public func gfnRewardFree(_ reward: OpaquePointer?) {
+    handles.remove(reward, as: RewardHandle.self)
+}
+
+// MARK: - trainer
+
+final class GFlowNetHandle {
+    let trainer: GFlowNetTrainer
+    let adapterHandle: AdapterHandle
+    let rewardHandle: RewardHandle
+    var progress: (gfn_progress_fn, UnsafeMutableRawPointer?)?
+    init(_ trainer: GFlowNetTrainer, adapter: AdapterHandle, reward: RewardHandle) {
+        self.trainer = trainer; self.adapterHandle = adapter; self.rewardHandle = reward
+    }
+}
+
+@_cdecl("gfn_gflownet_default_params")
+public func gfnGflownetDefaultParams() -> gfn_gflownet_params {
+    let d = GFlowNetConfig()
+    return gfn_gflownet_params(
+        size: UInt32(MemoryLayout<gfn_gflownet_params>.size), objective: 0, subtb_lambda: 1, strict_mask: 0, layout: 0,
+        termination: -1, min_length: 0, max_length: 16, adjust: defaultAdjust(), calculator: 0,
+        batch_size: Int32(d.batchSize), grad_accumulation: Int32(d.gradAccumulation), average_accumulation: 0,
+        train: gfn_train_params(size: UInt32(MemoryLayout<gfn_train_params>.size), lr: d.learningRate, beta1: d.beta1,
+                                beta2: d.beta2, eps: 1e-8, weight_decay: d.weightDecay, warmup_steps: 20,
+                                total_steps: 0, cosine: 0, max_grad_norm: 0),
+        logz_lr: d.logZLearningRate, logz_init: d.logZInit, reward_temp_start: 1, reward_temp_end: 1,
+        reward_temp_horizon: 1, p_on_policy: d.onPolicyProbability, p_replay: d.replayProbability,
+        temp_low: d.temperatureLow, temp_high: d.temperatureHigh, buffer_capacity: Int32(d.bufferCapacity),
+        buffer_tolerance: d.bufferTolerance, buffer_prioritized: 1, lora_dropout: 0, seed: 0)
+}
+
+func readPrompts(_ p: UnsafePointer<gfn_prompt>?, _ n: Int32) throws(GFNError) -> [PromptSpec] {
+    guard n > 0 else { throw .invalidArgument("n_prompts must be positive (got \(n))") }
+    let ps = try requirePointer(p, "prompts")
+    var out: [PromptSpec] = []
+    for i in 0..<Int(n) {
+        let e = ps[i]
+        let y = try readIds(e.y, e.n_y, "prompts[\(i)].y")
+        let rc = try readIds(e.reward_context, e.n_reward_context, "prompts[\(i)].reward_context")
+        guard e.weight >= 0 && e.weight.isFinite else { throw .invalidArgument("prompts[\(i)].weight must be ≥ 0") }
+        var spec = PromptSpec(x: try readIds(e.x, e.n_x, "prompts[\(i)].x"), y: y.isEmpty ? nil : y,
+                              rewardContext: rc.isEmpty ? nil : rc, weight: e.weight == 0 ? 1 : e.weight)
+        spec.index = i
+        out.append(spec)
+    }
+    return out
+}
+
+@_cdecl("gfn_gflownet_new")
+public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ reward: OpaquePointer?,
+                           _ prompts: UnsafePointer<gfn_prompt>?, _ nPrompts: Int32,
+                           _ params: UnsafePointer<gfn_gflownet_params>?,
+                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let m = try handles.lookup(model, as: ModelHandle.self, "model")
+        let a = try handles.lookup(adapter, as: AdapterHandle.self, "adapter")
+        let r = try handles.lookup(reward, as: RewardHandle.self, "reward")
+        let o = try requirePointer(out, "out")
+        guard a.model === m.model else { throw .state("the adapter was made for another model") }
+        var p = gfnGflownetDefaultParams()
+        if let params {
+            try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_gflownet_params>.size,
+                                current: MemoryLayout<gfn_gflownet_params>.size, "gfn_gflownet_params")
+            p = params.pointee
+        }
+        try checkStructSize(p.train.size, min: MemoryLayout<gfn_train_params>.size,
+                            current: MemoryLayout<gfn_train_params>.size, "gfn_gflownet_params.train")
+        var c = GFlowNetConfig()
+        switch p.objective {
+        case 0: c.objective = .subTB(lambda: p.subtb_lambda, strictMask: p.strict_mask != 0)
+        case 1: c.objective = .tb
+        case 2: c.objective = .db
+        case 3: c.objective = .reinforce
+        default: throw .invalidArgument("unknown objective \(p.objective)")
+        }
+        let (h, sched, clip) = try readTrainParams(p.train)
+        c.learningRate = h.lr; c.beta1 = h.beta1; c.beta2 = h.beta2; c.weightDecay = h.weightDecay
+        c.schedule = sched; c.maxGradNorm = clip
+        c.batchSize = Int(p.batch_size); c.gradAccumulation = Int(p.grad_accumulation)
+        c.averageAccumulation = p.average_accumulation != 0
+        c.logZLearningRate = p.logz_lr; c.logZInit = p.logz_init
+        c.rewardTemperature = LinearRamp(start: p.reward_temp_start, end: p.reward_temp_end, horizon: Int(p.reward_temp_horizon))
+        c.onPolicyProbability = p.p_on_policy; c.replayProbability = p.p_replay
+        c.temperatureLow = p.temp_low; c.temperatureHigh = p.temp_high
+        c.bufferCapacity = Int(p.buffer_capacity); c.bufferTolerance = p.buffer_tolerance
+        c.bufferPrioritized = p.buffer_prioritized != 0
+        c.loraDropout = p.lora_dropout != 0
+        c.seed = p.seed
+        guard let layout = TerminalLayout(rawValue: p.layout) else { throw .invalidArgument("unknown layout \(p.layout)") }
+        var tool: Calculator?
+        switch p.calculator {
+        case 0: tool = nil
+        case 1: tool = Calculator(mode: .referenceCompatible)
+        case 2: tool = Calculator(mode: .fixed)
+        default: throw .invalidArgument("unknown calculator mode \(p.calculator)")
+        }
+        let settings = RolloutSettings(termination: p.termination, maxLength: Int(p.max_length), minLength: Int(p.min_length),
+                                       layout: layout, adjustment: try adjustment(p.adjust), tool: tool)
+        let specs = try readPrompts(prompts, nPrompts)
+        let t = try GFlowNetTrainer(model: m.model, adapter: a.adapter, reward: r.reward, prompts: specs,
+                                    rollout: settings, config: c)
+        o.pointee = handles.register(GFlowNetHandle(t, adapter: a, reward: r))
+    }
+}
+
+@_cdecl("gfn_gflownet_set_progress")
+public func gfnGflownetSetProgress(_ trainer: OpaquePointer?, _ fn: gfn_progress_fn?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
+        h.progress = fn.map { ($0, userData) }
+    }
+}
+
+func cStats(_ s: GFlowNetStepStats) -> gfn_step_stats {
+    gfn_step_stats(size: UInt32(MemoryLayout<gfn_step_stats>.size), step: Int32(clamping: s.step), applied: s.applied ? 1 : 0,
+                   loss: s.loss, mean_log_r: s.meanLogR, max_log_r: s.maxLogR, mean_log_q: s.meanLogQ,
+                   mean_length: s.meanLength, fraction_unique: s.fractionUnique,
+                   var_log_r_minus_log_q: s.varLogRMinusLogQ, reward_temperature: s.rewardTemperature,
+                   learning_rate: s.learningRate, grad_norm: s.gradNorm, log_z: s.logZ,
+                   on_policy_batches: Int32(s.onPolicyBatches), tempered_batches: Int32(s.temperedBatches),
+                   replay_batches: Int32(s.replayBatches), trajectories: Int32(s.trajectories))
+}
+
+func runStep(_ h: GFlowNetHandle) throws(GFNError) -> GFlowNetStepStats {
+    let s = try h.trainer.trainStep()
+    if let (fn, ud) = h.progress {
+        var c = cStats(s)
+        if fn(ud, &c) == 0 { throw GFNError(.cancelled, "training stopped by the progress callback after step \(h.trainer.step)") }
+    }
+    return s
+}
+
+@_cdecl("gfn_gflownet_step")
+public func gfnGflownetStep(_ trainer: OpaquePointer?, _ out: UnsafeMutablePointer<gfn_step_stats>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
+        if let out {
+            try checkStructSize(out.pointee.size, min: MemoryLayout<gfn_step_stats>.size,
+                                current: MemoryLayout<gfn_step_stats>.size, "gfn_step_stats")
+        }
+        let s = try runStep(h)
+        out?.pointee = cStats(s)
+    }
+}
+
+@_cdecl("gfn_gflownet_train")
+public func gfnGflownetTrain(_ trainer: OpaquePointer?, _ steps: Int32, _ last: UnsafeMutablePointer<gfn_step_stats>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
+        guard steps >= 0 else { throw .invalidArgument("steps must be ≥ 0") }
+        if let last {
+            try checkStructSize(last.pointee.size, min: MemoryLayout<gfn_step_stats>.size,
+                                current: MemoryLayout<gfn_step_stats>.size, "gfn_step_stats")
+        }
+        for _ in 0..<Int(steps) {
+            let s = try runStep(h)
+            last?.pointee = cStats(s)
+        }
+    }
+}
+
+@_cdecl("gfn_gflownet_sample")
+public func gfnGflownetSample(_ trainer: OpaquePointer?, _ x: UnsafePointer<Int32>?, _ nX: Int32, _ count: Int32,
+                              _ temperature: Float, _ seed: UInt64, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
+        let o = try requirePointer(out, "out")
+        let trajs = try h.trainer.sample(prompt: try readIds(x, nX, "x"), count: Int(count), temperature: temperature, seed: seed)
+        let samples = trajs.map { t in
+            Sample(promptIndex: 0, tokens: t.state, tokenLogProbs: [], stopLogProbs: [], steps: t.n,
+                   finishReason: t.truncated ? .maxTokens : .stopToken, logProb: 0)
+        }
+        o.pointee = handles.register(SamplesHandle(samples: samples, nStop: 0))
+    }
+}
+
+@_cdecl("gfn_gflownet_seed_buffer")
+public func gfnGflownetSeedBuffer(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ actions: UnsafePointer<UnsafePointer<Int32>?>?,
+                                  _ lengths: UnsafePointer<Int32>?, _ n: Int32) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
+        guard n >= 0 else { throw .invalidArgument("n must be ≥ 0") }
+        if n == 0 { return }
+        let ap = try requirePointer(actions, "actions"), lp = try requirePointer(lengths, "lengths")
+        var demos: [[Int32]] = []
+        for i in 0..<Int(n) { demos.append(try readIds(ap[i], lp[i], "actions[\(i)]")) }
+        try h.trainer.seedBuffer(prompt: Int(promptIndex), demonstrations: demos)
+    }
+}
+
+@_cdecl("gfn_gflownet_exact")
+public func gfnGflownetExact(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ vocabulary: UnsafePointer<Int32>?,
+                             _ nVocabulary: Int32, _ out: UnsafeMutablePointer<gfn_exact_result>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
+        let o = try requirePointer(out, "out")
+        try checkStructSize(o.pointee.size, min: MemoryLayout<gfn_exact_result>.size,
+                            current: MemoryLayout<gfn_exact_result>.size, "gfn_exact_result")
+        let t = h.trainer
+        guard promptIndex >= 0 && Int(promptIndex) < t.prompts.count else {
+            throw .outOfRange("prompt index \(promptIndex) outside 0..<\(t.prompts.count)")
+        }
+        let d = try t.engine.exactDistribution(prompt: t.prompts[Int(promptIndex)], vocabulary: try readIds(vocabulary, nVocabulary, "vocabulary"),
+                                               adapter: t.adapter, reward: t.reward, rewardTemperature: t.rewardTemperature)
+        o.pointee = gfn_exact_result(size: UInt32(MemoryLayout<gfn_exact_result>.size), n_sequences: Int32(d.sequences.count),
+                                     kl_target_q: d.klTargetToQ, kl_q_target: d.klQToTarget, total_variation: d.totalVariation,
+                                     log_z: d.logZ, mass_q: d.massQ)
+    }
+}
+
+@_cdecl("gfn_gflownet_save")
+public func gfnGflownetSave(_ trainer: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
+        try h.trainer.save(checkpoint: try requireString(directory, "directory"))
+    }
+}
+
+@_cdecl("gfn_gflownet_load")
+public func gfnGflownetLoad(_ trainer: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
+        try h.trainer.load(checkpoint: try requireString(directory, "directory"))
+    }
+}
+
+@_cdecl("gfn_gflownet_free")
+public func gfnGflownetFree(_ trainer: OpaquePointer?) {
+    handles.remove(trainer, as: GFlowNetHandle.self)
+}

@@ -1,0 +1,170 @@
+"""GFlowNet fine-tuning (the paper's method) and amortized sampling."""
+from __future__ import annotations
+
+import ctypes
+import math
+from ctypes import POINTER, c_int32, c_void_p
+
+from . import _lib
+from .inference import Sample, _Arrays, fill_adjustment, read_samples
+from .rewards import Callback
+
+_OBJECTIVES = {"subtb": 0, "tb": 1, "db": 2, "reinforce": 3}
+_LAYOUTS = {"forced_stop": 0, "next_sentence": 1}
+_CALCULATOR = {None: 0, False: 0, "reference": 1, True: 1, "fixed": 2}
+
+
+def _stats(s) -> dict:
+    return {k: getattr(s, k) for k, _ in _lib.StepStats._fields_ if k != "size"}
+
+
+class GFlowNetTrainer:
+    """Trains `adapter` so that the model samples Z ∝ R(Z) after each prompt.
+
+    prompts: list of X (str or ids) or of dicts {"x": …, "y": …, "reward_context": …, "weight": …}.
+    Main options (defaults from the reference's main.py): objective "subtb" | "tb" | "db" (GFlowNets) or
+    "reinforce" (a reward-maximising baseline), subtb_lambda,
+    termination (token or single-token string, default end-of-text), min_length, max_length, layout
+    "forced_stop" | "next_sentence", allowed + penalty (the policy's vocabulary mask, e.g. −99), calculator
+    (None | "reference" | "fixed"), batch_size, grad_accumulation, lr, warmup_steps, total_steps, logz_lr,
+    reward_temperature (start, end, horizon), p_on_policy, p_replay, temperature_range, buffer_capacity, seed."""
+
+    def __init__(self, model, adapter, reward, prompts, objective: str = "subtb", subtb_lambda: float = 1.0,
+                 strict_mask: bool = False, termination=None, min_length: int = 0, max_length: int = 16,
+                 layout: str = "forced_stop", allowed=None, penalty=None, calculator=None, batch_size: int = 8,
+                 grad_accumulation: int = 1, average_accumulation: bool = False, lr: float = 1e-4,
+                 warmup_steps: int = 20, total_steps: int = 0, cosine: bool = False, weight_decay: float = 0.01,
+                 betas=(0.9, 0.999), max_grad_norm=None, logz_lr: float = 1.0, logz_init: float = 0.0,
+                 reward_temperature=(1.0, 1.0, 1), p_on_policy: float = 0.25, p_replay: float = 0.25,
+                 temperature_range=(0.5, 2.0), buffer_capacity: int = 50, buffer_tolerance: float = 0.25,
+                 buffer_prioritized: bool = True, lora_dropout: bool = False, seed: int = 0):
+        self.model, self.adapter, self.reward = model, adapter, reward
+        keep = self._keep = _Arrays()
+        p = _lib.gfn_gflownet_default_params()
+        p.objective = _OBJECTIVES[objective]
+        p.subtb_lambda = subtb_lambda
+        p.strict_mask = 1 if strict_mask else 0
+        p.layout = _LAYOUTS[layout]
+        if termination is None:
+            if model.tokenizer is None or model.tokenizer.eos_id is None:
+                raise _lib.GfnError(-1, "give termination= (the model has no end-of-text token)")
+            termination = model.tokenizer.eos_id
+        p.termination = model._stop_ids(termination)[0]
+        p.min_length, p.max_length = min_length, max_length
+        fill_adjustment(p.adjust, keep, allowed, penalty, None)
+        p.calculator = _CALCULATOR[calculator]
+        p.batch_size, p.grad_accumulation = batch_size, grad_accumulation
+        p.average_accumulation = 1 if average_accumulation else 0
+        t = p.train
+        t.lr, t.weight_decay, t.beta1, t.beta2 = lr, weight_decay, betas[0], betas[1]
+        t.warmup_steps, t.total_steps, t.cosine = warmup_steps, total_steps, 1 if cosine else 0
+        t.max_grad_norm = 0.0 if max_grad_norm is None else max_grad_norm
+        p.logz_lr, p.logz_init = logz_lr, logz_init
+        p.reward_temp_start, p.reward_temp_end, p.reward_temp_horizon = reward_temperature
+        p.p_on_policy, p.p_replay = p_on_policy, p_replay
+        p.temp_low, p.temp_high = temperature_range
+        p.buffer_capacity, p.buffer_tolerance = buffer_capacity, buffer_tolerance
+        p.buffer_prioritized = 1 if buffer_prioritized else 0
+        p.lora_dropout = 1 if lora_dropout else 0
+        p.seed = seed & 0xFFFFFFFFFFFFFFFF
+        self.prompts = [self._prompt(x) for x in prompts]
+        arr = (_lib.Prompt * len(self.prompts))()
+        for i, pr in enumerate(self.prompts):
+            a, n = keep.ids(pr["x"])
+            arr[i].x, arr[i].n_x = ctypes.cast(a, POINTER(c_int32)), n
+            if pr.get("y"):
+                a, n = keep.ids(pr["y"])
+                arr[i].y, arr[i].n_y = ctypes.cast(a, POINTER(c_int32)), n
+            if pr.get("reward_context"):
+                a, n = keep.ids(pr["reward_context"])
+                arr[i].reward_context, arr[i].n_reward_context = ctypes.cast(a, POINTER(c_int32)), n
+            arr[i].weight = pr.get("weight", 1.0)
+        h = c_void_p()
+        _lib.check(_lib.gfn_gflownet_new(model._handle(), adapter._handle(), reward._handle(), arr, len(self.prompts),
+                                         ctypes.byref(p), ctypes.byref(h)))
+        self._h = h
+        self._progress = None
+
+    def _prompt(self, x) -> dict:
+        if isinstance(x, dict):
+            d = dict(x)
+            d["x"] = self.model._ids(d["x"])
+            for k in ("y", "reward_context"):
+                if d.get(k) is not None:
+                    d[k] = self.model._ids(d[k])
+            return d
+        return {"x": self.model._ids(x)}
+
+    def _raise_callback(self, err):
+        if isinstance(self.reward, Callback) and self.reward.error is not None:
+            e, self.reward.error = self.reward.error, None
+            raise err from e
+        raise err
+
+    def _check(self, status):
+        try:
+            _lib.check(status)
+        except _lib.GfnError as err:
+            self._raise_callback(err)
+
+    def step(self) -> dict:
+        """One optimiser step; returns its statistics (loss, mean_log_r, mean_log_q, fraction_unique, ...)."""
+        s = _lib.StepStats()
+        s.size = ctypes.sizeof(_lib.StepStats)
+        self._check(_lib.gfn_gflownet_step(self._h, ctypes.byref(s)))
+        return _stats(s)
+
+    def train(self, steps: int, progress=None) -> dict:
+        """`steps` steps; progress(stats) is called after each (return False to stop)."""
+        last = {}
+        for _ in range(steps):
+            last = self.step()
+            if progress is not None and progress(last) is False:
+                break
+        return last
+
+    def sample(self, prompt, n: int = 1, temperature: float = 1.0, seed: int = 0) -> list:
+        """Amortized inference: n trajectories Z ~ q(·|X). Sample.tokens is the state after X (tool output
+        included), Sample.text its decoding; finish_reason "stop" when ⊤ was sampled."""
+        keep = _Arrays()
+        a, k = keep.ids(self.model._ids(prompt))
+        out = c_void_p()
+        self._check(_lib.gfn_gflownet_sample(self._h, a, k, n, temperature, seed & 0xFFFFFFFFFFFFFFFF, ctypes.byref(out)))
+        return read_samples(out, self.model._decode())
+
+    def seed_buffer(self, prompt_index: int, demonstrations) -> None:
+        """Adds demonstrations (action sequences as ids or strings) for a prompt to the replay buffer."""
+        keep = _Arrays()
+        seqs = [self.model._ids(d) for d in demonstrations]
+        ptrs = (POINTER(c_int32) * max(1, len(seqs)))()
+        lens = (c_int32 * max(1, len(seqs)))()
+        for i, s in enumerate(seqs):
+            a, k = keep.ids(s)
+            ptrs[i], lens[i] = ctypes.cast(a, POINTER(c_int32)), k
+        self._check(_lib.gfn_gflownet_seed_buffer(self._h, prompt_index, ptrs, lens, len(seqs)))
+
+    def exact(self, vocabulary, prompt_index: int = 0) -> dict:
+        """Exact comparison of q with the target over every sequence of ≤ max_length actions from `vocabulary`."""
+        keep = _Arrays()
+        a, k = keep.ids(vocabulary)
+        r = _lib.ExactResult()
+        r.size = ctypes.sizeof(_lib.ExactResult)
+        self._check(_lib.gfn_gflownet_exact(self._h, prompt_index, a, k, ctypes.byref(r)))
+        return {k: getattr(r, k) for k, _ in _lib.ExactResult._fields_ if k != "size"}
+
+    def save(self, directory):
+        _lib.check(_lib.gfn_gflownet_save(self._h, _lib.encode_path(directory)))
+
+    def load(self, directory):
+        _lib.check(_lib.gfn_gflownet_load(self._h, _lib.encode_path(directory)))
+
+    def close(self):
+        if self._h:
+            _lib.gfn_gflownet_free(self._h)
+        self._h = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # pragma: no cover
+            pass

@@ -1,0 +1,125 @@
+"""Rewards for GFlowNet fine-tuning: each gives log R(s_t ⊤) for every prefix state of a trajectory."""
+from __future__ import annotations
+
+import ctypes
+import math
+from ctypes import POINTER, c_double, c_int32, c_void_p
+
+from . import _lib
+from .inference import _Arrays, fill_adjustment
+
+
+class Reward:
+    def __init__(self, handle, keep=None):
+        self._h = handle
+        self._keep = keep
+
+    def _handle(self):
+        if not self._h:
+            raise _lib.GfnError(-1, "reward is closed")
+        return self._h
+
+    def __call__(self, x, actions, y=None) -> list:
+        """Untempered log R of every prefix state of one action sequence (len(actions) + 1 values)."""
+        keep = _Arrays()
+        xa, nx = keep.ids(x)
+        ya, ny = keep.ids(y or [])
+        aa, na = keep.ids(actions)
+        out = (c_double * (na + 1))()
+        _lib.check(_lib.gfn_reward_evaluate(self._handle(), xa, nx, ya, ny, aa, na, out))
+        return list(out)
+
+    def close(self):
+        if self._h:
+            _lib.gfn_reward_free(self._h)
+        self._h = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # pragma: no cover
+            pass
+
+
+def _adjust(keep, allowed, penalty, bias):
+    adj = _lib.LogitAdjustment()
+    adj.disallowed_penalty = -math.inf
+    fill_adjustment(adj, keep, allowed, penalty, bias)
+    return adj
+
+
+class LMLikelihood(Reward):
+    """log p_LM(Z Y | [demos] C) with the adapter off (C: the prompt's reward context, or X). `allowed` +
+    `penalty` add the vocabulary penalty at Z positions only (e.g. −99); states shorter than `min_length` get −99."""
+
+    def __init__(self, model, demos=None, allowed=None, penalty=None, min_length: int = 0):
+        keep = _Arrays()
+        d, nd = keep.ids(model._ids(demos) if demos else [])
+        adj = _adjust(keep, allowed, penalty, None)
+        h = c_void_p()
+        _lib.check(_lib.gfn_reward_new_lm_likelihood(model._handle(), d, nd, ctypes.byref(adj), min_length,
+                                                     ctypes.byref(h)))
+        super().__init__(h, (keep, model))
+
+
+class NextSentence(Reward):
+    """log p_LM(z_1..t ⊤ | X) for every prefix (the next-sentence reward; ⊤ e.g. "."). `allowed` + `penalty`:
+    the reward's own vocabulary penalty (the reference: −50)."""
+
+    def __init__(self, model, termination, allowed=None, penalty=None, min_length: int = 0):
+        keep = _Arrays()
+        term = model._stop_ids(termination)[0]
+        adj = _adjust(keep, allowed, penalty, None)
+        h = c_void_p()
+        _lib.check(_lib.gfn_reward_new_next_sentence(model._handle(), term, ctypes.byref(adj), min_length,
+                                                     ctypes.byref(h)))
+        super().__init__(h, (keep, model))
+
+
+class RandomInteger(Reward):
+    """The paper's random-integer reward (§2): the single-token numbers 0–99 written without a leading space."""
+
+    def __init__(self, model, termination=None, upto: int = 99):
+        tok = model.tokenizer
+        if tok is None:
+            raise _lib.GfnError(-1, "RandomInteger needs the model's tokenizer")
+        ids = []
+        for v in range(upto + 1):
+            e = tok.encode(str(v), allow_special=False)
+            if len(e) == 1:
+                ids.append(e[0])
+        self.number_tokens = ids
+        term = tok.eos_id if termination is None else model._stop_ids(termination)[0]
+        keep = _Arrays()
+        arr, n = keep.ids(ids)
+        h = c_void_p()
+        _lib.check(_lib.gfn_reward_new_random_integer(arr, n, term, ctypes.byref(h)))
+        super().__init__(h, keep)
+
+
+class Callback(Reward):
+    """A Python reward: fn(prompt_index, states) → list of log R, one per state (a state is the list of token ids
+    after X: every prefix of every trajectory, or only complete ones with terminal_only=True — TB only).
+    An exception or a NaN fails the training step (nothing changes) and is re-raised by the trainer."""
+
+    def __init__(self, fn, terminal_only: bool = False):
+        self.fn = fn
+        self.error = None
+
+        def trampoline(_ud, prompt_index, states, lengths, n, out):
+            try:
+                seqs = [list(states[i][:lengths[i]]) for i in range(n)]
+                vals = list(self.fn(prompt_index, seqs))
+                if len(vals) != n:
+                    raise ValueError(f"reward returned {len(vals)} values for {n} states")
+                for i, v in enumerate(vals):
+                    out[i] = float(v)
+                return 0
+            except BaseException as e:  # never let an exception cross into C
+                self.error = e
+                return 1
+
+        self._cb = _lib.REWARD_FN(trampoline)
+        h = c_void_p()
+        _lib.check(_lib.gfn_reward_new_callback(self._cb, None, 1 if terminal_only else 0, ctypes.byref(h)))
+        super().__init__(h)

@@ -1,0 +1,145 @@
+"""LoRA adapters (PEFT semantics and files) and supervised fine-tuning."""
+from __future__ import annotations
+
+import ctypes
+from ctypes import POINTER, c_int32, c_void_p
+
+from . import _lib
+
+
+class LoRA:
+    """A LoRA adapter for a model, with PEFT's semantics: targets by Hugging Face module name (GPT-2 c_attn, c_proj,
+    c_fc, attn.c_proj, mlp.c_proj; GPT-J q_proj, k_proj, v_proj, out_proj, fc_in, fc_out), scale alpha/r (alpha/√r
+    with rslora), A Kaiming-uniform and B zero at init (so the adapter starts as the base model)."""
+
+    def __init__(self, model, r: int = 8, alpha: float = 8.0, dropout: float = 0.0, targets=None, seed: int = 0,
+                 rslora: bool = False, _handle=None):
+        self.model = model
+        if _handle is not None:
+            self._h = _handle
+            return
+        p = _lib.gfn_lora_default_params()
+        p.r, p.alpha, p.dropout, p.use_rslora, p.seed = r, alpha, dropout, 1 if rslora else 0, seed
+        if targets is not None:
+            if isinstance(targets, str):
+                targets = [targets]
+            p.targets = ",".join(targets).encode()
+        h = c_void_p()
+        _lib.check(_lib.gfn_adapter_new(model._handle(), ctypes.byref(p), ctypes.byref(h)))
+        self._h = h
+
+    @classmethod
+    def load(cls, model, directory) -> "LoRA":
+        """Loads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors)."""
+        h = c_void_p()
+        _lib.check(_lib.gfn_adapter_load(model._handle(), _lib.encode_path(directory), ctypes.byref(h)))
+        return cls(model, _handle=h)
+
+    def save(self, directory) -> None:
+        """Saves in PEFT's layout (loadable with peft.PeftModel.from_pretrained)."""
+        _lib.check(_lib.gfn_adapter_save(self._handle(), _lib.encode_path(directory)))
+
+    @property
+    def parameter_count(self) -> int:
+        n = ctypes.c_int64()
+        _lib.check(_lib.gfn_adapter_parameter_count(self._handle(), ctypes.byref(n)))
+        return n.value
+
+    def _handle(self):
+        if not self._h:
+            raise _lib.GfnError(-1, "adapter is closed")
+        return self._h
+
+    def close(self):
+        if self._h:
+            _lib.gfn_adapter_free(self._h)
+        self._h = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # pragma: no cover
+            pass
+
+
+def _train_params(lr=1e-4, weight_decay=0.01, betas=(0.9, 0.999), eps=1e-8, warmup_steps=0, total_steps=0,
+                  cosine=False, max_grad_norm=None):
+    p = _lib.gfn_train_default_params()
+    p.lr, p.weight_decay, p.beta1, p.beta2, p.eps = lr, weight_decay, betas[0], betas[1], eps
+    p.warmup_steps, p.total_steps, p.cosine = warmup_steps, total_steps, 1 if cosine else 0
+    p.max_grad_norm = 0.0 if max_grad_norm is None else max_grad_norm
+    return p
+
+
+def _pairs(model, batch, keep):
+    """[(context, target), ...] with str or ids → ctypes arrays."""
+    n = len(batch)
+    cp = (POINTER(c_int32) * n)()
+    cl = (c_int32 * n)()
+    tp = (POINTER(c_int32) * n)()
+    tl = (c_int32 * n)()
+    for i, (c, t) in enumerate(batch):
+        a, k = keep.ids(model._ids(c))
+        cp[i] = ctypes.cast(a, POINTER(c_int32)); cl[i] = k
+        b, k2 = keep.ids(model._ids(t))
+        tp[i] = ctypes.cast(b, POINTER(c_int32)); tl[i] = k2
+    return cp, cl, tp, tl, n
+
+
+def _sft_dict(s):
+    return {"loss": s.loss, "perplexity": s.perplexity, "tokens": s.tokens, "step": s.step,
+            "grad_norm": s.grad_norm, "learning_rate": s.learning_rate, "applied": bool(s.applied)}
+
+
+class SFTTrainer:
+    """Supervised fine-tuning: maximise log p(target | context), context masked. With `adapter` None every weight of
+    a private copy of the model trains (small models; `snapshot_model()` returns it as a Model)."""
+
+    def __init__(self, model, adapter=None, lr: float = 1e-4, weight_decay: float = 0.01, betas=(0.9, 0.999),
+                 warmup_steps: int = 0, total_steps: int = 0, cosine: bool = False, max_grad_norm=None):
+        self.model = model
+        self.adapter = adapter
+        p = _train_params(lr, weight_decay, betas, 1e-8, warmup_steps, total_steps, cosine, max_grad_norm)
+        h = c_void_p()
+        _lib.check(_lib.gfn_sft_new(model._handle(), adapter._handle() if adapter is not None else None,
+                                    ctypes.byref(p), ctypes.byref(h)))
+        self._h = h
+
+    def _call(self, fn, batch):
+        from .inference import _Arrays
+        keep = _Arrays()
+        args = _pairs(self.model, batch, keep)
+        s = _lib.SFTStats()
+        s.size = ctypes.sizeof(_lib.SFTStats)
+        _lib.check(fn(self._h, *args, ctypes.byref(s)))
+        return _sft_dict(s)
+
+    def step(self, batch) -> dict:
+        """One optimiser step on [(context, target), ...] (str or ids). Returns loss, perplexity, tokens, ..."""
+        return self._call(_lib.gfn_sft_step, batch)
+
+    def evaluate(self, batch) -> dict:
+        return self._call(_lib.gfn_sft_evaluate, batch)
+
+    def snapshot_model(self):
+        from .model import Model
+        h = c_void_p()
+        _lib.check(_lib.gfn_sft_snapshot_model(self._h, ctypes.byref(h)))
+        return Model(h)
+
+    def save(self, directory):
+        _lib.check(_lib.gfn_sft_save(self._h, _lib.encode_path(directory)))
+
+    def load(self, directory):
+        _lib.check(_lib.gfn_sft_load(self._h, _lib.encode_path(directory)))
+
+    def close(self):
+        if self._h:
+            _lib.gfn_sft_free(self._h)
+        self._h = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # pragma: no cover
+            pass

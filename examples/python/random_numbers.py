@@ -1,0 +1,127 @@
+"""Paper §2: make a language model sample uniform random integers.
+
+The prompt asks for "a random integer drawn uniformly between 0 and 100"; a language model answers with a skewed
+distribution and often with something that is not a number. GFlowNet fine-tuning with the reward R(Z) of the
+paper (high for a single number token 0–99 followed by the end of text) teaches the model to sample Z ∝ R(Z):
+every valid answer equally often. A reward-maximising baseline (REINFORCE) trained on the same reward instead
+collapses onto a few numbers.
+
+Usage: PYTHONPATH=bindings/python python examples/python/random_numbers.py [--quick] [--model DIR] [--plot FILE]
+The last line is machine-readable: base_valid=… base_kl=… gfn_valid=… gfn_kl=… baseline_valid=… baseline_kl=…
+"""
+import argparse
+import math
+import os
+import sys
+import time
+from collections import Counter
+
+import gfnlm
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PROMPT = "The following is a random integer drawn uniformly between 0 and 100: "
+
+
+def parse_number(text):
+    """The reference's evaluation: strip the end-of-text, rstrip, int(); valid when 0 ≤ n ≤ 99."""
+    try:
+        v = int(text.rstrip())
+    except ValueError:
+        return None
+    return v if 0 <= v <= 99 else None
+
+
+def evaluate(model, draw, n_samples, batch=2000):
+    """Valid fraction and KL(p̂ ‖ U{0..99}) with one bin per integer over the valid samples."""
+    values, valid = [], 0
+    done = 0
+    seed = 1
+    while done < n_samples:
+        k = min(batch, n_samples - done)
+        for s in draw(k, seed):
+            v = parse_number(s.text or "")
+            if v is not None:
+                valid += 1
+                values.append(v)
+        done += k
+        seed += 1
+    kl = gfnlm.metrics.kl_to_uniform(values, range(100))
+    return valid / n_samples, kl, Counter(values)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=os.path.join(ROOT, "models", "demo-gpt2"))
+    ap.add_argument("--tokenizer", default=None, help="tokenizer files, when not beside the model")
+    ap.add_argument("--quick", action="store_true", help="a short run for tests")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--samples", type=int, default=None)
+    ap.add_argument("--plot", default=os.path.join(ROOT, "build", "random_numbers.png"))
+    args = ap.parse_args()
+    steps = args.steps or (20 if args.quick else 300)
+    n_samples = args.samples or (2_000 if args.quick else 100_000)
+    t0 = time.time()
+
+    model = gfnlm.Model.load(args.model, tokenizer=args.tokenizer)
+    tok = model.tokenizer
+    x = tok.encode(PROMPT)
+    eos = tok.eos_id
+    print(f"model {args.model}: {model.config['n_layer']} layers, n_embd {model.config['n_embd']}; prompt ids {x}")
+
+    def draw_base(k, seed):
+        return model.generate(x, max_new_tokens=5, n=k, seed=seed, stop=[eos], include_stop=False)
+
+    base_valid, base_kl, base_counts = evaluate(model, draw_base, n_samples)
+    print(f"base model: {base_valid:.1%} valid, KL(p̂‖U) = {base_kl:.3f} over {n_samples} samples")
+
+    reward = gfnlm.rewards.RandomInteger(model)
+    trained = {}
+    for name, objective in (("gfn", "subtb"), ("baseline", "reinforce")):
+        lora = gfnlm.LoRA(model, r=64, alpha=32, dropout=0.0, targets=["c_attn", "c_proj", "c_fc"], seed=42)
+        tr = gfnlm.GFlowNetTrainer(model, lora, reward, prompts=[x], objective=objective, termination=eos,
+                                   min_length=1, max_length=5, batch_size=16, grad_accumulation=4,
+                                   lr=5e-4 if objective == "subtb" else 2e-4, warmup_steps=10, total_steps=steps,
+                                   p_on_policy=1.0, p_replay=0.0, seed=42)
+        last = {}
+        for i in range(steps):
+            last = tr.step()
+            if i % max(1, steps // 6) == 0 or i == steps - 1:
+                print(f"  {name} step {i:4d}: loss {last['loss']:.4f}  mean log R {last['mean_log_r']:6.2f}  "
+                      f"unique {last['fraction_unique']:.2f}  Var(logR − log q) {last['var_log_r_minus_log_q']:.3f}")
+
+        def draw(k, seed, tr=tr):
+            return tr.sample(x, n=k, seed=seed)
+
+        trained[name] = evaluate(model, draw, n_samples)
+        v, kl, _ = trained[name]
+        print(f"{name} ({objective}): {v:.1%} valid, KL(p̂‖U) = {kl:.4f}")
+
+    if args.plot:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
+            for ax, (title, counts) in zip(axes, [("base model", base_counts), ("GFlowNet fine-tuned", trained["gfn"][2]),
+                                                  ("REINFORCE (reward-maximising)", trained["baseline"][2])]):
+                total = max(1, sum(counts.values()))
+                ax.bar(range(100), [counts.get(i, 0) / total for i in range(100)], width=0.9)
+                ax.axhline(0.01, color="k", lw=0.8, ls="--")
+                ax.set_title(title)
+                ax.set_ylabel("frequency")
+            axes[-1].set_xlabel("sampled integer")
+            fig.tight_layout()
+            os.makedirs(os.path.dirname(args.plot), exist_ok=True)
+            fig.savefig(args.plot, dpi=90)
+            print(f"plot written to {args.plot}")
+        except ImportError:
+            print("(matplotlib not installed: no plot)")
+    print(f"time {time.time() - t0:.0f} s")
+    print(f"base_valid={base_valid:.4f} base_kl={base_kl:.4f} gfn_valid={trained['gfn'][0]:.4f} "
+          f"gfn_kl={trained['gfn'][1]:.4f} baseline_valid={trained['baseline'][0]:.4f} "
+          f"baseline_kl={trained['baseline'][1]:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
