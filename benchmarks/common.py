@@ -13,7 +13,8 @@ GPT2 = MODELS / "gpt2-small"
 ONNX_PATH = GPT2 / "model.onnx"            # legacy opset 17, (input_ids, attention_mask) -> logits
 ONNX_PAST_PATH = GPT2 / "past" / "model.onnx"
 HF_DIR = GPT2 / "hf"
-VOCAB_JSON = REPO / "Tests" / "Fixtures" / "tokenizer" / "vocab.json"
+TOKENIZER_DIR = REPO / "Tests" / "Fixtures" / "tokenizer"   # GPT-2 vocab.json + merges.txt (the rng reward)
+VOCAB_JSON = TOKENIZER_DIR / "vocab.json"
 
 VOCAB = 50257
 EOS = 50256

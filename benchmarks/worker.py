@@ -90,6 +90,8 @@ def run_step(eng, setup, reps, warmup, res):
         losses.append(loss)
     res["step_s"] = times
     res["step_cpu_s"] = cpus
+    if getattr(eng, "last_stats", None) is not None:
+        res["last_step_stats"] = eng.last_stats
     res["losses"] = losses
 
 

@@ -47,27 +47,46 @@ class Engine:
     def score(self, ctx: np.ndarray, cont: np.ndarray) -> list:
         return [float(x) for x in self.model.score(ctx.tolist(), cont.tolist())]
 
-    # --- training: the drivers go here ---------------------------------------------------------------------------
+    # --- training ---------------------------------------------------------------------------------------------
     def lora_setup(self):
-        """DRIVER TO WRITE when issue 4 lands (gfnlm.LoRA + gfnlm.SFTTrainer). Must do exactly what
-        torch_engine.Engine.lora_setup does: base = self.model loaded from C.ONNX_PATH (call self.load() first);
-        adapter = LoRA r=C.LORA_R, alpha=C.LORA_ALPHA, dropout=C.LORA_DROPOUT, targets=C.LORA_TARGETS, seeded;
-        AdamW lr=C.LORA_LR (weight decay 0.01); batch = C.lora_batch() (8 x 32 ids), LM loss on every next token
-        (as context ids[:, :1] and target ids[:, 1:], i.e. 31 predictions per row, like labels=ids in PyTorch).
-        Return a zero-argument function that runs one step (forward + backward + optimiser update) and returns
-        the loss."""
+        """One LoRA step, the configuration of torch_engine.Engine.lora_setup: LoRA r=C.LORA_R, alpha=C.LORA_ALPHA,
+        dropout=C.LORA_DROPOUT on C.LORA_TARGETS; AdamW lr=C.LORA_LR (weight decay 0.01); 8 x 32 ids with the LM
+        loss on every next token (context ids[:1], target ids[1:]: 31 predictions per row, like labels=ids)."""
         if not hasattr(gfnlm, "LoRA") or not hasattr(gfnlm, "SFTTrainer"):
             raise NotAvailable("not implemented yet")
-        raise NotAvailable("not implemented yet (gfnlm.LoRA exists: write the driver in gfnlm_engine.lora_setup)")
+        self.load()
+        adapter = gfnlm.LoRA(self.model, r=C.LORA_R, alpha=float(C.LORA_ALPHA), dropout=C.LORA_DROPOUT,
+                             targets=list(C.LORA_TARGETS), seed=0)
+        trainer = gfnlm.SFTTrainer(self.model, adapter, lr=C.LORA_LR)
+        batch = [(row[:1], row[1:]) for row in C.lora_batch().tolist()]
+        self._keep = (adapter, trainer)
+
+        def step():
+            self.last_stats = trainer.step(batch)
+            return float(self.last_stats["loss"])
+        return step
 
     def gfn_setup(self):
-        """DRIVER TO WRITE when issue 5 lands (gfnlm.GFlowNetTrainer). Must do what torch_gfn_reference.RngTrainer
-        does per step: prompt C.RNG_PROMPT, C.RNG_GRAD_ACC micro-batches of C.RNG_BSZ rows (64 trajectories),
-        max_len C.RNG_MAX_LEN, min_len C.RNG_MIN_LEN, end token C.EOS, behaviour temperature 1, no buffer, the
-        built-in random-number rule reward (algorithm.md §4.1, permitted first tokens C.number_token_ids()),
-        modified SubTB λ = 1 (layout A, `cumsum >= 1` mask), LoRA r=512 alpha=32 dropout 0.1 on c_attn, AdamW
-        lr 5e-4 betas (0.9, 0.999). Return a zero-argument function that runs one optimisation step."""
+        """One GFlowNet step of the random-number configuration, as torch_gfn_reference.RngTrainer: prompt
+        C.RNG_PROMPT, C.RNG_GRAD_ACC micro-batches of C.RNG_BSZ rows (64 trajectories, gradients summed), max_len 5,
+        min_len 1, end token C.EOS, on-policy at τ = 1 (no tempering, no replay), the built-in random-integer rule
+        reward, modified SubTB λ = 1 (layout A, `cumsum >= 1` mask), LoRA r=512 alpha=32 dropout 0.1 on c_attn
+        (dropout on, as in the reference), AdamW lr 5e-4 betas (0.9, 0.999), warm-up 10 + linear decay to 2560."""
         if not hasattr(gfnlm, "GFlowNetTrainer"):
             raise NotAvailable("not implemented yet")
-        raise NotAvailable("not implemented yet (gfnlm.GFlowNetTrainer exists: write the driver in "
-                           "gfnlm_engine.gfn_setup)")
+        self.model = gfnlm.Model.load(str(C.ONNX_PATH), tokenizer=str(C.TOKENIZER_DIR), n_threads=self.threads)
+        adapter = gfnlm.LoRA(self.model, r=C.LORA_R, alpha=float(C.LORA_ALPHA), dropout=C.LORA_DROPOUT,
+                             targets=list(C.LORA_TARGETS), seed=0)
+        reward = gfnlm.rewards.RandomInteger(self.model, termination=C.EOS)
+        trainer = gfnlm.GFlowNetTrainer(
+            self.model, adapter, reward, [C.RNG_PROMPT], objective="subtb", subtb_lambda=1.0, strict_mask=False,
+            termination=C.EOS, min_length=C.RNG_MIN_LEN, max_length=C.RNG_MAX_LEN, layout="forced_stop",
+            batch_size=C.RNG_BSZ, grad_accumulation=C.RNG_GRAD_ACC, average_accumulation=False, lr=5e-4,
+            warmup_steps=10, total_steps=2560, betas=(0.9, 0.999), p_on_policy=1.0, p_replay=0.0,
+            lora_dropout=True, seed=42)
+        self._keep = (adapter, reward, trainer)
+
+        def step():
+            self.last_stats = trainer.step()      # kept in the worker's JSON (mean_length, trajectories, …)
+            return float(self.last_stats["loss"])
+        return step
