@@ -18,7 +18,7 @@ RELEASE_FLAGS := -c release --product gfnlm --scratch-path $(ROOT)/.build-releas
 	-Xswiftc -static-stdlib -Xswiftc -no-toolchain-stdlib-rpath \
 	-Xlinker --version-script=$(ROOT)/include/gfnlm.map
 
-.PHONY: all deps lib demo test swift-test c-test py-test examples-test clean venv
+.PHONY: all deps lib demo test swift-test c-test py-test examples-test clean venv bench
 
 all: deps lib demo
 
@@ -92,6 +92,11 @@ examples-test: $(BUILD)/examples/generate
 	  unshare -m sh -c 'mount -t tmpfs none /opt/swift && ! test -e /opt/swift/usr/lib/swift && \
 	    $(BUILD)/examples/generate $(EXAMPLE_MODEL) "Hello world" $(EXAMPLE_TOKENIZER)' || exit 1; \
 	else echo "(skipped the no-Swift-toolchain check: needs root and unshare)"; fi
+
+## Benchmarks side by side with onnxruntime and PyTorch (sets up benchmarks/.venv and the models on first use;
+## not part of `make test`). The last line of output is key=value ratios.
+bench: lib
+	python3 benchmarks/run.py
 
 clean:
 	rm -rf $(BUILD) .build .build-release
