@@ -145,10 +145,23 @@ public final class LMLikelihoodReward: RewardFunction, @unchecked Sendable {
         } else {
             rowCaches = try (0..<B).map { _ throws(GFNError) in try tf.makeCache(capacity: 1, prefix: cCache) }
         }
-        var rowLogits = [Float](repeating: 0, count: V)
         func logProb(_ logits: UnsafePointer<Float>, _ tok: Int32, penalised: Bool) -> Double {
             let lse = zBias.withOptionalBuffer { chooser.policyLogits(logits, bias: penalised ? $0 : nil) }
             return Double(chooser.work[Int(tok)] - lse)
+        }
+        // Logits of every state position of every row, one head product per row: rowLogits[b][k] is the
+        // distribution after state token k.
+        var rowLogits: [[Float]] = []
+        for (b, t) in trajectories.enumerated() {
+            var l = [Float](repeating: 0, count: max(1, t.state.count) * V)
+            if t.state.count > 0 {
+                hiddenCopy.withUnsafeBufferPointer { hb in
+                    l.withUnsafeMutableBufferPointer {
+                        tf.logits(hidden: hb.baseAddress! + b * maxState * E, count: t.state.count, into: $0.baseAddress!)
+                    }
+                }
+            }
+            rowLogits.append(l)
         }
         for (b, t) in trajectories.enumerated() {
             var cum = [Double](repeating: 0, count: t.state.count + 1)
@@ -157,12 +170,7 @@ public final class LMLikelihoodReward: RewardFunction, @unchecked Sendable {
                 if k == 0 {
                     lp = lastLogits.withUnsafeBufferPointer { logProb($0.baseAddress!, t.state[0], penalised: true) }
                 } else {
-                    hiddenCopy.withUnsafeBufferPointer { hb in
-                        rowLogits.withUnsafeMutableBufferPointer {
-                            tf.logits(hidden: hb.baseAddress! + (b * maxState + k - 1) * E, count: 1, into: $0.baseAddress!)
-                        }
-                    }
-                    lp = rowLogits.withUnsafeBufferPointer { logProb($0.baseAddress!, t.state[k], penalised: true) }
+                    lp = rowLogits[b].withUnsafeBufferPointer { logProb($0.baseAddress! + (k - 1) * V, t.state[k], penalised: true) }
                 }
                 cum[k + 1] = cum[k] + lp
             }
@@ -182,12 +190,7 @@ public final class LMLikelihoodReward: RewardFunction, @unchecked Sendable {
                     if len == 0 {
                         lp0 = lastLogits.withUnsafeBufferPointer { logProb($0.baseAddress!, y[0], penalised: false) }
                     } else {
-                        hiddenCopy.withUnsafeBufferPointer { hb in
-                            rowLogits.withUnsafeMutableBufferPointer {
-                                tf.logits(hidden: hb.baseAddress! + (b * maxState + len - 1) * E, count: 1, into: $0.baseAddress!)
-                            }
-                        }
-                        lp0 = rowLogits.withUnsafeBufferPointer { logProb($0.baseAddress!, y[0], penalised: false) }
+                        lp0 = rowLogits[b].withUnsafeBufferPointer { logProb($0.baseAddress! + (len - 1) * V, y[0], penalised: false) }
                     }
                     yLog[b][s] = lp0
                     if y.count > 1 {

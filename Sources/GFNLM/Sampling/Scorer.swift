@@ -97,12 +97,15 @@ extension InferenceContext {
                 stopLP += s0; anyLP.append(a0)
                 if let lp0 { tokenLP.append(lp0); total += Double(lp0) }
                 if !cont.isEmpty, let hidden, let ri = rows.firstIndex(of: m) {
-                    for t in 0..<cont.count {
-                        rowLogits.withUnsafeMutableBufferPointer { b in
-                            transformer.logits(hidden: hidden + (ri * T + t) * E, count: 1, into: b.baseAddress!)
-                        }
-                        let next: Int32? = t + 1 < cont.count ? cont[t + 1] : nil
-                        let (lp, s, a) = rowLogits.withUnsafeBufferPointer { read($0.baseAddress!, token: next) }
+                    // every position of the row in one head product
+                    let n = cont.count
+                    if rowLogits.count < n * V { rowLogits = [Float](repeating: 0, count: n * V) }
+                    rowLogits.withUnsafeMutableBufferPointer { b in
+                        transformer.logits(hidden: hidden + ri * T * E, count: n, into: b.baseAddress!)
+                    }
+                    for t in 0..<n {
+                        let next: Int32? = t + 1 < n ? cont[t + 1] : nil
+                        let (lp, s, a) = rowLogits.withUnsafeBufferPointer { read($0.baseAddress! + t * V, token: next) }
                         stopLP += s; anyLP.append(a)
                         if let lp { tokenLP.append(lp); total += Double(lp) }
                     }
