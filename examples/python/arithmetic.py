@@ -103,7 +103,7 @@ def main():
     ap.add_argument("--hw", type=int, default=None, help="hw questions (X, Y only) among the training prompts "
                     "(default all 1000, --quick 100)")
     ap.add_argument("--eval-problems", type=int, default=None,
-                    help="held-out problems per operand count (default 40, --quick 3; 0 = all 500)")
+                    help="held-out problems per operand count (default 25, --quick 2; 0 = all 500)")
     ap.add_argument("--sft-steps", type=int, default=None)
     ap.add_argument("--kshot", default="3", help="comma-separated k for k-shot prompting (the model has 256 "
                     "positions: k ≤ 4)")
@@ -111,12 +111,12 @@ def main():
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "arithmetic.png"))
     args = ap.parse_args()
     q = args.quick
-    steps = args.steps or (3 if q else 16)
+    steps = args.steps or (2 if q else 24)
     bsz = args.batch_size or (4 if q else 8)
     grad_acc = args.grad_accumulation or 2
     n_hw = args.hw if args.hw is not None else (100 if q else 1000)
-    n_eval = args.eval_problems if args.eval_problems is not None else (3 if q else 40)
-    sft_steps = args.sft_steps or (3 if q else 30)
+    n_eval = args.eval_problems if args.eval_problems is not None else (2 if q else 25)
+    sft_steps = args.sft_steps or (2 if q else 30)
     n_seeded = 10 if q else 50
     kshots = [int(k) for k in args.kshot.split(",") if k.strip()]
     t0 = time.time()

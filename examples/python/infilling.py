@@ -112,10 +112,10 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "demo-gpt2"))
     ap.add_argument("--data", default=os.path.join(ROOT, "data"))
     ap.add_argument("--quick", action="store_true", help="a short run for tests (about a minute)")
-    ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default 100, quick 4)")
-    ap.add_argument("--train-stories", type=int, default=None, help="default 64, quick 6")
-    ap.add_argument("--eval-stories", type=int, default=None, help="default 20, quick 3")
-    ap.add_argument("--samples", type=int, default=None, help="middles per story and method (default 16, quick 4)")
+    ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default 50, quick 3)")
+    ap.add_argument("--train-stories", type=int, default=None, help="default 64, quick 4")
+    ap.add_argument("--eval-stories", type=int, default=None, help="default 20, quick 2")
+    ap.add_argument("--samples", type=int, default=None, help="middles per story and method (default 12, quick 4)")
     ap.add_argument("--policy-prompt", choices=["ending-first", "paper"], default="ending-first")
     ap.add_argument("--min-len", type=int, default=5)
     ap.add_argument("--max-len", type=int, default=20)
@@ -128,10 +128,10 @@ def main():
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "infilling.png"))
     ap.add_argument("--save-adapter", default=None, help="directory to save the trained LoRA adapter (PEFT layout)")
     args = ap.parse_args()
-    steps = args.steps if args.steps is not None else (4 if args.quick else 100)
-    n_train = args.train_stories or (6 if args.quick else 64)
-    n_eval = args.eval_stories or (3 if args.quick else 20)
-    K = args.samples or (4 if args.quick else 16)
+    steps = args.steps if args.steps is not None else (3 if args.quick else 50)
+    n_train = args.train_stories or (4 if args.quick else 64)
+    n_eval = args.eval_stories or (2 if args.quick else 20)
+    K = args.samples or (4 if args.quick else 12)
     t0 = time.time()
 
     model = gfnlm.Model.load(args.model)
@@ -147,7 +147,7 @@ def main():
                for s in train]
     reward = gfnlm.rewards.LMLikelihood(model, min_length=args.reward_min_len)
     lora = gfnlm.LoRA(model, r=16, alpha=32, dropout=0.0, targets=["c_attn", "c_proj", "c_fc"], seed=args.seed)
-    grad_acc = 2 if args.quick else 4
+    grad_acc = 1 if args.quick else 2
     horizon = max(1, int(steps * 0.5))
     tr = gfnlm.GFlowNetTrainer(
         model, lora, reward, prompts=prompts, objective="subtb", termination=eos, min_length=args.min_len,
@@ -258,11 +258,13 @@ def main():
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
             fig, ax = plt.subplots(figsize=(7, 4.2))
-            vals = [v for m in methods for v in res[m]["all_logr"] if v > -99]
-            lo, hi = min(vals), max(vals)
+            vals = [v for m in methods for v in res[m]["all_logr"] if v > -99] or [-99.0, 0.0]
+            lo, hi = min(vals), max(vals) + 1e-6
             bins = [lo + (hi - lo) * k / 30 for k in range(31)]
             for m in ("prompt", "prompt_ending", "gfn"):
-                ax.hist([v for v in res[m]["all_logr"] if v > -99], bins=bins, alpha=0.5, density=True, label=labels[m])
+                v = [v for v in res[m]["all_logr"] if v > -99]
+                if v:
+                    ax.hist(v, bins=bins, alpha=0.5, density=True, label=labels[m])
             for m, ls in (("beam", "--"), ("true", ":")):
                 ax.axvline(mean(res[m]["all_logr"]), color="k", ls=ls, lw=1, label=f"{labels[m]} (mean)")
             ax.set_xlabel("log p_LM(Z Y | s1 s2 s3)  (the untempered reward)")

@@ -148,13 +148,13 @@ def main():
     ap.add_argument("--train-size", type=int, choices=(10, 20, 50), default=None,
                     help="labelled examples: data/subj/train.N.jsonl (default 20; --quick 10)")
     ap.add_argument("--test-size", type=int, default=None,
-                    help="held-out test items (default 200, --quick 24; 0 = all 992)")
+                    help="held-out test items (default 200, --quick 12; 0 = all 992)")
     ap.add_argument("--steps", type=int, default=None, help="E-step optimiser steps")
     ap.add_argument("--batch-size", type=int, default=None, help="E-step trajectories per micro-batch")
     ap.add_argument("--grad-accumulation", type=int, default=None, help="E-step micro-batches per step")
     ap.add_argument("--lr", type=float, default=5e-4, help="E-step learning rate (the reference's)")
     ap.add_argument("--seeds-per-example", type=int, default=None,
-                    help="inverse-prompted buffer seeds per labelled example (the reference: 20; default 10, --quick 4)")
+                    help="inverse-prompted buffer seeds per labelled example (the reference: 20; default 10, --quick 2)")
     ap.add_argument("--mstep-steps", type=int, default=None)
     ap.add_argument("--sft-steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -162,14 +162,14 @@ def main():
     args = ap.parse_args()
     q = args.quick
     n_train = args.train_size or (10 if q else 20)
-    test_size = args.test_size if args.test_size is not None else (24 if q else 200)
-    steps = args.steps or (6 if q else 40)
+    test_size = args.test_size if args.test_size is not None else (12 if q else 200)
+    steps = args.steps or (4 if q else 40)
     bsz = args.batch_size or 8
     grad_acc = args.grad_accumulation or (1 if q else 2)
-    mstep_steps = args.mstep_steps or (5 if q else 30)
-    sft_steps = args.sft_steps or (5 if q else 30)
-    rationales_per_train = 20 if q else 100
-    n_seeds_each = args.seeds_per_example or (4 if q else 10)
+    mstep_steps = args.mstep_steps or (3 if q else 30)
+    sft_steps = args.sft_steps or (3 if q else 30)
+    rationales_per_train = 8 if q else 100
+    n_seeds_each = args.seeds_per_example or (2 if q else 10)
     t0 = time.time()
     timings = {}
 

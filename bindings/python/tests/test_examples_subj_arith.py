@@ -131,7 +131,7 @@ def test_subjectivity_quick(tmp_path):
     m, out = run_example("subjectivity", tmp_path)
     for k in ("zero_shot_acc", "few_shot_acc", "sft_acc", "gfn_acc", "gfn_mstep_acc", "train_agree"):
         assert 0.0 <= m[k] <= 1.0, k
-    assert m["n_train"] == 10 and m["n_test"] == 24
+    assert m["n_train"] == 10 and m["n_test"] == 12
     assert "buffer seeded with" in out and "E-step" in out and "M-step" in out
 
 
