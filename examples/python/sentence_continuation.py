@@ -88,7 +88,7 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "demo-gpt2"))
     ap.add_argument("--data", default=os.path.join(ROOT, "data"))
     ap.add_argument("--quick", action="store_true", help="a short run for tests (about a minute)")
-    ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default 100, quick 6)")
+    ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default 60, quick 6)")
     ap.add_argument("--train-prompts", type=int, default=None, help="prompts from lines 0-949 (default 48, quick 8)")
     ap.add_argument("--eval-prompts", type=int, default=None, help="held-out prompts (default 30, quick 3)")
     ap.add_argument("--eval-split", choices=["heldout", "paper"], default="heldout",
@@ -105,7 +105,7 @@ def main():
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "sentence_continuation.png"))
     ap.add_argument("--save-adapter", default=None, help="directory to save the trained LoRA adapter (PEFT layout)")
     args = ap.parse_args()
-    steps = args.steps if args.steps is not None else (6 if args.quick else 100)
+    steps = args.steps if args.steps is not None else (6 if args.quick else 60)
     n_train = args.train_prompts or (8 if args.quick else 48)
     n_eval = args.eval_prompts or (3 if args.quick else 30)
     L, K = args.max_len, args.samples

@@ -130,6 +130,25 @@ def majority(votes):
     return 0 if sum(1 for v in votes if v == 0) / len(votes) > 0.5 else 1
 
 
+def margins(scores):
+    """log p(objective) − log p(subjective) per context."""
+    return [o - s for o, s in scores]
+
+
+def fit_threshold(margin_values, labels):
+    """The threshold t that classifies the labelled examples best with "objective iff margin > t" (ties: the
+    smallest |t|). Not the paper's rule: a one-parameter calibration of the label prior, fitted on the labelled
+    examples only, reported beside the plain argmax because a small model can prefer one label everywhere."""
+    vals = sorted(set(margin_values))
+    cands = [vals[0] - 1.0] + [(a + b) / 2 for a, b in zip(vals, vals[1:])] + [vals[-1] + 1.0]
+    best = None
+    for t in cands:
+        a = accuracy([0 if m > t else 1 for m in margin_values], labels)
+        if best is None or a > best[0] or (a == best[0] and abs(t) < abs(best[1])):
+            best = (a, t)
+    return best[1]
+
+
 def accuracy(pred, gold):
     return sum(int(a == b) for a, b in zip(pred, gold)) / max(1, len(gold))
 
@@ -210,8 +229,23 @@ def main():
 
     # ---- baselines without rationales ------------------------------------------------------------------------
     t = time.time()
-    acc["zero_shot"] = accuracy(predict(scorer(test_x)), test_y)
-    print(f"zero-shot (compare ' objective' / ' subjective' after X): {acc['zero_shot']:.3f}")
+    cal, pred_obj = {}, {}
+
+    def calibrated(name, train_margins, train_labels, test_margins, votes=1):
+        """Accuracy with the threshold fitted on the labelled examples (votes > 1: per-rationale margins,
+        majority vote per test item)."""
+        t = fit_threshold(train_margins, train_labels)
+        v = [0 if m > t else 1 for m in test_margins]
+        pred = v if votes == 1 else [majority(v[j * votes:(j + 1) * votes]) for j in range(len(test_y))]
+        cal[name] = accuracy(pred, test_y)
+        print(f"  {name}, threshold fitted on the labelled examples (t = {t:.2f}): {cal[name]:.3f}")
+
+    sc = scorer(test_x)
+    acc["zero_shot"] = accuracy(predict(sc), test_y)
+    pred_obj["zero_shot"] = predict(sc).count(0) / len(test_y)
+    print(f"zero-shot (compare ' objective' / ' subjective' after X): {acc['zero_shot']:.3f} "
+          f"({pred_obj['zero_shot']:.0%} predicted objective)")
+    calibrated("zero_shot", margins(scorer(train_x)), train_y, margins(sc))
     demos = [tok.encode(X_TEMPLATE.format(r["text"]) + " " + LABEL_TEXT[r["label"]] + ".\n") for r in train]
     order = list(range(len(demos)))
     random.Random(2).shuffle(order)       # the reference's few-shot shuffle seed
@@ -226,7 +260,9 @@ def main():
             k += 1
         ks.append(k)
         contexts.append(ctx + x)
-    acc["few_shot"] = accuracy(predict(scorer(contexts)), test_y)
+    fs = predict(scorer(contexts))
+    acc["few_shot"] = accuracy(fs, test_y)
+    pred_obj["few_shot"] = fs.count(0) / len(test_y)
     print(f"few-shot ({sum(ks) / len(ks):.1f} labelled examples in context on average, at most {max(ks)}; "
           f"the model has {model.config['n_positions']} positions): {acc['few_shot']:.3f}")
     sft_lora = gfnlm.LoRA(model, r=64, alpha=32, targets=["c_attn", "c_proj"], seed=args.seed + 3)
@@ -237,8 +273,12 @@ def main():
         st = sft.step([rng.choice(pairs) for _ in range(16)])
         if i % max(1, sft_steps // 4) == 0 or i == sft_steps - 1:
             print(f"  SFT step {i:3d}: loss {st['loss']:.3f}")
-    acc["sft"] = accuracy(predict(scorer(test_x, adapter=sft_lora)), test_y)
-    print(f"SFT on the {n_train} labelled examples (no rationale, LoRA): {acc['sft']:.3f}")
+    sc = scorer(test_x, adapter=sft_lora)
+    acc["sft"] = accuracy(predict(sc), test_y)
+    pred_obj["sft"] = predict(sc).count(0) / len(test_y)
+    print(f"SFT on the {n_train} labelled examples (no rationale, LoRA): {acc['sft']:.3f} "
+          f"({pred_obj['sft']:.0%} predicted objective)")
+    calibrated("sft", margins(scorer(train_x, adapter=sft_lora)), train_y, margins(sc))
     t = lap("baselines", t)
 
     # ---- E-step: GFlowNet over rationales ---------------------------------------------------------------------
@@ -302,6 +342,7 @@ def main():
         agree += sum(int(p == y) for p in preds)
         total += len(zs)
         m_pairs += [(x + z + so_it_is, [label_ids[y]]) for z in zs]
+    m_labels = [0 if target[0] == obj_id else 1 for _, target in m_pairs]
     train_agree = agree / total
     print(f"E-step rationales for the labelled examples: p_LM picks the true label after {train_agree:.1%} of them")
     print("  e.g. " + " | ".join(f"{tok.decode(z[len(train_x[0]):-len(so_it_is)])!r}" for z, _ in m_pairs[:5])
@@ -313,11 +354,15 @@ def main():
         test_z.append([cut_rationale(s.tokens, eos) for s in tr.sample(x, n=N_VOTES, seed=20_000 + j)])
     t = lap("test rationales", t)
     rows = [x + z + so_it_is for x, zs in zip(test_x, test_z) for z in zs]
-    votes = predict(scorer(rows))
+    sc = scorer(rows)
+    votes = predict(sc)
     bma = [majority(votes[j * N_VOTES:(j + 1) * N_VOTES]) for j in range(len(test_x))]
     acc["gfn"] = accuracy(bma, test_y)
+    pred_obj["gfn"] = bma.count(0) / len(test_y)
     print(f"GFlowNet E-step + BMA ({N_VOTES} rationales, majority vote): {acc['gfn']:.3f}   "
-          f"(single-rationale accuracy {accuracy(votes, [y for y in test_y for _ in range(N_VOTES)]):.3f})")
+          f"(single-rationale accuracy {accuracy(votes, [y for y in test_y for _ in range(N_VOTES)]):.3f}; "
+          f"{pred_obj['gfn']:.0%} predicted objective)")
+    calibrated("gfn", margins(scorer([c for c, _ in m_pairs])), m_labels, margins(sc), votes=N_VOTES)
     for j in range(2):
         print(f"  {test[j]['text'][:70]!r}… ({LABEL_TEXT[test_y[j]]}): "
               + " | ".join(repr(tok.decode(z)) for z in test_z[j][:4]))
@@ -331,18 +376,26 @@ def main():
         st = msft.step([rng.choice(m_pairs) for _ in range(16)])
         if i % max(1, mstep_steps // 4) == 0 or i == mstep_steps - 1:
             print(f"  M-step {i:3d}: loss {st['loss']:.3f}")
-    m_votes = predict(scorer(rows, adapter=m_lora))
+    sc = scorer(rows, adapter=m_lora)
+    m_votes = predict(sc)
     m_bma = [majority(m_votes[j * N_VOTES:(j + 1) * N_VOTES]) for j in range(len(test_x))]
     acc["gfn_mstep"] = accuracy(m_bma, test_y)
+    pred_obj["gfn_mstep"] = m_bma.count(0) / len(test_y)
     print(f"E-step + M-step (the M-step model classifies the same {N_VOTES} rationales, majority vote): "
-          f"{acc['gfn_mstep']:.3f}")
+          f"{acc['gfn_mstep']:.3f} ({pred_obj['gfn_mstep']:.0%} predicted objective)")
+    calibrated("gfn_mstep", margins(scorer([c for c, _ in m_pairs], adapter=m_lora)), m_labels, margins(sc),
+               votes=N_VOTES)
     t = lap("M-step", t)
 
     names = [("zero_shot", "zero-shot"), ("few_shot", "few-shot"), ("sft", "SFT (no rationale)"),
              ("gfn", "GFlowNet E-step + BMA"), ("gfn_mstep", "E-step + M-step")]
     print(f"\naccuracy on {len(test)} held-out items (train.{n_train}):")
+    print(f"  {'':24s} {'argmax':>7s} {'fitted threshold':>17s} {'predicted objective':>20s}")
     for k, label in names:
-        print(f"  {label:24s} {acc[k]:.3f}")
+        c = f"{cal[k]:17.3f}" if k in cal else f"{'—':>17s}"
+        print(f"  {label:24s} {acc[k]:7.3f} {c} {pred_obj[k]:20.0%}")
+    print(f"  (test: {sum(1 for v in test_y if v == 0) / len(test_y):.0%} objective; argmax = the paper's rule; "
+          "fitted threshold: objective iff log p(objective) − log p(subjective) > t, t fitted on the labelled examples)")
     if args.plot:
         try:
             import matplotlib
@@ -369,6 +422,8 @@ def main():
     elapsed = time.time() - t0
     print(f"time {elapsed:.0f} s wall, {cpu_time():.0f} s CPU (" + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) + ")")
     print(" ".join(f"{k}_acc={acc[k]:.4f}" for k, _ in names)
+          + " " + " ".join(f"{k}_cal_acc={cal[k]:.4f}" for k, _ in names if k in cal)
+          + " " + " ".join(f"{k}_pred_obj={pred_obj[k]:.4f}" for k, _ in names)
           + f" train_agree={train_agree:.4f} n_train={n_train} n_test={len(test)} seconds={elapsed:.0f} cpu_seconds={cpu_time():.0f}")
     return 0
 
