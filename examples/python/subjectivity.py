@@ -17,6 +17,14 @@ many labelled examples as fit in the model's context, before X), and SFT of the 
 rationale (LoRA). Test items: subj/train.jsonl lines 7000–7999 (never in the demo model's training text) minus
 the few that are also in train.50.jsonl.
 
+Besides the paper's rule (argmax over the two labels), each method's share of test items predicted objective and
+its accuracy with a threshold fitted on the labelled examples (objective iff log p(objective) − log p(subjective)
+> t, t chosen to classify the labelled examples best) are reported: a small model can prefer one label for every
+input, and then every argmax accuracy is just that label's share of the test set.
+
+Library gap: SFT trains the full-vocabulary cross-entropy of the label token, not the reference's two-way
+cross-entropy over the two label tokens (the M-step and the SFT baseline), which the library does not offer.
+
 Usage: PYTHONPATH=bindings/python python examples/python/subjectivity.py [--quick] [--train-size 10|20|50]
        [--model DIR] [--data DIR] [--plot FILE]
 The last line is machine-readable: zero_shot_acc=… few_shot_acc=… sft_acc=… gfn_acc=… gfn_mstep_acc=… …
