@@ -13,6 +13,10 @@ demo model's training text): 10 samples at T = 0.1 with the calculator, the answ
 (the reference's extract_answer), majority vote. Baselines with the same tool, vocabulary and decoding: SFT
 (LoRA) on the same 50 demonstrations (rationales with results), and k-shot prompting of the base model.
 
+Library gap: sampling with the calculator exists only as gfn_gflownet_sample (GFlowNetTrainer.sample), so the
+baselines are sampled through a trainer that is never trained (its reward is a dummy callback that is never
+called), and the base model is a LoRA adapter with B = 0, because a trainer needs an adapter.
+
 Usage: PYTHONPATH=bindings/python python examples/python/arithmetic.py [--quick] [--calculator reference|fixed]
        [--model DIR] [--data DIR] [--plot FILE]
 The last line is machine-readable: gfn_acc3=… gfn_acc4=… gfn_acc5=… sft_acc3=… … kshot_acc5=… allowed_vocab=…
