@@ -117,7 +117,7 @@ def main():
     q = args.quick
     steps = args.steps or (2 if q else 24)
     bsz = args.batch_size or (4 if q else 8)
-    grad_acc = args.grad_accumulation or 2
+    grad_acc = args.grad_accumulation or (1 if q else 2)
     n_hw = args.hw if args.hw is not None else (100 if q else 1000)
     n_eval = args.eval_problems if args.eval_problems is not None else (2 if q else 25)
     sft_steps = args.sft_steps or (2 if q else 30)

@@ -165,11 +165,11 @@ def test_subjectivity_quick(tmp_path):
     keys += [f"{k}_cal_acc" for k in ("zero_shot", "sft", "gfn", "gfn_mstep")]
     for k in keys:
         assert 0.0 <= m[k] <= 1.0, k
-        # an accuracy over n items: a multiple of 1/n
-        assert abs(m[k] * n - round(m[k] * n)) < 1e-3, (k, m[k])
+        # an accuracy over n items: a multiple of 1/n (printed with 4 decimals)
+        assert abs(m[k] * n - round(m[k] * n)) <= n * 5e-5 + 1e-9, (k, m[k])
     # 10 × 8 rationales for the labelled examples, each either agreeing with the true label or not
-    assert 0.0 <= m["train_agree"] <= 1.0 and abs(m["train_agree"] * 80 - round(m["train_agree"] * 80)) < 1e-3
-    assert m["zero_shot_acc"] == pytest.approx(zero_shot_accuracy(n), abs=1e-9)
+    assert 0.0 <= m["train_agree"] <= 1.0 and abs(m["train_agree"] * 80 - round(m["train_agree"] * 80)) <= 80 * 5e-5
+    assert m["zero_shot_acc"] == pytest.approx(zero_shot_accuracy(n), abs=5e-5)
     # an argmax that predicts one label everywhere scores that label's share of the test items
     test_obj = float(re.search(r"test: (\d+)% objective", out).group(1)) / 100
     for k in ("zero_shot", "few_shot", "sft", "gfn", "gfn_mstep"):
@@ -206,7 +206,7 @@ def test_arithmetic_quick(tmp_path):
     for method in ("gfn", "sft", "kshot3"):
         for k in (3, 4, 5):
             assert 0.0 <= m[f"{method}_acc{k}"] <= 1.0
-            assert abs(m[f"{method}_acc{k}"] * 2 - round(m[f"{method}_acc{k}"] * 2)) < 1e-3   # 2 problems each
+            assert abs(m[f"{method}_acc{k}"] * 2 - round(m[f"{method}_acc{k}"] * 2)) <= 1e-4   # 2 problems each
     assert m["allowed_vocab"] == 1805                 # A23
     assert m["calculator_fixed"] == 0 and m["n_eval"] == 2
     assert "seeded" in out
