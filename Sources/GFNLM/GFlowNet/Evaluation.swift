@@ -107,12 +107,17 @@ extension RolloutEngine {
                 i += chunk
             }
         }
+        // The sampler never stops before min_len: those sequences have probability 0, and before min_len it draws
+        // from the policy renormalised without ⊤.
+        let minLength = settings.minLength
+        all = all.filter { $0.count >= minLength }
         var out = ExactDistribution(sequences: all, logQ: [], logR: [])
         for z in all {
             var lq = 0.0
             for t in 0..<z.count {
                 guard let d = logq[Array(z[0..<t])] else { throw .internalError("missing state in enumeration") }
                 lq += Double(d[Int(z[t])])
+                if t < minLength { lq -= BannedStop.logOneMinusExp(Double(d[Int(term)])) }
             }
             if z.count < L || settings.layout == .nextSentence {
                 guard let d = logq[z] else { throw .internalError("missing state in enumeration") }

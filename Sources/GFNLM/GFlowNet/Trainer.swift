@@ -255,6 +255,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                 }
                 if !cur.isEmpty { chunks.append(cur) }
             }
+            let banned = BannedStop(objective: config.objective, minLength: engine.settings.minLength)
             for chunk in chunks {
                 let p = micros[chunk[0]].prompt
                 let prompt = prompts[p]
@@ -293,7 +294,8 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                     }
                 }
                 if config.loraDropout { pass.dropoutSeed = rng.next() } else { pass.dropoutSeed = nil }
-                let (lpf, lpt) = try pass.forward(prompt: prompt.x, trajectories: trajs, adapter: adapter)
+                let (rawPF, lpt) = try pass.forward(prompt: prompt.x, trajectories: trajs, adapter: adapter)
+                let lpf = banned.renormalise(rawPF, lpt)
                 var dPF = lpf.map { $0.map { _ in 0.0 } }, dPT = lpt.map { $0.map { _ in 0.0 } }
                 let z = Double(logZ.value.pointer[p])
                 offset = 0
@@ -310,6 +312,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                     logZ.grad.pointer[p] += Float(res.dLogZ.reduce(0, +))
                     lossSum += res.loss
                 }
+                banned.chainRule(dPF, lpt, into: &dPT)
                 try pass.backward(dLogPF: dPF, dLogPT: dPT, gradients: gradients)
                 for (b, t) in trajs.enumerated() {
                     let terminalPT = (t.truncated && engine.settings.layout == .forcedStop) ? 0 : lpt[b][t.n]
@@ -444,4 +447,44 @@ extension ReplayBuffer {
         for k in keys { setItems(k, []) }
         for k in other.keys { setItems(k, other.items(k)) }
     }
+}
+
+/// Trajectory-level objectives (TB, REINFORCE) score a trajectory by the probability the *sampler* gave it. Before
+/// min_len the sampler never stops, so its distribution there is the policy's renormalised without ⊤:
+/// log q̃(a|s_t) = log q(a|s_t) − log(1 − q(⊤|s_t)). Without this, the never-sampled ⊤ is a free sink: moving mass
+/// onto it lowers log q(τ) of every trajectory at once, which TB (and REINFORCE for below-average returns) rewards;
+/// measured on the random-integer task, q(⊤|X) went from 0.04 to 0.998 in 50 TB steps. SubTB and DB keep the
+/// reference's untampered log-probabilities (algorithm.md §1.2 d): there log q(⊤|s_t) is itself a flow term,
+/// anchored by the reward of the sequence that stops at s_t.
+struct BannedStop {
+    /// Positions t < positions are renormalised (0: nothing to do).
+    let positions: Int
+
+    init(objective: Objective, minLength: Int) {
+        switch objective {
+        case .tb, .reinforce: positions = minLength
+        default: positions = 0
+        }
+    }
+
+    /// log q̃(a_t|s_t) for every row (shapes as PolicyPass.forward returns them).
+    func renormalise(_ logPF: [[Double]], _ logPT: [[Double]]) -> [[Double]] {
+        guard positions > 0 else { return logPF }
+        return logPF.enumerated().map { b, row in
+            row.enumerated().map { t, v in t < positions ? v - Self.logOneMinusExp(logPT[b][t]) : v }
+        }
+    }
+
+    /// Adds the renormaliser's share of dL/d log q̃ to dL/d log q(⊤|s_t): d/dℓ[−log(1 − e^ℓ)] = e^ℓ / (1 − e^ℓ).
+    func chainRule(_ dLogPF: [[Double]], _ logPT: [[Double]], into dLogPT: inout [[Double]]) {
+        guard positions > 0 else { return }
+        for b in dLogPF.indices {
+            for t in 0..<min(positions, dLogPF[b].count) {
+                let q = exp(logPT[b][t])
+                dLogPT[b][t] += dLogPF[b][t] * q / max(1 - q, 1e-12)
+            }
+        }
+    }
+
+    static func logOneMinusExp(_ l: Double) -> Double { log(max(-expm1(l), 1e-12)) }
 }
