@@ -55,7 +55,7 @@ $(VENV)/.ok: bindings/python/requirements-test.txt
 	@touch $@
 
 demo: lib venv
-	GFNLM_LIBRARY=$(LIB) PYTHONPATH=$(ROOT)/bindings/python $(PY) examples/python/demo.py
+	GFNLM_LIBRARY=$(LIB) PYTHONPATH=$(ROOT)/bindings/python $(PY) examples/python/random_numbers.py --plot $(BUILD)/random_numbers.png
 
 test: deps lib venv swift-test c-test py-test examples-test
 	@echo "all tests passed"

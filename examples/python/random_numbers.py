@@ -3,7 +3,8 @@
 The prompt asks for "a random integer drawn uniformly between 0 and 100"; a language model answers with a skewed
 distribution and often with something that is not a number. GFlowNet fine-tuning with the reward R(Z) of the
 paper (high for a single number token 0–99 followed by the end of text) teaches the model to sample Z ∝ R(Z):
-every valid answer equally often. A reward-maximising baseline (REINFORCE) trained on the same reward instead
+every valid answer equally often. The default objective is trajectory balance with a learned log Z (on the
+demo model it reaches the target in ~150 steps; the paper's SubTB drifts there, see the README). A reward-maximising baseline (REINFORCE) trained on the same reward instead
 collapses onto a few numbers.
 
 Usage: PYTHONPATH=bindings/python python examples/python/random_numbers.py [--quick] [--model DIR] [--plot FILE]
@@ -56,9 +57,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a short run for tests")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--samples", type=int, default=None)
+    ap.add_argument("--objective", default="tb", choices=["tb", "subtb", "db"],
+                    help="the GFlowNet objective (the paper uses subtb; see the README for both on the demo model)")
+    ap.add_argument("--lr", type=float, default=5e-4, help="learning rate of the GFlowNet")
+    ap.add_argument("--baseline-lr", type=float, default=2e-4, help="learning rate of the REINFORCE baseline")
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "random_numbers.png"))
     args = ap.parse_args()
-    steps = args.steps or (20 if args.quick else 300)
+    steps = args.steps or (20 if args.quick else 200)
     n_samples = args.samples or (2_000 if args.quick else 100_000)
     t0 = time.time()
 
@@ -76,12 +81,12 @@ def main():
 
     reward = gfnlm.rewards.RandomInteger(model)
     trained = {}
-    for name, objective in (("gfn", "subtb"), ("baseline", "reinforce")):
+    for name, objective in (("gfn", args.objective), ("baseline", "reinforce")):
         lora = gfnlm.LoRA(model, r=64, alpha=32, dropout=0.0, targets=["c_attn", "c_proj", "c_fc"], seed=42)
         tr = gfnlm.GFlowNetTrainer(model, lora, reward, prompts=[x], objective=objective, termination=eos,
                                    min_length=1, max_length=5, batch_size=16, grad_accumulation=4,
-                                   lr=5e-4 if objective == "subtb" else 2e-4, warmup_steps=10, total_steps=steps,
-                                   p_on_policy=1.0, p_replay=0.0, seed=42)
+                                   lr=args.lr if objective != "reinforce" else args.baseline_lr, warmup_steps=10,
+                                   total_steps=steps, p_on_policy=1.0, p_replay=0.0, seed=42)
         last = {}
         for i in range(steps):
             last = tr.step()
