@@ -341,7 +341,9 @@ public final class GFlowNetTrainer: @unchecked Sendable {
     /// prompts and objective): training continues exactly as if it had not stopped.
     public func load(checkpoint directory: String) throws(GFNError) {
         let r = try TrainingCheckpoint.load(directory: directory, model: model.weights, adapter: adapter,
-                                            optimizer: optimizer, extraFiles: [GFlowNetTrainer.bufferFile])
+                                            optimizer: optimizer, extraFiles: [GFlowNetTrainer.bufferFile],
+                                            expect: ["trainer": "gflownet", "prompts": .int(Int64(prompts.count))],
+                                            checkFile: { _, b throws(GFNError) in _ = try ReplayBuffer.deserialize(b, source: directory) })
         guard r.extra["trainer"]?.string == "gflownet", let s = r.extra["step"]?.int,
               r.extra["prompts"]?.int == prompts.count else {
             throw .state("\(directory) is not a checkpoint of a GFlowNet trainer with \(prompts.count) prompts")

@@ -1,11 +1,32 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// Writing a directory of files as one atomic unit: everything goes into a temporary sibling directory which
-/// is renamed over the destination at the end, so a crash leaves either the old directory or the new one,
-/// never a half-written mix.
+/// replaces the destination at the end, so a crash leaves either the old directory or the new one, never a
+/// half-written mix — and never no directory: an existing destination is swapped with the new one in one step
+/// (renameat2 RENAME_EXCHANGE); only where the file system cannot exchange is it moved aside first.
+/// Temporaries of processes that died while writing (`<name>.tmp.<pid>.<n>`, `<name>.old.<pid>.<n>`) are removed
+/// by the next write.
 enum AtomicDirectory {
+    /// Distinguishes concurrent writes of one process.
+    private static let counter = Atomic<Int>(0)
+
+    private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?, UInt32) -> Int32
+    /// glibc's renameat2 (not visible to Swift without _GNU_SOURCE), looked up once.
+    nonisolated(unsafe) private static let renameat2: RenameAt2? = {
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2") else { return nil }
+        return unsafeBitCast(sym, to: RenameAt2.self)
+    }()
+
+    /// Atomically exchanges two existing paths; false when the system or file system cannot (the caller falls back).
+    static func exchange(_ a: String, _ b: String) -> Bool {
+        guard let f = renameat2 else { return false }
+        let atFDCWD: Int32 = -100, renameExchange: UInt32 = 1 << 1
+        return f(atFDCWD, a, atFDCWD, b, renameExchange) == 0
+    }
+
     /// Writes `files` (name → bytes; names without "/") into `path` atomically, replacing what was there.
     static func write(_ path: String, files: [(String, [UInt8])]) throws(GFNError) {
         guard !path.isEmpty else { throw .invalidArgument("empty directory path") }
@@ -14,7 +35,9 @@ enum AtomicDirectory {
         let parent = FileIO.dirname(of: p)
         try FileIO.makeDirectories(parent)
         if FileIO.exists(p) && !FileIO.isDirectory(p) { throw .io("\(p) exists and is not a directory") }
-        let tmp = p + ".tmp.\(getpid())"
+        removeStaleTemporaries(of: p)
+        let tag = "\(getpid()).\(counter.add(1, ordering: .relaxed).newValue)"
+        let tmp = p + ".tmp." + tag
         if FileIO.exists(tmp) { try removeTree(tmp) }
         guard mkdir(tmp, 0o755) == 0 else { throw .io("cannot create directory \(tmp): \(FileIO.errnoString())") }
         do throws(GFNError) {
@@ -25,8 +48,11 @@ enum AtomicDirectory {
                 try writeFile(FileIO.join(tmp, name), bytes)
             }
             try syncDirectory(tmp)
-            if FileIO.exists(p) {
-                let old = p + ".old.\(getpid())"
+            if FileIO.exists(p) && exchange(tmp, p) {
+                // p is the new checkpoint now, tmp the old one
+                try? removeTree(tmp)
+            } else if FileIO.exists(p) {
+                let old = p + ".old." + tag
                 if FileIO.exists(old) { try removeTree(old) }
                 guard rename(p, old) == 0 else { throw GFNError.io("cannot move \(p) aside: \(FileIO.errnoString())") }
                 guard rename(tmp, p) == 0 else {
@@ -63,6 +89,24 @@ enum AtomicDirectory {
             done += n
         }
         guard fsync(fd) == 0 else { throw .io("cannot sync \(path): \(FileIO.errnoString())") }
+    }
+
+    /// Removes `<path>.tmp.<pid>.<n>` / `<path>.old.<pid>.<n>` siblings (also the older `<path>.tmp.<pid>`) left by
+    /// processes that no longer run. Best effort: errors are ignored.
+    static func removeStaleTemporaries(of path: String) {
+        let parent = FileIO.dirname(of: path), base = FileIO.basename(of: path)
+        guard let d = opendir(parent) else { return }
+        var stale: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            for kind in [".tmp.", ".old."] where name.hasPrefix(base + kind) {
+                let rest = name.dropFirst(base.count + kind.count)
+                guard let pid = Int32(rest.prefix { $0 != "." }), pid > 0, pid != getpid() else { continue }
+                if kill(pid, 0) != 0 && errno == ESRCH { stale.append(name) }
+            }
+        }
+        closedir(d)
+        for name in stale { try? removeTree(FileIO.join(parent, name)) }
     }
 
     static func syncDirectory(_ path: String) throws(GFNError) {
