@@ -324,16 +324,16 @@ final class GFlowNetTests: XCTestCase {
     }
 
     func testNaNRewardSkipsTheStepAndChangesNothing() throws {
-        var calls = 0
+        var poison = false
         let reward = CallbackReward { _, states throws(GFNError) in
-            calls += 1
-            return states.map { calls == 3 ? .nan : -Double($0.count) }
+            states.map { poison ? .nan : -Double($0.count) }
         }
         let trainer = try setupTrainer(reward: reward)
         try trainer.trainStep()
         let before = trainer.adapter.factors.mapValues { ($0.a.array, $0.b.array) }
         let step = trainer.step
         let bufferBefore = trainer.buffer.serialized()
+        poison = true
         XCTAssertThrowsError(try trainer.trainStep()) { XCTAssertEqual(($0 as? GFNError)?.status, .numerical) }
         XCTAssertEqual(trainer.step, step)
         XCTAssertEqual(trainer.buffer.serialized(), bufferBefore)
@@ -346,7 +346,7 @@ final class GFlowNetTests: XCTestCase {
         XCTAssertThrowsError(try t2.trainStep()) { XCTAssertEqual(($0 as? GFNError)?.status, .callback) }
         XCTAssertEqual(t2.step, 0)
         // the next step after a failure behaves as if the failure never happened
-        calls = 100
+        poison = false
         try trainer.trainStep()
         XCTAssertEqual(trainer.step, step + 1)
     }

@@ -78,18 +78,44 @@ public final class RolloutEngine: @unchecked Sendable {
     /// with ⊤). Rows use independent RNG streams from `seed`.
     public func generate(prompt: [Int32], count: Int, temperature: Float, adapter: LoRAAdapter?, seed: UInt64,
                          actions forced: [[Int32]]? = nil) throws(GFNError) -> [Trajectory] {
+        guard count > 0 else { throw .invalidArgument("the number of trajectories must be positive") }
+        if let forced, forced.count != count {
+            throw .invalidArgument("\(forced.count) action sequences for \(count) rows")
+        }
+        let plans = (0..<count).map { i in
+            RowPlan(temperature: temperature, seed: mixSeed(seed, 0xA11, UInt64(i)), actions: forced?[i])
+        }
+        return try generate(prompt: prompt, rows: plans, adapter: adapter)
+    }
+
+    /// How one row is generated: sampled at `temperature` from its own RNG stream, or teacher-forced along
+    /// `actions` (replay; ⊤ after them unless they reach max_len).
+    public struct RowPlan: Sendable, Equatable {
+        public var temperature: Float
+        public var seed: UInt64
+        public var actions: [Int32]?
+        public init(temperature: Float, seed: UInt64, actions: [Int32]? = nil) {
+            self.temperature = temperature; self.seed = seed; self.actions = actions
+        }
+    }
+
+    /// Generates one trajectory per row plan after `prompt`, all rows decoding together (the prompt runs once).
+    public func generate(prompt: [Int32], rows plans: [RowPlan], adapter: LoRAAdapter?) throws(GFNError) -> [Trajectory] {
         let c = model.config
         let V = c.vocabSize
         let L = settings.maxLength, term = settings.termination
+        let count = plans.count
         try context.checkPrompt(prompt, index: 0)
         guard count > 0 else { throw .invalidArgument("the number of trajectories must be positive") }
-        guard temperature > 0 && temperature.isFinite else { throw .invalidArgument("behaviour temperature must be positive (got \(temperature))") }
-        if let forced {
-            guard forced.count == count else { throw .invalidArgument("\(forced.count) action sequences for \(count) rows") }
-            for a in forced {
+        for p in plans {
+            if let a = p.actions {
                 guard a.count <= L else { throw .outOfRange("a replayed sequence has \(a.count) actions; max_len is \(L)") }
                 for t in a where t < 0 || Int(t) >= V || t == term {
                     throw .outOfRange("replayed action \(t) is outside the vocabulary or is the termination token")
+                }
+            } else {
+                guard p.temperature > 0 && p.temperature.isFinite else {
+                    throw .invalidArgument("behaviour temperature must be positive (got \(p.temperature))")
                 }
             }
         }
@@ -108,7 +134,8 @@ public final class RolloutEngine: @unchecked Sendable {
         var logits = [Float](repeating: 0, count: count * V)
         var newLogits = [Float](repeating: 0, count: count * V)
         var logitRow = [Int](repeating: -1, count: count)  // −1: the prompt's logits
-        var rngs = (0..<count).map { RNG(seed: mixSeed(seed, 0xA11, UInt64($0))) }
+        var rngs = plans.map { RNG(seed: $0.seed) }
+        let temps = plans.map(\.temperature)
         var active = Array(0..<count)
         let workers = transformer.threads
         let pool = context.choosers(workers)
@@ -117,11 +144,13 @@ public final class RolloutEngine: @unchecked Sendable {
         var failure = [Bool](repeating: false, count: count)
         for step in 0..<L {
             var next: [Int] = []
-            if let forced {
-                for b in active { chosen[b] = step < forced[b].count ? forced[b][step] : term }
-            } else {
-                // Choose every active row's action in parallel (per-row RNG streams: thread-count independent).
-                let act = active
+            var sampled: [Int] = []
+            for b in active {
+                if let a = plans[b].actions { chosen[b] = step < a.count ? a[step] : term } else { sampled.append(b) }
+            }
+            if !sampled.isEmpty {
+                // Choose every sampled row's action in parallel (per-row RNG streams: thread-count independent).
+                let act = sampled
                 let banned: [Int32] = step < settings.minLength ? [term] : []
                 let rowsLogits = logitRow
                 logits.withUnsafeBufferPointer { lb in
@@ -138,7 +167,7 @@ public final class RolloutEngine: @unchecked Sendable {
                                                 let b = act[i]
                                                 let src = rowsLogits[b] < 0 ? fp : lp + rowsLogits[b] * V
                                                 let lse = chooser.policyLogits(src, bias: biasPtr)
-                                                guard lse.isFinite, let t = chooser.draw(temperature: temperature, topK: 0, topP: 1,
+                                                guard lse.isFinite, let t = chooser.draw(temperature: temps[b], topK: 0, topP: 1,
                                                                                          banned: banned, rng: &rngB[b]) else {
                                                     fail[b] = true
                                                     continue
@@ -152,7 +181,7 @@ public final class RolloutEngine: @unchecked Sendable {
                         }
                     }
                 }
-                if let bad = active.first(where: { failure[$0] }) {
+                if let bad = sampled.first(where: { failure[$0] }) {
                     throw .numerical("no action can be sampled for row \(bad) at step \(step) (everything is masked or the logits are not finite)")
                 }
             }

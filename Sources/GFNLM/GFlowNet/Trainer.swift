@@ -34,12 +34,16 @@ public struct GFlowNetConfig: Sendable, Equatable {
     public var bufferPrioritized: Bool = true
     /// LoRA dropout in the traced passes (B16; off by default: deterministic policy log-probabilities).
     public var loraDropout: Bool = false
+    /// Micro-batches of the same prompt are rolled out and back-propagated together, up to this many rows per
+    /// pass (larger matrix products; each micro-batch keeps its own loss). 1 = one micro-batch at a time.
+    public var rowsPerPass: Int = 64
     public var seed: UInt64 = 0
 
     public init() {}
 
     func validate() throws(GFNError) {
         guard batchSize > 0 else { throw .invalidArgument("batch_size must be positive") }
+        guard rowsPerPass > 0 else { throw .invalidArgument("rows_per_pass must be positive") }
         guard gradAccumulation > 0 else { throw .invalidArgument("grad_accumulation must be positive") }
         guard learningRate >= 0 && learningRate.isFinite, logZLearningRate >= 0 && logZLearningRate.isFinite else {
             throw .invalidArgument("learning rates must be ≥ 0")
@@ -199,60 +203,114 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         var seen = Set<[Int32]>()
         optimizer.zeroGrad()
         do throws(GFNError) {
+            // 1. Plan the micro-batches (prompt, behaviour, replayed items, RNG seed) exactly as if they ran one
+            //    after the other; the replay buffer is read as it was at the start of the step.
+            struct Micro {
+                let prompt: Int
+                let plans: [RolloutEngine.RowPlan]
+                let replayed: [ReplayItem]?
+            }
+            var micros: [Micro] = []
             for _ in 0..<config.gradAccumulation {
                 let p = choosePrompt()
-                let prompt = prompts[p]
-                let key = prompt.key
-                var trajs: [Trajectory]
-                var logR: [[Double]]
                 let behaviour = Behaviour.choose(config: config, rng: &rng)
                 let microSeed = rng.next()
                 var replayed: [ReplayItem]? = nil
-                if case .replay = behaviour { replayed = buffer.sample(key, count: config.batchSize, rng: &rng) }
+                if case .replay = behaviour { replayed = buffer.sample(prompts[p].key, count: config.batchSize, rng: &rng) }
                 if let items = replayed {
                     stats.replayBatches += 1
-                    trajs = try engine.generate(prompt: prompt.x, count: items.count, temperature: 1, adapter: adapter,
-                                                seed: microSeed, actions: items.map(\.actions))
-                    logR = items.map(\.logRewards)
-                    for (t, it) in zip(trajs, items) where t.n + 1 != it.logRewards.count {
-                        throw GFNError(.state, "a replayed trajectory changed length (\(t.n) actions, \(it.logRewards.count - 1) stored)")
-                    }
+                    micros.append(Micro(prompt: p, plans: items.enumerated().map { i, it in
+                        RolloutEngine.RowPlan(temperature: 1, seed: mixSeed(microSeed, 0xA11, UInt64(i)), actions: it.actions)
+                    }, replayed: items))
                 } else {
                     var tau = 1.0
                     switch behaviour {
-                    case .onPolicy:
-                        stats.onPolicyBatches += 1
-                    case .tempered(let t):
-                        stats.temperedBatches += 1
-                        tau = t
-                    case .replay(let fallback):
-                        stats.temperedBatches += 1      // no stored item for this prompt: tempered (main.py)
-                        tau = fallback
+                    case .onPolicy: stats.onPolicyBatches += 1
+                    case .tempered(let t): stats.temperedBatches += 1; tau = t
+                    case .replay(let fallback): stats.temperedBatches += 1; tau = fallback  // nothing stored yet
                     }
-                    trajs = try engine.generate(prompt: prompt.x, count: config.batchSize, temperature: Float(tau),
-                                                adapter: adapter, seed: microSeed)
-                    logR = try reward.logRewards(prompt: prompt, trajectories: trajs)
-                    try checkRewards(logR, trajs)
+                    micros.append(Micro(prompt: p, plans: (0..<config.batchSize).map { i in
+                        RolloutEngine.RowPlan(temperature: Float(tau), seed: mixSeed(microSeed, 0xA11, UInt64(i)))
+                    }, replayed: nil))
+                }
+            }
+            // 2. Micro-batches of one prompt run together (one prompt pass, all rows batched in every matrix
+            //    product), in chunks of at most `rowsPerPass` rows; each keeps its own loss, and one backward pass
+            //    takes the sum of their gradients (backpropagation is linear in the upstream gradients).
+            var order: [Int] = []
+            var byPrompt: [Int: [Int]] = [:]
+            for (i, m) in micros.enumerated() {
+                if byPrompt[m.prompt] == nil { order.append(m.prompt) }
+                byPrompt[m.prompt, default: []].append(i)
+            }
+            var chunks: [[Int]] = []
+            for p in order {
+                var cur: [Int] = []
+                var rows = 0
+                for i in byPrompt[p] ?? [] {
+                    if !cur.isEmpty && rows + micros[i].plans.count > config.rowsPerPass {
+                        chunks.append(cur); cur = []; rows = 0
+                    }
+                    cur.append(i); rows += micros[i].plans.count
+                }
+                if !cur.isEmpty { chunks.append(cur) }
+            }
+            for chunk in chunks {
+                let p = micros[chunk[0]].prompt
+                let prompt = prompts[p]
+                let key = prompt.key
+                let plans = chunk.flatMap { micros[$0].plans }
+                let trajs = try engine.generate(prompt: prompt.x, rows: plans, adapter: adapter)
+                // rewards: stored for replayed rows, computed in one call for the others
+                var logR = [[Double]](repeating: [], count: trajs.count)
+                var fresh: [Int] = []
+                var offset = 0
+                for i in chunk {
+                    let m = micros[i]
+                    if let items = m.replayed {
+                        for (j, it) in items.enumerated() {
+                            guard trajs[offset + j].n + 1 == it.logRewards.count else {
+                                throw GFNError(.state, "a replayed trajectory changed length (\(trajs[offset + j].n) actions, \(it.logRewards.count - 1) stored)")
+                            }
+                            logR[offset + j] = it.logRewards
+                        }
+                    } else {
+                        fresh += Array(offset..<(offset + m.plans.count))
+                    }
+                    offset += m.plans.count
+                }
+                if !fresh.isEmpty {
+                    let sub = fresh.map { trajs[$0] }
+                    let r = try reward.logRewards(prompt: prompt, trajectories: sub)
+                    try checkRewards(r, sub)
+                    for (j, idx) in fresh.enumerated() { logR[idx] = r[j] }
                     if config.replayProbability > 0 {
-                        for (t, r) in zip(trajs, logR) {
-                            staged.append((key, ReplayItem(logR: r[t.n], text: decodeText(t.actions), actions: t.actions,
-                                                           logRewards: r, truncated: t.truncated)))
+                        for idx in fresh {
+                            let t = trajs[idx]
+                            staged.append((key, ReplayItem(logR: logR[idx][t.n], text: decodeText(t.actions), actions: t.actions,
+                                                           logRewards: logR[idx], truncated: t.truncated)))
                         }
                     }
                 }
                 if config.loraDropout { pass.dropoutSeed = rng.next() } else { pass.dropoutSeed = nil }
                 let (lpf, lpt) = try pass.forward(prompt: prompt.x, trajectories: trajs, adapter: adapter)
-                var terms: [TrajectoryTerms] = []
-                for (b, t) in trajs.enumerated() {
-                    terms.append(TrajectoryTerms(n: t.n, truncated: t.truncated, logPF: lpf[b], logPT: lpt[b],
-                                                 logR: logR[b].map { $0 / tR }))
-                }
+                var dPF = lpf.map { $0.map { _ in 0.0 } }, dPT = lpt.map { $0.map { _ in 0.0 } }
                 let z = Double(logZ.value.pointer[p])
-                let res = try config.objective.evaluate(terms, layout: engine.settings.layout,
-                                                        logZ: Array(repeating: z, count: terms.count))
-                try pass.backward(dLogPF: res.dLogPF, dLogPT: res.dLogPT, gradients: gradients)
-                logZ.grad.pointer[p] += Float(res.dLogZ.reduce(0, +))
-                lossSum += res.loss
+                offset = 0
+                for i in chunk {
+                    let range = offset..<(offset + micros[i].plans.count)
+                    offset = range.upperBound
+                    let terms = range.map { b in
+                        TrajectoryTerms(n: trajs[b].n, truncated: trajs[b].truncated, logPF: lpf[b], logPT: lpt[b],
+                                        logR: logR[b].map { $0 / tR })
+                    }
+                    let res = try config.objective.evaluate(terms, layout: engine.settings.layout,
+                                                            logZ: Array(repeating: z, count: terms.count))
+                    for (j, b) in range.enumerated() { dPF[b] = res.dLogPF[j]; dPT[b] = res.dLogPT[j] }
+                    logZ.grad.pointer[p] += Float(res.dLogZ.reduce(0, +))
+                    lossSum += res.loss
+                }
+                try pass.backward(dLogPF: dPF, dLogPT: dPT, gradients: gradients)
                 for (b, t) in trajs.enumerated() {
                     let terminalPT = (t.truncated && engine.settings.layout == .forcedStop) ? 0 : lpt[b][t.n]
                     let lq = lpf[b].reduce(0, +) + terminalPT
