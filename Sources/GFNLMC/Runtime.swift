@@ -115,7 +115,7 @@ var processMemoryLimit: Int {
     let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
     var limit = pages > 0 && pageSize > 0 ? pages.multipliedReportingOverflow(by: pageSize).partialValue : Int.max
     var rl = rlimit()
-    if getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < UInt64(Int.max) {
+    if getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &rl) == 0 && rl.rlim_cur < rlim_t(Int.max) {
         limit = min(limit, Int(rl.rlim_cur))
     }
     return limit

@@ -453,7 +453,7 @@ static void p_gflownet_sizes(env *e) {
     EXPECT(gfn_gflownet_sample(g, badtok, 1, 2, 1, 0, &out), GFN_ERR_OUT_OF_RANGE);
     int32_t v[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
     gfn_exact_result ex = {.size = sizeof ex};
-    EXPECT(gfn_gflownet_exact(g, 0, v, 10, &ex), GFN_ERR_INVALID_ARGUMENT);  /* 10^16 sequences */
+    EXPECT(gfn_gflownet_exact(g, 0, v, 10, &ex), GFN_ERR_OUT_OF_RANGE);  /* 10^16 sequences: beyond the 100,000 limit */
     EXPECT(gfn_gflownet_exact(g, 0, badtok, 1, &ex), GFN_ERR_OUT_OF_RANGE);
     EXPECT(gfn_gflownet_exact(g, 5, v, 2, &ex), GFN_ERR_OUT_OF_RANGE);
     EXPECT(gfn_gflownet_exact(g, 0, v, -1, &ex), GFN_ERR_INVALID_ARGUMENT);

@@ -36,6 +36,43 @@ static void adapter_logits(const gfn_adapter *a, float *out) {
 
 static int same(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof(float)) == 0; }
 
+static char tmp[256];
+
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(len > 0 ? (size_t)len : 1);
+    *n = len > 0 && fread(b, 1, (size_t)len, f) == (size_t)len ? (size_t)len : 0;
+    fclose(f);
+    return b;
+}
+
+/* Every file a GFlowNet checkpoint holds is byte-identical in two checkpoint directories: parameters (adapter and
+   log Z), Adam moments and step count, schedule, RNG, replay buffer. */
+static int same_checkpoints(const char *a, const char *b) {
+    static const char *files[] = {"trainer_state.json", "parameters.safetensors", "optimizer.safetensors",
+                                  "adapter_config.json", "adapter_model.safetensors", "replay_buffer.json"};
+    int ok = 1;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char pa[600], pb[600];
+        snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
+        snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
+        size_t na = 0, nb = 0;
+        unsigned char *ba = slurp(pa, &na), *bb = slurp(pb, &nb);
+        if (!ba && !bb && strcmp(files[i], "trainer_state.json") != 0) continue;   /* absent from both (SFT) */
+        if (!ba || !bb || na != nb || memcmp(ba, bb, na) != 0) {
+            fprintf(stderr, "    %s differs (%zu vs %zu bytes)\n", files[i], na, nb);
+            ok = 0;
+        }
+        free(ba);
+        free(bb);
+    }
+    return ok;
+}
+
 /* ---------------------------------------------------------------- GFlowNet with a faulty host reward */
 
 typedef struct {
@@ -159,6 +196,9 @@ static void test_exploding_loss(void) {
         CHECK(gfn_gflownet_step(r.trainer, &s) == GFN_OK, "step");
         static float before[T * V], after[T * V];
         adapter_logits(r.adapter, before);
+        char d0[300];
+        snprintf(d0, sizeof d0, "%s/explode-%d-before", tmp, clip);
+        CHECK(gfn_gflownet_save(r.trainer, d0) == GFN_OK, "save before");
         r.rs.fault_at = r.rs.calls;
         r.rs.fault = 4;
         gfn_status st = gfn_gflownet_step(r.trainer, &s);
@@ -170,8 +210,14 @@ static void test_exploding_loss(void) {
         }
         adapter_logits(r.adapter, after);
         CHECK(same(before, after, (size_t)T * V), "clip %d: the adapter moved", clip);
-        printf("  ok  exploding loss (clip %s) → %s, applied %d, adapter unchanged\n", clip ? "1.0" : "off",
-               gfn_status_name(st), st == GFN_OK ? s.applied : 0);
+        /* the whole training state — adapter, log Z, Adam moments and step, RNG, replay buffer — is byte-identical
+           to a checkpoint taken before the faulty step */
+        char d1[300];
+        snprintf(d1, sizeof d1, "%s/explode-%d-after", tmp, clip);
+        CHECK(gfn_gflownet_save(r.trainer, d1) == GFN_OK, "save after");
+        CHECK(same_checkpoints(d0, d1), "clip %d: the skipped step changed the training state", clip);
+        printf("  ok  exploding loss (clip %s) → %s, applied %d, adapter, optimiser state, RNG and buffer unchanged\n",
+               clip ? "1.0" : "off", gfn_status_name(st), st == GFN_OK ? s.applied : 0);
         run_free(&r);
     }
 }
@@ -205,19 +251,25 @@ static void test_sft_faults(void) {
     static float before[T * V], after[T * V];
     for (int k = 1; k < 6; k++) {
         adapter_logits(a, before);
+        char d0[300], d1[300];
+        snprintf(d0, sizeof d0, "%s/sft-%d-before", tmp, k);
+        snprintf(d1, sizeof d1, "%s/sft-%d-after", tmp, k);
+        CHECK(gfn_sft_save(s, d0) == GFN_OK, "save before step %d", k);
         gfn_sft_stats r = sft_step(s, k, &st);
         CHECK(st == GFN_OK || st == GFN_ERR_NUMERICAL, "step %d: %s", k, gfn_status_name(st));
         adapter_logits(a, after);
         if (st != GFN_OK || r.applied == 0) {
             skipped++;
             CHECK(same(before, after, (size_t)T * V), "step %d was skipped but the adapter moved", k);
+            CHECK(gfn_sft_save(s, d1) == GFN_OK, "save after step %d", k);
+            CHECK(same_checkpoints(d0, d1), "step %d was skipped but the optimiser state changed", k);
             if (st == GFN_OK) CHECK(r.step == r0.step + applied, "step %d: skipped steps do not count (%d)", k, r.step);
         } else {
             applied++;
         }
     }
     CHECK(skipped > 0, "a non-finite loss was never reported (applied %d)", applied);
-    printf("  ok  SFT with exploding weights: %d steps skipped and reported, the adapter unchanged by each\n", skipped);
+    printf("  ok  SFT with exploding weights: %d steps skipped and reported, adapter and optimiser state unchanged by each\n", skipped);
     gfn_sft_free(s);
     gfn_adapter_free(a);
 
@@ -276,6 +328,8 @@ static void test_reward_evaluate(void) {
 }
 
 int main(void) {
+    snprintf(tmp, sizeof tmp, "%s/gfnlm-faults-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(tmp)) { perror("mkdtemp"); return 2; }
     if (gfn_model_load("Tests/Fixtures/gpt2-tiny/legacy17", NULL, &model) != GFN_OK) {
         fprintf(stderr, "cannot load the fixture: %s\n", gfn_last_error());
         return 1;
@@ -285,6 +339,9 @@ int main(void) {
     test_sft_faults();
     test_reward_evaluate();
     gfn_model_free(model);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
     printf("test_hostile_faults: %d failures\n", failures);
     return failures ? 1 : 0;
 }

@@ -15,7 +15,7 @@ enum AtomicDirectory {
 
     private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?, UInt32) -> Int32
     /// glibc's renameat2 (not visible to Swift without _GNU_SOURCE), looked up once.
-    nonisolated(unsafe) private static let renameat2: RenameAt2? = {
+    private static let renameat2: RenameAt2? = {
         guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2") else { return nil }
         return unsafeBitCast(sym, to: RenameAt2.self)
     }()
