@@ -185,6 +185,33 @@ final class HostileCheckpointTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    /// A GFlowNet checkpoint whose own fields (step, log Z) are missing or hostile is refused before anything
+    /// changes (the step used to be checked only after the adapter and optimiser had been overwritten).
+    func testHostileGFlowNetFieldsChangeNothing() throws {
+        let g = try gflownet()
+        _ = try g.trainStep()
+        let dir = tmpDir("gfnfields")
+        try g.save(checkpoint: dir)
+        let path = dir + "/" + TrainingCheckpoint.stateFile
+        let good = try JSONValue.parse(contentsOf: path)
+        let h = try gflownet(seed: 8)
+        let before = state(h.optimizer)
+        let cases: [(String, JSONValue?, String)] = [
+            ("step", nil, "no step"), ("step", "7", "extra.step"), ("step", .int(-3), "extra.step"),
+            ("log_z", .array([]), "log_z"), ("log_z", .array(["x"]), "log_z"), ("log_z", .double(.infinity), "log_z"),
+        ]
+        for (key, value, fragment) in cases {
+            guard case .object(var o) = good, case .object(var extra)? = o["extra"] else { return XCTFail("state layout") }
+            extra[key] = value
+            o["extra"] = .object(extra)
+            try Data(JSONValue.object(o).serializedBytes()).write(to: URL(fileURLWithPath: path))
+            assertRefused(try h.load(checkpoint: dir), .format, fragment)
+            XCTAssertEqual(state(h.optimizer), before, "\(key) = \(value?.serialized() ?? "absent") changed the trainer")
+            XCTAssertEqual(h.step, 0)
+        }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
     /// The writer swaps an existing checkpoint for the new one in one step, leaves no temporaries behind, and
     /// removes the temporaries of writers that died (pid no longer running).
     func testAtomicDirectoryExchangesAndCleansUpAfterDeadWriters() throws {

@@ -94,10 +94,12 @@ public enum TrainingCheckpoint {
     /// optimiser moments, step, hyper-parameters and schedules from `directory`, after checking that names and
     /// shapes match the live objects (nothing is changed when they do not). `extraFiles` names caller files to
     /// read back. `expect` holds entries the checkpoint's `extra` must have (e.g. the kind of trainer that wrote
-    /// it), and `checkFile` validates each extra file that is present: both run before anything is changed, so a
-    /// checkpoint of another run, or with a corrupt extra file, leaves the live objects untouched.
+    /// it), `checkExtra` validates the whole `extra` object (the caller's own fields) and `checkFile` each extra file
+    /// that is present: all run before anything is changed, so a checkpoint of another run, or with a corrupt extra
+    /// field or file, leaves the live objects untouched.
     public static func load(directory: String, model: ModelWeights, adapter: LoRAAdapter?, optimizer: AdamW,
                             extraFiles: [String] = [], expect: JSONObject = JSONObject(),
+                            checkExtra: (JSONObject) throws(GFNError) -> Void = { _ in },
                             checkFile: (String, [UInt8]) throws(GFNError) -> Void = { _, _ in }) throws(GFNError) -> Restored {
         let statePath = FileIO.join(directory, stateFile)
         let st = try JSONValue.parse(contentsOf: statePath)
@@ -117,6 +119,7 @@ public enum TrainingCheckpoint {
                                + "this trainer needs \(want.serialized()))")
             }
         }
+        try checkExtra(st["extra"]?.object ?? JSONObject())
         guard let groups = st["groups"]?.array, groups.count == optimizer.groups.count else {
             throw GFNError(.state, "\(statePath): the checkpoint has \(st["groups"]?.array?.count ?? 0) parameter groups, the optimiser \(optimizer.groups.count)")
         }
