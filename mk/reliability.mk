@@ -22,6 +22,8 @@ STRESS_THREADS ?= 8
 FUZZ_BIN := $(BUILD)/fuzz/gfnlm_fuzz
 FUZZ_REPLAY := $(BUILD)/fuzz/gfnlm_fuzz_replay
 FUZZ_HARNESS := $(wildcard fuzz/harness/*.swift) fuzz/build.sh
+# the fuzz binaries hold the Swift core and its C/C++ shims (not the C ABI layer)
+FUZZ_SOURCES := $(shell find Sources/GFNLM Sources/CONNX Sources/CKernels -type f)
 CLANG := /opt/swift/usr/bin/clang
 SAN_DIR := $(BUILD)/sanitize
 # C tests that make sense under the sanitizers and valgrind (test_crash re-executes itself and kills its child:
@@ -44,7 +46,7 @@ fuzz-smoke: $(FUZZ_REPLAY)
 	  GFNLM_FUZZ_ROOT=$(ROOT) GFNLM_FUZZ_REPLAY_TIMEOUT=30 $(FUZZ_REPLAY) $$t $$dirs; \
 	done; echo "fuzz-smoke: every corpus replayed in $$(( $$(date +%s) - start )) s"
 
-$(FUZZ_BIN): $(FUZZ_HARNESS) $(SWIFT_SOURCES)
+$(FUZZ_BIN): $(FUZZ_HARNESS) $(FUZZ_SOURCES)
 	fuzz/build.sh libfuzzer
 
 fuzz-build: $(FUZZ_BIN)
@@ -55,7 +57,7 @@ fuzz: $(FUZZ_BIN)
 	  mkdir -p fuzz/corpus/$$t $(BUILD)/fuzz/artifacts/$$t; \
 	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
 	  GFNLM_FUZZ_ROOT=$(ROOT) ASAN_OPTIONS=detect_leaks=0 $(BUILD)/fuzz/fuzz_$$t fuzz/corpus/$$t \
-	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=3072 -malloc_limit_mb=2048 -timeout=30 -max_len=1048576 \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=3072 -malloc_limit_mb=2048 -timeout=30 \
 	    -dict=fuzz/dict/sections.dict -artifact_prefix=$(BUILD)/fuzz/artifacts/$$t/ -print_final_stats=1 \
 	    2>&1 | tee $(BUILD)/fuzz/$$t.log | grep -E "^#[0-9]+.*(pulse|DONE)|ERROR|SUMMARY|stat::" || true; \
 	  if ls $(BUILD)/fuzz/artifacts/$$t/ 2>/dev/null | grep -q .; then \
@@ -91,7 +93,7 @@ $(eval $(call SANITIZED_LIB,tsan,thread,thread))
 
 sanitize-asan: $(patsubst %,$(SAN_DIR)/asan/%,$(SAN_TESTS))
 	@set -e; for t in $(SAN_TESTS); do echo "== asan $$t"; \
-	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 LSAN_OPTIONS=suppressions=$(ROOT)/tests/sanitize/lsan.supp \
+	  GFNLM_NO_RLIMIT=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 LSAN_OPTIONS=suppressions=$(ROOT)/tests/sanitize/lsan.supp \
 	  $(SAN_DIR)/asan/$$t > $(SAN_DIR)/asan-$$t.log 2>&1 || { tail -60 $(SAN_DIR)/asan-$$t.log; exit 1; }; \
 	  tail -1 $(SAN_DIR)/asan-$$t.log; done
 
@@ -103,7 +105,7 @@ sanitize-ubsan: $(patsubst %,$(SAN_DIR)/ubsan/%,$(SAN_TESTS))
 	  tail -1 $(SAN_DIR)/ubsan-$$t.log; done
 
 sanitize-tsan: $(SAN_DIR)/tsan/test_stress
-	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(SAN_DIR)/tsan/test_stress 1 4
+	GFNLM_NO_RLIMIT=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(SAN_DIR)/tsan/test_stress 1 4
 
 ## valgrind memcheck over the C tests against the release library (installed on first use when running as root)
 valgrind-deps:
@@ -113,7 +115,7 @@ valgrind-deps:
 
 valgrind: valgrind-deps $(patsubst %,$(BUILD)/tests/%,$(SAN_TESTS))
 	@mkdir -p $(SAN_DIR); set -e; for t in $(SAN_TESTS); do echo "== valgrind $$t"; \
-	  valgrind --tool=memcheck --error-exitcode=99 --errors-for-leak-kinds=definite --leak-check=full \
+	  GFNLM_NO_RLIMIT=1 valgrind --tool=memcheck --error-exitcode=99 --errors-for-leak-kinds=definite --leak-check=full \
 	    --suppressions=$(ROOT)/tests/sanitize/valgrind.supp --gen-suppressions=all \
 	    $(BUILD)/tests/$$t > $(SAN_DIR)/valgrind-$$t.log 2>&1 || { tail -80 $(SAN_DIR)/valgrind-$$t.log; exit 1; }; \
 	  grep -E "ERROR SUMMARY|definitely lost" $(SAN_DIR)/valgrind-$$t.log | tail -2; done

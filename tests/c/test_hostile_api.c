@@ -549,6 +549,113 @@ static void p_handles(env *e) {
     e->model = NULL;
 }
 
+/* Every entry point with a NULL handle (and a NULL out-pointer where one is required): GFN_ERR_INVALID_ARGUMENT,
+   never a crash; every *_free(NULL) is a no-op. */
+static void p_null_handles(env *e) {
+    const gfn_status BAD = GFN_ERR_INVALID_ARGUMENT;
+    int32_t i32 = 0, ids[4] = {1, 2, 3, 4}, len = 4;
+    int64_t i64 = 0;
+    size_t nb = 0;
+    char text[16];
+    float f[4 * 512];
+    double d[8];
+    const int32_t *pp[] = {ids};
+    const gfn_tokenizer *tok = NULL;
+    gfn_tokenizer *tk = NULL;
+    gfn_model *m = NULL;
+    gfn_adapter *a = NULL;
+    gfn_context *c = NULL;
+    gfn_samples *s = NULL;
+    gfn_sft *sf = NULL;
+    gfn_reward *r = NULL;
+    gfn_gflownet *g = NULL;
+    gfn_model_config cfg = {.size = sizeof cfg};
+    gfn_sample_info info = {.size = sizeof info};
+    gfn_sampling_params sp = gfn_sampling_default_params();
+    gfn_beam_params bp = gfn_beam_default_params();
+    gfn_score_params scp = gfn_score_default_params();
+    gfn_lora_params lp = gfn_lora_default_params();
+    gfn_sft_stats ss = {.size = sizeof ss};
+    gfn_step_stats st = {.size = sizeof st};
+    gfn_exact_result ex = {.size = sizeof ex};
+    gfn_gflownet_params gp = gfn_gflownet_default_params();
+    gfn_prompt pr = {.x = ids, .n_x = 4};
+    EXPECT(gfn_tokenizer_load(NULL, &tk), BAD);
+    EXPECT(gfn_tokenizer_load("Tests/Fixtures/tokenizer", NULL), BAD);
+    EXPECT(gfn_tokenizer_encode(NULL, "a", 0, ids, 4, &i32), BAD);
+    EXPECT(gfn_tokenizer_decode(NULL, ids, 1, text, sizeof text, &nb), BAD);
+    EXPECT(gfn_tokenizer_vocab_size(NULL, &i32), BAD);
+    EXPECT(gfn_tokenizer_eos(NULL, &i32), BAD);
+    EXPECT(gfn_model_load(NULL, NULL, &m), BAD);
+    EXPECT(gfn_model_load(MODEL, NULL, NULL), BAD);
+    EXPECT(gfn_model_config_get(NULL, &cfg), BAD);
+    EXPECT(gfn_model_config_get(e->model, NULL), BAD);
+    EXPECT(gfn_model_tokenizer(NULL, &tok), BAD);
+    EXPECT(gfn_model_logits(NULL, ids, 1, 4, NULL, f, 4 * 512), BAD);
+    EXPECT(gfn_model_logits(e->model, NULL, 1, 4, NULL, f, 4 * 512), BAD);
+    EXPECT(gfn_model_logits(e->model, ids, 1, 4, NULL, NULL, 4 * 512), BAD);
+    EXPECT(gfn_adapter_new(NULL, &lp, &a), BAD);
+    EXPECT(gfn_adapter_new(e->model, &lp, NULL), BAD);
+    EXPECT(gfn_adapter_load(NULL, "x", &a), BAD);
+    EXPECT(gfn_adapter_load(e->model, NULL, &a), BAD);
+    EXPECT(gfn_adapter_save(NULL, "x"), BAD);
+    EXPECT(gfn_adapter_save(e->adapter, NULL), BAD);
+    EXPECT(gfn_adapter_parameter_count(NULL, &i64), BAD);
+    EXPECT(gfn_model_logits_adapter(NULL, e->adapter, ids, 1, 4, NULL, f, 4 * 512), BAD);
+    EXPECT(gfn_context_new(NULL, &c), BAD);
+    EXPECT(gfn_context_new(e->model, NULL), BAD);
+    EXPECT(gfn_context_sample(NULL, pp, &len, 1, 1, &sp, &s), BAD);
+    EXPECT(gfn_context_sample(e->ctx, NULL, &len, 1, 1, &sp, &s), BAD);
+    EXPECT(gfn_context_sample(e->ctx, pp, NULL, 1, 1, &sp, &s), BAD);
+    EXPECT(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, NULL), BAD);
+    EXPECT(gfn_samples_count(NULL, &i32), BAD);
+    EXPECT(gfn_samples_get(NULL, 0, &info), BAD);
+    EXPECT(gfn_context_score(NULL, pp, &len, pp, &len, 1, &scp, d, f, f), BAD);
+    EXPECT(gfn_context_score(e->ctx, NULL, &len, pp, &len, 1, &scp, d, f, f), BAD);
+    EXPECT(gfn_context_beam_search(NULL, ids, 4, &bp, &s), BAD);
+    EXPECT(gfn_context_beam_search(e->ctx, NULL, 4, &bp, &s), BAD);
+    EXPECT(gfn_model_export_onnx(NULL, NULL, "x.onnx"), BAD);
+    EXPECT(gfn_model_export_onnx(e->model, NULL, NULL), BAD);
+    EXPECT(gfn_sft_new(NULL, NULL, NULL, &sf), BAD);
+    EXPECT(gfn_sft_new(e->model, e->adapter, NULL, NULL), BAD);
+    EXPECT(gfn_sft_step(NULL, pp, &len, pp, &len, 1, &ss), BAD);
+    EXPECT(gfn_sft_evaluate(NULL, pp, &len, pp, &len, 1, &ss), BAD);
+    EXPECT(gfn_sft_snapshot_model(NULL, &m), BAD);
+    EXPECT(gfn_sft_export_onnx(NULL, "x.onnx"), BAD);
+    EXPECT(gfn_sft_save(NULL, "x"), BAD);
+    EXPECT(gfn_sft_load(NULL, "x"), BAD);
+    EXPECT(gfn_reward_new_callback(NULL, NULL, 0, &r), BAD);
+    EXPECT(gfn_reward_new_callback(reward_ok, NULL, 0, NULL), BAD);
+    EXPECT(gfn_reward_new_lm_likelihood(NULL, ids, 4, NULL, 0, &r), BAD);
+    EXPECT(gfn_reward_new_next_sentence(NULL, 13, NULL, 0, &r), BAD);
+    EXPECT(gfn_reward_new_random_integer(NULL, 3, 0, &r), BAD);
+    EXPECT(gfn_reward_evaluate(NULL, ids, 4, NULL, 0, ids, 1, d), BAD);
+    EXPECT(gfn_gflownet_new(NULL, e->adapter, NULL, &pr, 1, &gp, &g), BAD);
+    EXPECT(gfn_gflownet_new(e->model, NULL, NULL, &pr, 1, &gp, &g), BAD);
+    EXPECT(gfn_gflownet_new(e->model, e->adapter, NULL, &pr, 1, &gp, &g), BAD);
+    EXPECT(gfn_gflownet_set_progress(NULL, NULL, NULL), BAD);
+    EXPECT(gfn_gflownet_step(NULL, &st), BAD);
+    EXPECT(gfn_gflownet_train(NULL, 1, &st), BAD);
+    EXPECT(gfn_gflownet_sample(NULL, ids, 4, 1, 1, 0, &s), BAD);
+    EXPECT(gfn_gflownet_seed_buffer(NULL, 0, pp, &len, 1), BAD);
+    EXPECT(gfn_gflownet_exact(NULL, 0, ids, 4, &ex), BAD);
+    EXPECT(gfn_gflownet_save(NULL, "x"), BAD);
+    EXPECT(gfn_gflownet_load(NULL, "x"), BAD);
+    if (m || a || c || s || sf || r || g || tk) {
+        fprintf(stderr, "    a handle was produced by a failing call\n");
+        child_failures++;
+    }
+    gfn_tokenizer_free(NULL);
+    gfn_model_free(NULL);
+    gfn_adapter_free(NULL);
+    gfn_context_free(NULL);
+    gfn_samples_free(NULL);
+    gfn_sft_free(NULL);
+    gfn_reward_free(NULL);
+    gfn_gflownet_free(NULL);
+    (void)tok;
+}
+
 /* ---------------------------------------------------------------- runner */
 
 typedef struct { const char *name; void (*fn)(env *); } probe;
@@ -558,7 +665,7 @@ static const probe probes[] = {
     {"beam search", p_beam}, {"logits sizes", p_logits}, {"LoRA parameters", p_adapter_params},
     {"optimiser parameters", p_train_params}, {"SFT batches", p_sft_batches},
     {"GFlowNet parameters", p_gflownet_params}, {"GFlowNet sizes", p_gflownet_sizes}, {"rewards", p_rewards},
-    {"tokenizer buffers", p_tokenizer}, {"handles", p_handles},
+    {"tokenizer buffers", p_tokenizer}, {"handles", p_handles}, {"NULL handles and out-pointers", p_null_handles},
 };
 
 int main(int argc, char **argv) {
