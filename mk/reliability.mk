@@ -74,12 +74,14 @@ stress: $(BUILD)/tests/test_stress
 
 ## ------------------------------------------------------------------------------------------------ sanitizers
 
-# The library with a sanitizer in the Swift code and in the C/C++ shims (debug, Swift runtime shared), and the C
-# tests built by the toolchain's clang so that one sanitizer runtime serves the whole process.
+# The library with a sanitizer in the Swift code ($(2): swiftc flags) and in the C/C++ shims (debug, Swift runtime
+# shared), and the C tests built by the toolchain's clang so that one sanitizer runtime serves the whole process.
+# Swift has no -sanitize=undefined on Linux (its debug build traps on overflow and out-of-bounds access itself):
+# the UBSan build instruments the C/C++ shims and the C tests.
 define SANITIZED_LIB
 $(SAN_DIR)/$(1)/libgfnlm.so: $(SWIFT_SOURCES)
 	$(SWIFT) build --product gfnlm --scratch-path $(ROOT)/.build-$(1) -j $(JOBS) \
-	  -Xswiftc -sanitize=$(2) -Xcc -fsanitize=$(2) -Xcxx -fsanitize=$(2) -Xlinker --version-script=$(ROOT)/include/gfnlm.map
+	  $(2) -Xcc -fsanitize=$(3) -Xcxx -fsanitize=$(3) -Xlinker --version-script=$(ROOT)/include/gfnlm.map
 	@mkdir -p $(SAN_DIR)/$(1)
 	cp $(ROOT)/.build-$(1)/debug/libgfnlm.so $$@
 
@@ -87,9 +89,9 @@ $(SAN_DIR)/$(1)/test_%: tests/c/test_%.c include/gfnlm.h $(SAN_DIR)/$(1)/libgfnl
 	$(CLANG) -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=$(3) -Wall -Wextra -Werror -Iinclude $$< \
 	  -L$(SAN_DIR)/$(1) -lgfnlm -Wl,-rpath,$(SAN_DIR)/$(1) -Wl,-rpath,/opt/swift/usr/lib/swift/linux -lpthread -lm -o $$@
 endef
-$(eval $(call SANITIZED_LIB,asan,address,address))
-$(eval $(call SANITIZED_LIB,ubsan,undefined,undefined))
-$(eval $(call SANITIZED_LIB,tsan,thread,thread))
+$(eval $(call SANITIZED_LIB,asan,-Xswiftc -sanitize=address,address))
+$(eval $(call SANITIZED_LIB,ubsan,,undefined))
+$(eval $(call SANITIZED_LIB,tsan,-Xswiftc -sanitize=thread,thread))
 
 sanitize-asan: $(patsubst %,$(SAN_DIR)/asan/%,$(SAN_TESTS))
 	@set -e; for t in $(SAN_TESTS); do echo "== asan $$t"; \

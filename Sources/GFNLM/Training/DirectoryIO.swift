@@ -40,6 +40,7 @@ enum AtomicDirectory {
         let tmp = p + ".tmp." + tag
         if FileIO.exists(tmp) { try removeTree(tmp) }
         guard mkdir(tmp, 0o755) == 0 else { throw .io("cannot create directory \(tmp): \(FileIO.errnoString())") }
+        var superseded: String?   // where the previous checkpoint ends up, removed once the new one is durable
         do throws(GFNError) {
             for (name, bytes) in files {
                 guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
@@ -49,8 +50,7 @@ enum AtomicDirectory {
             }
             try syncDirectory(tmp)
             if FileIO.exists(p) && exchange(tmp, p) {
-                // p is the new checkpoint now, tmp the old one
-                try? removeTree(tmp)
+                superseded = tmp   // p is the new checkpoint now, tmp the old one
             } else if FileIO.exists(p) {
                 let old = p + ".old." + tag
                 if FileIO.exists(old) { try removeTree(old) }
@@ -60,13 +60,17 @@ enum AtomicDirectory {
                     _ = rename(old, p)
                     throw GFNError.io("cannot rename \(tmp) to \(p): \(e)")
                 }
-                try? removeTree(old)
+                superseded = old
             } else {
                 guard rename(tmp, p) == 0 else { throw GFNError.io("cannot rename \(tmp) to \(p): \(FileIO.errnoString())") }
             }
-            try? syncDirectory(parent)
+            // the rename is durable only once the parent directory is synced: a failure is reported (the new
+            // checkpoint is in place, but may not survive a power loss); the old one is removed only after it
+            try syncDirectory(parent)
+            if let superseded { try? removeTree(superseded) }
         } catch {
             try? removeTree(tmp)
+            if let superseded, superseded != tmp { try? removeTree(superseded) }
             throw error
         }
     }
@@ -88,7 +92,9 @@ enum AtomicDirectory {
             }
             done += n
         }
-        guard fsync(fd) == 0 else { throw .io("cannot sync \(path): \(FileIO.errnoString())") }
+        var rc = fsync(fd)
+        while rc != 0 && errno == EINTR { rc = fsync(fd) }
+        guard rc == 0 else { throw .io("cannot sync \(path): \(FileIO.errnoString())") }
     }
 
     /// Removes `<path>.tmp.<pid>.<n>` / `<path>.old.<pid>.<n>` siblings (also the older `<path>.tmp.<pid>`) left by
@@ -109,11 +115,17 @@ enum AtomicDirectory {
         for name in stale { try? removeTree(FileIO.join(parent, name)) }
     }
 
+    /// fsyncs a directory (its entries: created, renamed files). File systems that cannot sync a directory
+    /// (EINVAL, ENOTSUP) are accepted; any other failure is an error.
     static func syncDirectory(_ path: String) throws(GFNError) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw .io("cannot open directory \(path): \(FileIO.errnoString())") }
         defer { close(fd) }
-        _ = fsync(fd)
+        var rc = fsync(fd)
+        while rc != 0 && errno == EINTR { rc = fsync(fd) }
+        guard rc == 0 || errno == EINVAL || errno == ENOTSUP else {
+            throw .io("cannot sync directory \(path): \(FileIO.errnoString())")
+        }
     }
 
     /// Removes a file or a directory tree (like `rm -r`, without following symbolic links).
