@@ -104,7 +104,7 @@ enum AtomicDirectory {
         guard let d = opendir(parent) else { return }
         var stale: [String] = []
         while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = FileIO.entryName(e)
             for kind in [".tmp.", ".old."] where name.hasPrefix(base + kind) {
                 let rest = name.dropFirst(base.count + kind.count)
                 guard let pid = Int32(rest.prefix { $0 != "." }), pid > 0, pid != getpid() else { continue }
@@ -136,9 +136,7 @@ enum AtomicDirectory {
             guard let d = opendir(path) else { throw .io("cannot open directory \(path): \(FileIO.errnoString())") }
             var names: [String] = []
             while let e = readdir(d) {
-                let name = withUnsafePointer(to: e.pointee.d_name) { p in
-                    p.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                }
+                let name = FileIO.entryName(e)
                 if name != "." && name != ".." { names.append(name) }
             }
             closedir(d)
