@@ -87,7 +87,8 @@ $(SAN_DIR)/$(1)/libgfnlm.so: $(SWIFT_SOURCES)
 
 $(SAN_DIR)/$(1)/test_%: tests/c/test_%.c include/gfnlm.h $(SAN_DIR)/$(1)/libgfnlm.so
 	$(CLANG) -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=$(3) -Wall -Wextra -Werror -Iinclude $$< \
-	  -L$(SAN_DIR)/$(1) -lgfnlm -Wl,-rpath,$(SAN_DIR)/$(1) -Wl,-rpath,/opt/swift/usr/lib/swift/linux -lpthread -lm -o $$@
+	  -L$(SAN_DIR)/$(1) -lgfnlm -Wl,-rpath,$(SAN_DIR)/$(1) -L/opt/swift/usr/lib/swift/linux -ldispatch -lBlocksRuntime \
+	  -Wl,-rpath,/opt/swift/usr/lib/swift/linux -lpthread -lm -o $$@
 endef
 $(eval $(call SANITIZED_LIB,asan,-Xswiftc -sanitize=address,address))
 $(eval $(call SANITIZED_LIB,ubsan,,undefined))
