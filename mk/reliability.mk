@@ -54,9 +54,9 @@ fuzz-build: $(FUZZ_BIN)
 # One target at a time (the machine's cores are shared); -rss_limit_mb catches unbounded allocations, -timeout hangs.
 fuzz: $(FUZZ_BIN)
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  mkdir -p fuzz/corpus/$$t $(BUILD)/fuzz/artifacts/$$t; \
+	  mkdir -p fuzz/corpus/$$t $(BUILD)/fuzz/artifacts/$$t; rm -f $(BUILD)/fuzz/artifacts/$$t/*; \
 	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
-	  GFNLM_FUZZ_ROOT=$(ROOT) ASAN_OPTIONS=detect_leaks=0 $(BUILD)/fuzz/fuzz_$$t fuzz/corpus/$$t \
+	  GFNLM_FUZZ_ROOT=$(ROOT) SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 $(BUILD)/fuzz/fuzz_$$t fuzz/corpus/$$t \
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=3072 -malloc_limit_mb=2048 -timeout=30 \
 	    -dict=fuzz/dict/sections.dict -artifact_prefix=$(BUILD)/fuzz/artifacts/$$t/ -print_final_stats=1 \
 	    2>&1 | tee $(BUILD)/fuzz/$$t.log | grep -E "^#[0-9]+.*(pulse|DONE)|ERROR|SUMMARY|stat::" || true; \
