@@ -84,9 +84,17 @@ $(BUILD)/examples/%: examples/c/%.c include/gfnlm.h $(LIB)
 	@mkdir -p $(BUILD)/examples
 	gcc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude $< -L$(BUILD) -lgfnlm -Wl,-rpath,'$$ORIGIN/..' -o $@
 
-## C examples (Python examples run inside the Python tests), then the release .so with the Swift toolchain hidden.
-examples-test: $(BUILD)/examples/generate
+DEMO_MODEL := models/demo-gpt2
+
+## C examples (the Python examples' short configurations run inside the Python tests, test_examples_*.py): generate
+## on a fixture, train_sampler (a reward written in C, adapter saved) in its short form on the demo model, then the
+## release .so with the Swift toolchain hidden.
+examples-test: $(BUILD)/examples/generate $(BUILD)/examples/train_sampler
 	$(BUILD)/examples/generate $(EXAMPLE_MODEL) "Hello world" $(EXAMPLE_TOKENIZER)
+	@if [ -f $(DEMO_MODEL)/model.onnx ]; then \
+	  echo "$(BUILD)/examples/train_sampler $(DEMO_MODEL) 6 $(BUILD)/examples/one-comma-adapter"; \
+	  $(BUILD)/examples/train_sampler $(DEMO_MODEL) 6 $(BUILD)/examples/one-comma-adapter || exit 1; \
+	else echo "(skipped train_sampler: the demo model $(DEMO_MODEL)/model.onnx is absent)"; fi
 	@if [ "$$(id -u)" = 0 ] && command -v unshare >/dev/null && [ -d /opt/swift ]; then \
 	  echo "== running the C example with /opt/swift hidden (tmpfs over it, private mount namespace)"; \
 	  unshare -m sh -c 'mount -t tmpfs none /opt/swift && ! test -e /opt/swift/usr/lib/swift && \

@@ -100,6 +100,61 @@ final class GFlowNetTests: XCTestCase {
         XCTAssertGreaterThan(checked, 10)
     }
 
+    /// The same on the real GPT-2 vocabulary (50,257: the head's threaded paths), 2 threads, a 14-token prompt
+    /// and 12 rows batched in one pass, with every LoRA tensor probed: the regime of the random-integer task.
+    func testLossGradientAtRealVocabularyWithThreadsMatchesFiniteDifferences() throws {
+        let dir = Self.fixtures.appendingPathComponent("gpt2-realvocab/legacy17").path
+        let m = try Model.load(path: dir, threads: 2)
+        let adapter = try LoRAAdapter(model: m.weights, config: LoRAConfig(r: 4, alpha: 8, targets: ["c_attn", "c_proj", "c_fc"]), seed: 11)
+        var rng = RNG(seed: 12)
+        for name in adapter.moduleNames {
+            guard let f = adapter.factors(for: name) else { continue }
+            for i in 0..<f.b.count { f.b.pointer[i] = Float(rng.normal()) * 0.05 }
+        }
+        let settings = RolloutSettings(termination: 50256, maxLength: 5, minLength: 1)
+        let engine = try RolloutEngine(model: m, settings: settings)
+        let pass = try PolicyPass(engine: engine)
+        let prompt: [Int32] = [464, 1708, 318, 257, 4738, 18253, 7428, 42096, 1022, 657, 290, 1802, 25, 220]
+        let trajs = try engine.generate(prompt: prompt, count: 12, temperature: 1.0, adapter: adapter, seed: 3)
+        let logR = trajs.map { t in (0...t.n).map { k in k == 0 ? -8.0 : rng.normal() * 8 } }
+        func evaluate() throws -> (Double, ObjectiveResult) {
+            let (lpf, lpt) = try pass.forward(prompt: prompt, trajectories: trajs, adapter: adapter)
+            let terms = trajs.enumerated().map { TrajectoryTerms(n: $1.n, truncated: $1.truncated, logPF: lpf[$0], logPT: lpt[$0], logR: logR[$0]) }
+            let r = try Objective.subTB.evaluate(terms, layout: .forcedStop)
+            return (r.loss, r)
+        }
+        func loss() throws -> Double {
+            let (l, r) = try evaluate()
+            try pass.backward(dLogPF: r.dLogPF, dLogPT: r.dLogPT, gradients: Gradients(adapter: adapter))
+            return l
+        }
+        let (_, res) = try evaluate()
+        let grads = try Gradients(adapter: adapter)
+        try pass.backward(dLogPF: res.dLogPF, dLogPT: res.dLogPT, gradients: grads)
+        var checked = 0, worst = 0.0
+        for p in grads.parameters {
+            // the largest-gradient coordinate of each tensor (a meaningful finite difference) and one more
+            var imax = 0
+            for i in 0..<p.count where abs(p.grad.pointer[i]) > abs(p.grad.pointer[imax]) { imax = i }
+            for i in [imax, p.count / 3] {
+                let old = p.value.pointer[i]
+                let h: Float = 1e-2
+                p.value.pointer[i] = old + h
+                let lp = try loss()
+                p.value.pointer[i] = old - h
+                let lm = try loss()
+                p.value.pointer[i] = old
+                let fd = (lp - lm) / Double(2 * h)
+                let g = Double(p.grad.pointer[i])
+                worst = max(worst, abs(g - fd) / max(1, abs(fd)))
+                XCTAssertEqual(g, fd, accuracy: 5e-2 * max(1, abs(fd)), "\(p.name)[\(i)]")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThan(checked, 20)
+        print("real-vocabulary SubTB gradient: \(checked) coordinates, worst relative error \(worst)")
+    }
+
     // MARK: A13 / A14
 
     func testNextSentenceLossIsZeroAtInitialisation() throws {
