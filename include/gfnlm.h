@@ -82,6 +82,52 @@ enum {
     GFN_ERR_BUFFER_TOO_SMALL = -12
 };
 
+/* Which functions can return which error (GFN_OK aside). Every function that returns a gfn_status can return
+   GFN_ERR_INVALID_ARGUMENT (NULL / dead / foreign handle, NULL out-pointer, wrong struct size, negative count,
+   non-finite or inconsistent parameter) and, in principle, GFN_ERR_INTERNAL. Beyond those two:
+
+   GFN_ERR_IO                gfn_tokenizer_load, gfn_model_load (model, external data, tokenizer files),
+                             gfn_adapter_load, gfn_adapter_save, gfn_model_export_onnx, gfn_sft_export_onnx,
+                             gfn_sft_save, gfn_sft_load, gfn_gflownet_save, gfn_gflownet_load
+   GFN_ERR_FORMAT            gfn_tokenizer_load, gfn_model_load (truncated / corrupt protobuf, declared sizes beyond
+                             the data or a sane bound, negative or overflowing dims, external data that is absolute,
+                             leaves the model's folder or is a symlink out of it, nesting too deep), gfn_adapter_load,
+                             gfn_sft_load, gfn_gflownet_load (corrupt or truncated checkpoint files, JSON nested too
+                             deep, hostile step counts)
+   GFN_ERR_UNSUPPORTED       gfn_tokenizer_load (tokenizer.json of another model type), gfn_model_load (not a
+                             GPT-2 / GPT-J graph, fused operators, unknown data types, inline model ≥ 2 GiB),
+                             gfn_adapter_load (peft_type other than LORA), gfn_sft_load, gfn_gflownet_load (unknown
+                             checkpoint version), gfn_model_export_onnx, gfn_sft_export_onnx (model not from ONNX)
+   GFN_ERR_OUT_OF_RANGE      gfn_tokenizer_decode, gfn_model_logits, gfn_model_logits_adapter (ids outside the
+                             vocabulary, seq_len beyond n_positions, batch·seq_len·vocab overflowing), gfn_samples_get,
+                             gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_step,
+                             gfn_sft_evaluate, gfn_reward_new_lm_likelihood, gfn_reward_new_next_sentence,
+                             gfn_reward_new_random_integer, gfn_reward_evaluate, gfn_gflownet_new,
+                             gfn_gflownet_sample, gfn_gflownet_seed_buffer, gfn_gflownet_exact (prompt index out of
+                             range, more than 100,000 sequences)
+   GFN_ERR_OUT_OF_MEMORY     any function that allocates (an allocation failed); before any work:
+                             gfn_context_sample, gfn_context_beam_search, gfn_gflownet_new, gfn_gflownet_sample
+                             (requests whose memory exceeds the process's physical memory or RLIMIT_AS), the loaders
+                             (a file larger than its reader's limit)
+   GFN_ERR_NUMERICAL         gfn_context_sample, gfn_context_beam_search (every token masked), gfn_reward_evaluate,
+                             gfn_gflownet_step, gfn_gflownet_train, gfn_gflownet_seed_buffer, gfn_gflownet_exact
+                             (NaN / infinite log R, a loss that is not finite), gfn_gflownet_sample (every action
+                             masked), gfn_model_export_onnx, gfn_sft_export_onnx (non-finite
+                             weights). A non-finite gradient is not an error: the step is skipped and reported
+                             with applied = 0 in gfn_sft_stats / gfn_step_stats.
+   GFN_ERR_CALLBACK          gfn_reward_evaluate, gfn_gflownet_step, gfn_gflownet_train, gfn_gflownet_seed_buffer,
+                             gfn_gflownet_exact (the host reward returned non-zero, or the wrong number of values)
+   GFN_ERR_STATE             gfn_adapter_load (keys or shapes that do not fit the model), gfn_model_logits_adapter,
+                             gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_new,
+                             gfn_gflownet_new, gfn_model_export_onnx (an adapter of another model),
+                             gfn_sft_load, gfn_gflownet_load (a checkpoint of another run: other trainer kind, mode,
+                             prompts, adapter shape or parameter groups)
+   GFN_ERR_CANCELLED         gfn_gflownet_train (the progress callback returned 0)
+   GFN_ERR_BUFFER_TOO_SMALL  gfn_tokenizer_encode, gfn_tokenizer_decode, gfn_model_logits, gfn_model_logits_adapter
+
+   On any error the out-parameters are untouched and the objects passed in are as before the call (a training
+   step or checkpoint load that fails changes neither parameters nor optimiser state). */
+
 /* The message of the last failure on the calling thread ("" if none). The pointer stays valid until the next
    failing call on this thread. The message is not cleared by successful calls. */
 const char *gfn_last_error(void);

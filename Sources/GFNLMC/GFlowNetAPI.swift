@@ -213,6 +213,16 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
         let settings = RolloutSettings(termination: p.termination, maxLength: Int(p.max_length), minLength: Int(p.min_length),
                                        layout: layout, adjustment: try adjustment(p.adjust), tool: tool)
         let specs = try readPrompts(prompts, nPrompts)
+        // values the core would only refuse (or silently misuse) at the first step
+        guard p.reward_temp_start.isFinite, p.reward_temp_end.isFinite else {
+            throw .invalidArgument("reward temperatures must be finite (got \(p.reward_temp_start), \(p.reward_temp_end))")
+        }
+        guard p.logz_init.isFinite else { throw .invalidArgument("logz_init must be finite (got \(p.logz_init))") }
+        guard p.objective != 0 || (p.subtb_lambda > 0 && p.subtb_lambda.isFinite) else {
+            throw .invalidArgument("subtb_lambda must be positive and finite (got \(p.subtb_lambda))")
+        }
+        try checkMemory(rows: Int(p.batch_size), bytesPerRow: rowBytes(m.model.config, tokens: Int(p.max_length)),
+                        "a micro-batch of \(p.batch_size) trajectories")
         let t = try GFlowNetTrainer(model: m.model, adapter: a.adapter, reward: r.reward, prompts: specs,
                                     rollout: settings, config: c)
         o.pointee = handles.register(GFlowNetHandle(t, adapter: a, reward: r))
@@ -281,6 +291,8 @@ public func gfnGflownetSample(_ trainer: OpaquePointer?, _ x: UnsafePointer<Int3
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         let o = try requirePointer(out, "out")
+        try checkMemory(rows: Int(count), bytesPerRow: rowBytes(h.trainer.model.config, tokens: h.trainer.engine.settings.maxLength),
+                        "sampling \(count) trajectories")
         let trajs = try h.trainer.sample(prompt: try readIds(x, nX, "x"), count: Int(count), temperature: temperature, seed: seed)
         let samples = trajs.map { t in
             Sample(promptIndex: 0, tokens: t.state, tokenLogProbs: [], stopLogProbs: [], steps: t.n,

@@ -153,6 +153,8 @@ public func gfnContextSample(_ ctx: OpaquePointer?, _ prompts: UnsafePointer<Uns
         s.includeStopToken = c.include_stop_token != 0
         s.adjustment = try adjustment(c.adjust)
         let adapter = try adapterFor(c.adapter, model: h.context.model)
+        try checkMemory(rows: Int(nPrompts) * Int(nPerPrompt), bytesPerRow: rowBytes(h.context.model.config, tokens: s.maxNewTokens),
+                        "sampling \(nPrompts) prompts × \(nPerPrompt)")
         let samples = try h.context.sample(prompts: list, n: Int(nPerPrompt), params: s, adapter: adapter)
         o.pointee = handles.register(SamplesHandle(samples: samples, nStop: s.stopTokens.count))
     }
@@ -268,6 +270,8 @@ public func gfnContextBeamSearch(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<
         b.includeStopToken = c.include_stop_token != 0
         b.adjustment = try adjustment(c.adjust)
         let adapter = try adapterFor(c.adapter, model: h.context.model)
+        try checkMemory(rows: b.numBeams, bytesPerRow: rowBytes(h.context.model.config, tokens: b.maxNewTokens),
+                        "beam search with \(b.numBeams) beams")
         let hyps = try h.context.beamSearch(prompt: try readIds(prompt, promptLength, "prompt"), params: b, adapter: adapter)
         o.pointee = handles.register(SamplesHandle(hypotheses: hyps))
     }

@@ -110,6 +110,35 @@ func requirePointer<T>(_ p: UnsafeMutablePointer<T>?, _ what: String) throws(GFN
     return p
 }
 
+/// The memory this process may use: physical memory, or a lower address-space limit (RLIMIT_AS).
+var processMemoryLimit: Int {
+    let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+    var limit = pages > 0 && pageSize > 0 ? pages.multipliedReportingOverflow(by: pageSize).partialValue : Int.max
+    var rl = rlimit()
+    if getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &rl) == 0 && rl.rlim_cur < rlim_t(Int.max) {
+        limit = min(limit, Int(rl.rlim_cur))
+    }
+    return limit
+}
+
+/// A lower bound of the memory one row (sample, beam, trajectory) needs: its keys and values for `tokens`
+/// positions in every layer, and one row of logits.
+func rowBytes(_ c: ModelConfig, tokens: Int) -> Int {
+    2 * c.nLayer * c.nEmbd * 4 * max(1, min(tokens, c.nPositions)) + 4 * c.vocabSize
+}
+
+/// Refuses a request whose memory (a lower-bound estimate) exceeds what the process can have. Swift cannot recover
+/// from a failed allocation, so absurd counts (2^31 samples, 2^24 beams) must be turned away before any work.
+func checkMemory(rows: Int, bytesPerRow: Int, _ what: String) throws(GFNError) {
+    guard rows > 0 else { return }
+    let (total, overflow) = rows.multipliedReportingOverflow(by: max(1, bytesPerRow))
+    let limit = processMemoryLimit
+    guard !overflow && total <= limit else {
+        throw GFNError(.outOfMemory, "\(what): \(rows) rows need at least \(overflow ? "more than 2^63" : "\(total)") bytes; "
+                       + "this process can use \(limit)")
+    }
+}
+
 /// A C string argument as a Swift String (NULL → error; invalid UTF-8 → error).
 func requireString(_ p: UnsafePointer<CChar>?, _ what: String) throws(GFNError) -> String {
     guard let p else { throw .invalidArgument("\(what) is NULL") }

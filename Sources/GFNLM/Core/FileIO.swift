@@ -101,6 +101,14 @@ public enum FileIO {
     }
 
     static func errnoString() -> String { String(cString: strerror(errno)) }
+
+    /// The name of a `readdir` entry, read in place up to its NUL. (Copying `d_name` whole would read past the end
+    /// of a short record: the entry is only `d_reclen` bytes, not the 256 that `d_name` declares.)
+    static func entryName(_ e: UnsafeMutablePointer<dirent>) -> String {
+        withUnsafeMutablePointer(to: &e.pointee.d_name) { p in
+            String(cString: UnsafeMutableRawPointer(p).assumingMemoryBound(to: CChar.self))
+        }
+    }
 }
 
 /// A read-only memory map of a whole file, unmapped when the object dies.

@@ -150,8 +150,9 @@ public final class ReplayBuffer: @unchecked Sendable {
     }
 
     public static func deserialize(_ bytes: [UInt8], source: String = "replay buffer") throws(GFNError) -> ReplayBuffer {
-        let v = try JSONValue.parse(bytes)
         func fail(_ m: String) -> GFNError { GFNError(.format, "\(source): \(m)") }
+        let v: JSONValue
+        do { v = try JSONValue.parse(bytes) } catch { throw GFNError(error.status, "\(source): \(error.message)") }
         guard v["format"]?.string == "gfnlm-replay-buffer" else { throw fail("not a gfnlm replay buffer") }
         guard let cap = v["capacity"]?.int, let tol = v["tolerance"]?.double, let pr = v["prioritized"]?.bool else {
             throw fail("missing settings")

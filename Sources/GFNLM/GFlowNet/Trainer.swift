@@ -402,18 +402,31 @@ public final class GFlowNetTrainer: @unchecked Sendable {
     /// prompts and objective): training continues exactly as if it had not stopped.
     public func load(checkpoint directory: String) throws(GFNError) {
         let r = try TrainingCheckpoint.load(directory: directory, model: model.weights, adapter: adapter,
-                                            optimizer: optimizer, extraFiles: [GFlowNetTrainer.bufferFile])
-        guard r.extra["trainer"]?.string == "gflownet", let s = r.extra["step"]?.int,
-              r.extra["prompts"]?.int == prompts.count else {
-            throw .state("\(directory) is not a checkpoint of a GFlowNet trainer with \(prompts.count) prompts")
-        }
+                                            optimizer: optimizer, extraFiles: [GFlowNetTrainer.bufferFile],
+                                            expect: ["trainer": "gflownet", "prompts": .int(Int64(prompts.count))],
+                                            checkExtra: { [prompts] (extra: JSONObject) throws(GFNError) in
+                                                // validated before anything changes (the checkpoint's own bound on step)
+                                                guard extra["step"]?.int != nil else {
+                                                    throw .format("\(directory): the checkpoint has no step")
+                                                }
+                                                if let z = extra["log_z"], !(z.array.map { a in
+                                                    a.count == prompts.count && a.allSatisfy { $0.double?.isFinite == true }
+                                                } ?? false) {
+                                                    throw .format("\(directory): log_z must hold \(prompts.count) finite numbers")
+                                                }
+                                            },
+                                            checkFile: { name, b throws(GFNError) in
+                                                _ = try ReplayBuffer.deserialize(b, source: FileIO.join(directory, name))
+                                            })
+        // checked by TrainingCheckpoint.load before it changed anything
+        let s = Int(r.extra["step"]?.int ?? 0)
         if let zs = r.extra["log_z"]?.array?.compactMap({ $0.double }), zs.count == prompts.count {
             for (i, z) in zs.enumerated() { logZ.value.pointer[i] = Float(z) }
         }
         if let g = r.rngs["trainer"] { rng = g }
-        if let bytes = r.files[GFlowNetTrainer.bufferFile] {
-            let b = try ReplayBuffer.deserialize(bytes, source: directory)
-            buffer.replaceContents(with: b)
+        if let bytes = r.files[GFlowNetTrainer.bufferFile],
+           let b = try? ReplayBuffer.deserialize(bytes, source: FileIO.join(directory, GFlowNetTrainer.bufferFile)) {
+            buffer.replaceContents(with: b)   // checked by checkFile: cannot fail here
         }
         step = s
         optimizer.zeroGrad()

@@ -109,9 +109,7 @@ public enum ONNXModelLoader {
         defer { closedir(dir) }
         var found: [String] = []
         while let e = readdir(dir) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
+            let name = FileIO.entryName(e)
             if name.hasSuffix(".onnx") { found.append(name) }
         }
         found.sort()

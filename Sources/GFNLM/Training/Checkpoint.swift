@@ -16,6 +16,8 @@ public enum TrainingCheckpoint {
     public static let parametersFile = "parameters.safetensors"
     public static let optimizerFile = "optimizer.safetensors"
     static let formatName = "gfnlm-training-state"
+    /// Largest step count a checkpoint may hold (2^53: exact as a double, and far from overflowing when counted on).
+    static let maxStep: Int = 1 << 53
 
     /// What `load` returns besides the restored parameters and optimiser.
     public struct Restored {
@@ -91,15 +93,33 @@ public enum TrainingCheckpoint {
     /// Restores parameters (in place: the adapter's factors, the model's tensors, any other optimiser parameter),
     /// optimiser moments, step, hyper-parameters and schedules from `directory`, after checking that names and
     /// shapes match the live objects (nothing is changed when they do not). `extraFiles` names caller files to
-    /// read back.
+    /// read back. `expect` holds entries the checkpoint's `extra` must have (e.g. the kind of trainer that wrote
+    /// it), `checkExtra` validates the whole `extra` object (the caller's own fields) and `checkFile` each extra file
+    /// that is present: all run before anything is changed, so a checkpoint of another run, or with a corrupt extra
+    /// field or file, leaves the live objects untouched.
     public static func load(directory: String, model: ModelWeights, adapter: LoRAAdapter?, optimizer: AdamW,
-                            extraFiles: [String] = []) throws(GFNError) -> Restored {
+                            extraFiles: [String] = [], expect: JSONObject = JSONObject(),
+                            checkExtra: (JSONObject) throws(GFNError) -> Void = { _ in },
+                            checkFile: (String, [UInt8]) throws(GFNError) -> Void = { _, _ in }) throws(GFNError) -> Restored {
         let statePath = FileIO.join(directory, stateFile)
         let st = try JSONValue.parse(contentsOf: statePath)
         func fail(_ m: String) -> GFNError { GFNError(.format, "\(statePath): \(m)") }
         guard st["format"]?.string == formatName else { throw fail("not a gfnlm training checkpoint") }
         guard st["version"]?.int == 1 else { throw GFNError(.unsupported, "\(statePath): unknown version \(st["version"]?.serialized() ?? "?")") }
+        // Steps are counted with + 1 by the trainers: a bound far below Int.max keeps a hostile count from trapping.
         guard let step = st["step"]?.int, step >= 0 else { throw fail("step is missing") }
+        guard step < maxStep else { throw fail("step \(step) exceeds \(maxStep)") }
+        if let s = st["extra"]?["step"], !(s.int.map { $0 >= 0 && $0 < maxStep } ?? false) {
+            throw fail("extra.step \(s.serialized()) must be an integer in 0..<\(maxStep)")
+        }
+        for (key, want) in expect {
+            let have = st["extra"]?[key]
+            guard have == want else {
+                throw GFNError(.state, "\(statePath): a checkpoint of another run (its \(key) is \(have?.serialized() ?? "missing"), "
+                               + "this trainer needs \(want.serialized()))")
+            }
+        }
+        try checkExtra(st["extra"]?.object ?? JSONObject())
         guard let groups = st["groups"]?.array, groups.count == optimizer.groups.count else {
             throw GFNError(.state, "\(statePath): the checkpoint has \(st["groups"]?.array?.count ?? 0) parameter groups, the optimiser \(optimizer.groups.count)")
         }
@@ -120,6 +140,7 @@ public enum TrainingCheckpoint {
         guard let schedValue = st["schedule"] else { throw fail("schedule missing") }
         let schedule = try decode(schedValue, path: statePath)
         let maxNorm = st["max_grad_norm"]?.double
+        if let m = maxNorm, !(m > 0) { throw fail("max_grad_norm \(m) must be positive or null") }
         var rngs: [String: RNG] = [:]
         if let r = st["rng"]?.object {
             for (k, v) in r {
@@ -168,7 +189,11 @@ public enum TrainingCheckpoint {
         var extraOut: [String: [UInt8]] = [:]
         for name in extraFiles {
             let path = FileIO.join(directory, name)
-            if FileIO.exists(path) { extraOut[name] = try FileIO.read(path) }
+            if FileIO.exists(path) {
+                let bytes = try FileIO.read(path)
+                try checkFile(name, bytes)
+                extraOut[name] = bytes
+            }
         }
         // commit
         if let adapter, let loadedAdapter { try adapter.assign(from: loadedAdapter) }
@@ -236,11 +261,10 @@ extension SFTTrainer {
     /// Restores a checkpoint written by `save(checkpoint:)` into this trainer (made with the same model, adapter
     /// targets and rank, or both full-parameter).
     public func load(checkpoint directory: String) throws(GFNError) {
+        // the trainer kind and mode are checked before anything changes
         let r = try TrainingCheckpoint.load(directory: directory, model: transformer.weights, adapter: adapter,
-                                            optimizer: optimizer)
-        guard r.extra["mode"]?.string == (adapter == nil ? "full" : "lora") else {
-            throw .state("\(directory): checkpoint mode \(r.extra["mode"]?.string ?? "?") does not match this trainer")
-        }
+                                            optimizer: optimizer,
+                                            expect: ["trainer": "sft", "mode": .string(adapter == nil ? "full" : "lora")])
         dropoutRNG = r.rngs["dropout"]
         optimizer.zeroGrad()
         pendingLoss = 0
