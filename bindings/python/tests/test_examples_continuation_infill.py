@@ -1,19 +1,16 @@
 """Short configurations of the sentence-continuation and infilling examples (paper §4.1, §4.2) and of the C example
 that trains a sampler with a reward written in C. They need the demo model (models/demo-gpt2) and its data (data/);
 GFNLM_DEMO_MODEL / GFNLM_DEMO_DATA point elsewhere. The C test also needs gcc and build/libgfnlm.so."""
-import importlib.util
 import math
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from conftest import ROOT
+from example_runner import DATA, MODEL, load_example, metrics, run_example
 
-MODEL = os.environ.get("GFNLM_DEMO_MODEL", os.path.join(ROOT, "models", "demo-gpt2"))
-DATA = os.environ.get("GFNLM_DEMO_DATA", os.path.join(ROOT, "data"))
 PROMPTS = os.path.join(DATA, "openwebtext", "prompts.txt")
 LIB_DIR = os.path.dirname(os.environ.get("GFNLM_LIBRARY", os.path.join(ROOT, "build", "libgfnlm.so")))
 
@@ -21,37 +18,6 @@ needs_demo = pytest.mark.skipif(
     not (os.path.exists(os.path.join(MODEL, "model.onnx")) and os.path.exists(PROMPTS)),
     reason=f"the demo model ({MODEL}/model.onnx) or its data ({PROMPTS}) is absent; "
            "set GFNLM_DEMO_MODEL / GFNLM_DEMO_DATA to run these tests")
-
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples", "python", name + ".py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def metrics(stdout):
-    """The example's last line: key=value pairs, every value a finite number."""
-    last = stdout.strip().splitlines()[-1]
-    out = {}
-    for part in last.split():
-        k, v = part.split("=", 1)
-        out[k] = float(v)
-        assert math.isfinite(out[k]), (k, v)
-    return out
-
-
-def run_python_example(name, tmp_path, *extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.join(ROOT, "bindings", "python") + os.pathsep + env.get("PYTHONPATH", "")
-    plot = tmp_path / f"{name}.png"
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", name + ".py"), "--quick",
-                        "--model", MODEL, "--data", DATA, "--plot", str(plot), *extra],
-                       capture_output=True, text=True, env=env, timeout=600)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    if importlib.util.find_spec("matplotlib") is not None:
-        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    return metrics(p.stdout), p.stdout
 
 
 # --- metric implementations (no model needed) -----------------------------------------------------------------
@@ -100,7 +66,7 @@ def test_illegal_tokens_are_single_tokens():
 
 @needs_demo
 def test_sentence_continuation_quick(tmp_path):
-    m, out = run_python_example("sentence_continuation", tmp_path)
+    m, out = run_example("sentence_continuation", tmp_path, timeout=600)
     methods = ["gfn", "sample", "tempered", "nucleus", "beam", "diverse_beam"]
     for k in methods:
         assert f"{k}_maxll" in m and f"{k}_div" in m
@@ -114,7 +80,7 @@ def test_sentence_continuation_quick(tmp_path):
 
 @needs_demo
 def test_infilling_quick(tmp_path):
-    m, out = run_python_example("infilling", tmp_path)
+    m, out = run_example("infilling", tmp_path, timeout=600)
     for k in ["gfn", "prompt", "prompt_ending", "beam", "true"]:
         for s in ("logr", "logy", "bleu", "gleu"):
             assert f"{k}_{s}" in m

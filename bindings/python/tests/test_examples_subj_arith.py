@@ -1,20 +1,13 @@
 """Short configurations (--quick) of the subjectivity (paper §4.3) and arithmetic (§4.4) examples, and their
 evaluation rules (A17, A22, A23). The runs need the demo model (models/demo-gpt2) and its data (data/);
 GFNLM_DEMO_MODEL / GFNLM_DEMO_DATA point elsewhere."""
-import importlib.util
 import json
-import math
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT
-
-MODEL = os.environ.get("GFNLM_DEMO_MODEL", os.path.join(ROOT, "models", "demo-gpt2"))
-DATA = os.environ.get("GFNLM_DEMO_DATA", os.path.join(ROOT, "data"))
+from example_runner import DATA, MODEL, load_example, run_example
 NEEDED = [os.path.join(MODEL, "model.onnx"), os.path.join(DATA, "subj", "train.jsonl"),
           os.path.join(DATA, "arithmetic", "heldout_5op.jsonl"),
           os.path.join(DATA, "arithmetic_with_tool", "1digit_34_op+-_hw.json")]
@@ -23,37 +16,6 @@ needs_demo = pytest.mark.skipif(
     not all(os.path.exists(p) for p in NEEDED),
     reason=f"the demo model ({MODEL}/model.onnx) or its data ({DATA}: subj/, arithmetic/, arithmetic_with_tool/) "
            "is absent; set GFNLM_DEMO_MODEL / GFNLM_DEMO_DATA to run these tests")
-
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples", "python", name + ".py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def metrics(stdout):
-    """The example's last line: key=value pairs, every value a finite number."""
-    last = stdout.strip().splitlines()[-1]
-    out = {}
-    for part in last.split():
-        k, v = part.split("=", 1)
-        out[k] = float(v)
-        assert math.isfinite(out[k]), (k, v)
-    return out
-
-
-def run_example(name, tmp_path, *extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.join(ROOT, "bindings", "python") + os.pathsep + env.get("PYTHONPATH", "")
-    plot = tmp_path / f"{name}.png"
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", name + ".py"), "--quick",
-                        "--model", MODEL, "--data", DATA, "--plot", str(plot), *extra],
-                       capture_output=True, text=True, env=env, timeout=900)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    if importlib.util.find_spec("matplotlib") is not None:
-        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    return metrics(p.stdout), p.stdout
 
 
 # --- evaluation rules (no model needed) --------------------------------------------------------------------------
