@@ -19,9 +19,66 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
+
+// Initializer raw_data of at least this many bytes is not copied into the parsed message: it stays in the
+// private of the file and connx_tensor_get points into it (see skeleton() below).
+static constexpr size_t kBorrowMin = 4096;
 
 struct connx_model {
     onnx::ModelProto proto;
+    // The file mapping that borrowed initializer data points into (nullptr when nothing is borrowed).
+    uint8_t *map = nullptr;
+    size_t map_size = 0;
+    struct Borrowed {
+        size_t offset = 0;  // of the raw_data bytes in the file
+        size_t size = 0;    // 0: not borrowed (the data, if any, is in the message)
+    };
+    // Per initializer index (graph.initializer order); shorter than the initializer list when some were added.
+    std::vector<Borrowed> borrowed;
+    ~connx_model() {
+        if (map) ::munmap(map, map_size);
+    }
+    const Borrowed *borrowed_at(int32_t node, int32_t index) const {
+        if (node != -1 || index < 0 || (size_t)index >= borrowed.size() || borrowed[(size_t)index].size == 0)
+            return nullptr;
+        return &borrowed[(size_t)index];
+    }
+    void forget(int32_t node, int32_t index) {
+        if (node == -1 && index >= 0 && (size_t)index < borrowed.size()) borrowed[(size_t)index] = Borrowed();
+    }
+    // What the message would serialize to with the borrowed raw_data put back (without copying it in).
+    static size_t varint_size(size_t v) {
+        size_t n = 1;
+        while (v >= 0x80) {
+            v >>= 7;
+            n++;
+        }
+        return n;
+    }
+    size_t serialized_size() const {
+        size_t model = proto.ByteSizeLong();
+        if (!proto.has_graph()) return model;
+        const auto &g = proto.graph();
+        size_t graph_old = g.ByteSizeLong(), graph_new = graph_old;
+        for (size_t i = 0; i < borrowed.size() && i < (size_t)g.initializer_size(); i++) {
+            if (borrowed[i].size == 0) continue;
+            size_t t_old = g.initializer((int)i).ByteSizeLong();
+            size_t t_new = t_old + 1 + varint_size(borrowed[i].size) + borrowed[i].size;  // tag of field 9 is 1 byte
+            graph_new += (t_new + varint_size(t_new)) - (t_old + varint_size(t_old));
+        }
+        return model + (graph_new + varint_size(graph_new)) - (graph_old + varint_size(graph_old));
+    }
+    // Copies every borrowed raw_data into the message (before serializing it).
+    void materialize() {
+        auto *g = proto.mutable_graph();
+        for (size_t i = 0; i < borrowed.size() && i < (size_t)g->initializer_size(); i++) {
+            if (borrowed[i].size == 0) continue;
+            g->mutable_initializer((int)i)->set_raw_data(std::string((const char *)map + borrowed[i].offset,
+                                                                     borrowed[i].size));
+            borrowed[i] = Borrowed();
+        }
+    }
 };
 
 namespace {
@@ -83,6 +140,168 @@ class MappedChunkStream : public google::protobuf::io::ZeroCopyInputStream {
     size_t pos_ = 0;
     size_t released_ = 0;
 };
+
+// ---- Zero-copy parsing -------------------------------------------------------------------------------------
+// protobuf copies every bytes field while parsing: for an ONNX file with inline weights that is a second copy of
+// the whole file (plus the page faults of fresh memory), most of the load time. Instead the file is mapped and a
+// *skeleton* of it is parsed: the same message with the raw_data of large initializers left out. Their bytes stay
+// in the mapping and connx_tensor_get points at them. The skeleton is made by a wire-format walk of exactly three
+// levels (ModelProto.graph = 7 -> GraphProto.initializer = 5 -> TensorProto.raw_data = 9); everything else is
+// copied verbatim and parsed by ONNX's own classes. Anything unusual (groups, a repeated graph field, a malformed
+// varint or length) makes the walk give up and the file is parsed the ordinary way, which reports the error.
+
+struct Wire {
+    const uint8_t *p;
+    const uint8_t *end;
+    bool varint(uint64_t *v) {
+        uint64_t r = 0;
+        for (int shift = 0; shift < 64; shift += 7) {
+            if (p >= end) return false;
+            uint8_t b = *p++;
+            r |= (uint64_t)(b & 0x7f) << shift;
+            if (!(b & 0x80)) {
+                *v = r;
+                return true;
+            }
+        }
+        return false;
+    }
+    // Reads one field: its number, wire type and the byte range of its whole encoding / its payload.
+    bool field(uint32_t *number, uint32_t *type, const uint8_t **start, const uint8_t **payload, size_t *len) {
+        *start = p;
+        uint64_t tag;
+        if (!varint(&tag)) return false;
+        *number = (uint32_t)(tag >> 3);
+        *type = (uint32_t)(tag & 7);
+        if (*number == 0) return false;
+        uint64_t v;
+        switch (*type) {
+            case 0:
+                if (!varint(&v)) return false;
+                *payload = p;
+                *len = 0;
+                return true;
+            case 1:
+                if ((size_t)(end - p) < 8) return false;
+                p += 8;
+                *payload = p;
+                *len = 0;
+                return true;
+            case 5:
+                if ((size_t)(end - p) < 4) return false;
+                p += 4;
+                *payload = p;
+                *len = 0;
+                return true;
+            case 2:
+                if (!varint(&v) || v > (uint64_t)(end - p)) return false;
+                *payload = p;
+                *len = (size_t)v;
+                p += v;
+                return true;
+            default:
+                return false;  // groups (3, 4) and invalid types: let protobuf deal with them
+        }
+    }
+};
+
+void put_varint(std::string &out, uint64_t v) {
+    while (v >= 0x80) {
+        out.push_back((char)(uint8_t)(v | 0x80));
+        v >>= 7;
+    }
+    out.push_back((char)(uint8_t)v);
+}
+
+void put_message(std::string &out, uint32_t number, const std::string &body) {
+    put_varint(out, ((uint64_t)number << 3) | 2);
+    put_varint(out, body.size());
+    out.append(body);
+}
+
+// TensorProto without a large raw_data. Only the last raw_data field counts (protobuf's rule for a repeated
+// singular field), so earlier ones are dropped; the last one is left out and recorded when it is large.
+bool skeleton_tensor(const uint8_t *base, const uint8_t *p, size_t n, std::string &out, connx_model::Borrowed &b) {
+    b = connx_model::Borrowed();
+    const uint8_t *last_raw = nullptr;  // start of the last raw_data field
+    {
+        Wire w{p, p + n};
+        while (w.p < w.end) {
+            uint32_t num, type;
+            const uint8_t *start, *payload;
+            size_t len;
+            if (!w.field(&num, &type, &start, &payload, &len)) return false;
+            if (num == 9) {
+                if (type != 2) return false;
+                last_raw = start;
+                if (len >= kBorrowMin) {
+                    b.offset = (size_t)(payload - base);
+                    b.size = len;
+                } else {
+                    b = connx_model::Borrowed();
+                }
+            }
+        }
+    }
+    Wire w{p, p + n};
+    while (w.p < w.end) {
+        uint32_t num, type;
+        const uint8_t *start, *payload;
+        size_t len;
+        if (!w.field(&num, &type, &start, &payload, &len)) return false;
+        if (num == 9 && (start != last_raw || b.size != 0)) continue;
+        out.append((const char *)start, (size_t)(w.p - start));
+    }
+    return true;
+}
+
+bool skeleton_graph(const uint8_t *base, const uint8_t *p, size_t n, std::string &out,
+                    std::vector<connx_model::Borrowed> &borrowed) {
+    Wire w{p, p + n};
+    std::string t;
+    while (w.p < w.end) {
+        uint32_t num, type;
+        const uint8_t *start, *payload;
+        size_t len;
+        if (!w.field(&num, &type, &start, &payload, &len)) return false;
+        if (num == 5) {
+            if (type != 2) return false;
+            t.clear();
+            connx_model::Borrowed b;
+            if (!skeleton_tensor(base, payload, len, t, b)) return false;
+            borrowed.push_back(b);
+            put_message(out, 5, t);
+            continue;
+        }
+        out.append((const char *)start, (size_t)(w.p - start));
+    }
+    return true;
+}
+
+// The file without the raw_data of large initializers; false when the walk gave up (or nothing was borrowed).
+bool skeleton(const uint8_t *base, size_t n, std::string &out, std::vector<connx_model::Borrowed> &borrowed) {
+    Wire w{base, base + n};
+    bool seen_graph = false;
+    out.reserve(n < (64u << 20) ? n : (64u << 20));
+    while (w.p < w.end) {
+        uint32_t num, type;
+        const uint8_t *start, *payload;
+        size_t len;
+        if (!w.field(&num, &type, &start, &payload, &len)) return false;
+        if (num == 7) {
+            if (type != 2 || seen_graph) return false;  // a second graph field would be merged: not handled here
+            seen_graph = true;
+            std::string g;
+            if (!skeleton_graph(base, payload, len, g, borrowed)) return false;
+            put_message(out, 7, g);
+            continue;
+        }
+        out.append((const char *)start, (size_t)(w.p - start));
+    }
+    for (const auto &b : borrowed)
+        if (b.size) return true;
+    return false;
+}
 
 const onnx::GraphProto *graph_of(const connx_model *m) {
     if (!m || !m->proto.has_graph()) return nullptr;
@@ -208,6 +427,34 @@ int connx_open(const char *path, connx_model **out, char *err, size_t errlen) {
         // Parse from a read-only mapping of the file, handed to protobuf in chunks; chunks already parsed are
         // dropped from memory (MADV_DONTNEED), so peak memory stays near the parsed size while each raw_data
         // is copied once. Falls back to read() streaming if mmap fails.
+        // Zero-copy first: parse the skeleton, keep the mapping for the borrowed raw_data. The mapping is private
+        // and writable so that a stray write into a borrowed weight copies the page instead of faulting.
+        {
+            void *zmap = ::mmap(nullptr, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd.fd, 0);
+            if (zmap != MAP_FAILED) {
+                const uint8_t *base = (const uint8_t *)zmap;
+                std::string skel;
+                std::vector<connx_model::Borrowed> borrowed;
+                bool walked = skeleton(base, (size_t)st.st_size, skel, borrowed);
+                if (walked && m->proto.ParseFromString(skel) &&
+                    (size_t)m->proto.graph().initializer_size() == borrowed.size()) {
+                    // Map every page now, read-only (no copy-on-write), in one call instead of ~10^5 page faults
+                    // later; kernels before 5.14 lack MADV_POPULATE_READ and get the read-ahead hint only.
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+                    if (::madvise(zmap, (size_t)st.st_size, MADV_POPULATE_READ) != 0)
+                        ::madvise(zmap, (size_t)st.st_size, MADV_WILLNEED);
+                    m->map = (uint8_t *)zmap;
+                    m->map_size = (size_t)st.st_size;
+                    m->borrowed = std::move(borrowed);
+                    *out = m;
+                    return CONNX_OK;
+                }
+                ::munmap(zmap, (size_t)st.st_size);
+                m->proto.Clear();
+            }
+        }
         void *map = ::mmap(nullptr, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd.fd, 0);
         if (map != MAP_FAILED) {
             ::madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
@@ -409,9 +656,15 @@ int connx_tensor_get(const connx_model *m, int32_t node, int32_t index, connx_te
         out->data_type = t->data_type();
         out->rank = t->dims_size();
         out->dims = t->dims_size() ? t->dims().data() : nullptr;
-        out->has_raw_data = t->has_raw_data() ? 1 : 0;
-        out->raw_data = t->raw_data().empty() ? nullptr : (const void *)t->raw_data().data();
-        out->raw_size = t->raw_data().size();
+        if (const connx_model::Borrowed *b = m->borrowed_at(node, index)) {
+            out->has_raw_data = 1;
+            out->raw_data = (const void *)(m->map + b->offset);
+            out->raw_size = b->size;
+        } else {
+            out->has_raw_data = t->has_raw_data() ? 1 : 0;
+            out->raw_data = t->raw_data().empty() ? nullptr : (const void *)t->raw_data().data();
+            out->raw_size = t->raw_data().size();
+        }
         out->float_data = t->float_data_size() ? t->float_data().data() : nullptr;
         out->float_count = t->float_data_size();
         out->int32_data = t->int32_data_size() ? t->int32_data().data() : nullptr;
@@ -450,6 +703,13 @@ int connx_tensor_release_data(connx_model *m, int32_t node, int32_t index) {
     onnx::TensorProto *t = const_cast<onnx::TensorProto *>(tensor_at(m, node, index));
     if (!t) return CONNX_ERANGE;
     try {
+        if (const connx_model::Borrowed *b = m->borrowed_at(node, index)) {
+            // Drop the whole pages inside the range from this process (they stay in the page cache).
+            const size_t page = 4096;
+            size_t lo = (b->offset + page - 1) / page * page, hi = (b->offset + b->size) / page * page;
+            if (hi > lo) ::madvise(m->map + lo, hi - lo, MADV_DONTNEED);
+            m->forget(node, index);
+        }
         if (t->has_raw_data()) {
             std::string empty;
             t->mutable_raw_data()->swap(empty);  // frees the buffer (clear() would keep the capacity)
@@ -471,6 +731,7 @@ int connx_tensor_set_raw(connx_model *m, int32_t node, int32_t index, int32_t da
     if (!t || !valid_dims(dims, rank) || (size > 0 && !data)) return CONNX_ERANGE;
     try {
         fill_tensor(t, data_type, dims, rank, data, size);
+        m->forget(node, index);
         return CONNX_OK;
     } catch (...) {
         return CONNX_EINTERNAL;
@@ -483,6 +744,7 @@ int connx_tensor_set_external(connx_model *m, int32_t node, int32_t index, const
     if (!t || !location || !*location || offset < 0 || length < 0) return CONNX_ERANGE;
     try {
         clear_tensor_data(t);
+        m->forget(node, index);
         const std::pair<const char *, std::string> entries[] = {
             {"location", std::string(location)},
             {"offset", std::to_string((long long)offset)},
@@ -538,7 +800,7 @@ int connx_node_set_input(connx_model *m, int32_t i, int32_t j, const char *name)
 int connx_serialized_size(const connx_model *m, uint64_t *out) {
     if (!m || !out) return CONNX_ERANGE;
     try {
-        *out = (uint64_t)m->proto.ByteSizeLong();
+        *out = (uint64_t)m->serialized_size();
         return CONNX_OK;
     } catch (...) {
         return CONNX_EINTERNAL;
@@ -554,6 +816,7 @@ int connx_save(const connx_model *m, const char *path, char *err, size_t errlen)
     bool created = false;
     try {
         std::string p(path);
+        const_cast<connx_model *>(m)->materialize();
         size_t size = m->proto.ByteSizeLong();
         if (size >= (size_t)INT_MAX) {
             set_err(err, errlen,

@@ -151,16 +151,19 @@ final class ONNXLoaderTests: XCTestCase {
                 try checkWeights(r.weights, hfWeights, dtype: dtype, label)
                 XCTAssertTrue(r.weights.keepAlive.contains { $0 === r.weights.keepAlive.first }, label)
                 if dtype == "float32" {
-                    // fp32 weights are borrowed from the file or the mapping, never copied.
-                    XCTAssertEqual(r.ownedBytes, 0, "\(label): fp32 weights were copied")
+                    // fp32 weights are borrowed from the file mapping (inline raw_data is parsed zero-copy) or the
+                    // external data mapping; only tensors whose bytes sit at a misaligned offset are copied, and
+                    // their source pages released.
                     XCTAssertGreaterThan(r.borrowedBytes, 0, label)
+                    if v.hasPrefix("external") { XCTAssertEqual(r.ownedBytes, 0, "\(label): aligned external data was copied") }
                 }
                 if model == "gpt2-tiny" {
                     let V = hfConfig["vocab_size"]?.int ?? 0, E = hfConfig["n_embd"]?.int ?? 0
                     if v == "dynamo" { XCTAssertTrue(r.headSharedTensor, "\(label): head should be wte itself") }
                     if v.hasPrefix("legacy") && dtype == "float32" {
                         XCTAssertFalse(r.headSharedTensor, label)
-                        XCTAssertEqual(r.releasedBytes, V * E * 4, "\(label): the duplicated head should be freed")
+                        XCTAssertGreaterThanOrEqual(r.releasedBytes, V * E * 4,
+                                                    "\(label): the duplicated head should be freed")
                     }
                 }
             } catch let e as GFNError {
@@ -181,7 +184,9 @@ final class ONNXLoaderTests: XCTestCase {
               + r.phases.map { String(format: "%@ %.1f ms", $0.name, $0.seconds * 1000) }.joined(separator: ", ") + ")")
         checkConfig(r.weights.config, hf, "gpt2-realvocab")
         XCTAssertTrue(r.headSharedTensor)
-        XCTAssertEqual(r.ownedBytes, 0)
+        // fp32: each tensor is borrowed from the file mapping, or copied once when its bytes are misaligned.
+        XCTAssertGreaterThan(r.borrowedBytes, 0)
+        XCTAssertLessThanOrEqual(r.ownedBytes, r.weights.wte.count * 4 + (1 << 20))
         XCTAssertEqual(r.weights.wte.shape, [50257, 32])
         XCTAssertEqual(r.weights.linears.map(\.name), (0..<2).flatMap { i in
             ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"].map { "transformer.h.\(i).\($0)" }

@@ -1,5 +1,6 @@
 import XCTest
 @testable import GFNLM
+import CONNX
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -83,6 +84,64 @@ final class ONNXTensorDataTests: XCTestCase {
         XCTAssertEqual(UnsafeRawPointer(a.base), base + 4, "aligned external data must be borrowed from the mapping")
         let bp = UnsafeRawPointer(b.base)
         XCTAssertFalse(bp >= base && bp < base + wmap.size, "misaligned external data must be copied")
+    }
+
+    /// Large inline raw_data is not copied while parsing: it points into the file mapping (any alignment), small
+    /// raw_data stays in the parsed message, the last raw_data field of a tensor wins (protobuf's rule), and the
+    /// model serializes back with every byte (connx_serialized_size = the written size).
+    func testLargeInlineRawDataIsBorrowedFromTheFileMapping() throws {
+        let big = (0..<3000).map { Float($0) * 0.25 - 100 }          // 12,000 bytes: borrowed
+        let big2 = (0..<1500).map { Float($0) * -0.5 }
+        var twice = ONNXBuild.tensor(name: "twice", dataType: 1, dims: [8], raw: ONNXBuild.floatBytes(big))
+        twice.bytes(9, ONNXBuild.floatBytes(values))                  // a later small raw_data replaces the large one
+        var twice2 = ONNXBuild.tensor(name: "twice2", dataType: 1, dims: [1500], raw: ONNXBuild.floatBytes(values))
+        twice2.bytes(9, ONNXBuild.floatBytes(big2))                   // a later large one replaces the small one
+        let inits = [
+            ONNXBuild.tensor(name: "pad", dataType: 1, dims: [1], raw: ONNXBuild.floatBytes([7])),
+            ONNXBuild.tensor(name: "big", dataType: 1, dims: [3000], raw: ONNXBuild.floatBytes(big)),
+            ONNXBuild.tensor(name: "small", dataType: 1, dims: [8], raw: ONNXBuild.floatBytes(values)),
+            twice, twice2,
+            ONNXBuild.tensor(name: "bigdata", dataType: 1, dims: [1500], floats: big2),
+        ]
+        let bytes = ONNXBuild.model(ONNXBuild.graph(nodes: [], initializers: inits, inputs: [], outputs: []))
+        for misalign in 0..<4 {
+            // Shift every offset by a name of varying length: some copies of `big` land misaligned.
+            var padded = inits
+            padded[0] = ONNXBuild.tensor(name: String(repeating: "p", count: 1 + misalign), dataType: 1, dims: [1],
+                                         raw: ONNXBuild.floatBytes([7]))
+            let file = ONNXBuild.model(ONNXBuild.graph(nodes: [], initializers: padded, inputs: [], outputs: []))
+            let (g, r) = try open(file)
+            XCTAssertEqual(try floats(g, r, "big").1, big)
+            XCTAssertEqual(try floats(g, r, "small").1, values)
+            XCTAssertEqual(try floats(g, r, "twice").1, values)
+            XCTAssertEqual(try floats(g, r, "twice2").1, big2)
+            XCTAssertEqual(try floats(g, r, "bigdata").1, big2)
+            // `big` points into the mapped file at its byte offset, whatever its alignment.
+            let range = try XCTUnwrap(r.protoDataRange(.initializer(try XCTUnwrap(g.initializers["big"]))))
+            XCTAssertEqual(range.1, 12_000)
+            let raw = UnsafeRawBufferPointer(start: range.0, count: range.1)
+            XCTAssertEqual(Array(raw), ONNXBuild.floatBytes(big))
+            // Serialized size without copying (= what connx_save writes; this file is not canonical: repeated raw_data
+            // fields, unpacked floats), then the written file parses to the same tensors.
+            var size: UInt64 = 0
+            XCTAssertEqual(Int(connx_serialized_size(g.file.handle, &size)), Int(CONNX_OK))
+            let out = tmp.file("saved\(misalign).onnx")
+            var err = [CChar](repeating: 0, count: 256)
+            XCTAssertEqual(Int(connx_save(g.file.handle, out, &err, err.count)), Int(CONNX_OK))
+            var st = stat()
+            XCTAssertEqual(stat(out, &st), 0)
+            XCTAssertEqual(Int(st.st_size), Int(size))
+            let g2 = try ONNXGraph(file: try ONNXFile(path: out))
+            let r2 = TensorDataReader(graph: g2)
+            for name in ["big", "small", "twice", "twice2", "bigdata"] {
+                XCTAssertEqual(try floats(g2, r2, name).1, try floats(g, r, name).1, name)
+            }
+            // Releasing a borrowed tensor forgets it (no dangling pointer handed out afterwards).
+            let bi = try XCTUnwrap(g.initializers["big"])
+            XCTAssertEqual(Int(connx_tensor_release_data(g.file.handle, -1, Int32(bi))), Int(CONNX_OK))
+            XCTAssertNil(r.protoDataRange(.initializer(bi)))
+        }
+        _ = bytes
     }
 
     func testConstantFolding() throws {

@@ -5,8 +5,10 @@
  * libprotobuf). No model knowledge lives here: the shim parses the file, hands out plain structs, and (for the
  * merged-weights export) edits tensor data / node inputs and serializes the model back to a file.
  *
- * Lifetime: every pointer handed out (strings, dims, raw_data, typed data) points into the parsed proto and stays
- * valid until connx_free(), except tensor data released with connx_tensor_release_data().
+ * Lifetime: every pointer handed out (strings, dims, raw_data, typed data) points into the parsed proto, or for
+ * the raw_data of large initializers into a private mapping of the file (zero-copy parsing: the data is never
+ * copied into the message), and stays valid until connx_free(), except tensor data released with
+ * connx_tensor_release_data(). raw_data pointers carry no alignment guarantee.
  * Strings are NUL-terminated; `s` attributes and raw_data may contain NUL bytes, so they also carry a length.
  * Index arguments are checked: an out-of-range index returns CONNX_ERANGE (or NULL for string getters).
  * No C++ exception escapes any function. Not thread-safe for one model while connx_tensor_release_data() runs;
@@ -172,7 +174,8 @@ CONNX_API int connx_add_initializer(connx_model *m, const char *name, int32_t da
 CONNX_API int connx_node_set_input(connx_model *m, int32_t i, int32_t j, const char *name);
 /* The size in bytes of the serialized model (what connx_save would write). */
 CONNX_API int connx_serialized_size(const connx_model *m, uint64_t *out);
-/* Serializes the model to a new file at `path` (created with O_EXCL, mode 0644; an existing file is an error),
+/* Serializes the model to a new file at `path` (first copying borrowed raw_data into the message: memory grows by
+ * the size of the inline weights; not thread-safe with getters running) (created with O_EXCL, mode 0644; an existing file is an error),
  * then fsyncs and closes it. On failure the partly written file is removed and a message is written to err.
  * CONNX_ETOOLARGE when the serialized model is 2 GiB or more (protobuf's limit: move tensors to external data). */
 CONNX_API int connx_save(const connx_model *m, const char *path, char *err, size_t errlen);

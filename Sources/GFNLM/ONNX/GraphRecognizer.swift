@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CKernels
 
 /// One input of one node: where a constant enters the computation (recorded for the merged-weights export).
 struct InputSlot: Hashable, Sendable {
@@ -627,24 +628,9 @@ final class GraphRecognizer {
         let a = try w.floats(), b = try wte.floats()
         let wp = UnsafeRawPointer(a.base).assumingMemoryBound(to: UInt32.self)
         let ep = UnsafeRawPointer(b.base).assumingMemoryBound(to: UInt32.self)
-        // Quick reject on the first row, then the whole matrix in tiles.
+        // Quick reject on the first row, then the whole matrix (blocked C kernel: ~memory speed).
         for j in 0..<min(V, 64) where wp[j] != ep[j * E] { return false }
-        let tile = 64
-        var i0 = 0
-        while i0 < E {
-            let i1 = min(E, i0 + tile)
-            var j0 = 0
-            while j0 < V {
-                let j1 = min(V, j0 + tile)
-                for j in j0..<j1 {
-                    let erow = ep + j * E
-                    for i in i0..<i1 where wp[i * V + j] != erow[i] { return false }
-                }
-                j0 = j1
-            }
-            i0 = i1
-        }
-        return true
+        return gfk_equal_transposed_u32(wp, ep, E, V) != 0
     }
 
     private func activation(_ b: RecognizedBlock) throws(GFNError) -> Activation {
