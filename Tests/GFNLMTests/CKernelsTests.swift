@@ -1,5 +1,6 @@
 import XCTest
 import CKernels
+@testable import GFNLM
 
 /// The small C kernels against naive Swift references.
 final class CKernelsTests: XCTestCase {
@@ -19,6 +20,54 @@ final class CKernelsTests: XCTestCase {
             }
             // Not transposed (same layout) is not equal unless square-symmetric by chance.
             if rows > 1 && cols > 1 { XCTAssertEqual(gfk_equal_transposed_u32(a, a, rows, cols), 0) }
+        }
+    }
+
+    /// The few-row products (decoding) against a double-precision reference, on odd shapes, column sub-ranges,
+    /// leading dimensions wider than the matrices, and through `BLAS.gemmFewRows` with several threads.
+    func testFewRowsProductsMatchAReference() {
+        var g = SystemRandomNumberGenerator()
+        func rand(_ n: Int) -> [Float] { (0..<n).map { _ in Float.random(in: -1...1, using: &g) } }
+        for (M, K, N) in [(1, 1, 1), (2, 3, 5), (3, 7, 17), (5, 8, 16), (6, 9, 33), (7, 13, 40), (8, 64, 100),
+                          (13, 31, 257), (16, 100, 1030)] {
+            let ldx = K + 3, ldw = N + 5, ldwt = K + 2, ldy = N + 7
+            let x = rand(M * ldx), w = rand(K * ldw), wt = rand(N * ldwt)
+            for transB in [false, true] {
+                var ref = [Double](repeating: 0, count: M * N)
+                for m in 0..<M { for n in 0..<N {
+                    var s = 0.0
+                    for k in 0..<K { s += Double(x[m * ldx + k]) * Double(transB ? wt[n * ldwt + k] : w[k * ldw + n]) }
+                    ref[m * N + n] = s
+                } }
+                // Whole range and a sub-range of columns (the rest must stay untouched).
+                for (n0, n1) in [(0, N), (N / 3, N - N / 4)] where n1 > n0 {
+                    var y = [Float](repeating: .nan, count: M * ldy)
+                    if transB { gfk_sgemm_small_nt(M, K, x, ldx, wt, ldwt, &y, ldy, n0, n1) }
+                    else { gfk_sgemm_small_nn(M, K, x, ldx, w, ldw, &y, ldy, n0, n1) }
+                    for m in 0..<M { for n in 0..<ldy {
+                        let v = y[m * ldy + n]
+                        if n >= n0 && n < n1 {
+                            XCTAssertEqual(Double(v), ref[m * N + n], accuracy: 1e-5 * Double(K) + 1e-6,
+                                           "M\(M) K\(K) N\(N) transB \(transB) [\(m), \(n)]")
+                        } else {
+                            XCTAssertTrue(v.isNaN, "M\(M) K\(K) N\(N) transB \(transB): column \(n) written")
+                        }
+                    } }
+                }
+                // Through the BLAS entry point, 3 threads (M = 1 is left to sgemv: not taken).
+                var y = [Float](repeating: 0, count: M * ldy)
+                let taken = x.withUnsafeBufferPointer { xp in (transB ? wt : w).withUnsafeBufferPointer { wp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        BLAS.gemmFewRows(m: M, n: N, k: K, a: xp.baseAddress!, lda: ldx, b: wp.baseAddress!,
+                                         ldb: transB ? ldwt : ldw, transB: transB, c: yp.baseAddress!, ldc: ldy, threads: 3)
+                    } } }
+                XCTAssertEqual(taken, M >= 2 && M <= BLAS.fewRowsLimit)
+                if taken {
+                    for m in 0..<M { for n in 0..<N {
+                        XCTAssertEqual(Double(y[m * ldy + n]), ref[m * N + n], accuracy: 1e-5 * Double(K) + 1e-6)
+                    } }
+                }
+            }
         }
     }
 }

@@ -14,6 +14,16 @@ int gfk_cpu_has_avx512bf16(void);
 /// Blocked: each 64-byte line of a and b is read once.
 int gfk_equal_transposed_u32(const uint32_t *a, const uint32_t *b, size_t rows, size_t cols);
 
+/// Matrix products with few rows (decoding), columns n0 <= n < n1 only (callers split columns across threads):
+///   nn: y[m, n] = sum_k x[m, k] * w[k * ldw + n]   (w stored [K, N]: a linear layer's [in, out] weight)
+///   nt: y[m, n] = sum_k x[m, k] * w[n * ldw + k]   (w stored [N, K]: the tied head, rows of the embedding)
+/// for 0 <= m < M. y is overwritten (no accumulation). Each weight element is read once per call; meant for
+/// M up to ~16 (larger M: use sgemm).
+void gfk_sgemm_small_nn(size_t M, size_t K, const float *x, size_t ldx, const float *w, size_t ldw, float *y,
+                        size_t ldy, size_t n0, size_t n1);
+void gfk_sgemm_small_nt(size_t M, size_t K, const float *x, size_t ldx, const float *w, size_t ldw, float *y,
+                        size_t ldy, size_t n0, size_t n1);
+
 #ifdef __cplusplus
 }
 #endif

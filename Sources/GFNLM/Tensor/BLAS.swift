@@ -1,4 +1,5 @@
 import COpenBLAS
+import CKernels
 
 /// Row-major matrix products through OpenBLAS. Every matrix product in gfnlm goes through here.
 public enum BLAS {
@@ -35,6 +36,33 @@ public enum BLAS {
         }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// Rows up to which `gemmFewRows` uses gfnlm's own kernels (decoding batches).
+    public static let fewRowsLimit = 16
+
+    /// C[m,n] = A[m,k] · op(B) for 2 ≤ m ≤ `fewRowsLimit` (decoding: one row per sequence), with B stored [k,n]
+    /// (transB false, a linear layer's weight) or [n,k] (transB true, the tied head). OpenBLAS's sgemm packs B on
+    /// every call and may run such small products on one thread; these kernels stream B once, with the columns split
+    /// over `threads` threads. Returns false (and does nothing) outside that range of m: use `gemm` then.
+    @discardableResult
+    public static func gemmFewRows(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                                   b: UnsafePointer<Float>, ldb: Int, transB: Bool,
+                                   c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) -> Bool {
+        guard m >= 2 && m <= fewRowsLimit && n > 0 && k > 0 else { return false }
+        let block = 64
+        let blocks = (n + block - 1) / block
+        // Below ~1 M multiply-adds per thread the fork-join costs more than it saves.
+        let t = m * n * k >= 1 << 20 ? threads : 1
+        Parallel.chunks(blocks, threads: t) { _, range in
+            let n0 = range.lowerBound * block, n1 = min(n, range.upperBound * block)
+            if transB {
+                gfk_sgemm_small_nt(m, k, a, lda, b, ldb, c, ldc, n0, n1)
+            } else {
+                gfk_sgemm_small_nn(m, k, a, lda, b, ldb, c, ldc, n0, n1)
+            }
+        }
+        return true
     }
 
     /// y[m] = alpha · A[m,n] · x + beta · y (transA false) or alpha · Aᵀ · x + beta · y with y[n] (transA true).

@@ -169,11 +169,17 @@ public final class Transformer: @unchecked Sendable {
         let c = config
         switch weights.head {
         case .tied:
-            BLAS.gemm(m: count, n: c.vocabSize, k: c.nEmbd, a: hidden, lda: c.nEmbd,
-                      b: weights.wte.pointer, ldb: c.nEmbd, transB: true, c: out, ldc: c.vocabSize)
+            if !BLAS.gemmFewRows(m: count, n: c.vocabSize, k: c.nEmbd, a: hidden, lda: c.nEmbd, b: weights.wte.pointer,
+                                 ldb: c.nEmbd, transB: true, c: out, ldc: c.vocabSize, threads: threads) {
+                BLAS.gemm(m: count, n: c.vocabSize, k: c.nEmbd, a: hidden, lda: c.nEmbd,
+                          b: weights.wte.pointer, ldb: c.nEmbd, transB: true, c: out, ldc: c.vocabSize)
+            }
         case .linear(let lin):
-            BLAS.gemm(m: count, n: c.vocabSize, k: c.nEmbd, a: hidden, lda: c.nEmbd,
-                      b: lin.weight.pointer, ldb: c.vocabSize, c: out, ldc: c.vocabSize)
+            if !BLAS.gemmFewRows(m: count, n: c.vocabSize, k: c.nEmbd, a: hidden, lda: c.nEmbd, b: lin.weight.pointer,
+                                 ldb: c.vocabSize, transB: false, c: out, ldc: c.vocabSize, threads: threads) {
+                BLAS.gemm(m: count, n: c.vocabSize, k: c.nEmbd, a: hidden, lda: c.nEmbd,
+                          b: lin.weight.pointer, ldb: c.vocabSize, c: out, ldc: c.vocabSize)
+            }
             if let bias = lin.bias { Kernels.addBias(out, bias.pointer, rows: count, n: c.vocabSize) }
         }
     }
@@ -226,7 +232,10 @@ public final class Transformer: @unchecked Sendable {
     func applyLinear(_ lin: Linear, x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>,
                      ldy: Int, adapter: LoRAAdapter?, buffers: LayerBuffers, trace: ForwardTrace?) throws(GFNError) {
         let nIn = lin.inFeatures, nOut = lin.outFeatures
-        BLAS.gemm(m: m, n: nOut, k: nIn, a: x, lda: ldx, b: lin.weight.pointer, ldb: nOut, c: y, ldc: ldy)
+        if !BLAS.gemmFewRows(m: m, n: nOut, k: nIn, a: x, lda: ldx, b: lin.weight.pointer, ldb: nOut, transB: false,
+                             c: y, ldc: ldy, threads: threads) {
+            BLAS.gemm(m: m, n: nOut, k: nIn, a: x, lda: ldx, b: lin.weight.pointer, ldb: nOut, c: y, ldc: ldy)
+        }
         if let bias = lin.bias { Kernels.addBias(y, bias.pointer, rows: m, n: nOut, ld: ldy) }
         guard let f = adapter?.factors(for: lin.name) else { return }
         guard f.inFeatures == nIn, f.outFeatures == nOut else {
