@@ -37,8 +37,9 @@ import common as C  # noqa: E402  (standard library only at import)
 VENV = HERE / ".venv"
 REQ = HERE / "requirements.txt"
 RESULTS = HERE / "results"
-ENGINES = ["gfnlm", "onnxruntime", "torch"]
+ENGINES = ["gfnlm", "gfnlm-bf16", "onnxruntime", "torch"]
 PHASES = ["infer", "decode", "lora", "gfn"]
+# gfnlm-bf16: the same library with weights="bf16" (inference only)
 PHASE_ENGINES = {"infer": ENGINES, "decode": ENGINES, "lora": ["gfnlm", "torch"], "gfn": ["gfnlm", "torch"]}
 NI = "n/a (not implemented yet)"
 
@@ -48,6 +49,10 @@ TARGETS = {
     "decode_b1_vs_ort": "≥1 (#3, #7); bf16 ≥1.5",
     "decode_b8_vs_ort": "≥1 (#3, #7); bf16 ≥1.5",
     "decode_b32_vs_ort": "≥1 (#3, #7)",
+    "prefill_bf16_vs_ort": "—",
+    "decode_b1_bf16_vs_ort": "≥1.5 (#7)",
+    "decode_b8_bf16_vs_ort": "≥1.5 (#7)",
+    "decode_b32_bf16_vs_ort": "—",
     "score_vs_torch": "—",
     "load_vs_ort": "gfnlm ≤0.5 s (#7)",
     "lora_step_vs_torch": "≥1.5 fp32 (#4), ≥3 (#7)",
@@ -284,6 +289,7 @@ def ratios(agg: dict, t: int) -> dict:
     g = agg.get("gfnlm", {}).get(t, {})
     o = agg.get("onnxruntime", {}).get(t, {})
     p = agg.get("torch", {}).get(t, {})
+    b = agg.get("gfnlm-bf16", {}).get(t, {})
     return {
         "prefill_vs_ort": ratio(g.get("prefill_tok_s"), o.get("prefill_tok_s")),
         "decode_b1_vs_ort": ratio(g.get("decode_b1_tok_s"), o.get("decode_b1_tok_s")),
@@ -293,6 +299,10 @@ def ratios(agg: dict, t: int) -> dict:
         "load_vs_ort": ratio(g.get("load_s"), o.get("load_s"), invert=True),
         "lora_step_vs_torch": ratio(g.get("lora_step_s"), p.get("lora_step_s"), invert=True),
         "gfn_step_vs_torch": ratio(g.get("gfn_step_s"), p.get("gfn_step_s"), invert=True),
+        "prefill_bf16_vs_ort": ratio(b.get("prefill_tok_s"), o.get("prefill_tok_s")),
+        "decode_b1_bf16_vs_ort": ratio(b.get("decode_b1_tok_s"), o.get("decode_b1_tok_s")),
+        "decode_b8_bf16_vs_ort": ratio(b.get("decode_b8_tok_s"), o.get("decode_b8_tok_s")),
+        "decode_b32_bf16_vs_ort": ratio(b.get("decode_b32_tok_s"), o.get("decode_b32_tok_s")),
     }
 
 
@@ -419,8 +429,9 @@ def main(argv=None):
     else:
         py = ensure_venv(args.python)
         ensure_models(py)
-        lib, lib_reason = (None, "not requested") if "gfnlm" not in engines else ensure_library(args.no_build)
-        skip = {"gfnlm": "n/a (library not built)"} if lib_reason else {}
+        wants_lib = any(e.startswith("gfnlm") for e in engines)
+        lib, lib_reason = (None, "not requested") if not wants_lib else ensure_library(args.no_build)
+        skip = {"gfnlm": "n/a (library not built)", "gfnlm-bf16": "n/a (library not built)"} if lib_reason else {}
         mach = machine()
         started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         runs_dir = RESULTS / "runs" / time.strftime("%Y%m%d-%H%M%S")

@@ -3,7 +3,7 @@
 OMP_NUM_THREADS and MKL_NUM_THREADS set to the thread count (libraries read them when they load) and reads the JSON
 it writes to --out.
 
-    worker.py --engine {gfnlm,onnxruntime,torch} --phase {infer,decode,lora,gfn} --threads N --out FILE
+    worker.py --engine {gfnlm,gfnlm-bf16,onnxruntime,torch} --phase {infer,decode,lora,gfn} --threads N --out FILE
               [--reps K] [--warmup W] [--seed S]
 
 Phases:
@@ -34,6 +34,8 @@ from engines import NotAvailable  # noqa: E402
 def engine_class(name: str):
     if name == "gfnlm":
         from engines.gfnlm_engine import Engine
+    elif name == "gfnlm-bf16":
+        from engines.gfnlm_engine import BF16Engine as Engine
     elif name == "onnxruntime":
         from engines.ort_engine import Engine
     elif name == "torch":

@@ -12,6 +12,7 @@ import gfnlm
 
 class Engine:
     name = "gfnlm"
+    weights = "fp32"
 
     def __init__(self, threads: int):
         self.threads = threads
@@ -26,7 +27,7 @@ class Engine:
 
     # --- inference ---------------------------------------------------------------------------------------------
     def load(self) -> float:
-        t, self.model = C.timed(gfnlm.Model.load, str(C.ONNX_PATH), n_threads=self.threads)
+        t, self.model = C.timed(gfnlm.Model.load, str(C.ONNX_PATH), n_threads=self.threads, weights=self.weights)
         cfg = self.model.config
         if (cfg["n_layer"], cfg["n_embd"], cfg["vocab_size"]) != (C.N_LAYER, C.N_HEAD * C.HEAD_DIM, C.VOCAB):
             raise RuntimeError(f"gfnlm read an unexpected config: {cfg}")
@@ -90,3 +91,15 @@ class Engine:
             self.last_stats = trainer.step()      # kept in the worker's JSON (mean_length, trajectories, …)
             return float(self.last_stats["loss"])
         return step
+
+
+class BF16Engine(Engine):
+    """gfnlm with weights="bf16": the matrices converted to bf16 at load (inference phases only)."""
+    name = "gfnlm-bf16"
+    weights = "bf16"
+
+    def lora_setup(self):
+        raise NotAvailable("inference phases only")
+
+    def gfn_setup(self):
+        raise NotAvailable("inference phases only")
