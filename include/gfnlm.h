@@ -175,14 +175,31 @@ gfn_status gfn_tokenizer_eos(const gfn_tokenizer *tokenizer, int32_t *out);
 
 typedef struct gfn_model gfn_model;
 
+/* gfn_model_params.weight_type: how the model's large matrices (attention / MLP linear maps, token embedding and
+   head) are stored in memory. */
+#define GFN_WEIGHTS_F32 0  /* fp32 (the default); fp32 files are memory-mapped, not copied */
+#define GFN_WEIGHTS_BF16 1 /* bf16, converted at load from fp32 / fp16 / bf16 files (round to nearest even): half
+                              the memory of fp32. LayerNorm parameters, biases and positions stay fp32; activations,
+                              KV caches, LoRA factors and all arithmetic stay fp32 (bf16 is widened on use). Matrix
+                              products use AVX512-BF16 (vdpbf16ps, which also rounds activations to bf16) on CPUs
+                              that have it, else an AVX2/FMA kernel; set the environment variable
+                              GFNLM_NO_AVX512BF16=1 to force the latter. Logits differ from fp32 by bf16 rounding
+                              (about 2^-9 relative per weight). LoRA training, GFlowNet training, sampling, scoring
+                              and beam search work as with fp32. Full-parameter fine-tuning (gfn_sft_new with a NULL
+                              adapter) and ONNX export (gfn_model_export_onnx) need fp32 weights and return
+                              GFN_ERR_UNSUPPORTED on a bf16 model. */
+
 typedef struct gfn_model_params {
-    uint32_t size;              /* sizeof(gfn_model_params) */
-    int32_t n_threads;          /* threads for attention and element-wise work; 0 = all online CPUs */
+    uint32_t size;              /* sizeof(gfn_model_params); the first version of this struct (16 bytes on LP64,
+                                   without weight_type) is still accepted and means weight_type GFN_WEIGHTS_F32 */
+    int32_t n_threads;          /* threads for attention, element-wise work and bf16 products; 0 = all online
+                                   CPUs */
     const char *tokenizer_path; /* NULL: look for tokenizer files beside the model (no error if absent);
                                    otherwise load from this path (errors are reported) */
+    int32_t weight_type;        /* GFN_WEIGHTS_F32 (default) or GFN_WEIGHTS_BF16; other values: GFN_ERR_INVALID_ARGUMENT */
 } gfn_model_params;
 
-/* Defaults: n_threads 0, tokenizer_path NULL. */
+/* Defaults: n_threads 0, tokenizer_path NULL, weight_type GFN_WEIGHTS_F32. */
 gfn_model_params gfn_model_default_params(void);
 
 /* Loads a GPT-2 or GPT-J model from an ONNX export. `path` is the .onnx file or a directory holding one
@@ -193,6 +210,9 @@ gfn_model_params gfn_model_default_params(void);
    Errors: GFN_ERR_IO (missing or unreadable file), GFN_ERR_FORMAT (truncated / corrupt file, bad external data,
    inconsistent shapes), GFN_ERR_UNSUPPORTED (a valid ONNX model that is not a plain GPT-2 / GPT-J, e.g. one with a
    fused com.microsoft::Attention node).
+   GFN_ERR_INVALID_ARGUMENT (a bad params field, e.g. an unknown weight_type), GFN_ERR_OUT_OF_MEMORY.
+   With weight_type GFN_WEIGHTS_BF16 the data files are converted tensor by tensor and not kept mapped: peak
+   resident memory stays near the bf16 size of the weights.
    Ownership: *out belongs to the caller; release it with gfn_model_free after every object made from it.
    Thread safety: the model is immutable and may be used from any number of threads at once. */
 gfn_status gfn_model_load(const char *path, const gfn_model_params *params, gfn_model **out);
@@ -407,7 +427,8 @@ gfn_status gfn_context_beam_search(gfn_context *ctx, const int32_t *prompt, int3
    weights (adapter NULL: the weights as loaded). The original export is rewritten: every other node and tensor is
    kept, merged weights keep their file's dtype (fp16 / bf16 rounding applies), shared tensors are split when needed.
    Inline data below 2 GiB, else one external `<file>.data`. Written to temporary names and renamed (no partial
-   file on failure). Errors: GFN_ERR_UNSUPPORTED (the model was not loaded from ONNX), GFN_ERR_STATE (the adapter
+   file on failure). Errors: GFN_ERR_UNSUPPORTED (the model was not loaded from ONNX, or was loaded with
+   GFN_WEIGHTS_BF16), GFN_ERR_STATE (the adapter
    belongs to another model, or the source file changed since loading), GFN_ERR_NUMERICAL, GFN_ERR_IO. */
 gfn_status gfn_model_export_onnx(const gfn_model *model, const gfn_adapter *adapter, const char *path);
 
@@ -442,7 +463,8 @@ typedef struct gfn_sft_stats {
 } gfn_sft_stats;
 
 /* A trainer for `adapter` (LoRA: only A and B train, the model's weights stay untouched and shared) or, with
-   adapter NULL, for every weight of a private trainable copy of the model (small models). */
+   adapter NULL, for every weight of a private trainable copy of the model (small models; GFN_ERR_UNSUPPORTED for a
+   model loaded with GFN_WEIGHTS_BF16). */
 gfn_status gfn_sft_new(const gfn_model *model, gfn_adapter *adapter, const gfn_train_params *params, gfn_sft **out);
 
 /* One optimiser step on n (context, target) pairs of any lengths (contexts ≥ 1 token, targets ≥ 1 token). */

@@ -14,10 +14,13 @@ public final class Model: @unchecked Sendable {
     }
 
     /// Loads an ONNX export (a .onnx file or a directory holding one). The tokenizer comes from `tokenizerPath`
-    /// when given (errors reported), else from tokenizer files beside the model when present.
-    public static func load(path: String, tokenizerPath: String? = nil, threads: Int = 0) throws(GFNError) -> Model {
-        let weights = try ONNXModelLoader.load(path: path)
-        let transformer = Transformer(weights: weights, threads: threads > 0 ? threads : Parallel.cpuCount)
+    /// when given (errors reported), else from tokenizer files beside the model when present. `weightType` `.bf16`
+    /// stores the large matrices in bf16 (see `ONNXModelLoader.load`).
+    public static func load(path: String, tokenizerPath: String? = nil, threads: Int = 0,
+                            weightType: WeightType = .f32) throws(GFNError) -> Model {
+        let n = threads > 0 ? threads : Parallel.cpuCount
+        let weights = try ONNXModelLoader.load(path: path, weightType: weightType, threads: n)
+        let transformer = Transformer(weights: weights, threads: n)
         var tokenizer: Tokenizer?
         if let tokenizerPath {
             tokenizer = try Tokenizer.load(path: tokenizerPath)

@@ -14,8 +14,12 @@ final class ModelHandle {
 
 @_cdecl("gfn_model_default_params")
 public func gfnModelDefaultParams() -> gfn_model_params {
-    gfn_model_params(size: UInt32(MemoryLayout<gfn_model_params>.size), n_threads: 0, tokenizer_path: nil)
+    gfn_model_params(size: UInt32(MemoryLayout<gfn_model_params>.size), n_threads: 0, tokenizer_path: nil,
+                     weight_type: GFN_WEIGHTS_F32)
 }
+
+/// Size of the first version of gfn_model_params (size, n_threads, tokenizer_path), before weight_type.
+let modelParamsV1Size = MemoryLayout<gfn_model_params>.offset(of: \gfn_model_params.weight_type)!
 
 @_cdecl("gfn_model_load")
 public func gfnModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafePointer<gfn_model_params>?,
@@ -25,13 +29,22 @@ public func gfnModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafePointer<
         let o = try requirePointer(out, "out")
         var prm = gfnModelDefaultParams()
         if let params {
-            try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_model_params>.size,
-                                current: MemoryLayout<gfn_model_params>.size, "gfn_model_params")
-            prm = params.pointee
+            let size = params.pointee.size
+            try checkStructSize(size, min: modelParamsV1Size, current: MemoryLayout<gfn_model_params>.size,
+                                "gfn_model_params")
+            // Read only the fields the caller's struct has (an older, smaller struct ends before weight_type).
+            prm.n_threads = params.pointee.n_threads
+            prm.tokenizer_path = params.pointee.tokenizer_path
+            if Int(size) >= MemoryLayout<gfn_model_params>.size {
+                prm.weight_type = params.pointee.weight_type
+            }
         }
         guard prm.n_threads >= 0 else { throw .invalidArgument("n_threads is negative (\(prm.n_threads))") }
+        guard let weightType = WeightType(rawValue: prm.weight_type) else {
+            throw .invalidArgument("weight_type is \(prm.weight_type); expected GFN_WEIGHTS_F32 (0) or GFN_WEIGHTS_BF16 (1)")
+        }
         let tokPath: String? = prm.tokenizer_path == nil ? nil : try requireString(prm.tokenizer_path, "tokenizer_path")
-        let model = try Model.load(path: p, tokenizerPath: tokPath, threads: Int(prm.n_threads))
+        let model = try Model.load(path: p, tokenizerPath: tokPath, threads: Int(prm.n_threads), weightType: weightType)
         o.pointee = handles.register(ModelHandle(model))
     }
 }

@@ -274,7 +274,7 @@ final class ONNXSyntheticTests: XCTestCase {
             XCTAssertEqual(Double(c.rotaryBase), o.rotaryBase, accuracy: o.rotaryBase * 1e-4, file: file, line: line)
         }
         var ours: [String: Tensor] = [:]
-        ours["transformer.wte.weight"] = w.wte
+        ours["transformer.wte.weight"] = try w.wte
         if let p = w.wpe { ours["transformer.wpe.weight"] = p }
         ours["transformer.ln_f.weight"] = w.lnF.gamma
         ours["transformer.ln_f.bias"] = w.lnF.beta
@@ -284,7 +284,7 @@ final class ONNXSyntheticTests: XCTestCase {
             if let l2 = b.ln2 { ours["transformer.h.\(i).ln_2.weight"] = l2.gamma; ours["transformer.h.\(i).ln_2.bias"] = l2.beta }
         }
         for l in w.linears {
-            ours[l.name + ".weight"] = l.weight
+            ours[l.name + ".weight"] = try l.weight
             if let b = l.bias { ours[l.name + ".bias"] = b }
         }
         XCTAssertEqual(Set(ours.keys), Set(expected.keys), file: file, line: line)

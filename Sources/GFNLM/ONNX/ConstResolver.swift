@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,8 +37,19 @@ final class ConstValue {
     func payload() throws(GFNError) -> Payload {
         if let c = cached { return c }
         let p = try compute()
-        cached = p
+        if Self.cachingSuspended.load(ordering: .relaxed) == 0 { cached = p }
         return p
+    }
+
+    /// While > 0, computed payloads are not memoized (the bf16 loader reads each large matrix once and must not
+    /// keep its fp32 values alive). Only memory use depends on it, never a value.
+    static let cachingSuspended = Atomic<Int>(0)
+
+    /// Runs `body` without memoizing payloads computed meanwhile (on any thread).
+    static func withoutCaching<T>(_ body: () throws(GFNError) -> T) throws(GFNError) -> T {
+        cachingSuspended.add(1, ordering: .relaxed)
+        defer { cachingSuspended.subtract(1, ordering: .relaxed) }
+        return try body()
     }
 
     /// The values as fp32 (count elements).

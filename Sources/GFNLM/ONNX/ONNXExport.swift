@@ -78,9 +78,19 @@ public enum ONNXExporter {
         var inlineLimit: Int = ONNXExporter.inlineLimit
     }
 
+    /// Export rewrites the original file's tensors from fp32 weights; a model whose matrices were converted to
+    /// bf16 at load has lost the file's precision, so it is refused.
+    static func requireFP32(_ w: ModelWeights) throws(GFNError) {
+        guard w.weightType == .f32 else {
+            throw .unsupported("ONNX export needs a model loaded with fp32 weights; this one was loaded with bf16 "
+                               + "weights (reload it with weights=fp32 to export merged weights)")
+        }
+    }
+
     static func export(model: Model, adapter: LoRAAdapter?, to path: String, layout: DataLayout,
                        hooks: Hooks) throws(GFNError) -> Report {
         let base = model.weights
+        try requireFP32(base)
         var changes: [String: Change] = [:]
         if let adapter {
             var byName: [String: Linear] = [:]
@@ -95,7 +105,7 @@ public enum ONNXExporter {
                     throw .state("adapter module \(name) has A \(f.a.shape), B \(f.b.shape), which do not fit the "
                                  + "model's [\(lin.inFeatures), \(lin.outFeatures)] weight")
                 }
-                changes[name + ".weight"] = Change(shape: lin.weight.shape) { () throws(GFNError) -> Tensor in
+                changes[name + ".weight"] = Change(shape: [lin.inFeatures, lin.outFeatures]) { () throws(GFNError) -> Tensor in
                     let w = try merge(lin, f)
                     try requireFinite(w, "\(name).weight with the LoRA delta merged")
                     return w
@@ -108,10 +118,12 @@ public enum ONNXExporter {
     static func export(model: Model, weights: ModelWeights, to path: String, layout: DataLayout,
                        hooks: Hooks) throws(GFNError) -> Report {
         let base = model.weights
+        try requireFP32(base)
+        try requireFP32(weights)
         guard weights.config == base.config else {
             throw .invalidArgument("the weights do not belong to this model (their configuration differs)")
         }
-        let old = namedTensors(base), new = namedTensors(weights)
+        let old = try namedTensors(base), new = try namedTensors(weights)
         guard Set(old.keys) == Set(new.keys) else {
             throw .invalidArgument("the weights do not belong to this model (different tensors: "
                                    + "\(Set(old.keys).symmetricDifference(new.keys).sorted().prefix(4)))")
@@ -153,9 +165,9 @@ public enum ONNXExporter {
     }
 
     /// Every tensor of the weights under its Hugging Face name (a tied head has no tensor of its own).
-    static func namedTensors(_ w: ModelWeights) -> [String: Tensor] {
+    static func namedTensors(_ w: ModelWeights) throws(GFNError) -> [String: Tensor] {
         var out: [String: Tensor] = [
-            "transformer.wte.weight": w.wte,
+            "transformer.wte.weight": try w.wte,
             "transformer.ln_f.weight": w.lnF.gamma, "transformer.ln_f.bias": w.lnF.beta,
         ]
         if let p = w.wpe { out["transformer.wpe.weight"] = p }
@@ -168,7 +180,7 @@ public enum ONNXExporter {
             }
         }
         for l in w.linears {
-            out[l.name + ".weight"] = l.weight
+            out[l.name + ".weight"] = try l.weight
             if let b = l.bias { out[l.name + ".bias"] = b }
         }
         return out

@@ -12,8 +12,14 @@ public enum ONNXModelLoader {
     /// Errors: `.io` for a missing or unreadable file (also a missing external-data file); `.format` for an empty,
     /// truncated or corrupt file and bad external data; `.unsupported` for a valid ONNX model that is not
     /// GPT-2/GPT-J or uses fused/quantized operators.
-    public static func load(path: String) throws(GFNError) -> ModelWeights {
-        try loadWithReport(path: path).weights
+    ///
+    /// `weightType` `.bf16` converts the linear maps and the token embedding (= tied head) to bf16 at load
+    /// (round to nearest even, from fp32, fp16 or bf16 files), tensor by tensor: each source tensor's fp32 values
+    /// exist only while it is converted, and its pages in an mmapped data file are dropped afterwards
+    /// (MADV_DONTNEED), so resident memory stays near the bf16 size. LayerNorm parameters, biases and positions stay
+    /// fp32 (copied: no file is kept mapped). `threads` parallelizes the packing.
+    public static func load(path: String, weightType: WeightType = .f32, threads: Int = 1) throws(GFNError) -> ModelWeights {
+        try loadWithReport(path: path, weightType: weightType, threads: threads).weights
     }
 
     /// What was loaded and how (for logs and tests).
@@ -44,7 +50,8 @@ public enum ONNXModelLoader {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
-    public static func loadWithReport(path: String) throws(GFNError) -> Report {
+    public static func loadWithReport(path: String, weightType: WeightType = .f32,
+                                      threads: Int = 1) throws(GFNError) -> Report {
         var phases: [(name: String, seconds: Double)] = []
         var t = now()
         func phase(_ name: String) {
@@ -85,7 +92,8 @@ public enum ONNXModelLoader {
         }
         let r = try rec.recognize(configFallback: trackingConfig)
         phase("recognize")
-        let built = try build(r, graph: graph, modelPath: modelPath, reader: reader)
+        let built = try build(r, graph: graph, modelPath: modelPath, reader: reader, weightType: weightType,
+                              threads: max(1, threads))
         phase("build")
 
         // Free tensor data the model does not use (e.g. the legacy exporter's transposed copy of a tied head).
@@ -128,8 +136,10 @@ public enum ONNXModelLoader {
     }
 
     private static func build(_ r: GraphRecognizer.Result, graph: ONNXGraph, modelPath: String,
-                              reader: TensorDataReader) throws(GFNError) -> Built {
+                              reader: TensorDataReader, weightType: WeightType, threads: Int) throws(GFNError) -> Built {
         var storages: [FloatStorage] = []
+        let bf16 = weightType == .bf16
+        var bf16Bytes = 0
         // Where each weight is read in the graph (for the merged-weights export).
         var slots: [String: [WeightSlot]] = [:]
         func record(_ name: String, _ s: InputSlot?, transposed: Bool = false, scale: Float = 1) {
@@ -141,10 +151,37 @@ public enum ONNXModelLoader {
             guard c.count == shape.reduce(1, *) else {
                 throw .format("\(modelPath): a tensor of shape \(c.shape) cannot serve as \(shape)")
             }
-            let s = try c.floats()
+            var s = try c.floats()
             guard s.count >= c.count else { throw .internalError("\(modelPath): tensor storage shorter than its shape") }
+            if bf16 && s.isBorrowed {
+                // bf16 models keep no source file: the few fp32 tensors are copied.
+                let own = try FloatStorage(count: c.count)
+                own.base.update(from: s.base, count: c.count)
+                s = own
+            }
             storages.append(s)
             return Tensor(shape: shape, storage: s)
+        }
+        /// A [K, N] matrix (stored as such, or as its transpose [N, K] when `transposed`) in bf16: its fp32 values
+        /// are computed without memoizing, packed, and the source pages released.
+        func packed(_ c: ConstValue, rows K: Int, cols N: Int, transposed: Bool, scale: Float) throws(GFNError) -> WeightMatrix {
+            guard c.count == K * N else {
+                throw .format("\(modelPath): a tensor of shape \(c.shape) cannot serve as [\(K), \(N)]")
+            }
+            let m = try ConstValue.withoutCaching { () throws(GFNError) -> BF16Matrix in
+                var s = try c.floats()
+                guard s.count >= c.count else { throw .internalError("\(modelPath): tensor storage shorter than its shape") }
+                if scale != 1 {
+                    let t = try FloatStorage(count: c.count)
+                    for i in 0..<c.count { t.base[i] = s.base[i] * scale }
+                    s = t
+                }
+                return try BF16Matrix.pack(s.base, ld: transposed ? K : N, transposed: transposed, rows: K, cols: N,
+                                           threads: threads)
+            }
+            if let root = c.root { reader.releasePages(root) }
+            bf16Bytes += m.bytes
+            return WeightMatrix(m)
         }
         func scaled(_ t: Tensor, _ k: Float) throws(GFNError) -> Tensor {
             if k == 1 { return t }
@@ -154,14 +191,21 @@ public enum ONNXModelLoader {
             return c
         }
         func linear(_ site: LinearSite, _ name: String) throws(GFNError) -> Linear {
-            let w = try scaled(try tensor(site.weight, site.weight.shape), site.alpha)
+            let w: WeightMatrix
+            if bf16 {
+                guard site.weight.rank == 2 else { throw .format("\(modelPath): \(name).weight is not 2-D (\(site.weight.shape))") }
+                w = try packed(site.weight, rows: site.inFeatures, cols: site.outFeatures, transposed: false,
+                               scale: site.alpha)
+            } else {
+                w = WeightMatrix(try scaled(try tensor(site.weight, site.weight.shape), site.alpha))
+            }
             record(name + ".weight", site.weightSlot, transposed: site.transB, scale: site.alpha)
             var b: Tensor? = nil
             if let bc = site.bias {
                 b = try scaled(try tensor(bc, [site.outFeatures]), site.beta)
                 record(name + ".bias", site.biasSlot, scale: site.beta)
             }
-            return try Linear(name: name, weight: w, bias: b)
+            return try Linear(name: name, matrix: w, bias: b)
         }
         let E = r.wte.shape[1], V = r.wte.shape[0]
         func norm(_ n: NormSite, _ what: String) throws(GFNError) -> LayerNormWeights {
@@ -205,7 +249,8 @@ public enum ONNXModelLoader {
             blocks.append(BlockWeights(ln1: try norm(b.ln1, "\(p).ln_1"), ln2: try b.ln2.map { (n) throws(GFNError) in try norm(n, "\(p).ln_2") },
                                        qkv: qkv, attnOut: attnOut, fcIn: fcIn, fcOut: fcOut))
         }
-        let wte = try tensor(r.wte, [V, E])
+        let embedding = bf16 ? try packed(r.wte, rows: E, cols: V, transposed: true, scale: 1)
+                             : WeightMatrix(transposedOf: try tensor(r.wte, [V, E]))
         record("transformer.wte.weight", InputSlot(node: r.wteNode, input: 0))
         let wpe = try r.wpe.map { (c) throws(GFNError) in try tensor(c, c.shape) }
         if wpe != nil { for n in r.wpeNodes { record("transformer.wpe.weight", InputSlot(node: n, input: 0)) } }
@@ -235,12 +280,13 @@ public enum ONNXModelLoader {
             ranges.append((p, s.count * 4))
         }
         // Keep the parsed file and the data files that weights point into (converted-only files are unmapped).
-        var keep: [AnyObject] = [graph.file]
+        owned += bf16Bytes
+        var keep: [AnyObject] = bf16 ? [] : [graph.file]
         keep.append(contentsOf: reader.mappedFiles.filter { usedMaps.contains(ObjectIdentifier($0)) } as [AnyObject])
         let source = ONNXWeightSource(path: modelPath, nodeCount: graph.nodes.count,
                                       initializerCount: graph.initializerCount, slots: slots)
-        let weights = try ModelWeights(config: config, wte: wte, wpe: wpe, blocks: blocks, lnF: lnF, head: head,
-                                       keepAlive: keep, onnxSource: source)
+        let weights = try ModelWeights(config: config, embedding: embedding, wpe: wpe, blocks: blocks, lnF: lnF,
+                                       head: head, keepAlive: keep, onnxSource: source)
         let shared = r.tied && r.head.weight.root != nil && r.head.weight.root == r.wte.root
         return Built(weights: weights, headShared: shared, borrowed: borrowed, owned: owned, usedRanges: ranges)
     }

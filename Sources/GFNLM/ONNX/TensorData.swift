@@ -285,6 +285,21 @@ final class TensorDataReader {
         }
     }
 
+    /// Drops the resident pages of a tensor's external data (whole pages inside its range) from this process:
+    /// the bf16 loader calls it after converting the tensor. The mapping stays valid (pages are re-read from the
+    /// file if touched again). No-op for data held by the proto.
+    func releasePages(_ ref: TensorRef) {
+        guard let h = try? header(ref), let p = try? payload(h), case .bytes(let b, let owner) = p,
+              owner is MappedFile, let base = b.baseAddress, b.count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0 else { return }
+        let start = (Int(bitPattern: base) + page - 1) / page * page
+        let end = (Int(bitPattern: base) + b.count) / page * page
+        if end > start, let p = UnsafeMutableRawPointer(bitPattern: start) {
+            _ = madvise(p, end - start, MADV_DONTNEED)
+        }
+    }
+
     /// The start and byte length of the tensor's data in memory owned by the proto (raw_data or typed field),
     /// or nil for external/empty data. Used to release unused tensors after loading.
     func protoDataRange(_ ref: TensorRef) -> (UnsafeRawPointer, Int)? {

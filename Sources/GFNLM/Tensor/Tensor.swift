@@ -36,6 +36,9 @@ public final class FloatStorage: @unchecked Sendable {
     }
 
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: base, count: count) }
+
+    /// Whether the memory is borrowed from another object (a parsed file, a mapping).
+    public var isBorrowed: Bool { owner != nil }
 }
 
 /// A dense row-major float32 tensor: a shape and a storage. Copying a `Tensor` shares the storage; use

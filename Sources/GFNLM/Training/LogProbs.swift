@@ -122,12 +122,14 @@ public final class TokenLogProbs: @unchecked Sendable {
         if S == 0 { return }
         switch tf.weights.head {
         case .tied:
-            BLAS.gemm(m: S, n: E, k: V, a: dz, lda: V, b: tf.weights.wte.pointer, ldb: E, c: dhs, ldc: E)
+            try tf.weights.embedding.multiplyTransposed(dy: dz, lddy: V, m: S, dx: dhs, lddx: E, accumulate: false,
+                                                        threads: tf.threads)
             if let dwte = gradients?.wte {
                 BLAS.gemm(m: V, n: E, k: S, a: dz, lda: V, transA: true, b: hs, ldb: E, c: dwte.pointer, ldc: E, beta: 1)
             }
         case .linear(let lin):
-            BLAS.gemm(m: S, n: E, k: V, a: dz, lda: V, b: lin.weight.pointer, ldb: V, transB: true, c: dhs, ldc: E)
+            try lin.matrix.multiplyTransposed(dy: dz, lddy: V, m: S, dx: dhs, lddx: E, accumulate: false,
+                                              threads: tf.threads)
             if let dW = gradients?.linearW[lin.name] {
                 BLAS.gemm(m: E, n: V, k: S, a: hs, lda: E, transA: true, b: dz, ldb: V, c: dW.pointer, ldc: V, beta: 1)
             }

@@ -137,7 +137,12 @@ public final class Gradients: @unchecked Sendable {
 extension ModelWeights {
     /// An independent, writable copy of every tensor (for full-parameter training: loaded weights may share or
     /// borrow storage and must never be written).
+    /// Refused (`.unsupported`) for bf16 weights: full-parameter training needs fp32 weights.
     public func trainableCopy() throws(GFNError) -> ModelWeights {
+        guard weightType == .f32 else {
+            throw .unsupported("full-parameter training needs fp32 weights; this model's matrices are stored in bf16 "
+                               + "(load it with weights=fp32)")
+        }
         func lin(_ l: Linear) throws(GFNError) -> Linear {
             try Linear(name: l.name, weight: l.weight.copy(), bias: l.bias?.copy())
         }
@@ -393,8 +398,8 @@ extension Transformer {
                         buffers: LayerBuffers, ctx: LinearBackwardContext) throws(GFNError) {
         let N = ctx.N, nIn = lin.inFeatures, nOut = lin.outFeatures
         if needDx {
-            BLAS.gemm(m: N, n: nIn, k: nOut, a: dy, lda: ldy, b: lin.weight.pointer, ldb: nOut, transB: true,
-                      c: dx, ldc: lddx, beta: accumulate ? 1 : 0)
+            try lin.matrix.multiplyTransposed(dy: dy, lddy: ldy, m: N, dx: dx, lddx: lddx, accumulate: accumulate,
+                                              threads: threads)
         }
         if ctx.full {
             if let dW = ctx.gradients.linearW[lin.name] {

@@ -166,8 +166,12 @@ public final class LoRAAdapter: @unchecked Sendable {
 extension LoRAAdapter {
     /// A copy of `model` with every adapted weight replaced by W + scale·(B·A)ᵀ (gfnlm's [in, out] layout; PEFT's
     /// `merge_and_unload` with fan_in_fan_out), for export. Unadapted tensors are shared, not copied.
+    /// Refused (`.unsupported`) for bf16 weights.
     public func mergedWeights(_ model: ModelWeights) throws(GFNError) -> ModelWeights {
         try validate(against: model)
+        guard model.weightType == .f32 else {
+            throw .unsupported("merging a LoRA adapter needs fp32 weights; this model's matrices are stored in bf16")
+        }
         func merge(_ l: Linear) throws(GFNError) -> Linear {
             guard let f = factors(for: l.name) else { return l }
             let w = try l.weight.copy()

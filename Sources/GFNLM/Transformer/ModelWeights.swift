@@ -1,23 +1,45 @@
-/// A linear map y = x·W + b with W stored [in, out] (the layout of GPT-2's Conv1D and of every MatMul constant
-/// in the ONNX exports). `name` is the Hugging Face module path (e.g. "transformer.h.0.attn.c_attn"), which LoRA
-/// targets and PEFT adapter keys use.
+/// A linear map y = x·W + b with W [in, out] (the layout of GPT-2's Conv1D and of every MatMul constant in the
+/// ONNX exports), stored fp32 or bf16 (`WeightMatrix`). `name` is the Hugging Face module path (e.g.
+/// "transformer.h.0.attn.c_attn"), which LoRA targets and PEFT adapter keys use.
 public struct Linear: Sendable {
     public let name: String
-    public let weight: Tensor
+    public let matrix: WeightMatrix
     public let bias: Tensor?
 
+    /// An fp32 linear map with W [in, out].
     public init(name: String, weight: Tensor, bias: Tensor?) throws(GFNError) {
         guard weight.rank == 2 else { throw .format("\(name): weight must be 2-D, got \(weight.shape)") }
-        if let b = bias, b.shape != [weight.shape[1]] {
-            throw .format("\(name): bias shape \(b.shape) does not match weight \(weight.shape)")
+        try self.init(name: name, matrix: WeightMatrix(weight), bias: bias)
+    }
+
+    public init(name: String, matrix: WeightMatrix, bias: Tensor?) throws(GFNError) {
+        if let b = bias, b.shape != [matrix.cols] {
+            throw .format("\(name): bias shape \(b.shape) does not match weight [\(matrix.rows), \(matrix.cols)]")
         }
         self.name = name
-        self.weight = weight
+        self.matrix = matrix
         self.bias = bias
     }
 
-    public var inFeatures: Int { weight.shape[0] }
-    public var outFeatures: Int { weight.shape[1] }
+    /// The fp32 weight [in, out]; `.unsupported` for a bf16 weight (which has no fp32 copy).
+    public var weight: Tensor {
+        get throws(GFNError) { try matrix.fp32Tensor("\(name).weight") }
+    }
+
+    public var inFeatures: Int { matrix.rows }
+    public var outFeatures: Int { matrix.cols }
+
+    /// y[m, out] = x[m, in] · W + b.
+    public func apply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
+                      threads: Int) {
+        matrix.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads)
+        if let bias { Kernels.addBias(y, bias.pointer, rows: m, n: outFeatures, ld: ldy) }
+    }
+
+    /// The same map with W in bf16.
+    public func toBF16(threads: Int = 1) throws(GFNError) -> Linear {
+        try Linear(name: name, matrix: try matrix.toBF16(threads: threads), bias: bias)
+    }
 }
 
 public struct LayerNormWeights: Sendable {
@@ -74,8 +96,13 @@ public enum HeadWeights: Sendable {
 /// make a deep copy (`deepCopy()`) for full-parameter training.
 public final class ModelWeights: @unchecked Sendable {
     public let config: ModelConfig
-    /// Token embedding [V, E].
-    public let wte: Tensor
+    /// The token embedding as a weight matrix W [E, V] = wteᵀ (column v is token v's embedding); it is also the
+    /// tied head (logits = h · W). fp32 (holding wte [V, E]) or bf16.
+    public let embedding: WeightMatrix
+    /// Token embedding [V, E] in fp32; `.unsupported` when it is stored in bf16.
+    public var wte: Tensor {
+        get throws(GFNError) { try embedding.fp32Tensor("transformer.wte.weight") }
+    }
     /// Learned positions [n_positions, E] (GPT-2), nil for GPT-J.
     public let wpe: Tensor?
     public let blocks: [BlockWeights]
@@ -87,11 +114,51 @@ public final class ModelWeights: @unchecked Sendable {
     /// e.g. copies); `ONNXExporter` writes changed weights back through it.
     public let onnxSource: ONNXWeightSource?
 
-    public init(config: ModelConfig, wte: Tensor, wpe: Tensor?, blocks: [BlockWeights], lnF: LayerNormWeights,
-                head: HeadWeights, keepAlive: [AnyObject] = [], onnxSource: ONNXWeightSource? = nil) throws(GFNError) {
-        self.config = config; self.wte = wte; self.wpe = wpe; self.blocks = blocks; self.lnF = lnF
+    public convenience init(config: ModelConfig, wte: Tensor, wpe: Tensor?, blocks: [BlockWeights],
+                            lnF: LayerNormWeights, head: HeadWeights, keepAlive: [AnyObject] = [],
+                            onnxSource: ONNXWeightSource? = nil) throws(GFNError) {
+        guard wte.rank == 2 else { throw .format("token embedding: expected a 2-D tensor, found \(wte.shape)") }
+        try self.init(config: config, embedding: WeightMatrix(transposedOf: wte), wpe: wpe, blocks: blocks, lnF: lnF,
+                      head: head, keepAlive: keepAlive, onnxSource: onnxSource)
+    }
+
+    public init(config: ModelConfig, embedding: WeightMatrix, wpe: Tensor?, blocks: [BlockWeights],
+                lnF: LayerNormWeights, head: HeadWeights, keepAlive: [AnyObject] = [],
+                onnxSource: ONNXWeightSource? = nil) throws(GFNError) {
+        self.config = config; self.embedding = embedding; self.wpe = wpe; self.blocks = blocks; self.lnF = lnF
         self.head = head; self.keepAlive = keepAlive; self.onnxSource = onnxSource
         try validate()
+    }
+
+    /// bf16 when the large matrices (linears, embedding / head) are stored in bf16.
+    public var weightType: WeightType { embedding.type }
+
+    /// Bytes of the matrices (linears and embedding; not LayerNorm parameters, biases or positions).
+    public var matrixBytes: Int { linears.reduce(embedding.bytes) { $0 + $1.matrix.bytes } }
+
+    /// A copy with every linear map and the token embedding in bf16 (LayerNorm parameters, biases and positions
+    /// stay fp32 and shared). Not tied to the source file: fp32 data is not kept.
+    public func toBF16(threads: Int = 1) throws(GFNError) -> ModelWeights {
+        func blk(_ b: BlockWeights) throws(GFNError) -> BlockWeights {
+            let qkv: QKVProjection
+            switch b.qkv {
+            case .fused(let l): qkv = .fused(try l.toBF16(threads: threads))
+            case .separate(let q, let k, let v):
+                qkv = .separate(q: try q.toBF16(threads: threads), k: try k.toBF16(threads: threads),
+                                v: try v.toBF16(threads: threads))
+            }
+            return BlockWeights(ln1: b.ln1, ln2: b.ln2, qkv: qkv, attnOut: try b.attnOut.toBF16(threads: threads),
+                                fcIn: try b.fcIn.toBF16(threads: threads), fcOut: try b.fcOut.toBF16(threads: threads))
+        }
+        var bs: [BlockWeights] = []
+        for b in blocks { bs.append(try blk(b)) }
+        let h: HeadWeights
+        switch head {
+        case .tied: h = .tied
+        case .linear(let l): h = .linear(try l.toBF16(threads: threads))
+        }
+        return try ModelWeights(config: config, embedding: try embedding.toBF16(threads: threads), wpe: wpe,
+                                blocks: bs, lnF: lnF, head: h, keepAlive: keepAlive)
     }
 
     /// Every linear map, in layer order (then the head when untied).
@@ -110,13 +177,17 @@ public final class ModelWeights: @unchecked Sendable {
             if t.shape != shape { throw .format("\(what): expected shape \(shape), found \(t.shape)") }
         }
         func needLinear(_ l: Linear, _ i: Int, _ o: Int, bias: Bool?) throws(GFNError) {
-            try need(l.weight, [i, o], "\(l.name).weight")
+            if l.inFeatures != i || l.outFeatures != o {
+                throw .format("\(l.name).weight: expected shape \([i, o]), found \([l.inFeatures, l.outFeatures])")
+            }
             if let bias {
                 if bias && l.bias == nil { throw .format("\(l.name): bias missing") }
                 if !bias && l.bias != nil { throw .format("\(l.name): unexpected bias") }
             }
         }
-        try need(wte, [V, E], "token embedding")
+        if embedding.rows != E || embedding.cols != V {
+            throw .format("token embedding: expected shape \([V, E]), found \([embedding.cols, embedding.rows])")
+        }
         switch c.arch {
         case .gpt2:
             guard let wpe else { throw .format("GPT-2 model without position embedding") }

@@ -169,12 +169,9 @@ public final class Transformer: @unchecked Sendable {
         let c = config
         switch weights.head {
         case .tied:
-            BLAS.gemm(m: count, n: c.vocabSize, k: c.nEmbd, a: hidden, lda: c.nEmbd,
-                      b: weights.wte.pointer, ldb: c.nEmbd, transB: true, c: out, ldc: c.vocabSize)
+            weights.embedding.multiply(x: hidden, ldx: c.nEmbd, m: count, y: out, ldy: c.vocabSize, threads: threads)
         case .linear(let lin):
-            BLAS.gemm(m: count, n: c.vocabSize, k: c.nEmbd, a: hidden, lda: c.nEmbd,
-                      b: lin.weight.pointer, ldb: c.vocabSize, c: out, ldc: c.vocabSize)
-            if let bias = lin.bias { Kernels.addBias(out, bias.pointer, rows: count, n: c.vocabSize) }
+            lin.apply(x: hidden, ldx: c.nEmbd, m: count, y: out, ldy: c.vocabSize, threads: threads)
         }
     }
 
@@ -183,7 +180,7 @@ public final class Transformer: @unchecked Sendable {
     func embed(tokens: UnsafeBufferPointer<Int32>, positions: UnsafeMutablePointer<Int32>, count: Int,
                into x: UnsafeMutablePointer<Float>) {
         let E = config.nEmbd
-        let wte = weights.wte.pointer
+        let emb = weights.embedding
         let wpe = weights.wpe?.pointer
         for i in 0..<count {
             let xi = x + i * E
@@ -192,7 +189,7 @@ public final class Transformer: @unchecked Sendable {
                 xi.update(repeating: 0, count: E)
                 continue
             }
-            xi.update(from: wte + Int(tokens[i]) * E, count: E)
+            emb.column(Int(tokens[i]), into: xi)
             if let wpe { Kernels.add(xi, wpe + pos * E, count: E) }
         }
     }
@@ -226,8 +223,7 @@ public final class Transformer: @unchecked Sendable {
     func applyLinear(_ lin: Linear, x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>,
                      ldy: Int, adapter: LoRAAdapter?, buffers: LayerBuffers, trace: ForwardTrace?) throws(GFNError) {
         let nIn = lin.inFeatures, nOut = lin.outFeatures
-        BLAS.gemm(m: m, n: nOut, k: nIn, a: x, lda: ldx, b: lin.weight.pointer, ldb: nOut, c: y, ldc: ldy)
-        if let bias = lin.bias { Kernels.addBias(y, bias.pointer, rows: m, n: nOut, ld: ldy) }
+        lin.apply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads)
         guard let f = adapter?.factors(for: lin.name) else { return }
         guard f.inFeatures == nIn, f.outFeatures == nOut else {
             throw .state("LoRA factors for \(lin.name) have shape A \(f.a.shape), B \(f.b.shape); the module is \(nIn)→\(nOut)")

@@ -8,6 +8,13 @@ struct NaiveGPT {
     var c: ModelConfig { w.config }
 
     func vec(_ t: Tensor) -> [Double] { t.array.map(Double.init) }
+    /// W [in, out] row-major, decoded when stored in bf16.
+    func vec(_ m: WeightMatrix) -> [Double] {
+        switch m.storage {
+        case .f32(let t, let transposed): return transposed ? vec(try! t.transposed2D()) : vec(t)
+        case .bf16(let b): return vec(try! b.decoded())
+        }
+    }
 
     func layerNorm(_ x: [Double], _ p: LayerNormWeights) -> [Double] {
         let n = Double(x.count)
@@ -19,7 +26,7 @@ struct NaiveGPT {
     }
 
     func linear(_ x: [Double], _ l: Linear, lora: LoRAAdapter? = nil) -> [Double] {
-        let W = vec(l.weight)
+        let W = vec(l.matrix)
         let nIn = l.inFeatures, nOut = l.outFeatures
         var y = l.bias.map(vec) ?? [Double](repeating: 0, count: nOut)
         for i in 0..<nIn where x[i] != 0 {
@@ -55,7 +62,11 @@ struct NaiveGPT {
     /// Logits [T][V] for one sequence at positions 0..<T.
     func logits(_ tokens: [Int32], lora: LoRAAdapter? = nil) -> [[Double]] {
         let E = c.nEmbd, H = c.nHead, D = c.headDim, T = tokens.count
-        let wte = vec(w.wte)
+        let wte: [Double]
+        switch w.embedding.storage {
+        case .f32(let t, _): wte = vec(t)  // [V, E]
+        case .bf16(let b): wte = vec(try! b.decoded().transposed2D())
+        }
         let wpe = w.wpe.map(vec)
         var x: [[Double]] = (0..<T).map { t in
             var e = Array(wte[Int(tokens[t]) * E..<(Int(tokens[t]) + 1) * E])

@@ -21,11 +21,17 @@ class Model:
         self._config = None
 
     @classmethod
-    def load(cls, path, tokenizer=None, n_threads: int = 0) -> "Model":
+    def load(cls, path, tokenizer=None, n_threads: int = 0, weights: str = "fp32") -> "Model":
         """Loads an .onnx file (or a directory holding one). `tokenizer`: a path to tokenizer files; by default
-        tokenizer files beside the model are used when present."""
+        tokenizer files beside the model are used when present. `weights`: "fp32" (default) or "bf16" (the large
+        matrices converted to bf16 at load: half the memory; full-parameter training and ONNX export are then
+        refused). Anything else raises ValueError."""
+        kinds = {"fp32": _lib.GFN_WEIGHTS_F32, "bf16": _lib.GFN_WEIGHTS_BF16}
+        if not isinstance(weights, str) or weights not in kinds:
+            raise ValueError(f"weights must be 'fp32' or 'bf16', got {weights!r}")
         params = _lib.gfn_model_default_params()
         params.n_threads = n_threads
+        params.weight_type = kinds[weights]
         if tokenizer is not None:
             params.tokenizer_path = _lib.encode_path(tokenizer)
         h = c_void_p()
