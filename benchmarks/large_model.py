@@ -148,7 +148,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     a = ap.parse_args(argv)
 
-    res = {"model": str(a.model), "weights": a.weights, "threads": a.threads}
+    res = {"model": str(a.model), "weights": a.weights, "threads": a.threads, "loadavg_start": os.getloadavg()}
+    try:
+        res["git"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        res["git"] = None
     res["generate_s"] = ensure_model(a.model, a.gen_python, a.gen_arg)
     data = a.model / "model.onnx.data"
     res["file_gb"] = (data.stat().st_size + (a.model / "model.onnx").stat().st_size) / 1e9
@@ -171,10 +176,15 @@ def main(argv=None) -> int:
     dog.start()
     log(f"before load: {status_kib()}, MemAvailable {gib(mem_available_kib()):.1f} GiB")
 
+    def busy(key, c0, t0):
+        """CPU seconds of this process ÷ wall seconds: below the thread count when other jobs took the cores."""
+        res.setdefault("cores_busy", {})[key] = round((time.process_time() - c0) / max(1e-9, time.perf_counter() - t0), 2)
+
     dog.phase = "load"
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     model = gfnlm.Model.load(str(a.model), **load_kw)
     res["load_s"] = time.perf_counter() - t0
+    busy("load", c0, t0)
     s = dog.sample()
     res["rss_after_load_gib"], res["anon_after_load_gib"], res["file_after_load_gib"] = (
         gib(s["VmRSS"]), gib(s["RssAnon"]), gib(s["RssFile"]))
@@ -191,9 +201,10 @@ def main(argv=None) -> int:
     prompt = C.ids(1002, (a.prompt_len,)).tolist()           # ids < 50256 (never the end token)
     if not a.skip_sampling:
         dog.phase = "prefill"
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         lg = model.logits(prompt)
         res["prefill16_s" if a.prompt_len == 16 else f"prefill{a.prompt_len}_s"] = time.perf_counter() - t0
+        busy("prefill", c0, t0)
         if not np.isfinite(lg).all():
             raise SystemExit("non-finite logits")
         log(f"prefill of {a.prompt_len} tokens: {time.perf_counter() - t0:.2f} s; last-position logits "
@@ -207,10 +218,11 @@ def main(argv=None) -> int:
         res["sampling_vocab"] = model.tokenizer.vocab_size if limit else V
         for b in [int(x) for x in a.batches.split(",") if x]:
             dog.phase = f"sample b{b}"
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             samples = model.generate(prompt, n=b, max_new_tokens=a.new_tokens, temperature=1.0, stop=[], seed=b,
                                      **limit)
             dt = time.perf_counter() - t0
+            busy(f"sample_b{b}", c0, t0)
             n = sum(len(x.tokens) for x in samples)
             res[f"tok_s_b{b}"] = n / dt
             res[f"sample_b{b}_s"] = dt
@@ -237,9 +249,10 @@ def main(argv=None) -> int:
         times = []
         for i in range(a.gfn_steps):
             dog.phase = f"gfn step {i + 1}"
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             st = trainer.step()
             times.append(time.perf_counter() - t0)
+            busy(f"gfn_step{i + 1}", c0, t0)
             log(f"GFlowNet step {i + 1}: {times[-1]:.2f} s; {st}")
             if not np.isfinite(st["loss"]):
                 raise SystemExit("non-finite GFlowNet loss")
@@ -256,6 +269,9 @@ def main(argv=None) -> int:
     log(f"peak: VmHWM {res['peak_rss_gib']:.2f} GiB; highest sampled RssAnon {res['peak_anon_gib']:.2f} GiB, "
         f"RssFile {res['peak_file_gib']:.2f} GiB; at the highest sampled VmRSS: {res['at_peak_rss']}")
     res["cpu_count"] = os.cpu_count()
+    res["loadavg_end"] = os.getloadavg()
+    log(f"cores busy (process CPU s / wall s) per phase: {res.get('cores_busy')}; load average at start "
+        f"{res['loadavg_start'][0]:.2f}, at the end {res['loadavg_end'][0]:.2f} (on {res['cpu_count']} cores)")
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(res, indent=2) + "\n")
