@@ -41,7 +41,8 @@ Weights (seeded, deterministic): matrices and embeddings N(0, --std), biases N(0
 1 + N(0, 0.05), LayerNorm biases N(0, 0.02). Tensors of up to 1M elements are drawn i.i.d. per tensor; bigger ones
 are written in 1M-element chunks, each a window at a random offset of one 32M-value N(0, std) pool (so the 12 GB
 of a 6B model are written at disk speed; values are random-looking but not independent between chunks). Nothing
-is ever held whole in memory: tensors are appended to model.onnx.data as they are made (peak RSS ~ 0.3 GB).
+is ever held whole in memory: tensors are appended to model.onnx.data as they are made (6B: peak RSS 0.38 GB,
+62 s on a shared 2-core machine).
 
 --verify (needs onnxruntime) runs the written model in onnxruntime on a fixed input and compares it with a
 plain-numpy GPT-J forward that reads the weights back from model.onnx.data (for small models only).
