@@ -177,7 +177,8 @@ typedef struct gfn_model gfn_model;
 
 /* gfn_model_params.weight_type: how the model's large matrices (attention / MLP linear maps, token embedding and
    head) are stored in memory. */
-#define GFN_WEIGHTS_F32 0  /* fp32 (the default); fp32 files are memory-mapped, not copied */
+#define GFN_WEIGHTS_F32 0  /* fp32 (the default); fp32 data is used in place from the memory-mapped file (inline
+                              raw_data or external data) when 4-byte aligned, copied once otherwise */
 #define GFN_WEIGHTS_BF16 1 /* bf16, converted at load from fp32 / fp16 / bf16 files (round to nearest even): half
                               the memory of fp32. LayerNorm parameters, biases and positions stay fp32; activations,
                               KV caches, LoRA factors and all arithmetic stay fp32 (bf16 is widened on use). Matrix

@@ -128,7 +128,30 @@ class Model:
         return out
 
     def _decode(self):
-        return (lambda toks: self.tokenizer.decode([t for t in toks])) if self.tokenizer is not None else None
+        """Sample text. A model may have more rows than its tokenizer has ids (GPT-J: 50400 vs 50257, padding
+        rows); such ids, if sampled, show as U+FFFD in the text (the ids themselves are in `tokens`)."""
+        tok = self.tokenizer
+        if tok is None:
+            return None
+        V = tok.vocab_size
+
+        def decode(toks):
+            toks = list(toks)
+            if all(0 <= t < V for t in toks):
+                return tok.decode(toks)
+            out, run = [], []
+            for t in toks:
+                if 0 <= t < V:
+                    run.append(t)
+                    continue
+                if run:
+                    out.append(tok.decode(run))
+                    run = []
+                out.append("\ufffd")
+            if run:
+                out.append(tok.decode(run))
+            return "".join(out)
+        return decode
 
     def generate(self, prompt, max_new_tokens: int = 32, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, stop=None, seed: int = 0, n: int = 1, min_new_tokens: int = 0,

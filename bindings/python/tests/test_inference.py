@@ -135,3 +135,16 @@ def test_examples_run():
                           "Hello world", TOKENIZER], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "ok samples=" in out.stdout
+
+
+def test_ids_beyond_the_tokenizer_decode_as_replacement_characters(model):
+    """A model may have more rows than its tokenizer has ids (GPT-J's 50400 vs GPT-2's 50257 tokens): sampling such
+    an id must not fail; the text shows U+FFFD for it and the tokens keep the id."""
+    tok = model.tokenizer
+    V = tok.vocab_size
+    hello = tok.encode("Hello world")
+    decode = model._decode()
+    assert decode(hello) == "Hello world"
+    assert decode([V + 7] + hello + [V, V + 1]) == "\ufffdHello world\ufffd\ufffd"
+    with pytest.raises(gfnlm.GfnError):
+        tok.decode([V + 7])      # the tokenizer itself stays strict
