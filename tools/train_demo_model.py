@@ -413,14 +413,7 @@ def train(rows, seen_ids, max_steps=None):
 
     # expand to the full 50257-row GPT-2: seen ids get their rows, unseen ids the shared row
     full = GPT2LMHeadModel._from_config(gpt2_config(VOCAB), attn_implementation="eager")
-    sd = {k_: v for k_, v in model.state_dict().items() if k_ != "lm_head.weight"}
-    w = sd["transformer.wte.weight"]
-    big = w[M].unsqueeze(0).repeat(VOCAB, 1)
-    big[seen_ids] = w[:M]
-    sd["transformer.wte.weight"] = big
-    missing, unexpected = full.load_state_dict(sd, strict=False)
-    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
-    full.tie_weights()
+    expand_into(full, model, seen_ids)
     full.eval()
     return full, dict(steps=total, train_time_s=train_time, final_train_loss=final_loss,
                       first_loss=losses[0], curve=curve, n_seen=M, n_unseen=n_unseen)
@@ -449,7 +442,8 @@ def expand_into(full, cm, seen_ids):
     big = w[M].unsqueeze(0).repeat(VOCAB, 1)
     big[seen_ids] = w[:M]
     sd["transformer.wte.weight"] = big
-    full.load_state_dict(sd, strict=False)
+    missing, unexpected = full.load_state_dict(sd, strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
     full.tie_weights()
 
 

@@ -205,6 +205,28 @@ struct Wire {
     }
 };
 
+// One field of a message as read by Wire::field.
+struct Field {
+    uint32_t number, type;
+    const uint8_t *start;    // the field's whole encoding is [start, end)
+    const uint8_t *end;
+    const uint8_t *payload;  // length-delimited payload (type 2): [payload, payload + len)
+    size_t len;
+};
+
+// Calls f(field) for each field of the message in [p, p + n); false when the encoding is malformed or f says so.
+template <class F>
+bool each_field(const uint8_t *p, size_t n, F f) {
+    Wire w{p, p + n};
+    while (w.p < w.end) {
+        Field fd;
+        if (!w.field(&fd.number, &fd.type, &fd.start, &fd.payload, &fd.len)) return false;
+        fd.end = w.p;
+        if (!f(fd)) return false;
+    }
+    return true;
+}
+
 void put_varint(std::string &out, uint64_t v) {
     while (v >= 0x80) {
         out.push_back((char)(uint8_t)(v | 0x80));
@@ -224,80 +246,59 @@ void put_message(std::string &out, uint32_t number, const std::string &body) {
 bool skeleton_tensor(const uint8_t *base, const uint8_t *p, size_t n, std::string &out, connx_model::Borrowed &b) {
     b = connx_model::Borrowed();
     const uint8_t *last_raw = nullptr;  // start of the last raw_data field
-    {
-        Wire w{p, p + n};
-        while (w.p < w.end) {
-            uint32_t num, type;
-            const uint8_t *start, *payload;
-            size_t len;
-            if (!w.field(&num, &type, &start, &payload, &len)) return false;
-            if (num == 9) {
-                if (type != 2) return false;
-                last_raw = start;
-                if (len >= kBorrowMin) {
-                    b.offset = (size_t)(payload - base);
-                    b.size = len;
-                } else {
-                    b = connx_model::Borrowed();
-                }
-            }
+    bool ok = each_field(p, n, [&](const Field &f) {
+        if (f.number != 9) return true;
+        if (f.type != 2) return false;
+        last_raw = f.start;
+        b = connx_model::Borrowed();
+        if (f.len >= kBorrowMin) {
+            b.offset = (size_t)(f.payload - base);
+            b.size = f.len;
         }
-    }
-    Wire w{p, p + n};
-    while (w.p < w.end) {
-        uint32_t num, type;
-        const uint8_t *start, *payload;
-        size_t len;
-        if (!w.field(&num, &type, &start, &payload, &len)) return false;
-        if (num == 9 && (start != last_raw || b.size != 0)) continue;
-        out.append((const char *)start, (size_t)(w.p - start));
-    }
-    return true;
+        return true;
+    });
+    return ok && each_field(p, n, [&](const Field &f) {
+        if (f.number != 9 || (f.start == last_raw && b.size == 0))
+            out.append((const char *)f.start, (size_t)(f.end - f.start));
+        return true;
+    });
 }
 
 bool skeleton_graph(const uint8_t *base, const uint8_t *p, size_t n, std::string &out,
                     std::vector<connx_model::Borrowed> &borrowed) {
-    Wire w{p, p + n};
     std::string t;
-    while (w.p < w.end) {
-        uint32_t num, type;
-        const uint8_t *start, *payload;
-        size_t len;
-        if (!w.field(&num, &type, &start, &payload, &len)) return false;
-        if (num == 5) {
-            if (type != 2) return false;
-            t.clear();
-            connx_model::Borrowed b;
-            if (!skeleton_tensor(base, payload, len, t, b)) return false;
-            borrowed.push_back(b);
-            put_message(out, 5, t);
-            continue;
+    return each_field(p, n, [&](const Field &f) {
+        if (f.number != 5) {
+            out.append((const char *)f.start, (size_t)(f.end - f.start));
+            return true;
         }
-        out.append((const char *)start, (size_t)(w.p - start));
-    }
-    return true;
+        if (f.type != 2) return false;
+        t.clear();
+        connx_model::Borrowed b;
+        if (!skeleton_tensor(base, f.payload, f.len, t, b)) return false;
+        borrowed.push_back(b);
+        put_message(out, 5, t);
+        return true;
+    });
 }
 
 // The file without the raw_data of large initializers; false when the walk gave up (or nothing was borrowed).
 bool skeleton(const uint8_t *base, size_t n, std::string &out, std::vector<connx_model::Borrowed> &borrowed) {
-    Wire w{base, base + n};
     bool seen_graph = false;
     out.reserve(n < (64u << 20) ? n : (64u << 20));
-    while (w.p < w.end) {
-        uint32_t num, type;
-        const uint8_t *start, *payload;
-        size_t len;
-        if (!w.field(&num, &type, &start, &payload, &len)) return false;
-        if (num == 7) {
-            if (type != 2 || seen_graph) return false;  // a second graph field would be merged: not handled here
-            seen_graph = true;
-            std::string g;
-            if (!skeleton_graph(base, payload, len, g, borrowed)) return false;
-            put_message(out, 7, g);
-            continue;
+    bool ok = each_field(base, n, [&](const Field &f) {
+        if (f.number != 7) {
+            out.append((const char *)f.start, (size_t)(f.end - f.start));
+            return true;
         }
-        out.append((const char *)start, (size_t)(w.p - start));
-    }
+        if (f.type != 2 || seen_graph) return false;  // a second graph field would be merged: not handled here
+        seen_graph = true;
+        std::string g;
+        if (!skeleton_graph(base, f.payload, f.len, g, borrowed)) return false;
+        put_message(out, 7, g);
+        return true;
+    });
+    if (!ok) return false;
     for (const auto &b : borrowed)
         if (b.size) return true;
     return false;
