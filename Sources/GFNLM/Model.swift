@@ -41,8 +41,29 @@ public final class Model: @unchecked Sendable {
     /// only mark left padding (0…0 1…1 per row); positions count from a row's first unmasked token.
     public func logits(ids: [Int32], batch: Int, seqLen: Int, mask: [Int32]? = nil,
                        adapter: LoRAAdapter? = nil) throws(GFNError) -> [Float] {
-        guard batch > 0, seqLen > 0 else { throw .invalidArgument("batch (\(batch)) and seq_len (\(seqLen)) must be positive") }
-        guard ids.count == batch * seqLen else { throw .invalidArgument("\(ids.count) ids for batch·seq_len = \(batch * seqLen)") }
+        try checkShape(ids: ids, batch: batch, seqLen: seqLen)
+        let count = batch * seqLen * config.vocabSize
+        var failure: GFNError?
+        let out = [Float](unsafeUninitializedCapacity: count) { buf, initialized in
+            do throws(GFNError) {
+                if let base = buf.baseAddress {
+                    try logits(ids: ids, batch: batch, seqLen: seqLen, mask: mask, adapter: adapter, into: base)
+                }
+            } catch {
+                failure = error
+                buf.baseAddress?.initialize(repeating: 0, count: count)
+            }
+            initialized = count
+        }
+        if let failure { throw failure }
+        return out
+    }
+
+    /// As `logits(ids:batch:seqLen:mask:adapter:)`, written straight into `out` (batch·seqLen·V floats, not read):
+    /// no intermediate array, so the caller's buffer is filled by the (multi-threaded) head product itself.
+    public func logits(ids: [Int32], batch: Int, seqLen: Int, mask: [Int32]? = nil, adapter: LoRAAdapter? = nil,
+                       into out: UnsafeMutablePointer<Float>) throws(GFNError) {
+        try checkShape(ids: ids, batch: batch, seqLen: seqLen)
         var padding = [Int](repeating: 0, count: batch)
         if let mask {
             guard mask.count == ids.count else { throw .invalidArgument("mask has \(mask.count) entries, ids \(ids.count)") }
@@ -57,21 +78,20 @@ public final class Model: @unchecked Sendable {
             }
         }
         let tf = transformer
-        let V = config.vocabSize, E = config.nEmbd
         let caches = try (0..<batch).map { _ throws(GFNError) in try tf.makeCache(capacity: seqLen) }
         let ws = try ForwardWorkspace()
         // Padded slots hold arbitrary ids; replace them so they never fail the vocabulary check.
         var clean = ids
         for r in 0..<batch where padding[r] > 0 { for t in 0..<padding[r] { clean[r * seqLen + t] = 0 } }
-        var out = [Float](repeating: 0, count: batch * seqLen * V)
         let hidden = try clean.withUnsafeBufferPointer { (tb) throws(GFNError) in
             try tf.forward(tokens: tb, rows: batch, T: seqLen, caches: caches,
                            padding: mask == nil ? nil : padding, adapter: adapter, workspace: ws)
         }
-        _ = E
-        out.withUnsafeMutableBufferPointer { ob in
-            if let base = ob.baseAddress { tf.logits(hidden: hidden, count: batch * seqLen, into: base) }
-        }
-        return out
+        tf.logits(hidden: hidden, count: batch * seqLen, into: out)
+    }
+
+    private func checkShape(ids: [Int32], batch: Int, seqLen: Int) throws(GFNError) {
+        guard batch > 0, seqLen > 0 else { throw .invalidArgument("batch (\(batch)) and seq_len (\(seqLen)) must be positive") }
+        guard ids.count == batch * seqLen else { throw .invalidArgument("\(ids.count) ids for batch·seq_len = \(batch * seqLen)") }
     }
 }

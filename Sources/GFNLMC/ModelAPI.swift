@@ -92,23 +92,6 @@ public func gfnModelLogits(_ model: OpaquePointer?, _ ids: UnsafePointer<Int32>?
                            _ capacity: Int) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(model, as: ModelHandle.self, "model")
-        guard batch > 0, seqLen > 0 else { throw .invalidArgument("batch (\(batch)) and seq_len (\(seqLen)) must be positive") }
-        let n = Int(batch) * Int(seqLen)
-        let V = h.model.config.vocabSize
-        // batch·seq_len·vocab can overflow Int for hostile sizes (2^31 · 2^31 · V): refuse instead of trapping
-        let (needed, overflow) = n.multipliedReportingOverflow(by: V)
-        guard !overflow else {
-            throw .outOfRange("batch (\(batch)) · seq_len (\(seqLen)) · vocab (\(V)) logits overflow the address space")
-        }
-        guard capacity >= needed else {
-            throw GFNError(.bufferTooSmall, "logits needs \(needed) floats (batch·seq_len·vocab); capacity is \(capacity)")
-        }
-        let idArray = Array(UnsafeBufferPointer(start: try requirePointer(ids, "ids"), count: n))
-        let maskArray = mask.map { Array(UnsafeBufferPointer(start: $0, count: n)) }
-        let out = try requirePointer(logits, "logits")
-        let result = try h.model.logits(ids: idArray, batch: Int(batch), seqLen: Int(seqLen), mask: maskArray)
-        result.withUnsafeBufferPointer { src in
-            if let b = src.baseAddress { out.update(from: b, count: result.count) }
-        }
+        try writeLogits(h.model, nil, ids, batch, seqLen, mask, logits, capacity)
     }
 }

@@ -93,10 +93,7 @@ func writeLogits(_ model: Model, _ adapter: LoRAAdapter?, _ ids: UnsafePointer<I
     let idArray = Array(UnsafeBufferPointer(start: try requirePointer(ids, "ids"), count: n))
     let maskArray = mask.map { Array(UnsafeBufferPointer(start: $0, count: n)) }
     let out = try requirePointer(logits, "logits")
-    let result = try model.logits(ids: idArray, batch: Int(batch), seqLen: Int(seqLen), mask: maskArray, adapter: adapter)
-    result.withUnsafeBufferPointer { src in
-        if let b = src.baseAddress { out.update(from: b, count: result.count) }
-    }
+    try model.logits(ids: idArray, batch: Int(batch), seqLen: Int(seqLen), mask: maskArray, adapter: adapter, into: out)
 }
 
 @_cdecl("gfn_model_export_onnx")
