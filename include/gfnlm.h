@@ -271,7 +271,10 @@ typedef struct gfn_lora_params {
     const char *targets;    /* comma-separated Hugging Face module names, PEFT's matching rule (an entry matches a
                                module that equals it or ends with "." + entry): GPT-2 "c_attn", "c_proj" (attention and
                                MLP), "c_fc", "attn.c_proj", "mlp.c_proj"; GPT-J "q_proj", "k_proj", "v_proj",
-                               "out_proj", "fc_in", "fc_out". NULL = PEFT's defaults (GPT-2 c_attn; GPT-J q_proj,v_proj) */
+                               "out_proj", "fc_in", "fc_out"; both "lm_head" (the output head, also when tied to the
+                               token embedding: the update applies to the logits, never to the embedding lookup; on a
+                               tied head it cannot be merged by gfn_model_export_onnx). NULL = PEFT's defaults (GPT-2 c_attn;
+                               GPT-J q_proj,v_proj) */
     int32_t use_rslora;     /* default 0 */
     uint64_t seed;          /* A is Kaiming-uniform from this seed, B = 0 (the adapter starts as the base model) */
 } gfn_lora_params;

@@ -12,18 +12,23 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 FIX = os.path.join(ROOT, "Tests", "Fixtures")
+# fixture name -> (model under Tests/Fixtures, LoraConfig arguments). The "-head" cases also adapt lm_head: tied to
+# the token embedding on GPT-2 (PEFT wraps the head Linear; the embedding lookup is unchanged), untied on GPT-J.
 CASES = {
-    "gpt2-tiny": dict(r=4, lora_alpha=8, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True),
-    "gptj-tiny": dict(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"]),
+    "gpt2-tiny": ("gpt2-tiny", dict(r=4, lora_alpha=8, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True)),
+    "gptj-tiny": ("gptj-tiny", dict(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"])),
+    "gpt2-tiny-head": ("gpt2-tiny", dict(r=4, lora_alpha=8, target_modules=["c_attn", "lm_head"], fan_in_fan_out=True)),
+    "gptj-tiny-head": ("gptj-tiny", dict(r=4, lora_alpha=8, target_modules=["v_proj", "lm_head"])),
 }
+SEEDS = {"gpt2-tiny": 1, "gptj-tiny": 2, "gpt2-tiny-head": 3, "gptj-tiny-head": 4}
 
 
 def main():
     out_root = os.path.join(FIX, "peft")
     shutil.rmtree(out_root, ignore_errors=True)
     torch.manual_seed(0)
-    for name, cfg in CASES.items():
-        hf = os.path.join(FIX, name, "hf")
+    for name, (model_name, cfg) in CASES.items():
+        hf = os.path.join(FIX, model_name, "hf")
         config = AutoConfig.from_pretrained(hf)
         model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
         state = load_file(os.path.join(hf, "weights.safetensors"))
@@ -32,7 +37,7 @@ def main():
         model.tie_weights()
         model.eval()
         peft = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", lora_dropout=0.0, **cfg))
-        g = torch.Generator().manual_seed(1 if name == "gpt2-tiny" else 2)
+        g = torch.Generator().manual_seed(SEEDS[name])
         with torch.no_grad():
             for n, p in peft.named_parameters():
                 if "lora_A" in n or "lora_B" in n:

@@ -87,7 +87,7 @@ public final class Model: @unchecked Sendable {
             try tf.forward(tokens: tb, rows: batch, T: seqLen, caches: caches,
                            padding: mask == nil ? nil : padding, adapter: adapter, workspace: ws)
         }
-        tf.logits(hidden: hidden, count: batch * seqLen, into: out)
+        try tf.logits(hidden: hidden, count: batch * seqLen, adapter: adapter, into: out)
     }
 
     private func checkShape(ids: [Int32], batch: Int, seqLen: Int) throws(GFNError) {

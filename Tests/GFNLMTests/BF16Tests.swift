@@ -150,10 +150,10 @@ final class BF16Tests: XCTestCase {
         let ws = try ForwardWorkspace()
         var out = [Float](repeating: 0, count: rows * (T + 1) * V)
         let h = try ids.withUnsafeBufferPointer { try tf.forward(tokens: $0, rows: rows, T: T, caches: caches, workspace: ws) }
-        out.withUnsafeMutableBufferPointer { tf.logits(hidden: h, count: rows * T, into: $0.baseAddress!) }
+        try out.withUnsafeMutableBufferPointer { try tf.logits(hidden: h, count: rows * T, adapter: nil, into: $0.baseAddress!) }
         let step = (0..<rows).map { Int32(($0 * 7 + 3) % V) }
         let h2 = try step.withUnsafeBufferPointer { try tf.forward(tokens: $0, rows: rows, T: 1, caches: caches, workspace: ws) }
-        out.withUnsafeMutableBufferPointer { tf.logits(hidden: h2, count: rows, into: $0.baseAddress! + rows * T * V) }
+        try out.withUnsafeMutableBufferPointer { try tf.logits(hidden: h2, count: rows, adapter: nil, into: $0.baseAddress! + rows * T * V) }
         return out
     }
 

@@ -113,13 +113,13 @@ final class BackwardTests: XCTestCase {
         }
         let head = try TokenLogProbs(transformer: tf)
         let sel = targets.map { $0.row * T + $0.t }
-        try head.forward(hidden: hidden, hiddenCount: rows * T, rows: sel)
+        try head.forward(hidden: hidden, hiddenCount: rows * T, rows: sel, adapter: adapter)
         var loss = 0.0
         for (i, tg) in targets.enumerated() { loss -= Double(try head.logProb(i, tg.token)) }
         var dH = [Float](repeating: 0, count: rows * T * tf.config.nEmbd)
         try dH.withUnsafeMutableBufferPointer { b in
             try head.backward(entries: targets.enumerated().map { ($0.offset, $0.element.token, -1) },
-                              dHidden: b.baseAddress!, gradients: grads.model != nil ? grads : nil)
+                              dHidden: b.baseAddress!, gradients: grads)
             try tf.backward(trace: trace, dHidden: b.baseAddress!, gradients: grads, kvGradients: kv,
                             workspace: BackwardWorkspace())
         }
@@ -142,6 +142,44 @@ final class BackwardTests: XCTestCase {
                 let rep = check(grads) { Self.naiveLoss(w, ad, [seq], nt) }
                 print("LoRA grad check \(arch) rsLoRA=\(rs): worst tensor error \(rep.worstTensorError) (\(rep.worstName)), \(rep.checked) entries")
             }
+        }
+    }
+
+    /// LoRA on `lm_head` (tied on GPT-2, untied on GPT-J) next to a block module: the logits of the sampling path
+    /// and the training head against the fp64 model, and every factor's gradient against finite differences.
+    func testLoRAOnTheHeadGradients() throws {
+        for arch in [Architecture.gpt2, .gptj] {
+            let w = try ModelWeights.random(config: .tiny(arch), seed: 23, std: 0.2)
+            let tf = Transformer(weights: w, threads: 2)
+            let ad = try randomAdapter(w, targets: [arch == .gpt2 ? "c_attn" : "v_proj", "lm_head"])
+            XCTAssertEqual(ad.moduleNames.last, "lm_head")
+            let f = try XCTUnwrap(ad.headFactors)
+            XCTAssertEqual(f.a.shape, [2, w.config.nEmbd]); XCTAssertEqual(f.b.shape, [w.config.vocabSize, 2])
+            let seq = randomTokens(6, vocab: w.config.vocabSize, seed: 24)
+            // sampling path: Transformer.logits with the adapter
+            let ws = try ForwardWorkspace()
+            let V = w.config.vocabSize
+            let hidden = try seq.withUnsafeBufferPointer {
+                try tf.forward(tokens: $0, rows: 1, T: 6, caches: [tf.makeCache(capacity: 6)], adapter: ad, workspace: ws)
+            }
+            var z = [Float](repeating: 0, count: 6 * V)
+            try z.withUnsafeMutableBufferPointer { try tf.logits(hidden: hidden, count: 6, adapter: ad, into: $0.baseAddress!) }
+            let want = NaiveGPT(w: w).logits(seq, lora: ad)
+            var worst = 0.0
+            for t in 0..<6 { for v in 0..<V { worst = max(worst, abs(Double(z[t * V + v]) - want[t][v])) } }
+            XCTAssertLessThan(worst, 1e-4)
+            // without the adapter the head is the base head
+            let base = NaiveGPT(w: w).logits(seq, lora: nil)
+            XCTAssertGreaterThan(abs(want[5][3] - base[5][3]) + abs(want[5][4] - base[5][4]), 1e-3, "the head update changes the logits")
+            let grads = try Gradients(adapter: ad)
+            XCTAssertNotNil(grads["lm_head.lora_B.weight"])
+            let targets = [(0, 1, Int32(5)), (0, 3, Int32(17)), (0, 5, Int32(40))]
+            let (_, loss) = try ourGradients(tf, rowsTokens: [seq], caches: [tf.makeCache(capacity: 6)], adapter: ad,
+                                             grads: grads, targets: targets.map { ($0.0, $0.1, $0.2) })
+            let nt = targets.map { Target(seq: 0, pos: $0.1, token: $0.2) }
+            XCTAssertEqual(loss, Self.naiveLoss(w, ad, [seq], nt), accuracy: 1e-4)
+            let rep = check(grads) { Self.naiveLoss(w, ad, [seq], nt) }
+            print("LoRA on lm_head grad check \(arch): worst tensor error \(rep.worstTensorError) (\(rep.worstName)), \(rep.checked) entries")
         }
     }
 

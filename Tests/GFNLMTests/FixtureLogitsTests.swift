@@ -43,7 +43,7 @@ final class FixtureLogitsTests: XCTestCase {
                 try tf.forward(tokens: $0, rows: B, T: T, caches: caches, padding: padding, workspace: ws)
             }
             var logits = [Float](repeating: 0, count: B * T * V)
-            logits.withUnsafeMutableBufferPointer { tf.logits(hidden: hidden, count: B * T, into: $0.baseAddress!) }
+            try logits.withUnsafeMutableBufferPointer { try tf.logits(hidden: hidden, count: B * T, adapter: nil, into: $0.baseAddress!) }
             var worst: Float = 0
             for r in 0..<B {
                 for t in padding[r]..<T {
@@ -58,7 +58,7 @@ final class FixtureLogitsTests: XCTestCase {
                 try tf.forward(tokens: $0, rows: B, T: 1, caches: caches, workspace: ws)
             }
             var stepLogits = [Float](repeating: 0, count: B * V)
-            stepLogits.withUnsafeMutableBufferPointer { tf.logits(hidden: h2, count: B, into: $0.baseAddress!) }
+            try stepLogits.withUnsafeMutableBufferPointer { try tf.logits(hidden: h2, count: B, adapter: nil, into: $0.baseAddress!) }
             let worstStep = zip(stepLogits, expectedStep).map { abs($0 - $1) }.max() ?? .infinity
             XCTAssertLessThanOrEqual(worstStep, tol, "\(dir): cached step max |Δ| = \(worstStep)")
         }

@@ -53,7 +53,7 @@ final class LoRAPEFTTests: XCTestCase {
             try tf.forward(tokens: $0, rows: 1, T: T, caches: [tf.makeCache(capacity: T)], adapter: ad, workspace: ws)
         }
         var out = [Float](repeating: 0, count: T * V)
-        out.withUnsafeMutableBufferPointer { tf.logits(hidden: h, count: T, into: $0.baseAddress!) }
+        try out.withUnsafeMutableBufferPointer { try tf.logits(hidden: h, count: T, adapter: ad, into: $0.baseAddress!) }
         withExtendedLifetime(ws) {}
         return (0..<T).map { Array(out[$0 * V..<($0 + 1) * V]) }
     }

@@ -101,7 +101,9 @@ extension RolloutEngine {
                 }
                 var logits = [Float](repeating: 0, count: V)
                 for (j, s) in part.enumerated() {
-                    logits.withUnsafeMutableBufferPointer { tf.logits(hidden: h + (j * len + len - 1) * E, count: 1, into: $0.baseAddress!) }
+                    try logits.withUnsafeMutableBufferPointer { (lb) throws(GFNError) in
+                        try tf.logits(hidden: h + (j * len + len - 1) * E, count: 1, adapter: adapter, into: lb.baseAddress!)
+                    }
                     logq[s] = logits.withUnsafeBufferPointer { normalised($0.baseAddress!) }
                 }
                 i += chunk

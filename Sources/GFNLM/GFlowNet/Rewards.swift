@@ -118,7 +118,9 @@ public final class LMLikelihoodReward: RewardFunction, @unchecked Sendable {
             let h = try ctx.withUnsafeBufferPointer { (tb) throws(GFNError) in
                 try tf.forward(tokens: tb, rows: 1, T: ctx.count, caches: [cCache], workspace: ws)
             }
-            lastLogits.withUnsafeMutableBufferPointer { tf.logits(hidden: h + (ctx.count - 1) * E, count: 1, into: $0.baseAddress!) }
+            try lastLogits.withUnsafeMutableBufferPointer { (lb) throws(GFNError) in
+                try tf.logits(hidden: h + (ctx.count - 1) * E, count: 1, adapter: nil, into: lb.baseAddress!)
+            }
         } else {
             throw .invalidArgument("an empty reward context after demos is not supported")
         }
@@ -155,9 +157,10 @@ public final class LMLikelihoodReward: RewardFunction, @unchecked Sendable {
         for (b, t) in trajectories.enumerated() {
             var l = [Float](repeating: 0, count: max(1, t.state.count) * V)
             if t.state.count > 0 {
-                hiddenCopy.withUnsafeBufferPointer { hb in
-                    l.withUnsafeMutableBufferPointer {
-                        tf.logits(hidden: hb.baseAddress! + b * maxState * E, count: t.state.count, into: $0.baseAddress!)
+                try hiddenCopy.withUnsafeBufferPointer { (hb) throws(GFNError) in
+                    try l.withUnsafeMutableBufferPointer { (lb) throws(GFNError) in
+                        try tf.logits(hidden: hb.baseAddress! + b * maxState * E, count: t.state.count, adapter: nil,
+                                      into: lb.baseAddress!)
                     }
                 }
             }
@@ -207,7 +210,9 @@ public final class LMLikelihoodReward: RewardFunction, @unchecked Sendable {
                 }
                 var logits = [Float](repeating: 0, count: T * V)
                 for (i, o) in owner.enumerated() {
-                    logits.withUnsafeMutableBufferPointer { tf.logits(hidden: h + i * T * E, count: T, into: $0.baseAddress!) }
+                    try logits.withUnsafeMutableBufferPointer { (lb) throws(GFNError) in
+                        try tf.logits(hidden: h + i * T * E, count: T, adapter: nil, into: lb.baseAddress!)
+                    }
                     var s = 0.0
                     logits.withUnsafeBufferPointer { lb in
                         for j in 0..<T { s += logProb(lb.baseAddress! + j * V, y[j + 1], penalised: false) }

@@ -215,14 +215,16 @@ public final class RolloutEngine: @unchecked Sendable {
                 }
                 if T == 1 {
                     let base = rowIndex
-                    newLogits.withUnsafeMutableBufferPointer { lb in
-                        transformer.logits(hidden: h, count: members.count, into: lb.baseAddress! + base * V)
+                    try newLogits.withUnsafeMutableBufferPointer { (lb) throws(GFNError) in
+                        try transformer.logits(hidden: h, count: members.count, adapter: adapter, into: lb.baseAddress! + base * V)
                     }
                 }
                 for (i, b) in members.enumerated() {
                     if T > 1 {
-                        newLogits.withUnsafeMutableBufferPointer { lb in
-                            transformer.logits(hidden: h + (i * T + T - 1) * E, count: 1, into: lb.baseAddress! + rowIndex * V)
+                        let at = rowIndex
+                        try newLogits.withUnsafeMutableBufferPointer { (lb) throws(GFNError) in
+                            try transformer.logits(hidden: h + (i * T + T - 1) * E, count: 1, adapter: adapter,
+                                                   into: lb.baseAddress! + at * V)
                         }
                     }
                     newRow[b] = rowIndex
@@ -274,9 +276,13 @@ public final class PolicyPass: @unchecked Sendable {
         if let s = dropoutSeed {
             promptTrace.dropoutRNG = RNG(seed: s)
             rowsTrace.dropoutRNG = RNG(seed: s &+ 1)
+            promptHead.dropoutRNG = RNG(seed: s &+ 2)
+            rowsHead.dropoutRNG = RNG(seed: s &+ 3)
         } else {
             promptTrace.dropoutRNG = nil
             rowsTrace.dropoutRNG = nil
+            promptHead.dropoutRNG = nil
+            rowsHead.dropoutRNG = nil
         }
         let promptCache = try tf.makeCache(capacity: prompt.count)
         let hp = try prompt.withUnsafeBufferPointer { (tb) throws(GFNError) in
@@ -284,7 +290,7 @@ public final class PolicyPass: @unchecked Sendable {
                            workspace: workspace, trace: promptTrace)
         }
         try promptHead.forward(hidden: hp, hiddenCount: prompt.count, rows: [prompt.count - 1],
-                               logitBias: engine.biasPointer.map { UnsafePointer($0) })
+                               logitBias: engine.biasPointer.map { UnsafePointer($0) }, adapter: adapter)
         // distributions needed per row: s_0 … s_m
         let needed = rows.map { r -> Int in (r.truncated && layout == .forcedStop) ? r.n - 1 : r.n }
         let T = rows.map { $0.state.count }.max() ?? 0
@@ -309,7 +315,7 @@ public final class PolicyPass: @unchecked Sendable {
                                workspace: workspace, trace: rowsTrace)
             }
             try rowsHead.forward(hidden: hr, hiddenCount: rows.count * T, rows: hiddenRows,
-                                 logitBias: engine.biasPointer.map { UnsafePointer($0) })
+                                 logitBias: engine.biasPointer.map { UnsafePointer($0) }, adapter: adapter)
         }
         _ = E
         var lpf: [[Double]] = [], lpt: [[Double]] = []
@@ -351,18 +357,17 @@ public final class PolicyPass: @unchecked Sendable {
                 }
             }
         }
-        let full = gradients.model != nil ? gradients : nil
         if st.T > 0 {
             var dH = [Float](repeating: 0, count: st.rows.count * st.T * E)
             try dH.withUnsafeMutableBufferPointer { (db) throws(GFNError) in
-                try rowsHead.backward(entries: rowEntries, dHidden: db.baseAddress!, gradients: full)
+                try rowsHead.backward(entries: rowEntries, dHidden: db.baseAddress!, gradients: gradients)
                 try tf.backward(trace: rowsTrace, dHidden: db.baseAddress!, gradients: gradients, kvGradients: kv,
                                 workspace: backwardWS)
             }
         }
         var dP = [Float](repeating: 0, count: st.prompt.count * E)
         try dP.withUnsafeMutableBufferPointer { (db) throws(GFNError) in
-            try promptHead.backward(entries: promptEntries, dHidden: db.baseAddress!, gradients: full)
+            try promptHead.backward(entries: promptEntries, dHidden: db.baseAddress!, gradients: gradients)
             try tf.backward(trace: promptTrace, dHidden: db.baseAddress!, gradients: gradients, kvGradients: kv,
                             workspace: backwardWS)
         }

@@ -93,6 +93,9 @@ public enum ONNXExporter {
         try requireFP32(base)
         var changes: [String: Change] = [:]
         if let adapter {
+            if adapter.headFactors != nil, case .tied = base.head {
+                throw .unsupported(LoRAAdapter.tiedHeadMergeMessage)
+            }
             var byName: [String: Linear] = [:]
             for l in base.linears { byName[l.name] = l }
             for name in adapter.moduleNames {

@@ -186,8 +186,8 @@ extension InferenceContext {
                 try transformer.forward(tokens: tb, rows: feed.count, T: 1, caches: rowsCaches.map { caches[$0] },
                                         adapter: adapter, workspace: workspace)
             }
-            logits.withUnsafeMutableBufferPointer { lb in
-                transformer.logits(hidden: hidden, count: feed.count, into: lb.baseAddress!)
+            try logits.withUnsafeMutableBufferPointer { (lb) throws(GFNError) in
+                try transformer.logits(hidden: hidden, count: feed.count, adapter: adapter, into: lb.baseAddress!)
             }
             for (row, a) in assignments.enumerated() { groups[a.g][a.i].logitRow = row }
             _ = E

@@ -102,7 +102,8 @@ public final class InferenceContext: @unchecked Sendable {
             try transformer.forward(tokens: tb, rows: 1, T: prompt.count, caches: [cache], adapter: adapter,
                                     workspace: workspace)
         }
-        transformer.logits(hidden: hidden + (prompt.count - 1) * model.config.nEmbd, count: 1, into: logits)
+        try transformer.logits(hidden: hidden + (prompt.count - 1) * model.config.nEmbd, count: 1, adapter: adapter,
+                               into: logits)
         return cache
     }
 
@@ -212,8 +213,8 @@ public final class InferenceContext: @unchecked Sendable {
                 try transformer.forward(tokens: tb, rows: active.count, T: 1, caches: active.map { caches[$0] },
                                         adapter: adapter, workspace: workspace)
             }
-            stepLogits.withUnsafeMutableBufferPointer { lb in
-                transformer.logits(hidden: hidden, count: active.count, into: lb.baseAddress!)
+            try stepLogits.withUnsafeMutableBufferPointer { (lb) throws(GFNError) in
+                try transformer.logits(hidden: hidden, count: active.count, adapter: adapter, into: lb.baseAddress!)
             }
             for (i, r) in active.enumerated() { rowOfLogits[r] = i }
             _ = E

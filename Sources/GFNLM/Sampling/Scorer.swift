@@ -100,8 +100,8 @@ extension InferenceContext {
                     // every position of the row in one head product
                     let n = cont.count
                     if rowLogits.count < n * V { rowLogits = [Float](repeating: 0, count: n * V) }
-                    rowLogits.withUnsafeMutableBufferPointer { b in
-                        transformer.logits(hidden: hidden + ri * T * E, count: n, into: b.baseAddress!)
+                    try rowLogits.withUnsafeMutableBufferPointer { (b) throws(GFNError) in
+                        try transformer.logits(hidden: hidden + ri * T * E, count: n, adapter: adapter, into: b.baseAddress!)
                     }
                     for t in 0..<n {
                         let next: Int32? = t + 1 < n ? cont[t + 1] : nil

@@ -15,6 +15,14 @@ public final class TokenLogProbs: @unchecked Sendable {
     private var lp: UnsafeMutablePointer<Float>?
     private var dhs: UnsafeMutablePointer<Float>?
     private var consumed = false
+    /// The head's LoRA branch of the last forward: factors, its input x = drop(h) [S, E] (h itself without
+    /// dropout), u = x·Aᵀ [S, r], the dropout mask [S, E] (nil: none), and scratch g [S, r], t [S, E] for backward.
+    private var headLoRA: (f: LoRAFactors, x: UnsafePointer<Float>, u: UnsafeMutablePointer<Float>,
+                           mask: UnsafeMutablePointer<Float>?, g: UnsafeMutablePointer<Float>,
+                           t: UnsafeMutablePointer<Float>)?
+    /// The generator for LoRA dropout masks on the head's branch input (training mode, as `ForwardTrace`): when
+    /// set and the adapter's dropout is positive, forwards drop and advance it; nil = no dropout.
+    public var dropoutRNG: RNG?
 
     public init(transformer: Transformer) throws(GFNError) {
         self.transformer = transformer
@@ -23,19 +31,47 @@ public final class TokenLogProbs: @unchecked Sendable {
 
     /// Computes log p(· | row) = log_softmax(logits + logitBias) for every index in `rows` (indices into
     /// `hidden`, a [hiddenCount, n_embd] block, e.g. a traced forward's output). `logitBias` ([V], optional) is
-    /// added before the softmax: −∞ for disallowed tokens, penalties; it has no gradient. Returns [rows.count, V].
+    /// added before the softmax: −∞ for disallowed tokens, penalties; it has no gradient. With an `adapter` that
+    /// updates `lm_head`, the logits include its branch (and `backward` its gradients). Returns [rows.count, V].
     @discardableResult
     public func forward(hidden: UnsafePointer<Float>, hiddenCount: Int, rows: [Int],
-                        logitBias: UnsafePointer<Float>? = nil) throws(GFNError) -> UnsafeMutablePointer<Float> {
+                        logitBias: UnsafePointer<Float>? = nil,
+                        adapter: LoRAAdapter? = nil) throws(GFNError) -> UnsafeMutablePointer<Float> {
         let c = transformer.config
         let E = c.nEmbd, V = c.vocabSize, S = rows.count
         for r in rows where r < 0 || r >= hiddenCount {
             throw .outOfRange("hidden row \(r) is outside 0..<\(hiddenCount)")
         }
-        try arena.reserve(Arena.footprint([S * E, S * V, S * E]))
+        let f = adapter?.headFactors
+        if let f { try transformer.checkHeadFactors(f) }
+        let r = f?.rank ?? 0
+        let p = (f != nil && dropoutRNG != nil) ? (adapter?.dropout ?? 0) : 0
+        let dropE = p > 0 ? S * E : 0
+        let branchE = f != nil ? S * E : 0
+        try arena.reserve(Arena.footprint([S * E, S * V, S * E, S * r, S * r, branchE, dropE, dropE]))
         let hs = try arena.take(S * E), lp = try arena.take(S * V), dhs = try arena.take(S * E)
         for (i, r) in rows.enumerated() { (hs + i * E).update(from: hidden + r * E, count: E) }
-        if S > 0 { transformer.logits(hidden: hs, count: S, into: lp) }
+        headLoRA = nil
+        if S > 0 { try transformer.logits(hidden: hs, count: S, adapter: nil, into: lp) }
+        if let f, S > 0 {
+            let u = try arena.take(S * r), g = try arena.take(S * r), t = try arena.take(S * E)
+            var x = UnsafePointer(hs)
+            var mask: UnsafeMutablePointer<Float>? = nil
+            if p > 0 {
+                // inverted dropout on the branch input, as PEFT's lora_dropout (kept values scaled by 1/(1−p))
+                let m = try arena.take(S * E), xd = try arena.take(S * E)
+                let keep = 1 / (1 - p)
+                var rng = dropoutRNG ?? RNG(seed: 0)
+                for i in 0..<(S * E) {
+                    m[i] = rng.uniformFloat() < p ? 0 : keep
+                    xd[i] = hs[i] * m[i]
+                }
+                dropoutRNG = rng
+                mask = m; x = UnsafePointer(xd)
+            }
+            transformer.addHeadUpdate(f, x: x, count: S, u: u, out: lp)
+            headLoRA = (f, x, u, mask, g, t)
+        }
         let t = S * V >= 1 << 16 ? transformer.threads : 1
         Parallel.chunks(S, threads: t) { _, range in
             for i in range {
@@ -137,7 +173,35 @@ public final class TokenLogProbs: @unchecked Sendable {
                 for i in 0..<S { Kernels.add(dB.pointer, dz + i * V, count: V) }
             }
         }
+        if let branch = headLoRA {
+            try loraBackward(branch, dz: dz, gradients: gradients)
+        }
         for (i, r) in rows.enumerated() { Kernels.add(dHidden + r * E, dhs + i * E, count: E) }
+    }
+
+    /// The head's LoRA branch: g = dz·B [S, r]; dB += s·dzᵀ·u; dA += s·gᵀ·x; dh += s·(g·A)⊙mask.
+    private func loraBackward(_ br: (f: LoRAFactors, x: UnsafePointer<Float>, u: UnsafeMutablePointer<Float>,
+                                     mask: UnsafeMutablePointer<Float>?, g: UnsafeMutablePointer<Float>,
+                                     t: UnsafeMutablePointer<Float>),
+                              dz: UnsafeMutablePointer<Float>, gradients: Gradients?) throws(GFNError) {
+        guard let dhs else { return }
+        let c = transformer.config
+        let E = c.nEmbd, V = c.vocabSize, S = rows.count
+        let f = br.f, r = f.rank, s = f.scale, g = br.g, t = br.t
+        let module = LoRAAdapter.headModule
+        if let a = gradients?.adapter, a.headFactors?.a.pointer != f.a.pointer {
+            throw .state("LoRA gradients belong to another adapter than the one of this head's forward")
+        }
+        BLAS.gemm(m: S, n: r, k: V, a: dz, lda: V, b: f.b.pointer, ldb: r, c: g, ldc: r)
+        if let dA = gradients?.loraA[module], let dB = gradients?.loraB[module] {
+            BLAS.gemm(m: V, n: r, k: S, a: dz, lda: V, transA: true, b: br.u, ldb: r, c: dB.pointer, ldc: r,
+                      alpha: s, beta: 1)
+            BLAS.gemm(m: r, n: E, k: S, a: g, lda: r, transA: true, b: br.x, ldb: E, c: dA.pointer, ldc: E,
+                      alpha: s, beta: 1)
+        }
+        BLAS.gemm(m: S, n: E, k: r, a: g, lda: r, b: f.a.pointer, ldb: E, c: t, ldc: E, alpha: s)
+        if let mask = br.mask { for i in 0..<(S * E) { t[i] *= mask[i] } }
+        Kernels.add(dhs, t, count: S * E)
     }
 }
 

@@ -75,17 +75,24 @@ extension LoRAAdapter {
 
     /// Checks every module exists in `model` with matching shapes.
     public func validate(against model: ModelWeights) throws(GFNError) {
-        var linears: [String: Linear] = [:]
-        for b in model.blocks { for l in b.linears { linears[l.name] = l } }
+        let modules = LoRAAdapter.adaptableModules(model)
         for name in moduleNames {
             guard let f = factors(for: name) else { continue }
-            guard let lin = linears[name] else {
+            guard let m = modules[name] else {
                 throw .state("adapter module \(name) does not exist in this model (it has \(model.config.nLayer) layers of \(model.config.arch.rawValue))")
             }
-            guard f.inFeatures == lin.inFeatures, f.outFeatures == lin.outFeatures else {
-                throw .state("adapter module \(name): lora_A \(f.a.shape) / lora_B \(f.b.shape) do not fit the model's \(lin.inFeatures)→\(lin.outFeatures) map")
+            guard f.inFeatures == m.inFeatures, f.outFeatures == m.outFeatures else {
+                throw .state("adapter module \(name): lora_A \(f.a.shape) / lora_B \(f.b.shape) do not fit the model's \(m.inFeatures)→\(m.outFeatures) map")
             }
         }
+    }
+
+    /// Every module a LoRA update may target, with its sizes: the blocks' linear maps and the output head.
+    static func adaptableModules(_ model: ModelWeights) -> [String: (inFeatures: Int, outFeatures: Int)] {
+        var out: [String: (inFeatures: Int, outFeatures: Int)] = [:]
+        for b in model.blocks { for l in b.linears { out[l.name] = (l.inFeatures, l.outFeatures) } }
+        out[headModule] = (model.config.nEmbd, model.config.vocabSize)
+        return out
     }
 
     /// Loads a PEFT LoRA adapter directory for `model`: validates the config (LoRA only, bias "none", no DoRA,
@@ -130,18 +137,24 @@ extension LoRAAdapter {
                                 useRSLoRA: useRS, baseModelNameOrPath: o["base_model_name_or_path"]?.string)
         let stPath = FileIO.join(path, peftWeightsFile)
         let st = try Safetensors.load(path: stPath)
-        var linears: [String: Linear] = [:]
-        for b in model.blocks { for l in b.linears { linears[l.name] = l } }
+        let modules = adaptableModules(model)
         var aT: [String: Tensor] = [:], bT: [String: Tensor] = [:]
         for key in st.names {
             var k = key
             if k.hasPrefix(peftKeyPrefix) { k.removeFirst(peftKeyPrefix.count) }
+            if k.hasPrefix(headModule + ".base_layer.") {
+                // PEFT saves the head's own weights beside its LoRA factors (save_embedding_layers); they must be
+                // this model's head, since gfnlm never replaces base weights.
+                try checkSavedHead(st, key: key, part: String(k.dropFirst(headModule.count + ".base_layer.".count)),
+                                   model: model, file: stPath)
+                continue
+            }
             let isA = k.hasSuffix(".lora_A.weight"), isB = k.hasSuffix(".lora_B.weight")
             guard isA || isB else {
                 throw GFNError(.unsupported, "\(stPath): tensor \(key) is not a LoRA A/B weight (bias, DoRA magnitude or modules_to_save are not supported)")
             }
             let module = String(k.dropLast(".lora_A.weight".count))
-            guard let lin = linears[module] else {
+            guard let lin = modules[module] else {
                 throw GFNError(.state, "\(stPath): tensor \(key) names module \(module), which this model does not have")
             }
             let shape = try st.shape(key)
@@ -161,6 +174,43 @@ extension LoRAAdapter {
             factors[module] = try LoRAFactors(a: a, b: b, scale: config.scale)
         }
         return LoRAAdapter(factors: factors, dropout: Float(dropout), config: config)
+    }
+
+    /// Compares a saved copy of the head (`lm_head.base_layer.weight` [V, E] or `.bias` [V]) with the model's,
+    /// within bf16 rounding; throws when it differs (an adapter for another model, or a resized vocabulary).
+    static func checkSavedHead(_ st: Safetensors, key: String, part: String, model: ModelWeights,
+                               file: String) throws(GFNError) {
+        let E = model.config.nEmbd, V = model.config.vocabSize
+        func close(_ a: Float, _ b: Float) -> Bool { abs(a - b) <= 5e-3 * max(abs(a), abs(b)) + 1e-6 }
+        let saved = try st.floats(key)
+        let shape = try st.shape(key)
+        switch part {
+        case "weight":
+            guard shape == [V, E] else {
+                throw GFNError(.state, "\(file): \(key) has shape \(shape); this model's head is [\(V), \(E)]")
+            }
+            let matrix: WeightMatrix
+            switch model.head {
+            case .tied: matrix = model.embedding
+            case .linear(let l): matrix = l.matrix
+            }
+            var row = [Float](repeating: 0, count: E)
+            for v in 0..<V {
+                row.withUnsafeMutableBufferPointer { matrix.column(v, into: $0.baseAddress!) }
+                for e in 0..<E where !close(row[e], saved[v * E + e]) {
+                    throw GFNError(.state, "\(file): \(key) differs from this model's head at [\(v), \(e)] (\(saved[v * E + e]) vs \(row[e])): the adapter was saved with another output head")
+                }
+            }
+        case "bias":
+            var have = [Float](repeating: 0, count: V)
+            if case .linear(let l) = model.head, let b = l.bias { have = b.array }
+            guard shape == [V] else { throw GFNError(.state, "\(file): \(key) has shape \(shape); this model's head bias is [\(V)]") }
+            for v in 0..<V where !close(have[v], saved[v]) {
+                throw GFNError(.state, "\(file): \(key) differs from this model's head bias at \(v) (\(saved[v]) vs \(have[v]))")
+            }
+        default:
+            throw GFNError(.unsupported, "\(file): tensor \(key) is not supported")
+        }
     }
 
     /// Copies another adapter's factor values into this one's tensors (same modules and shapes), in place.

@@ -130,19 +130,19 @@ public final class SFTTrainer: @unchecked Sendable {
             try transformer.forward(tokens: tb, rows: rows, T: T, caches: caches, padding: padding, adapter: adapter,
                                     workspace: workspace, trace: trace)
         }
-        dropoutRNG = trace.dropoutRNG
-        try head.forward(hidden: hidden, hiddenCount: rows * T, rows: targets.map { $0.0 })
+        head.dropoutRNG = trace.dropoutRNG
+        try head.forward(hidden: hidden, hiddenCount: rows * T, rows: targets.map { $0.0 }, adapter: adapter)
+        dropoutRNG = head.dropoutRNG
         var nll = 0.0
         for (i, t) in targets.enumerated() { nll -= Double(try head.logProb(i, t.1)) }
         let E = transformer.config.nEmbd
         if dHidden.count < rows * T * E { dHidden = [Float](repeating: 0, count: rows * T * E) }
         let entries = targets.enumerated().map { (index: $0.offset, token: $0.element.1, grad: Float(-1)) }
         let grads = gradients
-        let full = adapter == nil
         let tf = transformer, lp = head, tr = trace, bws = backwardWorkspace
         try dHidden.withUnsafeMutableBufferPointer { b throws(GFNError) in
             guard let p = b.baseAddress else { throw .internalError("empty gradient buffer") }
-            try lp.backward(entries: entries, dHidden: p, gradients: full ? grads : nil)
+            try lp.backward(entries: entries, dHidden: p, gradients: grads)
             try tf.backward(trace: tr, dHidden: p, gradients: grads, workspace: bws)
         }
         pendingLoss += nll
@@ -179,7 +179,8 @@ public final class SFTTrainer: @unchecked Sendable {
             try transformer.forward(tokens: tb, rows: rows, T: T, caches: caches, padding: padding, adapter: adapter,
                                     workspace: workspace)
         }
-        try head.forward(hidden: hidden, hiddenCount: rows * T, rows: targets.map { $0.0 })
+        head.dropoutRNG = nil
+        try head.forward(hidden: hidden, hiddenCount: rows * T, rows: targets.map { $0.0 }, adapter: adapter)
         var nll = 0.0
         for (i, t) in targets.enumerated() { nll -= Double(try head.logProb(i, t.1)) }
         let loss = nll / Double(max(1, targets.count))

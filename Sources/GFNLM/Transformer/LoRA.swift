@@ -26,7 +26,8 @@ public struct LoRAFactors: @unchecked Sendable {
 /// - `targets`: Hugging Face module names. An entry matches a module whose full name equals it or ends with
 ///   "." + entry (PEFT's rule), so on GPT-2 `c_proj` matches both `attn.c_proj` and `mlp.c_proj`, while
 ///   `attn.c_proj` matches only the attention projection. GPT-2 modules: `c_attn`, `c_proj`, `c_fc`; GPT-J:
-///   `q_proj`, `k_proj`, `v_proj`, `out_proj`, `fc_in`, `fc_out`.
+///   `q_proj`, `k_proj`, `v_proj`, `out_proj`, `fc_in`, `fc_out`; both: `lm_head` (the output head, also when it
+///   is tied to the token embedding: the update applies to the logits only, never to the embedding lookup).
 /// - scale: `alpha / r`, or `alpha / √r` with `useRSLoRA`.
 /// - `dropout`: inverted dropout on the LoRA branch input, applied only in training forwards (a `ForwardTrace`
 ///   with `dropoutRNG` set); inference never drops.
@@ -99,6 +100,12 @@ public final class LoRAAdapter: @unchecked Sendable {
 
     public func factors(for name: String) -> LoRAFactors? { factors[name] }
 
+    /// Hugging Face's name of the output head (`GPT2LMHeadModel.lm_head`, `GPTJForCausalLM.lm_head`).
+    public static let headModule = "lm_head"
+
+    /// The update of the output head, if the adapter has one.
+    public var headFactors: LoRAFactors? { factors[LoRAAdapter.headModule] }
+
     /// Adapted module names in model order (layer by layer, then the order of `ModelWeights.linears`).
     public var moduleNames: [String] {
         factors.keys.sorted { a, b in
@@ -141,6 +148,16 @@ public final class LoRAAdapter: @unchecked Sendable {
                 factors[lin.name] = try LoRAFactors(a: a, b: b, scale: config.scale)
             }
         }
+        // The head comes last (model order), so adding it leaves every block's initial A unchanged.
+        available.append(LoRAAdapter.headModule)
+        if config.matches(module: LoRAAdapter.headModule) {
+            let nIn = model.config.nEmbd, nOut = model.config.vocabSize
+            let a = try Tensor(zeros: [config.r, nIn])
+            let bound = 1 / Double(nIn).squareRoot()
+            let p = a.pointer
+            for i in 0..<a.count { p[i] = Float((2 * rng.uniform() - 1) * bound) }
+            factors[LoRAAdapter.headModule] = try LoRAFactors(a: a, b: try Tensor(zeros: [nOut, config.r]), scale: config.scale)
+        }
         if factors.isEmpty {
             let short = Set(available.map { name -> String in
                 let parts = name.split(separator: ".")
@@ -164,11 +181,17 @@ public final class LoRAAdapter: @unchecked Sendable {
 }
 
 extension LoRAAdapter {
+    static let tiedHeadMergeMessage = "a LoRA update of lm_head cannot be merged into a head tied to the token "
+        + "embedding (the merged head would no longer be the embedding); use the adapter unmerged"
+
     /// A copy of `model` with every adapted weight replaced by W + scale·(B·A)ᵀ (gfnlm's [in, out] layout; PEFT's
     /// `merge_and_unload` with fan_in_fan_out), for export. Unadapted tensors are shared, not copied.
     /// Refused (`.unsupported`) for bf16 weights.
     public func mergedWeights(_ model: ModelWeights) throws(GFNError) -> ModelWeights {
         try validate(against: model)
+        if headFactors != nil, case .tied = model.head {
+            throw .unsupported(LoRAAdapter.tiedHeadMergeMessage)
+        }
         guard model.weightType == .f32 else {
             throw .unsupported("merging a LoRA adapter needs fp32 weights; this model's matrices are stored in bf16")
         }
@@ -190,7 +213,9 @@ extension LoRAAdapter {
             blocks.append(BlockWeights(ln1: b.ln1, ln2: b.ln2, qkv: qkv, attnOut: try merge(b.attnOut),
                                        fcIn: try merge(b.fcIn), fcOut: try merge(b.fcOut)))
         }
+        var head = model.head
+        if case .linear(let h) = model.head { head = .linear(try merge(h)) }
         return try ModelWeights(config: model.config, wte: model.wte, wpe: model.wpe, blocks: blocks, lnF: model.lnF,
-                                head: model.head, keepAlive: model.keepAlive)
+                                head: head, keepAlive: model.keepAlive)
     }
 }

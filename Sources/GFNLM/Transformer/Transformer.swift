@@ -164,14 +164,38 @@ public final class Transformer: @unchecked Sendable {
         return hidden
     }
 
-    /// Logits [count, V] for `count` hidden rows (contiguous [count, E]).
-    public func logits(hidden: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
+    /// Logits [count, V] for `count` hidden rows (contiguous [count, E]), plus the adapter's update of `lm_head`
+    /// when it has one (the policy; pass nil for the base model).
+    public func logits(hidden: UnsafePointer<Float>, count: Int, adapter: LoRAAdapter?,
+                       into out: UnsafeMutablePointer<Float>) throws(GFNError) {
         let c = config
         switch weights.head {
         case .tied:
             weights.embedding.multiply(x: hidden, ldx: c.nEmbd, m: count, y: out, ldy: c.vocabSize, threads: threads)
         case .linear(let lin):
             lin.apply(x: hidden, ldx: c.nEmbd, m: count, y: out, ldy: c.vocabSize, threads: threads)
+        }
+        guard let f = adapter?.headFactors, count > 0 else { return }
+        try checkHeadFactors(f)
+        let r = f.rank
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: count * r) { u in
+            guard let up = u.baseAddress else { return }
+            addHeadUpdate(f, x: hidden, count: count, u: up, out: out)
+        }
+    }
+
+    /// out[count, V] += scale · u · Bᵀ with u = x · Aᵀ ([count, r], written): the LoRA branch of the head.
+    func addHeadUpdate(_ f: LoRAFactors, x: UnsafePointer<Float>, count: Int, u: UnsafeMutablePointer<Float>,
+                       out: UnsafeMutablePointer<Float>) {
+        let E = config.nEmbd, V = config.vocabSize, r = f.rank
+        BLAS.gemm(m: count, n: r, k: E, a: x, lda: E, b: f.a.pointer, ldb: E, transB: true, c: u, ldc: r)
+        BLAS.gemm(m: count, n: V, k: r, a: u, lda: r, b: f.b.pointer, ldb: r, transB: true, c: out, ldc: V,
+                  alpha: f.scale, beta: 1)
+    }
+
+    func checkHeadFactors(_ f: LoRAFactors) throws(GFNError) {
+        guard f.inFeatures == config.nEmbd, f.outFeatures == config.vocabSize else {
+            throw .state("LoRA factors for lm_head have shape A \(f.a.shape), B \(f.b.shape); the head is \(config.nEmbd)→\(config.vocabSize)")
         }
     }
 

@@ -119,12 +119,19 @@ struct NaiveGPT {
         }
         return x.map { xt in
             let hf = layerNorm(xt, w.lnF)
+            var z: [Double]
             switch w.head {
             case .tied:
-                return (0..<c.vocabSize).map { vv in (0..<E).reduce(0.0) { $0 + hf[$1] * wte[vv * E + $1] } }
+                z = (0..<c.vocabSize).map { vv in (0..<E).reduce(0.0) { $0 + hf[$1] * wte[vv * E + $1] } }
             case .linear(let l):
-                return linear(hf, l)
+                z = linear(hf, l)
             }
+            if let f = lora?.headFactors {  // the head's LoRA branch (logits only, never the embedding lookup)
+                let A = vec(f.a), B = vec(f.b), r = f.rank
+                let t = (0..<r).map { k in (0..<E).reduce(0.0) { $0 + hf[$1] * A[k * E + $1] } }
+                for o in 0..<c.vocabSize { for k in 0..<r { z[o] += Double(f.scale) * t[k] * B[o * r + k] } }
+            }
+            return z
         }
     }
 }

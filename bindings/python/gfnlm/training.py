@@ -9,7 +9,8 @@ from . import _lib
 
 class LoRA:
     """A LoRA adapter for a model, with PEFT's semantics: targets by Hugging Face module name (GPT-2 c_attn, c_proj,
-    c_fc, attn.c_proj, mlp.c_proj; GPT-J q_proj, k_proj, v_proj, out_proj, fc_in, fc_out), scale alpha/r (alpha/√r
+    c_fc, attn.c_proj, mlp.c_proj; GPT-J q_proj, k_proj, v_proj, out_proj, fc_in, fc_out; both lm_head, the output
+    head, also when tied to the embedding; export_onnx cannot merge lm_head into a tied head), scale alpha/r (alpha/√r
     with rslora), A Kaiming-uniform and B zero at init (so the adapter starts as the base model)."""
 
     def __init__(self, model, r: int = 8, alpha: float = 8.0, dropout: float = 0.0, targets=None, seed: int = 0,
