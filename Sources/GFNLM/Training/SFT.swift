@@ -68,13 +68,7 @@ public final class SFTTrainer: @unchecked Sendable {
         if let adapter {
             transformer = base
             gradients = try Gradients(adapter: adapter)
-            for name in adapter.moduleNames {
-                guard let f = adapter.factors(for: name) else { continue }
-                guard let lin = base.weights.blocks.flatMap({ $0.linears }).first(where: { $0.name == name }),
-                      lin.inFeatures == f.inFeatures, lin.outFeatures == f.outFeatures else {
-                    throw .state("adapter module \(name) does not fit this model")
-                }
-            }
+            try adapter.validate(against: base.weights)
         } else {
             transformer = Transformer(weights: try base.weights.trainableCopy(), threads: base.threads)
             gradients = try Gradients(model: transformer.weights)

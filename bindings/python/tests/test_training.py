@@ -43,6 +43,29 @@ def test_lora_save_load_and_logits(tiny, tmp_path):
         gfnlm.LoRA.load(tiny, tmp_path / "missing")
 
 
+def test_lora_on_the_tied_head(tiny, tmp_path):
+    """LoRA on lm_head (tied to the embedding here): trained by SFT, used by logits and sampling, saved and reloaded
+    in PEFT's layout; export refuses to merge it into the tied head."""
+    lora = gfnlm.LoRA(tiny, r=4, alpha=8, targets=["c_attn", "lm_head"], seed=1)
+    # 2 layers × c_attn 64→192, plus the head 64→512
+    assert lora.parameter_count == 2 * 4 * (64 + 192) + 4 * (64 + 512)
+    ids = [1, 2, 3, 4]
+    base = tiny.logits(ids)
+    assert np.array_equal(tiny.logits(ids, adapter=lora), base)
+    sft = gfnlm.SFTTrainer(tiny, lora, lr=5e-2)
+    batch = [([1, 2], [3, 4, 5]), ([6], [7, 8])]
+    first = sft.evaluate(batch)
+    for _ in range(20):
+        sft.step(batch)
+    assert sft.evaluate(batch)["loss"] < first["loss"] / 3
+    tuned = tiny.logits(ids, adapter=lora)
+    lora.save(tmp_path / "adapter")
+    again = gfnlm.LoRA.load(tiny, tmp_path / "adapter")
+    assert np.abs(tiny.logits(ids, adapter=again) - tuned).max() < 1e-6
+    with pytest.raises(gfnlm.GfnError, match="lm_head"):
+        tiny.export_onnx(tmp_path / "merged.onnx", adapter=lora)
+
+
 def test_full_parameter_sft_snapshot(tiny):
     sft = gfnlm.SFTTrainer(tiny, None, lr=1e-2)
     before = sft.evaluate([([1, 2], [3, 4])])["loss"]
