@@ -28,8 +28,13 @@ final class CKernelsTests: XCTestCase {
     func testFewRowsProductsMatchAReference() {
         var g = SystemRandomNumberGenerator()
         func rand(_ n: Int) -> [Float] { (0..<n).map { _ in Float.random(in: -1...1, using: &g) } }
-        for (M, K, N) in [(1, 1, 1), (2, 3, 5), (3, 7, 17), (5, 8, 16), (6, 9, 33), (7, 13, 40), (8, 64, 100),
-                          (13, 31, 257), (16, 100, 1030)] {
+        // Besides odd shapes: every M from 1 to 16 (tiles of 4 rows and the 1-3 left over), K around the nn
+        // kernel's block of 6 rows of w and the nt kernel's 8 columns, N around its strips of 24 / 8 columns and the
+        // nt kernel's groups of 3 rows of w.
+        let shapes = [(1, 1, 1), (2, 3, 5), (3, 7, 17), (5, 8, 16), (6, 9, 33), (7, 13, 40), (8, 64, 100),
+                      (13, 31, 257), (16, 100, 1030), (8, 6, 24), (8, 12, 48), (4, 5, 23), (8, 769, 75)]
+            + (1...16).map { ($0, 19, 61) }
+        for (M, K, N) in shapes {
             let ldx = K + 3, ldw = N + 5, ldwt = K + 2, ldy = N + 7
             let x = rand(M * ldx), w = rand(K * ldw), wt = rand(N * ldwt)
             for transB in [false, true] {
