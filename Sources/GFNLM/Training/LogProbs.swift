@@ -60,12 +60,8 @@ public final class TokenLogProbs: @unchecked Sendable {
             if p > 0 {
                 // inverted dropout on the branch input, as PEFT's lora_dropout (kept values scaled by 1/(1−p))
                 let m = try arena.take(S * E), xd = try arena.take(S * E)
-                let keep = 1 / (1 - p)
                 var rng = dropoutRNG ?? RNG(seed: 0)
-                for i in 0..<(S * E) {
-                    m[i] = rng.uniformFloat() < p ? 0 : keep
-                    xd[i] = hs[i] * m[i]
-                }
+                ForwardTrace.dropout(x: hs, ldx: E, m: S, n: E, p: p, rng: &rng, mask: m, out: xd)
                 dropoutRNG = rng
                 mask = m; x = UnsafePointer(xd)
             }

@@ -162,9 +162,16 @@ public final class ForwardTrace: @unchecked Sendable {
     /// Fills `mask` ([m, n]) with a fresh inverted-dropout mask and writes the dropped input x·mask to `out`.
     func dropout(x: UnsafePointer<Float>, ldx: Int, m: Int, n: Int, mask: UnsafeMutablePointer<Float>,
                  out: UnsafeMutablePointer<Float>) {
-        let p = dropoutP
-        let keep = 1 / (1 - p)
         var rng = dropoutRNG ?? RNG(seed: 0)
+        ForwardTrace.dropout(x: x, ldx: ldx, m: m, n: n, p: dropoutP, rng: &rng, mask: mask, out: out)
+        dropoutRNG = rng
+    }
+
+    /// LoRA's inverted dropout (PEFT's lora_dropout): mask[i, j] = 0 with probability p, else 1/(1−p), drawn
+    /// row-major from `rng`; out = x·mask ([m, n], x with leading dimension ldx).
+    static func dropout(x: UnsafePointer<Float>, ldx: Int, m: Int, n: Int, p: Float, rng: inout RNG,
+                        mask: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        let keep = 1 / (1 - p)
         for i in 0..<m {
             let mi = mask + i * n, oi = out + i * n, xi = x + i * ldx
             for j in 0..<n {
@@ -173,7 +180,6 @@ public final class ForwardTrace: @unchecked Sendable {
                 oi[j] = xi[j] * k
             }
         }
-        dropoutRNG = rng
     }
 
     func begin(plan: ForwardPlan, adapter: LoRAAdapter?) throws(GFNError) {

@@ -135,29 +135,20 @@ public final class LoRAAdapter: @unchecked Sendable {
         var rng = RNG(seed: seed)
         var factors: [String: LoRAFactors] = [:]
         var available: [String] = []
-        for block in model.blocks {
-            for lin in block.linears {
-                available.append(lin.name)
-                guard config.matches(module: lin.name) else { continue }
-                let nIn = lin.inFeatures, nOut = lin.outFeatures
-                let a = try Tensor(zeros: [config.r, nIn])
-                let bound = 1 / Double(nIn).squareRoot()
-                let p = a.pointer
-                for i in 0..<a.count { p[i] = Float((2 * rng.uniform() - 1) * bound) }
-                let b = try Tensor(zeros: [nOut, config.r])
-                factors[lin.name] = try LoRAFactors(a: a, b: b, scale: config.scale)
-            }
-        }
-        // The head comes last (model order), so adding it leaves every block's initial A unchanged.
-        available.append(LoRAAdapter.headModule)
-        if config.matches(module: LoRAAdapter.headModule) {
-            let nIn = model.config.nEmbd, nOut = model.config.vocabSize
+        func add(_ name: String, nIn: Int, nOut: Int) throws(GFNError) {
+            available.append(name)
+            guard config.matches(module: name) else { return }
             let a = try Tensor(zeros: [config.r, nIn])
             let bound = 1 / Double(nIn).squareRoot()
             let p = a.pointer
             for i in 0..<a.count { p[i] = Float((2 * rng.uniform() - 1) * bound) }
-            factors[LoRAAdapter.headModule] = try LoRAFactors(a: a, b: try Tensor(zeros: [nOut, config.r]), scale: config.scale)
+            factors[name] = try LoRAFactors(a: a, b: try Tensor(zeros: [nOut, config.r]), scale: config.scale)
         }
+        for block in model.blocks {
+            for lin in block.linears { try add(lin.name, nIn: lin.inFeatures, nOut: lin.outFeatures) }
+        }
+        // The head comes last (model order), so adding it leaves every block's initial A unchanged.
+        try add(LoRAAdapter.headModule, nIn: model.config.nEmbd, nOut: model.config.vocabSize)
         if factors.isEmpty {
             let short = Set(available.map { name -> String in
                 let parts = name.split(separator: ".")
