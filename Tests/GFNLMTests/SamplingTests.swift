@@ -153,6 +153,40 @@ final class SamplingTests: XCTestCase {
         }
     }
 
+    /// Scoring batches contexts of equal length and all continuations together (each on its own context's
+    /// cache): every value equals the one-sequence-at-a-time log-softmax of the full sequence, for repeated and
+    /// distinct contexts of mixed lengths, empty continuations, and more pairs than one batch chunk (64 rows).
+    func testBatchedScoringEqualsOneSequenceAtATime() throws {
+        let m = try tinyModel(.gptj)
+        let ctx = try InferenceContext(model: m)
+        var rng = RNG(seed: 5)
+        var pairs: [(context: [Int32], continuation: [Int32])] = []
+        let shared: [Int32] = [3, 9, 1]
+        for i in 0..<70 {
+            let context = i % 5 == 0 ? shared : (0..<(1 + rng.below(4))).map { _ in Int32(rng.below(37)) }
+            let cont = (0..<rng.below(5)).map { _ in Int32(rng.below(37)) }
+            pairs.append((context, cont))
+        }
+        let scores = try ctx.score(pairs, params: ScoreParams(stopTokens: [2, 7]))
+        XCTAssertEqual(scores.count, pairs.count)
+        var worst = 0.0
+        for (p, s) in zip(pairs, scores) {
+            XCTAssertEqual(s.tokenLogProbs.count, p.continuation.count)
+            XCTAssertEqual(s.stopLogProbAny.count, p.continuation.count + 1)
+            var total = 0.0
+            for t in 0...p.continuation.count {
+                let lp = try nextLogProbs(m, p.context + p.continuation.prefix(t))
+                if t < p.continuation.count {
+                    worst = max(worst, abs(lp[Int(p.continuation[t])] - Double(s.tokenLogProbs[t])))
+                    total += lp[Int(p.continuation[t])]
+                }
+                worst = max(worst, abs(lp[2] - Double(s.stopLogProbs[2 * t])), abs(lp[7] - Double(s.stopLogProbs[2 * t + 1])))
+            }
+            XCTAssertEqual(total, s.total, accuracy: 1e-3)
+        }
+        XCTAssertLessThan(worst, 1e-4)
+    }
+
     func testSameSeedSameTokensWhateverTheThreads() throws {
         let m1 = try tinyModel(threads: 1), m2 = try tinyModel(threads: 2)
         var p = SamplingParams()

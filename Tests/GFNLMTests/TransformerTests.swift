@@ -10,7 +10,7 @@ final class TransformerTests: XCTestCase {
             try tf.forward(tokens: tb, rows: rows, T: T, caches: caches, padding: padding, adapter: adapter, workspace: ws)
         }
         var out = [Float](repeating: 0, count: rows * T * V)
-        try out.withUnsafeMutableBufferPointer { try tf.logits(hidden: hidden, count: rows * T, adapter: nil, into: $0.baseAddress!) }
+        try out.withUnsafeMutableBufferPointer { try tf.logits(hidden: hidden, count: rows * T, adapter: adapter, into: $0.baseAddress!) }
         return (0..<(rows * T)).map { Array(out[$0 * V..<($0 + 1) * V]) }
     }
 

@@ -45,20 +45,15 @@ extension InferenceContext {
             throw .outOfRange("stop token \(s) is outside the vocabulary (0..<\(V))")
         }
         let bias = try params.adjustment.dense(vocab: V, alwaysAllowed: params.stopTokens)
-        let nStop = params.stopTokens.count
         let chooser = choosers(1)[0]
-        var results = [ScoreResult?](repeating: nil, count: pairs.count)
 
-        // Group pairs by context.
-        var groups: [[Int32]: [Int]] = [:]
-        var order: [[Int32]] = []
-        for (i, p) in pairs.enumerated() {
-            if groups[p.context] == nil { order.append(p.context) }
-            groups[p.context, default: []].append(i)
+        // Distinct contexts, in order of first appearance.
+        var ctxIndex: [[Int32]: Int] = [:]
+        var contexts: [[Int32]] = []
+        for p in pairs where ctxIndex[p.context] == nil {
+            ctxIndex[p.context] = contexts.count
+            contexts.append(p.context)
         }
-        var first = [Float](repeating: 0, count: V)
-        var rowLogits = [Float](repeating: 0, count: V)
-
         /// Reads one distribution: returns (log p(token) or nil, stop log-probs).
         func read(_ logits: UnsafePointer<Float>, token: Int32?) -> (Float?, [Float], Float) {
             let lse = bias.withOptionalBuffer { chooser.policyLogits(logits, bias: $0) }
@@ -66,53 +61,79 @@ extension InferenceContext {
             let any = stops.isEmpty ? -Float.infinity : Kernels.logSumExp(stops, n: stops.count)
             return (token.map { chooser.work[Int($0)] - lse }, stops, any)
         }
-
-        for ctx in order {
-            guard let members = groups[ctx] else { continue }
-            let prefix = try first.withUnsafeMutableBufferPointer { (b) throws(GFNError) in
-                try prefill(ctx, adapter: adapter, logits: b.baseAddress!)
-            }
-            let rows = members.filter { !pairs[$0].continuation.isEmpty }
-            let T = rows.map { pairs[$0].continuation.count }.max() ?? 0
-            var hidden: UnsafeMutablePointer<Float>? = nil
-            if T > 0 {
-                var toks = [Int32](repeating: 0, count: rows.count * T)   // right padding with id 0
-                for (ri, m) in rows.enumerated() {
-                    for (t, tok) in pairs[m].continuation.enumerated() { toks[ri * T + t] = tok }
-                }
-                let caches = try rows.map { _ throws(GFNError) in try transformer.makeCache(capacity: T, prefix: prefix) }
-                hidden = try toks.withUnsafeBufferPointer { (tb) throws(GFNError) in
-                    try transformer.forward(tokens: tb, rows: rows.count, T: T, caches: caches, adapter: adapter,
+        // 1. Every context once, contexts of equal length batched in one forward (chunks of `chunkRows` rows):
+        //    its cache (the prefix of its continuations) and its last logits (the distribution before c_0).
+        let chunkRows = 64
+        var caches = [KVCache?](repeating: nil, count: contexts.count)
+        var first = [Float](repeating: 0, count: contexts.count * V)
+        var byLength: [Int: [Int]] = [:]
+        for (i, ctx) in contexts.enumerated() { byLength[ctx.count, default: []].append(i) }
+        for (L, all) in byLength.sorted(by: { $0.key < $1.key }) {
+            var lo = 0
+            while lo < all.count {
+                let part = Array(all[lo..<min(all.count, lo + chunkRows)])
+                lo += part.count
+                let cs = try part.map { _ throws(GFNError) in try transformer.makeCache(capacity: L) }
+                let toks = part.flatMap { contexts[$0] }
+                let hidden = try toks.withUnsafeBufferPointer { (tb) throws(GFNError) in
+                    try transformer.forward(tokens: tb, rows: part.count, T: L, caches: cs, adapter: adapter,
                                             workspace: workspace)
                 }
-            }
-            for m in members {
-                let cont = pairs[m].continuation
-                var tokenLP: [Float] = []
-                var stopLP: [Float] = []
-                var anyLP: [Float] = []
-                var total = 0.0
-                // distribution before c_0: the context's last logits
-                let (lp0, s0, a0) = first.withUnsafeBufferPointer { read($0.baseAddress!, token: cont.first) }
-                stopLP += s0; anyLP.append(a0)
-                if let lp0 { tokenLP.append(lp0); total += Double(lp0) }
-                if !cont.isEmpty, let hidden, let ri = rows.firstIndex(of: m) {
-                    // every position of the row in one head product
-                    let n = cont.count
-                    if rowLogits.count < n * V { rowLogits = [Float](repeating: 0, count: n * V) }
-                    try rowLogits.withUnsafeMutableBufferPointer { (b) throws(GFNError) in
-                        try transformer.logits(hidden: hidden + ri * T * E, count: n, adapter: adapter, into: b.baseAddress!)
-                    }
-                    for t in 0..<n {
-                        let next: Int32? = t + 1 < n ? cont[t + 1] : nil
-                        let (lp, s, a) = rowLogits.withUnsafeBufferPointer { read($0.baseAddress! + t * V, token: next) }
-                        stopLP += s; anyLP.append(a)
-                        if let lp { tokenLP.append(lp); total += Double(lp) }
+                for (r, i) in part.enumerated() {
+                    caches[i] = cs[r]
+                    try first.withUnsafeMutableBufferPointer { (fb) throws(GFNError) in
+                        try transformer.logits(hidden: hidden + (r * L + L - 1) * E, count: 1, adapter: adapter,
+                                               into: fb.baseAddress! + i * V)
                     }
                 }
-                _ = nStop
-                results[m] = ScoreResult(total: total, tokenLogProbs: tokenLP, stopLogProbs: stopLP, stopLogProbAny: anyLP)
             }
+        }
+        // 2. Every non-empty continuation, each on its context's cache, batched (right padding with id 0) in chunks;
+        //    one head product per row gives the distributions after each of its tokens.
+        var results = [ScoreResult?](repeating: nil, count: pairs.count)
+        var rowLogits = [Float](repeating: 0, count: V)
+        func finish(_ m: Int, hidden: UnsafePointer<Float>?) throws(GFNError) {
+            let cont = pairs[m].continuation
+            let ci = ctxIndex[pairs[m].context] ?? 0
+            var tokenLP: [Float] = [], stopLP: [Float] = [], anyLP: [Float] = []
+            var total = 0.0
+            let (lp0, s0, a0) = first.withUnsafeBufferPointer { read($0.baseAddress! + ci * V, token: cont.first) }
+            stopLP += s0; anyLP.append(a0)
+            if let lp0 { tokenLP.append(lp0); total += Double(lp0) }
+            if let hidden {
+                let n = cont.count
+                if rowLogits.count < n * V { rowLogits = [Float](repeating: 0, count: n * V) }
+                try rowLogits.withUnsafeMutableBufferPointer { (b) throws(GFNError) in
+                    try transformer.logits(hidden: hidden, count: n, adapter: adapter, into: b.baseAddress!)
+                }
+                for t in 0..<n {
+                    let next: Int32? = t + 1 < n ? cont[t + 1] : nil
+                    let (lp, s, a) = rowLogits.withUnsafeBufferPointer { read($0.baseAddress! + t * V, token: next) }
+                    stopLP += s; anyLP.append(a)
+                    if let lp { tokenLP.append(lp); total += Double(lp) }
+                }
+            }
+            results[m] = ScoreResult(total: total, tokenLogProbs: tokenLP, stopLogProbs: stopLP, stopLogProbAny: anyLP)
+        }
+        for m in pairs.indices where pairs[m].continuation.isEmpty { try finish(m, hidden: nil) }
+        let rows = pairs.indices.filter { !pairs[$0].continuation.isEmpty }
+        var lo = 0
+        while lo < rows.count {
+            let part = Array(rows[lo..<min(rows.count, lo + chunkRows)])
+            lo += part.count
+            let T = part.map { pairs[$0].continuation.count }.max() ?? 1
+            var toks = [Int32](repeating: 0, count: part.count * T)
+            for (r, m) in part.enumerated() {
+                for (t, tok) in pairs[m].continuation.enumerated() { toks[r * T + t] = tok }
+            }
+            let cs = try part.map { m throws(GFNError) in
+                try transformer.makeCache(capacity: T, prefix: caches[ctxIndex[pairs[m].context] ?? 0])
+            }
+            let hidden = try toks.withUnsafeBufferPointer { (tb) throws(GFNError) in
+                try transformer.forward(tokens: tb, rows: part.count, T: T, caches: cs, adapter: adapter,
+                                        workspace: workspace)
+            }
+            for (r, m) in part.enumerated() { try finish(m, hidden: hidden + r * T * E) }
         }
         return results.compactMap { $0 }
     }

@@ -182,13 +182,13 @@ extension LoRAAdapter {
                                file: String) throws(GFNError) {
         let E = model.config.nEmbd, V = model.config.vocabSize
         func close(_ a: Float, _ b: Float) -> Bool { abs(a - b) <= 5e-3 * max(abs(a), abs(b)) + 1e-6 }
-        let saved = try st.floats(key)
         let shape = try st.shape(key)
         switch part {
         case "weight":
             guard shape == [V, E] else {
                 throw GFNError(.state, "\(file): \(key) has shape \(shape); this model's head is [\(V), \(E)]")
             }
+            let saved = try st.floats(key)
             let matrix: WeightMatrix
             switch model.head {
             case .tied: matrix = model.embedding
@@ -202,9 +202,10 @@ extension LoRAAdapter {
                 }
             }
         case "bias":
+            guard shape == [V] else { throw GFNError(.state, "\(file): \(key) has shape \(shape); this model's head bias is [\(V)]") }
+            let saved = try st.floats(key)
             var have = [Float](repeating: 0, count: V)
             if case .linear(let l) = model.head, let b = l.bias { have = b.array }
-            guard shape == [V] else { throw GFNError(.state, "\(file): \(key) has shape \(shape); this model's head bias is [\(V)]") }
             for v in 0..<V where !close(have[v], saved[v]) {
                 throw GFNError(.state, "\(file): \(key) differs from this model's head bias at \(v) (\(saved[v]) vs \(have[v]))")
             }
