@@ -91,8 +91,8 @@ extension InferenceContext {
         // 2. Every non-empty continuation, each on its context's cache, batched (right padding with id 0) in chunks;
         //    one head product per row gives the distributions after each of its tokens.
         var results = [ScoreResult?](repeating: nil, count: pairs.count)
-        var rowLogits = [Float](repeating: 0, count: V)
-        func finish(_ m: Int, hidden: UnsafePointer<Float>?) throws(GFNError) {
+        /// Fills in pair m's result; `logits` holds the distributions after each of its tokens ([n, V], n ≥ 1).
+        func finish(_ m: Int, logits: UnsafePointer<Float>?) {
             let cont = pairs[m].continuation
             let ci = ctxIndex[pairs[m].context] ?? 0
             var tokenLP: [Float] = [], stopLP: [Float] = [], anyLP: [Float] = []
@@ -100,23 +100,22 @@ extension InferenceContext {
             let (lp0, s0, a0) = first.withUnsafeBufferPointer { read($0.baseAddress! + ci * V, token: cont.first) }
             stopLP += s0; anyLP.append(a0)
             if let lp0 { tokenLP.append(lp0); total += Double(lp0) }
-            if let hidden {
+            if let logits {
                 let n = cont.count
-                if rowLogits.count < n * V { rowLogits = [Float](repeating: 0, count: n * V) }
-                try rowLogits.withUnsafeMutableBufferPointer { (b) throws(GFNError) in
-                    try transformer.logits(hidden: hidden, count: n, adapter: adapter, into: b.baseAddress!)
-                }
                 for t in 0..<n {
                     let next: Int32? = t + 1 < n ? cont[t + 1] : nil
-                    let (lp, s, a) = rowLogits.withUnsafeBufferPointer { read($0.baseAddress! + t * V, token: next) }
+                    let (lp, s, a) = read(logits + t * V, token: next)
                     stopLP += s; anyLP.append(a)
                     if let lp { tokenLP.append(lp); total += Double(lp) }
                 }
             }
             results[m] = ScoreResult(total: total, tokenLogProbs: tokenLP, stopLogProbs: stopLP, stopLogProbAny: anyLP)
         }
-        for m in pairs.indices where pairs[m].continuation.isEmpty { try finish(m, hidden: nil) }
+        for m in pairs.indices where pairs[m].continuation.isEmpty { finish(m, logits: nil) }
         let rows = pairs.indices.filter { !pairs[$0].continuation.isEmpty }
+        // head products of up to `headRows` positions at a time (padding positions included)
+        let headRows = 256
+        var headLogits = [Float]()
         var lo = 0
         while lo < rows.count {
             let part = Array(rows[lo..<min(rows.count, lo + chunkRows)])
@@ -133,7 +132,18 @@ extension InferenceContext {
                 try transformer.forward(tokens: tb, rows: part.count, T: T, caches: cs, adapter: adapter,
                                         workspace: workspace)
             }
-            for (r, m) in part.enumerated() { try finish(m, hidden: hidden + r * T * E) }
+            let perHead = max(1, headRows / T)
+            if headLogits.count < perHead * T * V { headLogits = [Float](repeating: 0, count: perHead * T * V) }
+            var r0 = 0
+            while r0 < part.count {
+                let r1 = min(part.count, r0 + perHead)
+                try headLogits.withUnsafeMutableBufferPointer { (hb) throws(GFNError) in
+                    guard let h = hb.baseAddress else { return }
+                    try transformer.logits(hidden: hidden + r0 * T * E, count: (r1 - r0) * T, adapter: adapter, into: h)
+                    for r in r0..<r1 { finish(part[r], logits: h + (r - r0) * T * V) }
+                }
+                r0 = r1
+            }
         }
         return results.compactMap { $0 }
     }
