@@ -155,14 +155,14 @@ final class SamplingTests: XCTestCase {
 
     /// Scoring batches contexts of equal length and all continuations together (each on its own context's
     /// cache): every value equals the one-sequence-at-a-time log-softmax of the full sequence, for repeated and
-    /// distinct contexts of mixed lengths, empty continuations, and more pairs than one batch chunk (64 rows).
+    /// distinct contexts of mixed lengths, empty continuations, and more contexts and rows than one chunk (64).
     func testBatchedScoringEqualsOneSequenceAtATime() throws {
         let m = try tinyModel(.gptj)
         let ctx = try InferenceContext(model: m)
         var rng = RNG(seed: 5)
         var pairs: [(context: [Int32], continuation: [Int32])] = []
         let shared: [Int32] = [3, 9, 1]
-        for i in 0..<70 {
+        for i in 0..<150 {
             let context = i % 5 == 0 ? shared : (0..<(1 + rng.below(4))).map { _ in Int32(rng.below(37)) }
             let cont = (0..<rng.below(5)).map { _ in Int32(rng.below(37)) }
             pairs.append((context, cont))

@@ -61,18 +61,25 @@ extension InferenceContext {
             let any = stops.isEmpty ? -Float.infinity : Kernels.logSumExp(stops, n: stops.count)
             return (token.map { chooser.work[Int($0)] - lse }, stops, any)
         }
-        // 1. Every context once, contexts of equal length batched in one forward (chunks of `chunkRows` rows):
-        //    its cache (the prefix of its continuations) and its last logits (the distribution before c_0).
-        let chunkRows = 64
-        var caches = [KVCache?](repeating: nil, count: contexts.count)
-        var first = [Float](repeating: 0, count: contexts.count * V)
-        var byLength: [Int: [Int]] = [:]
-        for (i, ctx) in contexts.enumerated() { byLength[ctx.count, default: []].append(i) }
-        for (L, all) in byLength.sorted(by: { $0.key < $1.key }) {
-            var lo = 0
-            while lo < all.count {
-                let part = Array(all[lo..<min(all.count, lo + chunkRows)])
-                lo += part.count
+        // Contexts are taken `chunkRows` at a time (bounding the caches and logits held at once). For each chunk:
+        // 1. every context once, contexts of equal length in one forward: its cache (the prefix of its
+        //    continuations) and its last logits (the distribution before c_0);
+        // 2. every non-empty continuation of those contexts, each on its context's cache, batched (right padding
+        //    with id 0) `chunkRows` rows at a time, the head over up to `headRows` positions per product.
+        let chunkRows = 64, headRows = 256
+        var members = [[Int]](repeating: [], count: contexts.count)
+        for (m, p) in pairs.enumerated() { if let ci = ctxIndex[p.context] { members[ci].append(m) } }
+        var results = [ScoreResult?](repeating: nil, count: pairs.count)
+        var first = [Float](repeating: 0, count: min(contexts.count, chunkRows) * V)
+        var headLogits = [Float]()
+        var c0 = 0
+        while c0 < contexts.count {
+            let chunk = c0..<min(contexts.count, c0 + chunkRows)
+            c0 = chunk.upperBound
+            var caches: [Int: KVCache] = [:]
+            var byLength: [Int: [Int]] = [:]
+            for i in chunk { byLength[contexts[i].count, default: []].append(i) }
+            for (L, part) in byLength.sorted(by: { $0.key < $1.key }) {
                 let cs = try part.map { _ throws(GFNError) in try transformer.makeCache(capacity: L) }
                 let toks = part.flatMap { contexts[$0] }
                 let hidden = try toks.withUnsafeBufferPointer { (tb) throws(GFNError) in
@@ -83,66 +90,64 @@ extension InferenceContext {
                     caches[i] = cs[r]
                     try first.withUnsafeMutableBufferPointer { (fb) throws(GFNError) in
                         try transformer.logits(hidden: hidden + (r * L + L - 1) * E, count: 1, adapter: adapter,
-                                               into: fb.baseAddress! + i * V)
+                                               into: fb.baseAddress! + (i - chunk.lowerBound) * V)
                     }
                 }
             }
-        }
-        // 2. Every non-empty continuation, each on its context's cache, batched (right padding with id 0) in chunks;
-        //    one head product per row gives the distributions after each of its tokens.
-        var results = [ScoreResult?](repeating: nil, count: pairs.count)
-        /// Fills in pair m's result; `logits` holds the distributions after each of its tokens ([n, V], n ≥ 1).
-        func finish(_ m: Int, logits: UnsafePointer<Float>?) {
-            let cont = pairs[m].continuation
-            let ci = ctxIndex[pairs[m].context] ?? 0
-            var tokenLP: [Float] = [], stopLP: [Float] = [], anyLP: [Float] = []
-            var total = 0.0
-            let (lp0, s0, a0) = first.withUnsafeBufferPointer { read($0.baseAddress! + ci * V, token: cont.first) }
-            stopLP += s0; anyLP.append(a0)
-            if let lp0 { tokenLP.append(lp0); total += Double(lp0) }
-            if let logits {
-                let n = cont.count
-                for t in 0..<n {
-                    let next: Int32? = t + 1 < n ? cont[t + 1] : nil
-                    let (lp, s, a) = read(logits + t * V, token: next)
-                    stopLP += s; anyLP.append(a)
-                    if let lp { tokenLP.append(lp); total += Double(lp) }
+            /// Fills in pair m's result; `logits` holds the distributions after each of its tokens ([n, V]).
+            func finish(_ m: Int, logits: UnsafePointer<Float>?) {
+                let cont = pairs[m].continuation
+                let ci = (ctxIndex[pairs[m].context] ?? chunk.lowerBound) - chunk.lowerBound
+                var tokenLP: [Float] = [], stopLP: [Float] = [], anyLP: [Float] = []
+                var total = 0.0
+                let (lp0, s0, a0) = first.withUnsafeBufferPointer { read($0.baseAddress! + ci * V, token: cont.first) }
+                stopLP += s0; anyLP.append(a0)
+                if let lp0 { tokenLP.append(lp0); total += Double(lp0) }
+                if let logits {
+                    let n = cont.count
+                    for t in 0..<n {
+                        let next: Int32? = t + 1 < n ? cont[t + 1] : nil
+                        let (lp, s, a) = read(logits + t * V, token: next)
+                        stopLP += s; anyLP.append(a)
+                        if let lp { tokenLP.append(lp); total += Double(lp) }
+                    }
                 }
+                results[m] = ScoreResult(total: total, tokenLogProbs: tokenLP, stopLogProbs: stopLP, stopLogProbAny: anyLP)
             }
-            results[m] = ScoreResult(total: total, tokenLogProbs: tokenLP, stopLogProbs: stopLP, stopLogProbAny: anyLP)
-        }
-        for m in pairs.indices where pairs[m].continuation.isEmpty { finish(m, logits: nil) }
-        let rows = pairs.indices.filter { !pairs[$0].continuation.isEmpty }
-        // head products of up to `headRows` positions at a time (padding positions included)
-        let headRows = 256
-        var headLogits = [Float]()
-        var lo = 0
-        while lo < rows.count {
-            let part = Array(rows[lo..<min(rows.count, lo + chunkRows)])
-            lo += part.count
-            let T = part.map { pairs[$0].continuation.count }.max() ?? 1
-            var toks = [Int32](repeating: 0, count: part.count * T)
-            for (r, m) in part.enumerated() {
-                for (t, tok) in pairs[m].continuation.enumerated() { toks[r * T + t] = tok }
-            }
-            let cs = try part.map { m throws(GFNError) in
-                try transformer.makeCache(capacity: T, prefix: caches[ctxIndex[pairs[m].context] ?? 0])
-            }
-            let hidden = try toks.withUnsafeBufferPointer { (tb) throws(GFNError) in
-                try transformer.forward(tokens: tb, rows: part.count, T: T, caches: cs, adapter: adapter,
-                                        workspace: workspace)
-            }
-            let perHead = max(1, headRows / T)
-            if headLogits.count < perHead * T * V { headLogits = [Float](repeating: 0, count: perHead * T * V) }
-            var r0 = 0
-            while r0 < part.count {
-                let r1 = min(part.count, r0 + perHead)
-                try headLogits.withUnsafeMutableBufferPointer { (hb) throws(GFNError) in
-                    guard let h = hb.baseAddress else { return }
-                    try transformer.logits(hidden: hidden + r0 * T * E, count: (r1 - r0) * T, adapter: adapter, into: h)
-                    for r in r0..<r1 { finish(part[r], logits: h + (r - r0) * T * V) }
+            let inChunk = chunk.flatMap { members[$0] }
+            for m in inChunk where pairs[m].continuation.isEmpty { finish(m, logits: nil) }
+            let rows = inChunk.filter { !pairs[$0].continuation.isEmpty }
+            var lo = 0
+            while lo < rows.count {
+                let part = Array(rows[lo..<min(rows.count, lo + chunkRows)])
+                lo += part.count
+                let T = part.map { pairs[$0].continuation.count }.max() ?? 1
+                var toks = [Int32](repeating: 0, count: part.count * T)
+                for (r, m) in part.enumerated() {
+                    for (t, tok) in pairs[m].continuation.enumerated() { toks[r * T + t] = tok }
                 }
-                r0 = r1
+                let cs = try part.map { m throws(GFNError) in
+                    guard let prefix = caches[ctxIndex[pairs[m].context] ?? -1] else {
+                        throw GFNError.internalError("scoring: pair \(m) has no context cache")
+                    }
+                    return try transformer.makeCache(capacity: T, prefix: prefix)
+                }
+                let hidden = try toks.withUnsafeBufferPointer { (tb) throws(GFNError) in
+                    try transformer.forward(tokens: tb, rows: part.count, T: T, caches: cs, adapter: adapter,
+                                            workspace: workspace)
+                }
+                let perHead = max(1, headRows / T)
+                if headLogits.count < perHead * T * V { headLogits = [Float](repeating: 0, count: perHead * T * V) }
+                var r0 = 0
+                while r0 < part.count {
+                    let r1 = min(part.count, r0 + perHead)
+                    try headLogits.withUnsafeMutableBufferPointer { (hb) throws(GFNError) in
+                        guard let h = hb.baseAddress else { return }
+                        try transformer.logits(hidden: hidden + r0 * T * E, count: (r1 - r0) * T, adapter: adapter, into: h)
+                        for r in r0..<r1 { finish(part[r], logits: h + (r - r0) * T * V) }
+                    }
+                    r0 = r1
+                }
             }
         }
         return results.compactMap { $0 }
