@@ -3,6 +3,26 @@ import XCTest
 @testable import GFNLM
 
 final class LoRATests: XCTestCase {
+    /// The worst relative error of `grads` against float central differences (step 1e-2) of `loss` at `entries`
+    /// random entries of every parameter (perturbed in place and restored).
+    static func worstFiniteDifferenceError(_ grads: Gradients, entries: Int, loss: () throws -> Double) rethrows -> Double {
+        var worst = 0.0
+        var pick = RNG(seed: 21)
+        for p in grads.parameters {
+            for _ in 0..<entries {
+                let i = pick.below(p.count)
+                let orig = p.value.pointer[i]
+                let h: Float = 1e-2
+                p.value.pointer[i] = orig + h; let up = Double(p.value.pointer[i] - orig); let lp = try loss()
+                p.value.pointer[i] = orig - h; let dn = Double(p.value.pointer[i] - orig); let lm = try loss()
+                p.value.pointer[i] = orig
+                let fd = (lp - lm) / (up - dn)
+                worst = max(worst, abs(Double(p.grad.pointer[i]) - fd) / max(abs(fd), 1e-2))
+            }
+        }
+        return worst
+    }
+
     func testTargetMatchingFollowsPEFT() throws {
         let g = try ModelWeights.random(config: .tiny(.gpt2), seed: 1)
         func names(_ t: [String], _ w: ModelWeights) throws -> [String] {
@@ -126,21 +146,7 @@ final class LoRATests: XCTestCase {
         // gradients with a fixed mask vs float central differences of the same masked forward
         let grads = try Gradients(adapter: ad)
         _ = try loss(seed: 20, grads: grads)
-        var worst = 0.0
-        var pick = RNG(seed: 21)
-        for p in grads.parameters {
-            for _ in 0..<4 {
-                let i = pick.below(p.count)
-                let orig = p.value.pointer[i]
-                let h: Float = 1e-2
-                p.value.pointer[i] = orig + h; let up = Double(p.value.pointer[i] - orig); let lp = try loss(seed: 20)
-                p.value.pointer[i] = orig - h; let dn = Double(p.value.pointer[i] - orig); let lm = try loss(seed: 20)
-                p.value.pointer[i] = orig
-                let fd = (lp - lm) / (up - dn)
-                let err = abs(Double(p.grad.pointer[i]) - fd) / max(abs(fd), 1e-2)
-                worst = max(worst, err)
-            }
-        }
+        let worst = try Self.worstFiniteDifferenceError(grads, entries: 4) { try loss(seed: 20) }
         print("LoRA dropout gradient vs fp32 central differences (same masks): worst relative error \(worst)")
         XCTAssertLessThan(worst, 1e-2)
     }
@@ -224,20 +230,7 @@ final class LoRATests: XCTestCase {
         XCTAssertNotEqual(d1, d2)
         let grads = try Gradients(adapter: ad)
         _ = try loss(seed: 20, grads: grads)
-        var worst = 0.0
-        var pick = RNG(seed: 21)
-        for p in grads.parameters {
-            for _ in 0..<6 {
-                let i = pick.below(p.count)
-                let orig = p.value.pointer[i]
-                let step: Float = 1e-2
-                p.value.pointer[i] = orig + step; let up = Double(p.value.pointer[i] - orig); let lp = try loss(seed: 20)
-                p.value.pointer[i] = orig - step; let dn = Double(p.value.pointer[i] - orig); let lm = try loss(seed: 20)
-                p.value.pointer[i] = orig
-                let fd = (lp - lm) / (up - dn)
-                worst = max(worst, abs(Double(p.grad.pointer[i]) - fd) / max(abs(fd), 1e-2))
-            }
-        }
+        let worst = try Self.worstFiniteDifferenceError(grads, entries: 6) { try loss(seed: 20) }
         print("lm_head LoRA dropout gradient vs fp32 central differences (same masks): worst relative error \(worst)")
         XCTAssertLessThan(worst, 1e-2)
     }
