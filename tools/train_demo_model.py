@@ -387,20 +387,10 @@ def train(rows, seen_ids, max_steps=None):
     if max_steps:
         total = min(total, max_steps)
     losses, t0, curve = [], time.time(), []
-    wte = model.transformer.wte.weight
     for step in range(total):
         lr = lr_at(step, total)
-        for gr in opt.param_groups:
-            gr["lr"] = lr
         x = crows[order[step * BATCH:(step + 1) * BATCH]]
-        h = model.transformer(input_ids=x).last_hidden_state
-        logits = h[:, :-1] @ wte.t() + unseen_bias
-        loss = F.cross_entropy(logits.reshape(-1, M + 1), x[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-        opt.step()
-        losses.append(loss.item())
+        losses.append(lm_step(model, opt, x, unseen_bias, lr))
         if step % 25 == 0 or step == total - 1:
             el = time.time() - t0
             avg = sum(losses[-25:]) / len(losses[-25:])
@@ -447,6 +437,21 @@ def expand_into(full, cm, seen_ids):
     full.tie_weights()
 
 
+def lm_step(model, opt, x, unseen_bias, lr):
+    """One optimiser step of next-token cross-entropy on the compact vocabulary (plus the pooled unseen-token
+    logit `unseen_bias`), with gradient clipping at CLIP; returns the loss."""
+    for gr in opt.param_groups:
+        gr["lr"] = lr
+    h = model.transformer(input_ids=x).last_hidden_state
+    logits = h[:, :-1] @ model.transformer.wte.weight.t() + unseen_bias
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+    opt.step()
+    return loss.item()
+
+
 def number_drill(full, rows, seen_ids, tok, steps=S2_STEPS):
     """Stage 2. After stage 1 the model put only ~85-88 % of its mass on the integers after the other number prompts,
     and no hidden state could give more than ~90 % (`rng_reachable`): the tied 128-dim embedding and the final
@@ -478,18 +483,9 @@ def number_drill(full, rows, seen_ids, tok, steps=S2_STEPS):
     t0, curve, losses = time.time(), [], []
     for step in range(steps):
         lr = S2_LR * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        for gr in opt.param_groups:
-            gr["lr"] = lr
         idx = torch.randint(0, crows.shape[0], (BATCH - nv,), generator=g)
         x = torch.cat([crows[idx]] + [variant_row().unsqueeze(0) for _ in range(nv)], 0)
-        h = cm.transformer(input_ids=x).last_hidden_state
-        logits = h[:, :-1] @ cm.transformer.wte.weight.t() + ub
-        loss = F.cross_entropy(logits.reshape(-1, M + 1), x[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(cm.parameters(), CLIP)
-        opt.step()
-        losses.append(loss.item())
+        losses.append(lm_step(cm, opt, x, ub, lr))
         if step % 50 == 0 or step == steps - 1:
             avg = sum(losses[-50:]) / len(losses[-50:])
             curve.append((step, avg))
