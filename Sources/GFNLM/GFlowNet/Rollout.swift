@@ -30,8 +30,8 @@ public struct RolloutSettings: Sendable, Equatable {
     }
 }
 
-/// Samples trajectories (no gradients, KV caches, one batched decode step per action) and computes their
-/// policy log-probabilities with gradients (one teacher-forced traced pass over X ⊕ states).
+/// Samples trajectories (KV caches, one batched decode step per action; untraced, or traced for training through
+/// `PolicyPass.sample`).
 public final class RolloutEngine: @unchecked Sendable {
     public let model: Model
     public let settings: RolloutSettings
@@ -101,6 +101,15 @@ public final class RolloutEngine: @unchecked Sendable {
 
     /// Generates one trajectory per row plan after `prompt`, all rows decoding together (the prompt runs once).
     public func generate(prompt: [Int32], rows plans: [RowPlan], adapter: LoRAAdapter?) throws(GFNError) -> [Trajectory] {
+        try generate(prompt: prompt, rows: plans, adapter: adapter, record: nil)
+    }
+
+    /// `generate`, optionally traced: with `record`, the prompt and every decoding group run as traced forwards
+    /// whose heads (with the policy's adjustment) are the distributions sampled from, kept in `record` with the
+    /// state each one belongs to (`PolicyPass.sample`). In layout B the truncated rows' last actions are fed too,
+    /// for log q(⊤|s_max).
+    func generate(prompt: [Int32], rows plans: [RowPlan], adapter: LoRAAdapter?,
+                  record: TracedGroups?) throws(GFNError) -> [Trajectory] {
         let c = model.config
         let V = c.vocabSize
         let L = settings.maxLength, term = settings.termination
@@ -125,9 +134,26 @@ public final class RolloutEngine: @unchecked Sendable {
         }
         let cap = min(capacity, c.nPositions - prompt.count)
         var first = [Float](repeating: 0, count: V)
-        let prefix = try first.withUnsafeMutableBufferPointer { (b) throws(GFNError) in
-            try context.prefill(prompt, adapter: adapter, logits: b.baseAddress!)
+        let prefix: KVCache
+        if let record {
+            // traced prompt; its head gives log-probabilities with the adjustment already applied
+            let g = try record.add()
+            prefix = try transformer.makeCache(capacity: prompt.count)
+            let hp = try prompt.withUnsafeBufferPointer { (tb) throws(GFNError) in
+                try transformer.forward(tokens: tb, rows: 1, T: prompt.count, caches: [prefix], adapter: adapter,
+                                        workspace: context.workspace, trace: record[g].trace)
+            }
+            let lp = try record[g].head.forward(hidden: hp, hiddenCount: prompt.count, rows: [prompt.count - 1],
+                                                logitBias: biasPointer.map { UnsafePointer($0) }, adapter: adapter)
+            first.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: lp, count: V) }
+            for b in 0..<count { record.located[b] = [(g, 0)] }
+        } else {
+            prefix = try first.withUnsafeMutableBufferPointer { (b) throws(GFNError) in
+                try context.prefill(prompt, adapter: adapter, logits: b.baseAddress!)
+            }
         }
+        // recorded logits already include the adjustment
+        let chooserBias = record == nil ? bias : nil
         let caches = try (0..<count).map { _ throws(GFNError) in try transformer.makeCache(capacity: cap, prefix: prefix) }
         var rows: [Trajectory] = (0..<count).map { _ in Trajectory(actions: [], state: [], stateLength: [0], truncated: false) }
         var fed = [Int](repeating: 0, count: count)        // state tokens already in the cache
@@ -159,7 +185,7 @@ public final class RolloutEngine: @unchecked Sendable {
                             chosen.withUnsafeMutableBufferPointer { cb in
                                 failure.withUnsafeMutableBufferPointer { fl in
                                     let box = UncheckedSendable((lb.baseAddress!, fb.baseAddress!, rb, cb, fl))
-                                    bias.withOptionalBuffer { biasPtr in
+                                    chooserBias.withOptionalBuffer { biasPtr in
                                         Parallel.chunks(act.count, threads: act.count >= 8 ? workers : 1) { w, range in
                                             let (lp, fp, rngB, out, fail) = box.value
                                             let chooser = pool[w]
@@ -185,6 +211,7 @@ public final class RolloutEngine: @unchecked Sendable {
                     throw .numerical("no action can be sampled for row \(bad) at step \(step) (everything is masked or the logits are not finite)")
                 }
             }
+            var truncatedNow: [Int] = []
             for b in active {
                 let tok = chosen[b]
                 if tok == term { continue }                    // terminated: n = step
@@ -195,32 +222,43 @@ public final class RolloutEngine: @unchecked Sendable {
                 rows[b].stateLength.append(rows[b].state.count)
                 if step + 1 == L {
                     rows[b].truncated = true
+                    truncatedNow.append(b)
                 } else {
                     next.append(b)
                 }
             }
             active = next
-            if active.isEmpty { break }
+            let feed = (record != nil && settings.layout != .forcedStop) ? next + truncatedNow : next
+            if feed.isEmpty { break }
             // Feed the new state tokens; rows with tool output (more than one new token) run in their own groups.
             var groups: [Int: [Int]] = [:]
-            for b in active { groups[rows[b].state.count - fed[b], default: []].append(b) }
+            for b in feed { groups[rows[b].state.count - fed[b], default: []].append(b) }
             var rowIndex = 0
             var newRow = logitRow
             for (T, members) in groups.sorted(by: { $0.key < $1.key }) {
                 var toks: [Int32] = []
                 for b in members { toks += rows[b].state[fed[b]..<(fed[b] + T)] }
+                let g = try record?.add()
+                let trace = g.flatMap { record?[$0].trace }
                 let h = try toks.withUnsafeBufferPointer { (tb) throws(GFNError) in
                     try transformer.forward(tokens: tb, rows: members.count, T: T, caches: members.map { caches[$0] },
-                                            adapter: adapter, workspace: context.workspace)
+                                            adapter: adapter, workspace: context.workspace, trace: trace)
                 }
-                if T == 1 {
+                if let record, let g {
+                    let lp = try record[g].head.forward(hidden: h, hiddenCount: members.count * T,
+                                                        rows: members.indices.map { $0 * T + T - 1 },
+                                                        logitBias: biasPointer.map { UnsafePointer($0) }, adapter: adapter)
+                    let base = rowIndex
+                    newLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: base * V).update(from: lp, count: members.count * V) }
+                    for (i, b) in members.enumerated() { record.located[b].append((g, i)) }
+                } else if T == 1 {
                     let base = rowIndex
                     try newLogits.withUnsafeMutableBufferPointer { (lb) throws(GFNError) in
                         try transformer.logits(hidden: h, count: members.count, adapter: adapter, into: lb.baseAddress! + base * V)
                     }
                 }
                 for (i, b) in members.enumerated() {
-                    if T > 1 {
+                    if T > 1 && record == nil {
                         let at = rowIndex
                         try newLogits.withUnsafeMutableBufferPointer { (lb) throws(GFNError) in
                             try transformer.logits(hidden: h + (i * T + T - 1) * E, count: 1, adapter: adapter,
@@ -239,137 +277,3 @@ public final class RolloutEngine: @unchecked Sendable {
     }
 }
 
-/// The teacher-forced, traced pass that yields log q(a_t | s_t) and log q(⊤ | s_t) with gradients (untempered,
-/// with the policy's adjustment; N7). The prompt runs once (batch 1) and its keys/values are shared by every row;
-/// the backward pass returns gradients through both (the prompt's keys/values depend on LoRA too).
-public final class PolicyPass: @unchecked Sendable {
-    let engine: RolloutEngine
-    let promptTrace: ForwardTrace
-    let rowsTrace: ForwardTrace
-    let promptHead: TokenLogProbs
-    let rowsHead: TokenLogProbs
-    let kv = KVGradients()
-    let backwardWS: BackwardWorkspace
-    let workspace: ForwardWorkspace
-    /// Set to apply LoRA dropout in the traced passes (training mode); nil = deterministic (the default, B16).
-    public var dropoutSeed: UInt64?
-
-    private var state: (prompt: [Int32], rows: [Trajectory], T: Int, index: [[Int]], needed: [Int])?
-
-    public init(engine: RolloutEngine) throws(GFNError) {
-        self.engine = engine
-        promptTrace = try ForwardTrace()
-        rowsTrace = try ForwardTrace()
-        promptHead = try TokenLogProbs(transformer: engine.transformer)
-        rowsHead = try TokenLogProbs(transformer: engine.transformer)
-        backwardWS = try BackwardWorkspace()
-        workspace = try ForwardWorkspace()
-    }
-
-    /// log q(a_t|s_t) (t < n) and log q(⊤|s_t) (t ≤ n; entry n of a truncated trajectory is 0 in layout A).
-    public func forward(prompt: [Int32], trajectories rows: [Trajectory],
-                        adapter: LoRAAdapter?) throws(GFNError) -> (logPF: [[Double]], logPT: [[Double]]) {
-        let tf = engine.transformer
-        let term = engine.settings.termination
-        let layout = engine.settings.layout
-        let E = tf.config.nEmbd
-        if let s = dropoutSeed {
-            promptTrace.dropoutRNG = RNG(seed: s)
-            rowsTrace.dropoutRNG = RNG(seed: s &+ 1)
-            promptHead.dropoutRNG = RNG(seed: s &+ 2)
-            rowsHead.dropoutRNG = RNG(seed: s &+ 3)
-        } else {
-            promptTrace.dropoutRNG = nil
-            rowsTrace.dropoutRNG = nil
-            promptHead.dropoutRNG = nil
-            rowsHead.dropoutRNG = nil
-        }
-        let promptCache = try tf.makeCache(capacity: prompt.count)
-        let hp = try prompt.withUnsafeBufferPointer { (tb) throws(GFNError) in
-            try tf.forward(tokens: tb, rows: 1, T: prompt.count, caches: [promptCache], adapter: adapter,
-                           workspace: workspace, trace: promptTrace)
-        }
-        try promptHead.forward(hidden: hp, hiddenCount: prompt.count, rows: [prompt.count - 1],
-                               logitBias: engine.biasPointer.map { UnsafePointer($0) }, adapter: adapter)
-        // distributions needed per row: s_0 … s_m
-        let needed = rows.map { r -> Int in (r.truncated && layout == .forcedStop) ? r.n - 1 : r.n }
-        let T = rows.map { $0.state.count }.max() ?? 0
-        var index: [[Int]] = []          // index[b][t] = row of rowsHead for s_t (t ≥ 1)
-        var hiddenRows: [Int] = []
-        for (b, r) in rows.enumerated() {
-            var ix = [-1]
-            if needed[b] >= 1 {
-                for t in 1...needed[b] {
-                    ix.append(hiddenRows.count)
-                    hiddenRows.append(b * T + r.stateLength[t] - 1)
-                }
-            }
-            index.append(ix)
-        }
-        if T > 0 {
-            var toks = [Int32](repeating: 0, count: rows.count * T)
-            for (b, r) in rows.enumerated() { for (k, v) in r.state.enumerated() { toks[b * T + k] = v } }
-            let caches = try rows.map { _ throws(GFNError) in try tf.makeCache(capacity: T, prefix: promptCache) }
-            let hr = try toks.withUnsafeBufferPointer { (tb) throws(GFNError) in
-                try tf.forward(tokens: tb, rows: rows.count, T: T, caches: caches, adapter: adapter,
-                               workspace: workspace, trace: rowsTrace)
-            }
-            try rowsHead.forward(hidden: hr, hiddenCount: rows.count * T, rows: hiddenRows,
-                                 logitBias: engine.biasPointer.map { UnsafePointer($0) }, adapter: adapter)
-        }
-        _ = E
-        var lpf: [[Double]] = [], lpt: [[Double]] = []
-        for (b, r) in rows.enumerated() {
-            var f: [Double] = [], p: [Double] = []
-            for t in 0...r.n {
-                if t > needed[b] { p.append(0); continue }
-                let (head, i) = t == 0 ? (promptHead, 0) : (rowsHead, index[b][t])
-                p.append(Double(try head.logProb(i, term)))
-                if t < r.n { f.append(Double(try head.logProb(i, r.actions[t]))) }
-            }
-            lpf.append(f); lpt.append(p)
-        }
-        state = (prompt, rows, T, index, needed)
-        return (lpf, lpt)
-    }
-
-    /// Back-propagates dL/d logPF and dL/d logPT (shapes as returned by `forward`), adding into `gradients`.
-    public func backward(dLogPF: [[Double]], dLogPT: [[Double]], gradients: Gradients) throws(GFNError) {
-        guard let st = state else { throw .state("PolicyPass.backward without a forward") }
-        state = nil
-        let tf = engine.transformer
-        let term = engine.settings.termination
-        let E = tf.config.nEmbd
-        kv.reset()
-        var promptEntries: [(index: Int, token: Int32, grad: Float)] = []
-        var rowEntries: [(index: Int, token: Int32, grad: Float)] = []
-        for (b, r) in st.rows.enumerated() {
-            for t in 0...min(r.n, st.needed[b]) {
-                let gT = Float(dLogPT[b][t])
-                let gF: Float = t < r.n ? Float(dLogPF[b][t]) : 0
-                if t == 0 {
-                    if gT != 0 { promptEntries.append((0, term, gT)) }
-                    if gF != 0 { promptEntries.append((0, r.actions[0], gF)) }
-                } else {
-                    let i = st.index[b][t]
-                    if gT != 0 { rowEntries.append((i, term, gT)) }
-                    if gF != 0 { rowEntries.append((i, r.actions[t], gF)) }
-                }
-            }
-        }
-        if st.T > 0 {
-            var dH = [Float](repeating: 0, count: st.rows.count * st.T * E)
-            try dH.withUnsafeMutableBufferPointer { (db) throws(GFNError) in
-                try rowsHead.backward(entries: rowEntries, dHidden: db.baseAddress!, gradients: gradients)
-                try tf.backward(trace: rowsTrace, dHidden: db.baseAddress!, gradients: gradients, kvGradients: kv,
-                                workspace: backwardWS)
-            }
-        }
-        var dP = [Float](repeating: 0, count: st.prompt.count * E)
-        try dP.withUnsafeMutableBufferPointer { (db) throws(GFNError) in
-            try promptHead.backward(entries: promptEntries, dHidden: db.baseAddress!, gradients: gradients)
-            try tf.backward(trace: promptTrace, dHidden: db.baseAddress!, gradients: gradients, kvGradients: kv,
-                            workspace: backwardWS)
-        }
-    }
-}

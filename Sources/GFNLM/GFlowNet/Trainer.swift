@@ -32,7 +32,8 @@ public struct GFlowNetConfig: Sendable, Equatable {
     public var bufferCapacity: Int = 50
     public var bufferTolerance: Double = 0.25
     public var bufferPrioritized: Bool = true
-    /// LoRA dropout in the traced passes (B16; off by default: deterministic policy log-probabilities).
+    /// LoRA dropout while sampling for training, whose traced pass gives the policy log-probabilities (B16: the
+    /// reference samples in train mode); off by default: a deterministic policy.
     public var loraDropout: Bool = false
     /// Micro-batches of the same prompt are rolled out and back-propagated together, up to this many rows per
     /// pass (larger matrix products; each micro-batch keeps its own loss). 1 = one micro-batch at a time.
@@ -261,7 +262,10 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                 let prompt = prompts[p]
                 let key = prompt.key
                 let plans = chunk.flatMap { micros[$0].plans }
-                let trajs = try engine.generate(prompt: prompt.x, rows: plans, adapter: adapter)
+                // The sampling pass is traced: its distributions are the policy's log-probabilities (no second
+                // forward), with LoRA dropout when enabled (the reference samples in train mode, B16).
+                pass.dropoutSeed = config.loraDropout ? rng.next() : nil
+                let (trajs, rawPF, lpt) = try pass.sample(prompt: prompt.x, rows: plans, adapter: adapter)
                 // rewards: stored for replayed rows, computed in one call for the others
                 var logR = [[Double]](repeating: [], count: trajs.count)
                 var fresh: [Int] = []
@@ -293,8 +297,6 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                         }
                     }
                 }
-                if config.loraDropout { pass.dropoutSeed = rng.next() } else { pass.dropoutSeed = nil }
-                let (rawPF, lpt) = try pass.forward(prompt: prompt.x, trajectories: trajs, adapter: adapter)
                 let lpf = banned.renormalise(rawPF, lpt)
                 var dPF = lpf.map { $0.map { _ in 0.0 } }, dPT = lpt.map { $0.map { _ in 0.0 } }
                 let z = Double(logZ.value.pointer[p])

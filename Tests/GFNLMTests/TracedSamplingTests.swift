@@ -1,0 +1,160 @@
+import Foundation
+import XCTest
+@testable import GFNLM
+
+/// `PolicyPass.sample` traces the sampling pass and uses it as the training pass (as the reference does): its
+/// trajectories, log-probabilities and gradients must be those of untraced sampling followed by the
+/// teacher-forced pass, and with dropout its gradients must be the derivatives of what it returned.
+final class TracedSamplingTests: XCTestCase {
+    func tinyModel(_ arch: Architecture, vocab: Int = 40, seed: UInt64 = 2) throws -> Model {
+        let w = try ModelWeights.random(config: .tiny(arch, vocab: vocab, embd: 32), seed: seed, std: 0.4)
+        return Model(transformer: Transformer(weights: w, threads: 1), tokenizer: nil)
+    }
+
+    func adapter(_ m: Model, seed: UInt64, dropout: Float = 0) throws -> LoRAAdapter {
+        let a = try LoRAAdapter(model: m.weights, config: LoRAConfig(r: 4, alpha: 8, dropout: dropout,
+                                                                     targets: ["c_attn", "c_fc", "q_proj", "v_proj", "fc_in", "lm_head"]),
+                                seed: seed)
+        var rng = RNG(seed: seed &+ 100)
+        for name in a.moduleNames {
+            guard let f = a.factors(for: name) else { continue }
+            for i in 0..<f.b.count { f.b.pointer[i] = Float(rng.normal()) * 0.2 }
+        }
+        return a
+    }
+
+    /// Sampled rows at several behaviour temperatures and replayed rows (one empty, one reaching max_len).
+    func plans(maxLength: Int) -> [RolloutEngine.RowPlan] {
+        var p = (0..<7).map { i in RolloutEngine.RowPlan(temperature: [0.7, 1, 1.8][i % 3], seed: 40 + UInt64(i)) }
+        p.append(RolloutEngine.RowPlan(temperature: 1, seed: 1, actions: [5, 6, 7]))
+        p.append(RolloutEngine.RowPlan(temperature: 1, seed: 2, actions: []))
+        p.append(RolloutEngine.RowPlan(temperature: 1, seed: 3, actions: Array(repeating: 9, count: maxLength)))
+        return p
+    }
+
+    func randomUpstream(_ lpf: [[Double]], _ lpt: [[Double]], seed: UInt64) -> ([[Double]], [[Double]]) {
+        var rng = RNG(seed: seed)
+        return (lpf.map { $0.map { _ in rng.normal() } }, lpt.map { $0.map { _ in rng.normal() } })
+    }
+
+    func assertSameGradients(_ a: Gradients, _ b: Gradients, file: StaticString = #filePath, line: UInt = #line) {
+        for (p, q) in zip(a.parameters, b.parameters) {
+            let x = p.grad.array, y = q.grad.array
+            let scale = max(1e-3, x.map { abs($0) }.max() ?? 0)
+            let worst = zip(x, y).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(worst / scale, 2e-4, "\(p.name)", file: file, line: line)
+        }
+    }
+
+    func testTracedSamplingEqualsUntracedSamplingAndTheTeacherForcedPass() throws {
+        for arch in [Architecture.gpt2, .gptj] {
+            for layout in [TerminalLayout.forcedStop, .nextSentence] {
+                let m = try tinyModel(arch)
+                let a = try adapter(m, seed: 5)
+                var settings = RolloutSettings(termination: 0, maxLength: 5, minLength: 1, layout: layout)
+                settings.adjustment = LogitAdjustment(allowed: Array(1...14), disallowedPenalty: -99)
+                let engine = try RolloutEngine(model: m, settings: settings)
+                let traced = try PolicyPass(engine: engine), forced = try PolicyPass(engine: engine)
+                let prompt: [Int32] = [20, 21, 22, 23]
+                let plans = plans(maxLength: 5)
+                let (trajs, lpf, lpt) = try traced.sample(prompt: prompt, rows: plans, adapter: a)
+                let untraced = try engine.generate(prompt: prompt, rows: plans, adapter: a)
+                XCTAssertEqual(trajs, untraced, "\(arch) \(layout): tracing does not change what is sampled")
+                XCTAssertTrue(trajs.contains { $0.truncated } && trajs.contains { !$0.truncated && $0.n > 0 })
+                let (lpf2, lpt2) = try forced.forward(prompt: prompt, trajectories: trajs, adapter: a)
+                for b in trajs.indices {
+                    XCTAssertEqual(lpf[b].count, lpf2[b].count)
+                    XCTAssertEqual(lpt[b].count, lpt2[b].count)
+                    for (x, y) in zip(lpf[b], lpf2[b]) { XCTAssertEqual(x, y, accuracy: 1e-4, "\(arch) \(layout) row \(b)") }
+                    for (x, y) in zip(lpt[b], lpt2[b]) { XCTAssertEqual(x, y, accuracy: 1e-4, "\(arch) \(layout) row \(b)") }
+                }
+                if layout == .nextSentence, let b = trajs.firstIndex(where: { $0.truncated }) {
+                    XCTAssertLessThan(lpt[b][trajs[b].n], 0, "layout B reads the real log q(⊤|s_max)")
+                }
+                let (dF, dT) = randomUpstream(lpf, lpt, seed: 7)
+                let g1 = try Gradients(adapter: a), g2 = try Gradients(adapter: a)
+                try traced.backward(dLogPF: dF, dLogPT: dT, gradients: g1)
+                try forced.backward(dLogPF: dF, dLogPT: dT, gradients: g2)
+                XCTAssertTrue(g1.parameters.contains { $0.grad.array.contains { $0 != 0 } })
+                assertSameGradients(g1, g2)
+            }
+        }
+    }
+
+    /// Tool output makes decoding groups of several tokens; the traced pass must follow them.
+    func testTracedSamplingWithToolOutput() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures")
+        let tok = try Tokenizer.load(path: fixtures.appendingPathComponent("tokenizer").path)
+        let cfg = ModelConfig.tiny(.gpt2, vocab: 50257, embd: 16, layers: 1, heads: 2, positions: 96)
+        let m = Model(transformer: Transformer(weights: try ModelWeights.random(config: cfg, seed: 1), threads: 1), tokenizer: tok)
+        let a = try LoRAAdapter(model: m.weights, config: LoRAConfig(r: 2, alpha: 4, targets: ["c_attn"]), seed: 3)
+        for f in a.factors.values { for i in 0..<f.b.count { f.b.pointer[i] = 0.1 * Float(i % 7) - 0.3 } }
+        let engine = try RolloutEngine(model: m, settings: RolloutSettings(termination: 50256, maxLength: 12, tool: Calculator()))
+        let x = tok.encode("Question: 6 - 0 - 4 - 8 = ? Answer:")
+        var plans = [RolloutEngine.RowPlan(temperature: 1, seed: 0, actions: tok.encode("6 - 0 =, 6 - 4 =")),
+                     RolloutEngine.RowPlan(temperature: 1, seed: 0, actions: tok.encode(" 9 - 4 = 5"))]
+        plans.append(RolloutEngine.RowPlan(temperature: 1, seed: 9))
+        let traced = try PolicyPass(engine: engine), forced = try PolicyPass(engine: engine)
+        let (trajs, lpf, lpt) = try traced.sample(prompt: x, rows: plans, adapter: a)
+        XCTAssertGreaterThan(trajs[0].state.count, trajs[0].actions.count, "the calculator inserted tokens")
+        let (lpf2, lpt2) = try forced.forward(prompt: x, trajectories: trajs, adapter: a)
+        for (x, y) in zip(lpf.joined(), lpf2.joined()) { XCTAssertEqual(x, y, accuracy: 1e-4) }
+        for (x, y) in zip(lpt.joined(), lpt2.joined()) { XCTAssertEqual(x, y, accuracy: 1e-4) }
+        let (dF, dT) = randomUpstream(lpf, lpt, seed: 8)
+        let g1 = try Gradients(adapter: a), g2 = try Gradients(adapter: a)
+        try traced.backward(dLogPF: dF, dLogPT: dT, gradients: g1)
+        try forced.backward(dLogPF: dF, dLogPT: dT, gradients: g2)
+        assertSameGradients(g1, g2)
+    }
+
+    /// With LoRA dropout the traced sampling pass differs from any later pass, so its gradient is checked
+    /// against central differences of its own output (replayed rows: the same actions at every probe; the
+    /// dropout masks are fixed by the seed).
+    func testTracedSamplingGradientWithDropoutMatchesFiniteDifferences() throws {
+        let m = try tinyModel(.gpt2, vocab: 24)
+        let a = try adapter(m, seed: 6, dropout: 0.3)
+        let engine = try RolloutEngine(model: m, settings: RolloutSettings(termination: 0, maxLength: 4))
+        let pass = try PolicyPass(engine: engine)
+        pass.dropoutSeed = 77
+        let prompt: [Int32] = [3, 4, 5]
+        let plans = [[1, 2, 3], [7], [], [9, 9, 9, 9], [4, 11]].enumerated().map { i, acts in
+            RolloutEngine.RowPlan(temperature: 1, seed: UInt64(i), actions: acts.map(Int32.init))
+        }
+        let (_, lpf0, lpt0) = try pass.sample(prompt: prompt, rows: plans, adapter: a)
+        let (wF, wT) = randomUpstream(lpf0, lpt0, seed: 9)
+        func loss() throws -> Double {
+            let (_, lpf, lpt) = try pass.sample(prompt: prompt, rows: plans, adapter: a)
+            var s = 0.0
+            for b in lpf.indices {
+                for (x, w) in zip(lpf[b], wF[b]) { s += x * w }
+                for (x, w) in zip(lpt[b], wT[b]) { s += x * w }
+            }
+            return s
+        }
+        let grads = try Gradients(adapter: a)
+        _ = try loss()
+        try pass.backward(dLogPF: wF, dLogPT: wT, gradients: grads)
+        // dropout changes the value (the masks are really applied)
+        pass.dropoutSeed = nil
+        let (_, lpfNoDrop, _) = try pass.sample(prompt: prompt, rows: plans, adapter: a)
+        XCTAssertNotEqual(lpfNoDrop, lpf0)
+        pass.dropoutSeed = 77
+        var checked = 0
+        for p in grads.parameters {
+            for i in stride(from: 0, to: p.count, by: max(1, p.count / 4)) {
+                let old = p.value.pointer[i]
+                let h: Float = 2e-3
+                p.value.pointer[i] = old + h
+                let lp = try loss()
+                p.value.pointer[i] = old - h
+                let lm = try loss()
+                p.value.pointer[i] = old
+                let fd = (lp - lm) / Double(2 * h)
+                XCTAssertEqual(Double(p.grad.pointer[i]), fd, accuracy: 2e-2 * max(1, abs(fd)), "\(p.name)[\(i)]")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThan(checked, 20)
+    }
+}
