@@ -573,7 +573,8 @@ typedef struct gfn_gflownet_params {
     int32_t buffer_capacity;       /* per (X, Y); default 50 */
     double buffer_tolerance;       /* near-duplicate edit distance < tol·(len_a + len_b); default 0.25 */
     int32_t buffer_prioritized;    /* sample ∝ exp(log R) (1, default) or uniformly (0) */
-    int32_t lora_dropout;          /* apply the adapter's dropout in training passes; default 0 */
+    int32_t lora_dropout;          /* apply the adapter's dropout while sampling for training (the traced
+                                      pass whose log-probabilities train the policy, as the reference); default 0 */
     uint64_t seed;
 } gfn_gflownet_params;
 
