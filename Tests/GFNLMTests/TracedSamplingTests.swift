@@ -157,4 +157,43 @@ final class TracedSamplingTests: XCTestCase {
         }
         XCTAssertGreaterThan(checked, 20)
     }
+
+    /// A whole optimiser step (several micro-batches of one prompt, on-policy, tempered and replayed rows, SubTB)
+    /// gives the same trajectories, loss and updated adapter whether the sampling pass is traced or the
+    /// log-probabilities come from a teacher-forced pass.
+    func testTrainerStepTracedEqualsTeacherForced() throws {
+        for arch in [Architecture.gpt2, .gptj] {
+            func run(tracedRows: Int) throws -> ([GFlowNetStepStats], [Float]) {
+                let m = try tinyModel(arch)
+                let a = try adapter(m, seed: 5)
+                var settings = RolloutSettings(termination: 0, maxLength: 5, minLength: 1)
+                settings.adjustment = LogitAdjustment(allowed: Array(1...14), disallowedPenalty: -99)
+                let reward = RandomIntegerReward(numberTokens: Set([3, 4, 5, 6]), termination: 0)
+                var cfg = GFlowNetConfig()
+                cfg.batchSize = 6
+                cfg.gradAccumulation = 3
+                cfg.learningRate = 1e-2
+                cfg.tracedSamplingRows = tracedRows
+                cfg.seed = 3
+                let tr = try GFlowNetTrainer(model: m, adapter: a, reward: reward, prompts: [PromptSpec(x: [20, 21, 22])],
+                                             rollout: settings, config: cfg)
+                let params = { a.moduleNames.flatMap { n in (a.factors(for: n)?.a.array ?? []) + (a.factors(for: n)?.b.array ?? []) } }
+                let before = params()
+                let stats = try (0..<4).map { _ throws(GFNError) in try tr.trainStep() }
+                XCTAssertNotEqual(params(), before, "training changed the adapter")
+                return (stats, params())
+            }
+            let (s1, p1) = try run(tracedRows: 0)
+            let (s2, p2) = try run(tracedRows: .max)
+            for (x, y) in zip(s1, s2) {
+                XCTAssertEqual(x.trajectories, y.trajectories)
+                XCTAssertEqual(x.meanLength, y.meanLength, "\(arch): the same trajectories")
+                XCTAssertEqual(x.meanLogR, y.meanLogR)
+                XCTAssertEqual(x.loss, y.loss, accuracy: 1e-4 * max(1, abs(x.loss)), "\(arch)")
+            }
+            XCTAssertTrue(s1.contains { $0.replayBatches > 0 } && s1.contains { $0.temperedBatches > 0 })
+            let worst = zip(p1, p2).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(worst, 1e-4, "\(arch): the same updates")
+        }
+    }
 }

@@ -62,6 +62,8 @@ def main():
                     help="the GFlowNet objective (the paper uses subtb; see the README for both on the demo model)")
     ap.add_argument("--lr", type=float, default=2e-3, help="learning rate of the GFlowNet")
     ap.add_argument("--baseline-lr", type=float, default=2e-4, help="learning rate of the REINFORCE baseline")
+    ap.add_argument("--seed", type=int, default=42, help="seed of the LoRA initialisation and of training")
+    ap.add_argument("--no-baseline", action="store_true", help="train the GFlowNet only")
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "random_numbers.png"))
     args = ap.parse_args()
     steps = args.steps or (20 if args.quick else 600)
@@ -82,14 +84,16 @@ def main():
 
     reward = gfnlm.rewards.RandomInteger(model)
     trained = {}
-    for name, objective in (("gfn", args.objective), ("baseline", "reinforce")):
+    methods = [("gfn", args.objective)] + ([] if args.no_baseline else [("baseline", "reinforce")])
+    for name, objective in methods:
         # lm_head too: with the blocks alone the final LayerNorm and the tied embedding cap the mass this model can
         # put on the 100 integers at 98.97 % (README)
-        lora = gfnlm.LoRA(model, r=64, alpha=64, dropout=0.0, targets=["c_attn", "c_proj", "c_fc", "lm_head"], seed=42)
+        lora = gfnlm.LoRA(model, r=64, alpha=64, dropout=0.0, targets=["c_attn", "c_proj", "c_fc", "lm_head"],
+                          seed=args.seed)
         tr = gfnlm.GFlowNetTrainer(model, lora, reward, prompts=[x], objective=objective, termination=eos,
                                    min_length=1, max_length=5, batch_size=16, grad_accumulation=4,
                                    lr=args.lr if objective != "reinforce" else args.baseline_lr, warmup_steps=10,
-                                   total_steps=steps, p_on_policy=1.0, p_replay=0.0, seed=42)
+                                   total_steps=steps, p_on_policy=1.0, p_replay=0.0, seed=args.seed)
         last = {}
         for i in range(steps):
             last = tr.step()
@@ -109,9 +113,11 @@ def main():
             import matplotlib
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
-            fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
-            for ax, (title, counts) in zip(axes, [("base model", base_counts), ("GFlowNet fine-tuned", trained["gfn"][2]),
-                                                  ("REINFORCE (reward-maximising)", trained["baseline"][2])]):
+            panels = [("base model", base_counts), ("GFlowNet fine-tuned", trained["gfn"][2])]
+            if "baseline" in trained:
+                panels.append(("REINFORCE (reward-maximising)", trained["baseline"][2]))
+            fig, axes = plt.subplots(len(panels), 1, figsize=(10, 7 * len(panels) / 3), sharex=True)
+            for ax, (title, counts) in zip(axes, panels):
                 total = max(1, sum(counts.values()))
                 ax.bar(range(100), [counts.get(i, 0) / total for i in range(100)], width=0.9)
                 ax.axhline(0.01, color="k", lw=0.8, ls="--")
@@ -125,9 +131,10 @@ def main():
         except ImportError:
             print("(matplotlib not installed: no plot)")
     print(f"time {time.time() - t0:.0f} s")
-    print(f"base_valid={base_valid:.4f} base_kl={base_kl:.4f} gfn_valid={trained['gfn'][0]:.4f} "
-          f"gfn_kl={trained['gfn'][1]:.4f} baseline_valid={trained['baseline'][0]:.4f} "
-          f"baseline_kl={trained['baseline'][1]:.4f}")
+    line = f"base_valid={base_valid:.4f} base_kl={base_kl:.4f} gfn_valid={trained['gfn'][0]:.4f} gfn_kl={trained['gfn'][1]:.4f}"
+    if "baseline" in trained:
+        line += f" baseline_valid={trained['baseline'][0]:.4f} baseline_kl={trained['baseline'][1]:.4f}"
+    print(line)
     return 0
 
 
