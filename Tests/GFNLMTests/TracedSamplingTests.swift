@@ -196,4 +196,65 @@ final class TracedSamplingTests: XCTestCase {
             XCTAssertLessThan(worst, 1e-4, "\(arch): the same updates")
         }
     }
+
+    /// `backward(traces:)` (all traces through the layers in lockstep) = one `backward(trace:)` per trace in
+    /// reverse order with one KVGradients: full-parameter gradients (every weight, embeddings included) and LoRA
+    /// with dropout, for a prompt and two continuations of 1 and 2 tokens on separate rows.
+    func testLockstepBackwardEqualsOneTraceAtATime() throws {
+        for arch in [Architecture.gpt2, .gptj] {
+            for lora in [false, true] {
+                let base = try ModelWeights.random(config: .tiny(arch, vocab: 40, embd: 32), seed: 4, std: 0.4)
+                let w = lora ? base : try base.trainableCopy()
+                let tf = Transformer(weights: w, threads: 1)
+                let a = lora ? try adapter(Model(transformer: tf, tokenizer: nil), seed: 8, dropout: 0.2) : nil
+                func run(lockstep: Bool) throws -> [[Float]] {
+                    let grads = lora ? try Gradients(adapter: a!) : try Gradients(model: w)
+                    let ws = try ForwardWorkspace()
+                    let traces = try (0..<3).map { _ throws(GFNError) in try ForwardTrace() }
+                    for (i, t) in traces.enumerated() { t.dropoutRNG = RNG(seed: 50 + UInt64(i)) }
+                    let prompt = try tf.makeCache(capacity: 4)
+                    _ = try [Int32(5), 6, 7, 8].withUnsafeBufferPointer { (tb) throws(GFNError) in
+                        try tf.forward(tokens: tb, rows: 1, T: 4, caches: [prompt], adapter: a, workspace: ws, trace: traces[0])
+                    }
+                    let rows = try (0..<3).map { _ throws(GFNError) in try tf.makeCache(capacity: 3, prefix: prompt) }
+                    _ = try [Int32(9), 10, 11].withUnsafeBufferPointer { (tb) throws(GFNError) in
+                        try tf.forward(tokens: tb, rows: 3, T: 1, caches: rows, adapter: a, workspace: ws, trace: traces[1])
+                    }
+                    _ = try [Int32(12), 13, 14, 15].withUnsafeBufferPointer { (tb) throws(GFNError) in
+                        try tf.forward(tokens: tb, rows: 2, T: 2, caches: [rows[0], rows[2]], adapter: a, workspace: ws,
+                                       trace: traces[2])
+                    }
+                    var rng = RNG(seed: 99)
+                    let d = traces.map { t in (0..<(t.rows * t.T * 32)).map { _ in Float(rng.normal()) } }
+                    let kv = KVGradients(), bws = try BackwardWorkspace()
+                    try d[0].withUnsafeBufferPointer { d0 in
+                        try d[1].withUnsafeBufferPointer { d1 in
+                            try d[2].withUnsafeBufferPointer { d2 in
+                                let ds = [d0.baseAddress, d1.baseAddress, d2.baseAddress]
+                                if lockstep {
+                                    try tf.backward(traces: traces, dHidden: ds, gradients: grads, kvGradients: kv, workspace: bws)
+                                } else {
+                                    for i in [2, 1, 0] {
+                                        try tf.backward(trace: traces[i], dHidden: ds[i], gradients: grads, kvGradients: kv,
+                                                        workspace: bws)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    return grads.parameters.map { $0.grad.array }
+                }
+                let one = try run(lockstep: false), all = try run(lockstep: true)
+                XCTAssertEqual(one.count, all.count)
+                var nonzero = 0
+                for (x, y) in zip(one, all) {
+                    let scale = max(1e-3, x.map { abs($0) }.max() ?? 0)
+                    let worst = zip(x, y).map { abs($0 - $1) }.max() ?? 0
+                    XCTAssertLessThan(worst / scale, 1e-5, "\(arch) lora=\(lora)")
+                    if x.contains(where: { $0 != 0 }) { nonzero += 1 }
+                }
+                XCTAssertGreaterThan(nonzero, one.count / 2, "\(arch) lora=\(lora): gradients reach most tensors")
+            }
+        }
+    }
 }

@@ -145,8 +145,9 @@ public final class PolicyPass: @unchecked Sendable {
     }
 
     /// Back-propagates dL/d logPF and dL/d logPT (shapes as returned by `forward`/`sample`), adding into
-    /// `gradients`. The groups run backward in reverse order, so the keys/values each one wrote receive the
-    /// gradients of every later group before its own backward (the prompt's last).
+    /// `gradients`. All groups go through the layers together (`Transformer.backward(traces:)`): products with
+    /// frozen weights take every group's rows at once, and each layer's attention runs the latest group first,
+    /// so the keys/values a group wrote have every later group's gradients before its own (the prompt's last).
     public func backward(dLogPF: [[Double]], dLogPT: [[Double]], gradients: Gradients) throws(GFNError) {
         guard let st = state else { throw .state("PolicyPass.backward without a forward") }
         state = nil
@@ -170,16 +171,19 @@ public final class PolicyPass: @unchecked Sendable {
                 if gF != 0 { entries[g].append((i, r.actions[t], gF)) }
             }
         }
-        var dH: [Float] = []
-        for g in stride(from: groups.count - 1, through: 0, by: -1) {
-            let group = groups[g]
-            let n = group.trace.rows * group.trace.T * E
-            if dH.count < n { dH = [Float](repeating: 0, count: n) }
-            try dH.withUnsafeMutableBufferPointer { (db) throws(GFNError) in
-                try group.head.backward(entries: entries[g], dHidden: db.baseAddress!, gradients: gradients)
-                try tf.backward(trace: group.trace, dHidden: db.baseAddress!, gradients: gradients, kvGradients: kv,
-                                workspace: backwardWS)
+        // every head's gradient into its group's rows of one buffer, then all groups' backward in lockstep
+        let sizes = (0..<groups.count).map { groups[$0].trace.rows * groups[$0].trace.T * E }
+        var dH = [Float](repeating: 0, count: sizes.reduce(0, +))
+        try dH.withUnsafeMutableBufferPointer { (db) throws(GFNError) in
+            var at = db.baseAddress!
+            var parts: [UnsafePointer<Float>?] = []
+            for g in 0..<groups.count {
+                try groups[g].head.backward(entries: entries[g], dHidden: at, gradients: gradients)
+                parts.append(UnsafePointer(at))
+                at += sizes[g]
             }
+            try tf.backward(traces: (0..<groups.count).map { groups[$0].trace }, dHidden: parts, gradients: gradients,
+                            kvGradients: kv, workspace: backwardWS)
         }
     }
 }

@@ -233,150 +233,226 @@ extension Transformer {
     /// The caches must not have been modified (other than appended to) since the traced forward.
     public func backward(trace: ForwardTrace, dHidden: UnsafePointer<Float>?, gradients: Gradients,
                          kvGradients: KVGradients? = nil, workspace: BackwardWorkspace) throws(GFNError) {
-        guard let plan = trace.plan, let preFinal = trace.preFinal, let lnFMean = trace.lnFMean,
-              let lnFRstd = trace.lnFRstd else {
-            throw .state("backward on a trace without a forward pass")
+        try backward(traces: [trace], dHidden: [dHidden], gradients: gradients, kvGradients: kvGradients,
+                     workspace: workspace)
+    }
+
+    /// `backward(trace:…)` for several traced forwards at once, given in the order they ran (later ones may
+    /// extend the caches of earlier ones, e.g. a prompt, then one trace per decoding step): the result is that of
+    /// running their backward passes one by one in reverse order with one `kvGradients`, but the layers go in
+    /// lockstep, so every product with a frozen weight matrix takes the rows of all traces at once (one packing of
+    /// the weights per layer instead of one per trace). `dHidden[i]` belongs to `traces[i]` (nil for zero).
+    public func backward(traces: [ForwardTrace], dHidden: [UnsafePointer<Float>?], gradients: Gradients,
+                         kvGradients: KVGradients? = nil, workspace: BackwardWorkspace) throws(GFNError) {
+        guard !traces.isEmpty else { return }
+        guard dHidden.count == traces.count else {
+            throw .invalidArgument("\(dHidden.count) hidden-state gradients for \(traces.count) traces")
         }
         let c = config
-        guard plan.config == c, trace.layers.count == c.nLayer else {
-            throw .state("the trace was recorded with a different model")
-        }
         let full = gradients.model != nil
         if let m = gradients.model, m !== weights {
             throw .state("full-parameter gradients belong to other weights than this transformer's")
         }
-        if let a = gradients.adapter, a !== trace.adapter {
-            throw .state("LoRA gradients belong to another adapter than the one the traced forward used")
+        var plans: [ForwardPlan] = []
+        var finals: [(pre: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>)] = []
+        for (i, trace) in traces.enumerated() {
+            guard let plan = trace.plan, let preFinal = trace.preFinal, let lnFMean = trace.lnFMean,
+                  let lnFRstd = trace.lnFRstd else {
+                throw .state("backward on a trace without a forward pass")
+            }
+            guard plan.config == c, trace.layers.count == c.nLayer else {
+                throw .state("the trace was recorded with a different model")
+            }
+            if let a = gradients.adapter, a !== trace.adapter {
+                throw .state("LoRA gradients belong to another adapter than the one the traced forward used")
+            }
+            for j in 0..<i where traces[j] === trace { throw .invalidArgument("traces \(j) and \(i) are the same trace") }
+            plans.append(plan)
+            finals.append((preFinal, lnFMean, lnFRstd))
         }
-        let adapter = trace.adapter
-        let rows = plan.rows, T = plan.T, N = rows * T
         let E = c.nEmbd, I = c.nInner
-        let maxRank = adapter?.factors.values.map { $0.rank }.max() ?? 0
-        let maxKeys = plan.maxKeys
+        let counts = plans.map { $0.rows * $0.T }
+        var offsets: [Int] = []
+        var N = 0
+        for n in counts { offsets.append(N); N += n }
+        let maxRank = traces.map { t in t.adapter?.factors.values.map { $0.rank }.max() ?? 0 }.max() ?? 0
+        let scratchKeys = plans.map { $0.T * $0.maxKeys }.max() ?? 0
         let workers = max(1, threads)
-        let dropout = trace.dropoutP > 0
+        let dropout = traces.contains { $0.dropoutP > 0 }
         let ws = workspace.arena
         try ws.reserve(Arena.footprint([N * E, N * E, N * 3 * E, N * E, N * I, N * max(maxRank, 1),
-                                        workers * T * maxKeys, dropout ? N * max(E, I) : 0, N * max(E, I)]))
+                                        workers * scratchKeys, dropout ? N * max(E, I) : 0, N * max(E, I)]))
         let dx = try ws.take(N * E)
         let dln = try ws.take(N * E)
         let dqkv = try ws.take(N * 3 * E)
         let datt = try ws.take(N * E)
         let dfc = try ws.take(N * I)
         let g = try ws.take(N * max(maxRank, 1))
-        let dP = try ws.take(workers * T * maxKeys)
+        let dP = try ws.take(workers * scratchKeys)
         let xdrop = try ws.take(dropout ? N * max(E, I) : 0)
         let dxdrop = try ws.take(N * max(E, I))
 
-        // Valid (non-padded) rows of the residual stream.
-        let positions = trace.positions
-        let valid = positions.map { $0 >= 0 }
-
-        // dHidden → copy with padded rows zeroed (nil: the trace's outputs carry no loss of their own, e.g. a
-        // shared prompt whose only gradient comes through its keys and values).
-        if let dHidden { dln.update(from: dHidden, count: N * E) } else { dln.update(repeating: 0, count: N * E) }
-        for i in 0..<N where !valid[i] { (dln + i * E).update(repeating: 0, count: E) }
-
-        // ln_f
-        dx.update(repeating: 0, count: N * E)
-        layerNormBackward(x: preFinal, dout: dln, mean: lnFMean, rstd: lnFRstd, weights: weights.lnF, dx: dx, rows: N,
-                          dGamma: gradients.lnGamma["transformer.ln_f"], dBeta: gradients.lnBeta["transformer.ln_f"])
-
-        // KV gradient buffers for every cache this trace read but did not write (created before parallel work).
-        var segmentDest: [[KVGradients.Entry?]] = []
-        var ownDest: [KVGradients.Entry?] = []
-        for r in 0..<rows {
-            var d: [KVGradients.Entry?] = []
-            let segs = trace.segments[r]
-            for (si, s) in segs.enumerated() where si < segs.count - 1 {
-                d.append(s.count > 0 ? try kvGradients?.entry(for: s.cache) : nil)
-            }
-            segmentDest.append(d)
-            ownDest.append(trace.start[r] > 0 ? try kvGradients?.entry(for: trace.caches[r]) : nil)
+        // Per trace: its rows of the stacked buffers, valid (non-padded) positions, LoRA context.
+        let W = max(E, I), R = max(maxRank, 1)
+        let ctxs = traces.indices.map { i in
+            LinearBackwardContext(N: counts[i], adapter: traces[i].adapter, gradients: gradients, full: full,
+                                  g: g + offsets[i] * R, xdrop: traces[i].dropoutP > 0 ? xdrop + offsets[i] * W : nil,
+                                  dxdrop: dxdrop + offsets[i] * W)
         }
-        let inject: [KVGradients.Entry?] = trace.caches.map { kvGradients?.existing($0) }
+        for (i, trace) in traces.enumerated() {
+            let o = offsets[i] * E, n = counts[i]
+            // dHidden → copy with padded rows zeroed (nil: the trace's outputs carry no loss of their own, e.g. a
+            // shared prompt whose only gradient comes through its keys and values).
+            if let d = dHidden[i] { (dln + o).update(from: d, count: n * E) } else { (dln + o).update(repeating: 0, count: n * E) }
+            for (k, p) in trace.positions.enumerated() where p < 0 { (dln + o + k * E).update(repeating: 0, count: E) }
+            // ln_f
+            (dx + o).update(repeating: 0, count: n * E)
+            layerNormBackward(x: finals[i].pre, dout: dln + o, mean: finals[i].mean, rstd: finals[i].rstd,
+                              weights: weights.lnF, dx: dx + o, rows: n,
+                              dGamma: gradients.lnGamma["transformer.ln_f"], dBeta: gradients.lnBeta["transformer.ln_f"])
+        }
 
-        let ctx = LinearBackwardContext(N: N, adapter: adapter, gradients: gradients, full: full, g: g,
-                                        xdrop: dropout ? xdrop : nil, dxdrop: dxdrop)
+        // KV gradient buffers for every cache a trace read but did not write (all created before parallel work
+        // and before the slots' injections are looked up).
+        var segmentDest: [[[KVGradients.Entry?]]] = []
+        var ownDest: [[KVGradients.Entry?]] = []
+        for trace in traces {
+            var sd: [[KVGradients.Entry?]] = []
+            var od: [KVGradients.Entry?] = []
+            for r in 0..<trace.rows {
+                var d: [KVGradients.Entry?] = []
+                let segs = trace.segments[r]
+                for (si, s) in segs.enumerated() where si < segs.count - 1 {
+                    d.append(s.count > 0 ? try kvGradients?.entry(for: s.cache) : nil)
+                }
+                sd.append(d)
+                od.append(trace.start[r] > 0 ? try kvGradients?.entry(for: trace.caches[r]) : nil)
+            }
+            segmentDest.append(sd)
+            ownDest.append(od)
+        }
+        let inject: [[KVGradients.Entry?]] = traces.map { t in t.caches.map { kvGradients?.existing($0) } }
+        let order = Array(traces.indices.reversed())
 
         for l in stride(from: c.nLayer - 1, through: 0, by: -1) {
-            let b = trace.layers[l]
             let block = weights.blocks[l]
             let p = "transformer.h.\(l)."
-            guard let xIn = b.xIn, let m1 = b.ln1Mean, let r1 = b.ln1Rstd else { throw .internalError("trace layer \(l) incomplete") }
+            var bufs: [LayerBuffers] = []
+            for trace in traces {
+                let b = trace.layers[l]
+                guard b.xIn != nil, b.ln1Mean != nil, b.ln1Rstd != nil else { throw .internalError("trace layer \(l) incomplete") }
+                if c.arch == .gpt2 && (b.ln2 == nil || b.xMid == nil || b.ln2Mean == nil || b.ln2Rstd == nil) {
+                    throw .internalError("trace layer \(l) incomplete")
+                }
+                bufs.append(b)
+            }
             // The gradient w.r.t. layer 0's input only feeds the embeddings: skip it unless they are trained.
             let needLn1Grad = l > 0 || gradients.wte != nil || gradients.wpe != nil
             // MLP
-            let mlpIn: UnsafeMutablePointer<Float>
-            switch c.arch {
-            case .gpt2:
-                guard let ln2 = b.ln2 else { throw .internalError("trace layer \(l) without ln_2") }
-                mlpIn = ln2
-            case .gptj: mlpIn = b.ln1
+            try frozenInputGradient(block.fcOut, dy: dx, ldy: E, dx: dfc, lddx: I, rows: N, accumulate: false)
+            for i in traces.indices {
+                try parameterGradients(block.fcOut, x: bufs[i].act, ldx: I, dy: dx + offsets[i] * E, ldy: E,
+                                       dx: dfc + offsets[i] * I, lddx: I, buffers: bufs[i], ctx: ctxs[i])
+                activationBackward(pre: bufs[i].fc, grad: dfc + offsets[i] * I, count: counts[i] * I)
             }
-            try linearBackward(block.fcOut, x: b.act, ldx: I, dy: dx, ldy: E, dx: dfc, lddx: I, accumulate: false,
-                               buffers: b, ctx: ctx)
-            activationBackward(pre: b.fc, grad: dfc, count: N * I)
-            try linearBackward(block.fcIn, x: mlpIn, ldx: E, dy: dfc, ldy: I, dx: dln, lddx: E, accumulate: false,
-                               needDx: c.arch == .gpt2 || needLn1Grad, buffers: b, ctx: ctx)
-            if c.arch == .gpt2 {
-                guard let xMid = b.xMid, let m2 = b.ln2Mean, let r2 = b.ln2Rstd, let ln2w = block.ln2 else {
-                    throw .internalError("trace layer \(l) incomplete")
+            let needMLPInput = c.arch == .gpt2 || needLn1Grad
+            if needMLPInput {
+                try frozenInputGradient(block.fcIn, dy: dfc, ldy: I, dx: dln, lddx: E, rows: N, accumulate: false)
+            }
+            for i in traces.indices {
+                let mlpIn: UnsafeMutablePointer<Float> = c.arch == .gpt2 ? (bufs[i].ln2 ?? bufs[i].ln1) : bufs[i].ln1
+                try parameterGradients(block.fcIn, x: mlpIn, ldx: E, dy: dfc + offsets[i] * I, ldy: I,
+                                       dx: dln + offsets[i] * E, lddx: E, needDx: needMLPInput, buffers: bufs[i], ctx: ctxs[i])
+            }
+            if c.arch == .gpt2, let ln2w = block.ln2 {
+                for i in traces.indices {
+                    guard let xMid = bufs[i].xMid, let m2 = bufs[i].ln2Mean, let r2 = bufs[i].ln2Rstd else { continue }
+                    layerNormBackward(x: xMid, dout: dln + offsets[i] * E, mean: m2, rstd: r2, weights: ln2w,
+                                      dx: dx + offsets[i] * E, rows: counts[i],
+                                      dGamma: gradients.lnGamma[p + "ln_2"], dBeta: gradients.lnBeta[p + "ln_2"])
                 }
-                layerNormBackward(x: xMid, dout: dln, mean: m2, rstd: r2, weights: ln2w, dx: dx, rows: N,
-                                  dGamma: gradients.lnGamma[p + "ln_2"], dBeta: gradients.lnBeta[p + "ln_2"])
             }
             // attention output projection
-            try linearBackward(block.attnOut, x: b.att, ldx: E, dy: dx, ldy: E, dx: datt, lddx: E, accumulate: false,
-                               buffers: b, ctx: ctx)
-            attentionBackward(layer: l, trace: trace, buffers: b, datt: datt, dqkv: dqkv, dP: dP,
-                              segmentDest: segmentDest, ownDest: ownDest)
-            // gradients that later traces (rows extending these caches) left for the slots written here
-            for r in 0..<rows {
-                guard let e = inject[r] else { continue }
-                let cache = trace.caches[r]
-                let D = c.headDim
-                for h in 0..<c.nHead {
-                    let off = ((l * cache.nHead + h) * cache.capacity) * D
-                    for t in 0..<T {
-                        let slot = trace.start[r] + t
-                        let row = dqkv + (r * T + t) * 3 * E + h * D
-                        Kernels.add(row + E, e.k.base + off + slot * D, count: D)
-                        Kernels.add(row + 2 * E, e.v.base + off + slot * D, count: D)
+            try frozenInputGradient(block.attnOut, dy: dx, ldy: E, dx: datt, lddx: E, rows: N, accumulate: false)
+            for i in traces.indices {
+                try parameterGradients(block.attnOut, x: bufs[i].att, ldx: E, dy: dx + offsets[i] * E, ldy: E,
+                                       dx: datt + offsets[i] * E, lddx: E, buffers: bufs[i], ctx: ctxs[i])
+            }
+            // attention, latest trace first: its key/value gradients for earlier slots are complete before the
+            // trace that wrote those slots injects them
+            for i in order {
+                let trace = traces[i]
+                let T = plans[i].T
+                attentionBackward(layer: l, trace: trace, buffers: bufs[i], datt: datt + offsets[i] * E,
+                                  dqkv: dqkv + offsets[i] * 3 * E, dP: dP, segmentDest: segmentDest[i],
+                                  ownDest: ownDest[i])
+                // gradients that later traces (rows extending these caches) left for the slots written here
+                for r in 0..<trace.rows {
+                    guard let e = inject[i][r] else { continue }
+                    let cache = trace.caches[r]
+                    let D = c.headDim
+                    for h in 0..<c.nHead {
+                        let off = ((l * cache.nHead + h) * cache.capacity) * D
+                        for t in 0..<T {
+                            let slot = trace.start[r] + t
+                            let row = dqkv + (offsets[i] + r * T + t) * 3 * E + h * D
+                            Kernels.add(row + E, e.k.base + off + slot * D, count: D)
+                            Kernels.add(row + 2 * E, e.v.base + off + slot * D, count: D)
+                        }
+                    }
+                }
+                if c.arch == .gptj {
+                    rotaryBackward(dqkv + offsets[i] * 3 * E, positions: trace.positions, count: counts[i])
+                }
+            }
+            // qkv projection → d ln_1 (GPT-J: added to the MLP's contribution)
+            let acc = c.arch == .gptj
+            switch block.qkv {
+            case .fused(let lin):
+                if needLn1Grad {
+                    try frozenInputGradient(lin, dy: dqkv, ldy: 3 * E, dx: dln, lddx: E, rows: N, accumulate: acc)
+                }
+                for i in traces.indices {
+                    try parameterGradients(lin, x: bufs[i].ln1, ldx: E, dy: dqkv + offsets[i] * 3 * E, ldy: 3 * E,
+                                           dx: dln + offsets[i] * E, lddx: E, needDx: needLn1Grad, buffers: bufs[i],
+                                           ctx: ctxs[i])
+                }
+            case .separate(let q, let k, let v):
+                for (j, lin) in [q, k, v].enumerated() {
+                    if needLn1Grad {
+                        try frozenInputGradient(lin, dy: dqkv + j * E, ldy: 3 * E, dx: dln, lddx: E, rows: N,
+                                                accumulate: acc || j > 0)
+                    }
+                    for i in traces.indices {
+                        try parameterGradients(lin, x: bufs[i].ln1, ldx: E, dy: dqkv + offsets[i] * 3 * E + j * E,
+                                               ldy: 3 * E, dx: dln + offsets[i] * E, lddx: E, needDx: needLn1Grad,
+                                               buffers: bufs[i], ctx: ctxs[i])
                     }
                 }
             }
-            if c.arch == .gptj { rotaryBackward(dqkv, positions: positions, count: N) }
-            // qkv projection → d ln_1 (GPT-J: added to the MLP's contribution)
-            switch block.qkv {
-            case .fused(let lin):
-                try linearBackward(lin, x: b.ln1, ldx: E, dy: dqkv, ldy: 3 * E, dx: dln, lddx: E,
-                                   accumulate: c.arch == .gptj, needDx: needLn1Grad, buffers: b, ctx: ctx)
-            case .separate(let q, let k, let v):
-                let acc = c.arch == .gptj
-                try linearBackward(q, x: b.ln1, ldx: E, dy: dqkv, ldy: 3 * E, dx: dln, lddx: E, accumulate: acc,
-                                   needDx: needLn1Grad, buffers: b, ctx: ctx)
-                try linearBackward(k, x: b.ln1, ldx: E, dy: dqkv + E, ldy: 3 * E, dx: dln, lddx: E, accumulate: true,
-                                   needDx: needLn1Grad, buffers: b, ctx: ctx)
-                try linearBackward(v, x: b.ln1, ldx: E, dy: dqkv + 2 * E, ldy: 3 * E, dx: dln, lddx: E, accumulate: true,
-                                   needDx: needLn1Grad, buffers: b, ctx: ctx)
-            }
             if needLn1Grad || gradients.lnGamma[p + "ln_1"] != nil {
-                layerNormBackward(x: xIn, dout: dln, mean: m1, rstd: r1, weights: block.ln1, dx: dx, rows: N,
-                                  dGamma: gradients.lnGamma[p + "ln_1"], dBeta: gradients.lnBeta[p + "ln_1"])
+                for i in traces.indices {
+                    guard let xIn = bufs[i].xIn, let m1 = bufs[i].ln1Mean, let r1 = bufs[i].ln1Rstd else { continue }
+                    layerNormBackward(x: xIn, dout: dln + offsets[i] * E, mean: m1, rstd: r1, weights: block.ln1,
+                                      dx: dx + offsets[i] * E, rows: counts[i],
+                                      dGamma: gradients.lnGamma[p + "ln_1"], dBeta: gradients.lnBeta[p + "ln_1"])
+                }
             }
         }
 
         // embeddings
-        if let dwte = gradients.wte {
-            let tokens = trace.tokens
-            for i in 0..<N where valid[i] {
-                Kernels.add(dwte.pointer + Int(tokens[i]) * E, dx + i * E, count: E)
+        for (i, trace) in traces.enumerated() {
+            let tokens = trace.tokens, positions = trace.positions
+            let d = dx + offsets[i] * E
+            if let dwte = gradients.wte {
+                for k in 0..<counts[i] where positions[k] >= 0 {
+                    Kernels.add(dwte.pointer + Int(tokens[k]) * E, d + k * E, count: E)
+                }
             }
-        }
-        if let dwpe = gradients.wpe {
-            for i in 0..<N where valid[i] {
-                Kernels.add(dwpe.pointer + Int(positions[i]) * E, dx + i * E, count: E)
+            if let dwpe = gradients.wpe {
+                for k in 0..<counts[i] where positions[k] >= 0 {
+                    Kernels.add(dwpe.pointer + Int(positions[k]) * E, d + k * E, count: E)
+                }
             }
         }
     }
@@ -391,16 +467,31 @@ extension Transformer {
         let dxdrop: UnsafeMutablePointer<Float>
     }
 
+    /// The frozen part of a linear layer's input gradient: dx (= or +=) dy·Wᵀ over `rows` rows.
+    func frozenInputGradient(_ lin: Linear, dy: UnsafePointer<Float>, ldy: Int, dx: UnsafeMutablePointer<Float>,
+                             lddx: Int, rows: Int, accumulate: Bool) throws(GFNError) {
+        try lin.matrix.multiplyTransposed(dy: dy, lddy: ldy, m: rows, dx: dx, lddx: lddx, accumulate: accumulate,
+                                          threads: threads)
+    }
+
     /// Backward of y = x·W + b (+ scale·(drop(x)·Aᵀ)·Bᵀ): dx (= or +=) dy·Wᵀ + LoRA branch; weight gradients only
     /// for trainable tensors.
     func linearBackward(_ lin: Linear, x: UnsafePointer<Float>, ldx: Int, dy: UnsafePointer<Float>, ldy: Int,
                         dx: UnsafeMutablePointer<Float>, lddx: Int, accumulate: Bool, needDx: Bool = true,
                         buffers: LayerBuffers, ctx: LinearBackwardContext) throws(GFNError) {
-        let N = ctx.N, nIn = lin.inFeatures, nOut = lin.outFeatures
         if needDx {
-            try lin.matrix.multiplyTransposed(dy: dy, lddy: ldy, m: N, dx: dx, lddx: lddx, accumulate: accumulate,
-                                              threads: threads)
+            try frozenInputGradient(lin, dy: dy, ldy: ldy, dx: dx, lddx: lddx, rows: ctx.N, accumulate: accumulate)
         }
+        try parameterGradients(lin, x: x, ldx: ldx, dy: dy, ldy: ldy, dx: dx, lddx: lddx, needDx: needDx,
+                               buffers: buffers, ctx: ctx)
+    }
+
+    /// The rest of a linear layer's backward after `frozenInputGradient`: weight gradients of trainable tensors,
+    /// LoRA factor gradients, and the LoRA branch's share of dx (added, when `needDx`).
+    func parameterGradients(_ lin: Linear, x: UnsafePointer<Float>, ldx: Int, dy: UnsafePointer<Float>, ldy: Int,
+                            dx: UnsafeMutablePointer<Float>, lddx: Int, needDx: Bool = true,
+                            buffers: LayerBuffers, ctx: LinearBackwardContext) throws(GFNError) {
+        let N = ctx.N, nIn = lin.inFeatures, nOut = lin.outFeatures
         if ctx.full {
             if let dW = ctx.gradients.linearW[lin.name] {
                 BLAS.gemm(m: nIn, n: nOut, k: N, a: x, lda: ldx, transA: true, b: dy, ldb: ldy,
