@@ -257,4 +257,52 @@ final class TracedSamplingTests: XCTestCase {
             }
         }
     }
+
+    /// Several heads back-propagated in one product = one at a time: hidden-state gradients, the head's (tied
+    /// embedding's) full-parameter gradient, and the head's LoRA branch with dropout.
+    func testStackedHeadBackwardEqualsOneHeadAtATime() throws {
+        for arch in [Architecture.gpt2, .gptj] {
+            for lora in [false, true] {
+                let base = try ModelWeights.random(config: .tiny(arch, vocab: 40, embd: 32), seed: 4, std: 0.4)
+                let w = lora ? base : try base.trainableCopy()
+                let tf = Transformer(weights: w, threads: 1)
+                let a = lora ? try adapter(Model(transformer: tf, tokenizer: nil), seed: 8, dropout: 0.2) : nil
+                var rng = RNG(seed: 5)
+                let hidden = (0..<(7 * 32)).map { _ in Float(rng.normal()) }
+                let picks: [[Int]] = [[0, 3], [], [1, 2, 6], [5]]
+                let entries = picks.map { rows in rows.indices.flatMap { i in
+                    [(index: i, token: Int32(i + 1), grad: Float(0.5)), (index: i, token: Int32(7), grad: Float(-0.25))] } }
+                func run(stacked: Bool) throws -> ([Float], [[Float]]) {
+                    let grads = lora ? try Gradients(adapter: a!) : try Gradients(model: w)
+                    let heads = try picks.map { _ throws(GFNError) in try TokenLogProbs(transformer: tf) }
+                    for (i, h) in heads.enumerated() {
+                        h.dropoutRNG = RNG(seed: 30 + UInt64(i))
+                        try hidden.withUnsafeBufferPointer { (hb) throws(GFNError) in
+                            _ = try h.forward(hidden: hb.baseAddress!, hiddenCount: 7, rows: picks[i], adapter: a)
+                        }
+                    }
+                    var out = [Float](repeating: .nan, count: picks.count * 7 * 32)
+                    try out.withUnsafeMutableBufferPointer { (ob) throws(GFNError) in
+                        let parts = picks.indices.map { ob.baseAddress! + $0 * 7 * 32 }
+                        if stacked {
+                            try TokenLogProbs.backward(heads: heads, entries: entries, dHidden: parts, gradients: grads,
+                                                       scratch: Arena())
+                        } else {
+                            for i in heads.indices { try heads[i].backward(entries: entries[i], dHidden: parts[i], gradients: grads) }
+                        }
+                    }
+                    return (out, grads.parameters.map { $0.grad.array })
+                }
+                let (h1, g1) = try run(stacked: false), (h2, g2) = try run(stacked: true)
+                XCTAssertFalse(h1.contains { $0.isNaN })
+                for (x, y) in zip(h1, h2) { XCTAssertEqual(x, y, accuracy: 1e-5, "\(arch) lora=\(lora)") }
+                var nonzero = 0
+                for (x, y) in zip(g1, g2) {
+                    for (u, v) in zip(x, y) { XCTAssertEqual(u, v, accuracy: 1e-5, "\(arch) lora=\(lora)") }
+                    if x.contains(where: { $0 != 0 }) { nonzero += 1 }
+                }
+                XCTAssertGreaterThan(nonzero, 0)
+            }
+        }
+    }
 }

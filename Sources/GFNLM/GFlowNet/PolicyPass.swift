@@ -51,6 +51,8 @@ public final class PolicyPass: @unchecked Sendable {
     let kv = KVGradients()
     let backwardWS: BackwardWorkspace
     let workspace: ForwardWorkspace
+    /// The stacked rows of every group's head in the backward pass.
+    let headScratch: Arena
     /// Set to apply LoRA dropout in the traced passes (training mode); nil = deterministic (the default, B16).
     public var dropoutSeed: UInt64?
 
@@ -61,6 +63,7 @@ public final class PolicyPass: @unchecked Sendable {
         groups = TracedGroups(transformer: engine.transformer)
         backwardWS = try BackwardWorkspace()
         workspace = try ForwardWorkspace()
+        headScratch = try Arena(capacity: 0)
     }
 
     /// Distributions needed per row: s_0 … s_m (layout A has no log q(⊤|s_max) for a truncated row).
@@ -176,14 +179,15 @@ public final class PolicyPass: @unchecked Sendable {
         var dH = [Float](repeating: 0, count: sizes.reduce(0, +))
         try dH.withUnsafeMutableBufferPointer { (db) throws(GFNError) in
             var at = db.baseAddress!
-            var parts: [UnsafePointer<Float>?] = []
+            var parts: [UnsafeMutablePointer<Float>] = []
             for g in 0..<groups.count {
-                try groups[g].head.backward(entries: entries[g], dHidden: at, gradients: gradients)
-                parts.append(UnsafePointer(at))
+                parts.append(at)
                 at += sizes[g]
             }
-            try tf.backward(traces: (0..<groups.count).map { groups[$0].trace }, dHidden: parts, gradients: gradients,
-                            kvGradients: kv, workspace: backwardWS)
+            try TokenLogProbs.backward(heads: (0..<groups.count).map { groups[$0].head }, entries: entries,
+                                       dHidden: parts, gradients: gradients, scratch: headScratch)
+            try tf.backward(traces: (0..<groups.count).map { groups[$0].trace }, dHidden: parts.map { UnsafePointer($0) },
+                            gradients: gradients, kvGradients: kv, workspace: backwardWS)
         }
     }
 }

@@ -102,6 +102,50 @@ public final class TokenLogProbs: @unchecked Sendable {
     /// embedding's) gradient is added too. Consumes the forward's log-probabilities.
     public func backward(entries: [(index: Int, token: Int32, grad: Float)], dHidden: UnsafeMutablePointer<Float>,
                          gradients: Gradients?) throws(GFNError) {
+        let dz = try logitGradients(entries: entries)
+        try headBackward(dLogits: dz, dHidden: dHidden, gradients: gradients)
+    }
+
+    /// `backward(entries:…)` of several heads on the same transformer at once: their logit gradients go through
+    /// the output matrix in one product (one packing of the vocabulary-sized matrix instead of one per head).
+    /// `scratch` holds the stacked rows.
+    static func backward(heads: [TokenLogProbs], entries: [[(index: Int, token: Int32, grad: Float)]],
+                         dHidden: [UnsafeMutablePointer<Float>], gradients: Gradients?,
+                         scratch: Arena) throws(GFNError) {
+        guard heads.count == entries.count, heads.count == dHidden.count else {
+            throw .invalidArgument("\(heads.count) heads, \(entries.count) gradient lists, \(dHidden.count) outputs")
+        }
+        guard let tf = heads.first?.transformer else { return }
+        guard heads.allSatisfy({ $0.transformer === tf }) else { throw .invalidArgument("heads of different transformers") }
+        let E = tf.config.nEmbd, V = tf.config.vocabSize
+        var dz: [UnsafeMutablePointer<Float>] = []
+        for (h, e) in zip(heads, entries) {
+            try h.checkGradients(gradients)
+            dz.append(try h.logitGradients(entries: e))
+        }
+        let counts = heads.map { $0.rows.count }
+        let S = counts.reduce(0, +)
+        var full = gradients?.wte != nil
+        if case .linear(let lin) = tf.weights.head, gradients?.linearW[lin.name] != nil { full = true }
+        try scratch.reserve(Arena.footprint([S * V, S * E, full ? S * E : 0]))
+        let dzAll = try scratch.take(S * V), dhAll = try scratch.take(S * E), hsAll = try scratch.take(full ? S * E : 0)
+        var at = 0
+        for (i, h) in heads.enumerated() where counts[i] > 0 {
+            (dzAll + at * V).update(from: dz[i], count: counts[i] * V)
+            if full, let hs = h.hs { (hsAll + at * E).update(from: hs, count: counts[i] * E) }
+            at += counts[i]
+        }
+        try tf.headInputGradient(dLogits: dzAll, hidden: UnsafePointer(hsAll), rows: S, dHidden: dhAll, gradients: gradients)
+        at = 0
+        for (i, h) in heads.enumerated() {
+            if counts[i] > 0, let dhs = h.dhs { dhs.update(from: dhAll + at * E, count: counts[i] * E) }
+            try h.finishBackward(dLogits: dz[i], dHidden: dHidden[i], gradients: gradients)
+            at += counts[i]
+        }
+    }
+
+    /// dL/d logits (in place of the log-probabilities) from sparse gradients of log-probabilities.
+    private func logitGradients(entries: [(index: Int, token: Int32, grad: Float)]) throws(GFNError) -> UnsafeMutablePointer<Float> {
         let V = transformer.config.vocabSize
         guard let lp, !consumed else { throw .state("TokenLogProbs.backward without a forward") }
         let S = rows.count
@@ -122,7 +166,7 @@ public final class TokenLogProbs: @unchecked Sendable {
         }
         for e in entries { lp[e.index * V + Int(e.token)] += e.grad }
         consumed = true
-        try headBackward(dLogits: lp, dHidden: dHidden, gradients: gradients)
+        return lp
     }
 
     /// Backward from dense gradients dL/d log p, [rows.count, V].
@@ -143,32 +187,26 @@ public final class TokenLogProbs: @unchecked Sendable {
 
     private func headBackward(dLogits dz: UnsafeMutablePointer<Float>, dHidden: UnsafeMutablePointer<Float>,
                               gradients: Gradients?) throws(GFNError) {
-        let tf = transformer
-        let c = tf.config
-        let E = c.nEmbd, V = c.vocabSize, S = rows.count
         guard let hs, let dhs else { throw .state("TokenLogProbs.backward without a forward") }
-        if let m = gradients?.model, m !== tf.weights {
+        try checkGradients(gradients)
+        try transformer.headInputGradient(dLogits: dz, hidden: UnsafePointer(hs), rows: rows.count, dHidden: dhs,
+                                          gradients: gradients)
+        try finishBackward(dLogits: dz, dHidden: dHidden, gradients: gradients)
+    }
+
+    private func checkGradients(_ gradients: Gradients?) throws(GFNError) {
+        if let m = gradients?.model, m !== transformer.weights {
             throw .state("full-parameter gradients belong to other weights than this head's transformer")
         }
+    }
+
+    /// After the frozen head's share is in `dhs`: the LoRA branch, then `dHidden` (zero at rows not chosen).
+    private func finishBackward(dLogits dz: UnsafeMutablePointer<Float>, dHidden: UnsafeMutablePointer<Float>,
+                                gradients: Gradients?) throws(GFNError) {
+        guard let dhs else { throw .state("TokenLogProbs.backward without a forward") }
+        let E = transformer.config.nEmbd
         dHidden.update(repeating: 0, count: hiddenCount * E)
-        if S == 0 { return }
-        switch tf.weights.head {
-        case .tied:
-            try tf.weights.embedding.multiplyTransposed(dy: dz, lddy: V, m: S, dx: dhs, lddx: E, accumulate: false,
-                                                        threads: tf.threads)
-            if let dwte = gradients?.wte {
-                BLAS.gemm(m: V, n: E, k: S, a: dz, lda: V, transA: true, b: hs, ldb: E, c: dwte.pointer, ldc: E, beta: 1)
-            }
-        case .linear(let lin):
-            try lin.matrix.multiplyTransposed(dy: dz, lddy: V, m: S, dx: dhs, lddx: E, accumulate: false,
-                                              threads: tf.threads)
-            if let dW = gradients?.linearW[lin.name] {
-                BLAS.gemm(m: E, n: V, k: S, a: hs, lda: E, transA: true, b: dz, ldb: V, c: dW.pointer, ldc: V, beta: 1)
-            }
-            if let dB = gradients?.linearBias[lin.name] {
-                for i in 0..<S { Kernels.add(dB.pointer, dz + i * V, count: V) }
-            }
-        }
+        if rows.isEmpty { return }
         if let branch = headLoRA {
             try loraBackward(branch, dz: dz, gradients: gradients)
         }
@@ -198,6 +236,33 @@ public final class TokenLogProbs: @unchecked Sendable {
         BLAS.gemm(m: S, n: E, k: r, a: g, lda: r, b: f.a.pointer, ldb: E, c: t, ldc: E, alpha: s)
         if let mask = br.mask { for i in 0..<(S * E) { t[i] *= mask[i] } }
         Kernels.add(dhs, t, count: S * E)
+    }
+}
+
+extension Transformer {
+    /// The output head's backward without its LoRA branch: dHidden = dLogits · W_head ([rows, V] → [rows, E]),
+    /// plus the head's (or tied embedding's) full-parameter gradients, which need `hidden` (the head's input).
+    func headInputGradient(dLogits dz: UnsafePointer<Float>, hidden hs: UnsafePointer<Float>, rows S: Int,
+                           dHidden dhs: UnsafeMutablePointer<Float>, gradients: Gradients?) throws(GFNError) {
+        let E = config.nEmbd, V = config.vocabSize
+        if S == 0 { return }
+        switch weights.head {
+        case .tied:
+            try weights.embedding.multiplyTransposed(dy: dz, lddy: V, m: S, dx: dhs, lddx: E, accumulate: false,
+                                                     threads: threads)
+            if let dwte = gradients?.wte {
+                BLAS.gemm(m: V, n: E, k: S, a: dz, lda: V, transA: true, b: hs, ldb: E, c: dwte.pointer, ldc: E, beta: 1)
+            }
+        case .linear(let lin):
+            try lin.matrix.multiplyTransposed(dy: dz, lddy: V, m: S, dx: dhs, lddx: E, accumulate: false,
+                                              threads: threads)
+            if let dW = gradients?.linearW[lin.name] {
+                BLAS.gemm(m: E, n: V, k: S, a: hs, lda: E, transA: true, b: dz, ldb: V, c: dW.pointer, ldc: V, beta: 1)
+            }
+            if let dB = gradients?.linearBias[lin.name] {
+                for i in 0..<S { Kernels.add(dB.pointer, dz + i * V, count: V) }
+            }
+        }
     }
 }
 
