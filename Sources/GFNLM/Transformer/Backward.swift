@@ -280,8 +280,10 @@ extension Transformer {
         let workers = max(1, threads)
         let dropout = traces.contains { $0.dropoutP > 0 }
         let ws = workspace.arena
+        let stacked = traces.count > 1
         try ws.reserve(Arena.footprint([N * E, N * E, N * 3 * E, N * E, N * I, N * max(maxRank, 1),
-                                        workers * scratchKeys, dropout ? N * max(E, I) : 0, N * max(E, I)]))
+                                        workers * scratchKeys, dropout ? N * max(E, I) : 0, N * max(E, I),
+                                        stacked ? N * max(maxRank, 1) : 0, stacked ? N * max(E, I) : 0]))
         let dx = try ws.take(N * E)
         let dln = try ws.take(N * E)
         let dqkv = try ws.take(N * 3 * E)
@@ -291,6 +293,8 @@ extension Transformer {
         let dP = try ws.take(workers * scratchKeys)
         let xdrop = try ws.take(dropout ? N * max(E, I) : 0)
         let dxdrop = try ws.take(N * max(E, I))
+        let uStack = try ws.take(stacked ? N * max(maxRank, 1) : 0)
+        let xStack = try ws.take(stacked ? N * max(E, I) : 0)
 
         // Per trace: its rows of the stacked buffers, valid (non-padded) positions, LoRA context.
         let W = max(E, I), R = max(maxRank, 1)
@@ -346,24 +350,24 @@ extension Transformer {
                 }
                 bufs.append(b)
             }
+            let st = StackedRows(offsets: offsets, counts: counts, buffers: bufs, ctxs: ctxs, g: g, u: uStack, x: xStack,
+                                 t: dxdrop)
             // The gradient w.r.t. layer 0's input only feeds the embeddings: skip it unless they are trained.
             let needLn1Grad = l > 0 || gradients.wte != nil || gradients.wpe != nil
             // MLP
             try frozenInputGradient(block.fcOut, dy: dx, ldy: E, dx: dfc, lddx: I, rows: N, accumulate: false)
+            try stackedParameterGradients(block.fcOut, x: bufs.map { $0.act }, ldx: I, dy: dx, ldy: E, dx: dfc, lddx: I,
+                                          rows: st)
             for i in traces.indices {
-                try parameterGradients(block.fcOut, x: bufs[i].act, ldx: I, dy: dx + offsets[i] * E, ldy: E,
-                                       dx: dfc + offsets[i] * I, lddx: I, buffers: bufs[i], ctx: ctxs[i])
                 activationBackward(pre: bufs[i].fc, grad: dfc + offsets[i] * I, count: counts[i] * I)
             }
             let needMLPInput = c.arch == .gpt2 || needLn1Grad
             if needMLPInput {
                 try frozenInputGradient(block.fcIn, dy: dfc, ldy: I, dx: dln, lddx: E, rows: N, accumulate: false)
             }
-            for i in traces.indices {
-                let mlpIn: UnsafeMutablePointer<Float> = c.arch == .gpt2 ? (bufs[i].ln2 ?? bufs[i].ln1) : bufs[i].ln1
-                try parameterGradients(block.fcIn, x: mlpIn, ldx: E, dy: dfc + offsets[i] * I, ldy: I,
-                                       dx: dln + offsets[i] * E, lddx: E, needDx: needMLPInput, buffers: bufs[i], ctx: ctxs[i])
-            }
+            let mlpIn = bufs.map { b in c.arch == .gpt2 ? (b.ln2 ?? b.ln1) : b.ln1 }
+            try stackedParameterGradients(block.fcIn, x: mlpIn, ldx: E, dy: dfc, ldy: I, dx: dln, lddx: E,
+                                          needDx: needMLPInput, rows: st)
             if c.arch == .gpt2, let ln2w = block.ln2 {
                 for i in traces.indices {
                     guard let xMid = bufs[i].xMid, let m2 = bufs[i].ln2Mean, let r2 = bufs[i].ln2Rstd else { continue }
@@ -374,10 +378,8 @@ extension Transformer {
             }
             // attention output projection
             try frozenInputGradient(block.attnOut, dy: dx, ldy: E, dx: datt, lddx: E, rows: N, accumulate: false)
-            for i in traces.indices {
-                try parameterGradients(block.attnOut, x: bufs[i].att, ldx: E, dy: dx + offsets[i] * E, ldy: E,
-                                       dx: datt + offsets[i] * E, lddx: E, buffers: bufs[i], ctx: ctxs[i])
-            }
+            try stackedParameterGradients(block.attnOut, x: bufs.map { $0.att }, ldx: E, dy: dx, ldy: E, dx: datt,
+                                          lddx: E, rows: st)
             // attention, latest trace first: its key/value gradients for earlier slots are complete before the
             // trace that wrote those slots injects them
             for i in order {
@@ -412,22 +414,16 @@ extension Transformer {
                 if needLn1Grad {
                     try frozenInputGradient(lin, dy: dqkv, ldy: 3 * E, dx: dln, lddx: E, rows: N, accumulate: acc)
                 }
-                for i in traces.indices {
-                    try parameterGradients(lin, x: bufs[i].ln1, ldx: E, dy: dqkv + offsets[i] * 3 * E, ldy: 3 * E,
-                                           dx: dln + offsets[i] * E, lddx: E, needDx: needLn1Grad, buffers: bufs[i],
-                                           ctx: ctxs[i])
-                }
+                try stackedParameterGradients(lin, x: bufs.map { $0.ln1 }, ldx: E, dy: dqkv, ldy: 3 * E, dx: dln,
+                                              lddx: E, needDx: needLn1Grad, rows: st)
             case .separate(let q, let k, let v):
                 for (j, lin) in [q, k, v].enumerated() {
                     if needLn1Grad {
                         try frozenInputGradient(lin, dy: dqkv + j * E, ldy: 3 * E, dx: dln, lddx: E, rows: N,
                                                 accumulate: acc || j > 0)
                     }
-                    for i in traces.indices {
-                        try parameterGradients(lin, x: bufs[i].ln1, ldx: E, dy: dqkv + offsets[i] * 3 * E + j * E,
-                                               ldy: 3 * E, dx: dln + offsets[i] * E, lddx: E, needDx: needLn1Grad,
-                                               buffers: bufs[i], ctx: ctxs[i])
-                    }
+                    try stackedParameterGradients(lin, x: bufs.map { $0.ln1 }, ldx: E, dy: dqkv + j * E, ldy: 3 * E,
+                                                  dx: dln, lddx: E, needDx: needLn1Grad, rows: st)
                 }
             }
             if needLn1Grad || gradients.lnGamma[p + "ln_1"] != nil {
@@ -465,6 +461,72 @@ extension Transformer {
         let g: UnsafeMutablePointer<Float>
         let xdrop: UnsafeMutablePointer<Float>?
         let dxdrop: UnsafeMutablePointer<Float>
+    }
+
+    /// Scratch and row layout of a lockstep backward over several traces (trace i's rows start at offsets[i]).
+    struct StackedRows {
+        let offsets: [Int]
+        let counts: [Int]
+        let buffers: [LayerBuffers]
+        let ctxs: [LinearBackwardContext]
+        let g: UnsafeMutablePointer<Float>
+        let u: UnsafeMutablePointer<Float>
+        let x: UnsafeMutablePointer<Float>
+        let t: UnsafeMutablePointer<Float>
+        var total: Int { (offsets.last ?? 0) + (counts.last ?? 0) }
+    }
+
+    /// `parameterGradients` of every trace, for `dy` and `dx` holding all traces' rows (leading dimensions ldy and
+    /// lddx) and `x[i]` trace i's input. With one adapter shared by the traces, its products take all rows at once
+    /// (the LoRA inputs and outputs are gathered first); otherwise one trace at a time.
+    func stackedParameterGradients(_ lin: Linear, x: [UnsafeMutablePointer<Float>], ldx: Int, dy: UnsafePointer<Float>,
+                                   ldy: Int, dx: UnsafeMutablePointer<Float>, lddx: Int, needDx: Bool = true,
+                                   rows st: StackedRows) throws(GFNError) {
+        let n = x.count
+        let adapter = st.ctxs.first?.adapter
+        guard n > 1, let f = adapter?.factors(for: lin.name), st.ctxs.allSatisfy({ $0.adapter === adapter && !$0.full }) else {
+            for i in 0..<n {
+                try parameterGradients(lin, x: x[i], ldx: ldx, dy: dy + st.offsets[i] * ldy, ldy: ldy,
+                                       dx: dx + st.offsets[i] * lddx, lddx: lddx, needDx: needDx, buffers: st.buffers[i],
+                                       ctx: st.ctxs[i])
+            }
+            return
+        }
+        let N = st.total, r = f.rank, s = f.scale, nIn = lin.inFeatures, nOut = lin.outFeatures
+        for i in 0..<n {
+            guard let u = st.buffers[i].loraOutputs[lin.name] else {
+                throw .internalError("trace lacks the LoRA output of \(lin.name)")
+            }
+            (st.u + st.offsets[i] * r).update(from: u, count: st.counts[i] * r)
+            let mask = st.buffers[i].loraMasks[lin.name]
+            for k in 0..<st.counts[i] {
+                let src = x[i] + k * ldx, dst = st.x + (st.offsets[i] + k) * nIn
+                if let mask { Kernels.multiply(src, mask + k * nIn, into: dst, count: nIn) } else { dst.update(from: src, count: nIn) }
+            }
+        }
+        // g[N, r] = dy · B ;  dB[out, r] += s · dyᵀ · u ;  dA[r, in] += s · gᵀ · drop(x)
+        BLAS.gemm(m: N, n: r, k: nOut, a: dy, lda: ldy, b: f.b.pointer, ldb: r, c: st.g, ldc: r)
+        let gradients = st.ctxs[0].gradients
+        if let dA = gradients.loraA[lin.name], let dB = gradients.loraB[lin.name] {
+            BLAS.gemm(m: nOut, n: r, k: N, a: dy, lda: ldy, transA: true, b: st.u, ldb: r, c: dB.pointer, ldc: r,
+                      alpha: s, beta: 1)
+            BLAS.gemm(m: r, n: nIn, k: N, a: st.g, lda: r, transA: true, b: st.x, ldb: nIn, c: dA.pointer, ldc: nIn,
+                      alpha: s, beta: 1)
+        }
+        // dx += s · g · A (· mask)
+        if !needDx { return }
+        BLAS.gemm(m: N, n: nIn, k: r, a: st.g, lda: r, b: f.a.pointer, ldb: nIn, c: st.t, ldc: nIn, alpha: s)
+        for i in 0..<n {
+            let mask = st.buffers[i].loraMasks[lin.name]
+            for k in 0..<st.counts[i] {
+                let row = st.offsets[i] + k
+                if let mask {
+                    Kernels.addProduct(dx + row * lddx, st.t + row * nIn, mask + k * nIn, count: nIn)
+                } else {
+                    Kernels.add(dx + row * lddx, st.t + row * nIn, count: nIn)
+                }
+            }
+        }
     }
 
     /// The frozen part of a linear layer's input gradient: dx (= or +=) dy·Wᵀ over `rows` rows.
@@ -509,13 +571,7 @@ extension Transformer {
         var xa = x, lda = ldx
         let mask = buffers.loraMasks[lin.name]
         if let mask, let xd = ctx.xdrop {
-            for i in 0..<N {
-                let xi = x + i * ldx, mi = mask + i * nIn, oi = xd + i * nIn
-                var j = 0
-                let n16 = nIn & ~15
-                while j < n16 { Kernels.store(Kernels.load(xi + j) * Kernels.load(mi + j), oi + j); j += 16 }
-                while j < nIn { oi[j] = xi[j] * mi[j]; j += 1 }
-            }
+            for i in 0..<N { Kernels.multiply(x + i * ldx, mask + i * nIn, into: xd + i * nIn, count: nIn) }
             xa = UnsafePointer(xd); lda = nIn
         }
         if let dA = ctx.gradients.loraA[lin.name], let dB = ctx.gradients.loraB[lin.name] {
@@ -530,15 +586,7 @@ extension Transformer {
         if let mask {
             let t = ctx.dxdrop
             BLAS.gemm(m: N, n: nIn, k: r, a: ctx.g, lda: r, b: f.a.pointer, ldb: nIn, c: t, ldc: nIn, alpha: s)
-            for i in 0..<N {
-                let ti = t + i * nIn, mi = mask + i * nIn, di = dx + i * lddx
-                var j = 0
-                let n16 = nIn & ~15
-                while j < n16 {
-                    Kernels.store(Kernels.load(di + j) + Kernels.load(ti + j) * Kernels.load(mi + j), di + j); j += 16
-                }
-                while j < nIn { di[j] += ti[j] * mi[j]; j += 1 }
-            }
+            for i in 0..<N { Kernels.addProduct(dx + i * lddx, t + i * nIn, mask + i * nIn, count: nIn) }
         } else {
             BLAS.gemm(m: N, n: nIn, k: r, a: ctx.g, lda: r, b: f.a.pointer, ldb: nIn, c: dx, ldc: lddx, alpha: s, beta: 1)
         }
@@ -696,6 +744,24 @@ extension Transformer {
 // MARK: - Backward kernels
 
 extension Kernels {
+    /// out = a ⊙ b (count elements).
+    static func multiply(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                         count n: Int) {
+        var j = 0
+        let n16 = n & ~15
+        while j < n16 { store(load(a + j) * load(b + j), out + j); j += 16 }
+        while j < n { out[j] = a[j] * b[j]; j += 1 }
+    }
+
+    /// y += a ⊙ b (count elements).
+    static func addProduct(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                           count n: Int) {
+        var j = 0
+        let n16 = n & ~15
+        while j < n16 { store(load(y + j) + load(a + j) * load(b + j), y + j); j += 16 }
+        while j < n { y[j] += a[j] * b[j]; j += 1 }
+    }
+
     /// One row of LayerNorm backward (see `Transformer.layerNormBackward`).
     @inline(__always)
     static func layerNormBackwardRow(x: UnsafePointer<Float>, dout: UnsafePointer<Float>, mean: Float, rstd: Float,
