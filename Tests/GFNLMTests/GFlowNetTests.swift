@@ -84,14 +84,7 @@ final class GFlowNetTests: XCTestCase {
         var checked = 0
         for p in grads.parameters.prefix(4) {
             for i in stride(from: 0, to: p.count, by: max(1, p.count / 5)) {
-                let old = p.value.pointer[i]
-                let h: Float = 2e-3
-                p.value.pointer[i] = old + h
-                let lp = try loss()
-                p.value.pointer[i] = old - h
-                let lm = try loss()
-                p.value.pointer[i] = old
-                let fd = (lp - lm) / Double(2 * h)
+                let fd = try centralDifference(p, i, h: 2e-3, loss)
                 let g = Double(p.grad.pointer[i])
                 XCTAssertEqual(g, fd, accuracy: 2e-2 * max(1, abs(fd)), "\(p.name)[\(i)]")
                 checked += 1
@@ -137,14 +130,7 @@ final class GFlowNetTests: XCTestCase {
             var imax = 0
             for i in 0..<p.count where abs(p.grad.pointer[i]) > abs(p.grad.pointer[imax]) { imax = i }
             for i in [imax, p.count / 3] {
-                let old = p.value.pointer[i]
-                let h: Float = 1e-2
-                p.value.pointer[i] = old + h
-                let lp = try loss()
-                p.value.pointer[i] = old - h
-                let lm = try loss()
-                p.value.pointer[i] = old
-                let fd = (lp - lm) / Double(2 * h)
+                let fd = try centralDifference(p, i, h: 1e-2, loss)
                 let g = Double(p.grad.pointer[i])
                 worst = max(worst, abs(g - fd) / max(1, abs(fd)))
                 XCTAssertEqual(g, fd, accuracy: 5e-2 * max(1, abs(fd)), "\(p.name)[\(i)]")

@@ -143,14 +143,7 @@ final class TracedSamplingTests: XCTestCase {
         var checked = 0
         for p in grads.parameters {
             for i in stride(from: 0, to: p.count, by: max(1, p.count / 4)) {
-                let old = p.value.pointer[i]
-                let h: Float = 2e-3
-                p.value.pointer[i] = old + h
-                let lp = try loss()
-                p.value.pointer[i] = old - h
-                let lm = try loss()
-                p.value.pointer[i] = old
-                let fd = (lp - lm) / Double(2 * h)
+                let fd = try centralDifference(p, i, h: 2e-3, loss)
                 XCTAssertEqual(Double(p.grad.pointer[i]), fd, accuracy: 2e-2 * max(1, abs(fd)), "\(p.name)[\(i)]")
                 checked += 1
             }
@@ -197,16 +190,21 @@ final class TracedSamplingTests: XCTestCase {
         }
     }
 
+    /// A tiny model for comparing gradients: trainable weights (full-parameter) or a LoRA adapter with dropout.
+    func gradientSetup(_ arch: Architecture, lora: Bool) throws -> (ModelWeights, Transformer, LoRAAdapter?) {
+        let base = try ModelWeights.random(config: .tiny(arch, vocab: 40, embd: 32), seed: 4, std: 0.4)
+        let w = lora ? base : try base.trainableCopy()
+        let tf = Transformer(weights: w, threads: 1)
+        return (w, tf, lora ? try adapter(Model(transformer: tf, tokenizer: nil), seed: 8, dropout: 0.2) : nil)
+    }
+
     /// `backward(traces:)` (all traces through the layers in lockstep) = one `backward(trace:)` per trace in
     /// reverse order with one KVGradients: full-parameter gradients (every weight, embeddings included) and LoRA
     /// with dropout, for a prompt and two continuations of 1 and 2 tokens on separate rows.
     func testLockstepBackwardEqualsOneTraceAtATime() throws {
         for arch in [Architecture.gpt2, .gptj] {
             for lora in [false, true] {
-                let base = try ModelWeights.random(config: .tiny(arch, vocab: 40, embd: 32), seed: 4, std: 0.4)
-                let w = lora ? base : try base.trainableCopy()
-                let tf = Transformer(weights: w, threads: 1)
-                let a = lora ? try adapter(Model(transformer: tf, tokenizer: nil), seed: 8, dropout: 0.2) : nil
+                let (w, tf, a) = try gradientSetup(arch, lora: lora)
                 func run(lockstep: Bool) throws -> [[Float]] {
                     let grads = lora ? try Gradients(adapter: a!) : try Gradients(model: w)
                     let ws = try ForwardWorkspace()
@@ -263,10 +261,7 @@ final class TracedSamplingTests: XCTestCase {
     func testStackedHeadBackwardEqualsOneHeadAtATime() throws {
         for arch in [Architecture.gpt2, .gptj] {
             for lora in [false, true] {
-                let base = try ModelWeights.random(config: .tiny(arch, vocab: 40, embd: 32), seed: 4, std: 0.4)
-                let w = lora ? base : try base.trainableCopy()
-                let tf = Transformer(weights: w, threads: 1)
-                let a = lora ? try adapter(Model(transformer: tf, tokenizer: nil), seed: 8, dropout: 0.2) : nil
+                let (w, tf, a) = try gradientSetup(arch, lora: lora)
                 var rng = RNG(seed: 5)
                 let hidden = (0..<(7 * 32)).map { _ in Float(rng.normal()) }
                 let picks: [[Int]] = [[0, 3], [], [1, 2, 6], [5]]
