@@ -36,6 +36,22 @@ final class TracedGroups {
     }
 
     subscript(_ i: Int) -> Group { pool[i] }
+
+    /// Runs the prompt (batch 1) as the next group, its head at the last position, and records it as s_0 of every
+    /// row. Returns the prompt's cache (the rows' prefix) and its log-probabilities [V].
+    func addPrompt(_ prompt: [Int32], adapter: LoRAAdapter?, workspace: ForwardWorkspace,
+                   logitBias: UnsafePointer<Float>?) throws(GFNError) -> (cache: KVCache, logProbs: UnsafeMutablePointer<Float>) {
+        let g = try add()
+        let cache = try transformer.makeCache(capacity: prompt.count)
+        let hp = try prompt.withUnsafeBufferPointer { (tb) throws(GFNError) in
+            try transformer.forward(tokens: tb, rows: 1, T: prompt.count, caches: [cache], adapter: adapter,
+                                    workspace: workspace, trace: pool[g].trace)
+        }
+        let lp = try pool[g].head.forward(hidden: hp, hiddenCount: prompt.count, rows: [prompt.count - 1],
+                                          logitBias: logitBias, adapter: adapter)
+        for b in located.indices { located[b] = [(g, 0)] }
+        return (cache, lp)
+    }
 }
 
 /// The traced pass that yields log q(a_t | s_t) and log q(⊤ | s_t) with gradients (untempered, with the policy's
@@ -92,18 +108,10 @@ public final class PolicyPass: @unchecked Sendable {
         let bias = engine.biasPointer.map { UnsafePointer($0) }
         try engine.context.checkPrompt(prompt, index: 0)
         groups.begin(rows: rows.count, dropoutSeed: dropoutSeed)
-        let p = try groups.add()
-        let promptCache = try tf.makeCache(capacity: prompt.count)
-        let hp = try prompt.withUnsafeBufferPointer { (tb) throws(GFNError) in
-            try tf.forward(tokens: tb, rows: 1, T: prompt.count, caches: [promptCache], adapter: adapter,
-                           workspace: workspace, trace: groups[p].trace)
-        }
-        try groups[p].head.forward(hidden: hp, hiddenCount: prompt.count, rows: [prompt.count - 1], logitBias: bias,
-                                   adapter: adapter)
+        let promptCache = try groups.addPrompt(prompt, adapter: adapter, workspace: workspace, logitBias: bias).cache
         let needed = needed(rows)
         let T = rows.map { $0.state.count }.max() ?? 0
         var hiddenRows: [Int] = []
-        for b in rows.indices { groups.located[b] = [(p, 0)] }
         if T > 0 {
             let g = try groups.add()
             for (b, r) in rows.enumerated() where needed[b] >= 1 {

@@ -137,16 +137,10 @@ public final class RolloutEngine: @unchecked Sendable {
         let prefix: KVCache
         if let record {
             // traced prompt; its head gives log-probabilities with the adjustment already applied
-            let g = try record.add()
-            prefix = try transformer.makeCache(capacity: prompt.count)
-            let hp = try prompt.withUnsafeBufferPointer { (tb) throws(GFNError) in
-                try transformer.forward(tokens: tb, rows: 1, T: prompt.count, caches: [prefix], adapter: adapter,
-                                        workspace: context.workspace, trace: record[g].trace)
-            }
-            let lp = try record[g].head.forward(hidden: hp, hiddenCount: prompt.count, rows: [prompt.count - 1],
-                                                logitBias: biasPointer.map { UnsafePointer($0) }, adapter: adapter)
+            let (cache, lp) = try record.addPrompt(prompt, adapter: adapter, workspace: context.workspace,
+                                                   logitBias: biasPointer.map { UnsafePointer($0) })
+            prefix = cache
             first.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: lp, count: V) }
-            for b in 0..<count { record.located[b] = [(g, 0)] }
         } else {
             prefix = try first.withUnsafeMutableBufferPointer { (b) throws(GFNError) in
                 try context.prefill(prompt, adapter: adapter, logits: b.baseAddress!)
