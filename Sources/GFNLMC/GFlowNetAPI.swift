@@ -129,6 +129,9 @@ final class GFlowNetHandle {
     }
 }
 
+/// Size of the first version of gfn_gflownet_params (up to seed), before pack_weights.
+let gflownetParamsV1Size = MemoryLayout<gfn_gflownet_params>.offset(of: \gfn_gflownet_params.pack_weights)!
+
 @_cdecl("gfn_gflownet_default_params")
 public func gfnGflownetDefaultParams() -> gfn_gflownet_params {
     let d = GFlowNetConfig()
@@ -142,7 +145,8 @@ public func gfnGflownetDefaultParams() -> gfn_gflownet_params {
         logz_lr: d.logZLearningRate, logz_init: d.logZInit, reward_temp_start: 1, reward_temp_end: 1,
         reward_temp_horizon: 1, p_on_policy: d.onPolicyProbability, p_replay: d.replayProbability,
         temp_low: d.temperatureLow, temp_high: d.temperatureHigh, buffer_capacity: Int32(d.bufferCapacity),
-        buffer_tolerance: d.bufferTolerance, buffer_prioritized: 1, lora_dropout: 0, seed: 0)
+        buffer_tolerance: d.bufferTolerance, buffer_prioritized: 1, lora_dropout: 0, seed: 0,
+        pack_weights: d.packWeights ? 1 : 0)
 }
 
 func readPrompts(_ p: UnsafePointer<gfn_prompt>?, _ n: Int32) throws(GFNError) -> [PromptSpec] {
@@ -175,9 +179,13 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
         guard a.model === m.model else { throw .state("the adapter was made for another model") }
         var p = gfnGflownetDefaultParams()
         if let params {
-            try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_gflownet_params>.size,
+            let size = Int(params.pointee.size)
+            try checkStructSize(params.pointee.size, min: gflownetParamsV1Size,
                                 current: MemoryLayout<gfn_gflownet_params>.size, "gfn_gflownet_params")
-            p = params.pointee
+            // Read only the caller's bytes: an older, smaller struct ends before pack_weights (default kept).
+            withUnsafeMutableBytes(of: &p) { dst in
+                dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(params), count: size))
+            }
         }
         try checkStructSize(p.train.size, min: MemoryLayout<gfn_train_params>.size,
                             current: MemoryLayout<gfn_train_params>.size, "gfn_gflownet_params.train")
@@ -202,6 +210,7 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
         c.bufferPrioritized = p.buffer_prioritized != 0
         c.loraDropout = p.lora_dropout != 0
         c.seed = p.seed
+        c.packWeights = p.pack_weights != 0
         guard let layout = TerminalLayout(rawValue: p.layout) else { throw .invalidArgument("unknown layout \(p.layout)") }
         var tool: Calculator?
         switch p.calculator {

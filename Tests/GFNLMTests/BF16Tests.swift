@@ -143,8 +143,9 @@ final class BF16Tests: XCTestCase {
     // MARK: whole models
 
     /// Logits of `w` for one batch of two rows (full forward, then a cached step); [rows·(T+1), V].
-    static func logits(_ w: ModelWeights, _ ids: [Int32], rows: Int, threads: Int = 2) throws -> [Float] {
-        let tf = Transformer(weights: w, threads: threads)
+    static func logits(_ w: ModelWeights, _ ids: [Int32], rows: Int, threads: Int = 2,
+                       packed: Bool = false) throws -> [Float] {
+        let tf = Transformer(weights: w, threads: threads, usesPackedWeights: packed)
         let T = ids.count / rows, V = w.config.vocabSize
         let caches = try (0..<rows).map { _ in try tf.makeCache(capacity: T + 1) }
         let ws = try ForwardWorkspace()

@@ -9,6 +9,7 @@
 #include "gfnlm.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -414,9 +415,31 @@ static void p_gflownet_params(env *e) {
 static void p_gflownet_sizes(env *e) {
     gfn_status st;
     gfn_gflownet_params gp = gfn_gflownet_default_params();
+    /* struct versions: the first one ends before pack_weights (whatever follows in memory is ignored); anything
+       shorter or longer than the current struct is refused */
+    EXPECT(gp.pack_weights, 1);
+    gp.termination = 511;
+    gp.size = (uint32_t)offsetof(gfn_gflownet_params, pack_weights);
+    gp.pack_weights = 12345;
+    gfn_gflownet *g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_OK);
+    if (g) { EXPECT(gfn_gflownet_step(g, NULL), GFN_OK); gfn_gflownet_free(g); }
+    gp.size = (uint32_t)offsetof(gfn_gflownet_params, pack_weights) - 4;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    gp.size = (uint32_t)sizeof gp + 8;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    gp = gfn_gflownet_default_params();
+    gp.termination = 511;
+    gp.pack_weights = 0;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_OK);
+    if (g) { EXPECT(gfn_gflownet_step(g, NULL), GFN_OK); gfn_gflownet_free(g); }
+    gp = gfn_gflownet_default_params();
     gp.termination = 511;
     gp.batch_size = 0x7fffffff;
-    gfn_gflownet *g = trainer(e, &gp, &st);
+    g = trainer(e, &gp, &st);
     if (g) { EXPECT(gfn_gflownet_step(g, NULL), GFN_ERR_OUT_OF_MEMORY); gfn_gflownet_free(g); }
     gp = gfn_gflownet_default_params();
     gp.termination = 511;

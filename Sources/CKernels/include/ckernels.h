@@ -64,6 +64,35 @@ int gfk_bf16_kernel_is_avx512(void);
 /// kernel now in use (as gfk_bf16_kernel_is_avx512). Not thread-safe with concurrent gemm calls.
 int gfk_bf16_set_avx512(int enable);
 
+/* ---- fp32 products on weights packed once (packedgemm.c) -------------------------------------------------------
+ * W [K, N] (y = x·W) is packed once into the layout of OpenBLAS's own sgemm packing, for the core OpenBLAS selected:
+ * K is cut into blocks of GFK_PACKED_KC rows; block b (rows k0 = b·KC ..< k0 + kc) starts at float k0·N and holds
+ * the N columns in panels of the kernel's unroll width, each panel kc × width, column-fastest. Products then call
+ * OpenBLAS's micro-kernel directly: only the activations are packed per call. */
+#define GFK_PACKED_KC 384
+#define GFK_PACKED_MC 128
+
+/// 1 when OpenBLAS's kernel and copy routines for the running core were found, their panel layout understood and
+/// a ragged test product matched a double-precision one; 0 otherwise (or with GFNLM_NO_PACKED_SGEMM=1). Callers
+/// must not use the other gfk_packed_* functions when this is 0.
+int gfk_packed_available(void);
+/// OpenBLAS's core name in upper case ("ZEN", "HASWELL", "SKYLAKEX", ...), "" when unknown.
+const char *gfk_packed_core(void);
+/// Floats of a packed K×N matrix.
+size_t gfk_packed_count(int64_t K, int64_t N);
+/// Packs K-blocks b0..<b1 of W: `src` is W row-major [K, N] with leading dimension ld (transposed = 0) or Wᵀ
+/// row-major [N, K] (transposed = 1, the tied head). dst: gfk_packed_count floats, 64-byte aligned.
+void gfk_packed_pack(const float *src, int64_t ld, int transposed, int64_t K, int64_t N, float *dst, int64_t b0,
+                     int64_t b1);
+/// Floats of packed activations x [M, K].
+size_t gfk_packed_activation_count(int64_t M, int64_t K);
+/// Packs x [M, K] (row-major, leading dimension ldx) for gfk_packed_gemm. dst 64-byte aligned.
+void gfk_packed_pack_activations(const float *x, int64_t ldx, int64_t M, int64_t K, float *dst);
+/// y[M, columns of blocks b0..<b1] = x · W, overwriting y (leading dimension ldy; other columns untouched). Column
+/// block b is columns b·GFK_PACKED_MC ..< min(N, (b+1)·GFK_PACKED_MC); callers split blocks across threads.
+void gfk_packed_gemm(int64_t M, int64_t K, int64_t N, const float *w, const float *xp, float *y, int64_t ldy,
+                     int64_t b0, int64_t b1);
+
 #ifdef __cplusplus
 }
 #endif

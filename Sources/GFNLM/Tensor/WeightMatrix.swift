@@ -203,12 +203,15 @@ public struct WeightMatrix: Sendable {
     public let rows: Int
     /// N
     public let cols: Int
+    /// fp32 only: the packed copy, once `packForRowBatches` made one.
+    private let packedSlot: PackedSlot?
 
     /// fp32 W [K, N].
     public init(_ w: Tensor) {
         precondition(w.rank == 2, "WeightMatrix needs a 2-D tensor")
         storage = .f32(w, transposed: false)
         rows = w.shape[0]; cols = w.shape[1]
+        packedSlot = PackedSlot()
     }
 
     /// fp32 W given as Wᵀ [N, K].
@@ -216,11 +219,31 @@ public struct WeightMatrix: Sendable {
         precondition(wt.rank == 2, "WeightMatrix needs a 2-D tensor")
         storage = .f32(wt, transposed: true)
         rows = wt.shape[1]; cols = wt.shape[0]
+        packedSlot = PackedSlot()
     }
 
     public init(_ m: BF16Matrix) {
         storage = .bf16(m)
         rows = m.rows; cols = m.cols
+        packedSlot = nil
+    }
+
+    /// The packed copy (for fp32 products of more than `BLAS.fewRowsLimit` rows that ask for it), if one was made.
+    public var packed: PackedMatrix? { packedSlot?.matrix.withLock { $0 } }
+
+    /// Makes the packed copy of an fp32 matrix (once; later calls and bf16 matrices do nothing) when OpenBLAS's
+    /// kernel is available. Returns the bytes added. Only for matrices that are never written afterwards (a loaded
+    /// model's weights, frozen under LoRA): the copy would not follow changes.
+    @discardableResult
+    public func packForRowBatches(threads: Int = 1) throws(GFNError) -> Int {
+        guard let packedSlot, case .f32(let t, let tr) = storage, PackedMatrix.isAvailable else { return 0 }
+        return try packedSlot.matrix.withLock { (slot: inout PackedMatrix?) throws(GFNError) -> Int in
+            if slot != nil { return 0 }
+            let p = try PackedMatrix(t.pointer, ld: t.shape[1], transposed: tr, rows: rows, cols: cols,
+                                     threads: threads)
+            slot = p
+            return p.bytes
+        }
     }
 
     public var type: WeightType {
@@ -246,13 +269,15 @@ public struct WeightMatrix: Sendable {
         }
     }
 
-    /// y[m, N] = x[m, K] · W (overwrites y).
+    /// y[m, N] = x[m, K] · W (overwrites y). With `packed`, products of more than `BLAS.fewRowsLimit` rows use the
+    /// packed copy when there is one (same mathematics, different rounding from cblas_sgemm).
     public func multiply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
-                         threads: Int) {
+                         threads: Int, packed usePacked: Bool = false) {
         switch storage {
         case .f32(let t, let tr):
             if BLAS.gemmFewRows(m: m, n: cols, k: rows, a: x, lda: ldx, b: t.pointer, ldb: tr ? rows : cols, transB: tr,
                                 c: y, ldc: ldy, threads: threads) { return }
+            if usePacked, let p = packed, p.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
             BLAS.gemm(m: m, n: cols, k: rows, a: x, lda: ldx, b: t.pointer, ldb: tr ? rows : cols, transB: tr,
                       c: y, ldc: ldy)
         case .bf16(let b):

@@ -29,10 +29,10 @@ public struct Linear: Sendable {
     public var inFeatures: Int { matrix.rows }
     public var outFeatures: Int { matrix.cols }
 
-    /// y[m, out] = x[m, in] · W + b.
+    /// y[m, out] = x[m, in] · W + b (`packed`: see `WeightMatrix.multiply`).
     public func apply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
-                      threads: Int) {
-        matrix.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads)
+                      threads: Int, packed: Bool = false) {
+        matrix.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, packed: packed)
         if let bias { Kernels.addBias(y, bias.pointer, rows: m, n: outFeatures, ld: ldy) }
     }
 
@@ -160,6 +160,23 @@ public final class ModelWeights: @unchecked Sendable {
         return try ModelWeights(config: config, embedding: try embedding.toBF16(threads: threads), wpe: wpe,
                                 blocks: bs, lnF: lnF, head: h, keepAlive: keepAlive)
     }
+
+    /// Packs every fp32 matrix that takes part in products (linear maps, the tied head) once more, in the layout of
+    /// OpenBLAS's sgemm kernel, so that products of more than `BLAS.fewRowsLimit` rows by transformers that use
+    /// them (`Transformer.usesPackedWeights`: GFlowNet training) skip the per-call packing: about as many bytes
+    /// again as `matrixBytes`, kept until the weights are released. Idempotent; does
+    /// nothing for bf16 matrices or when OpenBLAS's kernel is not available. Returns the bytes added. The weights
+    /// must never be written afterwards (loaded weights never are; `trainableCopy()` makes unpacked ones).
+    @discardableResult
+    public func packForRowBatches(threads: Int = 1) throws(GFNError) -> Int {
+        var added = 0
+        if case .tied = head { added += try embedding.packForRowBatches(threads: threads) }
+        for l in linears { added += try l.matrix.packForRowBatches(threads: threads) }
+        return added
+    }
+
+    /// Whether `packForRowBatches` made packed copies (fp32 weights, OpenBLAS's kernel available).
+    public var hasPackedMatrices: Bool { linears.contains { $0.matrix.packed != nil } }
 
     /// Every linear map, in layer order (then the head when untied).
     public var linears: [Linear] {

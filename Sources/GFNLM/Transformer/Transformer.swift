@@ -10,13 +10,19 @@ public final class Transformer: @unchecked Sendable {
     public var config: ModelConfig { weights.config }
     /// Threads used for attention and element-wise work (BLAS uses its own pool).
     public let threads: Int
+    /// Whether fp32 products of more than `BLAS.fewRowsLimit` rows use the weights' packed copies (where
+    /// `ModelWeights.packForRowBatches` made them) instead of cblas_sgemm. Results differ from the unpacked path
+    /// at rounding level, so only the transformers that ask for it use them (a GFlowNet trainer's); the model's
+    /// own transformer keeps its results whether or not a trainer packed its weights.
+    public let usesPackedWeights: Bool
     /// GPT-J rotary tables: cos and sin of position·inv_freq, [n_positions, rotary_dim/2].
     let rotaryCos: [Float]
     let rotarySin: [Float]
 
-    public init(weights: ModelWeights, threads: Int = Parallel.cpuCount) {
+    public init(weights: ModelWeights, threads: Int = Parallel.cpuCount, usesPackedWeights: Bool = false) {
         self.weights = weights
         self.threads = max(1, threads)
+        self.usesPackedWeights = usesPackedWeights
         let c = weights.config
         if c.arch == .gptj {
             let half = c.rotaryDim / 2
@@ -171,9 +177,11 @@ public final class Transformer: @unchecked Sendable {
         let c = config
         switch weights.head {
         case .tied:
-            weights.embedding.multiply(x: hidden, ldx: c.nEmbd, m: count, y: out, ldy: c.vocabSize, threads: threads)
+            weights.embedding.multiply(x: hidden, ldx: c.nEmbd, m: count, y: out, ldy: c.vocabSize, threads: threads,
+                                       packed: usesPackedWeights)
         case .linear(let lin):
-            lin.apply(x: hidden, ldx: c.nEmbd, m: count, y: out, ldy: c.vocabSize, threads: threads)
+            lin.apply(x: hidden, ldx: c.nEmbd, m: count, y: out, ldy: c.vocabSize, threads: threads,
+                      packed: usesPackedWeights)
         }
         guard let f = adapter?.headFactors, count > 0 else { return }
         try checkHeadFactors(f)
@@ -247,7 +255,7 @@ public final class Transformer: @unchecked Sendable {
     func applyLinear(_ lin: Linear, x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>,
                      ldy: Int, adapter: LoRAAdapter?, buffers: LayerBuffers, trace: ForwardTrace?) throws(GFNError) {
         let nIn = lin.inFeatures, nOut = lin.outFeatures
-        lin.apply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads)
+        lin.apply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, packed: usesPackedWeights)
         guard let f = adapter?.factors(for: lin.name) else { return }
         guard f.inFeatures == nIn, f.outFeatures == nOut else {
             throw .state("LoRA factors for \(lin.name) have shape A \(f.a.shape), B \(f.b.shape); the module is \(nIn)→\(nOut)")

@@ -127,7 +127,7 @@ class GFlowNetParams(Structure):
                 ("reward_temp_end", c_double), ("reward_temp_horizon", c_int32), ("p_on_policy", c_double),
                 ("p_replay", c_double), ("temp_low", c_double), ("temp_high", c_double),
                 ("buffer_capacity", c_int32), ("buffer_tolerance", c_double), ("buffer_prioritized", c_int32),
-                ("lora_dropout", c_int32), ("seed", c_uint64)]
+                ("lora_dropout", c_int32), ("seed", c_uint64), ("pack_weights", c_int32)]
 
 
 class StepStats(Structure):
