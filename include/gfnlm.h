@@ -580,9 +580,12 @@ typedef struct gfn_gflownet_params {
                                       OpenBLAS's sgemm kernel, when the trainer is made: the sampling forward's
                                       products (one decoding step's rows each) then skip OpenBLAS's per-call packing
                                       (GPT-2 small: rng step ~7 % faster, +475 MB). The copy belongs to the model
-                                      (shared by its trainers and contexts, used by every fp32 product of more than
-                                      16 rows, freed with the model). No effect with bf16 weights, or when this
-                                      OpenBLAS does not export its kernels (then plain cblas_sgemm). 0: off.
+                                      (made once, shared by its trainers, freed with the model) and is used only by
+                                      the trainers' own passes (training and gfn_gflownet_sample; products of 8 rows
+                                      or more): contexts and rewards on the model keep their results bit for bit.
+                                      Results differ from pack_weights 0 at rounding level. No effect with bf16
+                                      weights, or when this OpenBLAS does not export its kernels (then plain
+                                      cblas_sgemm). 0: off.
                                       Added after the first version of this struct; a caller's smaller struct
                                       (size = offsetof(gfn_gflownet_params, pack_weights)) means 1. */
 } gfn_gflownet_params;

@@ -61,8 +61,8 @@ final class PackedMatrixTests: XCTestCase {
         }
     }
 
-    /// `WeightMatrix` packs once (copies of the struct share the copy), only fp32, and its products of more than
-    /// `BLAS.fewRowsLimit` rows then use it when asked, with the same results up to rounding.
+    /// `WeightMatrix` packs once (copies of the struct share the copy), only fp32, and its products of at least
+    /// `PackedMatrix.minRows` rows then use it when asked, with the same results up to rounding.
     func testWeightMatrixPacksOnceAndMultipliesAlike() throws {
         var g = SystemRandomNumberGenerator()
         let K = 100, N = 300
@@ -74,24 +74,28 @@ final class PackedMatrixTests: XCTestCase {
         XCTAssertNotNil(packed.packed, "struct copies share the packed copy")
         XCTAssertEqual(try packed.packForRowBatches(), 0, "packed once")
         XCTAssertEqual(try plain.toBF16().packForRowBatches(), 0, "bf16 matrices are not packed")
-        for M in [3, 16, 17, 40] {
+        for M in [3, 7, 8, 16, 17, 40] {
             let x = (0..<(M * K)).map { _ in Float.random(in: -1...1, using: &g) }
             var a = [Float](repeating: 0, count: M * N), b = a
             x.withUnsafeBufferPointer { xp in
                 a.withUnsafeMutableBufferPointer { plain.multiply(x: xp.baseAddress!, ldx: K, m: M, y: $0.baseAddress!, ldy: N, threads: 2, packed: true) }
                 b.withUnsafeMutableBufferPointer { packed.multiply(x: xp.baseAddress!, ldx: K, m: M, y: $0.baseAddress!, ldy: N, threads: 2, packed: true) }
-                var c = a  // the packed matrix without asking for its copy: cblas_sgemm's result, bit for bit
+                var c = a  // the packed matrix without asking for its copy: the unpacked result, bit for bit
                 c.withUnsafeMutableBufferPointer { packed.multiply(x: xp.baseAddress!, ldx: K, m: M, y: $0.baseAddress!, ldy: N, threads: 2) }
                 XCTAssertEqual(a, c, "M \(M): not asked to use the packed copy")
-                if M > BLAS.fewRowsLimit { XCTAssertNotEqual(a, b, "M \(M): the packed copy rounds differently (else the test is vacuous)") }
+                // asked: from minRows rows on, exactly the packed product; below, the unpacked one
+                var d = a
+                XCTAssertTrue(d.withUnsafeMutableBufferPointer {
+                    packed.packed!.multiply(x: xp.baseAddress!, ldx: K, m: M, y: $0.baseAddress!, ldy: N, threads: 1)
+                })
+                XCTAssertEqual(b, M >= PackedMatrix.minRows ? d : a, "M \(M): routing")
             }
             for i in 0..<(M * N) { XCTAssertEqual(a[i], b[i], accuracy: 1e-4, "M \(M) element \(i)") }
         }
     }
 
     /// A transformer on packed weights computes the same logits as without (prefill of 20 rows × 3 tokens and one
-    /// 20-row decoding step: every product above the few-row kernels' limit), GPT-2 and GPT-J; one that does not
-    /// ask for them is unchanged bit for bit.
+    /// 20-row decoding step), GPT-2 and GPT-J; one that does not ask for them is unchanged bit for bit.
     func testPackedModelsMatchUnpacked() throws {
         for model in ["gpt2-tiny", "gptj-tiny"] {
             let dir = FileIO.join(FileIO.join(TestFiles.fixtures, model), "legacy17")

@@ -6,7 +6,8 @@ import Synchronization
 
 /// An fp32 matrix W [K, N] (y = x·W) packed once into the panel layout of OpenBLAS's own sgemm kernel
 /// (`ckernels.h`, packedgemm.c), so that products of more than a few rows skip the per-call packing of the weight
-/// that `cblas_sgemm` does (a quarter to a third of the time of a 64-row product). A second copy of the weight:
+/// that `cblas_sgemm` does (a quarter to a third of the time of a 64-row product; from 8 rows on it also beats the
+/// few-row kernels, which stream the unpacked weight). A second copy of the weight:
 /// made only on request (`ModelWeights.packForRowBatches`) and only for weights that are never written.
 public final class PackedMatrix: @unchecked Sendable {
     /// K: rows of W (input features).
@@ -14,6 +15,10 @@ public final class PackedMatrix: @unchecked Sendable {
     /// N: columns of W (output features).
     public let cols: Int
     let storage: FloatStorage
+
+    /// Rows from which products on a packed copy beat the few-row kernels (which stream the unpacked weights):
+    /// 1 thread, GPT-2 small shapes, 4 / 8 / 16 rows: 27–31 vs 25–29, 44–48 vs 37–42, 66–71 vs 32–51 GFLOP/s.
+    public static let minRows = 8
 
     /// Whether OpenBLAS's kernel for this CPU was found and verified (see `gfk_packed_available`).
     public static var isAvailable: Bool { gfk_packed_available() != 0 }

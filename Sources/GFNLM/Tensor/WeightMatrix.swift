@@ -228,7 +228,7 @@ public struct WeightMatrix: Sendable {
         packedSlot = nil
     }
 
-    /// The packed copy (for fp32 products of more than `BLAS.fewRowsLimit` rows that ask for it), if one was made.
+    /// The packed copy (for fp32 products of at least `PackedMatrix.minRows` rows that ask for it), if one was made.
     public var packed: PackedMatrix? { packedSlot?.matrix.withLock { $0 } }
 
     /// Makes the packed copy of an fp32 matrix (once; later calls and bf16 matrices do nothing) when OpenBLAS's
@@ -269,15 +269,17 @@ public struct WeightMatrix: Sendable {
         }
     }
 
-    /// y[m, N] = x[m, K] · W (overwrites y). With `packed`, products of more than `BLAS.fewRowsLimit` rows use the
-    /// packed copy when there is one (same mathematics, different rounding from cblas_sgemm).
+    /// y[m, N] = x[m, K] · W (overwrites y). With `packed`, products of at least `PackedMatrix.minRows` rows use
+    /// the packed copy when there is one (same mathematics, different rounding from cblas_sgemm and the few-row
+    /// kernels).
     public func multiply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                          threads: Int, packed usePacked: Bool = false) {
         switch storage {
         case .f32(let t, let tr):
+            if usePacked, m >= PackedMatrix.minRows, let p = packed,
+               p.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
             if BLAS.gemmFewRows(m: m, n: cols, k: rows, a: x, lda: ldx, b: t.pointer, ldb: tr ? rows : cols, transB: tr,
                                 c: y, ldc: ldy, threads: threads) { return }
-            if usePacked, let p = packed, p.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
             BLAS.gemm(m: m, n: cols, k: rows, a: x, lda: ldx, b: t.pointer, ldb: tr ? rows : cols, transB: tr,
                       c: y, ldc: ldy)
         case .bf16(let b):

@@ -162,7 +162,7 @@ public final class ModelWeights: @unchecked Sendable {
     }
 
     /// Packs every fp32 matrix that takes part in products (linear maps, the tied head) once more, in the layout of
-    /// OpenBLAS's sgemm kernel, so that products of more than `BLAS.fewRowsLimit` rows by transformers that use
+    /// OpenBLAS's sgemm kernel, so that products of at least `PackedMatrix.minRows` rows by transformers that use
     /// them (`Transformer.usesPackedWeights`: GFlowNet training) skip the per-call packing: about as many bytes
     /// again as `matrixBytes`, kept until the weights are released. Idempotent; does
     /// nothing for bf16 matrices or when OpenBLAS's kernel is not available. Returns the bytes added. The weights

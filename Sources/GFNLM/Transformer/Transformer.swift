@@ -10,7 +10,7 @@ public final class Transformer: @unchecked Sendable {
     public var config: ModelConfig { weights.config }
     /// Threads used for attention and element-wise work (BLAS uses its own pool).
     public let threads: Int
-    /// Whether fp32 products of more than `BLAS.fewRowsLimit` rows use the weights' packed copies (where
+    /// Whether fp32 products of at least `PackedMatrix.minRows` rows use the weights' packed copies (where
     /// `ModelWeights.packForRowBatches` made them) instead of cblas_sgemm. Results differ from the unpacked path
     /// at rounding level, so only the transformers that ask for it use them (a GFlowNet trainer's); the model's
     /// own transformer keeps its results whether or not a trainer packed its weights.
