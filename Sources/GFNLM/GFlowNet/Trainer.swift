@@ -141,14 +141,17 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         self.config = config
         // The trainer's own passes (sampling for training, `sample`) may run on packed weights; the model's
         // transformer, shared with contexts and rewards, keeps cblas_sgemm and its results.
+        // Packing is an optimisation: without memory for (all) the copies, the rest run unpacked.
         var policyModel = model
         if config.packWeights {
-            try model.weights.packForRowBatches(threads: model.transformer.threads)
-        }
-        if config.packWeights && model.weights.hasPackedMatrices {
-            policyModel = Model(transformer: Transformer(weights: model.weights, threads: model.transformer.threads,
-                                                         usesPackedWeights: true),
-                                tokenizer: model.tokenizer, path: model.path)
+            do {
+                try model.weights.packForRowBatches(threads: model.transformer.threads)
+            } catch where error.status == .outOfMemory {}
+            if model.weights.hasPackedMatrices {
+                policyModel = Model(transformer: Transformer(weights: model.weights, threads: model.transformer.threads,
+                                                             usesPackedWeights: true),
+                                    tokenizer: model.tokenizer, path: model.path)
+            }
         }
         engine = try RolloutEngine(model: policyModel, settings: rollout)
         for (i, p) in prompts.enumerated() { try engine.context.checkPrompt(p.x, index: i) }
