@@ -94,7 +94,7 @@ const char *gfk_packed_core(void) {
     return g.core;
 }
 
-size_t gfk_packed_count(int64_t K, int64_t N) { return (size_t)K * (size_t)N; }
+size_t gfk_packed_count(int64_t K, int64_t N) { return (size_t)K * (size_t)N + GFK_PACKED_PAD; }
 
 void gfk_packed_pack(const float *src, int64_t ld, int transposed, int64_t K, int64_t N, float *dst, int64_t b0,
                      int64_t b1) {
@@ -107,7 +107,7 @@ void gfk_packed_pack(const float *src, int64_t ld, int transposed, int64_t K, in
     }
 }
 
-size_t gfk_packed_activation_count(int64_t M, int64_t K) { return (size_t)M * (size_t)K; }
+size_t gfk_packed_activation_count(int64_t M, int64_t K) { return (size_t)M * (size_t)K + GFK_PACKED_PAD; }
 
 void gfk_packed_pack_activations(const float *x, int64_t ldx, int64_t M, int64_t K, float *dst) {
     for (int64_t k0 = 0; k0 < K; k0 += GFK_PACKED_KC) {

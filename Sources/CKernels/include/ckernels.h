@@ -71,6 +71,9 @@ int gfk_bf16_set_avx512(int enable);
  * OpenBLAS's micro-kernel directly: only the activations are packed per call. */
 #define GFK_PACKED_KC 384
 #define GFK_PACKED_MC 128
+/* Floats of slack after packed weights and packed activations: OpenBLAS's own buffers are generous, so a kernel
+   reading a vector past the last panel would go unnoticed there; here it stays inside the allocation. */
+#define GFK_PACKED_PAD 64
 
 /// 1 when OpenBLAS's kernel and copy routines for the running core were found, their panel layout understood and
 /// a ragged test product matched a double-precision one; 0 otherwise (or with GFNLM_NO_PACKED_SGEMM=1). Callers
@@ -78,13 +81,13 @@ int gfk_bf16_set_avx512(int enable);
 int gfk_packed_available(void);
 /// OpenBLAS's core name in upper case ("ZEN", "HASWELL", "SKYLAKEX", ...), "" when unknown.
 const char *gfk_packed_core(void);
-/// Floats of a packed K×N matrix.
+/// Floats of a packed K×N matrix (K·N + GFK_PACKED_PAD).
 size_t gfk_packed_count(int64_t K, int64_t N);
 /// Packs K-blocks b0..<b1 of W: `src` is W row-major [K, N] with leading dimension ld (transposed = 0) or Wᵀ
 /// row-major [N, K] (transposed = 1, the tied head). dst: gfk_packed_count floats, 64-byte aligned.
 void gfk_packed_pack(const float *src, int64_t ld, int transposed, int64_t K, int64_t N, float *dst, int64_t b0,
                      int64_t b1);
-/// Floats of packed activations x [M, K].
+/// Floats of packed activations x [M, K] (M·K + GFK_PACKED_PAD).
 size_t gfk_packed_activation_count(int64_t M, int64_t K);
 /// Packs x [M, K] (row-major, leading dimension ldx) for gfk_packed_gemm. dst 64-byte aligned.
 void gfk_packed_pack_activations(const float *x, int64_t ldx, int64_t M, int64_t K, float *dst);
