@@ -36,7 +36,10 @@ public final class PackedMatrix: @unchecked Sendable {
         guard rows > 0, cols > 0 else { throw .invalidArgument("packed matrix of shape [\(rows), \(cols)]") }
         self.rows = rows
         self.cols = cols
-        storage = try FloatStorage(count: gfk_packed_count(Int64(rows), Int64(cols)))
+        // Packing writes every float but the slack: no zero-fill of the whole copy first (≈ 0.5 GB for GPT-2 small).
+        storage = try FloatStorage(count: gfk_packed_count(Int64(rows), Int64(cols)), zeroed: false)
+        let payload = rows * cols
+        (storage.base + payload).initialize(repeating: 0, count: storage.count - payload)
         let blocks = (rows + Int(GFK_PACKED_KC) - 1) / Int(GFK_PACKED_KC)
         let dst = UncheckedSendable(storage.base)
         Parallel.chunks(blocks, threads: rows * cols >= 1 << 18 ? threads : 1) { _, range in

@@ -10,15 +10,16 @@ public final class FloatStorage: @unchecked Sendable {
     /// Non-nil when the memory is borrowed; keeps the real owner alive.
     private let owner: AnyObject?
 
-    /// Allocates `count` zeroed floats, 64-byte aligned.
-    public init(count: Int) throws(GFNError) {
+    /// Allocates `count` floats, 64-byte aligned, zeroed unless `zeroed` is false (for storage the caller
+    /// overwrites whole).
+    public init(count: Int, zeroed: Bool = true) throws(GFNError) {
         guard count >= 0 else { throw .invalidArgument("negative tensor size \(count)") }
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         var raw: UnsafeMutableRawPointer?
         guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
             throw GFNError(.outOfMemory, "cannot allocate \(bytes) bytes")
         }
-        memset(raw, 0, bytes)
+        if zeroed { memset(raw, 0, bytes) }
         self.base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
         self.owner = nil
