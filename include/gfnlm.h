@@ -18,7 +18,14 @@
  *   struct, or larger than the library knows, is refused with GFN_ERR_INVALID_ARGUMENT.
  * - Token ids are int32_t. Text is UTF-8, NUL-terminated. Arrays are pointer + length.
  * - Threads: a gfn_model and a gfn_tokenizer are immutable after loading and may be used by any number of
- *   threads at once. Every other handle may be used by one thread at a time (it may move between threads).
+ *   threads at once. Every other handle may be used by one thread at a time (it may move between threads), except
+ *   gfn_batcher, which any number of threads may use at once.
+ * - Compute budget: each model computes on at most its n_threads threads (gfn_model_params), however many host
+ *   threads call in. Passes through the model (a prompt, a decoding step, a backward pass) take turns in arrival
+ *   order, each using all n_threads; so concurrent callers share the budget instead of multiplying threads. To
+ *   merge concurrent requests into shared decoding batches, use a gfn_batcher. gfnlm runs OpenBLAS
+ *   single-threaded (openblas_set_num_threads(1), process-wide, at the first model load) and parallelises
+ *   products itself.
  * - Only symbols that begin with gfn_ are exported.
  */
 #ifndef GFNLM_H
@@ -79,7 +86,9 @@ enum {
     /* A callback asked to stop. */
     GFN_ERR_CANCELLED = -11,
     /* An output buffer is too small; the needed size was written to the size out-parameter. */
-    GFN_ERR_BUFFER_TOO_SMALL = -12
+    GFN_ERR_BUFFER_TOO_SMALL = -12,
+    /* A bounded queue is full (gfn_batcher): try again later, or submit with blocking. */
+    GFN_ERR_BUSY = -13
 };
 
 /* Which functions can return which error (GFN_OK aside). Every function that returns a gfn_status can return
@@ -193,14 +202,24 @@ typedef struct gfn_model gfn_model;
 typedef struct gfn_model_params {
     uint32_t size;              /* sizeof(gfn_model_params); the first version of this struct (16 bytes on LP64,
                                    without weight_type) is still accepted and means weight_type GFN_WEIGHTS_F32 */
-    int32_t n_threads;          /* threads for attention, element-wise work and bf16 products; 0 = all online
+    int32_t n_threads;          /* the model's compute budget: every thread that computes for this model, matrix
+                                   products included, is one of these (see "Threads" at the top); 0 = all online
                                    CPUs */
     const char *tokenizer_path; /* NULL: look for tokenizer files beside the model (no error if absent);
                                    otherwise load from this path (errors are reported) */
     int32_t weight_type;        /* GFN_WEIGHTS_F32 (default) or GFN_WEIGHTS_BF16; other values: GFN_ERR_INVALID_ARGUMENT */
+    int32_t batch_invariant;    /* 1 (default): decoding steps use matrix products whose arithmetic for one sequence
+                                   does not depend on the other sequences of the batch, so a sample's tokens and
+                                   log-probabilities depend only on (model, adapter, prompt, parameters, seed) —
+                                   whatever shares its batch in a gfn_batcher or a gfn_context_sample call, and
+                                   whatever the thread count. 0: the fastest product for each batch size (results
+                                   then differ at rounding level between batch sizes). Added after weight_type; a
+                                   caller's smaller struct means 1. */
+    int32_t reserved;           /* 0. It makes this version of the struct larger than the previous one (whose size
+                                   included the padding where batch_invariant now is), so the two are told apart. */
 } gfn_model_params;
 
-/* Defaults: n_threads 0, tokenizer_path NULL, weight_type GFN_WEIGHTS_F32. */
+/* Defaults: n_threads 0, tokenizer_path NULL, weight_type GFN_WEIGHTS_F32, batch_invariant 1. */
 gfn_model_params gfn_model_default_params(void);
 
 /* Loads a GPT-2 or GPT-J model from an ONNX export. `path` is the .onnx file or a directory holding one

@@ -174,9 +174,12 @@ void avx2_panel(const float *x, int64_t ldx, const int mb, const int split, int6
     }
 }
 
+// `row_invariant`: the last one or two rows use the same single accumulator chain as groups of 3-4 rows instead of
+// split (even / odd k) chains, so a row's result does not depend on how many rows the call has.
 static void gemm_avx2(const float *x, int64_t ldx, int64_t M, int64_t K, int64_t N, const uint16_t *w,
-                      int64_t p0, int64_t p1, float *y, int64_t ldy) {
+                      int64_t p0, int64_t p1, float *y, int64_t ldy, int row_invariant) {
     const int64_t stride = even_up(K) * 16;
+    const int split = row_invariant ? 0 : 1;
     for (int64_t p = p0; p < p1; p++) {
         const uint16_t *pw = w + p * stride;
         const int64_t n0 = p * 16;
@@ -185,8 +188,14 @@ static void gemm_avx2(const float *x, int64_t ldx, int64_t M, int64_t K, int64_t
         for (; r + 4 <= M; r += 4) avx2_panel(x + r * ldx, ldx, 4, 0, K, pw, y + r * ldy + n0, ldy, ncols);
         switch (M - r) {
         case 3: avx2_panel(x + r * ldx, ldx, 3, 0, K, pw, y + r * ldy + n0, ldy, ncols); break;
-        case 2: avx2_panel(x + r * ldx, ldx, 2, 1, K, pw, y + r * ldy + n0, ldy, ncols); break;
-        case 1: avx2_panel(x + r * ldx, ldx, 1, 1, K, pw, y + r * ldy + n0, ldy, ncols); break;
+        case 2:
+            if (split) avx2_panel(x + r * ldx, ldx, 2, 1, K, pw, y + r * ldy + n0, ldy, ncols);
+            else avx2_panel(x + r * ldx, ldx, 2, 0, K, pw, y + r * ldy + n0, ldy, ncols);
+            break;
+        case 1:
+            if (split) avx2_panel(x + r * ldx, ldx, 1, 1, K, pw, y + r * ldy + n0, ldy, ncols);
+            else avx2_panel(x + r * ldx, ldx, 1, 0, K, pw, y + r * ldy + n0, ldy, ncols);
+            break;
         default: break;
         }
     }
@@ -267,6 +276,11 @@ int gfk_bf16_set_avx512(int enable) {
 
 void gfk_bf16_gemm(const float *x, int64_t ldx, int64_t M, int64_t K, int64_t N, const uint16_t *w,
                    int64_t p0, int64_t p1, float *y, int64_t ldy) {
+    gfk_bf16_gemm_rows(x, ldx, M, K, N, w, p0, p1, y, ldy, 0);
+}
+
+void gfk_bf16_gemm_rows(const float *x, int64_t ldx, int64_t M, int64_t K, int64_t N, const uint16_t *w,
+                        int64_t p0, int64_t p1, float *y, int64_t ldy, int row_invariant) {
     if (M <= 0 || N <= 0 || p0 >= p1) return;
     if (K <= 0) {
         for (int64_t r = 0; r < M; r++) {
@@ -277,6 +291,6 @@ void gfk_bf16_gemm(const float *x, int64_t ldx, int64_t M, int64_t K, int64_t N,
     if (gfk_bf16_kernel_is_avx512()) {
         gemm_avx512bf16(x, ldx, M, K, N, w, p0, p1, y, ldy);
     } else {
-        gemm_avx2(x, ldx, M, K, N, w, p0, p1, y, ldy);
+        gemm_avx2(x, ldx, M, K, N, w, p0, p1, y, ldy, row_invariant);
     }
 }

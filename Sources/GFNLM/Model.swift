@@ -16,11 +16,13 @@ public final class Model: @unchecked Sendable {
     /// Loads an ONNX export (a .onnx file or a directory holding one). The tokenizer comes from `tokenizerPath`
     /// when given (errors reported), else from tokenizer files beside the model when present. `weightType` `.bf16`
     /// stores the large matrices in bf16 (see `ONNXModelLoader.load`).
+    /// `batchInvariant` (default): decoding uses row-invariant products (`Transformer.rowInvariantDecoding`), so a
+    /// sample does not depend on what shares its batch.
     public static func load(path: String, tokenizerPath: String? = nil, threads: Int = 0,
-                            weightType: WeightType = .f32) throws(GFNError) -> Model {
+                            weightType: WeightType = .f32, batchInvariant: Bool = true) throws(GFNError) -> Model {
         let n = threads > 0 ? threads : Parallel.cpuCount
         let weights = try ONNXModelLoader.load(path: path, weightType: weightType, threads: n)
-        let transformer = Transformer(weights: weights, threads: n)
+        let transformer = Transformer(weights: weights, threads: n, rowInvariantDecoding: batchInvariant)
         var tokenizer: Tokenizer?
         if let tokenizerPath {
             tokenizer = try Tokenizer.load(path: tokenizerPath)

@@ -18,7 +18,7 @@ private let statusNames: [Int32: StaticString] = [
     0: "GFN_OK", -1: "GFN_ERR_INVALID_ARGUMENT", -2: "GFN_ERR_IO", -3: "GFN_ERR_FORMAT",
     -4: "GFN_ERR_UNSUPPORTED", -5: "GFN_ERR_OUT_OF_RANGE", -6: "GFN_ERR_OUT_OF_MEMORY",
     -7: "GFN_ERR_NUMERICAL", -8: "GFN_ERR_CALLBACK", -9: "GFN_ERR_STATE", -10: "GFN_ERR_INTERNAL",
-    -11: "GFN_ERR_CANCELLED", -12: "GFN_ERR_BUFFER_TOO_SMALL",
+    -11: "GFN_ERR_CANCELLED", -12: "GFN_ERR_BUFFER_TOO_SMALL", -13: "GFN_ERR_BUSY",
 ]
 private let unknownStatus: StaticString = "GFN_ERR_UNKNOWN"
 

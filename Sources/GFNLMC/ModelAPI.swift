@@ -15,8 +15,12 @@ final class ModelHandle {
 @_cdecl("gfn_model_default_params")
 public func gfnModelDefaultParams() -> gfn_model_params {
     gfn_model_params(size: UInt32(MemoryLayout<gfn_model_params>.size), n_threads: 0, tokenizer_path: nil,
-                     weight_type: GFN_WEIGHTS_F32)
+                     weight_type: GFN_WEIGHTS_F32, batch_invariant: 1, reserved: 0)
 }
+
+/// Size of the second version of gfn_model_params (with weight_type): its end, padding included, is where
+/// batch_invariant now starts plus that padding, i.e. the old sizeof (24 on LP64).
+let modelParamsV2Size = (MemoryLayout<gfn_model_params>.offset(of: \gfn_model_params.weight_type)! + 4 + 7) & ~7
 
 /// Size of the first version of gfn_model_params (size, n_threads, tokenizer_path), before weight_type.
 let modelParamsV1Size = MemoryLayout<gfn_model_params>.offset(of: \gfn_model_params.weight_type)!
@@ -35,8 +39,14 @@ public func gfnModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafePointer<
             // Read only the fields the caller's struct has (an older, smaller struct ends before weight_type).
             prm.n_threads = params.pointee.n_threads
             prm.tokenizer_path = params.pointee.tokenizer_path
-            if Int(size) >= MemoryLayout<gfn_model_params>.size {
+            if Int(size) >= modelParamsV2Size {
                 prm.weight_type = params.pointee.weight_type
+            }
+            if Int(size) >= MemoryLayout<gfn_model_params>.size {
+                prm.batch_invariant = params.pointee.batch_invariant
+                guard params.pointee.reserved == 0 else {
+                    throw .invalidArgument("gfn_model_params.reserved must be 0 (got \(params.pointee.reserved))")
+                }
             }
         }
         guard prm.n_threads >= 0 else { throw .invalidArgument("n_threads is negative (\(prm.n_threads))") }
@@ -44,7 +54,11 @@ public func gfnModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafePointer<
             throw .invalidArgument("weight_type is \(prm.weight_type); expected GFN_WEIGHTS_F32 (0) or GFN_WEIGHTS_BF16 (1)")
         }
         let tokPath: String? = prm.tokenizer_path == nil ? nil : try requireString(prm.tokenizer_path, "tokenizer_path")
-        let model = try Model.load(path: p, tokenizerPath: tokPath, threads: Int(prm.n_threads), weightType: weightType)
+        guard prm.batch_invariant == 0 || prm.batch_invariant == 1 else {
+            throw .invalidArgument("batch_invariant is \(prm.batch_invariant); expected 0 or 1")
+        }
+        let model = try Model.load(path: p, tokenizerPath: tokPath, threads: Int(prm.n_threads), weightType: weightType,
+                                   batchInvariant: prm.batch_invariant == 1)
         o.pointee = handles.register(ModelHandle(model))
     }
 }

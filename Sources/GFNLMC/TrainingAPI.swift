@@ -217,7 +217,8 @@ public func gfnSftSnapshotModel(_ sft: OpaquePointer?, _ out: UnsafeMutablePoint
             throw .state("snapshot_model is for full-parameter training; this trainer trains an adapter")
         }
         let weights = try h.trainer.transformer.weights.trainableCopy()
-        let model = Model(transformer: Transformer(weights: weights, threads: h.model.transformer.threads),
+        let model = Model(transformer: Transformer(weights: weights, threads: h.model.transformer.threads,
+                                                   rowInvariantDecoding: h.model.transformer.rowInvariantDecoding),
                           tokenizer: h.model.tokenizer, path: h.model.path)
         o.pointee = handles.register(ModelHandle(model))
     }

@@ -58,6 +58,11 @@ void gfk_bf16_column(const uint16_t *w, int64_t K, int64_t N, int64_t n, float *
 void gfk_bf16_gemm(const float *x, int64_t ldx, int64_t M, int64_t K, int64_t N, const uint16_t *w,
                    int64_t p0, int64_t p1, float *y, int64_t ldy);
 
+/// As gfk_bf16_gemm; with row_invariant != 0 every row is computed with the same accumulation order whatever M is
+/// (the AVX2 kernel otherwise splits the chains of a last group of one or two rows for speed).
+void gfk_bf16_gemm_rows(const float *x, int64_t ldx, int64_t M, int64_t K, int64_t N, const uint16_t *w,
+                        int64_t p0, int64_t p1, float *y, int64_t ldy, int row_invariant);
+
 /// Which kernel gfk_bf16_gemm uses: 1 = AVX512-BF16 (vdpbf16ps), 0 = AVX2/FMA fallback.
 int gfk_bf16_kernel_is_avx512(void);
 /// Forces the fallback (enable = 0) or re-enables AVX512-BF16 when the CPU has it (enable = 1). Returns the

@@ -25,6 +25,8 @@ public enum GFNStatus: Int32, Sendable, CaseIterable {
     case cancelled = -11
     /// A caller-provided output buffer is too small; the needed size was written to the size out-parameter.
     case bufferTooSmall = -12
+    /// A bounded queue is full; try again later (or submit with blocking).
+    case busy = -13
 }
 
 /// The one error type thrown inside gfnlm. The C boundary turns it into a status code plus `gfn_last_error()`.
@@ -47,4 +49,5 @@ public struct GFNError: Error, CustomStringConvertible, Sendable {
     public static func numerical(_ m: String) -> GFNError { GFNError(.numerical, m) }
     public static func state(_ m: String) -> GFNError { GFNError(.state, m) }
     public static func internalError(_ m: String) -> GFNError { GFNError(.internalError, m) }
+    public static func cancelled(_ m: String) -> GFNError { GFNError(.cancelled, m) }
 }

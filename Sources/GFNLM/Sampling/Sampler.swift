@@ -103,7 +103,7 @@ public final class InferenceContext: @unchecked Sendable {
                                     workspace: workspace)
         }
         try transformer.logits(hidden: hidden + (prompt.count - 1) * model.config.nEmbd, count: 1, adapter: adapter,
-                               into: logits)
+                               decoding: true, into: logits)
         return cache
     }
 
@@ -111,115 +111,44 @@ public final class InferenceContext: @unchecked Sendable {
     /// and all samples of all prompts decode together in one batch.
     public func sample(prompts: [[Int32]], n: Int, params: SamplingParams,
                        adapter: LoRAAdapter? = nil) throws(GFNError) -> [Sample] {
-        let c = model.config
-        let V = c.vocabSize, E = c.nEmbd
+        let V = model.config.vocabSize
         guard !prompts.isEmpty else { throw .invalidArgument("no prompts") }
         guard n > 0 else { throw .invalidArgument("n (samples per prompt) must be positive (got \(n))") }
         for (i, p) in prompts.enumerated() { try checkPrompt(p, index: i) }
-        try params.validate(vocab: V, positionsLeft: c.nPositions)
-        let longest = prompts.map(\.count).max() ?? 0
-        let maxNew = min(params.maxNewTokens, c.nPositions - longest + 1)
-        guard maxNew > 0 else { throw .outOfRange("a prompt of \(longest) tokens leaves no room in \(c.nPositions) positions") }
-        let bias = try params.adjustment.dense(vocab: V, alwaysAllowed: params.stopTokens)
-        let nStop = params.stopTokens.count
+        let policy = try SamplingPolicy(params: params, config: model.config,
+                                        longestPrompt: prompts.map(\.count).max() ?? 0, adapter: adapter)
         let rows = prompts.count * n
 
-        // Prefill every prompt once; its last logits (row pi of stepLogits) serve step 0 of all its samples.
-        var stepLogits = [Float](repeating: 0, count: rows * V)
-        var caches: [KVCache] = []
-        caches.reserveCapacity(rows)
+        // Prefill every prompt once; its last logits serve step 0 of all its samples.
+        let prefillLogits = try FloatStorage(count: prompts.count * V)
+        let stepLogits = try FloatStorage(count: rows * V)
+        var seqs: [DecodingSequence] = []
+        seqs.reserveCapacity(rows)
         for (pi, p) in prompts.enumerated() {
-            let prefix = try stepLogits.withUnsafeMutableBufferPointer { (b) throws(GFNError) in
-                try prefill(p, adapter: adapter, logits: b.baseAddress! + pi * V)
+            let prefix = try prefill(p, adapter: adapter, logits: prefillLogits.base + pi * V)
+            for k in 0..<n {
+                seqs.append(DecodingSequence(policy: policy, promptIndex: pi, index: k,
+                                             cache: try transformer.makeCache(capacity: policy.maxNew, prefix: prefix),
+                                             logits: prefillLogits.base + pi * V))
             }
-            for _ in 0..<n { caches.append(try transformer.makeCache(capacity: maxNew, prefix: prefix)) }
         }
-        var results: [Sample] = (0..<rows).map { r in
-            Sample(promptIndex: r / n, tokens: [], tokenLogProbs: [], stopLogProbs: [], steps: 0,
-                   finishReason: .maxTokens, logProb: 0)
-        }
-        var rngs: [RNG] = (0..<rows).map { r in RNG(seed: mixSeed(params.seed, UInt64(r / n), UInt64(r % n))) }
-        var active = Array(0..<rows)          // rows still generating
-        var rowOfLogits = (0..<rows).map { $0 / n }   // row r's logits are at stepLogits[rowOfLogits[r]·V]
-        let workers = transformer.threads
-        let pool = choosers(workers)
-        var nextTokens = [Int32](repeating: 0, count: rows)
-        var failed: GFNError?
-
-        for step in 0..<maxNew {
-            let banned = step < params.minNewTokens ? params.stopTokens : []
-            let act = active
-            let logitIndex = rowOfLogits
-            // Choose the next token of every active row (rows are independent; RNG streams are per row).
-            let outcome = UncheckedSendable(UnsafeMutableBufferPointer<(Int32, Float, Bool)>.allocate(capacity: act.count))
-            let stopOut = UncheckedSendable(UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, act.count * nStop)))
-            defer { outcome.value.deallocate(); stopOut.value.deallocate() }
-            let okFlags = UncheckedSendable(UnsafeMutableBufferPointer<Bool>.allocate(capacity: act.count))
-            defer { okFlags.value.deallocate() }
-            stepLogits.withUnsafeBufferPointer { lb in
-                let lbase = lb.baseAddress!
-                rngs.withUnsafeMutableBufferPointer { rb in
-                    let rbox = UncheckedSendable(rb)
-                    bias.withOptionalBuffer { biasPtr in
-                        Parallel.chunks(act.count, threads: act.count * V >= 1 << 16 ? workers : 1) { w, range in
-                            let chooser = pool[w]
-                            for i in range {
-                                let r = act[i]
-                                let lse = chooser.policyLogits(lbase + logitIndex[r] * V, bias: biasPtr)
-                                for (j, s) in params.stopTokens.enumerated() {
-                                    stopOut.value[i * nStop + j] = chooser.work[Int(s)] - lse
-                                }
-                                guard lse.isFinite,
-                                      let tok = chooser.draw(temperature: params.temperature, topK: params.topK,
-                                                             topP: params.topP, banned: banned, rng: &rbox.value[r]) else {
-                                    okFlags.value[i] = false
-                                    continue
-                                }
-                                okFlags.value[i] = true
-                                outcome.value[i] = (tok, chooser.work[Int(tok)] - lse, params.stopTokens.contains(tok))
-                            }
-                        }
-                    }
-                }
-            }
-            var stillActive: [Int] = []
-            for (i, r) in act.enumerated() {
-                guard okFlags.value[i] else {
-                    failed = GFNError(.numerical, "sample \(r): no token can be produced at step \(step) (every token is masked, or the logits are not finite)")
-                    break
-                }
-                let (tok, lp, isStop) = outcome.value[i]
-                results[r].steps += 1
-                results[r].logProb += Double(lp)
-                for j in 0..<nStop { results[r].stopLogProbs.append(stopOut.value[i * nStop + j]) }
-                if isStop {
-                    results[r].finishReason = .stopToken
-                    if params.includeStopToken {
-                        results[r].tokens.append(tok)
-                        results[r].tokenLogProbs.append(lp)
-                    }
-                } else {
-                    results[r].tokens.append(tok)
-                    results[r].tokenLogProbs.append(lp)
-                    if step + 1 < maxNew { stillActive.append(r); nextTokens[r] = tok }
-                }
-            }
-            if let failed { throw failed }
-            active = stillActive
+        let pool = choosers(transformer.threads)
+        var active = seqs
+        while true {
+            try DecodingSequence.advance(active, choosers: pool, vocab: V)
+            active.removeAll { $0.finished }
             if active.isEmpty { break }
             // Feed the new tokens of the active rows in one batched step.
-            let feed = active.map { nextTokens[$0] }
+            let feed = active.map(\.nextToken)
             let hidden = try feed.withUnsafeBufferPointer { (tb) throws(GFNError) in
-                try transformer.forward(tokens: tb, rows: active.count, T: 1, caches: active.map { caches[$0] },
+                try transformer.forward(tokens: tb, rows: active.count, T: 1, caches: active.map(\.cache),
                                         adapter: adapter, workspace: workspace)
             }
-            try stepLogits.withUnsafeMutableBufferPointer { (lb) throws(GFNError) in
-                try transformer.logits(hidden: hidden, count: active.count, adapter: adapter, into: lb.baseAddress!)
-            }
-            for (i, r) in active.enumerated() { rowOfLogits[r] = i }
-            _ = E
+            try transformer.logits(hidden: hidden, count: active.count, adapter: adapter, decoding: true,
+                                   into: stepLogits.base)
+            for (i, seq) in active.enumerated() { seq.logits = UnsafePointer(stepLogits.base + i * V) }
         }
-        return results
+        return seqs.map(\.sample)
     }
 }
 

@@ -6,13 +6,66 @@ public enum BLAS {
     /// C[m,n] = alpha · op(A) · op(B) + beta · C, row-major with leading dimensions.
     /// op(A) is A [m,k] (transA false) or Aᵀ with A stored [k,m]; op(B) is B [k,n] or Bᵀ with B stored [n,k].
     /// Single rows (m == 1) go through sgemv, which is 5–10× faster than sgemm with M = 1 in OpenBLAS 0.3.21.
-    @inline(__always)
+    ///
+    /// OpenBLAS runs single-threaded (see `useOwnThreads`); with `threads` > 1 a large product is cut into column
+    /// blocks (or row blocks when it is narrow) that run on gfnlm's own threads. Cutting changes no element's
+    /// arithmetic: each element is the same dot product whichever block computes it.
     public static func gemm(m: Int, n: Int, k: Int,
                             a: UnsafePointer<Float>, lda: Int, transA: Bool = false,
                             b: UnsafePointer<Float>, ldb: Int, transB: Bool = false,
                             c: UnsafeMutablePointer<Float>, ldc: Int,
-                            alpha: Float = 1, beta: Float = 0) {
+                            alpha: Float = 1, beta: Float = 0, threads: Int = 1) {
         if m == 0 || n == 0 { return }
+        let t = threads > 1 && k > 0 && m * n * k >= Self.parallelWork ? threads : 1
+        if t > 1 {
+            if n >= 64 * t {
+                // Column blocks of a multiple of 16 (whole vector registers in OpenBLAS's kernels).
+                let blocks = (n + 15) / 16
+                let ua = UncheckedSendable(a), ub = UncheckedSendable(b), uc = UncheckedSendable(c)
+                Parallel.chunks(blocks, threads: t) { _, range in
+                    let c0 = range.lowerBound * 16, c1 = min(n, range.upperBound * 16)
+                    if c1 <= c0 { return }
+                    serialGemm(m: m, n: c1 - c0, k: k, a: ua.value, lda: lda, transA: transA,
+                               b: transB ? ub.value + c0 * ldb : ub.value + c0, ldb: ldb, transB: transB,
+                               c: uc.value + c0, ldc: ldc, alpha: alpha, beta: beta)
+                }
+                return
+            }
+            if m >= 8 * t {
+                let ua = UncheckedSendable(a), ub = UncheckedSendable(b), uc = UncheckedSendable(c)
+                Parallel.chunks(m, threads: t) { _, range in
+                    let r0 = range.lowerBound
+                    serialGemm(m: range.count, n: n, k: k, a: transA ? ua.value + r0 : ua.value + r0 * lda, lda: lda,
+                               transA: transA, b: ub.value, ldb: ldb, transB: transB,
+                               c: uc.value + r0 * ldc, ldc: ldc, alpha: alpha, beta: beta)
+                }
+                return
+            }
+        }
+        serialGemm(m: m, n: n, k: k, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB,
+                   c: c, ldc: ldc, alpha: alpha, beta: beta)
+    }
+
+    /// Multiply-adds from which a product is worth splitting across threads.
+    static let parallelWork = 1 << 19
+
+    /// gfnlm parallelises its products itself: OpenBLAS's own pool (process-wide, busy-waiting between calls) would
+    /// multiply threads when several host threads call in at once, and cannot be bounded per model. Set once, at the
+    /// first transformer. A host that uses this OpenBLAS itself sees it single-threaded too (documented in the
+    /// header).
+    private static let singleThreadedOpenBLAS: Bool = {
+        openblas_set_num_threads(1)
+        return true
+    }()
+
+    /// Makes OpenBLAS single-threaded (idempotent).
+    public static func useOwnThreads() { _ = singleThreadedOpenBLAS }
+
+    @inline(__always)
+    static func serialGemm(m: Int, n: Int, k: Int,
+                           a: UnsafePointer<Float>, lda: Int, transA: Bool,
+                           b: UnsafePointer<Float>, ldb: Int, transB: Bool,
+                           c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
         if k == 0 {
             if beta == 0 {
                 for i in 0..<m { (c + i * ldc).initialize(repeating: 0, count: n) }
@@ -63,6 +116,33 @@ public enum BLAS {
             }
         }
         return true
+    }
+
+    /// C[m,n] = A[m,k] · op(B) for any m ≥ 1 (B stored [k,n], or [n,k] with transB) through the row-streaming
+    /// kernels, whose arithmetic for a row does not depend on the other rows or on m: every element is one FMA chain
+    /// over k in a fixed order. Decoding batches use it so that a sequence's tokens do not depend on what shares its
+    /// batch (`Transformer.rowInvariantDecoding`). Rows go 16 at a time (the activations of a chunk stay in L1 while
+    /// a column block of B streams past); column blocks of 64 are split over `threads`.
+    public static func gemmRowInvariant(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                                        b: UnsafePointer<Float>, ldb: Int, transB: Bool,
+                                        c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) {
+        guard m > 0, n > 0 else { return }
+        let block = 64
+        let blocks = (n + block - 1) / block
+        let t = m * n * k >= 1 << 18 ? max(1, threads) : 1
+        Parallel.chunks(blocks, threads: t) { _, range in
+            let n0 = range.lowerBound * block, n1 = min(n, range.upperBound * block)
+            var r0 = 0
+            while r0 < m {
+                let rows = min(fewRowsLimit, m - r0)
+                if transB {
+                    gfk_sgemm_small_nt(rows, k, a + r0 * lda, lda, b, ldb, c + r0 * ldc, ldc, n0, n1)
+                } else {
+                    gfk_sgemm_small_nn(rows, k, a + r0 * lda, lda, b, ldb, c + r0 * ldc, ldc, n0, n1)
+                }
+                r0 += rows
+            }
+        }
     }
 
     /// y[m] = alpha · A[m,n] · x + beta · y (transA false) or alpha · Aᵀ · x + beta · y with y[n] (transA true).

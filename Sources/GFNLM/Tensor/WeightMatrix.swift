@@ -96,12 +96,13 @@ public final class BF16Matrix: @unchecked Sendable {
     /// had) through the direct kernel, columns split across `threads`; larger products through sgemm on
     /// converted chunks.
     public func multiply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
-                         threads: Int) {
+                         threads: Int, rowInvariant: Bool = false) {
         if m <= 0 { return }
         let K = rows, N = cols, P = panelCount
-        if m > Self.directRowLimit {
+        if m > Self.directRowLimit && !rowInvariant {
             let done = forEachChunk(threads: threads) { c0, cw, width, chunk in
-                BLAS.gemm(m: m, n: cw, k: K, a: x, lda: ldx, b: chunk, ldb: width, c: y + c0, ldc: ldy)
+                BLAS.gemm(m: m, n: cw, k: K, a: x, lda: ldx, b: chunk, ldb: width, c: y + c0, ldc: ldy,
+                          threads: threads)
             }
             if done { return }
         }
@@ -109,8 +110,9 @@ public final class BF16Matrix: @unchecked Sendable {
             let t = m * K * N >= 1 << 17 ? max(1, threads) : 1
             let w = UncheckedSendable(UnsafePointer(base)), yy = UncheckedSendable(y)
             Parallel.chunks(P, threads: t) { _, range in
-                gfk_bf16_gemm(x, Int64(ldx), Int64(m), Int64(K), Int64(N), w.value,
-                              Int64(range.lowerBound), Int64(range.upperBound), yy.value, Int64(ldy))
+                gfk_bf16_gemm_rows(x, Int64(ldx), Int64(m), Int64(K), Int64(N), w.value,
+                                   Int64(range.lowerBound), Int64(range.upperBound), yy.value, Int64(ldy),
+                                   rowInvariant ? 1 : 0)
             }
         }
     }
@@ -123,7 +125,7 @@ public final class BF16Matrix: @unchecked Sendable {
         var first = true
         let done = forEachChunk(threads: threads) { c0, cw, width, chunk in
             BLAS.gemm(m: m, n: K, k: cw, a: dy + c0, lda: lddy, b: chunk, ldb: width, transB: true,
-                      c: dx, ldc: lddx, beta: (first && !accumulate) ? 0 : 1)
+                      c: dx, ldc: lddx, beta: (first && !accumulate) ? 0 : 1, threads: threads)
             first = false
         }
         if !done {
@@ -272,18 +274,27 @@ public struct WeightMatrix: Sendable {
     /// y[m, N] = x[m, K] · W (overwrites y). With `packed`, products of at least `PackedMatrix.minRows` rows use
     /// the packed copy when there is one (same mathematics, different rounding from cblas_sgemm and the few-row
     /// kernels).
+    ///
+    /// With `rowInvariant`, every row of y is computed by the same arithmetic whatever m is (the row-streaming
+    /// kernels for fp32, the direct kernel for bf16): a sequence's result then does not depend on which other
+    /// sequences share its decoding batch (see `Transformer.rowInvariantDecoding`).
     public func multiply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
-                         threads: Int, packed usePacked: Bool = false) {
+                         threads: Int, packed usePacked: Bool = false, rowInvariant: Bool = false) {
         switch storage {
         case .f32(let t, let tr):
+            if rowInvariant {
+                BLAS.gemmRowInvariant(m: m, n: cols, k: rows, a: x, lda: ldx, b: t.pointer, ldb: tr ? rows : cols,
+                                      transB: tr, c: y, ldc: ldy, threads: threads)
+                return
+            }
             if usePacked, m >= PackedMatrix.minRows, let p = packed,
                p.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
             if BLAS.gemmFewRows(m: m, n: cols, k: rows, a: x, lda: ldx, b: t.pointer, ldb: tr ? rows : cols, transB: tr,
                                 c: y, ldc: ldy, threads: threads) { return }
             BLAS.gemm(m: m, n: cols, k: rows, a: x, lda: ldx, b: t.pointer, ldb: tr ? rows : cols, transB: tr,
-                      c: y, ldc: ldy)
+                      c: y, ldc: ldy, threads: threads)
         case .bf16(let b):
-            b.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads)
+            b.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, rowInvariant: rowInvariant)
         }
     }
 
@@ -293,7 +304,7 @@ public struct WeightMatrix: Sendable {
         switch storage {
         case .f32(let t, let tr):
             BLAS.gemm(m: m, n: rows, k: cols, a: dy, lda: lddy, b: t.pointer, ldb: tr ? rows : cols, transB: !tr,
-                      c: dx, ldc: lddx, beta: accumulate ? 1 : 0)
+                      c: dx, ldc: lddx, beta: accumulate ? 1 : 0, threads: threads)
         case .bf16(let b):
             try b.multiplyTransposed(dy: dy, lddy: lddy, m: m, dx: dx, lddx: lddx, accumulate: accumulate,
                                      threads: threads)

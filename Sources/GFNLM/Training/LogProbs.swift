@@ -226,14 +226,14 @@ public final class TokenLogProbs: @unchecked Sendable {
         if let a = gradients?.adapter, a.headFactors?.a.pointer != f.a.pointer {
             throw .state("LoRA gradients belong to another adapter than the one of this head's forward")
         }
-        BLAS.gemm(m: S, n: r, k: V, a: dz, lda: V, b: f.b.pointer, ldb: r, c: g, ldc: r)
+        BLAS.gemm(m: S, n: r, k: V, a: dz, lda: V, b: f.b.pointer, ldb: r, c: g, ldc: r, threads: transformer.threads)
         if let dA = gradients?.loraA[module], let dB = gradients?.loraB[module] {
             BLAS.gemm(m: V, n: r, k: S, a: dz, lda: V, transA: true, b: br.u, ldb: r, c: dB.pointer, ldc: r,
-                      alpha: s, beta: 1)
+                      alpha: s, beta: 1, threads: transformer.threads)
             BLAS.gemm(m: r, n: E, k: S, a: g, lda: r, transA: true, b: br.x, ldb: E, c: dA.pointer, ldc: E,
-                      alpha: s, beta: 1)
+                      alpha: s, beta: 1, threads: transformer.threads)
         }
-        BLAS.gemm(m: S, n: E, k: r, a: g, lda: r, b: f.a.pointer, ldb: E, c: t, ldc: E, alpha: s)
+        BLAS.gemm(m: S, n: E, k: r, a: g, lda: r, b: f.a.pointer, ldb: E, c: t, ldc: E, alpha: s, threads: transformer.threads)
         if let mask = br.mask { for i in 0..<(S * E) { t[i] *= mask[i] } }
         Kernels.add(dhs, t, count: S * E)
     }
@@ -251,13 +251,13 @@ extension Transformer {
             try weights.embedding.multiplyTransposed(dy: dz, lddy: V, m: S, dx: dhs, lddx: E, accumulate: false,
                                                      threads: threads)
             if let dwte = gradients?.wte {
-                BLAS.gemm(m: V, n: E, k: S, a: dz, lda: V, transA: true, b: hs, ldb: E, c: dwte.pointer, ldc: E, beta: 1)
+                BLAS.gemm(m: V, n: E, k: S, a: dz, lda: V, transA: true, b: hs, ldb: E, c: dwte.pointer, ldc: E, beta: 1, threads: threads)
             }
         case .linear(let lin):
             try lin.matrix.multiplyTransposed(dy: dz, lddy: V, m: S, dx: dhs, lddx: E, accumulate: false,
                                               threads: threads)
             if let dW = gradients?.linearW[lin.name] {
-                BLAS.gemm(m: E, n: V, k: S, a: hs, lda: E, transA: true, b: dz, ldb: V, c: dW.pointer, ldc: V, beta: 1)
+                BLAS.gemm(m: E, n: V, k: S, a: hs, lda: E, transA: true, b: dz, ldb: V, c: dW.pointer, ldc: V, beta: 1, threads: threads)
             }
             if let dB = gradients?.linearBias[lin.name] {
                 for i in 0..<S { Kernels.add(dB.pointer, dz + i * V, count: V) }

@@ -244,6 +244,15 @@ extension Transformer {
     /// the weights per layer instead of one per trace). `dHidden[i]` belongs to `traces[i]` (nil for zero).
     public func backward(traces: [ForwardTrace], dHidden: [UnsafePointer<Float>?], gradients: Gradients,
                          kvGradients: KVGradients? = nil, workspace: BackwardWorkspace) throws(GFNError) {
+        try gate.run { () throws(GFNError) in
+            try backwardHoldingGate(traces: traces, dHidden: dHidden, gradients: gradients,
+                                    kvGradients: kvGradients, workspace: workspace)
+        }
+    }
+
+    private func backwardHoldingGate(traces: [ForwardTrace], dHidden: [UnsafePointer<Float>?],
+                                     gradients: Gradients, kvGradients: KVGradients?,
+                                     workspace: BackwardWorkspace) throws(GFNError) {
         guard !traces.isEmpty else { return }
         guard dHidden.count == traces.count else {
             throw .invalidArgument("\(dHidden.count) hidden-state gradients for \(traces.count) traces")
@@ -505,17 +514,17 @@ extension Transformer {
             }
         }
         // g[N, r] = dy · B ;  dB[out, r] += s · dyᵀ · u ;  dA[r, in] += s · gᵀ · drop(x)
-        BLAS.gemm(m: N, n: r, k: nOut, a: dy, lda: ldy, b: f.b.pointer, ldb: r, c: st.g, ldc: r)
+        BLAS.gemm(m: N, n: r, k: nOut, a: dy, lda: ldy, b: f.b.pointer, ldb: r, c: st.g, ldc: r, threads: threads)
         let gradients = st.ctxs[0].gradients
         if let dA = gradients.loraA[lin.name], let dB = gradients.loraB[lin.name] {
             BLAS.gemm(m: nOut, n: r, k: N, a: dy, lda: ldy, transA: true, b: st.u, ldb: r, c: dB.pointer, ldc: r,
-                      alpha: s, beta: 1)
+                      alpha: s, beta: 1, threads: threads)
             BLAS.gemm(m: r, n: nIn, k: N, a: st.g, lda: r, transA: true, b: st.x, ldb: nIn, c: dA.pointer, ldc: nIn,
-                      alpha: s, beta: 1)
+                      alpha: s, beta: 1, threads: threads)
         }
         // dx += s · g · A (· mask)
         if !needDx { return }
-        BLAS.gemm(m: N, n: nIn, k: r, a: st.g, lda: r, b: f.a.pointer, ldb: nIn, c: st.t, ldc: nIn, alpha: s)
+        BLAS.gemm(m: N, n: nIn, k: r, a: st.g, lda: r, b: f.a.pointer, ldb: nIn, c: st.t, ldc: nIn, alpha: s, threads: threads)
         for i in 0..<n {
             let mask = st.buffers[i].loraMasks[lin.name]
             for k in 0..<st.counts[i] {
@@ -557,7 +566,7 @@ extension Transformer {
         if ctx.full {
             if let dW = ctx.gradients.linearW[lin.name] {
                 BLAS.gemm(m: nIn, n: nOut, k: N, a: x, lda: ldx, transA: true, b: dy, ldb: ldy,
-                          c: dW.pointer, ldc: nOut, beta: 1)
+                          c: dW.pointer, ldc: nOut, beta: 1, threads: threads)
             }
             if let dB = ctx.gradients.linearBias[lin.name] {
                 for i in 0..<N { Kernels.add(dB.pointer, dy + i * ldy, count: nOut) }
@@ -567,7 +576,7 @@ extension Transformer {
         guard let u = buffers.loraOutputs[lin.name] else { throw .internalError("trace lacks the LoRA output of \(lin.name)") }
         let r = f.rank, s = f.scale
         // g[N, r] = dy · B
-        BLAS.gemm(m: N, n: r, k: nOut, a: dy, lda: ldy, b: f.b.pointer, ldb: r, c: ctx.g, ldc: r)
+        BLAS.gemm(m: N, n: r, k: nOut, a: dy, lda: ldy, b: f.b.pointer, ldb: r, c: ctx.g, ldc: r, threads: threads)
         var xa = x, lda = ldx
         let mask = buffers.loraMasks[lin.name]
         if let mask, let xd = ctx.xdrop {
@@ -577,18 +586,18 @@ extension Transformer {
         if let dA = ctx.gradients.loraA[lin.name], let dB = ctx.gradients.loraB[lin.name] {
             // dB[out, r] += s · dyᵀ · u ;  dA[r, in] += s · gᵀ · drop(x)
             BLAS.gemm(m: nOut, n: r, k: N, a: dy, lda: ldy, transA: true, b: u, ldb: r, c: dB.pointer, ldc: r,
-                      alpha: s, beta: 1)
+                      alpha: s, beta: 1, threads: threads)
             BLAS.gemm(m: r, n: nIn, k: N, a: ctx.g, lda: r, transA: true, b: xa, ldb: lda, c: dA.pointer, ldc: nIn,
-                      alpha: s, beta: 1)
+                      alpha: s, beta: 1, threads: threads)
         }
         // dx += s · g · A (· mask)
         if !needDx { return }
         if let mask {
             let t = ctx.dxdrop
-            BLAS.gemm(m: N, n: nIn, k: r, a: ctx.g, lda: r, b: f.a.pointer, ldb: nIn, c: t, ldc: nIn, alpha: s)
+            BLAS.gemm(m: N, n: nIn, k: r, a: ctx.g, lda: r, b: f.a.pointer, ldb: nIn, c: t, ldc: nIn, alpha: s, threads: threads)
             for i in 0..<N { Kernels.addProduct(dx + i * lddx, t + i * nIn, mask + i * nIn, count: nIn) }
         } else {
-            BLAS.gemm(m: N, n: nIn, k: r, a: ctx.g, lda: r, b: f.a.pointer, ldb: nIn, c: dx, ldc: lddx, alpha: s, beta: 1)
+            BLAS.gemm(m: N, n: nIn, k: r, a: ctx.g, lda: r, b: f.a.pointer, ldb: nIn, c: dx, ldc: lddx, alpha: s, beta: 1, threads: threads)
         }
     }
 

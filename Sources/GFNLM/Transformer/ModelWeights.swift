@@ -31,8 +31,9 @@ public struct Linear: Sendable {
 
     /// y[m, out] = x[m, in] · W + b (`packed`: see `WeightMatrix.multiply`).
     public func apply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
-                      threads: Int, packed: Bool = false) {
-        matrix.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, packed: packed)
+                      threads: Int, packed: Bool = false, rowInvariant: Bool = false) {
+        matrix.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, packed: packed,
+                        rowInvariant: rowInvariant)
         if let bias { Kernels.addBias(y, bias.pointer, rows: m, n: outFeatures, ld: ldy) }
     }
 
@@ -96,6 +97,8 @@ public enum HeadWeights: Sendable {
 /// make a deep copy (`deepCopy()`) for full-parameter training.
 public final class ModelWeights: @unchecked Sendable {
     public let config: ModelConfig
+    /// The compute budget of every transformer that runs on these weights (see `ComputeGate`).
+    public let computeGate = ComputeGate()
     /// The token embedding as a weight matrix W [E, V] = wteᵀ (column v is token v's embedding); it is also the
     /// tied head (logits = h · W). fp32 (holding wte [V, E]) or bf16.
     public let embedding: WeightMatrix

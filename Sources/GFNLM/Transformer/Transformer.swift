@@ -15,14 +15,25 @@ public final class Transformer: @unchecked Sendable {
     /// at rounding level, so only the transformers that ask for it use them (a GFlowNet trainer's); the model's
     /// own transformer keeps its results whether or not a trainer packed its weights.
     public let usesPackedWeights: Bool
+    /// Whether decoding steps (T = 1) and the head of `logits(decoding: true)` use products whose arithmetic for a
+    /// row does not depend on the other rows (`BLAS.gemmRowInvariant`): a sequence then gets the same tokens and
+    /// log-probabilities whatever else shares its decoding batch (a `Batcher` mixing requests, or one
+    /// `InferenceContext.sample` call). Prefill (one prompt, T tokens) keeps the fastest products: its rows are
+    /// always the same prompt's.
+    public let rowInvariantDecoding: Bool
+    /// The model's compute budget, shared by every transformer on these weights (see `ComputeGate`).
+    public var gate: ComputeGate { weights.computeGate }
     /// GPT-J rotary tables: cos and sin of position·inv_freq, [n_positions, rotary_dim/2].
     let rotaryCos: [Float]
     let rotarySin: [Float]
 
-    public init(weights: ModelWeights, threads: Int = Parallel.cpuCount, usesPackedWeights: Bool = false) {
+    public init(weights: ModelWeights, threads: Int = Parallel.cpuCount, usesPackedWeights: Bool = false,
+                rowInvariantDecoding: Bool = false) {
+        BLAS.useOwnThreads()
         self.weights = weights
         self.threads = max(1, threads)
         self.usesPackedWeights = usesPackedWeights
+        self.rowInvariantDecoding = rowInvariantDecoding
         let c = weights.config
         if c.arch == .gptj {
             let half = c.rotaryDim / 2
@@ -58,11 +69,27 @@ public final class Transformer: @unchecked Sendable {
     /// padding; it is only allowed on an empty cache without prefix. Returns the final hidden states (after ln_f),
     /// [rows·T, n_embd], valid until the next use of `workspace`. With `trace`, every activation the backward pass
     /// needs is kept there instead of in the workspace.
+    ///
+    /// `adapterGroups` (inference only, instead of `adapter`): rows of one batch under different adapters, each
+    /// group a contiguous range of rows with its own low-rank delta over the shared base products.
     public func forward(tokens: UnsafeBufferPointer<Int32>, rows: Int, T: Int, caches: [KVCache],
-                        padding: [Int]? = nil, adapter: LoRAAdapter? = nil,
+                        padding: [Int]? = nil, adapter: LoRAAdapter? = nil, adapterGroups: [AdapterGroup]? = nil,
                         workspace: ForwardWorkspace, trace: ForwardTrace? = nil)
         throws(GFNError) -> UnsafeMutablePointer<Float> {
+        try gate.run { () throws(GFNError) -> UnsafeMutablePointer<Float> in
+            try forwardHoldingGate(tokens: tokens, rows: rows, T: T, caches: caches, padding: padding,
+                                   adapter: adapter, adapterGroups: adapterGroups, workspace: workspace, trace: trace)
+        }
+    }
+
+    private func forwardHoldingGate(tokens: UnsafeBufferPointer<Int32>, rows: Int, T: Int, caches: [KVCache],
+                                    padding: [Int]?, adapter: LoRAAdapter?, adapterGroups: [AdapterGroup]?,
+                                    workspace: ForwardWorkspace, trace: ForwardTrace?)
+        throws(GFNError) -> UnsafeMutablePointer<Float> {
         let c = config
+        let lora = try LoRARouting(adapter: adapter, groups: adapterGroups, rows: rows, T: T,
+                                   traced: trace != nil)
+        let rowInvariant = rowInvariantDecoding && T == 1
         let E = c.nEmbd, I = c.nInner, H = c.nHead, D = c.headDim
         guard rows > 0, T > 0 else { throw .invalidArgument("empty batch (rows = \(rows), T = \(T))") }
         guard tokens.count == rows * T else {
@@ -101,7 +128,7 @@ public final class Transformer: @unchecked Sendable {
         let N = rows * T
         let segs = caches.map { $0.segmentsAfterAppending(T) }
         let keys = segs.map { $0.reduce(0) { $0 + $1.count } }
-        let maxRank = adapter?.factors.values.map { $0.rank }.max() ?? 0
+        let maxRank = lora.maxRank
         let plan = ForwardPlan(config: c, rows: rows, T: T, keys: keys, maxRank: maxRank, threads: threads)
 
         if let trace {
@@ -131,11 +158,11 @@ public final class Transformer: @unchecked Sendable {
             // q | k | v into qkv [N, 3E]
             switch block.qkv {
             case .fused(let lin):
-                try applyLinear(lin, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, adapter: adapter, buffers: b, trace: trace)
+                try applyLinear(lin, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
             case .separate(let q, let k, let v):
-                try applyLinear(q, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, adapter: adapter, buffers: b, trace: trace)
-                try applyLinear(k, x: b.ln1, ldx: E, m: N, y: b.qkv + E, ldy: 3 * E, adapter: adapter, buffers: b, trace: trace)
-                try applyLinear(v, x: b.ln1, ldx: E, m: N, y: b.qkv + 2 * E, ldy: 3 * E, adapter: adapter, buffers: b, trace: trace)
+                try applyLinear(q, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
+                try applyLinear(k, x: b.ln1, ldx: E, m: N, y: b.qkv + E, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
+                try applyLinear(v, x: b.ln1, ldx: E, m: N, y: b.qkv + 2 * E, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
             }
             if c.arch == .gptj { applyRotary(b.qkv, positions: positions, count: N) }
             storeKV(layer: l, qkv: b.qkv, rows: rows, T: T, caches: caches, start: start)
@@ -143,22 +170,22 @@ public final class Transformer: @unchecked Sendable {
                       segments: segs, keys: keys, buffers: b)
             switch c.arch {
             case .gpt2:
-                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b, trace: trace)
+                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 Kernels.add(x, b.tmp, count: N * E)
                 if let xMid = b.xMid { xMid.update(from: x, count: N * E) }
                 guard let ln2 = block.ln2, let ln2Out = b.ln2 else { throw .internalError("GPT-2 block without ln_2") }
                 layerNorm(x, ln2Out, rows: N, weights: ln2, mean: b.ln2Mean, rstd: b.ln2Rstd)
-                try applyLinear(block.fcIn, x: ln2Out, ldx: E, m: N, y: b.fc, ldy: I, adapter: adapter, buffers: b, trace: trace)
+                try applyLinear(block.fcIn, x: ln2Out, ldx: E, m: N, y: b.fc, ldy: I, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 activation(b.fc, b.act, count: N * I)
-                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b, trace: trace)
+                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 Kernels.add(x, b.tmp, count: N * E)
             case .gptj:
                 // Parallel residual: x + attn(ln_1 x) + mlp(ln_1 x).
-                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b, trace: trace)
+                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 Kernels.add(x, b.tmp, count: N * E)
-                try applyLinear(block.fcIn, x: b.ln1, ldx: E, m: N, y: b.fc, ldy: I, adapter: adapter, buffers: b, trace: trace)
+                try applyLinear(block.fcIn, x: b.ln1, ldx: E, m: N, y: b.fc, ldy: I, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 activation(b.fc, b.act, count: N * I)
-                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, adapter: adapter, buffers: b, trace: trace)
+                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 Kernels.add(x, b.tmp, count: N * E)
             }
         }
@@ -172,23 +199,40 @@ public final class Transformer: @unchecked Sendable {
 
     /// Logits [count, V] for `count` hidden rows (contiguous [count, E]), plus the adapter's update of `lm_head`
     /// when it has one (the policy; pass nil for the base model).
+    ///
+    /// `decoding`: the rows are sequences of a decoding batch (with `rowInvariantDecoding`, each row's logits then
+    /// do not depend on the other rows). `adapterGroups` (instead of `adapter`): per-row-range adapters, as in
+    /// `forward`.
     public func logits(hidden: UnsafePointer<Float>, count: Int, adapter: LoRAAdapter?,
+                       adapterGroups: [AdapterGroup]? = nil, decoding: Bool = false,
                        into out: UnsafeMutablePointer<Float>) throws(GFNError) {
         let c = config
-        switch weights.head {
-        case .tied:
-            weights.embedding.multiply(x: hidden, ldx: c.nEmbd, m: count, y: out, ldy: c.vocabSize, threads: threads,
-                                       packed: usesPackedWeights)
-        case .linear(let lin):
-            lin.apply(x: hidden, ldx: c.nEmbd, m: count, y: out, ldy: c.vocabSize, threads: threads,
-                      packed: usesPackedWeights)
-        }
-        guard let f = adapter?.headFactors, count > 0 else { return }
-        try checkHeadFactors(f)
-        let r = f.rank
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: count * r) { u in
-            guard let up = u.baseAddress else { return }
-            addHeadUpdate(f, x: hidden, count: count, u: up, out: out)
+        let lora = try LoRARouting(adapter: adapter, groups: adapterGroups, rows: count, T: 1, traced: false)
+        let rowInvariant = rowInvariantDecoding && decoding
+        try gate.run { () throws(GFNError) in
+            switch weights.head {
+            case .tied:
+                weights.embedding.multiply(x: hidden, ldx: c.nEmbd, m: count, y: out, ldy: c.vocabSize,
+                                           threads: threads, packed: usesPackedWeights, rowInvariant: rowInvariant)
+            case .linear(let lin):
+                lin.apply(x: hidden, ldx: c.nEmbd, m: count, y: out, ldy: c.vocabSize, threads: threads,
+                          packed: usesPackedWeights, rowInvariant: rowInvariant)
+            }
+            guard count > 0 else { return }
+            for group in lora.groups {
+                guard let f = group.adapter.headFactors else { continue }
+                try checkHeadFactors(f)
+                let r = f.rank, n = group.rows.count, r0 = group.rows.lowerBound
+                try withUnsafeTemporaryAllocation(of: Float.self, capacity: n * r) { (u) throws(GFNError) in
+                    guard let up = u.baseAddress else { return }
+                    if rowInvariant {
+                        try addLowRankRowInvariant(f, x: hidden + r0 * c.nEmbd, ldx: c.nEmbd, m: n, u: up,
+                                                   y: out + r0 * c.vocabSize, ldy: c.vocabSize)
+                    } else {
+                        addHeadUpdate(f, x: hidden + r0 * c.nEmbd, count: n, u: up, out: out + r0 * c.vocabSize)
+                    }
+                }
+            }
         }
     }
 
@@ -198,7 +242,22 @@ public final class Transformer: @unchecked Sendable {
         let E = config.nEmbd, V = config.vocabSize, r = f.rank
         BLAS.gemm(m: count, n: r, k: E, a: x, lda: E, b: f.a.pointer, ldb: E, transB: true, c: u, ldc: r)
         BLAS.gemm(m: count, n: V, k: r, a: u, lda: r, b: f.b.pointer, ldb: r, transB: true, c: out, ldc: V,
-                  alpha: f.scale, beta: 1)
+                  alpha: f.scale, beta: 1, threads: threads)
+    }
+
+    /// y[m, out] += scale · (x · Aᵀ) · Bᵀ with row-invariant products (u [m, r] is scratch): the LoRA branch of a
+    /// decoding step, each row's delta independent of the other rows.
+    func addLowRankRowInvariant(_ f: LoRAFactors, x: UnsafePointer<Float>, ldx: Int, m: Int,
+                                u: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                ldy: Int) throws(GFNError) {
+        let r = f.rank, nIn = f.inFeatures, nOut = f.outFeatures
+        BLAS.gemmRowInvariant(m: m, n: r, k: nIn, a: x, lda: ldx, b: f.a.pointer, ldb: nIn, transB: true,
+                              c: u, ldc: r, threads: 1)
+        let delta = try scratchPool.take(m * nOut)  // pooled: no allocation per step once warm
+        defer { scratchPool.give(delta) }
+        BLAS.gemmRowInvariant(m: m, n: nOut, k: r, a: u, lda: r, b: f.b.pointer, ldb: r, transB: true,
+                              c: delta.base, ldc: nOut, threads: threads)
+        for i in 0..<m { Kernels.axpy(y + i * ldy, f.scale, delta.base + i * nOut, count: nOut) }
     }
 
     func checkHeadFactors(_ f: LoRAFactors) throws(GFNError) {
@@ -251,27 +310,36 @@ public final class Transformer: @unchecked Sendable {
         }
     }
 
-    /// y[m, out] = x[m, in]·W + b (+ scale·(x·Aᵀ)·Bᵀ with a LoRA adapter on this module).
+    /// y[m, out] = x[m, in]·W + b (+ scale·(x·Aᵀ)·Bᵀ for each row group whose adapter has this module).
     func applyLinear(_ lin: Linear, x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>,
-                     ldy: Int, adapter: LoRAAdapter?, buffers: LayerBuffers, trace: ForwardTrace?) throws(GFNError) {
+                     ldy: Int, lora: LoRARouting, rowInvariant: Bool, buffers: LayerBuffers,
+                     trace: ForwardTrace?) throws(GFNError) {
         let nIn = lin.inFeatures, nOut = lin.outFeatures
-        lin.apply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, packed: usesPackedWeights)
-        guard let f = adapter?.factors(for: lin.name) else { return }
-        guard f.inFeatures == nIn, f.outFeatures == nOut else {
-            throw .state("LoRA factors for \(lin.name) have shape A \(f.a.shape), B \(f.b.shape); the module is \(nIn)→\(nOut)")
+        lin.apply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, packed: usesPackedWeights,
+                  rowInvariant: rowInvariant)
+        for group in lora.groups {
+            guard let f = group.adapter.factors(for: lin.name) else { continue }
+            guard f.inFeatures == nIn, f.outFeatures == nOut else {
+                throw .state("LoRA factors for \(lin.name) have shape A \(f.a.shape), B \(f.b.shape); the module is \(nIn)→\(nOut)")
+            }
+            let r = f.rank
+            let n0 = group.rows.lowerBound * lora.tokensPerRow, n = group.rows.count * lora.tokensPerRow
+            let t = buffers.loraOutput(lin.name) ?? buffers.loraScratch
+            if rowInvariant {
+                try addLowRankRowInvariant(f, x: x + n0 * ldx, ldx: ldx, m: n, u: t, y: y + n0 * ldy, ldy: ldy)
+                continue
+            }
+            var xa = x + n0 * ldx, lda = ldx
+            if let trace, let mask = buffers.loraMasks[lin.name], let scratch = trace.dropScratch {
+                // Training-mode LoRA dropout on the branch input (inverted: kept values scaled by 1/(1−p)).
+                trace.dropout(x: x, ldx: ldx, m: m, n: nIn, mask: mask, out: scratch)
+                xa = UnsafePointer(scratch); lda = nIn
+            }
+            // t[n, r] = x · Aᵀ, then y += scale · t · Bᵀ
+            BLAS.gemm(m: n, n: r, k: nIn, a: xa, lda: lda, b: f.a.pointer, ldb: nIn, transB: true, c: t, ldc: r)
+            BLAS.gemm(m: n, n: nOut, k: r, a: t, lda: r, b: f.b.pointer, ldb: r, transB: true, c: y + n0 * ldy,
+                      ldc: ldy, alpha: f.scale, beta: 1, threads: threads)
         }
-        let r = f.rank
-        let t = buffers.loraOutput(lin.name) ?? buffers.loraScratch
-        var xa = x, lda = ldx
-        if let trace, let mask = buffers.loraMasks[lin.name], let scratch = trace.dropScratch {
-            // Training-mode LoRA dropout on the branch input (inverted: kept values scaled by 1/(1−p)).
-            trace.dropout(x: x, ldx: ldx, m: m, n: nIn, mask: mask, out: scratch)
-            xa = UnsafePointer(scratch); lda = nIn
-        }
-        // t[m, r] = x · Aᵀ, then y += scale · t · Bᵀ
-        BLAS.gemm(m: m, n: r, k: nIn, a: xa, lda: lda, b: f.a.pointer, ldb: nIn, transB: true, c: t, ldc: r)
-        BLAS.gemm(m: m, n: nOut, k: r, a: t, lda: r, b: f.b.pointer, ldb: r, transB: true, c: y, ldc: ldy,
-                  alpha: f.scale, beta: 1)
     }
 
     /// GPT-J's interleaved rotary embedding on the first rotary_dim dimensions of every q and k head.
@@ -404,5 +472,49 @@ extension KVCache {
             out.append(KVSegment(cache: cache, count: n, padding: cache.padding))
         }
         return out
+    }
+}
+
+/// Rows of a batch that run under one adapter (inference; `Transformer.forward(adapterGroups:)`).
+public struct AdapterGroup: @unchecked Sendable {
+    public let adapter: LoRAAdapter
+    /// Rows (sequences) of the batch, a contiguous range.
+    public let rows: Range<Int>
+    public init(adapter: LoRAAdapter, rows: Range<Int>) {
+        self.adapter = adapter
+        self.rows = rows
+    }
+}
+
+/// Which adapter applies to which rows in one pass: one adapter for every row (training, a context call) or
+/// several groups (a batcher mixing requests).
+struct LoRARouting {
+    let groups: [AdapterGroup]
+    /// Tokens per row (T): group g covers flattened rows rows.lowerBound·T ..< rows.upperBound·T.
+    let tokensPerRow: Int
+    var maxRank: Int {
+        groups.map { g in
+            max(g.adapter.factors.values.map(\.rank).max() ?? 0, g.adapter.headFactors?.rank ?? 0)
+        }.max() ?? 0
+    }
+
+    init(adapter: LoRAAdapter?, groups: [AdapterGroup]?, rows: Int, T: Int, traced: Bool) throws(GFNError) {
+        tokensPerRow = T
+        if let groups {
+            guard adapter == nil else { throw .invalidArgument("pass either one adapter or adapter groups") }
+            guard !traced || groups.isEmpty else { throw .invalidArgument("adapter groups are for inference only") }
+            var covered = 0..<0
+            for g in groups.sorted(by: { $0.rows.lowerBound < $1.rows.lowerBound }) {
+                guard g.rows.lowerBound >= covered.upperBound, g.rows.upperBound <= rows else {
+                    throw .invalidArgument("adapter groups overlap or leave the batch's \(rows) rows")
+                }
+                covered = g.rows
+            }
+            self.groups = groups.filter { !$0.rows.isEmpty }
+        } else if let adapter {
+            self.groups = [AdapterGroup(adapter: adapter, rows: 0..<rows)]
+        } else {
+            self.groups = []
+        }
     }
 }

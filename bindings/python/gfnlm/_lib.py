@@ -51,7 +51,8 @@ lib = _load()
 
 
 class ModelParams(Structure):
-    _fields_ = [("size", c_uint32), ("n_threads", c_int32), ("tokenizer_path", c_char_p), ("weight_type", c_int32)]
+    _fields_ = [("size", c_uint32), ("n_threads", c_int32), ("tokenizer_path", c_char_p), ("weight_type", c_int32),
+                ("batch_invariant", c_int32), ("reserved", c_int32)]
 
 
 GFN_WEIGHTS_F32 = 0
