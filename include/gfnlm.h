@@ -456,6 +456,125 @@ gfn_status gfn_context_beam_search(gfn_context *ctx, const int32_t *prompt, int3
 gfn_status gfn_model_export_onnx(const gfn_model *model, const gfn_adapter *adapter, const char *path);
 
 /* ------------------------------------------------------------------------------------------------------------ */
+/* Serving: a batching scheduler for many concurrent requests on one model                                      */
+
+/* A scheduler with continuous batching. Requests (sampling, scoring, or samples from a trained GFlowNet policy)
+   may be submitted from any number of threads at once; one scheduler thread runs them on the model: each turn it
+   admits queued requests in arrival order while their samples fit in max_batch rows, prefills their prompts (at
+   most max_prefill_tokens prompt tokens per turn, so long prompts do not stall decoding for long), runs at most one
+   scoring request, then takes one decoding step for every active sample. Samples join and leave the batch at token
+   boundaries. Requests under different adapters share the batch: the base model's products are shared and each
+   row group adds its own low-rank delta.
+   With a batch-invariant model (gfn_model_params.batch_invariant, the default), a request's result is exactly what
+   gfn_context_sample / gfn_context_score return for the same arguments (same tokens; log-probabilities equal),
+   whatever else shares the batch. Every request finishes exactly once: with its result, its error, or
+   GFN_ERR_CANCELLED (cancelled, or the batcher was shut down without draining).
+   Thread safety: every gfn_batcher_* and gfn_request_* function may be called from any thread at once, except that
+   a request must not be used after gfn_request_free. */
+typedef struct gfn_batcher gfn_batcher;
+typedef struct gfn_request gfn_request;
+
+typedef struct gfn_batcher_params {
+    uint32_t size;                 /* sizeof(gfn_batcher_params) */
+    int32_t max_batch;             /* samples decoded together at most (a request's n_samples must fit); default 32 */
+    int32_t max_queue;             /* requests waiting for admission at most; default 256 */
+    int32_t max_prefill_tokens;    /* prompt tokens prefilled per scheduler turn at most; default 512 */
+} gfn_batcher_params;
+
+gfn_batcher_params gfn_batcher_default_params(void);
+
+/* Starts a batcher on `model` (params may be NULL: defaults). The batcher keeps the model alive.
+   Errors: GFN_ERR_INVALID_ARGUMENT (non-positive limits), GFN_ERR_OUT_OF_MEMORY, GFN_ERR_INTERNAL (no thread). */
+gfn_status gfn_batcher_new(const gfn_model *model, const gfn_batcher_params *params, gfn_batcher **out);
+
+/* Stops accepting requests and waits for the scheduler to stop. drain != 0: queued and running requests complete
+   first; drain == 0: they finish with GFN_ERR_CANCELLED at the next token boundary. Idempotent. Must not be
+   called from a request's callback. */
+gfn_status gfn_batcher_shutdown(gfn_batcher *batcher, int32_t drain);
+
+/* gfn_batcher_shutdown(batcher, 0), then releases the batcher. Requests stay valid handles (free them). */
+void gfn_batcher_free(gfn_batcher *batcher);
+
+/* Streaming: called on the scheduler thread for every token a sample gains (sample_index in 0..n_samples−1, the
+   token, its log q). Return 0 to go on, non-zero to cancel the request. Must return quickly (the whole batch waits)
+   and must not call gfn_batcher_shutdown / gfn_batcher_free. */
+typedef int32_t (*gfn_token_fn)(void *user_data, int32_t sample_index, int32_t token, float logprob);
+
+/* Called once when the request finishes (any outcome), on the thread that finished it (usually the scheduler's),
+   after its result can be read with gfn_request_samples / gfn_request_scores. Same restrictions as gfn_token_fn. */
+typedef void (*gfn_done_fn)(void *user_data, gfn_request *request);
+
+typedef struct gfn_request_options {
+    uint32_t size;                 /* sizeof(gfn_request_options) */
+    int32_t block;                 /* 0 (default): a full queue returns GFN_ERR_BUSY at once; 1: wait for room */
+    gfn_token_fn on_token;         /* may be NULL */
+    gfn_done_fn on_done;           /* may be NULL */
+    void *user_data;               /* passed to both callbacks */
+} gfn_request_options;
+
+gfn_request_options gfn_request_default_options(void);
+
+/* Submits n_samples samples of one prompt with `params` (as gfn_context_sample with one prompt; params->adapter
+   selects the adapter, NULL = base model; the adapter handle may be freed while the request runs). options may
+   be NULL (defaults). The inputs are checked here: a bad prompt or parameter fails the submission.
+   Errors: GFN_ERR_INVALID_ARGUMENT (also n_samples > max_batch), GFN_ERR_OUT_OF_RANGE, GFN_ERR_STATE (an adapter of
+   another model; the batcher is shut down), GFN_ERR_BUSY (the queue is full and options->block is 0). */
+gfn_status gfn_batcher_submit_sample(gfn_batcher *batcher, const int32_t *prompt, int32_t n_prompt, int32_t n_samples,
+                                     const gfn_sampling_params *params, const gfn_request_options *options,
+                                     gfn_request **out);
+
+/* Submits a scoring request (arguments as gfn_context_score). Errors as gfn_batcher_submit_sample. */
+gfn_status gfn_batcher_submit_score(gfn_batcher *batcher, const int32_t *const *contexts, const int32_t *context_lengths,
+                                    const int32_t *const *continuations, const int32_t *continuation_lengths,
+                                    int32_t n_pairs, const gfn_score_params *params, const gfn_request_options *options,
+                                    gfn_request **out);
+
+typedef struct gfn_gflownet gfn_gflownet;
+
+/* Amortized inference through the batcher: `count` trajectories Z ~ q(·|X) from a GFlowNet trainer's policy (its
+   adapter, termination token ⊤ as the stop token, min_length / max_length, vocabulary adjustment), sampled at
+   `temperature` with `seed`. Each sample's token_logprobs are log q per action (⊤ included when sampled) and its
+   logprob their sum, log q(Z | X), under the untempered policy — for importance weights and estimates of log Σ R.
+   The adapter is read while the request runs: do not train the trainer meanwhile. Errors as
+   gfn_batcher_submit_sample, and GFN_ERR_UNSUPPORTED for a trainer with the calculator tool. */
+gfn_status gfn_batcher_submit_policy(gfn_batcher *batcher, const gfn_gflownet *trainer, const int32_t *x, int32_t n_x,
+                                     int32_t count, float temperature, uint64_t seed, const gfn_request_options *options,
+                                     gfn_request **out);
+
+/* Waits up to timeout_ms milliseconds (−1: no limit, 0: poll) for the request to finish; *finished (may be NULL)
+   receives 1 when it has. Returns GFN_OK whether or not it finished. */
+gfn_status gfn_request_wait(gfn_request *request, int32_t timeout_ms, int32_t *finished);
+
+/* Asks for the request to stop; it finishes with GFN_ERR_CANCELLED at the next token boundary (at once while
+   queued). No effect on a finished request. */
+gfn_status gfn_request_cancel(gfn_request *request);
+
+/* The samples of a finished sampling or policy request (a new gfn_samples owned by the caller, as
+   gfn_context_sample returns). While the request runs: GFN_ERR_STATE. A request that failed or was cancelled
+   returns its error (GFN_ERR_CANCELLED, GFN_ERR_NUMERICAL, …) with its message. */
+gfn_status gfn_request_samples(const gfn_request *request, gfn_samples **out);
+
+/* The results of a finished scoring request, written as gfn_context_score writes them. Errors as
+   gfn_request_samples. */
+gfn_status gfn_request_scores(const gfn_request *request, double *totals, float *token_logprobs, float *stop_logprobs);
+
+/* Releases a request; a request still running is cancelled, and its callbacks are not called after this returns
+   (unless called from inside one of them). */
+void gfn_request_free(gfn_request *request);
+
+typedef struct gfn_batcher_stats {
+    uint32_t size;                 /* set by the caller */
+    int32_t queued;                /* requests waiting for admission */
+    int32_t active_requests;       /* sampling requests in the decoding batch */
+    int32_t active_rows;           /* samples in the decoding batch */
+    int64_t submitted, completed, failed, cancelled, rejected;   /* requests since the start */
+    int64_t tokens;                /* tokens generated */
+    int64_t decode_steps;          /* decoding passes */
+} gfn_batcher_stats;
+
+gfn_status gfn_batcher_stats_get(const gfn_batcher *batcher, gfn_batcher_stats *out);
+
+/* ------------------------------------------------------------------------------------------------------------ */
 /* Supervised fine-tuning: maximise log p(target | context), the context masked out.                            */
 
 typedef struct gfn_sft gfn_sft;
@@ -633,7 +752,7 @@ typedef struct gfn_step_stats {
    GFN_ERR_CANCELLED). Must not call into the same trainer. */
 typedef int32_t (*gfn_progress_fn)(void *user_data, const gfn_step_stats *stats);
 
-typedef struct gfn_gflownet gfn_gflownet;
+/* (gfn_gflownet is declared in the Serving section above.) */
 
 /* A GFlowNet trainer for `adapter` on `model` with `reward` over n_prompts prompts (copied). The trainer keeps
    the model, adapter and reward alive; use it from one thread at a time. */

@@ -122,6 +122,28 @@ public func gfnSamplingDefaultParams() -> gfn_sampling_params {
                                n_stop_tokens: 0, include_stop_token: 1, adjust: defaultAdjust(), adapter: nil)
 }
 
+/// The Swift form of a caller's gfn_sampling_params (NULL: the defaults), its size checked.
+func readSamplingParams(_ params: UnsafePointer<gfn_sampling_params>?) throws(GFNError) -> gfn_sampling_params {
+    guard let params else { return gfnSamplingDefaultParams() }
+    try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_sampling_params>.size,
+                        current: MemoryLayout<gfn_sampling_params>.size, "gfn_sampling_params")
+    return params.pointee
+}
+
+func samplingParams(_ c: gfn_sampling_params) throws(GFNError) -> SamplingParams {
+    var s = SamplingParams()
+    s.maxNewTokens = Int(c.max_new_tokens)
+    s.minNewTokens = Int(c.min_new_tokens)
+    s.temperature = c.temperature
+    s.topK = Int(c.top_k)
+    s.topP = c.top_p
+    s.seed = c.seed
+    s.stopTokens = try readIds(c.stop_tokens, c.n_stop_tokens, "stop_tokens")
+    s.includeStopToken = c.include_stop_token != 0
+    s.adjustment = try adjustment(c.adjust)
+    return s
+}
+
 @_cdecl("gfn_context_sample")
 public func gfnContextSample(_ ctx: OpaquePointer?, _ prompts: UnsafePointer<UnsafePointer<Int32>?>?,
                              _ promptLengths: UnsafePointer<Int32>?, _ nPrompts: Int32, _ nPerPrompt: Int32,
@@ -132,26 +154,12 @@ public func gfnContextSample(_ ctx: OpaquePointer?, _ prompts: UnsafePointer<Uns
         let o = try requirePointer(out, "out")
         guard nPrompts > 0 else { throw .invalidArgument("n_prompts must be positive (got \(nPrompts))") }
         guard nPerPrompt > 0 else { throw .invalidArgument("n_per_prompt must be positive (got \(nPerPrompt))") }
-        var c = gfnSamplingDefaultParams()
-        if let params {
-            try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_sampling_params>.size,
-                                current: MemoryLayout<gfn_sampling_params>.size, "gfn_sampling_params")
-            c = params.pointee
-        }
+        let c = try readSamplingParams(params)
         let pp = try requirePointer(prompts, "prompts")
         let lens = try requirePointer(promptLengths, "prompt_lengths")
         var list: [[Int32]] = []
         for i in 0..<Int(nPrompts) { list.append(try readIds(pp[i], lens[i], "prompts[\(i)]")) }
-        var s = SamplingParams()
-        s.maxNewTokens = Int(c.max_new_tokens)
-        s.minNewTokens = Int(c.min_new_tokens)
-        s.temperature = c.temperature
-        s.topK = Int(c.top_k)
-        s.topP = c.top_p
-        s.seed = c.seed
-        s.stopTokens = try readIds(c.stop_tokens, c.n_stop_tokens, "stop_tokens")
-        s.includeStopToken = c.include_stop_token != 0
-        s.adjustment = try adjustment(c.adjust)
+        let s = try samplingParams(c)
         let adapter = try adapterFor(c.adapter, model: h.context.model)
         try checkMemory(rows: Int(nPrompts) * Int(nPerPrompt), bytesPerRow: rowBytes(h.context.model.config, tokens: s.maxNewTokens),
                         "sampling \(nPrompts) prompts × \(nPerPrompt)")
@@ -211,6 +219,24 @@ public func gfnContextScore(_ ctx: OpaquePointer?, _ contexts: UnsafePointer<Uns
     capi { () throws(GFNError) in
         let h = try handles.lookup(ctx, as: ContextHandle.self, "ctx")
         guard nPairs > 0 else { throw .invalidArgument("n_pairs must be positive (got \(nPairs))") }
+        let request = try ScoreRequest(contexts, contextLengths, continuations, continuationLengths, nPairs, params,
+                                       model: h.context.model)
+        let tot = try requirePointer(totals, "totals")
+        let res = try h.context.score(request.pairs, params: request.params, adapter: request.adapter)
+        writeScores(res, totals: tot, tokenLogProbs: tokenLogProbs, stopLogProbs: stopLogProbs)
+    }
+}
+
+/// A scoring call's arguments read from C (pairs, parameters, adapter), checked.
+struct ScoreRequest {
+    let pairs: [(context: [Int32], continuation: [Int32])]
+    let params: ScoreParams
+    let adapter: LoRAAdapter?
+
+    init(_ contexts: UnsafePointer<UnsafePointer<Int32>?>?, _ contextLengths: UnsafePointer<Int32>?,
+         _ continuations: UnsafePointer<UnsafePointer<Int32>?>?, _ continuationLengths: UnsafePointer<Int32>?,
+         _ nPairs: Int32, _ params: UnsafePointer<gfn_score_params>?, model: Model) throws(GFNError) {
+        guard nPairs > 0 else { throw .invalidArgument("n_pairs must be positive (got \(nPairs))") }
         var c = gfnScoreDefaultParams()
         if let params {
             try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_score_params>.size,
@@ -220,21 +246,25 @@ public func gfnContextScore(_ ctx: OpaquePointer?, _ contexts: UnsafePointer<Uns
         let ctxs = try requirePointer(contexts, "contexts"), clens = try requirePointer(contextLengths, "context_lengths")
         let conts = try requirePointer(continuations, "continuations")
         let nlens = try requirePointer(continuationLengths, "continuation_lengths")
-        let tot = try requirePointer(totals, "totals")
         var pairs: [(context: [Int32], continuation: [Int32])] = []
         for i in 0..<Int(nPairs) {
             pairs.append((try readIds(ctxs[i], clens[i], "contexts[\(i)]"), try readIds(conts[i], nlens[i], "continuations[\(i)]")))
         }
-        let sp = ScoreParams(stopTokens: try readIds(c.stop_tokens, c.n_stop_tokens, "stop_tokens"),
-                             adjustment: try adjustment(c.adjust))
-        let adapter = try adapterFor(c.adapter, model: h.context.model)
-        let res = try h.context.score(pairs, params: sp, adapter: adapter)
-        var tOff = 0, sOff = 0
-        for (i, r) in res.enumerated() {
-            tot[i] = r.total
-            if let tokenLogProbs { for v in r.tokenLogProbs { tokenLogProbs[tOff] = v; tOff += 1 } }
-            if let stopLogProbs { for v in r.stopLogProbAny { stopLogProbs[sOff] = v; sOff += 1 } }
-        }
+        self.pairs = pairs
+        self.params = ScoreParams(stopTokens: try readIds(c.stop_tokens, c.n_stop_tokens, "stop_tokens"),
+                                  adjustment: try adjustment(c.adjust))
+        self.adapter = try adapterFor(c.adapter, model: model)
+    }
+}
+
+/// Writes scoring results into the caller's arrays (see gfn_context_score).
+func writeScores(_ res: [ScoreResult], totals: UnsafeMutablePointer<Double>, tokenLogProbs: UnsafeMutablePointer<Float>?,
+                 stopLogProbs: UnsafeMutablePointer<Float>?) {
+    var tOff = 0, sOff = 0
+    for (i, r) in res.enumerated() {
+        totals[i] = r.total
+        if let tokenLogProbs { for v in r.tokenLogProbs { tokenLogProbs[tOff] = v; tOff += 1 } }
+        if let stopLogProbs { for v in r.stopLogProbAny { stopLogProbs[sOff] = v; sOff += 1 } }
     }
 }
 

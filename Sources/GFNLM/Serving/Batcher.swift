@@ -232,14 +232,20 @@ public final class Batcher: @unchecked Sendable {
             }
             active.removeAll { $0.request.isFinished }
             for r in turn.admitted { admit(r) }
+            publishActivity()
             if let s = turn.scoring { runScoring(s) }
             if !active.isEmpty { decodeStep() }
-            monitor.withLock {
-                stats.activeRequests = active.count
-                stats.activeRows = active.reduce(0) { $0 + $1.liveRows }
-            }
+            publishActivity()
         }
         monitor.withLock { state = .stopped }
+    }
+
+    private func publishActivity() {
+        let requests = active.count, rows = active.reduce(0) { $0 + $1.liveRows }
+        monitor.withLock {
+            stats.activeRequests = requests
+            stats.activeRows = rows
+        }
     }
 
     private func finish(_ r: BatchRequest, _ outcome: Result<BatchOutcome, GFNError>) {
