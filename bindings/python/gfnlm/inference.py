@@ -3,20 +3,25 @@ from __future__ import annotations
 
 import ctypes
 import math
+import numbers
 import threading
 from ctypes import POINTER, c_double, c_float, c_int32, c_void_p
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import _lib
+from ._handle import Closeable
 
 
-@dataclass
+@dataclass(eq=False)
 class Sample:
-    """One generated continuation. `token_logprobs` are log q(token | prefix) under the untempered policy with its
-    soft penalties; `stop_logprobs[t][j]` is log q(stop_j | prefix before step t)."""
+    """One generated continuation. `token_logprobs` (float32 array, one per token) are log q(token | prefix) under
+    the untempered policy with its soft penalties; `stop_logprobs[t, j]` (float32 array [steps, stop tokens]) is
+    log q(stop_j | prefix before step t)."""
     tokens: list
-    token_logprobs: list
-    stop_logprobs: list
+    token_logprobs: np.ndarray
+    stop_logprobs: np.ndarray
     logprob: float
     finish_reason: str
     prompt_index: int = 0
@@ -30,16 +35,24 @@ class _Arrays:
     def __init__(self):
         self.keep = []
 
-    def ids(self, xs):
-        xs = [int(x) for x in xs]
+    def ids(self, xs, what: str = "token id"):
+        """Token ids (ints or numpy integers; a float, a string or an int outside int32 is refused)."""
+        xs = [_lib.checked_int(x, c_int32, what) for x in xs]
         arr = (c_int32 * max(1, len(xs)))(*xs)
         self.keep.append(arr)
         return arr, len(xs)
 
     def floats(self, xs):
-        arr = (c_float * max(1, len(xs)))(*[float(x) for x in xs])
+        arr = (c_float * max(1, len(xs)))(*[_real(x, "value") for x in xs])
         self.keep.append(arr)
         return arr
+
+
+def _real(v, what: str) -> float:
+    """A real number as float; strings (even "1.5") and other non-numbers are a TypeError."""
+    if isinstance(v, (str, bytes)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{what} must be a real number, got {type(v).__name__} {v!r}")
+    return float(v)
 
 
 def fill_adjustment(adj, keep: _Arrays, allowed=None, disallowed_penalty=None, bias=None):
@@ -66,10 +79,12 @@ def read_samples(handle, decode=None) -> list:
             info.size = ctypes.sizeof(_lib.SampleInfo)
             _lib.check(_lib.gfn_samples_get(handle, i, ctypes.byref(info)))
             toks = list(info.tokens[:info.n_tokens])
-            lps = list(info.token_logprobs[:info.n_tokens])
+            lps = np.array(info.token_logprobs[:info.n_tokens], dtype=np.float32)
             ns = info.n_stop_tokens
-            flat = list(info.stop_logprobs[:info.n_steps * ns]) if ns else []
-            stops = [flat[t * ns:(t + 1) * ns] for t in range(info.n_steps)] if ns else []
+            if ns:
+                stops = np.array(info.stop_logprobs[:info.n_steps * ns], dtype=np.float32).reshape(info.n_steps, ns)
+            else:
+                stops = np.empty((0, 0), dtype=np.float32)
             s = Sample(tokens=toks, token_logprobs=lps, stop_logprobs=stops, logprob=info.logprob,
                        finish_reason="stop" if info.finish_reason == 0 else "length",
                        prompt_index=info.prompt_index, score=info.score)
@@ -81,7 +96,7 @@ def read_samples(handle, decode=None) -> list:
         _lib.gfn_samples_free(handle)
 
 
-class Context:
+class Context(Closeable):
     """Per-thread inference state over a shared model (scratch memory, caches)."""
 
     def __init__(self, model):
@@ -90,7 +105,11 @@ class Context:
         _lib.check(_lib.gfn_context_new(model._handle(), ctypes.byref(h)))
         self._h = h
 
-    def close(self):
+    def __repr__(self) -> str:
+        return f"<gfnlm.inference.Context{' (closed)' if self.closed else ''}>"
+
+    def close(self) -> None:
+        """Frees the context. Idempotent."""
         if self._h:
             _lib.gfn_context_free(self._h)
         self._h = None

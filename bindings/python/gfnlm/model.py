@@ -1,20 +1,24 @@
 from __future__ import annotations
 
 import ctypes
+import os
 from ctypes import c_float, c_int32, c_void_p
 
 import numpy as np
 
 from . import _lib
+from ._handle import Closeable
 from .inference import _Arrays, context_for, fill_adjustment, read_samples
 from .tokenizer import Tokenizer
 
 
-class Model:
-    """A GPT-2 or GPT-J model loaded from an ONNX export. Immutable and shareable by threads."""
+class Model(Closeable):
+    """A GPT-2 or GPT-J model loaded from an ONNX export (Model.load). Immutable and shareable by threads; a
+    context manager (close() frees it)."""
 
-    def __init__(self, handle):
+    def __init__(self, handle, path=None):
         self._h = handle
+        self.path = path
         tok = c_void_p()
         _lib.check(_lib.gfn_model_tokenizer(self._h, ctypes.byref(tok)))
         self.tokenizer = Tokenizer(tok, owner=self) if tok.value else None
@@ -35,10 +39,20 @@ class Model:
         if tokenizer is not None:
             params.tokenizer_path = _lib.encode_path(tokenizer)
         h = c_void_p()
-        _lib.check(_lib.gfn_model_load(_lib.encode_path(path), ctypes.byref(params), ctypes.byref(h)))
-        return cls(h)
+        missing = next((p for p in (path, tokenizer) if p is not None and not os.path.exists(p)), path)
+        _lib.check(_lib.gfn_model_load(_lib.encode_path(path), ctypes.byref(params), ctypes.byref(h)), missing)
+        return cls(h, path)
 
-    def close(self):
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<gfnlm.Model (closed)>"
+        c = self.config
+        where = f" from {os.fspath(self.path)!r}" if self.path is not None else ""
+        return (f"<gfnlm.Model {c['arch']} n_layer={c['n_layer']} n_embd={c['n_embd']} vocab_size={c['vocab_size']}"
+                f"{where}>")
+
+    def close(self) -> None:
+        """Frees the model (its tokenizer too). Idempotent."""
         if self._h:
             if self.tokenizer is not None:
                 self.tokenizer._h = None
@@ -103,7 +117,7 @@ class Model:
                                                  out.ctypes.data_as(ctypes.POINTER(c_float)), out.size))
         return out[0] if single else out
 
-    def export_onnx(self, path, adapter=None):
+    def export_onnx(self, path, adapter=None) -> "str | os.PathLike":
         """Writes the model as an .onnx file onnxruntime runs, with the adapter's delta merged (None: as loaded)."""
         _lib.check(_lib.gfn_model_export_onnx(self._handle(), adapter._handle() if adapter is not None else None,
                                               _lib.encode_path(path)))
@@ -198,7 +212,8 @@ class Model:
     def score(self, context, continuation, per_token: bool = False, stop=None, allowed=None,
               disallowed_penalty=None, bias=None, adapter=None):
         """log p(continuation | context). With per_token=True returns (total, per-token log-probs, stop log-probs
-        after every prefix 0…n). Lists of contexts and continuations (same length) give lists."""
+        after every prefix 0…n), the last two as float32 numpy arrays. Lists of contexts and continuations (same
+        length) give lists."""
         many = isinstance(context, (list, tuple)) and len(context) > 0 and not isinstance(context[0], int)
         ctxs = [self._ids(c) for c in context] if many else [self._ids(context)]
         conts = [self._ids(c) for c in continuation] if many else [self._ids(continuation)]
@@ -233,7 +248,8 @@ class Model:
         for i in range(n):
             L = len(conts[i])
             if per_token:
-                results.append((totals[i], list(toks[t:t + L]), list(stopl[s:s + L + 1])))
+                results.append((totals[i], np.array(toks[t:t + L], dtype=np.float32),
+                                np.array(stopl[s:s + L + 1], dtype=np.float32)))
             else:
                 results.append(totals[i])
             t += L

@@ -5,9 +5,10 @@ import ctypes
 from ctypes import POINTER, c_int32, c_void_p
 
 from . import _lib
+from ._handle import Closeable
 
 
-class LoRA:
+class LoRA(Closeable):
     """A LoRA adapter for a model, with PEFT's semantics: targets by Hugging Face module name (GPT-2 c_attn, c_proj,
     c_fc, attn.c_proj, mlp.c_proj; GPT-J q_proj, k_proj, v_proj, out_proj, fc_in, fc_out; both lm_head, the output
     head, also when tied to the embedding; export_onnx cannot merge lm_head into a tied head), scale alpha/r (alpha/√r
@@ -33,8 +34,13 @@ class LoRA:
     def load(cls, model, directory) -> "LoRA":
         """Loads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors)."""
         h = c_void_p()
-        _lib.check(_lib.gfn_adapter_load(model._handle(), _lib.encode_path(directory), ctypes.byref(h)))
+        _lib.check(_lib.gfn_adapter_load(model._handle(), _lib.encode_path(directory), ctypes.byref(h)), directory)
         return cls(model, _handle=h)
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<gfnlm.LoRA (closed)>"
+        return f"<gfnlm.LoRA parameters={self.parameter_count}>"
 
     def save(self, directory) -> None:
         """Saves in PEFT's layout (loadable with peft.PeftModel.from_pretrained)."""
@@ -42,6 +48,7 @@ class LoRA:
 
     @property
     def parameter_count(self) -> int:
+        """Number of trainable parameters (A and B of every targeted module)."""
         n = ctypes.c_int64()
         _lib.check(_lib.gfn_adapter_parameter_count(self._handle(), ctypes.byref(n)))
         return n.value
@@ -51,7 +58,8 @@ class LoRA:
             raise _lib.GfnError(-1, "adapter is closed")
         return self._h
 
-    def close(self):
+    def close(self) -> None:
+        """Frees the adapter. Idempotent."""
         if self._h:
             _lib.gfn_adapter_free(self._h)
         self._h = None
@@ -92,7 +100,7 @@ def _sft_dict(s):
             "grad_norm": s.grad_norm, "learning_rate": s.learning_rate, "applied": bool(s.applied)}
 
 
-class SFTTrainer:
+class SFTTrainer(Closeable):
     """Supervised fine-tuning: maximise log p(target | context), context masked. With `adapter` None every weight of
     a private copy of the model trains (small models; `snapshot_model()` returns it as a Model)."""
 
@@ -120,9 +128,11 @@ class SFTTrainer:
         return self._call(_lib.gfn_sft_step, batch)
 
     def evaluate(self, batch) -> dict:
+        """The loss on [(context, target), ...] without a step."""
         return self._call(_lib.gfn_sft_evaluate, batch)
 
     def snapshot_model(self):
+        """The fully fine-tuned weights as a new Model (full-parameter training only)."""
         from .model import Model
         h = c_void_p()
         _lib.check(_lib.gfn_sft_snapshot_model(self._h, ctypes.byref(h)))
@@ -133,13 +143,21 @@ class SFTTrainer:
         _lib.check(_lib.gfn_sft_export_onnx(self._h, _lib.encode_path(path)))
         return path
 
-    def save(self, directory):
-        _lib.check(_lib.gfn_sft_save(self._h, _lib.encode_path(directory)))
+    def save(self, directory) -> None:
+        """Writes a checkpoint (weights or adapter, optimiser state, step) into `directory`."""
+        _lib.check(_lib.gfn_sft_save(self._h, _lib.encode_path(directory)), directory)
 
-    def load(self, directory):
-        _lib.check(_lib.gfn_sft_load(self._h, _lib.encode_path(directory)))
+    def load(self, directory) -> None:
+        """Restores a checkpoint written by save()."""
+        _lib.check(_lib.gfn_sft_load(self._h, _lib.encode_path(directory)), directory)
 
-    def close(self):
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<gfnlm.SFTTrainer (closed)>"
+        return f"<gfnlm.SFTTrainer {'LoRA' if self.adapter is not None else 'full-parameter'}>"
+
+    def close(self) -> None:
+        """Frees the trainer. Idempotent."""
         if self._h:
             _lib.gfn_sft_free(self._h)
         self._h = None
