@@ -64,6 +64,25 @@ if cmake -S "$TMP/cmake-project" -B "$TMP/cmake-build2" -DCMAKE_PREFIX_PATH="$PR
     fail "find_package(gfnlm 99.0) succeeded"
 fi
 
+echo "== pip install bindings/python: the bindings alone find the installed library through pkg-config"
+python3 -m venv "$TMP/venv"
+"$TMP/venv/bin/pip" install --quiet --disable-pip-version-check "$ROOT/bindings/python"
+rm -rf "$ROOT/bindings/python/build"
+(cd "$TMP" && env -u GFNLM_LIBRARY -u PYTHONPATH -u LD_LIBRARY_PATH "$TMP/venv/bin/python" -c '
+import os, sys, gfnlm
+assert gfnlm.library_path == sys.argv[1], gfnlm.library_path
+assert not os.path.exists(os.path.join(os.path.dirname(gfnlm.__file__), "libgfnlm.so"))
+m = gfnlm.Model.load(sys.argv[2], tokenizer=sys.argv[3])
+print("bindings alone:", gfnlm.__version__, gfnlm.library_path, m)' "$lib/libgfnlm.so.$abi" "$MODEL" "$TOKENIZER")
+# without pkg-config's help and with nothing installed where the loader looks, the error names every place tried
+if out="$(cd "$TMP" && env -u GFNLM_LIBRARY -u PYTHONPATH -u LD_LIBRARY_PATH PKG_CONFIG_PATH= \
+          "$TMP/venv/bin/python" -c 'import gfnlm' 2>&1)"; then
+    if ! ldconfig -p | grep "libgfnlm.so.$abi " >/dev/null; then fail "import gfnlm succeeded with no library to find"; fi
+else
+    grep "cannot load libgfnlm" <<< "$out" >/dev/null && grep "inside the package" <<< "$out" >/dev/null \
+        && grep "libgfnlm.so.$abi (installed" <<< "$out" >/dev/null || { echo "$out"; fail "the ImportError"; }
+fi
+
 echo "== make uninstall"
 make -s -C "$ROOT" uninstall PREFIX="$PREFIX" >/dev/null
 left="$(find "$PREFIX" -type f -o -type l)"

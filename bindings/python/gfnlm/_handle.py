@@ -9,6 +9,7 @@ class Closeable:
     _h = None
 
     def close(self) -> None:  # pragma: no cover - every subclass defines it
+        """Frees the handle."""
         raise NotImplementedError
 
     def __enter__(self):

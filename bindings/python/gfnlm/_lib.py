@@ -108,24 +108,31 @@ class GfnOverflowError(OutOfRangeError, OverflowError):
 _ERRORS = {-1: InvalidArgumentError, -2: GfnIOError, -3: FormatError, -4: UnsupportedError, -5: OutOfRangeError,
            -6: GfnMemoryError, -7: NumericalError, -8: CallbackError, -9: StateError, -10: InternalError,
            -11: CancelledError, -12: BufferTooSmallError}
+for _cls in set(_ERRORS.values()) | {GfnError, GfnFileNotFoundError, GfnOverflowError}:
+    _cls.__module__ = "gfnlm"  # tracebacks show gfnlm.InvalidArgumentError, where users import it from
 
 
 def _installed_candidates():
     """The installed library: by soname through the dynamic loader (LD_LIBRARY_PATH, ld.so.cache, the default
-    directories), what ctypes.util.find_library reports, then pkg-config's libdir for gfnlm."""
-    yield f"libgfnlm.so.{ABI_VERSION}"
+    directories), what ctypes.util.find_library reports, then pkg-config's libdir for gfnlm. Yields (path, where);
+    a None path is a note for the error message (a place that had nothing to offer)."""
+    yield f"libgfnlm.so.{ABI_VERSION}", "installed, through the dynamic loader"
     try:
         found = ctypes.util.find_library("gfnlm")
     except Exception:  # pragma: no cover - find_library shells out to ldconfig/gcc/ld
         found = None
     if found:
-        yield found
+        yield found, "installed, ctypes.util.find_library"
+    else:
+        yield None, "ctypes.util.find_library('gfnlm'): nothing found"
     try:
         r = subprocess.run(["pkg-config", "--variable=libdir", "gfnlm"], capture_output=True, text=True, timeout=10)
         if r.returncode == 0 and r.stdout.strip():
-            yield os.path.join(r.stdout.strip(), f"libgfnlm.so.{ABI_VERSION}")
-    except (OSError, subprocess.SubprocessError):
-        pass
+            yield os.path.join(r.stdout.strip(), f"libgfnlm.so.{ABI_VERSION}"), "installed, pkg-config's libdir"
+        else:
+            yield None, "pkg-config --variable=libdir gfnlm: no gfnlm.pc on PKG_CONFIG_PATH"
+    except (OSError, subprocess.SubprocessError) as e:
+        yield None, f"pkg-config: {e}"
 
 
 def _candidates():
@@ -137,8 +144,7 @@ def _candidates():
         return
     here = os.path.dirname(os.path.abspath(__file__))
     yield os.path.join(here, "libgfnlm.so"), "inside the package"
-    for c in _installed_candidates():
-        yield c, "installed"
+    yield from _installed_candidates()
     root = os.path.abspath(os.path.join(here, "..", "..", ".."))
     dev = os.path.join(root, "build", "libgfnlm.so")
     if os.path.exists(os.path.join(root, "include", "gfnlm.h")):  # a source checkout
@@ -148,6 +154,9 @@ def _candidates():
 def _load():
     errors, seen = [], set()
     for path, where in _candidates():
+        if path is None:
+            errors.append(where)
+            continue
         if path in seen:
             continue
         seen.add(path)
@@ -209,19 +218,6 @@ class Structure(ctypes.Structure):
         if t is not None:
             value = checked_int(value, t, name)
         super().__setattr__(name, value)
-
-
-def _checked_arg(ctype):
-    """An argtype that converts like `ctype` but refuses out-of-range ints."""
-    class Checked(ctype):
-        @classmethod
-        def from_param(cls, value):
-            return ctype(checked_int(value, ctype, "argument"))
-    Checked.__name__ = f"checked_{ctype.__name__}"
-    return Checked
-
-
-_CHECKED_ARGS = {t: _checked_arg(t) for t in _INT_RANGES}
 
 
 # --- structs -------------------------------------------------------------------------------------------------
@@ -329,10 +325,23 @@ PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, POINTER(StepStats))
 # --- functions -----------------------------------------------------------------------------------------------
 
 def _fn(name, restype, *argtypes):
+    """The library function `name` with its C signature. Integer arguments are checked first (ctypes would
+    truncate an out-of-range Python int silently)."""
     f = getattr(lib, name)
     f.restype = restype
-    f.argtypes = [_CHECKED_ARGS.get(t, t) for t in argtypes]
-    return f
+    f.argtypes = list(argtypes)
+    ints = [(i, t) for i, t in enumerate(argtypes) if t in _INT_RANGES]
+    if not ints:
+        return f
+
+    def call(*args):
+        for i, t in ints:
+            checked_int(args[i], t, f"{name}() argument {i + 1}:")
+        return f(*args)
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"{name}: the C function (argtypes {f.argtypes}) with integer arguments checked."
+    call.argtypes, call.restype, call.c_function = f.argtypes, restype, f
+    return call
 
 
 gfn_version = _fn("gfn_version", c_char_p)

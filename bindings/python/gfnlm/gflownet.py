@@ -4,11 +4,17 @@ from __future__ import annotations
 import ctypes
 import math
 from ctypes import POINTER, c_int32, c_void_p
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import _lib
 from ._handle import Closeable
 from .inference import Sample, _Arrays, fill_adjustment, read_samples
 from .rewards import Callback, Reward
+
+if TYPE_CHECKING:
+    from ._types import PathLike, StopTokens, TextOrIds, TokenIds
+    from .model import Model
+    from .training import LoRA
 
 _OBJECTIVES = {"subtb": 0, "tb": 1, "db": 2, "reinforce": 3}
 _LAYOUTS = {"forced_stop": 0, "next_sentence": 1}
@@ -54,14 +60,18 @@ class GFlowNetTrainer(Closeable):
     pack_weights (pack the fp32 weights once more for OpenBLAS's kernel: faster steps, about the weights' size in
     memory again, kept with the model)."""
 
-    def __init__(self, model, adapter, reward, prompts, objective: str = "subtb", subtb_lambda: float = 1.0,
-                 strict_mask: bool = False, termination=None, min_length: int = 0, max_length: int = 16,
-                 layout: str = "forced_stop", allowed=None, penalty=None, calculator=None, batch_size: int = 8,
+    def __init__(self, model: Model, adapter: LoRA, reward: Reward | Callable[[int, list], Sequence[float]],
+                 prompts: Sequence[TextOrIds | dict], objective: str = "subtb", subtb_lambda: float = 1.0,
+                 strict_mask: bool = False, termination: StopTokens | None = None, min_length: int = 0,
+                 max_length: int = 16, layout: str = "forced_stop", allowed: Sequence[int] | None = None,
+                 penalty: float | None = None, calculator: str | bool | None = None, batch_size: int = 8,
                  grad_accumulation: int = 1, average_accumulation: bool = False, lr: float = 1e-4,
                  warmup_steps: int = 20, total_steps: int = 0, cosine: bool = False, weight_decay: float = 0.01,
-                 betas=(0.9, 0.999), max_grad_norm=None, logz_lr: float = 1.0, logz_init: float = 0.0,
-                 reward_temperature=(1.0, 1.0, 1), p_on_policy: float = 0.25, p_replay: float = 0.25,
-                 temperature_range=(0.5, 2.0), buffer_capacity: int = 50, buffer_tolerance: float = 0.25,
+                 betas: tuple[float, float] = (0.9, 0.999), max_grad_norm: float | None = None,
+                 logz_lr: float = 1.0, logz_init: float = 0.0,
+                 reward_temperature: tuple[float, float, int] = (1.0, 1.0, 1), p_on_policy: float = 0.25,
+                 p_replay: float = 0.25, temperature_range: tuple[float, float] = (0.5, 2.0),
+                 buffer_capacity: int = 50, buffer_tolerance: float = 0.25,
                  buffer_prioritized: bool = True, lora_dropout: bool = False, seed: int = 0,
                  pack_weights: bool = True):
         self._h = None
@@ -151,7 +161,7 @@ class GFlowNetTrainer(Closeable):
         self._check(_lib.gfn_gflownet_step(self._h, ctypes.byref(s)))
         return _stats(s)
 
-    def train(self, steps: int, progress=None) -> dict:
+    def train(self, steps: int, progress: Callable[[dict], object] | bool | None = None) -> dict:
         """Runs `steps` steps and returns the last one's statistics. `progress`: a function progress(stats) called
         after each step (return False to stop), or True for a tqdm progress bar (when tqdm is installed;
         otherwise nothing is shown). An exception from the reward or from `progress` (Ctrl-C's KeyboardInterrupt
@@ -179,7 +189,7 @@ class GFlowNetTrainer(Closeable):
                 bar.close()
         return last
 
-    def sample(self, prompt, n: int = 1, temperature: float = 1.0, seed: int = 0) -> list:
+    def sample(self, prompt: TextOrIds, n: int = 1, temperature: float = 1.0, seed: int = 0) -> list:
         """Amortized inference: n trajectories Z ~ q(·|X). Sample.tokens is the state after X (tool output
         included), Sample.text its decoding; finish_reason "stop" when ⊤ was sampled."""
         keep = _Arrays()
@@ -188,7 +198,7 @@ class GFlowNetTrainer(Closeable):
         self._check(_lib.gfn_gflownet_sample(self._h, a, k, n, temperature, seed & 0xFFFFFFFFFFFFFFFF, ctypes.byref(out)))
         return read_samples(out, self.model._decode())
 
-    def seed_buffer(self, prompt_index: int, demonstrations) -> None:
+    def seed_buffer(self, prompt_index: int, demonstrations: Sequence[TextOrIds]) -> None:
         """Adds demonstrations (action sequences as ids or strings) for a prompt to the replay buffer."""
         keep = _Arrays()
         seqs = [self.model._ids(d) for d in demonstrations]
@@ -199,7 +209,7 @@ class GFlowNetTrainer(Closeable):
             ptrs[i], lens[i] = ctypes.cast(a, POINTER(c_int32)), k
         self._check(_lib.gfn_gflownet_seed_buffer(self._h, prompt_index, ptrs, lens, len(seqs)))
 
-    def exact(self, vocabulary, prompt_index: int = 0) -> dict:
+    def exact(self, vocabulary: TokenIds, prompt_index: int = 0) -> dict:
         """Exact comparison of q with the target over every sequence of ≤ max_length actions from `vocabulary`."""
         keep = _Arrays()
         a, k = keep.ids(vocabulary)
@@ -208,11 +218,11 @@ class GFlowNetTrainer(Closeable):
         self._check(_lib.gfn_gflownet_exact(self._h, prompt_index, a, k, ctypes.byref(r)))
         return {k: getattr(r, k) for k, _ in _lib.ExactResult._fields_ if k != "size"}
 
-    def save(self, directory) -> None:
+    def save(self, directory: PathLike) -> None:
         """Writes a checkpoint (adapter, optimiser, log Z, replay buffer, step) into `directory`."""
         _lib.check(_lib.gfn_gflownet_save(self._h, _lib.encode_path(directory)), directory)
 
-    def load(self, directory) -> None:
+    def load(self, directory: PathLike) -> None:
         """Restores a checkpoint written by save()."""
         _lib.check(_lib.gfn_gflownet_load(self._h, _lib.encode_path(directory)), directory)
 

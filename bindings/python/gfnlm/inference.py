@@ -7,11 +7,15 @@ import numbers
 import threading
 from ctypes import POINTER, c_double, c_float, c_int32, c_void_p
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
 from . import _lib
 from ._handle import Closeable
+
+if TYPE_CHECKING:
+    from .model import Model
 
 
 @dataclass(eq=False)
@@ -55,7 +59,9 @@ def _real(v, what: str) -> float:
     return float(v)
 
 
-def fill_adjustment(adj, keep: _Arrays, allowed=None, disallowed_penalty=None, bias=None):
+def fill_adjustment(adj: _lib.LogitAdjustment, keep: _Arrays, allowed: Sequence[int] | None = None,
+                    disallowed_penalty: float | None = None, bias: Mapping[int, float] | None = None) -> None:
+    """Fills a gfn_logit_adjustment: the allowed vocabulary, the penalty of the others, per-token logit bias."""
     if allowed is not None:
         arr, n = keep.ids(sorted(set(int(a) for a in allowed)))
         adj.allowed_tokens = ctypes.cast(arr, POINTER(c_int32))
@@ -69,7 +75,8 @@ def fill_adjustment(adj, keep: _Arrays, allowed=None, disallowed_penalty=None, b
         adj.n_bias = n
 
 
-def read_samples(handle, decode=None) -> list:
+def read_samples(handle: c_void_p, decode: Callable[[list], str] | None = None) -> list[Sample]:
+    """The samples of a gfn_samples handle as Sample objects (text decoded with `decode`); frees the handle."""
     n = c_int32()
     try:
         _lib.check(_lib.gfn_samples_count(handle, ctypes.byref(n)))
@@ -99,7 +106,7 @@ def read_samples(handle, decode=None) -> list:
 class Context(Closeable):
     """Per-thread inference state over a shared model (scratch memory, caches)."""
 
-    def __init__(self, model):
+    def __init__(self, model: Model):
         self.model = model
         h = c_void_p()
         _lib.check(_lib.gfn_context_new(model._handle(), ctypes.byref(h)))
@@ -124,7 +131,7 @@ class Context(Closeable):
 _local = threading.local()
 
 
-def context_for(model) -> Context:
+def context_for(model: Model) -> Context:
     """One context per (thread, model)."""
     cache = getattr(_local, "contexts", None)
     if cache is None:

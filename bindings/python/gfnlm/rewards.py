@@ -4,6 +4,7 @@ from __future__ import annotations
 import ctypes
 import math
 from ctypes import POINTER, c_double, c_int32, c_void_p
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -11,13 +12,17 @@ from . import _lib
 from ._handle import Closeable
 from .inference import _Arrays, _real, fill_adjustment
 
+if TYPE_CHECKING:
+    from ._types import StopTokens, TextOrIds, TokenIds
+    from .model import Model
+
 
 class Reward(Closeable):
     """A reward over the states of a trajectory: log R(s ⊤) for every prefix state s. Built by one of the
     subclasses (LMLikelihood, NextSentence, RandomInteger, Callback); a plain Python function passed to
     GFlowNetTrainer as reward is wrapped in a Callback."""
 
-    def __init__(self, handle, keep=None):
+    def __init__(self, handle: c_void_p, keep: object = None):
         self._h = handle
         self._keep = keep
 
@@ -29,7 +34,7 @@ class Reward(Closeable):
             raise _lib.GfnError(-1, "reward is closed")
         return self._h
 
-    def __call__(self, x, actions, y=None) -> np.ndarray:
+    def __call__(self, x: TokenIds, actions: TokenIds, y: TokenIds | None = None) -> np.ndarray:
         """Untempered log R of every prefix state of one action sequence: a float64 array of len(actions) + 1."""
         keep = _Arrays()
         xa, nx = keep.ids(x)
@@ -64,7 +69,8 @@ class LMLikelihood(Reward):
     """log p_LM(Z Y | [demos] C) with the adapter off (C: the prompt's reward context, or X). `allowed` +
     `penalty` add the vocabulary penalty at Z positions only (e.g. −99); states shorter than `min_length` get −99."""
 
-    def __init__(self, model, demos=None, allowed=None, penalty=None, min_length: int = 0):
+    def __init__(self, model: Model, demos: TextOrIds | None = None, allowed: Sequence[int] | None = None,
+                 penalty: float | None = None, min_length: int = 0):
         keep = _Arrays()
         d, nd = keep.ids(model._ids(demos) if demos else [])
         adj = _adjust(keep, allowed, penalty, None)
@@ -78,7 +84,8 @@ class NextSentence(Reward):
     """log p_LM(z_1..t ⊤ | X) for every prefix (the next-sentence reward; ⊤ e.g. "."). `allowed` + `penalty`:
     the reward's own vocabulary penalty (the reference: −50)."""
 
-    def __init__(self, model, termination, allowed=None, penalty=None, min_length: int = 0):
+    def __init__(self, model: Model, termination: StopTokens, allowed: Sequence[int] | None = None,
+                 penalty: float | None = None, min_length: int = 0):
         keep = _Arrays()
         term = model._stop_ids(termination)[0]
         adj = _adjust(keep, allowed, penalty, None)
@@ -91,7 +98,7 @@ class NextSentence(Reward):
 class RandomInteger(Reward):
     """The paper's random-integer reward (§2): the single-token numbers 0–99 written without a leading space."""
 
-    def __init__(self, model, termination=None, upto: int = 99):
+    def __init__(self, model: Model, termination: StopTokens | None = None, upto: int = 99):
         tok = model.tokenizer
         if tok is None:
             raise _lib.GfnError(-1, "RandomInteger needs the model's tokenizer")
@@ -116,7 +123,7 @@ class Callback(Reward):
     An exception (KeyboardInterrupt included) or a NaN fails the training step, which then changes nothing, and the
     trainer re-raises the exception itself."""
 
-    def __init__(self, fn, terminal_only: bool = False):
+    def __init__(self, fn: Callable[[int, list], Sequence[float]], terminal_only: bool = False):
         if not callable(fn):
             raise TypeError(f"Callback needs a function fn(prompt_index, states) -> log R per state, got "
                             f"{type(fn).__name__}")

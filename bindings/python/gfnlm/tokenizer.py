@@ -2,21 +2,25 @@ from __future__ import annotations
 
 import ctypes
 from ctypes import c_int32, c_size_t, c_void_p
+from typing import TYPE_CHECKING
 
 from . import _lib
 from ._handle import Closeable
+
+if TYPE_CHECKING:
+    from ._types import PathLike, TokenIds
 
 
 class Tokenizer(Closeable):
     """GPT-2 byte-level BPE tokenizer (also GPT-J's). Thread-safe; a context manager. A model's own tokenizer
     (Model.tokenizer) belongs to the model: closing it only detaches this wrapper."""
 
-    def __init__(self, handle, owner=None):
+    def __init__(self, handle: c_void_p, owner: object | None = None):
         self._h = handle
         self._owner = owner  # a Model that owns a borrowed tokenizer
 
     @classmethod
-    def load(cls, path) -> "Tokenizer":
+    def load(cls, path: PathLike) -> "Tokenizer":
         """Loads from a directory (tokenizer.json, or vocab.json + merges.txt) or a file."""
         h = c_void_p()
         _lib.check(_lib.gfn_tokenizer_load(_lib.encode_path(path), ctypes.byref(h)), path)
@@ -60,7 +64,7 @@ class Tokenizer(Closeable):
             _lib.check(st)
             return list(buf[:n.value])
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: TokenIds) -> str:
         """The text of token ids (ints or numpy integers)."""
         ids = [_lib.checked_int(i, what="token id") for i in ids]
         arr = (c_int32 * max(1, len(ids)))(*ids)
