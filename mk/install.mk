@@ -75,3 +75,10 @@ install-test: $(LIB) wheel
 	tests/install/test_needed.sh $(LIB)
 	tests/install/test_install.sh
 	tests/install/test_wheel.sh $(WHEEL)
+
+## The clean-machine check (not part of `make test`: a few minutes the first time, for debootstrap; then about a
+## minute): a Debian 12 root with only libopenblas0 and python3 from apt runs the installed C example and the
+## wheel's Python example. The base root is cached in .build-deps/debian12-base.tar. Needs root.
+.PHONY: check-clean-install
+check-clean-install: $(LIB) wheel
+	tools/check-clean-install.sh $(WHEEL)
