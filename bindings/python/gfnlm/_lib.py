@@ -174,8 +174,11 @@ def _load():
             errors.append(f"{path} ({where}): ABI {abi()}, these bindings need ABI {ABI_VERSION}")
             continue
         return handle, path
+    hint = ""
+    if any("libopenblas" in e for e in errors):
+        hint = "\nlibgfnlm needs OpenBLAS from the system: apt-get install libopenblas0"
     raise ImportError("cannot load libgfnlm (set GFNLM_LIBRARY to its path, install it with `make install`, or "
-                      "install the wheel from `make wheel`); tried:\n  " + "\n  ".join(errors))
+                      "install the wheel from `make wheel`); tried:\n  " + "\n  ".join(errors) + hint)
 
 
 lib, library_path = _load()
