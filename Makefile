@@ -4,7 +4,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := all
 
 ROOT := $(CURDIR)
-DEB_PACKAGES := libopenblas-dev libonnx-dev libprotobuf-dev pkg-config
+# dpkg-dev: `apt-get source` of protobuf for the static, position-independent protobuf-lite (mk/protobuf.mk);
+# cmake: the install test's find_package(gfnlm) consumer
+DEB_PACKAGES := libopenblas-dev libprotobuf-dev pkg-config dpkg-dev cmake
 BUILD := $(ROOT)/build
 LIB := $(BUILD)/libgfnlm.so
 VENV := $(ROOT)/.venv
@@ -12,11 +14,19 @@ PY := $(VENV)/bin/python
 SWIFT ?= swift
 JOBS ?= 2
 SWIFT_SOURCES := $(shell find Sources include -type f) Package.swift
+# Versions come from the public header, the one place they are written: GFN_VERSION_* name the release,
+# GFN_ABI_VERSION the soname (libgfnlm.so.<ABI>, bumped when the C ABI breaks).
+header_number = $(shell sed -n 's/^.define $(1) \([0-9][0-9]*\).*/\1/p' $(ROOT)/include/gfnlm.h)
+GFN_VERSION := $(call header_number,GFN_VERSION_MAJOR).$(call header_number,GFN_VERSION_MINOR).$(call header_number,GFN_VERSION_PATCH)
+GFN_ABI := $(call header_number,GFN_ABI_VERSION)
+SONAME := libgfnlm.so.$(GFN_ABI)
 # Release artifact: Swift runtime linked in statically (loads where no Swift toolchain is installed), a soname,
 # and only gfn_* symbols exported.
 RELEASE_FLAGS := -c release --product gfnlm --scratch-path $(ROOT)/.build-release -j $(JOBS) \
 	-Xswiftc -static-stdlib -Xswiftc -no-toolchain-stdlib-rpath \
-	-Xlinker --version-script=$(ROOT)/include/gfnlm.map
+	-Xlinker --version-script=$(ROOT)/include/gfnlm.map -Xlinker -soname=$(SONAME)
+
+include mk/protobuf.mk
 
 .PHONY: all deps lib demo test swift-test c-test py-test examples-test clean venv bench
 
@@ -40,11 +50,14 @@ deps:
 
 lib: $(LIB)
 
-$(LIB): $(SWIFT_SOURCES) | deps
-	$(SWIFT) build $(RELEASE_FLAGS)
+# protobuf-lite linked in statically (PROTOBUF_ARCHIVE, mk/protobuf.mk). build/libgfnlm.so.<ABI> (the soname, what
+# programs linked with -lgfnlm load) points at build/libgfnlm.so.
+$(LIB): $(SWIFT_SOURCES) $(PROTOBUF_ARCHIVE) | deps
+	GFNLM_PROTOBUF_LITE_ARCHIVE=$(PROTOBUF_ARCHIVE) $(SWIFT) build $(RELEASE_FLAGS)
 	@mkdir -p $(BUILD)
 	cp $(ROOT)/.build-release/release/libgfnlm.so $(LIB)
-	@echo "built $(LIB)"
+	ln -sf libgfnlm.so $(BUILD)/$(SONAME)
+	@echo "built $(LIB) (version $(GFN_VERSION), soname $(SONAME))"
 
 ## Python environment for the bindings' tests and the examples (numpy, pytest; see bindings/python/requirements-test.txt)
 venv: $(VENV)/.ok
@@ -57,7 +70,7 @@ $(VENV)/.ok: bindings/python/requirements-test.txt
 demo: lib venv
 	GFNLM_LIBRARY=$(LIB) PYTHONPATH=$(ROOT)/bindings/python $(PY) examples/python/random_numbers.py --plot $(BUILD)/random_numbers.png
 
-test: deps lib venv swift-test c-test fuzz-smoke py-test examples-test
+test: deps lib venv swift-test c-test fuzz-smoke py-test examples-test install-test
 	@echo "all tests passed"
 
 swift-test: | deps
@@ -107,6 +120,11 @@ bench: lib
 	python3 benchmarks/run.py
 
 include mk/reliability.mk
+include mk/install.mk
 
 clean:
 	rm -rf $(BUILD) .build .build-release .build-asan .build-ubsan .build-tsan
+
+## also the protobuf source and archive (rebuilt by the next `make lib`, a few minutes)
+distclean: clean
+	rm -rf .build-deps

@@ -7,14 +7,15 @@
 #                             debug build's objects (`swift build --build-tests` must have run); about 30 seconds
 #
 # Both compile fuzz/harness/FuzzTargets.swift against the GFNLM module with `@testable import` (its internal
-# readers are fuzzed directly). The C++ ONNX shim is instrumented; libprotobuf/libonnx_proto are the system ones.
+# readers are fuzzed directly). The C++ ONNX shim is instrumented; ONNX's generated message classes
+# (Sources/CONNX/onnx) are compiled uninstrumented; libprotobuf-lite is the system one.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 MODE="${1:-libfuzzer}"
 SWIFT_BIN="${SWIFT_BIN:-/opt/swift/usr/bin}"
 OUT="$ROOT/build/fuzz"
 mkdir -p "$OUT"
-LIBS=(-lonnx_proto -lprotobuf -lopenblas -lstdc++ -lm)
+LIBS=(-lprotobuf-lite -lopenblas -lstdc++ -lm)
 TARGETS=(json tokenizer_files tokenize safetensors onnx peft checkpoint replay)
 
 modulemaps() {  # $1: folder for CONNX/CKernels module maps pointing at the sources
@@ -29,8 +30,10 @@ libfuzzer)
     mkdir -p "$OBJ"
     modulemaps "$OBJ/maps"
     SAN=(-fsanitize=address,fuzzer-no-link)
-    "$SWIFT_BIN/clang++" -O1 -g "${SAN[@]}" -fPIC -std=c++17 -DONNX_ML=1 -DONNX_NAMESPACE=onnx \
+    "$SWIFT_BIN/clang++" -O1 -g "${SAN[@]}" -fPIC -std=c++17 -I"$ROOT/Sources/CONNX" \
         -I"$ROOT/Sources/CONNX/include" -c "$ROOT/Sources/CONNX/connx.cpp" -o "$OBJ/connx.o"
+    "$SWIFT_BIN/clang++" -O1 -fPIC -std=c++17 -I"$ROOT/Sources/CONNX" \
+        -c "$ROOT/Sources/CONNX/onnx/onnx.pb.cc" -o "$OBJ/onnx.pb.o"
     "$SWIFT_BIN/clang" -O2 -g -march=x86-64-v3 "${SAN[@]}" -I"$ROOT/Sources/CKernels/include" \
         -c "$ROOT/Sources/CKernels/ckernels.c" -o "$OBJ/ckernels.o"
     mapfile -t SOURCES < <(find "$ROOT/Sources/GFNLM" -name '*.swift' | sort)
@@ -42,7 +45,7 @@ libfuzzer)
     "$SWIFT_BIN/swiftc" -O -g -sanitize=address -sanitize=fuzzer -parse-as-library -module-name GFNLMFuzz \
         -Xcc -march=x86-64-v3 -I "$OBJ" -I "$OBJ/maps/CONNX" -I "$OBJ/maps/CKernels" -I "$ROOT/Sources/COpenBLAS" \
         "$ROOT/fuzz/harness/FuzzTargets.swift" "$ROOT/fuzz/harness/FuzzSeeds.swift" "$ROOT/fuzz/harness/LibFuzzerMain.swift" \
-        "$OBJ/GFNLM.o" "$OBJ/connx.o" "$OBJ/ckernels.o" "${LIBS[@]}" -use-ld=lld -o "$OUT/gfnlm_fuzz"
+        "$OBJ/GFNLM.o" "$OBJ/connx.o" "$OBJ/onnx.pb.o" "$OBJ/ckernels.o" "${LIBS[@]}" -use-ld=lld -o "$OUT/gfnlm_fuzz"
     for t in "${TARGETS[@]}"; do ln -sf gfnlm_fuzz "$OUT/fuzz_$t"; done
     echo "built $OUT/gfnlm_fuzz (targets: ${TARGETS[*]})"
     ;;

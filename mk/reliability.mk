@@ -122,6 +122,7 @@ valgrind-deps:
 $(SAN_DIR)/valgrind/libgfnlm.so: $(LIB)
 	@mkdir -p $(SAN_DIR)/valgrind
 	objcopy --strip-debug $(LIB) $@
+	ln -sf libgfnlm.so $(SAN_DIR)/valgrind/$(SONAME)
 
 valgrind: valgrind-deps $(SAN_DIR)/valgrind/libgfnlm.so $(patsubst %,$(BUILD)/tests/%,$(SAN_TESTS))
 	@set -e; for t in $(SAN_TESTS); do echo "== valgrind $$t"; \

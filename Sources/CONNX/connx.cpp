@@ -1,10 +1,10 @@
-// C shim over libonnx's generated protobuf classes. See include/connx.h for the contract.
+// C shim over ONNX's protobuf classes. See include/connx.h for the contract.
 #include "connx.h"
 
-#ifndef ONNX_ML
-#define ONNX_ML 1
-#endif
-#include <onnx/onnx_pb.h>
+// ONNX's message classes, generated for the protobuf-lite runtime from Debian's onnx.proto and compiled into this
+// library (`make onnx-proto` regenerates them): no libonnx_proto at run time, and the lite runtime is all the shim
+// needs (parse, field access, serialize).
+#include "onnx/onnx.pb.h"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>

@@ -27,7 +27,7 @@ def main():
                                max_new_tokens=12):
         print(f"diverse beam: {prompt}{h.text}")
     total, per_token, stop = model.score(prompt, " great fun.", per_token=True, stop=[model.tokenizer.eos_id])
-    print(f"log p(' great fun.' | prompt) = {total:.3f}; per token {[round(x, 2) for x in per_token]}")
+    print(f"log p(' great fun.' | prompt) = {total:.3f}; per token {[round(float(x), 2) for x in per_token]}")
     print(f"ok samples={3} beams={2}")
     return 0
 

@@ -1,9 +1,9 @@
 #ifndef GFNLM_CONNX_H
 #define GFNLM_CONNX_H
 /*
- * Pure-C view of an ONNX ModelProto parsed with libonnx's generated protobuf classes (libonnx_proto +
- * libprotobuf). No model knowledge lives here: the shim parses the file, hands out plain structs, and (for the
- * merged-weights export) edits tensor data / node inputs and serializes the model back to a file.
+ * Pure-C view of an ONNX ModelProto parsed with ONNX's protobuf classes (generated for protobuf-lite and compiled
+ * into this target: Sources/CONNX/onnx). No model knowledge lives here: the shim parses the file, hands out plain
+ * structs, and (for the merged-weights export) edits tensor data / node inputs and serializes the model back to a file.
  *
  * Lifetime: every pointer handed out (strings, dims, raw_data, typed data) points into the parsed proto, or for
  * the raw_data of large initializers into a private mapping of the file (zero-copy parsing: the data is never

@@ -3,49 +3,225 @@ into GfnError. The Pythonic classes live in the other modules of this package.""
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
+import errno
+import operator
 import os
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_float, c_int32, c_size_t,
+import subprocess
+from ctypes import (CFUNCTYPE, POINTER, c_char, c_char_p, c_double, c_float, c_int32, c_int64, c_size_t,
                     c_uint32, c_uint64, c_void_p)
 
 ABI_VERSION = 1
 
 
 class GfnError(RuntimeError):
-    """Raised for every failure reported by libgfnlm; carries the status code and the library's message."""
+    """The base of every error gfnlm raises; carries the status code (`status`, a GFN_ERR_* value), its name
+    (`name`, e.g. "GFN_ERR_IO") and the library's message (`message`).
 
-    def __init__(self, status: int, message: str):
+    Constructing GfnError(status, message) gives the subclass for that status, each also the standard exception
+    Python code expects: InvalidArgumentError and OutOfRangeError are ValueErrors, GfnIOError an OSError
+    (GfnFileNotFoundError a FileNotFoundError), GfnMemoryError a MemoryError, UnsupportedError a
+    NotImplementedError, NumericalError an ArithmeticError. GfnError itself stays a RuntimeError."""
+
+    def __new__(cls, status: int = -10, message: str = "", filename=None):
+        if cls is GfnError:
+            cls = _ERRORS.get(status, GfnError)
+        base = OSError if issubclass(cls, OSError) else RuntimeError
+        return base.__new__(cls, status, message)
+
+    def __init__(self, status: int = -10, message: str = "", filename=None):
         self.status = status
         self.name = _status_name(status)
-        super().__init__(f"{message} [{self.name}]" if message else self.name)
+        self.message = message
+        text = f"{message} [{self.name}]" if message else self.name
+        RuntimeError.__init__(self, text)
+        if isinstance(self, OSError):
+            self.errno = errno.ENOENT if isinstance(self, FileNotFoundError) else errno.EIO
+            self.strerror = text
+            self.filename = None if filename is None else os.fspath(filename)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    def __reduce__(self):
+        return type(self), (self.status, self.message, getattr(self, "filename", None))
+
+
+class InvalidArgumentError(GfnError, ValueError):
+    """GFN_ERR_INVALID_ARGUMENT: a bad argument (also raised by the bindings' own checks)."""
+
+
+class GfnIOError(GfnError, OSError):
+    """GFN_ERR_IO: a file or directory could not be opened, read or written."""
+
+
+class GfnFileNotFoundError(GfnIOError, FileNotFoundError):
+    """GFN_ERR_IO for a path that does not exist."""
+
+
+class FormatError(GfnError, ValueError):
+    """GFN_ERR_FORMAT: a file is truncated, corrupt or not of the expected format."""
+
+
+class UnsupportedError(GfnError, NotImplementedError):
+    """GFN_ERR_UNSUPPORTED: a well-formed input gfnlm does not support."""
+
+
+class OutOfRangeError(GfnError, ValueError):
+    """GFN_ERR_OUT_OF_RANGE: a token id, length or index outside its valid range."""
+
+
+class GfnMemoryError(GfnError, MemoryError):
+    """GFN_ERR_OUT_OF_MEMORY: an allocation failed or a declared size exceeds a sane bound."""
+
+
+class NumericalError(GfnError, ArithmeticError):
+    """GFN_ERR_NUMERICAL: NaN or infinity where a finite number is required."""
+
+
+class CallbackError(GfnError):
+    """GFN_ERR_CALLBACK: a host callback reported an error (a Python callback's own exception is re-raised
+    instead, with this as its context)."""
+
+
+class StateError(GfnError):
+    """GFN_ERR_STATE: an object used in a state that does not allow the call."""
+
+
+class InternalError(GfnError):
+    """GFN_ERR_INTERNAL: a bug in gfnlm."""
+
+
+class CancelledError(GfnError):
+    """GFN_ERR_CANCELLED: a callback asked to stop."""
+
+
+class BufferTooSmallError(GfnError):
+    """GFN_ERR_BUFFER_TOO_SMALL (handled inside the bindings)."""
+
+
+class GfnOverflowError(OutOfRangeError, OverflowError):
+    """A Python int that does not fit the C integer type it is passed as (raised by the bindings instead of letting
+    ctypes truncate it: token id 2**40 would silently become 0)."""
+
+
+_ERRORS = {-1: InvalidArgumentError, -2: GfnIOError, -3: FormatError, -4: UnsupportedError, -5: OutOfRangeError,
+           -6: GfnMemoryError, -7: NumericalError, -8: CallbackError, -9: StateError, -10: InternalError,
+           -11: CancelledError, -12: BufferTooSmallError}
+for _cls in set(_ERRORS.values()) | {GfnError, GfnFileNotFoundError, GfnOverflowError}:
+    _cls.__module__ = "gfnlm"  # tracebacks show gfnlm.InvalidArgumentError, where users import it from
+
+
+def _installed_candidates():
+    """The installed library: by soname through the dynamic loader (LD_LIBRARY_PATH, ld.so.cache, the default
+    directories), what ctypes.util.find_library reports, then pkg-config's libdir for gfnlm. Yields (path, where);
+    a None path is a note for the error message (a place that had nothing to offer)."""
+    yield f"libgfnlm.so.{ABI_VERSION}", "installed, through the dynamic loader"
+    try:
+        found = ctypes.util.find_library("gfnlm")
+    except Exception:  # pragma: no cover - find_library shells out to ldconfig/gcc/ld
+        found = None
+    if found:
+        yield found, "installed, ctypes.util.find_library"
+    else:
+        yield None, "ctypes.util.find_library('gfnlm'): nothing found"
+    try:
+        r = subprocess.run(["pkg-config", "--variable=libdir", "gfnlm"], capture_output=True, text=True, timeout=10)
+        if r.returncode == 0 and r.stdout.strip():
+            yield os.path.join(r.stdout.strip(), f"libgfnlm.so.{ABI_VERSION}"), "installed, pkg-config's libdir"
+        else:
+            yield None, "pkg-config --variable=libdir gfnlm: no gfnlm.pc on PKG_CONFIG_PATH"
+    except (OSError, subprocess.SubprocessError) as e:
+        yield None, f"pkg-config: {e}"
 
 
 def _candidates():
+    """Where the library is looked for, in order: GFNLM_LIBRARY (when set, only there), the copy inside this
+    package (wheels), the installed one, and the build/ of a source checkout (developers)."""
     env = os.environ.get("GFNLM_LIBRARY")
     if env:
-        yield env
+        yield env, "GFNLM_LIBRARY"
         return
     here = os.path.dirname(os.path.abspath(__file__))
-    yield os.path.join(here, "libgfnlm.so")
+    yield os.path.join(here, "libgfnlm.so"), "inside the package"
+    yield from _installed_candidates()
     root = os.path.abspath(os.path.join(here, "..", "..", ".."))
-    yield os.path.join(root, "build", "libgfnlm.so")
-    yield "libgfnlm.so"
+    dev = os.path.join(root, "build", "libgfnlm.so")
+    if os.path.exists(os.path.join(root, "include", "gfnlm.h")):  # a source checkout
+        yield dev, "the source checkout's build/"
 
 
 def _load():
-    errors = []
-    for path in _candidates():
+    errors, seen = [], set()
+    for path, where in _candidates():
+        if path is None:
+            errors.append(where)
+            continue
+        if path in seen:
+            continue
+        seen.add(path)
         if os.sep in path and not os.path.exists(path):
-            errors.append(f"{path}: not found")
+            errors.append(f"{path} ({where}): not found")
             continue
         try:
-            return ctypes.CDLL(path)
-        except OSError as e:  # pragma: no cover - depends on the machine
-            errors.append(f"{path}: {e}")
-    raise ImportError("cannot load libgfnlm.so (set GFNLM_LIBRARY to its path, or run `make`):\n  "
-                      + "\n  ".join(errors))
+            handle = ctypes.CDLL(path)
+        except OSError as e:
+            errors.append(f"{path} ({where}): {e}")
+            continue
+        abi = handle.gfn_abi_version
+        abi.restype = c_int32
+        if abi() != ABI_VERSION:
+            errors.append(f"{path} ({where}): ABI {abi()}, these bindings need ABI {ABI_VERSION}")
+            continue
+        return handle, path
+    hint = ""
+    if any("libopenblas" in e for e in errors):
+        hint = "\nlibgfnlm needs OpenBLAS from the system: apt-get install libopenblas0"
+    raise ImportError("cannot load libgfnlm (set GFNLM_LIBRARY to its path, install it with `make install`, or "
+                      "install the wheel from `make wheel`); tried:\n  " + "\n  ".join(errors) + hint)
 
 
-lib = _load()
+lib, library_path = _load()
+
+# --- integers: checked, never truncated ---------------------------------------------------------------------
+
+_INT_RANGES = {c_int32: (-2**31, 2**31 - 1), c_uint32: (0, 2**32 - 1), c_int64: (-2**63, 2**63 - 1),
+               c_uint64: (0, 2**64 - 1)}
+
+
+def checked_int(value, ctype=c_int32, what: str = "value") -> int:
+    """`value` as a Python int that fits `ctype`: ints and integer-like objects (numpy integers, bool) only; a float
+    or a string is a TypeError, an int out of range a GfnOverflowError (also OverflowError and ValueError)."""
+    if isinstance(value, (float, str, bytes)):
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__} {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__} {value!r}") from None
+    lo, hi = _INT_RANGES[ctype]
+    if not lo <= v <= hi:
+        bits = 8 * ctypes.sizeof(ctype)
+        kind = "unsigned" if lo == 0 else "signed"
+        raise GfnOverflowError(-5, f"{what} {v} does not fit in a {bits}-bit {kind} integer")
+    return v
+
+
+_INT_FIELDS: dict = {}  # struct class -> {integer field: ctype}
+
+
+class Structure(ctypes.Structure):
+    """ctypes.Structure whose integer fields refuse values they cannot hold (ctypes would truncate them)."""
+
+    def __setattr__(self, name, value):
+        cls = type(self)
+        types = _INT_FIELDS.get(cls)
+        if types is None:
+            types = _INT_FIELDS[cls] = {n: t for n, t, *_ in cls._fields_ if t in _INT_RANGES}
+        t = types.get(name)
+        if t is not None:
+            value = checked_int(value, t, name)
+        super().__setattr__(name, value)
+
 
 # --- structs -------------------------------------------------------------------------------------------------
 
@@ -153,10 +329,23 @@ PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, POINTER(StepStats))
 # --- functions -----------------------------------------------------------------------------------------------
 
 def _fn(name, restype, *argtypes):
+    """The library function `name` with its C signature. Integer arguments are checked first (ctypes would
+    truncate an out-of-range Python int silently)."""
     f = getattr(lib, name)
     f.restype = restype
     f.argtypes = list(argtypes)
-    return f
+    ints = [(i, t) for i, t in enumerate(argtypes) if t in _INT_RANGES]
+    if not ints:
+        return f
+
+    def call(*args):
+        for i, t in ints:
+            checked_int(args[i], t, f"{name}() argument {i + 1}:")
+        return f(*args)
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"{name}: the C function (argtypes {f.argtypes}) with integer arguments checked."
+    call.argtypes, call.restype, call.c_function = f.argtypes, restype, f
+    return call
 
 
 gfn_version = _fn("gfn_version", c_char_p)
@@ -201,7 +390,7 @@ gfn_lora_default_params = _fn("gfn_lora_default_params", LoRAParams)
 gfn_adapter_new = _fn("gfn_adapter_new", c_int32, c_void_p, POINTER(LoRAParams), POINTER(c_void_p))
 gfn_adapter_load = _fn("gfn_adapter_load", c_int32, c_void_p, c_char_p, POINTER(c_void_p))
 gfn_adapter_save = _fn("gfn_adapter_save", c_int32, c_void_p, c_char_p)
-gfn_adapter_parameter_count = _fn("gfn_adapter_parameter_count", c_int32, c_void_p, POINTER(ctypes.c_int64))
+gfn_adapter_parameter_count = _fn("gfn_adapter_parameter_count", c_int32, c_void_p, POINTER(c_int64))
 gfn_adapter_free = _fn("gfn_adapter_free", None, c_void_p)
 gfn_model_logits_adapter = _fn("gfn_model_logits_adapter", c_int32, c_void_p, c_void_p, POINTER(c_int32), c_int32,
                                c_int32, POINTER(c_int32), POINTER(c_float), c_size_t)
@@ -250,15 +439,17 @@ def _status_name(status: int) -> str:
     return gfn_status_name(status).decode()
 
 
-def check(status: int) -> None:
-    """Raises GfnError with the thread's last error message when status is not GFN_OK."""
+def check(status: int, path=None) -> None:
+    """Raises the GfnError subclass for `status` with the thread's last error message when status is not GFN_OK.
+    `path`: the file or directory the call read; an I/O error on a path that does not exist is a
+    FileNotFoundError."""
     if status != 0:
-        raise GfnError(status, gfn_last_error().decode("utf-8", "replace"))
+        message = gfn_last_error().decode("utf-8", "replace")
+        if status == -2 and path is not None and not os.path.exists(path):
+            raise GfnFileNotFoundError(status, message, filename=path)
+        raise GfnError(status, message, filename=path)
 
 
 def encode_path(path) -> bytes:
     return os.fsencode(os.fspath(path))
 
-
-if gfn_abi_version() != ABI_VERSION:  # pragma: no cover
-    raise ImportError(f"libgfnlm ABI {gfn_abi_version()} does not match these bindings (ABI {ABI_VERSION})")

@@ -4,24 +4,53 @@ from __future__ import annotations
 import ctypes
 import math
 from ctypes import POINTER, c_int32, c_void_p
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import _lib
+from ._handle import Closeable
 from .inference import Sample, _Arrays, fill_adjustment, read_samples
-from .rewards import Callback
+from .rewards import Callback, Reward
+
+if TYPE_CHECKING:
+    from ._types import PathLike, StopTokens, TextOrIds, TokenIds
+    from .model import Model
+    from .training import LoRA
 
 _OBJECTIVES = {"subtb": 0, "tb": 1, "db": 2, "reinforce": 3}
 _LAYOUTS = {"forced_stop": 0, "next_sentence": 1}
 _CALCULATOR = {None: 0, False: 0, "reference": 1, True: 1, "fixed": 2}
 
 
+def _choice(option: str, value, table: dict) -> int:
+    """table[value] (strings case-insensitively); anything else is an InvalidArgumentError (a ValueError) that
+    lists the valid values."""
+    key = value.lower() if isinstance(value, str) else value
+    try:
+        return table[key]
+    except (KeyError, TypeError):
+        valid = ", ".join(repr(k) for k in table)
+        raise _lib.InvalidArgumentError(-1, f"unknown {option} {value!r}: expected one of {valid}") from None
+
+
+def _as_reward(reward):
+    """A Reward as is; a plain function becomes a Callback reward; anything else is a TypeError."""
+    if isinstance(reward, Reward):
+        return reward, False
+    if callable(reward):
+        return Callback(reward), True
+    raise TypeError(f"reward must be a gfnlm.rewards.Reward (e.g. rewards.LMLikelihood(model)) or a function "
+                    f"fn(prompt_index, states) -> one log R per state; got {type(reward).__name__}")
+
+
 def _stats(s) -> dict:
     return {k: getattr(s, k) for k, _ in _lib.StepStats._fields_ if k != "size"}
 
 
-class GFlowNetTrainer:
+class GFlowNetTrainer(Closeable):
     """Trains `adapter` so that the model samples Z ∝ R(Z) after each prompt.
 
-    prompts: list of X (str or ids) or of dicts {"x": …, "y": …, "reward_context": …, "weight": …}.
+    reward: a gfnlm.rewards.Reward, or a plain function fn(prompt_index, states) -> log R per state (wrapped in
+    rewards.Callback). prompts: list of X (str or ids) or of dicts {"x": …, "y": …, "reward_context": …, "weight": …}.
     Main options (defaults from the reference's main.py): objective "subtb" | "tb" | "db" (GFlowNets) or
     "reinforce" (a reward-maximising baseline), subtb_lambda,
     termination (token or single-token string, default end-of-text), min_length, max_length, layout
@@ -31,23 +60,30 @@ class GFlowNetTrainer:
     pack_weights (pack the fp32 weights once more for OpenBLAS's kernel: faster steps, about the weights' size in
     memory again, kept with the model)."""
 
-    def __init__(self, model, adapter, reward, prompts, objective: str = "subtb", subtb_lambda: float = 1.0,
-                 strict_mask: bool = False, termination=None, min_length: int = 0, max_length: int = 16,
-                 layout: str = "forced_stop", allowed=None, penalty=None, calculator=None, batch_size: int = 8,
+    def __init__(self, model: Model, adapter: LoRA, reward: Reward | Callable[[int, list], Sequence[float]],
+                 prompts: Sequence[TextOrIds | dict], objective: str = "subtb", subtb_lambda: float = 1.0,
+                 strict_mask: bool = False, termination: StopTokens | None = None, min_length: int = 0,
+                 max_length: int = 16, layout: str = "forced_stop", allowed: Sequence[int] | None = None,
+                 penalty: float | None = None, calculator: str | bool | None = None, batch_size: int = 8,
                  grad_accumulation: int = 1, average_accumulation: bool = False, lr: float = 1e-4,
                  warmup_steps: int = 20, total_steps: int = 0, cosine: bool = False, weight_decay: float = 0.01,
-                 betas=(0.9, 0.999), max_grad_norm=None, logz_lr: float = 1.0, logz_init: float = 0.0,
-                 reward_temperature=(1.0, 1.0, 1), p_on_policy: float = 0.25, p_replay: float = 0.25,
-                 temperature_range=(0.5, 2.0), buffer_capacity: int = 50, buffer_tolerance: float = 0.25,
+                 betas: tuple[float, float] = (0.9, 0.999), max_grad_norm: float | None = None,
+                 logz_lr: float = 1.0, logz_init: float = 0.0,
+                 reward_temperature: tuple[float, float, int] = (1.0, 1.0, 1), p_on_policy: float = 0.25,
+                 p_replay: float = 0.25, temperature_range: tuple[float, float] = (0.5, 2.0),
+                 buffer_capacity: int = 50, buffer_tolerance: float = 0.25,
                  buffer_prioritized: bool = True, lora_dropout: bool = False, seed: int = 0,
                  pack_weights: bool = True):
+        self._h = None
+        reward, self._owns_reward = _as_reward(reward)
         self.model, self.adapter, self.reward = model, adapter, reward
+        self.objective = objective
         keep = self._keep = _Arrays()
         p = _lib.gfn_gflownet_default_params()
-        p.objective = _OBJECTIVES[objective]
+        p.objective = _choice("objective", objective, _OBJECTIVES)
         p.subtb_lambda = subtb_lambda
         p.strict_mask = 1 if strict_mask else 0
-        p.layout = _LAYOUTS[layout]
+        p.layout = _choice("layout", layout, _LAYOUTS)
         if termination is None:
             if model.tokenizer is None or model.tokenizer.eos_id is None:
                 raise _lib.GfnError(-1, "give termination= (the model has no end-of-text token)")
@@ -55,7 +91,7 @@ class GFlowNetTrainer:
         p.termination = model._stop_ids(termination)[0]
         p.min_length, p.max_length = min_length, max_length
         fill_adjustment(p.adjust, keep, allowed, penalty, None)
-        p.calculator = _CALCULATOR[calculator]
+        p.calculator = _choice("calculator", calculator, _CALCULATOR)
         p.batch_size, p.grad_accumulation = batch_size, grad_accumulation
         p.average_accumulation = 1 if average_accumulation else 0
         t = p.train
@@ -99,10 +135,17 @@ class GFlowNetTrainer:
             return d
         return {"x": self.model._ids(x)}
 
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<gfnlm.GFlowNetTrainer (closed)>"
+        return f"<gfnlm.GFlowNetTrainer objective={self.objective!r} prompts={len(self.prompts)}>"
+
     def _raise_callback(self, err):
+        """A Python reward's own exception (KeyboardInterrupt included) is re-raised as itself; the library's
+        GFN_ERR_CALLBACK error becomes its context. The failed step changed nothing."""
         if isinstance(self.reward, Callback) and self.reward.error is not None:
             e, self.reward.error = self.reward.error, None
-            raise err from e
+            raise e
         raise err
 
     def _check(self, status):
@@ -118,16 +161,35 @@ class GFlowNetTrainer:
         self._check(_lib.gfn_gflownet_step(self._h, ctypes.byref(s)))
         return _stats(s)
 
-    def train(self, steps: int, progress=None) -> dict:
-        """`steps` steps; progress(stats) is called after each (return False to stop)."""
+    def train(self, steps: int, progress: Callable[[dict], object] | bool | None = None) -> dict:
+        """Runs `steps` steps and returns the last one's statistics. `progress`: a function progress(stats) called
+        after each step (return False to stop), or True for a tqdm progress bar (when tqdm is installed;
+        otherwise nothing is shown). An exception from the reward or from `progress` (Ctrl-C's KeyboardInterrupt
+        included) propagates as itself; the steps completed before it stay, the interrupted one changes nothing."""
+        steps = _lib.checked_int(steps, what="steps")
+        bar = None
+        if progress is True:
+            progress = None
+            try:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=steps, unit="step")
+            except ImportError:
+                pass
         last = {}
-        for _ in range(steps):
-            last = self.step()
-            if progress is not None and progress(last) is False:
-                break
+        try:
+            for _ in range(steps):
+                last = self.step()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{last['loss']:.4g}", log_r=f"{last['mean_log_r']:.3g}", refresh=False)
+                if progress is not None and progress(last) is False:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
         return last
 
-    def sample(self, prompt, n: int = 1, temperature: float = 1.0, seed: int = 0) -> list:
+    def sample(self, prompt: TextOrIds, n: int = 1, temperature: float = 1.0, seed: int = 0) -> list:
         """Amortized inference: n trajectories Z ~ q(·|X). Sample.tokens is the state after X (tool output
         included), Sample.text its decoding; finish_reason "stop" when ⊤ was sampled."""
         keep = _Arrays()
@@ -136,7 +198,7 @@ class GFlowNetTrainer:
         self._check(_lib.gfn_gflownet_sample(self._h, a, k, n, temperature, seed & 0xFFFFFFFFFFFFFFFF, ctypes.byref(out)))
         return read_samples(out, self.model._decode())
 
-    def seed_buffer(self, prompt_index: int, demonstrations) -> None:
+    def seed_buffer(self, prompt_index: int, demonstrations: Sequence[TextOrIds]) -> None:
         """Adds demonstrations (action sequences as ids or strings) for a prompt to the replay buffer."""
         keep = _Arrays()
         seqs = [self.model._ids(d) for d in demonstrations]
@@ -147,7 +209,7 @@ class GFlowNetTrainer:
             ptrs[i], lens[i] = ctypes.cast(a, POINTER(c_int32)), k
         self._check(_lib.gfn_gflownet_seed_buffer(self._h, prompt_index, ptrs, lens, len(seqs)))
 
-    def exact(self, vocabulary, prompt_index: int = 0) -> dict:
+    def exact(self, vocabulary: TokenIds, prompt_index: int = 0) -> dict:
         """Exact comparison of q with the target over every sequence of ≤ max_length actions from `vocabulary`."""
         keep = _Arrays()
         a, k = keep.ids(vocabulary)
@@ -156,16 +218,21 @@ class GFlowNetTrainer:
         self._check(_lib.gfn_gflownet_exact(self._h, prompt_index, a, k, ctypes.byref(r)))
         return {k: getattr(r, k) for k, _ in _lib.ExactResult._fields_ if k != "size"}
 
-    def save(self, directory):
-        _lib.check(_lib.gfn_gflownet_save(self._h, _lib.encode_path(directory)))
+    def save(self, directory: PathLike) -> None:
+        """Writes a checkpoint (adapter, optimiser, log Z, replay buffer, step) into `directory`."""
+        _lib.check(_lib.gfn_gflownet_save(self._h, _lib.encode_path(directory)), directory)
 
-    def load(self, directory):
-        _lib.check(_lib.gfn_gflownet_load(self._h, _lib.encode_path(directory)))
+    def load(self, directory: PathLike) -> None:
+        """Restores a checkpoint written by save()."""
+        _lib.check(_lib.gfn_gflownet_load(self._h, _lib.encode_path(directory)), directory)
 
-    def close(self):
+    def close(self) -> None:
+        """Frees the trainer (and a Callback reward it made from a plain function)."""
         if self._h:
             _lib.gfn_gflownet_free(self._h)
         self._h = None
+        if getattr(self, "_owns_reward", False) and self.reward is not None:
+            self.reward.close()
 
     def __del__(self):
         try:

@@ -3,20 +3,29 @@ from __future__ import annotations
 
 import ctypes
 import math
+import numbers
 import threading
 from ctypes import POINTER, c_double, c_float, c_int32, c_void_p
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+import numpy as np
 
 from . import _lib
+from ._handle import Closeable
+
+if TYPE_CHECKING:
+    from .model import Model
 
 
-@dataclass
+@dataclass(eq=False)
 class Sample:
-    """One generated continuation. `token_logprobs` are log q(token | prefix) under the untempered policy with its
-    soft penalties; `stop_logprobs[t][j]` is log q(stop_j | prefix before step t)."""
+    """One generated continuation. `token_logprobs` (float32 array, one per token) are log q(token | prefix) under
+    the untempered policy with its soft penalties; `stop_logprobs[t, j]` (float32 array [steps, stop tokens]) is
+    log q(stop_j | prefix before step t)."""
     tokens: list
-    token_logprobs: list
-    stop_logprobs: list
+    token_logprobs: np.ndarray
+    stop_logprobs: np.ndarray
     logprob: float
     finish_reason: str
     prompt_index: int = 0
@@ -30,19 +39,29 @@ class _Arrays:
     def __init__(self):
         self.keep = []
 
-    def ids(self, xs):
-        xs = [int(x) for x in xs]
+    def ids(self, xs, what: str = "token id"):
+        """Token ids (ints or numpy integers; a float, a string or an int outside int32 is refused)."""
+        xs = [_lib.checked_int(x, c_int32, what) for x in xs]
         arr = (c_int32 * max(1, len(xs)))(*xs)
         self.keep.append(arr)
         return arr, len(xs)
 
     def floats(self, xs):
-        arr = (c_float * max(1, len(xs)))(*[float(x) for x in xs])
+        arr = (c_float * max(1, len(xs)))(*[_real(x, "value") for x in xs])
         self.keep.append(arr)
         return arr
 
 
-def fill_adjustment(adj, keep: _Arrays, allowed=None, disallowed_penalty=None, bias=None):
+def _real(v, what: str) -> float:
+    """A real number as float; strings (even "1.5") and other non-numbers are a TypeError."""
+    if isinstance(v, (str, bytes)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{what} must be a real number, got {type(v).__name__} {v!r}")
+    return float(v)
+
+
+def fill_adjustment(adj: _lib.LogitAdjustment, keep: _Arrays, allowed: Sequence[int] | None = None,
+                    disallowed_penalty: float | None = None, bias: Mapping[int, float] | None = None) -> None:
+    """Fills a gfn_logit_adjustment: the allowed vocabulary, the penalty of the others, per-token logit bias."""
     if allowed is not None:
         arr, n = keep.ids(sorted(set(int(a) for a in allowed)))
         adj.allowed_tokens = ctypes.cast(arr, POINTER(c_int32))
@@ -56,7 +75,8 @@ def fill_adjustment(adj, keep: _Arrays, allowed=None, disallowed_penalty=None, b
         adj.n_bias = n
 
 
-def read_samples(handle, decode=None) -> list:
+def read_samples(handle: c_void_p, decode: Callable[[list], str] | None = None) -> list[Sample]:
+    """The samples of a gfn_samples handle as Sample objects (text decoded with `decode`); frees the handle."""
     n = c_int32()
     try:
         _lib.check(_lib.gfn_samples_count(handle, ctypes.byref(n)))
@@ -66,10 +86,12 @@ def read_samples(handle, decode=None) -> list:
             info.size = ctypes.sizeof(_lib.SampleInfo)
             _lib.check(_lib.gfn_samples_get(handle, i, ctypes.byref(info)))
             toks = list(info.tokens[:info.n_tokens])
-            lps = list(info.token_logprobs[:info.n_tokens])
+            lps = np.array(info.token_logprobs[:info.n_tokens], dtype=np.float32)
             ns = info.n_stop_tokens
-            flat = list(info.stop_logprobs[:info.n_steps * ns]) if ns else []
-            stops = [flat[t * ns:(t + 1) * ns] for t in range(info.n_steps)] if ns else []
+            if ns:
+                stops = np.array(info.stop_logprobs[:info.n_steps * ns], dtype=np.float32).reshape(info.n_steps, ns)
+            else:
+                stops = np.empty((0, 0), dtype=np.float32)
             s = Sample(tokens=toks, token_logprobs=lps, stop_logprobs=stops, logprob=info.logprob,
                        finish_reason="stop" if info.finish_reason == 0 else "length",
                        prompt_index=info.prompt_index, score=info.score)
@@ -81,16 +103,20 @@ def read_samples(handle, decode=None) -> list:
         _lib.gfn_samples_free(handle)
 
 
-class Context:
+class Context(Closeable):
     """Per-thread inference state over a shared model (scratch memory, caches)."""
 
-    def __init__(self, model):
+    def __init__(self, model: Model):
         self.model = model
         h = c_void_p()
         _lib.check(_lib.gfn_context_new(model._handle(), ctypes.byref(h)))
         self._h = h
 
-    def close(self):
+    def __repr__(self) -> str:
+        return f"<gfnlm.inference.Context{' (closed)' if self.closed else ''}>"
+
+    def close(self) -> None:
+        """Frees the context. Idempotent."""
         if self._h:
             _lib.gfn_context_free(self._h)
         self._h = None
@@ -105,7 +131,7 @@ class Context:
 _local = threading.local()
 
 
-def context_for(model) -> Context:
+def context_for(model: Model) -> Context:
     """One context per (thread, model)."""
     cache = getattr(_local, "contexts", None)
     if cache is None:

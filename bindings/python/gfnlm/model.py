@@ -1,27 +1,38 @@
 from __future__ import annotations
 
 import ctypes
+import os
 from ctypes import c_float, c_int32, c_void_p
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from . import _lib
+from ._handle import Closeable
 from .inference import _Arrays, context_for, fill_adjustment, read_samples
 from .tokenizer import Tokenizer
 
+if TYPE_CHECKING:
+    from ._types import Bias, PathLike, StopTokens, TextOrIds
+    from .inference import Sample
+    from .training import LoRA
 
-class Model:
-    """A GPT-2 or GPT-J model loaded from an ONNX export. Immutable and shareable by threads."""
 
-    def __init__(self, handle):
+class Model(Closeable):
+    """A GPT-2 or GPT-J model loaded from an ONNX export (Model.load). Immutable and shareable by threads; a
+    context manager (close() frees it)."""
+
+    def __init__(self, handle: c_void_p, path: PathLike | None = None):
         self._h = handle
+        self.path = path
         tok = c_void_p()
         _lib.check(_lib.gfn_model_tokenizer(self._h, ctypes.byref(tok)))
         self.tokenizer = Tokenizer(tok, owner=self) if tok.value else None
         self._config = None
 
     @classmethod
-    def load(cls, path, tokenizer=None, n_threads: int = 0, weights: str = "fp32") -> "Model":
+    def load(cls, path: PathLike, tokenizer: PathLike | None = None, n_threads: int = 0,
+             weights: str = "fp32") -> "Model":
         """Loads an .onnx file (or a directory holding one). `tokenizer`: a path to tokenizer files; by default
         tokenizer files beside the model are used when present. `weights`: "fp32" (default) or "bf16" (the large
         matrices converted to bf16 at load: half the memory; full-parameter training and ONNX export are then
@@ -35,10 +46,20 @@ class Model:
         if tokenizer is not None:
             params.tokenizer_path = _lib.encode_path(tokenizer)
         h = c_void_p()
-        _lib.check(_lib.gfn_model_load(_lib.encode_path(path), ctypes.byref(params), ctypes.byref(h)))
-        return cls(h)
+        missing = next((p for p in (path, tokenizer) if p is not None and not os.path.exists(p)), path)
+        _lib.check(_lib.gfn_model_load(_lib.encode_path(path), ctypes.byref(params), ctypes.byref(h)), missing)
+        return cls(h, path)
 
-    def close(self):
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<gfnlm.Model (closed)>"
+        c = self.config
+        where = f" from {os.fspath(self.path)!r}" if self.path is not None else ""
+        return (f"<gfnlm.Model {c['arch']} n_layer={c['n_layer']} n_embd={c['n_embd']} vocab_size={c['vocab_size']}"
+                f"{where}>")
+
+    def close(self) -> None:
+        """Frees the model (its tokenizer too). Idempotent."""
         if self._h:
             if self.tokenizer is not None:
                 self.tokenizer._h = None
@@ -58,6 +79,8 @@ class Model:
 
     @property
     def config(self) -> dict:
+        """The architecture: arch, activation, n_layer, n_head, head_dim, n_embd, n_inner, vocab_size, n_positions,
+        rotary_dim, layer_norm_eps, rotary_base, tied_head, head_bias."""
         if self._config is None:
             c = _lib.ModelConfig()
             c.size = ctypes.sizeof(_lib.ModelConfig)
@@ -76,9 +99,10 @@ class Model:
             if self.tokenizer is None:
                 raise _lib.GfnError(-1, "this model has no tokenizer: pass token ids")
             return self.tokenizer.encode(x)
-        return [int(i) for i in x]
+        return [_lib.checked_int(i, what="token id") for i in x]
 
-    def logits(self, ids, attention_mask=None, adapter=None) -> np.ndarray:
+    def logits(self, ids: TextOrIds | Sequence[TextOrIds], attention_mask: Sequence | None = None,
+               adapter: LoRA | None = None) -> np.ndarray:
         """Logits as float32: [T, V] for one sequence (a list of ids), [B, T, V] for a list of equal-length lists.
         `attention_mask` (same shape) may mark left padding only."""
         single = len(ids) == 0 or not hasattr(ids[0], "__len__")
@@ -103,7 +127,7 @@ class Model:
                                                  out.ctypes.data_as(ctypes.POINTER(c_float)), out.size))
         return out[0] if single else out
 
-    def export_onnx(self, path, adapter=None):
+    def export_onnx(self, path: PathLike, adapter: LoRA | None = None) -> PathLike:
         """Writes the model as an .onnx file onnxruntime runs, with the adapter's delta merged (None: as loaded)."""
         _lib.check(_lib.gfn_model_export_onnx(self._handle(), adapter._handle() if adapter is not None else None,
                                               _lib.encode_path(path)))
@@ -124,7 +148,7 @@ class Model:
                     raise _lib.GfnError(-1, f"stop string {s!r} is not a single token ({ids})")
                 out.append(ids[0])
             else:
-                out.append(int(s))
+                out.append(_lib.checked_int(s, what="stop token"))
         return out
 
     def _decode(self):
@@ -153,15 +177,18 @@ class Model:
             return "".join(out)
         return decode
 
-    def generate(self, prompt, max_new_tokens: int = 32, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, stop=None, seed: int = 0, n: int = 1, min_new_tokens: int = 0,
-                 include_stop: bool = True, allowed=None, disallowed_penalty=None, bias=None, adapter=None):
+    def generate(self, prompt: TextOrIds | Sequence[TextOrIds], max_new_tokens: int = 32, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, stop: StopTokens | None = None, seed: int = 0, n: int = 1,
+                 min_new_tokens: int = 0, include_stop: bool = True, allowed: Sequence[int] | None = None,
+                 disallowed_penalty: float | None = None, bias: Bias | None = None,
+                 adapter: LoRA | None = None) -> list[Sample] | list[list[Sample]]:
         """Samples n continuations of a prompt (str or ids), or of each prompt of a list of prompts.
         Returns a list of Sample (one prompt) or a list of such lists (several prompts). temperature 0 = greedy.
         `stop`: stop token(s) as ids or single-token strings (default: the end-of-text token if known).
         `allowed` + `disallowed_penalty` (−inf hard mask, e.g. −99 soft) and `bias` {id: value} change the policy."""
         many = isinstance(prompt, (list, tuple)) and len(prompt) > 0 and not isinstance(prompt[0], int)
         prompts = [self._ids(p) for p in prompt] if many else [self._ids(prompt)]
+        n = _lib.checked_int(n, what="n")
         if stop is None and self.tokenizer is not None and self.tokenizer.eos_id is not None:
             stop = [self.tokenizer.eos_id]
         keep = _Arrays()
@@ -195,10 +222,13 @@ class Model:
             return samples
         return [samples[i * n:(i + 1) * n] for i in range(len(prompts))]
 
-    def score(self, context, continuation, per_token: bool = False, stop=None, allowed=None,
-              disallowed_penalty=None, bias=None, adapter=None):
+    def score(self, context: TextOrIds | Sequence[TextOrIds], continuation: TextOrIds | Sequence[TextOrIds],
+              per_token: bool = False, stop: StopTokens | None = None, allowed: Sequence[int] | None = None,
+              disallowed_penalty: float | None = None, bias: Bias | None = None,
+              adapter: LoRA | None = None) -> float | tuple | list:
         """log p(continuation | context). With per_token=True returns (total, per-token log-probs, stop log-probs
-        after every prefix 0…n). Lists of contexts and continuations (same length) give lists."""
+        after every prefix 0…n), the last two as float32 numpy arrays. Lists of contexts and continuations (same
+        length) give lists."""
         many = isinstance(context, (list, tuple)) and len(context) > 0 and not isinstance(context[0], int)
         ctxs = [self._ids(c) for c in context] if many else [self._ids(context)]
         conts = [self._ids(c) for c in continuation] if many else [self._ids(continuation)]
@@ -233,17 +263,19 @@ class Model:
         for i in range(n):
             L = len(conts[i])
             if per_token:
-                results.append((totals[i], list(toks[t:t + L]), list(stopl[s:s + L + 1])))
+                results.append((totals[i], np.array(toks[t:t + L], dtype=np.float32),
+                                np.array(stopl[s:s + L + 1], dtype=np.float32)))
             else:
                 results.append(totals[i])
             t += L
             s += L + 1
         return results if many else results[0]
 
-    def beam_search(self, prompt, num_beams: int = 4, num_return: int = 1, max_new_tokens: int = 32,
+    def beam_search(self, prompt: TextOrIds, num_beams: int = 4, num_return: int = 1, max_new_tokens: int = 32,
                     min_new_tokens: int = 0, length_penalty: float = 1.0, num_groups: int = 1,
-                    diversity_penalty: float = 0.0, stop=None, include_stop: bool = True, allowed=None,
-                    disallowed_penalty=None, bias=None, adapter=None):
+                    diversity_penalty: float = 0.0, stop: StopTokens | None = None, include_stop: bool = True,
+                    allowed: Sequence[int] | None = None, disallowed_penalty: float | None = None,
+                    bias: Bias | None = None, adapter: LoRA | None = None) -> list[Sample]:
         """(Diverse) beam search; returns Samples best first (`score` = ranking score, `logprob` = Σ log p)."""
         ids = self._ids(prompt)
         if stop is None and self.tokenizer is not None and self.tokenizer.eos_id is not None:

@@ -118,10 +118,11 @@ def test_gflownet_callback_errors_change_nothing(tiny):
         raise RuntimeError("host reward failed")
 
     tr = gfnlm.GFlowNetTrainer(tiny, lora, gfnlm.rewards.Callback(bad), prompts=[[5, 6]], termination=0, max_length=3)
-    with pytest.raises(gfnlm.GfnError) as e:
+    # the callback's own exception comes back as itself, the library's GFN_ERR_CALLBACK as its context
+    with pytest.raises(RuntimeError, match="host reward failed") as e:
         tr.step()
-    assert e.value.name == "GFN_ERR_CALLBACK"
-    assert isinstance(e.value.__cause__, RuntimeError)
+    assert isinstance(e.value.__context__, gfnlm.CallbackError)
+    assert e.value.__context__.name == "GFN_ERR_CALLBACK"
     nan = gfnlm.GFlowNetTrainer(tiny, lora, gfnlm.rewards.Callback(lambda i, s: [float("nan")] * len(s)),
                                 prompts=[[5, 6]], termination=0, max_length=3)
     with pytest.raises(gfnlm.GfnError) as e:
@@ -136,8 +137,9 @@ def test_random_integer_reward_table():
     tok = m.tokenizer
     x = tok.encode("The following is a random integer drawn uniformly between 0 and 100: ")
     one = lambda s: tok.encode(s, allow_special=False)[0]
-    assert r(x, []) == [-8]
-    assert r(x, [one("49")]) == [-8, 8]
+    assert isinstance(r(x, []), np.ndarray) and r(x, []).dtype == np.float64
+    assert r(x, []).tolist() == [-8]
+    assert r(x, [one("49")]).tolist() == [-8, 8]
     assert r(x, [one("4"), one("9")])[-1] == -8
     assert r(x, [one("49"), one("x"), one("y")])[-1] == -32
     assert r(x, [one("100")])[-1] == -8
