@@ -29,7 +29,8 @@ class GFlowNetTrainer:
     (None | "reference" | "fixed"), batch_size, grad_accumulation, lr, warmup_steps, total_steps, logz_lr,
     reward_temperature (start, end, horizon), p_on_policy, p_replay, temperature_range, buffer_capacity, seed,
     pack_weights (pack the fp32 weights once more for OpenBLAS's kernel: faster steps, about the weights' size in
-    memory again, kept with the model)."""
+    memory again, kept with the model), distributed (a gfnlm.distributed exchange, e.g. gfnlm.distributed.mpi():
+    this trainer is one of its world_size data-parallel replicas, batch_size trajectories per rank)."""
 
     def __init__(self, model, adapter, reward, prompts, objective: str = "subtb", subtb_lambda: float = 1.0,
                  strict_mask: bool = False, termination=None, min_length: int = 0, max_length: int = 16,
@@ -40,7 +41,7 @@ class GFlowNetTrainer:
                  reward_temperature=(1.0, 1.0, 1), p_on_policy: float = 0.25, p_replay: float = 0.25,
                  temperature_range=(0.5, 2.0), buffer_capacity: int = 50, buffer_tolerance: float = 0.25,
                  buffer_prioritized: bool = True, lora_dropout: bool = False, seed: int = 0,
-                 pack_weights: bool = True):
+                 pack_weights: bool = True, distributed=None):
         self.model, self.adapter, self.reward = model, adapter, reward
         keep = self._keep = _Arrays()
         p = _lib.gfn_gflownet_default_params()
@@ -88,6 +89,9 @@ class GFlowNetTrainer:
                                          ctypes.byref(p), ctypes.byref(h)))
         self._h = h
         self._progress = None
+        self.distributed = distributed
+        if distributed is not None:
+            distributed.attach(h, _lib.gfn_gflownet_set_distributed)
 
     def _prompt(self, x) -> dict:
         if isinstance(x, dict):
