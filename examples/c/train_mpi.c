@@ -19,6 +19,7 @@
          (defaults: Tests/Fixtures/gpt2-tiny/legacy17 20 8 build/examples/train_mpi.out; as root add
          --allow-run-as-root; GFNLM_EXCHANGE_TIMEOUT=seconds bounds each exchange, default 60)
    Last line per rank (machine-readable): rank=… world=… steps=… kl=… log_z=… adapter_fnv=… */
+#define _POSIX_C_SOURCE 200809L
 #include "gfnlm.h"
 
 #include <math.h>
@@ -154,6 +155,9 @@ static int run(int argc, char **argv, int size) {
     gp.train.warmup_steps = 0;
     gp.logz_lr = 0.1;
     gp.seed = 3;
+    /* Replay buffers are per rank (each rank stores what it sampled); without replay, K ranks × batch b sample
+       exactly the trajectories of one process with batch K·b, which the test compares against. */
+    gp.p_replay = 0;
     gfn_gflownet *trainer = NULL;
     CHECK(gfn_gflownet_new(model, adapter, reward, &prompt, 1, &gp, &trainer));
 

@@ -58,7 +58,8 @@ def main():
         batch += 1
     if rank == 1 and a.mismatch == "lr":
         lr *= 2
-    result = {"rank": rank, "world_size": dist.world_size if dist else 1}
+    result = {"rank": rank, "world_size": dist.world_size if dist else 1,
+              "netns": os.readlink("/proc/self/ns/net") if os.path.exists("/proc/self/ns/net") else None}
 
     if a.mode == "sft":
         tr = gfnlm.SFTTrainer(model, lora, lr=lr, distributed=dist)
