@@ -116,15 +116,16 @@ enum {
                              weights). A non-finite gradient is not an error: the step is skipped and reported
                              with applied = 0 in gfn_sft_stats / gfn_step_stats.
    GFN_ERR_CALLBACK          gfn_reward_evaluate, gfn_gflownet_step, gfn_gflownet_train, gfn_gflownet_seed_buffer,
-                             gfn_gflownet_exact (the host reward returned non-zero, or the wrong number of values;
-                             gfn_gflownet_step, gfn_gflownet_train, gfn_sft_step with a distributed trainer:
-                             the all-reduce callback returned non-zero)
+                             gfn_gflownet_exact (the host reward returned non-zero, or the wrong number of values);
+                             gfn_gflownet_step, gfn_gflownet_train, gfn_sft_step with a distributed trainer (the
+                             all-reduce callback returned non-zero)
    GFN_ERR_STATE             gfn_adapter_load (keys or shapes that do not fit the model), gfn_model_logits_adapter,
                              gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_new,
                              gfn_gflownet_new, gfn_model_export_onnx (an adapter of another model),
                              gfn_sft_load, gfn_gflownet_load (a checkpoint of another run: other trainer kind, mode,
-                             prompts, adapter shape or parameter groups; gfn_gflownet_step, gfn_gflownet_train, gfn_sft_step with a
-                             distributed trainer: the ranks' configurations differ, or the replicas diverged)
+                             prompts, adapter shape or parameter groups); gfn_gflownet_step, gfn_gflownet_train,
+                             gfn_sft_step with a distributed trainer (the ranks' configurations differ, or the
+                             replicas diverged)
    GFN_ERR_CANCELLED         gfn_gflownet_train (the progress callback returned 0)
    GFN_ERR_BUFFER_TOO_SMALL  gfn_tokenizer_encode, gfn_tokenizer_decode, gfn_model_logits, gfn_model_logits_adapter
 

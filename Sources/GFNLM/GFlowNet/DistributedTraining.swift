@@ -18,6 +18,12 @@ extension GFlowNetTrainer {
     /// The rank and world size of a distributed trainer (nil in a single process).
     public var distributed: GradientExchange? { exchange }
 
+    /// At the first distributed step (and after a checkpoint load): every rank's configuration is compared.
+    func verifyDistributed() throws(GFNError) {
+        guard let ex = exchange, !ex.verified else { return }
+        try ex.verify(distributedFields())
+    }
+
     /// First global row index of this rank's slice of a micro-batch.
     var rowOffset: Int { (exchange?.rank ?? 0) * config.batchSize }
 

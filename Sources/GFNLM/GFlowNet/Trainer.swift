@@ -235,7 +235,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         optimizer.zeroGrad()
         var merged: MergedStats?
         do throws(GFNError) {
-            try exchange?.verify(distributedFields())
+            try verifyDistributed()
             let rowBase = rowOffset
             // 1. Plan the micro-batches (prompt, behaviour, replayed items, RNG seed) exactly as if they ran one
             //    after the other; the replay buffer is read as it was at the start of the step.

@@ -30,7 +30,7 @@ extension SFTTrainer {
     /// NLL-sum gradients. Unchanged in a single process.
     func exchangeGradients(nll: Double, tokens: Double) throws(GFNError) -> (nll: Double, tokens: Double) {
         guard let ex = exchange else { return (nll, tokens) }
-        try ex.verify(distributedFields())
+        if !ex.verified { try ex.verify(distributedFields()) }
         var s = [nll, tokens]
         let digest = GradientExchange.replicaDigest(optimizer.parameters, extra: [UInt64(optimizer.stepCount)])
         try ex.averageGradients(optimizer.parameters, stats: &s, replica: digest)

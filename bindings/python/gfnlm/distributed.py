@@ -53,11 +53,12 @@ class Exchange:
 
     def attach(self, handle, setter) -> None:
         """Makes the trainer `handle` a replica (`setter`: gfn_gflownet_set_distributed or gfn_sft_set_distributed).
-        The callback object is kept on this Exchange (one Exchange per trainer)."""
-        self._fn = self._callback()
+        The callback object is kept on this Exchange, which must outlive the trainer."""
+        fn = self._callback()
+        self._fns = getattr(self, "_fns", []) + [fn]  # alive as long as this Exchange (trainers may share it)
         p = _lib.gfn_distributed_default_params()
         p.rank, p.world_size = self.rank, self.world_size
-        p.allreduce = ctypes.cast(self._fn, ctypes.c_void_p)
+        p.allreduce = ctypes.cast(fn, ctypes.c_void_p)
         _lib.check(setter(handle, ctypes.byref(p)))
 
     def raise_error(self, err):
