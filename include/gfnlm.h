@@ -688,9 +688,9 @@ void gfn_gflownet_free(gfn_gflownet *trainer);
    (SubTB's sub-trajectory weights, DB's rows with a transition) are re-weighted through one more small call per
    pass (the ranks' normalisers, a few floats); SFT divides the mean of the ranks' NLL-sum gradients by the mean
    token count (= the token-mean of the merged batch). REINFORCE's batch-mean baseline stays per rank. Replay
-   buffers stay per rank (each rank stores what it sampled). max_log_r and fraction_unique in gfn_step_stats are the
-   rank's own; loss, mean_log_r, mean_log_q, mean_length, var_log_r_minus_log_q, log_z and trajectories are over
-   all ranks.
+   buffers stay per rank (each rank stores what it sampled) unless exchange_replay shares each rank's best
+   trajectory of every step. max_log_r and fraction_unique in gfn_step_stats are the rank's own; loss, mean_log_r,
+   mean_log_q, mean_length, var_log_r_minus_log_q, log_z and trajectories are over all ranks.
 
    First step: a digest of each rank's configuration — model (configuration and a sample of its weights), adapter
    shape and values, optimiser settings, step and moments, every training parameter, rollout settings, prompts,
@@ -722,9 +722,13 @@ typedef struct gfn_distributed_params {
     int32_t world_size;            /* 1 … 16384; default 1 */
     gfn_allreduce_fn allreduce;    /* required when world_size > 1; NULL with world_size 1 */
     void *user_data;               /* passed to allreduce (e.g. an MPI communicator) */
+    int32_t exchange_replay;       /* GFlowNet with replay: 1 = every step each rank's best fresh trajectory (highest
+                                      log R) rides in the gradient buffer to every other rank, which adds it to its
+                                      replay buffer like its own samples ((12 + 5·max_length)·world_size more
+                                      floats per step); 0 (default) = replay buffers stay per rank */
 } gfn_distributed_params;
 
-/* rank 0, world_size 1, no callback. */
+/* rank 0, world_size 1, no callback, exchange_replay 0. */
 gfn_distributed_params gfn_distributed_default_params(void);
 
 /* Makes the trainer one of world_size data-parallel replicas; params NULL (or world_size 1 without a callback)

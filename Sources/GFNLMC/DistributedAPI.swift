@@ -19,7 +19,7 @@ final class AllReduceBox: @unchecked Sendable {
 @_cdecl("gfn_distributed_default_params")
 public func gfnDistributedDefaultParams() -> gfn_distributed_params {
     gfn_distributed_params(size: UInt32(MemoryLayout<gfn_distributed_params>.size), rank: 0, world_size: 1,
-                           allreduce: nil, user_data: nil)
+                           allreduce: nil, user_data: nil, exchange_replay: 0)
 }
 
 /// The exchange the params describe; nil for a single process (NULL params, or world size 1 without a callback).
@@ -35,7 +35,9 @@ func makeExchange(_ params: UnsafePointer<gfn_distributed_params>?) throws(GFNEr
         return nil
     }
     let box = AllReduceBox(fn: fn, userData: p.user_data)
-    return try GradientExchange(rank: Int(p.rank), worldSize: Int(p.world_size)) { (b) throws(GFNError) in try box(b) }
+    let ex = try GradientExchange(rank: Int(p.rank), worldSize: Int(p.world_size)) { (b) throws(GFNError) in try box(b) }
+    ex.exchangeReplay = p.exchange_replay != 0
+    return ex
 }
 
 @_cdecl("gfn_gflownet_set_distributed")

@@ -48,7 +48,7 @@ final class DistributedTrainingTests: XCTestCase {
 
     static let allowed: [Int32] = [1, 2, 3]
 
-    func trainer(batch: Int, objective: Objective, lr: Double = 1e-2) throws -> GFlowNetTrainer {
+    func trainer(batch: Int, objective: Objective, lr: Double = 1e-2, replay: Double = 0) throws -> GFlowNetTrainer {
         let cfg = ModelConfig.tiny(.gpt2, vocab: 16, embd: 32, layers: 2, heads: 4, positions: 16)
         let w = try ModelWeights.random(config: cfg, seed: 3, std: 0.3)
         let model = Model(transformer: Transformer(weights: w, threads: 1), tokenizer: nil)
@@ -69,7 +69,7 @@ final class DistributedTrainingTests: XCTestCase {
         c.gradAccumulation = 2
         c.learningRate = lr
         c.schedule = .constant
-        c.replayProbability = 0
+        c.replayProbability = replay
         c.seed = 4
         return try GFlowNetTrainer(model: model, adapter: adapter, reward: reward, prompts: [PromptSpec(x: [7, 8])],
                                    rollout: settings, config: c)
@@ -163,6 +163,65 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertTrue(messages.value[1].contains("batch_size (this rank: 5)"))
         XCTAssertEqual(values(a), before)
         XCTAssertEqual(a.step, 0)
+    }
+
+    /// exchangeReplay: the best trajectory of every step reaches every rank's buffer (which otherwise holds only what
+    /// the rank sampled); the replicas stay bit-identical.
+    func testReplayExchangeSharesEachStepsBestTrajectory() throws {
+        let key = PromptSpec(x: [7, 8]).key
+        for share in [false, true] {
+            let world = ThreadWorld(2)
+            let ts = try (0..<2).map { r throws -> GFlowNetTrainer in
+                let t = try trainer(batch: 4, objective: .subTB, replay: 0.5)
+                let ex = try world.exchange(rank: r)
+                ex.exchangeReplay = share
+                t.setDistributed(ex)
+                return t
+            }
+            let errors = Box<[String]>([])
+            let lock = NSLock()
+            onThreads(2) { r in
+                do throws(GFNError) { for _ in 0..<3 { try ts[r].trainStep() } } catch {
+                    lock.lock(); errors.value.append(error.message); lock.unlock()
+                }
+            }
+            XCTAssertEqual(errors.value, [])
+            XCTAssertEqual(values(ts[0]), values(ts[1]))
+            let items = ts.map { t in Set(t.buffer.items(key).map { "\($0.actions) \($0.logR)" }) }
+            let top = ts.map { $0.buffer.items(key).map(\.logR).max() ?? -.infinity }
+            let shared = items[0].intersection(items[1])
+            XCTAssertFalse(items[0].isEmpty || items[1].isEmpty)
+            XCTAssertNotEqual(items[0], items[1], "buffers stay per rank apart from the shared items")
+            if share {
+                // the overall best trajectory so far (the best of some step) is in both buffers, exactly
+                XCTAssertEqual(top[0], top[1])
+                XCTAssertFalse(shared.isEmpty)
+            } else {
+                XCTAssertTrue(shared.count < min(items[0].count, items[1].count))
+            }
+        }
+    }
+
+    /// The replay slot round trip: an item packed by rank 1 of 3, averaged as floats (÷ 3), comes back bit for bit
+    /// at rank 0 (actions, log R and every per-state log R), and rank 0 skips its own slot.
+    func testReplaySlotsRoundTripExactly() throws {
+        let t = try trainer(batch: 4, objective: .subTB, replay: 0.5)
+        let key = t.prompts[0].key
+        let item = ReplayItem(logR: -3.141592653589793e-7, text: "x", actions: [3, 1, 2],
+                              logRewards: [0.1, -1e300, .pi, -3.141592653589793e-7], truncated: true)
+        let worse = ReplayItem(logR: -9, text: "y", actions: [2], logRewards: [0, -9], truncated: false)
+        let k = 3
+        let payload = t.replayPayload([(key, worse), (key, item)], rank: 1, worldSize: k)
+        XCTAssertEqual(payload.count, k * t.replaySlot)
+        let mean = payload.map { $0 / Float(k) }
+        let got = t.receivedItems(mean, rank: 0, worldSize: k)
+        XCTAssertEqual(got.count, 1)
+        XCTAssertEqual(got.first?.0, key)
+        XCTAssertEqual(got.first?.1.actions, item.actions)
+        XCTAssertEqual(got.first?.1.logR.bitPattern, item.logR.bitPattern)
+        XCTAssertEqual(got.first?.1.logRewards.map(\.bitPattern), item.logRewards.map(\.bitPattern))
+        XCTAssertEqual(got.first?.1.truncated, true)
+        XCTAssertTrue(t.receivedItems(mean, rank: 1, worldSize: k).isEmpty)
     }
 
     /// Two processes that both claim rank 0 are refused.

@@ -67,6 +67,7 @@ extension GFlowNetTrainer {
               F("behaviour", "on-policy \(c.onPolicyProbability) replay \(c.replayProbability) tempered \(c.temperatureLow)…\(c.temperatureHigh)"),
               F("replay buffer settings", "capacity \(c.bufferCapacity) tolerance \(c.bufferTolerance) prioritized \(c.bufferPrioritized)"),
               F("lora_dropout", "\(c.loraDropout)"),
+              F("exchange_replay", "\(exchange?.exchangeReplay ?? false)"),
               F("rows per pass", "\(c.rowsPerPass) traced from \(c.tracedSamplingRows)"),
               F("pack_weights", "\(c.packWeights && model.weights.hasPackedMatrices)"),
               F("rollout settings", "\(engine.settings)"),
@@ -78,24 +79,71 @@ extension GFlowNetTrainer {
         return f
     }
 
-    /// Statistics of a step, merged over ranks.
+    /// Statistics of a step, merged over ranks, and the other ranks' best trajectories (`exchangeReplay`).
     struct MergedStats {
         var lossSum = 0.0, logRSum = 0.0, logQSum = 0.0, lengthSum = 0.0, diffSum = 0.0, diffSquares = 0.0, count = 0.0
+        var received: [(String, ReplayItem)] = []
+    }
+
+    /// Floats per rank of the replay exchange: present, prompt, n, truncated, log R (4), actions, log R per state (4 each).
+    var replaySlot: Int { 8 + engine.settings.maxLength + 4 * (engine.settings.maxLength + 1) }
+
+    /// This rank's best fresh trajectory of the step in its slot (rank-indexed: the others' slots stay 0).
+    func replayPayload(_ staged: [(String, ReplayItem)], rank: Int, worldSize: Int) -> [Float] {
+        let w = replaySlot
+        var out = [Float](repeating: 0, count: w * worldSize)
+        guard let best = staged.max(by: { $0.1 < $1.1 }), let p = prompts.firstIndex(where: { $0.key == best.0 }),
+              best.1.actions.count <= engine.settings.maxLength, best.1.logRewards.count == best.1.actions.count + 1
+        else { return out }
+        let o = rank * w
+        out[o] = 1
+        out[o + 1] = Float(p)
+        out[o + 2] = Float(best.1.actions.count)
+        out[o + 3] = best.1.truncated ? 1 : 0
+        for (j, v) in Digest.exactBits(best.1.logR).enumerated() { out[o + 4 + j] = v }
+        for (j, a) in best.1.actions.enumerated() { out[o + 8 + j] = Float(a) }
+        let r0 = o + 8 + engine.settings.maxLength
+        for (t, v) in best.1.logRewards.enumerated() {
+            for (j, c) in Digest.exactBits(v).enumerated() { out[r0 + 4 * t + j] = c }
+        }
+        return out
+    }
+
+    /// The other ranks' items from the averaged payload (ids < 2^23 and 16-bit chunks come back exactly).
+    func receivedItems(_ mean: [Float], rank: Int, worldSize k: Int) -> [(String, ReplayItem)] {
+        let w = replaySlot
+        var out: [(String, ReplayItem)] = []
+        for r in 0..<k where r != rank {
+            let o = r * w
+            guard Digest.slotValue(mean[o], worldSize: k) == 1 else { continue }
+            let p = Digest.slotValue(mean[o + 1], worldSize: k), n = Digest.slotValue(mean[o + 2], worldSize: k)
+            guard p >= 0 && p < prompts.count, n >= 0 && n <= engine.settings.maxLength else { continue }
+            let actions = (0..<n).map { Int32(Digest.slotValue(mean[o + 8 + $0], worldSize: k)) }
+            let r0 = o + 8 + engine.settings.maxLength
+            let logRewards = (0...n).map { Digest.fromExactBits(mean[(r0 + 4 * $0)..<(r0 + 4 * $0 + 4)], worldSize: k) }
+            let logR = Digest.fromExactBits(mean[(o + 4)..<(o + 8)], worldSize: k)
+            out.append((prompts[p].key, ReplayItem(logR: logR, text: decodeText(actions), actions: actions,
+                                                   logRewards: logRewards, truncated: Digest.slotValue(mean[o + 3], worldSize: k) == 1)))
+        }
+        return out
     }
 
     /// The exchange of a step: the averaged gradients (adapter and log Z) replace the local ones, and the step's
     /// statistics become the means over all ranks' trajectories. nil in a single process.
     func exchangeGradients(lossSum: Double, logRs: [Double], logQs: [Double], diffs: [Double],
-                           lengths: [Double]) throws(GFNError) -> MergedStats? {
+                           lengths: [Double], staged: [(String, ReplayItem)]) throws(GFNError) -> MergedStats? {
         guard let ex = exchange else { return nil }
         var s = [lossSum, logRs.reduce(0, +), logQs.reduce(0, +), lengths.reduce(0, +), diffs.reduce(0, +),
                  diffs.reduce(0) { $0 + $1 * $1 }, Double(logRs.count)]
         let digest = GradientExchange.replicaDigest(optimizer.parameters + [logZ],
                                                     extra: [UInt64(step), rng.state.0, rng.state.1, rng.state.2, rng.state.3])
-        try ex.averageGradients(optimizer.parameters, stats: &s, replica: digest)
+        let replay = ex.exchangeReplay && ex.worldSize > 1 && config.replayProbability > 0
+        var payload = replay ? replayPayload(staged, rank: ex.rank, worldSize: ex.worldSize) : []
+        try ex.averageGradients(optimizer.parameters, stats: &s, replica: digest, payload: &payload)
         let K = Double(ex.worldSize)
         return MergedStats(lossSum: s[0], logRSum: s[1] * K, logQSum: s[2] * K, lengthSum: s[3] * K,
-                           diffSum: s[4] * K, diffSquares: s[5] * K, count: (s[6] * K).rounded())
+                           diffSum: s[4] * K, diffSquares: s[5] * K, count: (s[6] * K).rounded(),
+                           received: replay ? receivedItems(payload, rank: ex.rank, worldSize: ex.worldSize) : [])
     }
 
     /// Writes merged statistics into a step's stats (max log R and the fraction of unique trajectories stay this

@@ -375,7 +375,8 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                 }
             }
             // distributed: the mean over ranks replaces the local gradients (before clipping and AdamW)
-            merged = try exchangeGradients(lossSum: lossSum, logRs: logRs, logQs: logQs, diffs: diffs, lengths: lengths)
+            merged = try exchangeGradients(lossSum: lossSum, logRs: logRs, logQs: logQs, diffs: diffs, lengths: lengths,
+                                           staged: staged)
             if let m = merged { lossSum = m.lossSum }
         } catch {
             rng = rngBefore
@@ -388,7 +389,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         stats.message = result.message ?? ""
         stats.gradNorm = result.gradNorm
         if result.applied {
-            for (key, item) in staged { _ = try? buffer.add(key, item) }
+            for (key, item) in staged + (merged?.received ?? []) { _ = try? buffer.add(key, item) }
             step += 1
         } else {
             rng = rngBefore

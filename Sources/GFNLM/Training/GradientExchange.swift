@@ -22,6 +22,9 @@ public final class GradientExchange: @unchecked Sendable {
 
     public let rank: Int
     public let worldSize: Int
+    /// GFlowNet: every step, each rank's best fresh trajectory (highest log R) travels in the gradient buffer to every
+    /// other rank, which adds it to its replay buffer like its own samples. Off: replay buffers stay per rank.
+    public var exchangeReplay = false
     let reduce: Reduce
     /// Whether the first exchange confirmed that every worker runs the same configuration.
     public private(set) var verified = false
@@ -143,11 +146,12 @@ public final class GradientExchange: @unchecked Sendable {
 
     /// Replaces the gradients of `parameters` by their mean over workers, `stats` (doubles) by their means, and
     /// checks `replica` (a digest of the state every worker must share: step, RNG, a sample of the parameters)
-    /// against the other workers'. One call of `reduce` with the gradients, 2 floats per statistic and 32 floats
-    /// of replica digest.
-    func averageGradients(_ parameters: [Parameter], stats: inout [Double], replica: UInt64) throws(GFNError) {
+    /// against the other workers'. `payload` (any floats, e.g. rank-indexed slots) is replaced by its mean too.
+    /// One call of `reduce` with the gradients, 2 floats per statistic, 32 floats of replica digest and the payload.
+    func averageGradients(_ parameters: [Parameter], stats: inout [Double], replica: UInt64,
+                          payload: inout [Float]) throws(GFNError) {
         let total = parameters.reduce(0) { $0 + $1.count }
-        let length = total + 2 * stats.count + 32
+        let length = total + 2 * stats.count + 32 + payload.count
         if scratch.count != length { scratch = [Float](repeating: 0, count: length) }
         var o = 0
         scratch.withUnsafeMutableBufferPointer { b in
@@ -158,6 +162,7 @@ public final class GradientExchange: @unchecked Sendable {
         }
         for (i, s) in stats.enumerated() { Digest.split(s, into: &scratch, at: total + 2 * i) }
         let r0 = total + 2 * stats.count
+        for (i, x) in payload.enumerated() { scratch[r0 + 32 + i] = x }
         for j in 0..<16 {
             let x = Float((replica >> (4 * UInt64(j))) & 0xF)
             scratch[r0 + 2 * j] = x
@@ -180,6 +185,7 @@ public final class GradientExchange: @unchecked Sendable {
             }
         }
         for i in stats.indices { stats[i] = Digest.join(scratch, at: total + 2 * i) }
+        for i in payload.indices { payload[i] = scratch[r0 + 32 + i] }
     }
 }
 
@@ -217,6 +223,21 @@ enum Digest {
     }
 
     static func join(_ buf: [Float], at i: Int) -> Double { Double(buf[i]) + Double(buf[i + 1]) }
+
+    /// A double's 64 bits as four 16-bit integers in floats: a slot that one rank fills and the others leave at 0
+    /// comes back exactly from the mean (sum ≤ 65535 < 2^24, and mean·K rounds back to it for K ≤ 16384).
+    static func exactBits(_ x: Double) -> [Float] {
+        (0..<4).map { Float((x.bitPattern >> (16 * UInt64($0))) & 0xFFFF) }
+    }
+
+    /// The integer a rank-indexed slot carried (its mean times K, rounded).
+    static func slotValue(_ mean: Float, worldSize k: Int) -> Int { Int((Double(mean) * Double(k)).rounded()) }
+
+    static func fromExactBits(_ means: ArraySlice<Float>, worldSize k: Int) -> Double {
+        var bits: UInt64 = 0
+        for (j, m) in means.enumerated() { bits |= UInt64(slotValue(m, worldSize: k) & 0xFFFF) << (16 * UInt64(j)) }
+        return Double(bitPattern: bits)
+    }
 
     /// Text of a float array's digest.
     static func text(_ ts: [Tensor], stride: Int = 1) -> String {

@@ -33,7 +33,8 @@ extension SFTTrainer {
         if !ex.verified { try ex.verify(distributedFields()) }
         var s = [nll, tokens]
         let digest = GradientExchange.replicaDigest(optimizer.parameters, extra: [UInt64(optimizer.stepCount)])
-        try ex.averageGradients(optimizer.parameters, stats: &s, replica: digest)
+        var none: [Float] = []
+        try ex.averageGradients(optimizer.parameters, stats: &s, replica: digest, payload: &none)
         return (s[0], s[1])
     }
 }

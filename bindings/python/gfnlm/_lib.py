@@ -248,7 +248,7 @@ gfn_gflownet_free = _fn("gfn_gflownet_free", None, c_void_p)
 # data-parallel training (gfnlm.distributed)
 class DistributedParams(Structure):
     _fields_ = [("size", c_uint32), ("rank", c_int32), ("world_size", c_int32), ("allreduce", c_void_p),
-                ("user_data", c_void_p)]
+                ("user_data", c_void_p), ("exchange_replay", c_int32)]
 
 
 ALLREDUCE_FN = CFUNCTYPE(c_int32, c_void_p, POINTER(c_float), ctypes.c_int64)

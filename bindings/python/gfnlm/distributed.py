@@ -28,8 +28,9 @@ class Exchange:
     replace in place by its element-wise mean over all ranks, the same bytes on every rank). Counts calls, bytes and
     seconds spent (for benchmarks)."""
 
-    def __init__(self, rank: int, world_size: int):
+    def __init__(self, rank: int, world_size: int, exchange_replay: bool = False):
         self.rank, self.world_size = int(rank), int(world_size)
+        self.exchange_replay = bool(exchange_replay)
         self.calls, self.bytes, self.seconds = 0, 0, 0.0
         self.error = None
 
@@ -58,6 +59,7 @@ class Exchange:
         self._fns = getattr(self, "_fns", []) + [fn]  # alive as long as this Exchange (trainers may share it)
         p = _lib.gfn_distributed_default_params()
         p.rank, p.world_size = self.rank, self.world_size
+        p.exchange_replay = 1 if self.exchange_replay else 0
         p.allreduce = ctypes.cast(fn, ctypes.c_void_p)
         _lib.check(setter(handle, ctypes.byref(p)))
 
@@ -74,11 +76,11 @@ class MPIExchange(Exchange):
     on stderr and comm.Abort(1): MPI kills every rank, a checkpoint written before stays intact), then division by
     the world size — the same float operation on the same summed bytes on every rank."""
 
-    def __init__(self, comm=None, timeout: float = 120.0):
+    def __init__(self, comm=None, timeout: float = 120.0, exchange_replay: bool = False):
         from mpi4py import MPI  # only the host needs MPI
         self._MPI = MPI
         self.comm = comm if comm is not None else MPI.COMM_WORLD
-        super().__init__(self.comm.Get_rank(), self.comm.Get_size())
+        super().__init__(self.comm.Get_rank(), self.comm.Get_size(), exchange_replay)
         self.timeout = float(timeout)
 
     def allreduce_mean(self, buffer: np.ndarray) -> None:
@@ -113,7 +115,9 @@ class LocalExchange(Exchange):
         pass
 
 
-def mpi(comm=None, timeout: float = 120.0) -> MPIExchange:
+def mpi(comm=None, timeout: float = 120.0, exchange_replay: bool = False) -> MPIExchange:
     """An MPI exchange over `comm` (default mpi4py's COMM_WORLD); needs mpi4py and a run under mpirun. `timeout`
-    bounds each exchange (seconds; the first one includes the slowest rank's start-up and first rollout)."""
-    return MPIExchange(comm, timeout)
+    bounds each exchange (seconds; the first one includes the slowest rank's start-up and first rollout).
+    `exchange_replay`: each rank's best fresh trajectory of a step goes to every rank's replay buffer (GFlowNet with
+    p_replay > 0); otherwise replay buffers stay per rank."""
+    return MPIExchange(comm, timeout, exchange_replay)
