@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--mode", choices=["gflownet", "sft"], default="gflownet")
     ap.add_argument("--mpi", action="store_true")
     ap.add_argument("--timeout", type=float, default=20.0)
+    ap.add_argument("--exchange-replay", action="store_true")
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batch", type=int, default=8)
@@ -48,7 +49,7 @@ def main():
     ap.add_argument("--sft-rows", type=int, default=8, help="SFT: examples in the whole (merged) batch")
     a = ap.parse_args()
 
-    dist = gfnlm.distributed.mpi(timeout=a.timeout) if a.mpi else None
+    dist = gfnlm.distributed.mpi(timeout=a.timeout, exchange_replay=a.exchange_replay) if a.mpi else None
     rank = dist.rank if dist else 0
     os.makedirs(a.out, exist_ok=True)
     model = gfnlm.Model.load(TINY, n_threads=1)

@@ -151,18 +151,25 @@ def test_set_distributed_arguments_and_failing_exchange(tmp_path):
 # --- mpirun -np 2 on localhost ------------------------------------------------------------------------------------
 
 @needs_mpi
-def test_two_ranks_bit_identical_after_20_steps_and_same_as_one_process(tmp_path):
-    """TB (learned log Z) with replay on: after 20 steps both ranks hold the same adapter bytes and log Z; the same
-    20 steps in one process with batch 16 (p_replay 0 there and here, so the merged batch is the same) end within
-    rounding of the 2-rank run."""
-    r, secs = mpirun(2, tmp_path / "mpi", "--steps", 20, "--batch", 8, "--objective", "tb", "--p-replay", 0.25)
-    assert r.returncode == 0, r.stdout + r.stderr
-    r0, r1 = result(tmp_path / "mpi", 0), result(tmp_path / "mpi", 1)
-    assert r0["adapter_sha256"] == r1["adapter_sha256"]
-    assert [s["log_z"] for s in r0["stats"]] == [s["log_z"] for s in r1["stats"]]
-    assert [s["loss"] for s in r0["stats"]] == [s["loss"] for s in r1["stats"]]
-    assert r0["stats"][-1]["trajectories"] == 16
-    assert r0["exact"] == r1["exact"]
+def test_two_ranks_bit_identical_after_20_steps(tmp_path):
+    """TB (learned log Z) with replay on, buffers per rank and then with each step's best trajectories shared
+    (exchange_replay: (12 + 5·max_length) more floats per rank per step, and other replays): after 20 steps both
+    ranks hold the same adapter bytes and log Z, and saw the same losses."""
+    runs = {}
+    for share in (False, True):
+        out = tmp_path / f"mpi-{share}"
+        r, secs = mpirun(2, out, "--steps", 20, "--batch", 8, "--objective", "tb", "--p-replay", 0.25,
+                         *(["--exchange-replay"] if share else []))
+        assert r.returncode == 0, r.stdout + r.stderr
+        r0, r1 = result(out, 0), result(out, 1)
+        assert r0["adapter_sha256"] == r1["adapter_sha256"]
+        assert [s["log_z"] for s in r0["stats"]] == [s["log_z"] for s in r1["stats"]]
+        assert [s["loss"] for s in r0["stats"]] == [s["loss"] for s in r1["stats"]]
+        assert r0["stats"][-1]["trajectories"] == 16 and sum(s["replay_batches"] for s in r0["stats"]) > 0
+        assert r0["exact"] == r1["exact"]
+        runs[share] = r0
+    assert runs[True]["exchange"]["bytes"] - runs[False]["exchange"]["bytes"] == 20 * 4 * 2 * (12 + 5 * 2)
+    assert [s["loss"] for s in runs[True]["stats"]] != [s["loss"] for s in runs[False]["stats"]]
 
 
 @needs_mpi
