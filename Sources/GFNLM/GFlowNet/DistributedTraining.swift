@@ -52,7 +52,10 @@ extension GFlowNetTrainer {
         }
     }
 
-    /// What every rank must share, compared at the first distributed step.
+    /// What every rank must share, compared at the first distributed step. Not compared: thread counts and
+    /// pack_weights (they change results only at rounding level, and the averaged step is the same on every rank),
+    /// the replay buffers (per rank by design). A Swift caller that loads a checkpoint calls
+    /// `distributed?.resetVerification()` to compare again (the C API does).
     public func distributedFields() -> [GradientExchange.Field] {
         typealias F = GradientExchange.Field
         let c = config
@@ -69,7 +72,6 @@ extension GFlowNetTrainer {
               F("lora_dropout", "\(c.loraDropout)"),
               F("exchange_replay", "\(exchange?.exchangeReplay ?? false)"),
               F("rows per pass", "\(c.rowsPerPass) traced from \(c.tracedSamplingRows)"),
-              F("pack_weights", "\(c.packWeights && model.weights.hasPackedMatrices)"),
               F("rollout settings", "\(engine.settings)"),
               F("prompts", "\(prompts.count) prompts, digest \(String(Digest.hash(prompts.map { "\($0.x)|\(String(describing: $0.y))|\(String(describing: $0.rewardContext))|\($0.weight)" }.joined(separator: ";")), radix: 16))"),
               F("reward", "\(type(of: reward)) terminal-only \(reward.terminalOnly)"),
