@@ -70,7 +70,7 @@ $(VENV)/.ok: bindings/python/requirements-test.txt
 demo: lib venv
 	GFNLM_LIBRARY=$(LIB) PYTHONPATH=$(ROOT)/bindings/python $(PY) examples/python/random_numbers.py --plot $(BUILD)/random_numbers.png
 
-test: deps lib venv swift-test c-test fuzz-smoke py-test examples-test install-test
+test: deps lib venv mpi-venv swift-test c-test fuzz-smoke py-test examples-test install-test
 	@echo "all tests passed"
 
 swift-test: | deps
@@ -121,6 +121,7 @@ bench: lib
 
 include mk/reliability.mk
 include mk/install.mk
+include mk/mpi.mk
 
 clean:
 	rm -rf $(BUILD) .build .build-release .build-asan .build-ubsan .build-tsan

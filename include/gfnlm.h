@@ -125,12 +125,16 @@ enum {
                              weights). A non-finite gradient is not an error: the step is skipped and reported
                              with applied = 0 in gfn_sft_stats / gfn_step_stats.
    GFN_ERR_CALLBACK          gfn_reward_evaluate, gfn_gflownet_step, gfn_gflownet_train, gfn_gflownet_seed_buffer,
-                             gfn_gflownet_exact (the host reward returned non-zero, or the wrong number of values)
+                             gfn_gflownet_exact (the host reward returned non-zero, or the wrong number of values);
+                             gfn_gflownet_step, gfn_gflownet_train, gfn_sft_step with a distributed trainer (the
+                             all-reduce callback returned non-zero)
    GFN_ERR_STATE             gfn_adapter_load (keys or shapes that do not fit the model), gfn_model_logits_adapter,
                              gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_new,
                              gfn_gflownet_new, gfn_model_export_onnx (an adapter of another model),
                              gfn_sft_load, gfn_gflownet_load (a checkpoint of another run: other trainer kind, mode,
-                             prompts, adapter shape or parameter groups)
+                             prompts, adapter shape or parameter groups); gfn_gflownet_step, gfn_gflownet_train,
+                             gfn_sft_step with a distributed trainer (the ranks' configurations differ, or the
+                             replicas diverged)
    GFN_ERR_CANCELLED         gfn_gflownet_train (the progress callback returned 0)
    GFN_ERR_BUFFER_TOO_SMALL  gfn_tokenizer_encode, gfn_tokenizer_decode, gfn_model_logits, gfn_model_logits_adapter
 
@@ -801,6 +805,77 @@ gfn_status gfn_gflownet_save(const gfn_gflownet *trainer, const char *directory)
 gfn_status gfn_gflownet_load(gfn_gflownet *trainer, const char *directory);
 
 void gfn_gflownet_free(gfn_gflownet *trainer);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Data-parallel training across processes and hosts. The library links no MPI: the host brings an all-reduce
+   (MPI_Allreduce, or any other engine) as a callback, and K replicas of a trainer then train as one:
+
+   - every rank samples its own trajectories (GFlowNet: rank r rolls out rows r·b ..< (r+1)·b of every
+     micro-batch of K·b rows, b = batch_size, each row seeded by its global index, while prompts, behaviours and
+     micro-batch seeds come from the RNG that all ranks share) or steps on its own examples (SFT);
+   - after the local backward and before clipping and AdamW, the trainer hands the callback ONE contiguous float
+     buffer: every trainable gradient, TB's log Z gradients, the step's statistics (as hi/lo float pairs) and a
+     32-float digest of the replica's state. The callback must replace it in place with the element-wise MEAN over
+     all ranks, giving every rank the same bytes (MPI_Allreduce with MPI_SUM, then divide by the world size);
+   - every rank then takes the same step, so replicas stay bit-identical (the digest detects it if they do not:
+     GFN_ERR_STATE "the replicas diverged"). float32 because the gradients are float32 (half the bytes of double);
+     a mean because each rank's loss is already a mean over its own trajectories or tokens.
+
+   Same objective as one process: K ranks × batch b draw exactly the trajectories of one process with batch K·b,
+   and the averaged gradient is that process's gradient up to float rounding. Losses pooled over a micro-batch
+   (SubTB's sub-trajectory weights, DB's rows with a transition) are re-weighted through one more small call per
+   pass (the ranks' normalisers, a few floats); SFT divides the mean of the ranks' NLL-sum gradients by the mean
+   token count (= the token-mean of the merged batch). REINFORCE's batch-mean baseline stays per rank. Replay
+   buffers stay per rank (each rank stores what it sampled) unless exchange_replay shares each rank's best
+   trajectory of every step. max_log_r and fraction_unique in gfn_step_stats are the rank's own; loss, mean_log_r,
+   mean_log_q, mean_length, var_log_r_minus_log_q, log_z and trajectories are over all ranks.
+
+   First step: a digest of each rank's configuration — model (configuration and a sample of its weights), adapter
+   shape and values, optimiser settings, step and moments, every training parameter, rollout settings, prompts,
+   reward kind, log Z, RNG state, world size — travels through the same callback (a fixed 2,048-float buffer, then
+   world_size floats to check that the ranks are distinct). Ranks that differ get GFN_ERR_STATE on every rank, with
+   a message naming each differing item and this rank's value (e.g. "batch_size (this rank: 8)"), and nothing
+   changes. The check runs again after gfn_gflownet_load / gfn_sft_load (all ranks must load the same checkpoint).
+
+   Checkpoints: only rank 0 writes: gfn_gflownet_save and gfn_sft_save on other ranks return GFN_OK and write
+   nothing (so every rank can run the same code). The checkpoint holds nothing rank-specific besides rank 0's replay
+   buffer, so it resumes on any number of ranks, one process included (there with batch_size K·b for the same
+   merged batch).
+
+   Faults: the library cannot bound a callback's wait; the host's callback must (the project's glue — Python's
+   gfnlm.distributed.mpi() and examples/c/train_mpi.c — uses MPI_Iallreduce polled against a deadline and then
+   MPI_Abort, so a dead or stuck rank stops every rank instead of hanging). A callback returning non-zero fails the
+   step with GFN_ERR_CALLBACK and nothing changes on this rank; the ranks are then out of step, so the host should
+   stop (abort) rather than retry. Checkpoints are written atomically: the last one stays intact. */
+
+/* Replace buffer[0..count) in place with the element-wise mean over all ranks (the same bytes on every rank);
+   return 0 on success, non-zero on failure (the step then fails with GFN_ERR_CALLBACK). Called on the thread that
+   steps the trainer, the same number of times with the same counts on every rank; must not call into the trainer;
+   must return within a bounded time (see Faults above). */
+typedef int32_t (*gfn_allreduce_fn)(void *user_data, float *buffer, int64_t count);
+
+typedef struct gfn_distributed_params {
+    uint32_t size;                 /* sizeof(gfn_distributed_params) */
+    int32_t rank;                  /* 0 ..< world_size */
+    int32_t world_size;            /* 1 … 16384; default 1 */
+    gfn_allreduce_fn allreduce;    /* required when world_size > 1; NULL with world_size 1 */
+    void *user_data;               /* passed to allreduce (e.g. an MPI communicator) */
+    int32_t exchange_replay;       /* GFlowNet with replay: 1 = every step each rank's best fresh trajectory (highest
+                                      log R) rides in the gradient buffer to every other rank, which adds it to its
+                                      replay buffer like its own samples ((12 + 5·max_length)·world_size more
+                                      floats per step); 0 (default) = replay buffers stay per rank */
+} gfn_distributed_params;
+
+/* rank 0, world_size 1, no callback, exchange_replay 0. */
+gfn_distributed_params gfn_distributed_default_params(void);
+
+/* Makes the trainer one of world_size data-parallel replicas; params NULL (or world_size 1 without a callback)
+   returns it to a single process. Call before the first step on every rank. The callback and user_data must stay
+   valid while the trainer uses them. With world_size 1 and a callback the trainer takes the distributed path alone
+   (rank-sliced seeds, replay RNG per rank) — a world of one. Errors: GFN_ERR_INVALID_ARGUMENT (bad rank or
+   world_size, world_size > 1 without a callback, wrong size). Not thread-safe with the trainer's other calls. */
+gfn_status gfn_gflownet_set_distributed(gfn_gflownet *trainer, const gfn_distributed_params *params);
+gfn_status gfn_sft_set_distributed(gfn_sft *sft, const gfn_distributed_params *params);
 
 #ifdef __cplusplus
 }

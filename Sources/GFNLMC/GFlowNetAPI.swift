@@ -349,7 +349,9 @@ public func gfnGflownetExact(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ 
 public func gfnGflownetSave(_ trainer: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
-        try h.trainer.save(checkpoint: try requireString(directory, "directory"))
+        let dir = try requireString(directory, "directory")
+        guard writesCheckpoints(h.trainer.distributed) else { return }   // distributed: rank 0 writes
+        try h.trainer.save(checkpoint: dir)
     }
 }
 
@@ -358,6 +360,7 @@ public func gfnGflownetLoad(_ trainer: OpaquePointer?, _ directory: UnsafePointe
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         try h.trainer.load(checkpoint: try requireString(directory, "directory"))
+        h.trainer.distributed?.resetVerification()   // every rank must have loaded the same state
     }
 }
 

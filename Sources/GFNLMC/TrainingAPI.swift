@@ -241,7 +241,9 @@ public func gfnSftExportOnnx(_ sft: OpaquePointer?, _ path: UnsafePointer<CChar>
 public func gfnSftSave(_ sft: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(sft, as: SFTHandle.self, "sft")
-        try h.trainer.save(checkpoint: try requireString(directory, "directory"))
+        let dir = try requireString(directory, "directory")
+        guard writesCheckpoints(h.trainer.distributed) else { return }   // distributed: rank 0 writes
+        try h.trainer.save(checkpoint: dir)
     }
 }
 
@@ -250,6 +252,7 @@ public func gfnSftLoad(_ sft: OpaquePointer?, _ directory: UnsafePointer<CChar>?
     capi { () throws(GFNError) in
         let h = try handles.lookup(sft, as: SFTHandle.self, "sft")
         try h.trainer.load(checkpoint: try requireString(directory, "directory"))
+        h.trainer.distributed?.resetVerification()   // every rank must have loaded the same state
     }
 }
 

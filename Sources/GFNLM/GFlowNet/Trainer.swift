@@ -121,6 +121,8 @@ public final class GFlowNetTrainer: @unchecked Sendable {
     let logZ: Parameter
     let optimizer: AdamW
     var rng: RNG
+    /// Data-parallel replicas (`setDistributed`); nil in a single process.
+    var exchange: GradientExchange?
 
     public init(model: Model, adapter: LoRAAdapter, reward: RewardFunction, prompts: [PromptSpec],
                 rollout: RolloutSettings, config: GFlowNetConfig = GFlowNetConfig()) throws(GFNError) {
@@ -231,7 +233,10 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         var logRs: [Double] = [], logQs: [Double] = [], diffs: [Double] = [], lengths: [Double] = []
         var seen = Set<[Int32]>()
         optimizer.zeroGrad()
+        var merged: MergedStats?
         do throws(GFNError) {
+            try verifyDistributed()
+            let rowBase = rowOffset
             // 1. Plan the micro-batches (prompt, behaviour, replayed items, RNG seed) exactly as if they ran one
             //    after the other; the replay buffer is read as it was at the start of the step.
             struct Micro {
@@ -245,11 +250,11 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                 let behaviour = Behaviour.choose(config: config, rng: &rng)
                 let microSeed = rng.next()
                 var replayed: [ReplayItem]? = nil
-                if case .replay = behaviour { replayed = buffer.sample(prompts[p].key, count: config.batchSize, rng: &rng) }
+                if case .replay = behaviour { replayed = sampleReplay(prompts[p].key, microSeed: microSeed) }
                 if let items = replayed {
                     stats.replayBatches += 1
                     micros.append(Micro(prompt: p, plans: items.enumerated().map { i, it in
-                        RolloutEngine.RowPlan(temperature: 1, seed: mixSeed(microSeed, 0xA11, UInt64(i)), actions: it.actions)
+                        RolloutEngine.RowPlan(temperature: 1, seed: mixSeed(microSeed, 0xA11, UInt64(rowBase + i)), actions: it.actions)
                     }, replayed: items))
                 } else {
                     var tau = 1.0
@@ -259,7 +264,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                     case .replay(let fallback): stats.temperedBatches += 1; tau = fallback  // nothing stored yet
                     }
                     micros.append(Micro(prompt: p, plans: (0..<config.batchSize).map { i in
-                        RolloutEngine.RowPlan(temperature: Float(tau), seed: mixSeed(microSeed, 0xA11, UInt64(i)))
+                        RolloutEngine.RowPlan(temperature: Float(tau), seed: mixSeed(microSeed, 0xA11, UInt64(rowBase + i)))
                     }, replayed: nil))
                 }
             }
@@ -293,7 +298,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                 // Enough rows: the sampling pass is traced and its distributions are the policy's log-probabilities
                 // (no second forward; with LoRA dropout when enabled, as the reference samples in train mode, B16).
                 // Few rows: untraced sampling, then one teacher-forced pass over all positions.
-                pass.dropoutSeed = config.loraDropout ? rng.next() : nil
+                pass.dropoutSeed = config.loraDropout ? rankSeed(rng.next()) : nil
                 let trajs: [Trajectory], rawPF: [[Double]], lpt: [[Double]]
                 if plans.count >= config.tracedSamplingRows {
                     (trajs, rawPF, lpt) = try pass.sample(prompt: prompt.x, rows: plans, adapter: adapter)
@@ -336,6 +341,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                 var dPF = lpf.map { $0.map { _ in 0.0 } }, dPT = lpt.map { $0.map { _ in 0.0 } }
                 let z = Double(logZ.value.pointer[p])
                 offset = 0
+                var results: [(Range<Int>, ObjectiveResult)] = []
                 for i in chunk {
                     let range = offset..<(offset + micros[i].plans.count)
                     offset = range.upperBound
@@ -343,11 +349,18 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                         TrajectoryTerms(n: trajs[b].n, truncated: trajs[b].truncated, logPF: lpf[b], logPT: lpt[b],
                                         logR: logR[b].map { $0 / tR })
                     }
-                    let res = try config.objective.evaluate(terms, layout: engine.settings.layout,
-                                                            logZ: Array(repeating: z, count: terms.count))
-                    for (j, b) in range.enumerated() { dPF[b] = res.dLogPF[j]; dPT[b] = res.dLogPT[j] }
-                    logZ.grad.pointer[p] += Float(res.dLogZ.reduce(0, +))
-                    lossSum += res.loss
+                    results.append((range, try config.objective.evaluate(terms, layout: engine.settings.layout,
+                                                                         logZ: Array(repeating: z, count: terms.count))))
+                }
+                // distributed: this rank's share of losses pooled over the whole micro-batch (1 otherwise)
+                let scales = try termScales(results.map { $0.1.terms })
+                for ((range, res), w) in zip(results, scales) {
+                    for (j, b) in range.enumerated() {
+                        dPF[b] = w == 1 ? res.dLogPF[j] : res.dLogPF[j].map { $0 * w }
+                        dPT[b] = w == 1 ? res.dLogPT[j] : res.dLogPT[j].map { $0 * w }
+                    }
+                    logZ.grad.pointer[p] += Float(res.dLogZ.reduce(0, +) * w)
+                    lossSum += res.loss * w
                 }
                 banned.chainRule(dPF, lpt, into: &dPT)
                 try pass.backward(dLogPF: dPF, dLogPT: dPT, gradients: gradients)
@@ -361,6 +374,10 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                     seen.insert(t.actions)
                 }
             }
+            // distributed: the mean over ranks replaces the local gradients (before clipping and AdamW)
+            merged = try exchangeGradients(lossSum: lossSum, logRs: logRs, logQs: logQs, diffs: diffs, lengths: lengths,
+                                           staged: staged)
+            if let m = merged { lossSum = m.lossSum }
         } catch {
             rng = rngBefore
             optimizer.zeroGrad()
@@ -372,7 +389,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         stats.message = result.message ?? ""
         stats.gradNorm = result.gradNorm
         if result.applied {
-            for (key, item) in staged { _ = try? buffer.add(key, item) }
+            for (key, item) in staged + (merged?.received ?? []) { _ = try? buffer.add(key, item) }
             step += 1
         } else {
             rng = rngBefore
@@ -389,6 +406,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         stats.varLogRMinusLogQ = diffs.reduce(0) { $0 + ($1 - md) * ($1 - md) } / n
         stats.logZ = config.objective == .tb ? Double(logZ.value.array.reduce(0, +)) / Double(prompts.count) : md
         stats.trajectories = logRs.count
+        if let m = merged { apply(m, to: &stats) }
         if let progress, !progress(stats) {
             throw GFNError(.cancelled, "training stopped by the progress callback after step \(step)")
         }

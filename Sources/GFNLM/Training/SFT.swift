@@ -51,6 +51,8 @@ public final class SFTTrainer: @unchecked Sendable {
     let head: TokenLogProbs
     var pendingLoss = 0.0
     var pendingTokens = 0
+    /// Data-parallel replicas (`setDistributed`); nil in a single process.
+    var exchange: GradientExchange?
     private var dHidden: [Float] = []
     /// KV caches reused across steps of the same shape (fresh 20 MB allocations per step cost page faults).
     private var cachePool: [KVCache] = []
@@ -145,13 +147,24 @@ public final class SFTTrainer: @unchecked Sendable {
     }
 
     /// One optimiser step over everything accumulated since the last step (token-mean loss), then zeroes the
-    /// gradients. A non-finite loss or gradient skips the update (see `SFTStats.applied`).
-    public func apply() -> SFTStats {
-        let n = max(pendingTokens, 1)
-        let loss = pendingLoss / Double(n)
-        let r = optimizer.step(gradientScale: Float(1 / Double(n)), loss: loss)
+    /// gradients. A non-finite loss or gradient skips the update (see `SFTStats.applied`). Distributed, the
+    /// token-mean is over every rank's tokens; a failing exchange throws, and the accumulated gradients are
+    /// dropped with the parameters and optimiser unchanged.
+    public func apply() throws(GFNError) -> SFTStats {
+        var total = (nll: pendingLoss, tokens: Double(pendingTokens))
+        do throws(GFNError) {
+            total = try exchangeGradients(nll: total.nll, tokens: total.tokens)
+        } catch {
+            optimizer.zeroGrad()
+            pendingLoss = 0
+            pendingTokens = 0
+            throw error
+        }
+        let n = max(total.tokens, 1)
+        let loss = total.nll / n
+        let r = optimizer.step(gradientScale: Float(1 / n), loss: loss)
         optimizer.zeroGrad()
-        let tokens = pendingTokens
+        let tokens = Int(total.tokens.rounded())
         pendingLoss = 0
         pendingTokens = 0
         return SFTStats(loss: loss, perplexity: exp(loss), tokens: tokens, gradNorm: r.gradNorm, applied: r.applied,
@@ -160,8 +173,15 @@ public final class SFTTrainer: @unchecked Sendable {
 
     /// `accumulate(batch)` then `apply()`.
     public func step(_ batch: [SFTExample]) throws(GFNError) -> SFTStats {
-        try accumulate(batch)
-        return apply()
+        do throws(GFNError) {
+            try accumulate(batch)
+        } catch {
+            optimizer.zeroGrad()   // a partial micro-batch must not leak into the next step
+            pendingLoss = 0
+            pendingTokens = 0
+            throw error
+        }
+        return try apply()
     }
 
     /// Mean target NLL and perplexity without gradients (no dropout).

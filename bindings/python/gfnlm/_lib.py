@@ -435,6 +435,18 @@ gfn_gflownet_load = _fn("gfn_gflownet_load", c_int32, c_void_p, c_char_p)
 gfn_gflownet_free = _fn("gfn_gflownet_free", None, c_void_p)
 
 
+# data-parallel training (gfnlm.distributed)
+class DistributedParams(Structure):
+    _fields_ = [("size", c_uint32), ("rank", c_int32), ("world_size", c_int32), ("allreduce", c_void_p),
+                ("user_data", c_void_p), ("exchange_replay", c_int32)]
+
+
+ALLREDUCE_FN = CFUNCTYPE(c_int32, c_void_p, POINTER(c_float), ctypes.c_int64)
+gfn_distributed_default_params = _fn("gfn_distributed_default_params", DistributedParams)
+gfn_gflownet_set_distributed = _fn("gfn_gflownet_set_distributed", c_int32, c_void_p, POINTER(DistributedParams))
+gfn_sft_set_distributed = _fn("gfn_sft_set_distributed", c_int32, c_void_p, POINTER(DistributedParams))
+
+
 def _status_name(status: int) -> str:
     return gfn_status_name(status).decode()
 

@@ -58,7 +58,8 @@ class GFlowNetTrainer(Closeable):
     (None | "reference" | "fixed"), batch_size, grad_accumulation, lr, warmup_steps, total_steps, logz_lr,
     reward_temperature (start, end, horizon), p_on_policy, p_replay, temperature_range, buffer_capacity, seed,
     pack_weights (pack the fp32 weights once more for OpenBLAS's kernel: faster steps, about the weights' size in
-    memory again, kept with the model)."""
+    memory again, kept with the model), distributed (a gfnlm.distributed exchange, e.g. gfnlm.distributed.mpi():
+    this trainer is one of its world_size data-parallel replicas, batch_size trajectories per rank)."""
 
     def __init__(self, model: Model, adapter: LoRA, reward: Reward | Callable[[int, list], Sequence[float]],
                  prompts: Sequence[TextOrIds | dict], objective: str = "subtb", subtb_lambda: float = 1.0,
@@ -73,7 +74,7 @@ class GFlowNetTrainer(Closeable):
                  p_replay: float = 0.25, temperature_range: tuple[float, float] = (0.5, 2.0),
                  buffer_capacity: int = 50, buffer_tolerance: float = 0.25,
                  buffer_prioritized: bool = True, lora_dropout: bool = False, seed: int = 0,
-                 pack_weights: bool = True):
+                 pack_weights: bool = True, distributed=None):
         self._h = None
         reward, self._owns_reward = _as_reward(reward)
         self.model, self.adapter, self.reward = model, adapter, reward
@@ -124,6 +125,9 @@ class GFlowNetTrainer(Closeable):
                                          ctypes.byref(p), ctypes.byref(h)))
         self._h = h
         self._progress = None
+        self.distributed = distributed
+        if distributed is not None:
+            distributed.attach(h, _lib.gfn_gflownet_set_distributed)
 
     def _prompt(self, x) -> dict:
         if isinstance(x, dict):

@@ -108,11 +108,13 @@ def _sft_dict(s):
 
 class SFTTrainer(Closeable):
     """Supervised fine-tuning: maximise log p(target | context), context masked. With `adapter` None every weight of
-    a private copy of the model trains (small models; `snapshot_model()` returns it as a Model)."""
+    a private copy of the model trains (small models; `snapshot_model()` returns it as a Model). `distributed` (a
+    gfnlm.distributed exchange): one of world_size data-parallel replicas, each stepping on its own examples; the
+    loss is the token-mean over every rank's tokens."""
 
     def __init__(self, model: Model, adapter: LoRA | None = None, lr: float = 1e-4, weight_decay: float = 0.01,
                  betas: tuple[float, float] = (0.9, 0.999), warmup_steps: int = 0, total_steps: int = 0,
-                 cosine: bool = False, max_grad_norm: float | None = None):
+                 cosine: bool = False, max_grad_norm: float | None = None, distributed=None):
         self.model = model
         self.adapter = adapter
         p = _train_params(lr, weight_decay, betas, 1e-8, warmup_steps, total_steps, cosine, max_grad_norm)
@@ -120,6 +122,9 @@ class SFTTrainer(Closeable):
         _lib.check(_lib.gfn_sft_new(model._handle(), adapter._handle() if adapter is not None else None,
                                     ctypes.byref(p), ctypes.byref(h)))
         self._h = h
+        self.distributed = distributed
+        if distributed is not None:
+            distributed.attach(h, _lib.gfn_sft_set_distributed)
 
     def _call(self, fn, batch):
         from .inference import _Arrays
