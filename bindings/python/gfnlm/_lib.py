@@ -100,6 +100,10 @@ class BufferTooSmallError(GfnError):
     """GFN_ERR_BUFFER_TOO_SMALL (handled inside the bindings)."""
 
 
+class BusyError(GfnError):
+    """GFN_ERR_BUSY: a bounded queue is full (Batcher.submit with block=False); retry later."""
+
+
 class GfnOverflowError(OutOfRangeError, OverflowError):
     """A Python int that does not fit the C integer type it is passed as (raised by the bindings instead of letting
     ctypes truncate it: token id 2**40 would silently become 0)."""
@@ -107,7 +111,7 @@ class GfnOverflowError(OutOfRangeError, OverflowError):
 
 _ERRORS = {-1: InvalidArgumentError, -2: GfnIOError, -3: FormatError, -4: UnsupportedError, -5: OutOfRangeError,
            -6: GfnMemoryError, -7: NumericalError, -8: CallbackError, -9: StateError, -10: InternalError,
-           -11: CancelledError, -12: BufferTooSmallError}
+           -11: CancelledError, -12: BufferTooSmallError, -13: BusyError}
 for _cls in set(_ERRORS.values()) | {GfnError, GfnFileNotFoundError, GfnOverflowError}:
     _cls.__module__ = "gfnlm"  # tracebacks show gfnlm.InvalidArgumentError, where users import it from
 
@@ -445,6 +449,48 @@ ALLREDUCE_FN = CFUNCTYPE(c_int32, c_void_p, POINTER(c_float), ctypes.c_int64)
 gfn_distributed_default_params = _fn("gfn_distributed_default_params", DistributedParams)
 gfn_gflownet_set_distributed = _fn("gfn_gflownet_set_distributed", c_int32, c_void_p, POINTER(DistributedParams))
 gfn_sft_set_distributed = _fn("gfn_sft_set_distributed", c_int32, c_void_p, POINTER(DistributedParams))
+
+
+# serving (gfnlm.Batcher)
+class BatcherParams(Structure):
+    _fields_ = [("size", c_uint32), ("max_batch", c_int32), ("max_queue", c_int32), ("max_prefill_tokens", c_int32)]
+
+
+TOKEN_FN = CFUNCTYPE(c_int32, c_void_p, c_int32, c_int32, c_float)
+DONE_FN = CFUNCTYPE(None, c_void_p, c_void_p)
+
+
+class RequestOptions(Structure):
+    _fields_ = [("size", c_uint32), ("block", c_int32), ("on_token", TOKEN_FN), ("on_done", DONE_FN),
+                ("user_data", c_void_p)]
+
+
+class BatcherStats(Structure):
+    _fields_ = [("size", c_uint32), ("queued", c_int32), ("active_requests", c_int32), ("active_rows", c_int32),
+                ("submitted", ctypes.c_int64), ("completed", ctypes.c_int64), ("failed", ctypes.c_int64),
+                ("cancelled", ctypes.c_int64), ("rejected", ctypes.c_int64), ("tokens", ctypes.c_int64),
+                ("decode_steps", ctypes.c_int64)]
+
+
+gfn_batcher_default_params = _fn("gfn_batcher_default_params", BatcherParams)
+gfn_batcher_new = _fn("gfn_batcher_new", c_int32, c_void_p, POINTER(BatcherParams), POINTER(c_void_p))
+gfn_batcher_shutdown = _fn("gfn_batcher_shutdown", c_int32, c_void_p, c_int32)
+gfn_batcher_free = _fn("gfn_batcher_free", None, c_void_p)
+gfn_request_default_options = _fn("gfn_request_default_options", RequestOptions)
+gfn_batcher_submit_sample = _fn("gfn_batcher_submit_sample", c_int32, c_void_p, POINTER(c_int32), c_int32, c_int32,
+                                POINTER(SamplingParams), POINTER(RequestOptions), POINTER(c_void_p))
+gfn_batcher_submit_score = _fn("gfn_batcher_submit_score", c_int32, c_void_p, POINTER(POINTER(c_int32)),
+                               POINTER(c_int32), POINTER(POINTER(c_int32)), POINTER(c_int32), c_int32,
+                               POINTER(ScoreParams), POINTER(RequestOptions), POINTER(c_void_p))
+gfn_batcher_submit_policy = _fn("gfn_batcher_submit_policy", c_int32, c_void_p, c_void_p, POINTER(c_int32), c_int32,
+                                c_int32, c_float, c_uint64, POINTER(RequestOptions), POINTER(c_void_p))
+gfn_request_wait = _fn("gfn_request_wait", c_int32, c_void_p, c_int32, POINTER(c_int32))
+gfn_request_cancel = _fn("gfn_request_cancel", c_int32, c_void_p)
+gfn_request_samples = _fn("gfn_request_samples", c_int32, c_void_p, POINTER(c_void_p))
+gfn_request_scores = _fn("gfn_request_scores", c_int32, c_void_p, POINTER(c_double), POINTER(c_float),
+                         POINTER(c_float))
+gfn_request_free = _fn("gfn_request_free", None, c_void_p)
+gfn_batcher_stats_get = _fn("gfn_batcher_stats_get", c_int32, c_void_p, POINTER(BatcherStats))
 
 
 def _status_name(status: int) -> str:

@@ -177,21 +177,14 @@ class Model(Closeable):
             return "".join(out)
         return decode
 
-    def generate(self, prompt: TextOrIds | Sequence[TextOrIds], max_new_tokens: int = 32, temperature: float = 1.0,
-                 top_k: int = 0, top_p: float = 1.0, stop: StopTokens | None = None, seed: int = 0, n: int = 1,
-                 min_new_tokens: int = 0, include_stop: bool = True, allowed: Sequence[int] | None = None,
-                 disallowed_penalty: float | None = None, bias: Bias | None = None,
-                 adapter: LoRA | None = None) -> list[Sample] | list[list[Sample]]:
-        """Samples n continuations of a prompt (str or ids), or of each prompt of a list of prompts.
-        Returns a list of Sample (one prompt) or a list of such lists (several prompts). temperature 0 = greedy.
-        `stop`: stop token(s) as ids or single-token strings (default: the end-of-text token if known).
-        `allowed` + `disallowed_penalty` (−inf hard mask, e.g. −99 soft) and `bias` {id: value} change the policy."""
-        many = isinstance(prompt, (list, tuple)) and len(prompt) > 0 and not isinstance(prompt[0], int)
-        prompts = [self._ids(p) for p in prompt] if many else [self._ids(prompt)]
-        n = _lib.checked_int(n, what="n")
+    def _sampling_params(self, keep: _Arrays, max_new_tokens: int = 32, temperature: float = 1.0, top_k: int = 0,
+                         top_p: float = 1.0, stop: StopTokens | None = None, seed: int = 0, min_new_tokens: int = 0,
+                         include_stop: bool = True, allowed: Sequence[int] | None = None,
+                         disallowed_penalty: float | None = None, bias: Bias | None = None,
+                         adapter: LoRA | None = None) -> _lib.SamplingParams:
+        """gfn_sampling_params for generate()'s keyword arguments (arrays kept alive by `keep`)."""
         if stop is None and self.tokenizer is not None and self.tokenizer.eos_id is not None:
             stop = [self.tokenizer.eos_id]
-        keep = _Arrays()
         params = _lib.gfn_sampling_default_params()
         params.max_new_tokens = max_new_tokens
         params.min_new_tokens = min_new_tokens
@@ -208,6 +201,25 @@ class Model(Closeable):
         fill_adjustment(params.adjust, keep, allowed, disallowed_penalty, bias)
         if adapter is not None:
             params.adapter = adapter._handle()
+        return params
+
+    def generate(self, prompt: TextOrIds | Sequence[TextOrIds], max_new_tokens: int = 32, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, stop: StopTokens | None = None, seed: int = 0, n: int = 1,
+                 min_new_tokens: int = 0, include_stop: bool = True, allowed: Sequence[int] | None = None,
+                 disallowed_penalty: float | None = None, bias: Bias | None = None,
+                 adapter: LoRA | None = None) -> list[Sample] | list[list[Sample]]:
+        """Samples n continuations of a prompt (str or ids), or of each prompt of a list of prompts.
+        Returns a list of Sample (one prompt) or a list of such lists (several prompts). temperature 0 = greedy.
+        `stop`: stop token(s) as ids or single-token strings (default: the end-of-text token if known).
+        `allowed` + `disallowed_penalty` (−inf hard mask, e.g. −99 soft) and `bias` {id: value} change the policy."""
+        many = isinstance(prompt, (list, tuple)) and len(prompt) > 0 and not isinstance(prompt[0], int)
+        prompts = [self._ids(p) for p in prompt] if many else [self._ids(prompt)]
+        n = _lib.checked_int(n, what="n")
+        keep = _Arrays()
+        params = self._sampling_params(keep, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                                       top_p=top_p, stop=stop, seed=seed, min_new_tokens=min_new_tokens,
+                                       include_stop=include_stop, allowed=allowed,
+                                       disallowed_penalty=disallowed_penalty, bias=bias, adapter=adapter)
         ptrs = (ctypes.POINTER(c_int32) * len(prompts))()
         lens = (c_int32 * len(prompts))()
         for i, p in enumerate(prompts):
@@ -229,47 +241,12 @@ class Model(Closeable):
         """log p(continuation | context). With per_token=True returns (total, per-token log-probs, stop log-probs
         after every prefix 0…n), the last two as float32 numpy arrays. Lists of contexts and continuations (same
         length) give lists."""
-        many = isinstance(context, (list, tuple)) and len(context) > 0 and not isinstance(context[0], int)
-        ctxs = [self._ids(c) for c in context] if many else [self._ids(context)]
-        conts = [self._ids(c) for c in continuation] if many else [self._ids(continuation)]
-        if len(ctxs) != len(conts):
-            raise _lib.GfnError(-1, "contexts and continuations differ in number")
-        keep = _Arrays()
-        params = _lib.gfn_score_default_params()
-        stops = self._stop_ids(stop)
-        if stops:
-            arr, k = keep.ids(stops)
-            params.stop_tokens = ctypes.cast(arr, ctypes.POINTER(c_int32))
-            params.n_stop_tokens = k
-        fill_adjustment(params.adjust, keep, allowed, disallowed_penalty, bias)
-        if adapter is not None:
-            params.adapter = adapter._handle()
-        n = len(ctxs)
-        cp = (ctypes.POINTER(c_int32) * n)()
-        cl = (c_int32 * n)()
-        np_ = (ctypes.POINTER(c_int32) * n)()
-        nl = (c_int32 * n)()
-        for i in range(n):
-            a, k = keep.ids(ctxs[i]); cp[i] = ctypes.cast(a, ctypes.POINTER(c_int32)); cl[i] = k
-            b, k2 = keep.ids(conts[i]); np_[i] = ctypes.cast(b, ctypes.POINTER(c_int32)); nl[i] = k2
-        totals = (ctypes.c_double * n)()
-        ntok = sum(len(c) for c in conts)
-        toks = (c_float * max(1, ntok))()
-        stopl = (c_float * (ntok + n))()
+        call = ScoreCall(self, context, continuation, stop=stop, allowed=allowed,
+                         disallowed_penalty=disallowed_penalty, bias=bias, adapter=adapter)
         ctx = context_for(self)
-        _lib.check(_lib.gfn_context_score(ctx._h, cp, cl, np_, nl, n, ctypes.byref(params), totals, toks, stopl))
-        results = []
-        t = s = 0
-        for i in range(n):
-            L = len(conts[i])
-            if per_token:
-                results.append((totals[i], np.array(toks[t:t + L], dtype=np.float32),
-                                np.array(stopl[s:s + L + 1], dtype=np.float32)))
-            else:
-                results.append(totals[i])
-            t += L
-            s += L + 1
-        return results if many else results[0]
+        _lib.check(_lib.gfn_context_score(ctx._h, call.cp, call.cl, call.np_, call.nl, call.n,
+                                          ctypes.byref(call.params), call.totals, call.toks, call.stopl))
+        return call.results(per_token)
 
     def beam_search(self, prompt: TextOrIds, num_beams: int = 4, num_return: int = 1, max_new_tokens: int = 32,
                     min_new_tokens: int = 0, length_penalty: float = 1.0, num_groups: int = 1,
@@ -303,3 +280,52 @@ class Model(Closeable):
         ctx = context_for(self)
         _lib.check(_lib.gfn_context_beam_search(ctx._h, arr, k, ctypes.byref(params), ctypes.byref(out)))
         return read_samples(out, self._decode())
+
+
+class ScoreCall:
+    """The C arguments of one scoring call (Model.score, Batcher.submit_score) and the reading of its results."""
+
+    def __init__(self, model: Model, context, continuation, stop=None, allowed=None, disallowed_penalty=None,
+                 bias=None, adapter=None):
+        self.many = isinstance(context, (list, tuple)) and len(context) > 0 and not isinstance(context[0], int)
+        ctxs = [model._ids(c) for c in context] if self.many else [model._ids(context)]
+        self.conts = [model._ids(c) for c in continuation] if self.many else [model._ids(continuation)]
+        if len(ctxs) != len(self.conts):
+            raise _lib.GfnError(-1, "contexts and continuations differ in number")
+        keep = self.keep = _Arrays()
+        params = self.params = _lib.gfn_score_default_params()
+        stops = model._stop_ids(stop)
+        if stops:
+            arr, k = keep.ids(stops)
+            params.stop_tokens = ctypes.cast(arr, ctypes.POINTER(c_int32))
+            params.n_stop_tokens = k
+        fill_adjustment(params.adjust, keep, allowed, disallowed_penalty, bias)
+        if adapter is not None:
+            params.adapter = adapter._handle()
+        n = self.n = len(ctxs)
+        self.cp = (ctypes.POINTER(c_int32) * n)()
+        self.cl = (c_int32 * n)()
+        self.np_ = (ctypes.POINTER(c_int32) * n)()
+        self.nl = (c_int32 * n)()
+        for i in range(n):
+            a, k = keep.ids(ctxs[i]); self.cp[i] = ctypes.cast(a, ctypes.POINTER(c_int32)); self.cl[i] = k
+            b, k2 = keep.ids(self.conts[i]); self.np_[i] = ctypes.cast(b, ctypes.POINTER(c_int32)); self.nl[i] = k2
+        self.totals = (ctypes.c_double * n)()
+        ntok = sum(len(c) for c in self.conts)
+        self.toks = (c_float * max(1, ntok))()
+        self.stopl = (c_float * (ntok + n))()
+
+    def results(self, per_token: bool):
+        """What Model.score returns, from the filled arrays."""
+        results = []
+        t = s = 0
+        for i in range(self.n):
+            L = len(self.conts[i])
+            if per_token:
+                results.append((self.totals[i], np.array(self.toks[t:t + L], dtype=np.float32),
+                                np.array(self.stopl[s:s + L + 1], dtype=np.float32)))
+            else:
+                results.append(self.totals[i])
+            t += L
+            s += L + 1
+        return results if self.many else results[0]
