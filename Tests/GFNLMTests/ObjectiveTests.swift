@@ -20,6 +20,32 @@ final class ObjectiveTests: XCTestCase {
         XCTAssertEqual(try Objective.subTB(lambda: 1, strictMask: true).evaluate([h1], layout: .forcedStop).loss, 4.565000, accuracy: 1e-5)
     }
 
+    /// main.py's strict mask keeps the pair (n, n+1) of every row that stopped before max_len, a zero residual that
+    /// counts in the pooled denominator — also for a row that stops at the first step (n = 0). Batch {(b)⊤, ⊤},
+    /// max_len 3, with the reference's layout-A arrays; the golden values come from the reference's cumsum
+    /// formulation computed independently (numpy): strict 4.805 (the (b)⊤ row alone: 6.406667), λ = 0.5 4.118571,
+    /// default mask 9.61 (the ⊤ row adds nothing there).
+    func testStrictMaskCountsARowThatStopsAtOnce() throws {
+        let b = layoutA([2, 0, 0, 0], lpf: [-1.1, -0.3, 0, 0], lpt: [-2.5, -0.3, 0, 0], lr: [0.5, -1.5, -1.5, 0], maxLen: 3)
+        let stop = layoutA([0, 0, 0, 0], lpf: [-1.2, 0, 0, 0], lpt: [-1.2, 0, 0, 0], lr: [-0.7, -0.7, 0, 0], maxLen: 3)
+        XCTAssertEqual(stop.n, 0)
+        let strict = Objective.subTB(lambda: 1, strictMask: true)
+        XCTAssertEqual(try strict.evaluate([b, stop], layout: .forcedStop).loss, 4.805, accuracy: 1e-9)
+        XCTAssertEqual(try strict.evaluate([b], layout: .forcedStop).loss, 6.406667, accuracy: 1e-6)
+        XCTAssertEqual(try Objective.subTB(lambda: 0.5, strictMask: true).evaluate([b, stop], layout: .forcedStop).loss,
+                       4.118571, accuracy: 1e-6)
+        XCTAssertEqual(try Objective.subTB.evaluate([b, stop], layout: .forcedStop).loss, 9.61, accuracy: 1e-9)
+        let r = try strict.evaluate([b, stop], layout: .forcedStop)
+        XCTAssertEqual(r.terms, 4)
+        // the zero term has no gradient, the (b)⊤ row's terms are divided by 4
+        XCTAssertEqual(r.dLogPT[1], [0])
+        XCTAssertEqual(r.dLogPF[0][0], 2 * 2 * 3.1 / 4, accuracy: 1e-9)
+        // a batch of rows that all stop at once: zero loss over a positive count (not 0/0)
+        let only = try strict.evaluate([stop, stop], layout: .forcedStop)
+        XCTAssertEqual(only.loss, 0)
+        XCTAssertEqual(only.terms, 2)
+    }
+
     func testA3TruncatedTrajectory() throws {
         let h2 = layoutA([1, 2, 0], lpf: [-0.7, -1.2, 0], lpt: [-3, -1, 0], lr: [-1, -2, 0.5], maxLen: 2)
         XCTAssertTrue(h2.truncated)
