@@ -104,7 +104,7 @@ enum {
                              gfn_sft_evaluate, gfn_reward_new_lm_likelihood, gfn_reward_new_next_sentence,
                              gfn_reward_new_random_integer, gfn_reward_evaluate, gfn_gflownet_new,
                              gfn_gflownet_sample, gfn_gflownet_seed_buffer, gfn_gflownet_exact (prompt index out of
-                             range, more than 100,000 sequences)
+                             range, more than 100,000 sequences, a demonstration longer than max_length)
    GFN_ERR_OUT_OF_MEMORY     any function that allocates (an allocation failed); before any work:
                              gfn_context_sample, gfn_context_beam_search, gfn_gflownet_new, gfn_gflownet_sample
                              (requests whose memory exceeds the process's physical memory or RLIMIT_AS), the loaders
@@ -554,7 +554,9 @@ typedef struct gfn_gflownet_params {
     int32_t strict_mask;           /* main.py's `cumsum > 1` mask (reweights terminal pairs); default 0 */
     int32_t layout;                /* GFN_LAYOUT_*: log q(⊤|s_max) := 0 (default) or the real value */
     int32_t termination;           /* the ⊤ token (e.g. 50256, or 13 "." for sentences); required */
-    int32_t min_length;            /* ⊤ not sampled before this many actions; default 0 */
+    int32_t min_length;            /* ⊤ not sampled before this many actions; default 0. The target is R
+                                      restricted to |Z| ≥ min_length for every objective, whatever the reward
+                                      gives shorter sequences (README: "min_length") */
     int32_t max_length;            /* actions per trajectory; default 16 */
     gfn_logit_adjustment adjust;   /* the policy's vocabulary penalty / mask (⊤ always allowed) */
     int32_t calculator;            /* 0 off, 1 reference-compatible (bug B6), 2 fixed; needs the model's tokenizer */
@@ -633,11 +635,21 @@ gfn_status gfn_gflownet_train(gfn_gflownet *trainer, int32_t steps, gfn_step_sta
 
 /* Amortized inference: `count` trajectories Z ~ q(·|X) from the trained adapter at temperature (1 = the trained
    sampler), with the training limits, masks and calculator. In the results, tokens are the state after X (tool
-   output included), n_steps the number of actions, finish_reason 0 when ⊤ was sampled. */
+   output included), n_steps the number of actions, finish_reason 0 when ⊤ was sampled (⊤ is not among the tokens).
+   token_logprobs (n_tokens values) and logprob are the sampler's log q at temperature 1, whatever `temperature`
+   (the behaviour): untempered, with the vocabulary adjustment, renormalised without ⊤ before min_length (the
+   sampler never stops there: log q(a|s) − log(1 − q(⊤|s))), read from the distributions the actions were drawn
+   from. A calculator's output tokens are context, not actions: their token_logprobs are 0. logprob = Σ over the
+   actions + log q(⊤|s_n) of the stop — 0 for a trajectory truncated at max_length under GFN_LAYOUT_FORCED_STOP,
+   the policy's real log q(⊤|s_max) under GFN_LAYOUT_NEXT_SENTENCE (as in training), so logprob − Σ token_logprobs
+   is the stop's share. At the optimum log R(Z)/T_R − logprob is the same (log Z) for every Z: importance
+   weights, log-Z estimates and effective sample sizes use it as is. n_stop_tokens is 0. */
 gfn_status gfn_gflownet_sample(gfn_gflownet *trainer, const int32_t *x, int32_t n_x, int32_t count, float temperature,
                                uint64_t seed, gfn_samples **out);
 
-/* Adds demonstrations (action sequences) for prompt `prompt_index` to the replay buffer, with their rewards. */
+/* Adds demonstrations (action sequences) for prompt `prompt_index` to the replay buffer, with their rewards.
+   A demonstration longer than max_length (GFN_ERR_OUT_OF_RANGE; never cut) or shorter than min_length
+   (GFN_ERR_INVALID_ARGUMENT; outside the target) is refused, and then nothing is added. */
 gfn_status gfn_gflownet_seed_buffer(gfn_gflownet *trainer, int32_t prompt_index, const int32_t *const *actions,
                                     const int32_t *lengths, int32_t n);
 

@@ -302,10 +302,11 @@ public func gfnGflownetSample(_ trainer: OpaquePointer?, _ x: UnsafePointer<Int3
         let o = try requirePointer(out, "out")
         try checkMemory(rows: Int(count), bytesPerRow: rowBytes(h.trainer.model.config, tokens: h.trainer.engine.settings.maxLength),
                         "sampling \(count) trajectories")
-        let trajs = try h.trainer.sample(prompt: try readIds(x, nX, "x"), count: Int(count), temperature: temperature, seed: seed)
-        let samples = trajs.map { t in
-            Sample(promptIndex: 0, tokens: t.state, tokenLogProbs: [], stopLogProbs: [], steps: t.n,
-                   finishReason: t.truncated ? .maxTokens : .stopToken, logProb: 0)
+        let drawn = try h.trainer.sample(prompt: try readIds(x, nX, "x"), count: Int(count), temperature: temperature, seed: seed)
+        let samples = drawn.map { s in
+            Sample(promptIndex: 0, tokens: s.trajectory.state, tokenLogProbs: s.tokenLogProbs.map { Float($0) },
+                   stopLogProbs: [], steps: s.trajectory.n,
+                   finishReason: s.trajectory.truncated ? .maxTokens : .stopToken, logProb: s.logQ)
         }
         o.pointee = handles.register(SamplesHandle(samples: samples, nStop: 0))
     }

@@ -421,9 +421,85 @@ final class GFlowNetTests: XCTestCase {
         let trainer = try setupTrainer(reward: reward, replay: 0)
         let samples = try trainer.sample(prompt: [5, 6], count: 50, seed: 1)
         XCTAssertEqual(samples.count, 50)
-        XCTAssertTrue(samples.allSatisfy { $0.n <= 4 })
+        XCTAssertTrue(samples.allSatisfy { $0.trajectory.n <= 4 })
         // IW log Z and ESS on a toy with known values
         XCTAssertEqual(SampleEstimates.logZ(logR: [0, 0], logQ: [log(0.5), log(0.5)]), log(2), accuracy: 1e-12)
         XCTAssertEqual(SampleEstimates.effectiveSampleSize(logR: [1, 1, 1], logQ: [0, 0, 0]), 3, accuracy: 1e-12)
+    }
+
+    /// The amortized sampler's log q (`GFlowNetTrainer.sample`) against an independent computation: full forwards
+    /// of X ⊕ state with the adapter (no cache), log-softmax in double precision of logits + the soft mask, the
+    /// min_len renormalisation by hand, and the layout's stop at max_len. Also against the exact enumeration's
+    /// log q of the same sequences (a third code path).
+    func testAmortizedSamplerReturnsThePolicysLogQ() throws {
+        let m = try tinyModel(.gpt2, vocab: 20)
+        let adapter = try randomAdapter(m, seed: 8)
+        let V = m.config.vocabSize
+        let allowed = Array(Int32(1)...Int32(12))
+        let adjustment = LogitAdjustment(allowed: allowed, disallowedPenalty: -99)
+        let reward = CallbackReward { _, states throws(GFNError) in states.map { -Double($0.count) } }
+        for layout in [TerminalLayout.forcedStop, .nextSentence] {
+            var cfg = GFlowNetConfig()
+            cfg.batchSize = 4
+            let settings = RolloutSettings(termination: 0, maxLength: 3, minLength: 2, layout: layout, adjustment: adjustment)
+            let trainer = try GFlowNetTrainer(model: m, adapter: adapter, reward: reward, prompts: [PromptSpec(x: [13, 14])],
+                                              rollout: settings, config: cfg)
+            let x: [Int32] = [13, 14]
+            // log-softmax of the policy (logits + mask) after X ⊕ s, in double precision
+            func policy(_ s: [Int32]) throws -> [Double] {
+                let ids = x + s
+                var logits = [Float](repeating: 0, count: ids.count * V)
+                try logits.withUnsafeMutableBufferPointer { (b) throws(GFNError) in
+                    try m.logits(ids: ids, batch: 1, seqLen: ids.count, adapter: adapter, into: b.baseAddress!)
+                }
+                let row = (0..<V).map { v in
+                    Double(logits[(ids.count - 1) * V + v]) + (allowed.contains(Int32(v)) || v == 0 ? 0 : -99)
+                }
+                let mx = row.max()!
+                let lse = mx + log(row.reduce(0) { $0 + exp($1 - mx) })
+                return row.map { $0 - lse }
+            }
+            var truncatedSeen = 0, stoppedSeen = 0
+            for tau: Float in [1, 1.7] {
+                let samples = try trainer.sample(prompt: x, count: 40, temperature: tau, seed: 3)
+                for smp in samples {
+                    let t = smp.trajectory
+                    XCTAssertGreaterThanOrEqual(t.n, 2)
+                    XCTAssertEqual(smp.tokenLogProbs.count, t.state.count)
+                    var expected = 0.0
+                    for k in 0..<t.n {
+                        let lp = try policy(Array(t.actions[0..<k]))
+                        var v = lp[Int(t.actions[k])]
+                        if k < 2 { v -= log(1 - exp(lp[0])) }   // the sampler never stops before min_len
+                        XCTAssertEqual(smp.actionLogProbs[k], v, accuracy: 2e-4, "\(layout) τ \(tau) action \(k)")
+                        XCTAssertEqual(smp.tokenLogProbs[k], smp.actionLogProbs[k])
+                        expected += v
+                    }
+                    if t.truncated {
+                        truncatedSeen += 1
+                        let stop = layout == .forcedStop ? 0 : try policy(t.actions)[0]
+                        XCTAssertEqual(smp.terminalLogProb, stop, accuracy: 2e-4)
+                        expected += stop
+                    } else {
+                        stoppedSeen += 1
+                        let stop = try policy(t.actions)[0]
+                        XCTAssertEqual(smp.terminalLogProb, stop, accuracy: 2e-4)
+                        expected += stop
+                    }
+                    XCTAssertEqual(smp.logQ, expected, accuracy: 1e-3)
+                }
+            }
+            XCTAssertGreaterThan(truncatedSeen, 0)
+            XCTAssertGreaterThan(stoppedSeen, 0)
+            // the exact enumeration's log q (the sampler's distribution over the allowed space) agrees
+            let exact = try trainer.engine.exactDistribution(prompt: PromptSpec(x: x), vocabulary: allowed,
+                                                             adapter: adapter, reward: reward)
+            var index: [[Int32]: Double] = [:]
+            for (z, lq) in zip(exact.sequences, exact.logQ) { index[z] = lq }
+            for smp in try trainer.sample(prompt: x, count: 30, seed: 11) {
+                guard let lq = index[smp.trajectory.actions] else { XCTFail("sampled outside the space"); continue }
+                XCTAssertEqual(smp.logQ, lq, accuracy: 1e-3)
+            }
+        }
     }
 }

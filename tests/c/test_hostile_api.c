@@ -487,7 +487,7 @@ static void p_gflownet_sizes(env *e) {
     int32_t *longa = calloc(0x7fff, sizeof(int32_t));
     for (int i = 0; i < 0x7fff; i++) longa[i] = 1;
     const int32_t *la[] = {longa};
-    RETURNS(gfn_gflownet_seed_buffer(g, 0, la, &many, 1));   /* cut to max_length */
+    EXPECT(gfn_gflownet_seed_buffer(g, 0, la, &many, 1), GFN_ERR_OUT_OF_RANGE);   /* refused: longer than max_length */
     free(longa);
     EXPECT(gfn_gflownet_train(g, -1, NULL), GFN_ERR_INVALID_ARGUMENT);
     double lr[8];

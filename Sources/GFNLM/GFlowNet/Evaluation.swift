@@ -119,7 +119,7 @@ extension RolloutEngine {
             for t in 0..<z.count {
                 guard let d = logq[Array(z[0..<t])] else { throw .internalError("missing state in enumeration") }
                 lq += Double(d[Int(z[t])])
-                if t < minLength { lq -= BannedStop.logOneMinusExp(Double(d[Int(term)])) }
+                if t < minLength { lq -= LengthRestriction.logOneMinusExp(Double(d[Int(term)])) }
             }
             if z.count < L || settings.layout == .nextSentence {
                 guard let d = logq[z] else { throw .internalError("missing state in enumeration") }

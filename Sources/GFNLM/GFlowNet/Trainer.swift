@@ -284,7 +284,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                 }
                 if !cur.isEmpty { chunks.append(cur) }
             }
-            let banned = BannedStop(objective: config.objective, minLength: engine.settings.minLength)
+            let restriction = LengthRestriction(objective: config.objective, minLength: engine.settings.minLength)
             for chunk in chunks {
                 let p = micros[chunk[0]].prompt
                 let prompt = prompts[p]
@@ -332,28 +332,33 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                         }
                     }
                 }
-                let lpf = banned.renormalise(rawPF, lpt)
-                var dPF = lpf.map { $0.map { _ in 0.0 } }, dPT = lpt.map { $0.map { _ in 0.0 } }
+                // the target is R restricted to |Z| ≥ min_len (LengthRestriction): rows shorter than that have no
+                // terms, the others the objective's view of them
+                var dPF = rawPF.map { $0.map { _ in 0.0 } }, dPT = lpt.map { $0.map { _ in 0.0 } }
                 let z = Double(logZ.value.pointer[p])
                 offset = 0
                 for i in chunk {
                     let range = offset..<(offset + micros[i].plans.count)
                     offset = range.upperBound
-                    let terms = range.map { b in
-                        TrajectoryTerms(n: trajs[b].n, truncated: trajs[b].truncated, logPF: lpf[b], logPT: lpt[b],
+                    let admitted = range.filter { restriction.admits(trajs[$0].n) }
+                    let full = admitted.map { b in
+                        TrajectoryTerms(n: trajs[b].n, truncated: trajs[b].truncated, logPF: rawPF[b], logPT: lpt[b],
                                         logR: logR[b].map { $0 / tR })
                     }
-                    let res = try config.objective.evaluate(terms, layout: engine.settings.layout,
-                                                            logZ: Array(repeating: z, count: terms.count))
-                    for (j, b) in range.enumerated() { dPF[b] = res.dLogPF[j]; dPT[b] = res.dLogPT[j] }
+                    let res = try config.objective.evaluate(full.map(restriction.restrict), layout: engine.settings.layout,
+                                                            logZ: Array(repeating: z, count: full.count))
+                    for (j, b) in admitted.enumerated() {
+                        (dPF[b], dPT[b]) = restriction.pullBack(dLogPF: res.dLogPF[j], dLogPT: res.dLogPT[j], of: full[j])
+                    }
                     logZ.grad.pointer[p] += Float(res.dLogZ.reduce(0, +))
                     lossSum += res.loss
                 }
-                banned.chainRule(dPF, lpt, into: &dPT)
                 try pass.backward(dLogPF: dPF, dLogPT: dPT, gradients: gradients)
                 for (b, t) in trajs.enumerated() {
+                    // the sampler's log q (q̃ before min_len)
                     let terminalPT = (t.truncated && engine.settings.layout == .forcedStop) ? 0 : lpt[b][t.n]
-                    let lq = lpf[b].reduce(0, +) + terminalPT
+                    let lq = LengthRestriction.samplerLogPF(rawPF[b], lpt[b], minLength: engine.settings.minLength)
+                        .reduce(0, +) + terminalPT
                     logRs.append(logR[b][t.n])
                     logQs.append(lq)
                     diffs.append(logR[b][t.n] / tR - lq)
@@ -396,18 +401,37 @@ public final class GFlowNetTrainer: @unchecked Sendable {
     }
 
     /// Samples from the trained policy (amortized inference): n trajectories after prompt X at temperature τ
-    /// (1 = the trained sampler), with the rollout's limits, masks and tool.
-    public func sample(prompt: [Int32], count: Int, temperature: Float = 1, seed: UInt64 = 0) throws(GFNError) -> [Trajectory] {
-        try engine.generate(prompt: prompt, count: count, temperature: temperature, adapter: adapter, seed: seed)
+    /// (1 = the trained sampler), with the rollout's limits, masks and tool, each with its log q (`PolicySample`).
+    public func sample(prompt: [Int32], count: Int, temperature: Float = 1, seed: UInt64 = 0) throws(GFNError) -> [PolicySample] {
+        guard count > 0 else { throw .invalidArgument("the number of trajectories must be positive") }
+        let plans = (0..<count).map { i in
+            RolloutEngine.RowPlan(temperature: temperature, seed: mixSeed(seed, 0xA11, UInt64(i)))
+        }
+        let m = engine.settings.minLength
+        return try engine.generateWithLogProbs(prompt: prompt, rows: plans, adapter: adapter).map { t, lp in
+            PolicySample(trajectory: t, actionLogProbs: LengthRestriction.samplerLogPF(lp.logPF, lp.logPT, minLength: m),
+                         terminalLogProb: lp.logPT[t.n])
+        }
     }
 
     /// Seeds the replay buffer with demonstrations (action sequences for prompt p): their rewards are computed
-    /// by teacher forcing (with the tool) and they are added like sampled trajectories.
+    /// by teacher forcing (with the tool) and they are added like sampled trajectories. A demonstration longer than
+    /// max_len is refused (never cut: its reward would be another sequence's), and so is one shorter than min_len
+    /// (outside the target); either refusal adds nothing.
     public func seedBuffer(prompt p: Int, demonstrations: [[Int32]]) throws(GFNError) {
         guard p >= 0 && p < prompts.count else { throw .outOfRange("prompt index \(p) outside 0..<\(prompts.count)") }
         guard !demonstrations.isEmpty else { return }
         let prompt = prompts[p]
-        let valid = demonstrations.filter { !$0.isEmpty || true }.map { Array($0.prefix(engine.settings.maxLength)) }
+        let (lo, hi) = (engine.settings.minLength, engine.settings.maxLength)
+        for (i, d) in demonstrations.enumerated() {
+            guard d.count <= hi else {
+                throw .outOfRange("demonstration \(i) has \(d.count) actions; max_length is \(hi) (seeds are not cut)")
+            }
+            guard d.count >= lo else {
+                throw .invalidArgument("demonstration \(i) has \(d.count) actions, fewer than min_length \(lo): outside the target")
+            }
+        }
+        let valid = demonstrations
         let trajs = try engine.generate(prompt: prompt.x, count: valid.count, temperature: 1, adapter: adapter,
                                         seed: 0, actions: valid)
         let logR = try reward.logRewards(prompt: prompt, trajectories: trajs)
@@ -470,6 +494,28 @@ public final class GFlowNetTrainer: @unchecked Sendable {
     }
 }
 
+/// A sample of the trained policy with its log-probabilities under the sampler at τ = 1: untempered, with the
+/// policy's vocabulary adjustment, renormalised without ⊤ before min_len (the sampler never stops there), and the
+/// layout's convention at max_len — so that at the optimum log R(Z)/T_R − logQ is the same for every Z (log Z).
+public struct PolicySample: Sendable, Equatable {
+    public var trajectory: Trajectory
+    /// log q(a_{t+1} | s_t) of each action.
+    public var actionLogProbs: [Double]
+    /// log q(⊤ | s_n): the stop; 0 for a row truncated at max_len under a forced stop (layout A), the policy's
+    /// real log q(⊤ | s_max) under the next-sentence layout.
+    public var terminalLogProb: Double
+
+    /// One value per state token (`trajectory.state`): an action's log q, 0 for tool output (not an action).
+    public var tokenLogProbs: [Double] {
+        var out = [Double](repeating: 0, count: trajectory.state.count)
+        for (t, v) in actionLogProbs.enumerated() { out[trajectory.stateLength[t]] = v }
+        return out
+    }
+
+    /// log q(Z): the actions' log-probabilities and the stop's.
+    public var logQ: Double { actionLogProbs.reduce(0, +) + terminalLogProb }
+}
+
 /// The behaviour policy of one micro-batch (algorithm.md §2.1).
 public enum Behaviour: Sendable, Equatable {
     case onPolicy
@@ -497,44 +543,4 @@ extension ReplayBuffer {
         for k in keys { setItems(k, []) }
         for k in other.keys { setItems(k, other.items(k)) }
     }
-}
-
-/// Trajectory-level objectives (TB, REINFORCE) score a trajectory by the probability the *sampler* gave it. Before
-/// min_len the sampler never stops, so its distribution there is the policy's renormalised without ⊤:
-/// log q̃(a|s_t) = log q(a|s_t) − log(1 − q(⊤|s_t)). Without this, the never-sampled ⊤ is a free sink: moving mass
-/// onto it lowers log q(τ) of every trajectory at once, which TB (and REINFORCE for below-average returns) rewards;
-/// measured on the random-integer task, q(⊤|X) went from 0.04 to 0.998 in 50 TB steps. SubTB and DB keep the
-/// reference's untampered log-probabilities (algorithm.md §1.2 d): there log q(⊤|s_t) is itself a flow term,
-/// anchored by the reward of the sequence that stops at s_t.
-struct BannedStop {
-    /// Positions t < positions are renormalised (0: nothing to do).
-    let positions: Int
-
-    init(objective: Objective, minLength: Int) {
-        switch objective {
-        case .tb, .reinforce: positions = minLength
-        default: positions = 0
-        }
-    }
-
-    /// log q̃(a_t|s_t) for every row (shapes as PolicyPass.forward returns them).
-    func renormalise(_ logPF: [[Double]], _ logPT: [[Double]]) -> [[Double]] {
-        guard positions > 0 else { return logPF }
-        return logPF.enumerated().map { b, row in
-            row.enumerated().map { t, v in t < positions ? v - Self.logOneMinusExp(logPT[b][t]) : v }
-        }
-    }
-
-    /// Adds the renormaliser's share of dL/d log q̃ to dL/d log q(⊤|s_t): d/dℓ[−log(1 − e^ℓ)] = e^ℓ / (1 − e^ℓ).
-    func chainRule(_ dLogPF: [[Double]], _ logPT: [[Double]], into dLogPT: inout [[Double]]) {
-        guard positions > 0 else { return }
-        for b in dLogPF.indices {
-            for t in 0..<min(positions, dLogPF[b].count) {
-                let q = exp(logPT[b][t])
-                dLogPT[b][t] += dLogPF[b][t] * q / max(1 - q, 1e-12)
-            }
-        }
-    }
-
-    static func logOneMinusExp(_ l: Double) -> Double { log(max(-expm1(l), 1e-12)) }
 }
