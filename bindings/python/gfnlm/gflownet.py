@@ -24,7 +24,8 @@ class GFlowNetTrainer:
     prompts: list of X (str or ids) or of dicts {"x": …, "y": …, "reward_context": …, "weight": …}.
     Main options (defaults from the reference's main.py): objective "subtb" | "tb" | "db" (GFlowNets) or
     "reinforce" (a reward-maximising baseline), subtb_lambda,
-    termination (token or single-token string, default end-of-text), min_length, max_length, layout
+    termination (token or single-token string, default end-of-text), min_length (the target is R restricted to
+    sequences of at least that many actions, whatever the reward gives shorter ones), max_length, layout
     "forced_stop" | "next_sentence", allowed + penalty (the policy's vocabulary mask, e.g. −99), calculator
     (None | "reference" | "fixed"), batch_size, grad_accumulation, lr, warmup_steps, total_steps, logz_lr,
     reward_temperature (start, end, horizon), p_on_policy, p_replay, temperature_range, buffer_capacity, seed,
@@ -129,7 +130,11 @@ class GFlowNetTrainer:
 
     def sample(self, prompt, n: int = 1, temperature: float = 1.0, seed: int = 0) -> list:
         """Amortized inference: n trajectories Z ~ q(·|X). Sample.tokens is the state after X (tool output
-        included), Sample.text its decoding; finish_reason "stop" when ⊤ was sampled."""
+        included), Sample.text its decoding; finish_reason "stop" when ⊤ was sampled. Sample.token_logprobs and
+        Sample.logprob are the sampler's log q at temperature 1 whatever `temperature` (untempered, with the mask,
+        renormalised without ⊤ before min_length): one value per token, 0 for the calculator's output (not an
+        action); logprob adds the stop's log q(⊤|s_n) (0 for a sequence cut at max_length under the forced-stop
+        layout). At the optimum log R(Z)/T_R − logprob is log Z for every Z: use it for importance weights."""
         keep = _Arrays()
         a, k = keep.ids(self.model._ids(prompt))
         out = c_void_p()
@@ -137,7 +142,8 @@ class GFlowNetTrainer:
         return read_samples(out, self.model._decode())
 
     def seed_buffer(self, prompt_index: int, demonstrations) -> None:
-        """Adds demonstrations (action sequences as ids or strings) for a prompt to the replay buffer."""
+        """Adds demonstrations (action sequences as ids or strings) for a prompt to the replay buffer. One longer
+        than max_length or shorter than min_length is refused (GfnError; nothing is added)."""
         keep = _Arrays()
         seqs = [self.model._ids(d) for d in demonstrations]
         ptrs = (POINTER(c_int32) * max(1, len(seqs)))()

@@ -15,6 +15,11 @@ REALVOCAB = os.path.join(FIXTURES, "gpt2-realvocab", "legacy17")
 TOKENIZER = os.path.join(FIXTURES, "tokenizer")
 
 
+@pytest.fixture(scope="module")
+def tiny():
+    return gfnlm.Model.load(TINY)
+
+
 def log_softmax(row):
     m = row.max()
     return row - (m + np.log(np.exp(row - m).sum()))
