@@ -55,7 +55,9 @@ public enum Objective: Sendable, Equatable {
     /// Trajectory balance with a learned log Z: (log Z + Σ log q(a) + log q(⊤|s_n) − log R(s_n⊤))², mean over rows.
     case tb
     /// Modified detailed balance: per transition (log F(s_t) + log q(a|s_t) − log F(s_{t+1}))², mean over a
-    /// row's transitions, then over rows (the reference's modified_db without its shape bug).
+    /// row's transitions, then over the rows that have one (the reference's modified_db without its shape bug; a
+    /// row that stops at once has no transition and is left out, where the reference would divide 0 by 0). Every
+    /// row weighs the same whatever its length — unlike SubTB's mean pooled over all sub-trajectories.
     case db
     /// A reward-maximising baseline (not a GFlowNet): REINFORCE with the batch-mean baseline on the return
     /// r = log R(s_n⊤)/T_R, surrogate loss −mean_b[(r_b − r̄)·log q(τ_b)]. It seeks the reward's modes instead of
