@@ -502,4 +502,66 @@ final class GFlowNetTests: XCTestCase {
             }
         }
     }
+
+    /// Reward temperature ≠ 1 through the replay buffer: items are stored untempered (the reward's own values, at
+    /// T_R = 2), and a replayed batch is re-tempered with the current T_R: its loss equals SubTB on the stored
+    /// rewards divided by T_R(step), recomputed here from an independent teacher-forced pass (lr 0: the policy
+    /// stays put).
+    func testRewardTemperatureRoundTripThroughTheReplayBuffer() throws {
+        let m = try tinyModel(.gpt2, vocab: 20)
+        let adapter = try randomAdapter(m, seed: 3)
+        let reward = CallbackReward { _, states throws(GFNError) in
+            states.map { s in -1.5 * Double(s.count) + Double(s.first ?? 0) / 4 }
+        }
+        let settings = RolloutSettings(termination: 0, maxLength: 4)
+        func trainer(onPolicy: Double, replay: Double) throws -> GFlowNetTrainer {
+            var cfg = GFlowNetConfig()
+            cfg.batchSize = 4
+            cfg.learningRate = 0
+            cfg.schedule = .constant
+            cfg.rewardTemperature = LinearRamp(start: 2, end: 0.5, horizon: 3)
+            cfg.onPolicyProbability = onPolicy
+            cfg.replayProbability = replay
+            cfg.temperatureLow = 1
+            cfg.temperatureHigh = 1
+            return try GFlowNetTrainer(model: m, adapter: adapter, reward: reward, prompts: [PromptSpec(x: [5, 6])],
+                                       rollout: settings, config: cfg)
+        }
+        // fresh samples at T_R = 2 are stored with the reward's untempered values
+        let a = try trainer(onPolicy: 0.5, replay: 0.5)
+        XCTAssertEqual(a.rewardTemperature, 2)
+        for _ in 0..<2 { try a.trainStep() }
+        let key = PromptSpec(x: [5, 6]).key
+        let stored = a.buffer.items(key)
+        XCTAssertFalse(stored.isEmpty)
+        for it in stored {
+            let raw = try reward.logRewards(prompt: PromptSpec(x: [5, 6]), trajectories: [Trajectory(actions: it.actions, truncated: it.truncated)])[0]
+            XCTAssertEqual(it.logRewards, raw)
+            XCTAssertEqual(it.logR, raw[it.actions.count])
+        }
+        // replay only, one seeded item (returned whole while the buffer holds fewer items than a batch)
+        let b = try trainer(onPolicy: 0, replay: 1)
+        let demo: [Int32] = [3, 9, 4]
+        try b.seedBuffer(prompt: 0, demonstrations: [demo])
+        let item = b.buffer.items(key)[0]
+        let traj = Trajectory(actions: demo, truncated: false)
+        XCTAssertEqual(item.logRewards, try reward.logRewards(prompt: PromptSpec(x: [5, 6]), trajectories: [traj])[0])
+        let pass = try PolicyPass(engine: b.engine)
+        let (lpf, lpt) = try pass.forward(prompt: [5, 6], trajectories: [traj], adapter: adapter)
+        var seen: Set<Double> = []
+        for _ in 0..<4 {
+            let tR = b.rewardTemperature
+            seen.insert(tR)
+            let stats = try b.trainStep()
+            XCTAssertEqual(stats.replayBatches, 1)
+            XCTAssertEqual(stats.rewardTemperature, tR)
+            let expected = try Objective.subTB.evaluate([TrajectoryTerms(n: 3, truncated: false, logPF: lpf[0], logPT: lpt[0],
+                                                                         logR: item.logRewards.map { $0 / tR })],
+                                                        layout: .forcedStop).loss
+            XCTAssertEqual(stats.loss, expected, accuracy: 1e-4 * max(1, expected), "T_R \(tR)")
+            XCTAssertEqual(stats.meanLogR, item.logR, "statistics report the untempered log R")
+            XCTAssertEqual(b.buffer.items(key), [item], "replayed items are not re-added or re-tempered")
+        }
+        XCTAssertEqual(seen, [2, 1.5, 1, 0.5])
+    }
 }
