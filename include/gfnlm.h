@@ -508,6 +508,17 @@ typedef int32_t (*gfn_reward_fn)(void *user_data, int32_t prompt_index, const in
 
 gfn_status gfn_reward_new_callback(gfn_reward_fn fn, void *user_data, int32_t terminal_only, gfn_reward **out);
 
+/* A host reward that is also told the reward temperature T_R the trainer will divide its values by (T_R of the
+   current step; 1 for gfn_reward_evaluate). The values stay untempered: a reward that wants a term after tempering
+   (the subjectivity task's −50 for a wrong label) returns it multiplied by T_R. Otherwise as gfn_reward_fn. */
+typedef int32_t (*gfn_reward_temperature_fn)(void *user_data, int32_t prompt_index, double reward_temperature,
+                                             const int32_t *const *states, const int32_t *state_lengths,
+                                             int32_t n_states, double *log_rewards);
+
+/* As gfn_reward_new_callback, for a gfn_reward_temperature_fn. Errors: GFN_ERR_INVALID_ARGUMENT (NULL fn or out). */
+gfn_status gfn_reward_new_callback_temperature(gfn_reward_temperature_fn fn, void *user_data, int32_t terminal_only,
+                                               gfn_reward **out);
+
 /* log p_LM(Z Y | demos C) with the adapter off: C is the prompt's reward context (or X), Y its observation;
    `z_adjust` adds the vocabulary penalty at Z positions only (e.g. −99 soft mask); states with fewer than
    min_length tokens get −99. The demos run once; Y is scored after every prefix from the prefix's cache. */
@@ -590,6 +601,12 @@ typedef struct gfn_gflownet_params {
                                       cblas_sgemm). 0: off.
                                       Added after the first version of this struct; a caller's smaller struct
                                       (size = offsetof(gfn_gflownet_params, pack_weights)) means 1. */
+    double temp_low_end, temp_high_end; /* behaviour-temperature annealing: with temp_horizon > 0 the tempered
+                                      range moves linearly from [temp_low, temp_high] at step 0 to [temp_low_end,
+                                      temp_high_end] at step temp_horizon, then stays; default 1, 1 */
+    int32_t temp_horizon;          /* 0 (default): no annealing. These three were added after pack_weights; a
+                                      caller's smaller struct (size = offsetof(gfn_gflownet_params, temp_low_end) or
+                                      offsetof(…, pack_weights)) means no annealing. */
 } gfn_gflownet_params;
 
 gfn_gflownet_params gfn_gflownet_default_params(void);

@@ -21,6 +21,10 @@ final class CallbackBox: @unchecked Sendable {
     }
 }
 
+/// A host function of either signature: (prompt index, T_R, states, lengths, count, out) → status.
+typealias HostReward = (Int32, Double, UnsafePointer<UnsafePointer<Int32>?>, UnsafePointer<Int32>, Int32,
+                        UnsafeMutablePointer<Double>) -> Int32
+
 @_cdecl("gfn_reward_new_callback")
 public func gfnRewardNewCallback(_ fn: gfn_reward_fn?, _ userData: UnsafeMutableRawPointer?, _ terminalOnly: Int32,
                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
@@ -28,32 +32,61 @@ public func gfnRewardNewCallback(_ fn: gfn_reward_fn?, _ userData: UnsafeMutable
         guard let fn else { throw .invalidArgument("fn is NULL") }
         let o = try requirePointer(out, "out")
         let box = CallbackBox(fn: fn, userData: userData)
-        let reward = CallbackReward(terminalOnly: terminalOnly != 0) { (prompt: PromptSpec, states: [[Int32]]) throws(GFNError) -> [Double] in
-            let index = Int32(clamping: prompt.index)
-            var values = [Double](repeating: .nan, count: states.count)
-            var lengths = states.map { Int32($0.count) }
-            // contiguous copies the callee may read
-            var storage = states.map { s -> UnsafeMutablePointer<Int32> in
-                let p = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, s.count))
-                p.initialize(from: s, count: s.count)
-                return p
-            }
-            defer { for p in storage { p.deallocate() } }
-            let rc: Int32 = storage.withUnsafeMutableBufferPointer { sb in
-                lengths.withUnsafeMutableBufferPointer { lb in
-                    values.withUnsafeMutableBufferPointer { vb in
-                        sb.baseAddress!.withMemoryRebound(to: UnsafePointer<Int32>?.self, capacity: states.count) { pp in
-                            box.fn(box.userData, index, pp, lb.baseAddress, Int32(states.count), vb.baseAddress)
-                        }
+        o.pointee = handles.register(RewardHandle(hostReward(terminalOnly: terminalOnly != 0) { i, _, s, l, n, v in
+            box.fn(box.userData, i, s, l, n, v)
+        }, model: nil))
+    }
+}
+
+/// The C callback told the reward temperature, with its user data.
+final class TemperatureCallbackBox: @unchecked Sendable {
+    let fn: gfn_reward_temperature_fn
+    let userData: UnsafeMutableRawPointer?
+    init(fn: gfn_reward_temperature_fn, userData: UnsafeMutableRawPointer?) {
+        self.fn = fn
+        self.userData = userData
+    }
+}
+
+@_cdecl("gfn_reward_new_callback_temperature")
+public func gfnRewardNewCallbackTemperature(_ fn: gfn_reward_temperature_fn?, _ userData: UnsafeMutableRawPointer?,
+                                            _ terminalOnly: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi { () throws(GFNError) in
+        guard let fn else { throw .invalidArgument("fn is NULL") }
+        let o = try requirePointer(out, "out")
+        let box = TemperatureCallbackBox(fn: fn, userData: userData)
+        o.pointee = handles.register(RewardHandle(hostReward(terminalOnly: terminalOnly != 0) { i, t, s, l, n, v in
+            box.fn(box.userData, i, t, s, l, n, v)
+        }, model: nil))
+    }
+}
+
+/// A CallbackReward that hands every state of a micro-batch to `call` as contiguous C arrays.
+func hostReward(terminalOnly: Bool, _ call: @escaping HostReward) -> CallbackReward {
+    CallbackReward(terminalOnly: terminalOnly, temperature: { (prompt: PromptSpec, states: [[Int32]], tR: Double) throws(GFNError) -> [Double] in
+        let index = Int32(clamping: prompt.index)
+        var values = [Double](repeating: .nan, count: states.count)
+        var lengths = states.map { Int32($0.count) }
+        // contiguous copies the callee may read
+        var storage = states.map { s -> UnsafeMutablePointer<Int32> in
+            let p = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, s.count))
+            p.initialize(from: s, count: s.count)
+            return p
+        }
+        defer { for p in storage { p.deallocate() } }
+        let rc: Int32 = storage.withUnsafeMutableBufferPointer { sb in
+            lengths.withUnsafeMutableBufferPointer { lb in
+                values.withUnsafeMutableBufferPointer { vb in
+                    sb.baseAddress!.withMemoryRebound(to: UnsafePointer<Int32>?.self, capacity: states.count) { pp in
+                        call(index, tR, pp, lb.baseAddress!, Int32(states.count), vb.baseAddress!)
                     }
                 }
             }
-            _ = storage.count
-            guard rc == 0 else { throw GFNError(.callback, "the reward callback returned \(rc)") }
-            return values
         }
-        o.pointee = handles.register(RewardHandle(reward, model: nil))
-    }
+        _ = storage.count
+        guard rc == 0 else { throw GFNError(.callback, "the reward callback returned \(rc)") }
+        return values
+    })
 }
 
 @_cdecl("gfn_reward_new_lm_likelihood")
@@ -146,7 +179,8 @@ public func gfnGflownetDefaultParams() -> gfn_gflownet_params {
         reward_temp_horizon: 1, p_on_policy: d.onPolicyProbability, p_replay: d.replayProbability,
         temp_low: d.temperatureLow, temp_high: d.temperatureHigh, buffer_capacity: Int32(d.bufferCapacity),
         buffer_tolerance: d.bufferTolerance, buffer_prioritized: 1, lora_dropout: 0, seed: 0,
-        pack_weights: d.packWeights ? 1 : 0)
+        pack_weights: d.packWeights ? 1 : 0, temp_low_end: d.temperatureLowEnd, temp_high_end: d.temperatureHighEnd,
+        temp_horizon: Int32(d.temperatureHorizon))
 }
 
 func readPrompts(_ p: UnsafePointer<gfn_prompt>?, _ n: Int32) throws(GFNError) -> [PromptSpec] {
@@ -206,6 +240,9 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
         c.rewardTemperature = LinearRamp(start: p.reward_temp_start, end: p.reward_temp_end, horizon: Int(p.reward_temp_horizon))
         c.onPolicyProbability = p.p_on_policy; c.replayProbability = p.p_replay
         c.temperatureLow = p.temp_low; c.temperatureHigh = p.temp_high
+        guard p.temp_horizon >= 0 else { throw .invalidArgument("temp_horizon must be ≥ 0 (got \(p.temp_horizon))") }
+        c.temperatureHorizon = Int(p.temp_horizon)
+        c.temperatureLowEnd = p.temp_low_end; c.temperatureHighEnd = p.temp_high_end
         c.bufferCapacity = Int(p.buffer_capacity); c.bufferTolerance = p.buffer_tolerance
         c.bufferPrioritized = p.buffer_prioritized != 0
         c.loraDropout = p.lora_dropout != 0

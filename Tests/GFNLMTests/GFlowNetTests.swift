@@ -320,6 +320,37 @@ final class GFlowNetTests: XCTestCase {
         XCTAssertLessThan(d, 1.63 / Double(taus.count).squareRoot(), "KS at p = 0.01")
     }
 
+    /// Behaviour-temperature annealing: the tempered τ stays inside the range of its step, which moves linearly
+    /// from [2, 4] to [0.5, 1] over 100 steps; without a horizon it never moves.
+    func testBehaviourTemperatureAnnealing() {
+        var c = GFlowNetConfig()
+        c.onPolicyProbability = 0
+        c.replayProbability = 0
+        c.temperatureLow = 2
+        c.temperatureHigh = 4
+        c.temperatureLowEnd = 0.5
+        c.temperatureHighEnd = 1
+        c.temperatureHorizon = 100
+        var rng = RNG(seed: 4)
+        for (step, lo, hi) in [(0, 2.0, 4.0), (50, 1.25, 2.5), (100, 0.5, 1.0), (500, 0.5, 1.0)] {
+            let r = Behaviour.temperatureRange(config: c, step: step)
+            XCTAssertEqual(r.low, lo, accuracy: 1e-12)
+            XCTAssertEqual(r.high, hi, accuracy: 1e-12)
+            var taus: [Double] = []
+            for _ in 0..<2000 {
+                guard case .tempered(let t) = Behaviour.choose(config: c, step: step, rng: &rng) else { return XCTFail() }
+                taus.append(t)
+            }
+            XCTAssertGreaterThanOrEqual(taus.min()!, lo)
+            XCTAssertLessThanOrEqual(taus.max()!, hi)
+            XCTAssertEqual(taus.reduce(0, +) / 2000, (lo + hi) / 2, accuracy: 0.05 * (hi - lo))
+        }
+        c.temperatureHorizon = 0
+        XCTAssertTrue(Behaviour.temperatureRange(config: c, step: 1000) == (2, 4))
+        c.temperatureHorizon = -1
+        XCTAssertThrowsError(try c.validate())
+    }
+
     // MARK: A21 reward scoring layout
 
     func testLMLikelihoodRewardLayout() throws {

@@ -28,6 +28,12 @@ public struct GFlowNetConfig: Sendable, Equatable {
     public var replayProbability: Double = 0.25
     public var temperatureLow: Double = 0.5
     public var temperatureHigh: Double = 2.0
+    /// Behaviour-temperature annealing: with a horizon H > 0 the tempered range moves linearly from
+    /// [temperatureLow, temperatureHigh] at step 0 to [temperatureLowEnd, temperatureHighEnd] at step H (then
+    /// stays); H = 0: no annealing.
+    public var temperatureHorizon: Int = 0
+    public var temperatureLowEnd: Double = 1
+    public var temperatureHighEnd: Double = 1
     /// Replay buffer (used when replayProbability > 0).
     public var bufferCapacity: Int = 50
     public var bufferTolerance: Double = 0.25
@@ -68,6 +74,12 @@ public struct GFlowNetConfig: Sendable, Equatable {
         }
         guard temperatureLow > 0, temperatureHigh >= temperatureLow, temperatureHigh.isFinite else {
             throw .invalidArgument("behaviour temperatures need 0 < low ≤ high")
+        }
+        guard temperatureHorizon >= 0 else { throw .invalidArgument("the behaviour-temperature horizon must be ≥ 0") }
+        if temperatureHorizon > 0 {
+            guard temperatureLowEnd > 0, temperatureHighEnd >= temperatureLowEnd, temperatureHighEnd.isFinite else {
+                throw .invalidArgument("final behaviour temperatures need 0 < low ≤ high")
+            }
         }
         guard rewardTemperature.start > 0, rewardTemperature.end > 0, rewardTemperature.horizon >= 0 else {
             throw .invalidArgument("reward temperatures must be positive")
@@ -242,7 +254,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
             var micros: [Micro] = []
             for _ in 0..<config.gradAccumulation {
                 let p = choosePrompt()
-                let behaviour = Behaviour.choose(config: config, rng: &rng)
+                let behaviour = Behaviour.choose(config: config, step: step, rng: &rng)
                 let microSeed = rng.next()
                 var replayed: [ReplayItem]? = nil
                 if case .replay = behaviour { replayed = buffer.sample(prompts[p].key, count: config.batchSize, rng: &rng) }
@@ -321,7 +333,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                 }
                 if !fresh.isEmpty {
                     let sub = fresh.map { trajs[$0] }
-                    let r = try reward.logRewards(prompt: prompt, trajectories: sub)
+                    let r = try reward.logRewards(prompt: prompt, trajectories: sub, rewardTemperature: tR)
                     try checkRewards(r, sub)
                     for (j, idx) in fresh.enumerated() { logR[idx] = r[j] }
                     if config.replayProbability > 0 {
@@ -434,7 +446,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         let valid = demonstrations
         let trajs = try engine.generate(prompt: prompt.x, count: valid.count, temperature: 1, adapter: adapter,
                                         seed: 0, actions: valid)
-        let logR = try reward.logRewards(prompt: prompt, trajectories: trajs)
+        let logR = try reward.logRewards(prompt: prompt, trajectories: trajs, rewardTemperature: rewardTemperature)
         try checkRewards(logR, trajs)
         for (t, r) in zip(trajs, logR) {
             try buffer.add(prompt.key, ReplayItem(logR: r[t.n], text: decodeText(t.actions), actions: t.actions,
@@ -523,11 +535,21 @@ public enum Behaviour: Sendable, Equatable {
     /// Replay; the temperature is the tempered fallback used when the buffer has nothing for the prompt.
     case replay(fallback: Double)
 
+    /// The tempered range [low, high] at `step` (annealed when the config has a horizon).
+    public static func temperatureRange(config c: GFlowNetConfig, step: Int) -> (low: Double, high: Double) {
+        guard c.temperatureHorizon > 0 else { return (c.temperatureLow, c.temperatureHigh) }
+        let f = min(1, Double(max(0, step)) / Double(c.temperatureHorizon))
+        return (c.temperatureLow + (c.temperatureLowEnd - c.temperatureLow) * f,
+                c.temperatureHigh + (c.temperatureHighEnd - c.temperatureHigh) * f)
+    }
+
     /// Draws a behaviour: on-policy with probability p_on, replay with p_replay, else tempered with
-    /// τ ~ U[low, high]. A τ is drawn in every case, so the RNG stream does not depend on the buffer's content.
-    public static func choose(config c: GFlowNetConfig, rng: inout RNG) -> Behaviour {
+    /// τ ~ U[low, high] (the range at `step`). A τ is drawn in every case, so the RNG stream does not depend on
+    /// the buffer's content.
+    public static func choose(config c: GFlowNetConfig, step: Int = 0, rng: inout RNG) -> Behaviour {
         let u = rng.uniform()
-        let tau = c.temperatureLow + (c.temperatureHigh - c.temperatureLow) * rng.uniform()
+        let (lo, hi) = temperatureRange(config: c, step: step)
+        let tau = lo + (hi - lo) * rng.uniform()
         if u < c.onPolicyProbability { return .onPolicy }
         if u < c.onPolicyProbability + c.replayProbability { return .replay(fallback: tau) }
         return .tempered(tau)

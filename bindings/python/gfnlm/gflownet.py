@@ -28,7 +28,9 @@ class GFlowNetTrainer:
     sequences of at least that many actions, whatever the reward gives shorter ones), max_length, layout
     "forced_stop" | "next_sentence", allowed + penalty (the policy's vocabulary mask, e.g. −99), calculator
     (None | "reference" | "fixed"), batch_size, grad_accumulation, lr, warmup_steps, total_steps, logz_lr,
-    reward_temperature (start, end, horizon), p_on_policy, p_replay, temperature_range, buffer_capacity, seed,
+    reward_temperature (start, end, horizon), p_on_policy, p_replay, temperature_range (the tempered behaviour's
+    τ ~ U[low, high]; with temperature_horizon > 0 it moves linearly to temperature_range_end over that many steps),
+    buffer_capacity, seed,
     pack_weights (pack the fp32 weights once more for OpenBLAS's kernel: faster steps, about the weights' size in
     memory again, kept with the model)."""
 
@@ -41,7 +43,7 @@ class GFlowNetTrainer:
                  reward_temperature=(1.0, 1.0, 1), p_on_policy: float = 0.25, p_replay: float = 0.25,
                  temperature_range=(0.5, 2.0), buffer_capacity: int = 50, buffer_tolerance: float = 0.25,
                  buffer_prioritized: bool = True, lora_dropout: bool = False, seed: int = 0,
-                 pack_weights: bool = True):
+                 pack_weights: bool = True, temperature_range_end=(1.0, 1.0), temperature_horizon: int = 0):
         self.model, self.adapter, self.reward = model, adapter, reward
         keep = self._keep = _Arrays()
         p = _lib.gfn_gflownet_default_params()
@@ -67,6 +69,8 @@ class GFlowNetTrainer:
         p.reward_temp_start, p.reward_temp_end, p.reward_temp_horizon = reward_temperature
         p.p_on_policy, p.p_replay = p_on_policy, p_replay
         p.temp_low, p.temp_high = temperature_range
+        p.temp_low_end, p.temp_high_end = temperature_range_end
+        p.temp_horizon = temperature_horizon
         p.buffer_capacity, p.buffer_tolerance = buffer_capacity, buffer_tolerance
         p.buffer_prioritized = 1 if buffer_prioritized else 0
         p.lora_dropout = 1 if lora_dropout else 0

@@ -100,16 +100,18 @@ class RandomInteger(Reward):
 class Callback(Reward):
     """A Python reward: fn(prompt_index, states) → list of log R, one per state (a state is the list of token ids
     after X: every prefix of every trajectory, or only complete ones with terminal_only=True — TB only).
+    With temperature=True it is called fn(prompt_index, states, reward_temperature): the T_R the trainer divides
+    the (still untempered) values by, 1 outside training — e.g. to add a penalty after tempering as penalty·T_R.
     An exception or a NaN fails the training step (nothing changes) and is re-raised by the trainer."""
 
-    def __init__(self, fn, terminal_only: bool = False):
+    def __init__(self, fn, terminal_only: bool = False, temperature: bool = False):
         self.fn = fn
         self.error = None
 
-        def trampoline(_ud, prompt_index, states, lengths, n, out):
+        def run(prompt_index, t_r, states, lengths, n, out):
             try:
                 seqs = [list(states[i][:lengths[i]]) for i in range(n)]
-                vals = list(self.fn(prompt_index, seqs))
+                vals = list(self.fn(prompt_index, seqs, t_r) if temperature else self.fn(prompt_index, seqs))
                 if len(vals) != n:
                     raise ValueError(f"reward returned {len(vals)} values for {n} states")
                 for i, v in enumerate(vals):
@@ -119,7 +121,12 @@ class Callback(Reward):
                 self.error = e
                 return 1
 
-        self._cb = _lib.REWARD_FN(trampoline)
         h = c_void_p()
-        _lib.check(_lib.gfn_reward_new_callback(self._cb, None, 1 if terminal_only else 0, ctypes.byref(h)))
+        if temperature:
+            self._cb = _lib.REWARD_TEMPERATURE_FN(lambda _ud, i, t_r, s, l, n, out: run(i, t_r, s, l, n, out))
+            _lib.check(_lib.gfn_reward_new_callback_temperature(self._cb, None, 1 if terminal_only else 0,
+                                                               ctypes.byref(h)))
+        else:
+            self._cb = _lib.REWARD_FN(lambda _ud, i, s, l, n, out: run(i, 1.0, s, l, n, out))
+            _lib.check(_lib.gfn_reward_new_callback(self._cb, None, 1 if terminal_only else 0, ctypes.byref(h)))
         super().__init__(h)

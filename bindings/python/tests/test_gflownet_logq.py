@@ -122,3 +122,27 @@ def test_calculator_output_tokens_are_not_actions():
             total += policy(m, lora, x, s.tokens, allowed, -1e30, eos)[eos]
         assert s.logprob == pytest.approx(total, abs=1e-3)
     assert with_tool > 0, "no sample triggered the calculator"
+
+
+def test_reward_callback_is_told_the_reward_temperature(tiny):
+    seen = []
+
+    def fn(prompt_index, states, t_r):
+        seen.append(t_r)
+        return [-0.3 * len(s) for s in states]
+
+    lora = gfnlm.LoRA(tiny, r=2, alpha=4, targets=["c_attn"], seed=1)
+    tr = gfnlm.GFlowNetTrainer(tiny, lora, gfnlm.rewards.Callback(fn, temperature=True), prompts=[[4, 5]],
+                               termination=0, max_length=3, allowed=[1, 2, 3], penalty=-math.inf, batch_size=4,
+                               reward_temperature=(2.0, 0.5, 3), p_on_policy=1.0, p_replay=0.0, seed=1)
+    tr.seed_buffer(0, [[1, 2]])
+    assert seen == [2.0]
+    temps = [tr.step()["reward_temperature"] for _ in range(5)]
+    assert temps == [2.0, 1.5, 1.0, 0.5, 0.5]
+    assert seen[1:] == temps                         # one call per step (one micro-batch), told that step's T_R
+    plain = gfnlm.rewards.Callback(lambda i, states: [0.0] * len(states))
+    assert plain([4, 5], [1, 2]) == [0.0, 0.0, 0.0]
+    told = []
+    gfnlm.rewards.Callback(lambda i, states, t_r: told.append(t_r) or [0.0] * len(states),
+                           temperature=True)([4, 5], [1])
+    assert told == [1.0]                             # outside training: T_R = 1
