@@ -103,15 +103,16 @@ enum {
                              gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_step,
                              gfn_sft_evaluate, gfn_reward_new_lm_likelihood, gfn_reward_new_next_sentence,
                              gfn_reward_new_random_integer, gfn_reward_evaluate, gfn_gflownet_new,
-                             gfn_gflownet_sample, gfn_gflownet_seed_buffer, gfn_gflownet_exact (prompt index out of
+                             gfn_gflownet_sample, gfn_rollout_sample, gfn_gflownet_seed_buffer, gfn_gflownet_exact (prompt index out of
                              range, more than 100,000 sequences, a demonstration longer than max_length)
    GFN_ERR_OUT_OF_MEMORY     any function that allocates (an allocation failed); before any work:
-                             gfn_context_sample, gfn_context_beam_search, gfn_gflownet_new, gfn_gflownet_sample
+                             gfn_context_sample, gfn_context_beam_search, gfn_gflownet_new, gfn_gflownet_sample,
+                             gfn_rollout_sample
                              (requests whose memory exceeds the process's physical memory or RLIMIT_AS), the loaders
                              (a file larger than its reader's limit)
    GFN_ERR_NUMERICAL         gfn_context_sample, gfn_context_beam_search (every token masked), gfn_reward_evaluate,
                              gfn_gflownet_step, gfn_gflownet_train, gfn_gflownet_seed_buffer, gfn_gflownet_exact
-                             (NaN / infinite log R, a loss that is not finite), gfn_gflownet_sample (every action
+                             (NaN / infinite log R, a loss that is not finite), gfn_gflownet_sample, gfn_rollout_sample (every action
                              masked), gfn_model_export_onnx, gfn_sft_export_onnx (non-finite
                              weights). A non-finite gradient is not an error: the step is skipped and reported
                              with applied = 0 in gfn_sft_stats / gfn_step_stats.
@@ -119,7 +120,7 @@ enum {
                              gfn_gflownet_exact (the host reward returned non-zero, or the wrong number of values)
    GFN_ERR_STATE             gfn_adapter_load (keys or shapes that do not fit the model), gfn_model_logits_adapter,
                              gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_new,
-                             gfn_gflownet_new, gfn_model_export_onnx (an adapter of another model),
+                             gfn_gflownet_new, gfn_rollout_sample, gfn_model_export_onnx (an adapter of another model),
                              gfn_sft_load, gfn_gflownet_load (a checkpoint of another run: other trainer kind, mode,
                              prompts, adapter shape or parameter groups)
    GFN_ERR_CANCELLED         gfn_gflownet_train (the progress callback returned 0)
@@ -663,6 +664,35 @@ gfn_status gfn_gflownet_train(gfn_gflownet *trainer, int32_t steps, gfn_step_sta
    weights, log-Z estimates and effective sample sizes use it as is. n_stop_tokens is 0. */
 gfn_status gfn_gflownet_sample(gfn_gflownet *trainer, const int32_t *x, int32_t n_x, int32_t count, float temperature,
                                uint64_t seed, gfn_samples **out);
+
+/* Sampling with the rollout's rules but without a trainer (e.g. the calculator for a base model or an SFT adapter):
+   termination, length limits, layout, the policy's vocabulary adjustment and the calculator, as in
+   gfn_gflownet_params. */
+typedef struct gfn_rollout_params {
+    uint32_t size;                 /* sizeof(gfn_rollout_params) */
+    int32_t termination;           /* the ⊤ token; required */
+    int32_t min_length;            /* default 0 */
+    int32_t max_length;            /* default 16 */
+    int32_t layout;                /* GFN_LAYOUT_* (what logprob counts at max_length); default forced stop */
+    gfn_logit_adjustment adjust;   /* ⊤ always allowed */
+    int32_t calculator;            /* 0 off (default), 1 reference-compatible, 2 fixed; needs the model's tokenizer */
+} gfn_rollout_params;
+
+gfn_rollout_params gfn_rollout_default_params(void);
+
+/* `count` trajectories after X from `adapter` (NULL = the base model) at `temperature`, reported exactly as
+   gfn_gflownet_sample reports them (tokens = the state after X with tool output, token_logprobs/logprob = the
+   sampler's log q at temperature 1, 0 for tool output, n_steps = actions). The same seed, model, adapter and
+   params give the same samples as gfn_gflownet_sample. Thread safety: the model and adapter may be shared with
+   other calls that only read them (not with a trainer that is training the adapter). Errors:
+   GFN_ERR_INVALID_ARGUMENT (NULL / wrong-size params, count ≤ 0, a temperature that is not positive and finite,
+   max_length ≤ 0, min_length outside 0…max_length, unknown layout or calculator, the calculator without a
+   tokenizer), GFN_ERR_OUT_OF_RANGE (termination or prompt ids outside the vocabulary, prompt + max_length beyond
+   n_positions), GFN_ERR_STATE (an adapter of another model), GFN_ERR_OUT_OF_MEMORY (before any work, as
+   gfn_gflownet_sample), GFN_ERR_NUMERICAL (every action masked). */
+gfn_status gfn_rollout_sample(const gfn_model *model, const gfn_adapter *adapter, const gfn_rollout_params *params,
+                              const int32_t *x, int32_t n_x, int32_t count, float temperature, uint64_t seed,
+                              gfn_samples **out);
 
 /* Adds demonstrations (action sequences) for prompt `prompt_index` to the replay buffer, with their rewards.
    A demonstration longer than max_length (GFN_ERR_OUT_OF_RANGE; never cut) or shorter than min_length

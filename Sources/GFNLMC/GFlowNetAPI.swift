@@ -248,16 +248,8 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
         c.loraDropout = p.lora_dropout != 0
         c.seed = p.seed
         c.packWeights = p.pack_weights != 0
-        guard let layout = TerminalLayout(rawValue: p.layout) else { throw .invalidArgument("unknown layout \(p.layout)") }
-        var tool: Calculator?
-        switch p.calculator {
-        case 0: tool = nil
-        case 1: tool = Calculator(mode: .referenceCompatible)
-        case 2: tool = Calculator(mode: .fixed)
-        default: throw .invalidArgument("unknown calculator mode \(p.calculator)")
-        }
-        let settings = RolloutSettings(termination: p.termination, maxLength: Int(p.max_length), minLength: Int(p.min_length),
-                                       layout: layout, adjustment: try adjustment(p.adjust), tool: tool)
+        let settings = try rolloutSettings(termination: p.termination, minLength: p.min_length, maxLength: p.max_length,
+                                           layout: p.layout, adjust: p.adjust, calculator: p.calculator)
         let specs = try readPrompts(prompts, nPrompts)
         // values the core would only refuse (or silently misuse) at the first step
         guard p.reward_temp_start.isFinite, p.reward_temp_end.isFinite else {
@@ -340,12 +332,59 @@ public func gfnGflownetSample(_ trainer: OpaquePointer?, _ x: UnsafePointer<Int3
         try checkMemory(rows: Int(count), bytesPerRow: rowBytes(h.trainer.model.config, tokens: h.trainer.engine.settings.maxLength),
                         "sampling \(count) trajectories")
         let drawn = try h.trainer.sample(prompt: try readIds(x, nX, "x"), count: Int(count), temperature: temperature, seed: seed)
-        let samples = drawn.map { s in
-            Sample(promptIndex: 0, tokens: s.trajectory.state, tokenLogProbs: s.tokenLogProbs.map { Float($0) },
-                   stopLogProbs: [], steps: s.trajectory.n,
-                   finishReason: s.trajectory.truncated ? .maxTokens : .stopToken, logProb: s.logQ)
-        }
-        o.pointee = handles.register(SamplesHandle(samples: samples, nStop: 0))
+        o.pointee = handles.register(SamplesHandle(samples: drawn.map(cSample), nStop: 0))
+    }
+}
+
+/// A policy sample as gfn_samples report it: the state after X, one log q per token (0 for tool output), n_steps
+/// = the number of actions.
+func cSample(_ s: PolicySample) -> Sample {
+    Sample(promptIndex: 0, tokens: s.trajectory.state, tokenLogProbs: s.tokenLogProbs.map { Float($0) },
+           stopLogProbs: [], steps: s.trajectory.n,
+           finishReason: s.trajectory.truncated ? .maxTokens : .stopToken, logProb: s.logQ)
+}
+
+/// Rollout settings from the C fields shared by gfn_gflownet_params and gfn_rollout_params.
+func rolloutSettings(termination: Int32, minLength: Int32, maxLength: Int32, layout: Int32,
+                     adjust: gfn_logit_adjustment, calculator: Int32) throws(GFNError) -> RolloutSettings {
+    guard let layout = TerminalLayout(rawValue: layout) else { throw .invalidArgument("unknown layout \(layout)") }
+    var tool: Calculator?
+    switch calculator {
+    case 0: tool = nil
+    case 1: tool = Calculator(mode: .referenceCompatible)
+    case 2: tool = Calculator(mode: .fixed)
+    default: throw .invalidArgument("unknown calculator mode \(calculator)")
+    }
+    return RolloutSettings(termination: termination, maxLength: Int(maxLength), minLength: Int(minLength),
+                           layout: layout, adjustment: try adjustment(adjust), tool: tool)
+}
+
+@_cdecl("gfn_rollout_default_params")
+public func gfnRolloutDefaultParams() -> gfn_rollout_params {
+    gfn_rollout_params(size: UInt32(MemoryLayout<gfn_rollout_params>.size), termination: -1, min_length: 0,
+                       max_length: 16, layout: 0, adjust: defaultAdjust(), calculator: 0)
+}
+
+@_cdecl("gfn_rollout_sample")
+public func gfnRolloutSample(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ params: UnsafePointer<gfn_rollout_params>?,
+                             _ x: UnsafePointer<Int32>?, _ nX: Int32, _ count: Int32, _ temperature: Float, _ seed: UInt64,
+                             _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let m = try handles.lookup(model, as: ModelHandle.self, "model")
+        let a = try adapterFor(adapter, model: m.model)
+        let p = try requirePointer(params, "params").pointee
+        let o = try requirePointer(out, "out")
+        try checkStructSize(p.size, min: MemoryLayout<gfn_rollout_params>.size,
+                            current: MemoryLayout<gfn_rollout_params>.size, "gfn_rollout_params")
+        let settings = try rolloutSettings(termination: p.termination, minLength: p.min_length, maxLength: p.max_length,
+                                           layout: p.layout, adjust: p.adjust, calculator: p.calculator)
+        guard count > 0 else { throw .invalidArgument("count must be positive (got \(count))") }
+        try checkMemory(rows: Int(count), bytesPerRow: rowBytes(m.model.config, tokens: Int(p.max_length)),
+                        "sampling \(count) trajectories")
+        let engine = try RolloutEngine(model: m.model, settings: settings)
+        let drawn = try engine.samplePolicy(prompt: try readIds(x, nX, "x"), count: Int(count), temperature: temperature,
+                                            adapter: a, seed: seed)
+        o.pointee = handles.register(SamplesHandle(samples: drawn.map(cSample), nStop: 0))
     }
 }
 

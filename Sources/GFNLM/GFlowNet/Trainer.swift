@@ -415,15 +415,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
     /// Samples from the trained policy (amortized inference): n trajectories after prompt X at temperature τ
     /// (1 = the trained sampler), with the rollout's limits, masks and tool, each with its log q (`PolicySample`).
     public func sample(prompt: [Int32], count: Int, temperature: Float = 1, seed: UInt64 = 0) throws(GFNError) -> [PolicySample] {
-        guard count > 0 else { throw .invalidArgument("the number of trajectories must be positive") }
-        let plans = (0..<count).map { i in
-            RolloutEngine.RowPlan(temperature: temperature, seed: mixSeed(seed, 0xA11, UInt64(i)))
-        }
-        let m = engine.settings.minLength
-        return try engine.generateWithLogProbs(prompt: prompt, rows: plans, adapter: adapter).map { t, lp in
-            PolicySample(trajectory: t, actionLogProbs: LengthRestriction.samplerLogPF(lp.logPF, lp.logPT, minLength: m),
-                         terminalLogProb: lp.logPT[t.n])
-        }
+        try engine.samplePolicy(prompt: prompt, count: count, temperature: temperature, adapter: adapter, seed: seed)
     }
 
     /// Seeds the replay buffer with demonstrations (action sequences for prompt p): their rewards are computed
@@ -526,6 +518,22 @@ public struct PolicySample: Sendable, Equatable {
 
     /// log q(Z): the actions' log-probabilities and the stop's.
     public var logQ: Double { actionLogProbs.reduce(0, +) + terminalLogProb }
+}
+
+extension RolloutEngine {
+    /// `count` trajectories after `prompt` from the policy (the adapter, or the base model when nil) at behaviour
+    /// temperature τ, with this engine's limits, masks and tool, each with the sampler's log q (`PolicySample`).
+    /// Same seed, same trajectories as `generate(prompt:count:temperature:adapter:seed:)`.
+    public func samplePolicy(prompt: [Int32], count: Int, temperature: Float, adapter: LoRAAdapter?,
+                             seed: UInt64) throws(GFNError) -> [PolicySample] {
+        guard count > 0 else { throw .invalidArgument("the number of trajectories must be positive") }
+        let plans = (0..<count).map { i in RowPlan(temperature: temperature, seed: mixSeed(seed, 0xA11, UInt64(i))) }
+        let m = settings.minLength
+        return try generateWithLogProbs(prompt: prompt, rows: plans, adapter: adapter).map { t, lp in
+            PolicySample(trajectory: t, actionLogProbs: LengthRestriction.samplerLogPF(lp.logPF, lp.logPT, minLength: m),
+                         terminalLogProb: lp.logPT[t.n])
+        }
+    }
 }
 
 /// The behaviour policy of one micro-batch (algorithm.md §2.1).

@@ -14,6 +14,31 @@ _LAYOUTS = {"forced_stop": 0, "next_sentence": 1}
 _CALCULATOR = {None: 0, False: 0, "reference": 1, True: 1, "fixed": 2}
 
 
+def sample_rollouts(model, prompt, n: int = 1, adapter=None, termination=None, min_length: int = 0,
+                    max_length: int = 16, layout: str = "forced_stop", allowed=None, penalty=None, calculator=None,
+                    temperature: float = 1.0, seed: int = 0) -> list:
+    """Samples with the GFlowNet rollout's rules but without a trainer: `adapter` (None: the base model) after
+    `prompt`, ⊤ = termination (default end-of-text) not before min_length actions, at most max_length, the mask
+    (allowed + penalty) and the calculator (None | "reference" | "fixed"). Returns Samples as
+    GFlowNetTrainer.sample does (tokens with the calculator's output, the sampler's log q; 0 for tool output)."""
+    keep = _Arrays()
+    p = _lib.gfn_rollout_default_params()
+    if termination is None:
+        if model.tokenizer is None or model.tokenizer.eos_id is None:
+            raise _lib.GfnError(-1, "give termination= (the model has no end-of-text token)")
+        termination = model.tokenizer.eos_id
+    p.termination = model._stop_ids(termination)[0]
+    p.min_length, p.max_length, p.layout = min_length, max_length, _LAYOUTS[layout]
+    fill_adjustment(p.adjust, keep, allowed, penalty, None)
+    p.calculator = _CALCULATOR[calculator]
+    a, k = keep.ids(model._ids(prompt))
+    out = c_void_p()
+    _lib.check(_lib.gfn_rollout_sample(model._handle(), adapter._handle() if adapter is not None else None,
+                                       ctypes.byref(p), a, k, n, temperature, seed & 0xFFFFFFFFFFFFFFFF,
+                                       ctypes.byref(out)))
+    return read_samples(out, model._decode())
+
+
 def _stats(s) -> dict:
     return {k: getattr(s, k) for k, _ in _lib.StepStats._fields_ if k != "size"}
 

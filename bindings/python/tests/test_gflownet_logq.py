@@ -146,3 +146,38 @@ def test_reward_callback_is_told_the_reward_temperature(tiny):
     gfnlm.rewards.Callback(lambda i, states, t_r: told.append(t_r) or [0.0] * len(states),
                            temperature=True)([4, 5], [1])
     assert told == [1.0]                             # outside training: T_R = 1
+
+
+def test_sample_rollouts_without_a_trainer():
+    """The calculator in plain sampling: the base model (no adapter) or any adapter, the same samples and log q as a
+    trainer's sampler with the same settings."""
+    m = gfnlm.Model.load(REALVOCAB, tokenizer=TOKENIZER)
+    tok = m.tokenizer
+    x = tok.encode("Question: 7 + 7 = ? Answer:")
+    allowed = [tok.encode(w)[0] for w in (" 7", " +", " =")]
+    eos = tok.eos_id
+    opts = dict(termination=eos, min_length=3, max_length=5, allowed=allowed, penalty=-math.inf, calculator="fixed")
+    base = gfnlm.gflownet.sample_rollouts(m, x, n=16, seed=5, **opts)
+    tool_runs = 0
+    for s in base:
+        n_actions = 0
+        for t, a in enumerate(s.tokens):
+            if s.token_logprobs[t] == 0.0:
+                tool_runs += s.tokens[t - 1] == tok.encode(" =")[0]
+                continue
+            lp = policy(m, None, x, s.tokens[:t], allowed, -1e30, eos)
+            want = lp[a] - (math.log1p(-math.exp(lp[eos])) if n_actions < 3 else 0.0)
+            assert s.token_logprobs[t] == pytest.approx(want, abs=2e-4)
+            n_actions += 1
+    assert tool_runs > 0
+    lora = gfnlm.LoRA(m, r=2, alpha=4, targets=["c_attn"], seed=1)
+    tr = gfnlm.GFlowNetTrainer(m, lora, gfnlm.rewards.Callback(lambda i, st: [0.0] * len(st)), prompts=[x],
+                               batch_size=2, seed=1, pack_weights=False, **opts)
+    a = tr.sample(x, n=16, temperature=1.3, seed=7)
+    b = gfnlm.gflownet.sample_rollouts(m, x, n=16, adapter=lora, temperature=1.3, seed=7, **opts)
+    assert [s.tokens for s in a] == [s.tokens for s in b]
+    assert [s.logprob for s in a] == pytest.approx([s.logprob for s in b], abs=1e-6)
+    with pytest.raises(gfnlm.GfnError):
+        gfnlm.gflownet.sample_rollouts(m, x, n=0, **opts)
+    with pytest.raises(gfnlm.GfnError):
+        gfnlm.gflownet.sample_rollouts(m, x, n=2, termination=eos, min_length=6, max_length=5)
