@@ -608,6 +608,10 @@ typedef struct gfn_gflownet_params {
     int32_t temp_horizon;          /* 0 (default): no annealing. These three were added after pack_weights; a
                                       caller's smaller struct (size = offsetof(gfn_gflownet_params, temp_low_end) or
                                       offsetof(…, pack_weights)) means no annealing. */
+    int32_t root_flow;             /* SubTB / DB with min_length ≥ 1: the flow of the root X. 0 (default, the
+                                      reference): R(X⊤)/q(⊤|X), a never-sampled stop probability that has to fall to
+                                      R(X⊤)/Z; 1: a learned log Z per prompt (logz_lr, logz_init, as TB's). Same
+                                      target either way. Appended last: a smaller struct means 0. */
 } gfn_gflownet_params;
 
 gfn_gflownet_params gfn_gflownet_default_params(void);

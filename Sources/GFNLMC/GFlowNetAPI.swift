@@ -180,7 +180,7 @@ public func gfnGflownetDefaultParams() -> gfn_gflownet_params {
         temp_low: d.temperatureLow, temp_high: d.temperatureHigh, buffer_capacity: Int32(d.bufferCapacity),
         buffer_tolerance: d.bufferTolerance, buffer_prioritized: 1, lora_dropout: 0, seed: 0,
         pack_weights: d.packWeights ? 1 : 0, temp_low_end: d.temperatureLowEnd, temp_high_end: d.temperatureHighEnd,
-        temp_horizon: Int32(d.temperatureHorizon))
+        temp_horizon: Int32(d.temperatureHorizon), root_flow: d.learnedRootFlow ? 1 : 0)
 }
 
 func readPrompts(_ p: UnsafePointer<gfn_prompt>?, _ n: Int32) throws(GFNError) -> [PromptSpec] {
@@ -243,6 +243,11 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
         guard p.temp_horizon >= 0 else { throw .invalidArgument("temp_horizon must be ≥ 0 (got \(p.temp_horizon))") }
         c.temperatureHorizon = Int(p.temp_horizon)
         c.temperatureLowEnd = p.temp_low_end; c.temperatureHighEnd = p.temp_high_end
+        switch p.root_flow {
+        case 0: c.learnedRootFlow = false
+        case 1: c.learnedRootFlow = true
+        default: throw .invalidArgument("unknown root_flow \(p.root_flow)")
+        }
         c.bufferCapacity = Int(p.buffer_capacity); c.bufferTolerance = p.buffer_tolerance
         c.bufferPrioritized = p.buffer_prioritized != 0
         c.loraDropout = p.lora_dropout != 0

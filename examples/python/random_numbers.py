@@ -60,6 +60,8 @@ def main():
     ap.add_argument("--samples", type=int, default=None)
     ap.add_argument("--objective", default="tb", choices=["tb", "subtb", "db"],
                     help="the GFlowNet objective (the paper uses subtb; see the README for both on the demo model)")
+    ap.add_argument("--root-flow", default="reward", choices=["reward", "learned"],
+                    help="SubTB / DB: the flow of the prompt state, R(X⊤)/q(⊤|X) (the reference) or a learned log Z")
     ap.add_argument("--lr", type=float, default=2e-3, help="learning rate of the GFlowNet")
     ap.add_argument("--baseline-lr", type=float, default=2e-4, help="learning rate of the REINFORCE baseline")
     ap.add_argument("--seed", type=int, default=42, help="seed of the LoRA initialisation and of training")
@@ -93,7 +95,8 @@ def main():
         tr = gfnlm.GFlowNetTrainer(model, lora, reward, prompts=[x], objective=objective, termination=eos,
                                    min_length=1, max_length=5, batch_size=16, grad_accumulation=4,
                                    lr=args.lr if objective != "reinforce" else args.baseline_lr, warmup_steps=10,
-                                   total_steps=steps, p_on_policy=1.0, p_replay=0.0, seed=args.seed)
+                                   total_steps=steps, p_on_policy=1.0, p_replay=0.0, seed=args.seed,
+                                   root_flow=args.root_flow if objective in ("subtb", "db") else "reward")
         last = {}
         for i in range(steps):
             last = tr.step()

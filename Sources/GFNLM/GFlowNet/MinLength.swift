@@ -25,17 +25,25 @@ import Glibc
 ///   |Z| ≥ m, for any finite R(s_0⊤). For m ≤ 1 nothing is contracted: this is the reference's loss unchanged.
 /// - Every objective ignores trajectories with fewer than m actions (only replayed demonstrations can be that
 ///   short; `seedBuffer` refuses them).
+///
+/// With `learnedRoot` (SubTB / DB, m ≥ 1) the root's flow is not R(s_0⊤)/q(⊤|s_0) but a learned log Z per prompt
+/// (TB's parameter): s_0 is no terminal state of the target either, so the contraction starts there — the step
+/// s_0 → s_m has the sampler's probability Π_{t<m} q̃(a_{t+1}|s_t), and log F(s_0) = log Z, at the fixed point
+/// log Z_m. q(⊤|s_0) is then not trained at all.
 struct LengthRestriction {
     let minLength: Int
     /// true for SubTB and DB (contraction), false for TB and REINFORCE (renormalisation only).
     let contracts: Bool
+    /// SubTB / DB with m ≥ 1 and a learned root flow.
+    let learnedRoot: Bool
 
-    init(objective: Objective, minLength: Int) {
+    init(objective: Objective, minLength: Int, learnedRoot: Bool = false) {
         self.minLength = minLength
         switch objective {
         case .subTB, .db: contracts = true
         case .tb, .reinforce: contracts = false
         }
+        self.learnedRoot = learnedRoot && contracts && minLength >= 1
     }
 
     /// Whether a trajectory of n actions belongs to the target's support.
@@ -46,10 +54,18 @@ struct LengthRestriction {
         logPF.enumerated().map { t, v in t < minLength ? v - logOneMinusExp(logPT[t]) : v }
     }
 
-    /// The terms the objective sees for an admitted trajectory (already tempered rewards).
-    func restrict(_ t: TrajectoryTerms) -> TrajectoryTerms {
+    /// The terms the objective sees for an admitted trajectory (already tempered rewards); `logZ` is the root's
+    /// learned flow (used with `learnedRoot`: log F(s_0) = logR[0] − logPT[0] = log Z).
+    func restrict(_ t: TrajectoryTerms, logZ: Double = 0) -> TrajectoryTerms {
         let m = minLength
         guard m > 0 else { return t }
+        if learnedRoot {
+            var first = 0.0
+            for k in 0..<m { first += t.logPF[k] - Self.logOneMinusExp(t.logPT[k]) }
+            return TrajectoryTerms(n: t.n - m + 1, truncated: t.truncated,
+                                   logPF: [first] + t.logPF[m...], logPT: [0] + t.logPT[m...],
+                                   logR: [logZ] + t.logR[m...])
+        }
         if !contracts {
             var r = t
             r.logPF = Self.samplerLogPF(t.logPF, t.logPT, minLength: m)
@@ -70,6 +86,15 @@ struct LengthRestriction {
         var dPF = [Double](repeating: 0, count: t.n), dPT = [Double](repeating: 0, count: t.n + 1)
         // d/dℓ[−log(1 − e^ℓ)] = e^ℓ / (1 − e^ℓ): the renormaliser's share on log q(⊤|s_k)
         func renormaliser(_ k: Int) -> Double { let q = exp(t.logPT[k]); return q / max(1 - q, 1e-12) }
+        if learnedRoot {
+            for k in 0..<m {
+                dPF[k] = dr[0]
+                dPT[k] = dr[0] * renormaliser(k)
+            }
+            for k in m..<t.n { dPF[k] = dr[k - m + 1] }
+            for k in m...t.n { dPT[k] = dp[k - m + 1] }
+            return (dPF, dPT)
+        }
         if m == 0 || (contracts && m == 1) { return (dr, dp) }
         if !contracts {
             for k in 0..<t.n {

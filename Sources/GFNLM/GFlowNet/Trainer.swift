@@ -20,6 +20,9 @@ public struct GFlowNetConfig: Sendable, Equatable {
     /// TB's learned log Z (one per training prompt): its learning rate and initial value.
     public var logZLearningRate: Double = 1.0
     public var logZInit: Double = 0
+    /// SubTB / DB with min_len ≥ 1: the root's flow is the learned log Z (above) instead of the reference's
+    /// R(s_0⊤)/q(⊤|s_0), a never-sampled stop probability that must fall to R(s_0⊤)/Z (LengthRestriction).
+    public var learnedRootFlow: Bool = false
     /// Reward temperature T_R(step), linear (log R is divided by it).
     public var rewardTemperature = LinearRamp(start: 1, end: 1, horizon: 1)
     /// Behaviour per micro-batch: probabilities of on-policy (τ = 1) and replay; the rest is tempered with
@@ -177,7 +180,8 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                                        hyper: AdamWHyperparameters(lr: config.learningRate, beta1: config.beta1,
                                                                    beta2: config.beta2, weightDecay: config.weightDecay))
         var groups = [loraGroup]
-        if config.objective == .tb {
+        if config.objective == .tb || LengthRestriction(objective: config.objective, minLength: rollout.minLength,
+                                                         learnedRoot: config.learnedRootFlow).learnedRoot {
             groups.append(ParameterGroup(name: "log_z", parameters: [logZ],
                                          hyper: AdamWHyperparameters(lr: config.logZLearningRate, beta1: config.beta1,
                                                                      beta2: config.beta2, weightDecay: 0),
@@ -186,6 +190,12 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         optimizer = try AdamW(groups: groups, schedule: config.schedule, maxGradNorm: config.maxGradNorm,
                               threads: model.transformer.threads)
         rng = RNG(seed: config.seed)
+    }
+
+    /// Whether the learned log Z is trained (TB, or SubTB / DB with a learned root flow).
+    var usesLogZ: Bool {
+        config.objective == .tb || LengthRestriction(objective: config.objective, minLength: engine.settings.minLength,
+                                                     learnedRoot: config.learnedRootFlow).learnedRoot
     }
 
     /// The current reward temperature.
@@ -296,7 +306,8 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                 }
                 if !cur.isEmpty { chunks.append(cur) }
             }
-            let restriction = LengthRestriction(objective: config.objective, minLength: engine.settings.minLength)
+            let restriction = LengthRestriction(objective: config.objective, minLength: engine.settings.minLength,
+                                                learnedRoot: config.learnedRootFlow)
             for chunk in chunks {
                 let p = micros[chunk[0]].prompt
                 let prompt = prompts[p]
@@ -357,12 +368,14 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                         TrajectoryTerms(n: trajs[b].n, truncated: trajs[b].truncated, logPF: rawPF[b], logPT: lpt[b],
                                         logR: logR[b].map { $0 / tR })
                     }
-                    let res = try config.objective.evaluate(full.map(restriction.restrict), layout: engine.settings.layout,
+                    let res = try config.objective.evaluate(full.map { restriction.restrict($0, logZ: z) },
+                                                            layout: engine.settings.layout,
                                                             logZ: Array(repeating: z, count: full.count))
                     for (j, b) in admitted.enumerated() {
                         (dPF[b], dPT[b]) = restriction.pullBack(dLogPF: res.dLogPF[j], dLogPT: res.dLogPT[j], of: full[j])
                     }
                     logZ.grad.pointer[p] += Float(res.dLogZ.reduce(0, +))
+                    if restriction.learnedRoot { logZ.grad.pointer[p] += Float(res.dLogR.reduce(0) { $0 + $1[0] }) }
                     lossSum += res.loss
                 }
                 try pass.backward(dLogPF: dPF, dLogPT: dPT, gradients: gradients)
@@ -404,7 +417,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         stats.fractionUnique = Double(seen.count) / n
         let md = diffs.reduce(0, +) / n
         stats.varLogRMinusLogQ = diffs.reduce(0) { $0 + ($1 - md) * ($1 - md) } / n
-        stats.logZ = config.objective == .tb ? Double(logZ.value.array.reduce(0, +)) / Double(prompts.count) : md
+        stats.logZ = usesLogZ ? Double(logZ.value.array.reduce(0, +)) / Double(prompts.count) : md
         stats.trajectories = logRs.count
         if let progress, !progress(stats) {
             throw GFNError(.cancelled, "training stopped by the progress callback after step \(step)")

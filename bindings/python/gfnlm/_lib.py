@@ -128,7 +128,8 @@ class GFlowNetParams(Structure):
                 ("p_replay", c_double), ("temp_low", c_double), ("temp_high", c_double),
                 ("buffer_capacity", c_int32), ("buffer_tolerance", c_double), ("buffer_prioritized", c_int32),
                 ("lora_dropout", c_int32), ("seed", c_uint64), ("pack_weights", c_int32),
-                ("temp_low_end", c_double), ("temp_high_end", c_double), ("temp_horizon", c_int32)]
+                ("temp_low_end", c_double), ("temp_high_end", c_double), ("temp_horizon", c_int32),
+                ("root_flow", c_int32)]
 
 
 class StepStats(Structure):

@@ -55,7 +55,8 @@ class GFlowNetTrainer:
     (None | "reference" | "fixed"), batch_size, grad_accumulation, lr, warmup_steps, total_steps, logz_lr,
     reward_temperature (start, end, horizon), p_on_policy, p_replay, temperature_range (the tempered behaviour's
     τ ~ U[low, high]; with temperature_horizon > 0 it moves linearly to temperature_range_end over that many steps),
-    buffer_capacity, seed,
+    buffer_capacity, seed, root_flow ("reward": the reference's R(X⊤)/q(⊤|X) as the flow of the root for
+    SubTB / DB with min_length ≥ 1; "learned": a learned log Z per prompt, as TB's),
     pack_weights (pack the fp32 weights once more for OpenBLAS's kernel: faster steps, about the weights' size in
     memory again, kept with the model)."""
 
@@ -68,7 +69,8 @@ class GFlowNetTrainer:
                  reward_temperature=(1.0, 1.0, 1), p_on_policy: float = 0.25, p_replay: float = 0.25,
                  temperature_range=(0.5, 2.0), buffer_capacity: int = 50, buffer_tolerance: float = 0.25,
                  buffer_prioritized: bool = True, lora_dropout: bool = False, seed: int = 0,
-                 pack_weights: bool = True, temperature_range_end=(1.0, 1.0), temperature_horizon: int = 0):
+                 pack_weights: bool = True, temperature_range_end=(1.0, 1.0), temperature_horizon: int = 0,
+                 root_flow: str = "reward"):
         self.model, self.adapter, self.reward = model, adapter, reward
         keep = self._keep = _Arrays()
         p = _lib.gfn_gflownet_default_params()
@@ -96,6 +98,7 @@ class GFlowNetTrainer:
         p.temp_low, p.temp_high = temperature_range
         p.temp_low_end, p.temp_high_end = temperature_range_end
         p.temp_horizon = temperature_horizon
+        p.root_flow = {"reward": 0, "learned": 1}[root_flow]
         p.buffer_capacity, p.buffer_tolerance = buffer_capacity, buffer_tolerance
         p.buffer_prioritized = 1 if buffer_prioritized else 0
         p.lora_dropout = 1 if lora_dropout else 0
