@@ -181,3 +181,20 @@ def test_sample_rollouts_without_a_trainer():
         gfnlm.gflownet.sample_rollouts(m, x, n=0, **opts)
     with pytest.raises(gfnlm.GfnError):
         gfnlm.gflownet.sample_rollouts(m, x, n=2, termination=eos, min_length=6, max_length=5)
+
+
+def test_learned_root_flow_option(tiny):
+    """root_flow="learned": SubTB trains a log Z per prompt as the flow of X (min_length ≥ 1); the default keeps the
+    reference's R(X⊤)/q(⊤|X) and reports mean(log R/T_R − log q) as log_z."""
+    reward = gfnlm.rewards.Callback(lambda i, states: [2.0 + 0.1 * len(s) for s in states])
+    for root, moves in (("learned", True), ("reward", False)):
+        lora = gfnlm.LoRA(tiny, r=2, alpha=4, targets=["c_attn"], seed=1)
+        tr = gfnlm.GFlowNetTrainer(tiny, lora, reward, prompts=[[4, 5]], termination=0, min_length=1, max_length=3,
+                                   allowed=[1, 2, 3], penalty=-math.inf, batch_size=4, root_flow=root,
+                                   warmup_steps=0, seed=2)
+        z = [tr.step()["log_z"] for _ in range(4)]
+        if moves:
+            assert z == sorted(z) and z[-1] > 2.5        # log Z (lr 1, from 0) climbs toward log Σ R ≈ 2.2 + log 39
+    with pytest.raises(gfnlm.GfnError):
+        gfnlm.GFlowNetTrainer(tiny, lora, reward, prompts=[[4, 5]], termination=0, root_flow="learned",
+                              logz_init=math.nan)
