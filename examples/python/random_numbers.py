@@ -3,10 +3,10 @@
 The prompt asks for "a random integer drawn uniformly between 0 and 100"; a language model answers with a skewed
 distribution and often with something that is not a number. GFlowNet fine-tuning with the reward R(Z) of the
 paper (high for a single number token 0–99 followed by the end of text) teaches the model to sample Z ∝ R(Z):
-every valid answer equally often. The default objective is the paper's SubTB, with the flow of the prompt state
-learned as a log Z (--root-flow learned; the reference's R(X⊤)/q(⊤|X) needs a never-sampled stop probability to fall
-by ~18 nats first, and SubTB drifts meanwhile: see the README); --objective tb is trajectory balance. The last
-tenths of a percent of invalid answers need LoRA on lm_head too. A reward-maximising baseline (REINFORCE) trained on
+every valid answer equally often. The default objective is the paper's SubTB as the reference has it (the flow of
+the prompt state is R(X⊤)/q(⊤|X)); --root-flow learned makes that flow a learned log Z instead, and --objective tb
+is trajectory balance (the README compares them). The last tenths of a percent of invalid answers need LoRA on
+lm_head too. A reward-maximising baseline (REINFORCE) trained on
 the same reward instead leans toward a few numbers.
 
 Usage: PYTHONPATH=bindings/python python examples/python/random_numbers.py [--quick] [--model DIR] [--plot FILE]
@@ -61,7 +61,7 @@ def main():
     ap.add_argument("--samples", type=int, default=None)
     ap.add_argument("--objective", default="subtb", choices=["tb", "subtb", "db"],
                     help="the GFlowNet objective (the paper's subtb; see the README for both on the demo model)")
-    ap.add_argument("--root-flow", default="learned", choices=["reward", "learned"],
+    ap.add_argument("--root-flow", default="reward", choices=["reward", "learned"],
                     help="SubTB / DB: the flow of the prompt state, R(X⊤)/q(⊤|X) (the reference) or a learned log Z")
     ap.add_argument("--lr", type=float, default=2e-3, help="learning rate of the GFlowNet")
     ap.add_argument("--baseline-lr", type=float, default=2e-4, help="learning rate of the REINFORCE baseline")
