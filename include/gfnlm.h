@@ -555,7 +555,8 @@ typedef struct gfn_prompt {
 } gfn_prompt;
 
 /* SubTB (the paper's modified sub-trajectory balance), TB (learned log Z per prompt), DB (modified detailed
-   balance), REINFORCE (a reward-maximising baseline with a batch-mean baseline on log R; not a GFlowNet). */
+   balance), REINFORCE (a reward-maximising baseline with a batch-mean baseline on log R; not a GFlowNet; on-policy
+   only: gfn_gflownet_new refuses it with p_replay > 0 or tempered batches, GFN_ERR_INVALID_ARGUMENT). */
 enum { GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3 };
 enum { GFN_LAYOUT_FORCED_STOP = 0, GFN_LAYOUT_NEXT_SENTENCE = 1 };
 

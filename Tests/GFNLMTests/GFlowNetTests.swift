@@ -351,6 +351,26 @@ final class GFlowNetTests: XCTestCase {
         XCTAssertThrowsError(try c.validate())
     }
 
+    /// REINFORCE is on-policy: replayed or tempered batches are refused rather than taken silently.
+    func testReinforceRefusesOffPolicyBatches() {
+        var c = GFlowNetConfig()
+        c.objective = .reinforce
+        XCTAssertThrowsError(try c.validate())          // the defaults replay and temper
+        c.onPolicyProbability = 1
+        c.replayProbability = 0
+        XCTAssertNoThrow(try c.validate())
+        c.onPolicyProbability = 0.5
+        XCTAssertThrowsError(try c.validate())
+        c.temperatureLow = 1
+        c.temperatureHigh = 1
+        XCTAssertNoThrow(try c.validate(), "τ = 1 'tempered' batches are on-policy")
+        c.temperatureHorizon = 10
+        c.temperatureLowEnd = 0.5
+        XCTAssertThrowsError(try c.validate())
+        c.objective = .subTB
+        XCTAssertNoThrow(try c.validate(), "GFlowNet objectives are off-policy")
+    }
+
     // MARK: A21 reward scoring layout
 
     func testLMLikelihoodRewardLayout() throws {

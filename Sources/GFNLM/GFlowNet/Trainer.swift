@@ -79,6 +79,16 @@ public struct GFlowNetConfig: Sendable, Equatable {
             throw .invalidArgument("behaviour temperatures need 0 < low ≤ high")
         }
         guard temperatureHorizon >= 0 else { throw .invalidArgument("the behaviour-temperature horizon must be ≥ 0") }
+        if objective == .reinforce {
+            // REINFORCE's gradient is an expectation under the sampler itself: tempered or replayed batches would
+            // bias it silently (no importance weights), so they are refused
+            let temperedIsOnPolicy = temperatureLow == 1 && temperatureHigh == 1
+                && (temperatureHorizon == 0 || (temperatureLowEnd == 1 && temperatureHighEnd == 1))
+            guard replayProbability == 0, onPolicyProbability >= 1 - 1e-12 || temperedIsOnPolicy else {
+                throw .invalidArgument("REINFORCE trains on its own samples only: set p_on_policy = 1 and p_replay = 0 "
+                                       + "(tempered or replayed batches would bias its gradient)")
+            }
+        }
         if temperatureHorizon > 0 {
             guard temperatureLowEnd > 0, temperatureHighEnd >= temperatureLowEnd, temperatureHighEnd.isFinite else {
                 throw .invalidArgument("final behaviour temperatures need 0 < low ≤ high")

@@ -48,7 +48,7 @@ class GFlowNetTrainer:
 
     prompts: list of X (str or ids) or of dicts {"x": …, "y": …, "reward_context": …, "weight": …}.
     Main options (defaults from the reference's main.py): objective "subtb" | "tb" | "db" (GFlowNets) or
-    "reinforce" (a reward-maximising baseline), subtb_lambda,
+    "reinforce" (a reward-maximising baseline; on-policy only: p_on_policy=1, p_replay=0), subtb_lambda,
     termination (token or single-token string, default end-of-text), min_length (the target is R restricted to
     sequences of at least that many actions, whatever the reward gives shorter ones), max_length, layout
     "forced_stop" | "next_sentence", allowed + penalty (the policy's vocabulary mask, e.g. −99), calculator
