@@ -112,15 +112,16 @@ enum {
                              gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_step,
                              gfn_sft_evaluate, gfn_reward_new_lm_likelihood, gfn_reward_new_next_sentence,
                              gfn_reward_new_random_integer, gfn_reward_evaluate, gfn_gflownet_new,
-                             gfn_gflownet_sample, gfn_gflownet_seed_buffer, gfn_gflownet_exact (prompt index out of
-                             range, more than 100,000 sequences)
+                             gfn_gflownet_sample, gfn_rollout_sample, gfn_gflownet_seed_buffer, gfn_gflownet_exact (prompt index out of
+                             range, more than 100,000 sequences, a demonstration longer than max_length)
    GFN_ERR_OUT_OF_MEMORY     any function that allocates (an allocation failed); before any work:
-                             gfn_context_sample, gfn_context_beam_search, gfn_gflownet_new, gfn_gflownet_sample
+                             gfn_context_sample, gfn_context_beam_search, gfn_gflownet_new, gfn_gflownet_sample,
+                             gfn_rollout_sample
                              (requests whose memory exceeds the process's physical memory or RLIMIT_AS), the loaders
                              (a file larger than its reader's limit)
    GFN_ERR_NUMERICAL         gfn_context_sample, gfn_context_beam_search (every token masked), gfn_reward_evaluate,
                              gfn_gflownet_step, gfn_gflownet_train, gfn_gflownet_seed_buffer, gfn_gflownet_exact
-                             (NaN / infinite log R, a loss that is not finite), gfn_gflownet_sample (every action
+                             (NaN / infinite log R, a loss that is not finite), gfn_gflownet_sample, gfn_rollout_sample (every action
                              masked), gfn_model_export_onnx, gfn_sft_export_onnx (non-finite
                              weights). A non-finite gradient is not an error: the step is skipped and reported
                              with applied = 0 in gfn_sft_stats / gfn_step_stats.
@@ -130,7 +131,7 @@ enum {
                              all-reduce callback returned non-zero)
    GFN_ERR_STATE             gfn_adapter_load (keys or shapes that do not fit the model), gfn_model_logits_adapter,
                              gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_new,
-                             gfn_gflownet_new, gfn_model_export_onnx (an adapter of another model),
+                             gfn_gflownet_new, gfn_rollout_sample, gfn_model_export_onnx (an adapter of another model),
                              gfn_sft_load, gfn_gflownet_load (a checkpoint of another run: other trainer kind, mode,
                              prompts, adapter shape or parameter groups); gfn_gflownet_step, gfn_gflownet_train,
                              gfn_sft_step with a distributed trainer (the ranks' configurations differ, or the
@@ -650,6 +651,17 @@ typedef int32_t (*gfn_reward_fn)(void *user_data, int32_t prompt_index, const in
 
 gfn_status gfn_reward_new_callback(gfn_reward_fn fn, void *user_data, int32_t terminal_only, gfn_reward **out);
 
+/* A host reward that is also told the reward temperature T_R the trainer will divide its values by (T_R of the
+   current step; 1 for gfn_reward_evaluate). The values stay untempered: a reward that wants a term after tempering
+   (the subjectivity task's −50 for a wrong label) returns it multiplied by T_R. Otherwise as gfn_reward_fn. */
+typedef int32_t (*gfn_reward_temperature_fn)(void *user_data, int32_t prompt_index, double reward_temperature,
+                                             const int32_t *const *states, const int32_t *state_lengths,
+                                             int32_t n_states, double *log_rewards);
+
+/* As gfn_reward_new_callback, for a gfn_reward_temperature_fn. Errors: GFN_ERR_INVALID_ARGUMENT (NULL fn or out). */
+gfn_status gfn_reward_new_callback_temperature(gfn_reward_temperature_fn fn, void *user_data, int32_t terminal_only,
+                                               gfn_reward **out);
+
 /* log p_LM(Z Y | demos C) with the adapter off: C is the prompt's reward context (or X), Y its observation;
    `z_adjust` adds the vocabulary penalty at Z positions only (e.g. −99 soft mask); states with fewer than
    min_length tokens get −99. The demos run once; Y is scored after every prefix from the prefix's cache. */
@@ -685,7 +697,8 @@ typedef struct gfn_prompt {
 } gfn_prompt;
 
 /* SubTB (the paper's modified sub-trajectory balance), TB (learned log Z per prompt), DB (modified detailed
-   balance), REINFORCE (a reward-maximising baseline with a batch-mean baseline on log R; not a GFlowNet). */
+   balance), REINFORCE (a reward-maximising baseline with a batch-mean baseline on log R; not a GFlowNet; on-policy
+   only: gfn_gflownet_new refuses it with p_replay > 0 or tempered batches, GFN_ERR_INVALID_ARGUMENT). */
 enum { GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3 };
 enum { GFN_LAYOUT_FORCED_STOP = 0, GFN_LAYOUT_NEXT_SENTENCE = 1 };
 
@@ -696,7 +709,9 @@ typedef struct gfn_gflownet_params {
     int32_t strict_mask;           /* main.py's `cumsum > 1` mask (reweights terminal pairs); default 0 */
     int32_t layout;                /* GFN_LAYOUT_*: log q(⊤|s_max) := 0 (default) or the real value */
     int32_t termination;           /* the ⊤ token (e.g. 50256, or 13 "." for sentences); required */
-    int32_t min_length;            /* ⊤ not sampled before this many actions; default 0 */
+    int32_t min_length;            /* ⊤ not sampled before this many actions; default 0. The target is R
+                                      restricted to |Z| ≥ min_length for every objective, whatever the reward
+                                      gives shorter sequences (README: "min_length") */
     int32_t max_length;            /* actions per trajectory; default 16 */
     gfn_logit_adjustment adjust;   /* the policy's vocabulary penalty / mask (⊤ always allowed) */
     int32_t calculator;            /* 0 off, 1 reference-compatible (bug B6), 2 fixed; needs the model's tokenizer */
@@ -730,6 +745,16 @@ typedef struct gfn_gflownet_params {
                                       cblas_sgemm). 0: off.
                                       Added after the first version of this struct; a caller's smaller struct
                                       (size = offsetof(gfn_gflownet_params, pack_weights)) means 1. */
+    double temp_low_end, temp_high_end; /* behaviour-temperature annealing: with temp_horizon > 0 the tempered
+                                      range moves linearly from [temp_low, temp_high] at step 0 to [temp_low_end,
+                                      temp_high_end] at step temp_horizon, then stays; default 1, 1 */
+    int32_t temp_horizon;          /* 0 (default): no annealing. These three were added after pack_weights; a
+                                      caller's smaller struct (size = offsetof(gfn_gflownet_params, temp_low_end) or
+                                      offsetof(…, pack_weights)) means no annealing. */
+    int32_t root_flow;             /* SubTB / DB with min_length ≥ 1: the flow of the root X. 0 (default, the
+                                      reference): R(X⊤)/q(⊤|X), a never-sampled stop probability that has to fall to
+                                      R(X⊤)/Z; 1: a learned log Z per prompt (logz_lr, logz_init, as TB's). Same
+                                      target either way. Appended last: a smaller struct means 0. */
 } gfn_gflownet_params;
 
 gfn_gflownet_params gfn_gflownet_default_params(void);
@@ -775,11 +800,50 @@ gfn_status gfn_gflownet_train(gfn_gflownet *trainer, int32_t steps, gfn_step_sta
 
 /* Amortized inference: `count` trajectories Z ~ q(·|X) from the trained adapter at temperature (1 = the trained
    sampler), with the training limits, masks and calculator. In the results, tokens are the state after X (tool
-   output included), n_steps the number of actions, finish_reason 0 when ⊤ was sampled. */
+   output included), n_steps the number of actions, finish_reason 0 when ⊤ was sampled (⊤ is not among the tokens).
+   token_logprobs (n_tokens values) and logprob are the sampler's log q at temperature 1, whatever `temperature`
+   (the behaviour): untempered, with the vocabulary adjustment, renormalised without ⊤ before min_length (the
+   sampler never stops there: log q(a|s) − log(1 − q(⊤|s))), read from the distributions the actions were drawn
+   from. A calculator's output tokens are context, not actions: their token_logprobs are 0. logprob = Σ over the
+   actions + log q(⊤|s_n) of the stop — 0 for a trajectory truncated at max_length under GFN_LAYOUT_FORCED_STOP,
+   the policy's real log q(⊤|s_max) under GFN_LAYOUT_NEXT_SENTENCE (as in training), so logprob − Σ token_logprobs
+   is the stop's share. At the optimum log R(Z)/T_R − logprob is the same (log Z) for every Z: importance
+   weights, log-Z estimates and effective sample sizes use it as is. n_stop_tokens is 0. */
 gfn_status gfn_gflownet_sample(gfn_gflownet *trainer, const int32_t *x, int32_t n_x, int32_t count, float temperature,
                                uint64_t seed, gfn_samples **out);
 
-/* Adds demonstrations (action sequences) for prompt `prompt_index` to the replay buffer, with their rewards. */
+/* Sampling with the rollout's rules but without a trainer (e.g. the calculator for a base model or an SFT adapter):
+   termination, length limits, layout, the policy's vocabulary adjustment and the calculator, as in
+   gfn_gflownet_params. */
+typedef struct gfn_rollout_params {
+    uint32_t size;                 /* sizeof(gfn_rollout_params) */
+    int32_t termination;           /* the ⊤ token; required */
+    int32_t min_length;            /* default 0 */
+    int32_t max_length;            /* default 16 */
+    int32_t layout;                /* GFN_LAYOUT_* (what logprob counts at max_length); default forced stop */
+    gfn_logit_adjustment adjust;   /* ⊤ always allowed */
+    int32_t calculator;            /* 0 off (default), 1 reference-compatible, 2 fixed; needs the model's tokenizer */
+} gfn_rollout_params;
+
+gfn_rollout_params gfn_rollout_default_params(void);
+
+/* `count` trajectories after X from `adapter` (NULL = the base model) at `temperature`, reported exactly as
+   gfn_gflownet_sample reports them (tokens = the state after X with tool output, token_logprobs/logprob = the
+   sampler's log q at temperature 1, 0 for tool output, n_steps = actions). The same seed, model, adapter and
+   params give the same samples as gfn_gflownet_sample. Thread safety: the model and adapter may be shared with
+   other calls that only read them (not with a trainer that is training the adapter). Errors:
+   GFN_ERR_INVALID_ARGUMENT (NULL / wrong-size params, count ≤ 0, a temperature that is not positive and finite,
+   max_length ≤ 0, min_length outside 0…max_length, unknown layout or calculator, the calculator without a
+   tokenizer), GFN_ERR_OUT_OF_RANGE (termination or prompt ids outside the vocabulary, prompt + max_length beyond
+   n_positions), GFN_ERR_STATE (an adapter of another model), GFN_ERR_OUT_OF_MEMORY (before any work, as
+   gfn_gflownet_sample), GFN_ERR_NUMERICAL (every action masked). */
+gfn_status gfn_rollout_sample(const gfn_model *model, const gfn_adapter *adapter, const gfn_rollout_params *params,
+                              const int32_t *x, int32_t n_x, int32_t count, float temperature, uint64_t seed,
+                              gfn_samples **out);
+
+/* Adds demonstrations (action sequences) for prompt `prompt_index` to the replay buffer, with their rewards.
+   A demonstration longer than max_length (GFN_ERR_OUT_OF_RANGE; never cut) or shorter than min_length
+   (GFN_ERR_INVALID_ARGUMENT; outside the target) is refused, and then nothing is added. */
 gfn_status gfn_gflownet_seed_buffer(gfn_gflownet *trainer, int32_t prompt_index, const int32_t *const *actions,
                                     const int32_t *lengths, int32_t n);
 

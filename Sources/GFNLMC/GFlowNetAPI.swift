@@ -21,6 +21,10 @@ final class CallbackBox: @unchecked Sendable {
     }
 }
 
+/// A host function of either signature: (prompt index, T_R, states, lengths, count, out) → status.
+typealias HostReward = (Int32, Double, UnsafePointer<UnsafePointer<Int32>?>, UnsafePointer<Int32>, Int32,
+                        UnsafeMutablePointer<Double>) -> Int32
+
 @_cdecl("gfn_reward_new_callback")
 public func gfnRewardNewCallback(_ fn: gfn_reward_fn?, _ userData: UnsafeMutableRawPointer?, _ terminalOnly: Int32,
                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
@@ -28,32 +32,61 @@ public func gfnRewardNewCallback(_ fn: gfn_reward_fn?, _ userData: UnsafeMutable
         guard let fn else { throw .invalidArgument("fn is NULL") }
         let o = try requirePointer(out, "out")
         let box = CallbackBox(fn: fn, userData: userData)
-        let reward = CallbackReward(terminalOnly: terminalOnly != 0) { (prompt: PromptSpec, states: [[Int32]]) throws(GFNError) -> [Double] in
-            let index = Int32(clamping: prompt.index)
-            var values = [Double](repeating: .nan, count: states.count)
-            var lengths = states.map { Int32($0.count) }
-            // contiguous copies the callee may read
-            var storage = states.map { s -> UnsafeMutablePointer<Int32> in
-                let p = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, s.count))
-                p.initialize(from: s, count: s.count)
-                return p
-            }
-            defer { for p in storage { p.deallocate() } }
-            let rc: Int32 = storage.withUnsafeMutableBufferPointer { sb in
-                lengths.withUnsafeMutableBufferPointer { lb in
-                    values.withUnsafeMutableBufferPointer { vb in
-                        sb.baseAddress!.withMemoryRebound(to: UnsafePointer<Int32>?.self, capacity: states.count) { pp in
-                            box.fn(box.userData, index, pp, lb.baseAddress, Int32(states.count), vb.baseAddress)
-                        }
+        o.pointee = handles.register(RewardHandle(hostReward(terminalOnly: terminalOnly != 0) { i, _, s, l, n, v in
+            box.fn(box.userData, i, s, l, n, v)
+        }, model: nil))
+    }
+}
+
+/// The C callback told the reward temperature, with its user data.
+final class TemperatureCallbackBox: @unchecked Sendable {
+    let fn: gfn_reward_temperature_fn
+    let userData: UnsafeMutableRawPointer?
+    init(fn: gfn_reward_temperature_fn, userData: UnsafeMutableRawPointer?) {
+        self.fn = fn
+        self.userData = userData
+    }
+}
+
+@_cdecl("gfn_reward_new_callback_temperature")
+public func gfnRewardNewCallbackTemperature(_ fn: gfn_reward_temperature_fn?, _ userData: UnsafeMutableRawPointer?,
+                                            _ terminalOnly: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi { () throws(GFNError) in
+        guard let fn else { throw .invalidArgument("fn is NULL") }
+        let o = try requirePointer(out, "out")
+        let box = TemperatureCallbackBox(fn: fn, userData: userData)
+        o.pointee = handles.register(RewardHandle(hostReward(terminalOnly: terminalOnly != 0) { i, t, s, l, n, v in
+            box.fn(box.userData, i, t, s, l, n, v)
+        }, model: nil))
+    }
+}
+
+/// A CallbackReward that hands every state of a micro-batch to `call` as contiguous C arrays.
+func hostReward(terminalOnly: Bool, _ call: @escaping HostReward) -> CallbackReward {
+    CallbackReward(terminalOnly: terminalOnly, temperature: { (prompt: PromptSpec, states: [[Int32]], tR: Double) throws(GFNError) -> [Double] in
+        let index = Int32(clamping: prompt.index)
+        var values = [Double](repeating: .nan, count: states.count)
+        var lengths = states.map { Int32($0.count) }
+        // contiguous copies the callee may read
+        var storage = states.map { s -> UnsafeMutablePointer<Int32> in
+            let p = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, s.count))
+            p.initialize(from: s, count: s.count)
+            return p
+        }
+        defer { for p in storage { p.deallocate() } }
+        let rc: Int32 = storage.withUnsafeMutableBufferPointer { sb in
+            lengths.withUnsafeMutableBufferPointer { lb in
+                values.withUnsafeMutableBufferPointer { vb in
+                    sb.baseAddress!.withMemoryRebound(to: UnsafePointer<Int32>?.self, capacity: states.count) { pp in
+                        call(index, tR, pp, lb.baseAddress!, Int32(states.count), vb.baseAddress!)
                     }
                 }
             }
-            _ = storage.count
-            guard rc == 0 else { throw GFNError(.callback, "the reward callback returned \(rc)") }
-            return values
         }
-        o.pointee = handles.register(RewardHandle(reward, model: nil))
-    }
+        _ = storage.count
+        guard rc == 0 else { throw GFNError(.callback, "the reward callback returned \(rc)") }
+        return values
+    })
 }
 
 @_cdecl("gfn_reward_new_lm_likelihood")
@@ -146,7 +179,8 @@ public func gfnGflownetDefaultParams() -> gfn_gflownet_params {
         reward_temp_horizon: 1, p_on_policy: d.onPolicyProbability, p_replay: d.replayProbability,
         temp_low: d.temperatureLow, temp_high: d.temperatureHigh, buffer_capacity: Int32(d.bufferCapacity),
         buffer_tolerance: d.bufferTolerance, buffer_prioritized: 1, lora_dropout: 0, seed: 0,
-        pack_weights: d.packWeights ? 1 : 0)
+        pack_weights: d.packWeights ? 1 : 0, temp_low_end: d.temperatureLowEnd, temp_high_end: d.temperatureHighEnd,
+        temp_horizon: Int32(d.temperatureHorizon), root_flow: d.learnedRootFlow ? 1 : 0)
 }
 
 func readPrompts(_ p: UnsafePointer<gfn_prompt>?, _ n: Int32) throws(GFNError) -> [PromptSpec] {
@@ -206,21 +240,21 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
         c.rewardTemperature = LinearRamp(start: p.reward_temp_start, end: p.reward_temp_end, horizon: Int(p.reward_temp_horizon))
         c.onPolicyProbability = p.p_on_policy; c.replayProbability = p.p_replay
         c.temperatureLow = p.temp_low; c.temperatureHigh = p.temp_high
+        guard p.temp_horizon >= 0 else { throw .invalidArgument("temp_horizon must be ≥ 0 (got \(p.temp_horizon))") }
+        c.temperatureHorizon = Int(p.temp_horizon)
+        c.temperatureLowEnd = p.temp_low_end; c.temperatureHighEnd = p.temp_high_end
+        switch p.root_flow {
+        case 0: c.learnedRootFlow = false
+        case 1: c.learnedRootFlow = true
+        default: throw .invalidArgument("unknown root_flow \(p.root_flow)")
+        }
         c.bufferCapacity = Int(p.buffer_capacity); c.bufferTolerance = p.buffer_tolerance
         c.bufferPrioritized = p.buffer_prioritized != 0
         c.loraDropout = p.lora_dropout != 0
         c.seed = p.seed
         c.packWeights = p.pack_weights != 0
-        guard let layout = TerminalLayout(rawValue: p.layout) else { throw .invalidArgument("unknown layout \(p.layout)") }
-        var tool: Calculator?
-        switch p.calculator {
-        case 0: tool = nil
-        case 1: tool = Calculator(mode: .referenceCompatible)
-        case 2: tool = Calculator(mode: .fixed)
-        default: throw .invalidArgument("unknown calculator mode \(p.calculator)")
-        }
-        let settings = RolloutSettings(termination: p.termination, maxLength: Int(p.max_length), minLength: Int(p.min_length),
-                                       layout: layout, adjustment: try adjustment(p.adjust), tool: tool)
+        let settings = try rolloutSettings(termination: p.termination, minLength: p.min_length, maxLength: p.max_length,
+                                           layout: p.layout, adjust: p.adjust, calculator: p.calculator)
         let specs = try readPrompts(prompts, nPrompts)
         // values the core would only refuse (or silently misuse) at the first step
         guard p.reward_temp_start.isFinite, p.reward_temp_end.isFinite else {
@@ -302,12 +336,60 @@ public func gfnGflownetSample(_ trainer: OpaquePointer?, _ x: UnsafePointer<Int3
         let o = try requirePointer(out, "out")
         try checkMemory(rows: Int(count), bytesPerRow: rowBytes(h.trainer.model.config, tokens: h.trainer.engine.settings.maxLength),
                         "sampling \(count) trajectories")
-        let trajs = try h.trainer.sample(prompt: try readIds(x, nX, "x"), count: Int(count), temperature: temperature, seed: seed)
-        let samples = trajs.map { t in
-            Sample(promptIndex: 0, tokens: t.state, tokenLogProbs: [], stopLogProbs: [], steps: t.n,
-                   finishReason: t.truncated ? .maxTokens : .stopToken, logProb: 0)
-        }
-        o.pointee = handles.register(SamplesHandle(samples: samples, nStop: 0))
+        let drawn = try h.trainer.sample(prompt: try readIds(x, nX, "x"), count: Int(count), temperature: temperature, seed: seed)
+        o.pointee = handles.register(SamplesHandle(samples: drawn.map(cSample), nStop: 0))
+    }
+}
+
+/// A policy sample as gfn_samples report it: the state after X, one log q per token (0 for tool output), n_steps
+/// = the number of actions.
+func cSample(_ s: PolicySample) -> Sample {
+    Sample(promptIndex: 0, tokens: s.trajectory.state, tokenLogProbs: s.tokenLogProbs.map { Float($0) },
+           stopLogProbs: [], steps: s.trajectory.n,
+           finishReason: s.trajectory.truncated ? .maxTokens : .stopToken, logProb: s.logQ)
+}
+
+/// Rollout settings from the C fields shared by gfn_gflownet_params and gfn_rollout_params.
+func rolloutSettings(termination: Int32, minLength: Int32, maxLength: Int32, layout: Int32,
+                     adjust: gfn_logit_adjustment, calculator: Int32) throws(GFNError) -> RolloutSettings {
+    guard let layout = TerminalLayout(rawValue: layout) else { throw .invalidArgument("unknown layout \(layout)") }
+    var tool: Calculator?
+    switch calculator {
+    case 0: tool = nil
+    case 1: tool = Calculator(mode: .referenceCompatible)
+    case 2: tool = Calculator(mode: .fixed)
+    default: throw .invalidArgument("unknown calculator mode \(calculator)")
+    }
+    return RolloutSettings(termination: termination, maxLength: Int(maxLength), minLength: Int(minLength),
+                           layout: layout, adjustment: try adjustment(adjust), tool: tool)
+}
+
+@_cdecl("gfn_rollout_default_params")
+public func gfnRolloutDefaultParams() -> gfn_rollout_params {
+    gfn_rollout_params(size: UInt32(MemoryLayout<gfn_rollout_params>.size), termination: -1, min_length: 0,
+                       max_length: 16, layout: 0, adjust: defaultAdjust(), calculator: 0)
+}
+
+@_cdecl("gfn_rollout_sample")
+public func gfnRolloutSample(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ params: UnsafePointer<gfn_rollout_params>?,
+                             _ x: UnsafePointer<Int32>?, _ nX: Int32, _ count: Int32, _ temperature: Float, _ seed: UInt64,
+                             _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi { () throws(GFNError) in
+        let m = try handles.lookup(model, as: ModelHandle.self, "model")
+        let a = try adapterFor(adapter, model: m.model)
+        let p = try requirePointer(params, "params").pointee
+        let o = try requirePointer(out, "out")
+        try checkStructSize(p.size, min: MemoryLayout<gfn_rollout_params>.size,
+                            current: MemoryLayout<gfn_rollout_params>.size, "gfn_rollout_params")
+        let settings = try rolloutSettings(termination: p.termination, minLength: p.min_length, maxLength: p.max_length,
+                                           layout: p.layout, adjust: p.adjust, calculator: p.calculator)
+        guard count > 0 else { throw .invalidArgument("count must be positive (got \(count))") }
+        try checkMemory(rows: Int(count), bytesPerRow: rowBytes(m.model.config, tokens: Int(p.max_length)),
+                        "sampling \(count) trajectories")
+        let engine = try RolloutEngine(model: m.model, settings: settings)
+        let drawn = try engine.samplePolicy(prompt: try readIds(x, nX, "x"), count: Int(count), temperature: temperature,
+                                            adapter: a, seed: seed)
+        o.pointee = handles.register(SamplesHandle(samples: drawn.map(cSample), nStop: 0))
     }
 }
 

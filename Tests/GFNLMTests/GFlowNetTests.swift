@@ -320,6 +320,57 @@ final class GFlowNetTests: XCTestCase {
         XCTAssertLessThan(d, 1.63 / Double(taus.count).squareRoot(), "KS at p = 0.01")
     }
 
+    /// Behaviour-temperature annealing: the tempered τ stays inside the range of its step, which moves linearly
+    /// from [2, 4] to [0.5, 1] over 100 steps; without a horizon it never moves.
+    func testBehaviourTemperatureAnnealing() {
+        var c = GFlowNetConfig()
+        c.onPolicyProbability = 0
+        c.replayProbability = 0
+        c.temperatureLow = 2
+        c.temperatureHigh = 4
+        c.temperatureLowEnd = 0.5
+        c.temperatureHighEnd = 1
+        c.temperatureHorizon = 100
+        var rng = RNG(seed: 4)
+        for (step, lo, hi) in [(0, 2.0, 4.0), (50, 1.25, 2.5), (100, 0.5, 1.0), (500, 0.5, 1.0)] {
+            let r = Behaviour.temperatureRange(config: c, step: step)
+            XCTAssertEqual(r.low, lo, accuracy: 1e-12)
+            XCTAssertEqual(r.high, hi, accuracy: 1e-12)
+            var taus: [Double] = []
+            for _ in 0..<2000 {
+                guard case .tempered(let t) = Behaviour.choose(config: c, step: step, rng: &rng) else { return XCTFail() }
+                taus.append(t)
+            }
+            XCTAssertGreaterThanOrEqual(taus.min()!, lo)
+            XCTAssertLessThanOrEqual(taus.max()!, hi)
+            XCTAssertEqual(taus.reduce(0, +) / 2000, (lo + hi) / 2, accuracy: 0.05 * (hi - lo))
+        }
+        c.temperatureHorizon = 0
+        XCTAssertTrue(Behaviour.temperatureRange(config: c, step: 1000) == (2, 4))
+        c.temperatureHorizon = -1
+        XCTAssertThrowsError(try c.validate())
+    }
+
+    /// REINFORCE is on-policy: replayed or tempered batches are refused rather than taken silently.
+    func testReinforceRefusesOffPolicyBatches() {
+        var c = GFlowNetConfig()
+        c.objective = .reinforce
+        XCTAssertThrowsError(try c.validate())          // the defaults replay and temper
+        c.onPolicyProbability = 1
+        c.replayProbability = 0
+        XCTAssertNoThrow(try c.validate())
+        c.onPolicyProbability = 0.5
+        XCTAssertThrowsError(try c.validate())
+        c.temperatureLow = 1
+        c.temperatureHigh = 1
+        XCTAssertNoThrow(try c.validate(), "τ = 1 'tempered' batches are on-policy")
+        c.temperatureHorizon = 10
+        c.temperatureLowEnd = 0.5
+        XCTAssertThrowsError(try c.validate())
+        c.objective = .subTB
+        XCTAssertNoThrow(try c.validate(), "GFlowNet objectives are off-policy")
+    }
+
     // MARK: A21 reward scoring layout
 
     func testLMLikelihoodRewardLayout() throws {
@@ -421,9 +472,147 @@ final class GFlowNetTests: XCTestCase {
         let trainer = try setupTrainer(reward: reward, replay: 0)
         let samples = try trainer.sample(prompt: [5, 6], count: 50, seed: 1)
         XCTAssertEqual(samples.count, 50)
-        XCTAssertTrue(samples.allSatisfy { $0.n <= 4 })
+        XCTAssertTrue(samples.allSatisfy { $0.trajectory.n <= 4 })
         // IW log Z and ESS on a toy with known values
         XCTAssertEqual(SampleEstimates.logZ(logR: [0, 0], logQ: [log(0.5), log(0.5)]), log(2), accuracy: 1e-12)
         XCTAssertEqual(SampleEstimates.effectiveSampleSize(logR: [1, 1, 1], logQ: [0, 0, 0]), 3, accuracy: 1e-12)
+    }
+
+    /// The amortized sampler's log q (`GFlowNetTrainer.sample`) against an independent computation: full forwards
+    /// of X ⊕ state with the adapter (no cache), log-softmax in double precision of logits + the soft mask, the
+    /// min_len renormalisation by hand, and the layout's stop at max_len. Also against the exact enumeration's
+    /// log q of the same sequences (a third code path).
+    func testAmortizedSamplerReturnsThePolicysLogQ() throws {
+        let m = try tinyModel(.gpt2, vocab: 20)
+        let adapter = try randomAdapter(m, seed: 8)
+        let V = m.config.vocabSize
+        let allowed = Array(Int32(1)...Int32(12))
+        let adjustment = LogitAdjustment(allowed: allowed, disallowedPenalty: -99)
+        let reward = CallbackReward { _, states throws(GFNError) in states.map { -Double($0.count) } }
+        for layout in [TerminalLayout.forcedStop, .nextSentence] {
+            var cfg = GFlowNetConfig()
+            cfg.batchSize = 4
+            let settings = RolloutSettings(termination: 0, maxLength: 3, minLength: 2, layout: layout, adjustment: adjustment)
+            let trainer = try GFlowNetTrainer(model: m, adapter: adapter, reward: reward, prompts: [PromptSpec(x: [13, 14])],
+                                              rollout: settings, config: cfg)
+            let x: [Int32] = [13, 14]
+            // log-softmax of the policy (logits + mask) after X ⊕ s, in double precision
+            func policy(_ s: [Int32]) throws -> [Double] {
+                let ids = x + s
+                var logits = [Float](repeating: 0, count: ids.count * V)
+                try logits.withUnsafeMutableBufferPointer { (b) throws(GFNError) in
+                    try m.logits(ids: ids, batch: 1, seqLen: ids.count, adapter: adapter, into: b.baseAddress!)
+                }
+                let row = (0..<V).map { v in
+                    Double(logits[(ids.count - 1) * V + v]) + (allowed.contains(Int32(v)) || v == 0 ? 0 : -99)
+                }
+                let mx = row.max()!
+                let lse = mx + log(row.reduce(0) { $0 + exp($1 - mx) })
+                return row.map { $0 - lse }
+            }
+            var truncatedSeen = 0, stoppedSeen = 0
+            for tau: Float in [1, 1.7] {
+                let samples = try trainer.sample(prompt: x, count: 40, temperature: tau, seed: 3)
+                for smp in samples {
+                    let t = smp.trajectory
+                    XCTAssertGreaterThanOrEqual(t.n, 2)
+                    XCTAssertEqual(smp.tokenLogProbs.count, t.state.count)
+                    var expected = 0.0
+                    for k in 0..<t.n {
+                        let lp = try policy(Array(t.actions[0..<k]))
+                        var v = lp[Int(t.actions[k])]
+                        if k < 2 { v -= log(1 - exp(lp[0])) }   // the sampler never stops before min_len
+                        XCTAssertEqual(smp.actionLogProbs[k], v, accuracy: 2e-4, "\(layout) τ \(tau) action \(k)")
+                        XCTAssertEqual(smp.tokenLogProbs[k], smp.actionLogProbs[k])
+                        expected += v
+                    }
+                    if t.truncated {
+                        truncatedSeen += 1
+                        let stop = layout == .forcedStop ? 0 : try policy(t.actions)[0]
+                        XCTAssertEqual(smp.terminalLogProb, stop, accuracy: 2e-4)
+                        expected += stop
+                    } else {
+                        stoppedSeen += 1
+                        let stop = try policy(t.actions)[0]
+                        XCTAssertEqual(smp.terminalLogProb, stop, accuracy: 2e-4)
+                        expected += stop
+                    }
+                    XCTAssertEqual(smp.logQ, expected, accuracy: 1e-3)
+                }
+            }
+            XCTAssertGreaterThan(truncatedSeen, 0)
+            XCTAssertGreaterThan(stoppedSeen, 0)
+            // the exact enumeration's log q (the sampler's distribution over the allowed space) agrees
+            let exact = try trainer.engine.exactDistribution(prompt: PromptSpec(x: x), vocabulary: allowed,
+                                                             adapter: adapter, reward: reward)
+            var index: [[Int32]: Double] = [:]
+            for (z, lq) in zip(exact.sequences, exact.logQ) { index[z] = lq }
+            for smp in try trainer.sample(prompt: x, count: 30, seed: 11) {
+                guard let lq = index[smp.trajectory.actions] else { XCTFail("sampled outside the space"); continue }
+                XCTAssertEqual(smp.logQ, lq, accuracy: 1e-3)
+            }
+        }
+    }
+
+    /// Reward temperature ≠ 1 through the replay buffer: items are stored untempered (the reward's own values, at
+    /// T_R = 2), and a replayed batch is re-tempered with the current T_R: its loss equals SubTB on the stored
+    /// rewards divided by T_R(step), recomputed here from an independent teacher-forced pass (lr 0: the policy
+    /// stays put).
+    func testRewardTemperatureRoundTripThroughTheReplayBuffer() throws {
+        let m = try tinyModel(.gpt2, vocab: 20)
+        let adapter = try randomAdapter(m, seed: 3)
+        let reward = CallbackReward { _, states throws(GFNError) in
+            states.map { s in -1.5 * Double(s.count) + Double(s.first ?? 0) / 4 }
+        }
+        let settings = RolloutSettings(termination: 0, maxLength: 4)
+        func trainer(onPolicy: Double, replay: Double) throws -> GFlowNetTrainer {
+            var cfg = GFlowNetConfig()
+            cfg.batchSize = 4
+            cfg.learningRate = 0
+            cfg.schedule = .constant
+            cfg.rewardTemperature = LinearRamp(start: 2, end: 0.5, horizon: 3)
+            cfg.onPolicyProbability = onPolicy
+            cfg.replayProbability = replay
+            cfg.temperatureLow = 1
+            cfg.temperatureHigh = 1
+            return try GFlowNetTrainer(model: m, adapter: adapter, reward: reward, prompts: [PromptSpec(x: [5, 6])],
+                                       rollout: settings, config: cfg)
+        }
+        // fresh samples at T_R = 2 are stored with the reward's untempered values
+        let a = try trainer(onPolicy: 0.5, replay: 0.5)
+        XCTAssertEqual(a.rewardTemperature, 2)
+        for _ in 0..<2 { try a.trainStep() }
+        let key = PromptSpec(x: [5, 6]).key
+        let stored = a.buffer.items(key)
+        XCTAssertFalse(stored.isEmpty)
+        for it in stored {
+            let raw = try reward.logRewards(prompt: PromptSpec(x: [5, 6]), trajectories: [Trajectory(actions: it.actions, truncated: it.truncated)])[0]
+            XCTAssertEqual(it.logRewards, raw)
+            XCTAssertEqual(it.logR, raw[it.actions.count])
+        }
+        // replay only, one seeded item (returned whole while the buffer holds fewer items than a batch)
+        let b = try trainer(onPolicy: 0, replay: 1)
+        let demo: [Int32] = [3, 9, 4]
+        try b.seedBuffer(prompt: 0, demonstrations: [demo])
+        let item = b.buffer.items(key)[0]
+        let traj = Trajectory(actions: demo, truncated: false)
+        XCTAssertEqual(item.logRewards, try reward.logRewards(prompt: PromptSpec(x: [5, 6]), trajectories: [traj])[0])
+        let pass = try PolicyPass(engine: b.engine)
+        let (lpf, lpt) = try pass.forward(prompt: [5, 6], trajectories: [traj], adapter: adapter)
+        var seen: Set<Double> = []
+        for _ in 0..<4 {
+            let tR = b.rewardTemperature
+            seen.insert(tR)
+            let stats = try b.trainStep()
+            XCTAssertEqual(stats.replayBatches, 1)
+            XCTAssertEqual(stats.rewardTemperature, tR)
+            let expected = try Objective.subTB.evaluate([TrajectoryTerms(n: 3, truncated: false, logPF: lpf[0], logPT: lpt[0],
+                                                                         logR: item.logRewards.map { $0 / tR })],
+                                                        layout: .forcedStop).loss
+            XCTAssertEqual(stats.loss, expected, accuracy: 1e-4 * max(1, expected), "T_R \(tR)")
+            XCTAssertEqual(stats.meanLogR, item.logR, "statistics report the untempered log R")
+            XCTAssertEqual(b.buffer.items(key), [item], "replayed items are not re-added or re-tempered")
+        }
+        XCTAssertEqual(seen, [2, 1.5, 1, 0.5])
     }
 }

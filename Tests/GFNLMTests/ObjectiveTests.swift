@@ -20,6 +20,70 @@ final class ObjectiveTests: XCTestCase {
         XCTAssertEqual(try Objective.subTB(lambda: 1, strictMask: true).evaluate([h1], layout: .forcedStop).loss, 4.565000, accuracy: 1e-5)
     }
 
+    /// main.py's strict mask keeps the pair (n, n+1) of every row that stopped before max_len, a zero residual that
+    /// counts in the pooled denominator — also for a row that stops at the first step (n = 0). Batch {(b)⊤, ⊤},
+    /// max_len 3, with the reference's layout-A arrays; the golden values come from the reference's cumsum
+    /// formulation computed independently (numpy): strict 4.805 (the (b)⊤ row alone: 6.406667), λ = 0.5 4.118571,
+    /// default mask 9.61 (the ⊤ row adds nothing there).
+    func testStrictMaskCountsARowThatStopsAtOnce() throws {
+        let b = layoutA([2, 0, 0, 0], lpf: [-1.1, -0.3, 0, 0], lpt: [-2.5, -0.3, 0, 0], lr: [0.5, -1.5, -1.5, 0], maxLen: 3)
+        let stop = layoutA([0, 0, 0, 0], lpf: [-1.2, 0, 0, 0], lpt: [-1.2, 0, 0, 0], lr: [-0.7, -0.7, 0, 0], maxLen: 3)
+        XCTAssertEqual(stop.n, 0)
+        let strict = Objective.subTB(lambda: 1, strictMask: true)
+        XCTAssertEqual(try strict.evaluate([b, stop], layout: .forcedStop).loss, 4.805, accuracy: 1e-9)
+        XCTAssertEqual(try strict.evaluate([b], layout: .forcedStop).loss, 6.406667, accuracy: 1e-6)
+        XCTAssertEqual(try Objective.subTB(lambda: 0.5, strictMask: true).evaluate([b, stop], layout: .forcedStop).loss,
+                       4.118571, accuracy: 1e-6)
+        XCTAssertEqual(try Objective.subTB.evaluate([b, stop], layout: .forcedStop).loss, 9.61, accuracy: 1e-9)
+        let r = try strict.evaluate([b, stop], layout: .forcedStop)
+        XCTAssertEqual(r.terms, 4)
+        // the zero term has no gradient, the (b)⊤ row's terms are divided by 4
+        XCTAssertEqual(r.dLogPT[1], [0])
+        XCTAssertEqual(r.dLogPF[0][0], 2 * 2 * 3.1 / 4, accuracy: 1e-9)
+        // a batch of rows that all stop at once: zero loss over a positive count (not 0/0)
+        let only = try strict.evaluate([stop, stop], layout: .forcedStop)
+        XCTAssertEqual(only.loss, 0)
+        XCTAssertEqual(only.terms, 2)
+    }
+
+    /// DB's normalisation: each row's squared transition residuals are averaged over its own transitions, then the
+    /// rows are averaged (rows without a transition are left out; the reference's modified_db would divide 0 by 0
+    /// there). Golden values from the reference's masked formula in numpy (its mask padded to max_len columns):
+    /// batch {H1, (c)⊤} 4.3825 (rows 7.765 and 1; the mean pooled over the 3 transitions would be 5.51), the
+    /// truncated H2 6.29.
+    func testDBNormalisationGolden() throws {
+        let c = layoutA([1, 0, 0, 0], lpf: [-1.5, -0.5, 0, 0], lpt: [-2, -0.5, 0, 0], lr: [0, -1, -1, 0], maxLen: 3)
+        XCTAssertEqual(try Objective.db.evaluate([h1, c], layout: .forcedStop).loss, 4.3825, accuracy: 1e-9)
+        XCTAssertEqual(try Objective.db.evaluate([h1], layout: .forcedStop).loss, 7.765, accuracy: 1e-9)
+        let pooled = (2.3 * 2.3 + 3.2 * 3.2 + 1) / 3
+        XCTAssertNotEqual(try Objective.db.evaluate([h1, c], layout: .forcedStop).loss, pooled, accuracy: 1e-3)
+        let h2 = layoutA([1, 2, 0], lpf: [-0.7, -1.2, 0], lpt: [-3, -1, 0], lr: [-1, -2, 0.5], maxLen: 2)
+        XCTAssertEqual(try Objective.db.evaluate([h2], layout: .forcedStop).loss, 6.29, accuracy: 1e-9)
+        // a row that stops at once has no transition and does not count
+        let stop = layoutA([0, 0, 0, 0], lpf: [-1.2, 0, 0, 0], lpt: [-1.2, 0, 0, 0], lr: [-0.7, -0.7, 0, 0], maxLen: 3)
+        XCTAssertEqual(try Objective.db.evaluate([h1, c, stop], layout: .forcedStop).loss, 4.3825, accuracy: 1e-9)
+        XCTAssertEqual(try Objective.db.evaluate([h1, c], layout: .forcedStop).terms, 2)
+    }
+
+    /// REINFORCE with the batch-mean baseline: −mean_b[(r_b − r̄)·log q(τ_b)], r = log R(s_n⊤)/T_R, log q(τ) = Σ log
+    /// q(a) + log q(⊤|s_n). Batch {H1, (c)⊤}: r = (0.5, −1), log q = (−2.4, −2.0) ⇒ loss 0.15, dL/d log q(τ) =
+    /// (−0.375, 0.375) on every action and the stop (numpy).
+    func testReinforceGolden() throws {
+        let c = layoutA([1, 0, 0, 0], lpf: [-1.5, -0.5, 0, 0], lpt: [-2, -0.5, 0, 0], lr: [0, -1, -1, 0], maxLen: 3)
+        let r = try Objective.reinforce.evaluate([h1, c], layout: .forcedStop)
+        XCTAssertEqual(r.loss, 0.15, accuracy: 1e-12)
+        XCTAssertEqual(r.dLogPF[0], [-0.375, -0.375])
+        XCTAssertEqual(r.dLogPT[0], [0, 0, -0.375])
+        XCTAssertEqual(r.dLogPF[1], [0.375])
+        XCTAssertEqual(r.dLogPT[1], [0, 0.375])
+        // a truncated row under the forced stop has no stop term
+        let h2 = layoutA([1, 2, 0], lpf: [-0.7, -1.2, 0], lpt: [-3, -1, 0], lr: [-1, -2, 0.5], maxLen: 2)
+        let t = try Objective.reinforce.evaluate([h2, c], layout: .forcedStop)
+        // r = (0.5, −1), log q = (−1.9, −2.0): −((0.75·−1.9) + (−0.75·−2.0))/2 = −0.0375
+        XCTAssertEqual(t.loss, -0.0375, accuracy: 1e-12)
+        XCTAssertEqual(t.dLogPT[0], [0, 0, 0])
+    }
+
     func testA3TruncatedTrajectory() throws {
         let h2 = layoutA([1, 2, 0], lpf: [-0.7, -1.2, 0], lpt: [-3, -1, 0], lr: [-1, -2, 0.5], maxLen: 2)
         XCTAssertTrue(h2.truncated)

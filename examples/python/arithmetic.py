@@ -13,9 +13,8 @@ demo model's training text): 10 samples at T = 0.1 with the calculator, the answ
 (the reference's extract_answer), majority vote. Baselines with the same tool, vocabulary and decoding: SFT
 (LoRA) on the same 50 demonstrations (rationales with results), and k-shot prompting of the base model.
 
-Library gap: sampling with the calculator exists only as gfn_gflownet_sample (GFlowNetTrainer.sample), so the
-baselines are sampled through a trainer that is never trained (its reward is a dummy callback that is never
-called), and the base model is a LoRA adapter with B = 0, because a trainer needs an adapter.
+Every method samples through gfnlm.gflownet.sample_rollouts: the rollout's rules (calculator, vocabulary mask,
+length) for any adapter or the base model, without a trainer.
 
 Usage: PYTHONPATH=bindings/python python examples/python/arithmetic.py [--quick] [--calculator reference|fixed]
        [--model DIR] [--data DIR] [--plot FILE]
@@ -157,13 +156,16 @@ def main():
     print(f"training prompts: {len(tool_train)} with tool-style rationales ({n_seeded} seeded into the buffer) + "
           f"{len(hw)} hw questions (weight 0.2); held-out: {', '.join(f'{len(v)} × {k} operands' for k, v in heldout.items())}")
 
-    def eval_sampler(adapter):
-        """A trainer used only for sampling: the adapter with the calculator, the vocabulary mask and the
-        evaluation length (its reward is never called)."""
-        return gfnlm.GFlowNetTrainer(model, adapter, gfnlm.rewards.Callback(lambda p, s: [0.0] * len(s)),
-                                     prompts=[tool_train[0]["str_query"]], termination=eos, min_length=0,
-                                     max_length=EVAL_MAX_LENGTH, allowed=allowed_all, penalty=PENALTY,
-                                     calculator=args.calculator)
+    class eval_sampler:
+        """The adapter (None: the base model) with the calculator, the vocabulary mask and the evaluation length."""
+
+        def __init__(self, adapter):
+            self.adapter = adapter
+
+        def sample(self, x, n, temperature, seed):
+            return gfnlm.gflownet.sample_rollouts(model, x, n=n, adapter=self.adapter, termination=eos, min_length=0,
+                                                  max_length=EVAL_MAX_LENGTH, allowed=allowed_all, penalty=PENALTY,
+                                                  calculator=args.calculator, temperature=temperature, seed=seed)
 
     def evaluate(name, sampler, prefix_ids=()):
         """Accuracy per operand count: 10 samples at T = 0.1 with the calculator, answer extraction, vote."""
@@ -234,7 +236,7 @@ def main():
     t = lap("SFT", t)
 
     # ---- k-shot prompting of the base model -------------------------------------------------------------------
-    base = eval_sampler(gfnlm.LoRA(model, r=1, alpha=1, targets=["c_attn"], seed=0))   # B = 0: the base model
+    base = eval_sampler(None)                                                           # the base model
     order = list(range(len(worked)))
     random.Random(args.seed + 2).shuffle(order)
     for k in kshots:

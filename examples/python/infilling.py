@@ -12,7 +12,9 @@ the adapter off through the prompt's reward context. The policy has to see the e
 "s5 <|endoftext|> s1 s2 s3" (the ending as a previous document, then the beginning), a layout the demo model has
 seen, so that the untrained policy is the model continuing the beginning; --policy-prompt paper uses the paper's
 "Beginning: s1 s2 s3\\nEnding: s5\\nMiddle:" instead (a format the demo model never saw). ⊤ = <|endoftext|>, at least
---min-len tokens (reward −99 below), at most --max-len (reaching it ends the middle: layout forced_stop),
+--min-len tokens (the trainer's target is R restricted to middles of ≥ --min-len tokens, whatever the reward gives
+shorter ones; --reward-min-len adds the reference's −99 below, which no longer changes the target), at most
+--max-len (reaching it ends the middle: layout forced_stop),
 T_R 1.1 → 0.85, behaviour on-policy 25 % / replay 25 % (prioritised) / tempered τ ~ U[0.5, 2] 50 %, and the replay
 buffer is seeded with the true middle s4 of every training story.
 
@@ -122,7 +124,8 @@ def main():
     ap.add_argument("--temp-end", type=float, default=0.85, help="final reward temperature (start 1.1)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--reward-min-len", type=int, default=0,
-                    help="states shorter than this get log R = −99 (the reference: = min-len); 0: no such penalty")
+                    help="states shorter than this get log R = −99 (the reference: = min-len); 0: no such penalty. "
+                         "Either way the trainer's target is R restricted to ≥ --min-len tokens")
     ap.add_argument("--max-ending", type=int, default=16, help="longest ending (tokens) of a training story")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "infilling.png"))
@@ -156,7 +159,8 @@ def main():
         p_on_policy=0.25, p_replay=0.25, temperature_range=(0.5, 2.0), buffer_capacity=25, buffer_prioritized=True,
         seed=args.seed)
     for i, s in enumerate(train):
-        tr.seed_buffer(i, [s["middle"]])
+        if len(s["middle"]) >= args.min_len:     # shorter middles are outside the target (the trainer refuses them)
+            tr.seed_buffer(i, [s["middle"]])
     print(f"LoRA r=16 α=32 on c_attn,c_proj,c_fc ({lora.parameter_count} parameters); replay buffer seeded with the "
           f"{len(train)} true middles; {steps} steps of {grad_acc}×8 trajectories, T_R 1.1 → {args.temp_end} over "
           f"{horizon} steps")

@@ -3,10 +3,11 @@
 The prompt asks for "a random integer drawn uniformly between 0 and 100"; a language model answers with a skewed
 distribution and often with something that is not a number. GFlowNet fine-tuning with the reward R(Z) of the
 paper (high for a single number token 0–99 followed by the end of text) teaches the model to sample Z ∝ R(Z):
-every valid answer equally often. The default objective is trajectory balance with a learned log Z (on the
-demo model the distribution is even after ~150 steps; the last tenths of a percent of invalid answers take the rest,
-and need LoRA on lm_head too: the paper's SubTB drifts, see the README). A reward-maximising baseline (REINFORCE)
-trained on the same reward instead leans toward a few numbers.
+every valid answer equally often. The default objective is the paper's SubTB as the reference has it (the flow of
+the prompt state is R(X⊤)/q(⊤|X)); --root-flow learned makes that flow a learned log Z instead, and --objective tb
+is trajectory balance (the README compares them). The last tenths of a percent of invalid answers need LoRA on
+lm_head too. A reward-maximising baseline (REINFORCE) trained on
+the same reward instead leans toward a few numbers.
 
 Usage: PYTHONPATH=bindings/python python examples/python/random_numbers.py [--quick] [--model DIR] [--plot FILE]
 The last line is machine-readable: base_valid=… base_kl=… gfn_valid=… gfn_kl=… baseline_valid=… baseline_kl=…
@@ -58,8 +59,10 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a short run for tests")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--samples", type=int, default=None)
-    ap.add_argument("--objective", default="tb", choices=["tb", "subtb", "db"],
-                    help="the GFlowNet objective (the paper uses subtb; see the README for both on the demo model)")
+    ap.add_argument("--objective", default="subtb", choices=["tb", "subtb", "db"],
+                    help="the GFlowNet objective (the paper's subtb; see the README for both on the demo model)")
+    ap.add_argument("--root-flow", default="reward", choices=["reward", "learned"],
+                    help="SubTB / DB: the flow of the prompt state, R(X⊤)/q(⊤|X) (the reference) or a learned log Z")
     ap.add_argument("--lr", type=float, default=2e-3, help="learning rate of the GFlowNet")
     ap.add_argument("--baseline-lr", type=float, default=2e-4, help="learning rate of the REINFORCE baseline")
     ap.add_argument("--seed", type=int, default=42, help="seed of the LoRA initialisation and of training")
@@ -93,7 +96,8 @@ def main():
         tr = gfnlm.GFlowNetTrainer(model, lora, reward, prompts=[x], objective=objective, termination=eos,
                                    min_length=1, max_length=5, batch_size=16, grad_accumulation=4,
                                    lr=args.lr if objective != "reinforce" else args.baseline_lr, warmup_steps=10,
-                                   total_steps=steps, p_on_policy=1.0, p_replay=0.0, seed=args.seed)
+                                   total_steps=steps, p_on_policy=1.0, p_replay=0.0, seed=args.seed,
+                                   root_flow=args.root_flow if objective in ("subtb", "db") else "reward")
         last = {}
         for i in range(steps):
             last = tr.step()

@@ -9,7 +9,8 @@ on the base model: the maximum log-likelihood among them and their diversity.
 
 Setup (algorithm.md §4.2): ⊤ = "." after at least --min-len tokens and at most --max-len, then "." is forced
 (layout next_sentence). Defaults 4 and 14 where the paper has 1 and 30: a minimum of 4 keeps the comparison about
-sentences rather than one-word fragments (every method, baselines included, is held to it), and 14 keeps the run
+sentences rather than one-word fragments (every method, baselines included, is held to it; the trainer's target is R
+restricted to sentences of at least --min-len tokens, whatever the reward gives shorter ones), and 14 keeps the run
 within minutes on a CPU; the paper's illegal tokens (new lines, quotes, URLs, runs of punctuation, single capital letters and
 abbreviations that take a period), kept where they are single GPT-2 tokens, are penalised, not masked: −99 in the
 policy, −50 in the reward; T_R anneals linearly from 1.0 to --temp-end; behaviour per micro-batch: on-policy 25 %,
@@ -103,7 +104,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reward-min-len", type=int, default=0,
-                    help="states shorter than this get log R = −99 (the reference: 1); 0: no such penalty")
+                    help="states shorter than this get log R = −99 (the reference: 1); 0: no such penalty. "
+                         "Either way the trainer's target is R restricted to ≥ --min-len tokens")
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "sentence_continuation.png"))
     ap.add_argument("--save-adapter", default=None, help="directory to save the trained LoRA adapter (PEFT layout)")
     args = ap.parse_args()

@@ -62,22 +62,17 @@ def cpu_time():
     return t.user + t.system
 
 
-def reward_temperature(step, start, end, horizon):
-    return start + (end - start) * min(1.0, step / max(1, horizon))
-
-
 class SubjectivityReward:
     """The E-step reward as a Python callback (the built-in LMLikelihood has no wrong-label rule).
 
     For every state Z (a prefix of a rationale): log R = log p_LM(Z Y_true | X), minus 50·T_R when p_LM(Z Y_obj | X)
-    and p_LM(Z Y_subj | X) pick the wrong label (ties pick objective, like torch's argmax). The trainer divides
-    by T_R, so the penalty is −50 after tempering, as in the reference. Both label scores of all new states of a
+    and p_LM(Z Y_subj | X) pick the wrong label (ties pick objective, like torch's argmax). The trainer tells the
+    callback its current T_R and divides by it, so the penalty is −50 after tempering, as in the reference. Both label scores of all new states of a
     micro-batch go to the library in one batched `model.score` call (the context X is shared, so it runs once);
     the base model never changes, so scores are cached."""
 
-    def __init__(self, model, xs, labels, y_ids, t_r):
+    def __init__(self, model, xs, labels, y_ids):
         self.model, self.xs, self.labels, self.y_ids = model, xs, labels, y_ids
-        self.t_r = t_r                  # the current reward temperature, set by the training loop
         self.cache = {}
         self.scored = 0
 
@@ -96,14 +91,14 @@ class SubjectivityReward:
             self.scored += len(conts)
         return [self.cache[(p, tuple(s))] for s in states]
 
-    def __call__(self, p, states):
+    def __call__(self, p, states, t_r):
         out = []
         label = self.labels[p]
         for lp_obj, lp_subj in self.label_scores(p, states):
             r = lp_obj if label == 0 else lp_subj
             predicted = 0 if lp_obj >= lp_subj else 1
             if predicted != label:
-                r -= WRONG_LABEL_PENALTY * self.t_r
+                r -= WRONG_LABEL_PENALTY * t_r
             out.append(r)
         return out
 
@@ -292,10 +287,10 @@ def main():
     # ---- E-step: GFlowNet over rationales ---------------------------------------------------------------------
     horizon = max(1, round(steps * 0.15))       # the reference: 1.2 → 1.0 over 150 of 1000 steps
     t_start, t_end = 1.2, 1.0
-    reward = SubjectivityReward(model, train_x, train_y, y_ids, t_start)
+    reward = SubjectivityReward(model, train_x, train_y, y_ids)
     lora = gfnlm.LoRA(model, r=64, alpha=32, targets=["c_attn", "c_proj"], seed=args.seed)
     tr = gfnlm.GFlowNetTrainer(
-        model, lora, gfnlm.rewards.Callback(reward),
+        model, lora, gfnlm.rewards.Callback(reward, temperature=True),
         prompts=[{"x": x, "y": y_ids[y]} for x, y in zip(train_x, train_y)],
         objective="subtb", termination=eos, min_length=1, max_length=5, batch_size=bsz, grad_accumulation=grad_acc,
         lr=args.lr, betas=(0.9, 0.99), warmup_steps=max(1, steps // 10), total_steps=steps,
@@ -331,7 +326,6 @@ def main():
     t = lap("seeding", t)
     curve = []
     for i in range(steps):
-        reward.t_r = reward_temperature(i, t_start, t_end, horizon)
         st = tr.step()
         curve.append(st["mean_log_r"])
         if i % max(1, steps // 6) == 0 or i == steps - 1:

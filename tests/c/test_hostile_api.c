@@ -436,6 +436,66 @@ static void p_gflownet_sizes(env *e) {
     g = trainer(e, &gp, &st);
     EXPECT(st, GFN_OK);
     if (g) { EXPECT(gfn_gflownet_step(g, NULL), GFN_OK); gfn_gflownet_free(g); }
+    /* the second version ends before temp_low_end (no annealing, root_flow 0); hostile values of the new fields */
+    gp = gfn_gflownet_default_params();
+    gp.termination = 511;
+    gp.size = (uint32_t)offsetof(gfn_gflownet_params, temp_low_end);
+    gp.temp_horizon = -5;
+    gp.root_flow = 99;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_OK);
+    if (g) { EXPECT(gfn_gflownet_step(g, NULL), GFN_OK); gfn_gflownet_free(g); }
+    gp = gfn_gflownet_default_params();
+    gp.termination = 511;
+    gp.temp_horizon = -1;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    gp.temp_horizon = 10;
+    gp.temp_low_end = NAN;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    gp.temp_low_end = 2;
+    gp.temp_high_end = 1;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    gp = gfn_gflownet_default_params();
+    gp.termination = 511;
+    gp.root_flow = 2;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    gp.root_flow = 1;
+    gp.min_length = 1;
+    gp.temp_horizon = 3;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_OK);
+    if (g) { EXPECT(gfn_gflownet_train(g, 4, NULL), GFN_OK); gfn_gflownet_free(g); }
+    /* plain rollout sampling: hostile parameters */
+    gfn_rollout_params rp = gfn_rollout_default_params();
+    gfn_samples *so = NULL;
+    EXPECT(gfn_rollout_sample(e->model, NULL, &rp, prompt, 4, 2, 1, 0, &so), GFN_ERR_OUT_OF_RANGE);  /* termination −1 */
+    rp.termination = 511;
+    EXPECT(gfn_rollout_sample(NULL, NULL, &rp, prompt, 4, 2, 1, 0, &so), GFN_ERR_INVALID_ARGUMENT);
+    EXPECT(gfn_rollout_sample(e->model, NULL, NULL, prompt, 4, 2, 1, 0, &so), GFN_ERR_INVALID_ARGUMENT);
+    EXPECT(gfn_rollout_sample(e->model, NULL, &rp, prompt, 4, 2, 1, 0, NULL), GFN_ERR_INVALID_ARGUMENT);
+    EXPECT(gfn_rollout_sample(e->model, NULL, &rp, prompt, 4, 0, 1, 0, &so), GFN_ERR_INVALID_ARGUMENT);
+    EXPECT(gfn_rollout_sample(e->model, NULL, &rp, prompt, 4, 0x7fffffff, 1, 0, &so), GFN_ERR_OUT_OF_MEMORY);
+    EXPECT(gfn_rollout_sample(e->model, NULL, &rp, prompt, 4, 2, NAN, 0, &so), GFN_ERR_INVALID_ARGUMENT);
+    EXPECT(gfn_rollout_sample(e->model, NULL, &rp, prompt, 0, 2, 1, 0, &so), GFN_ERR_INVALID_ARGUMENT);
+    rp.calculator = 7;
+    EXPECT(gfn_rollout_sample(e->model, NULL, &rp, prompt, 4, 2, 1, 0, &so), GFN_ERR_INVALID_ARGUMENT);
+    rp.calculator = 0;
+    rp.min_length = 20;
+    EXPECT(gfn_rollout_sample(e->model, NULL, &rp, prompt, 4, 2, 1, 0, &so), GFN_ERR_INVALID_ARGUMENT);
+    rp.min_length = 0;
+    rp.size = 3;
+    EXPECT(gfn_rollout_sample(e->model, NULL, &rp, prompt, 4, 2, 1, 0, &so), GFN_ERR_INVALID_ARGUMENT);
+    rp.size = sizeof rp;
+    EXPECT(gfn_rollout_sample(e->model, e->adapter, &rp, prompt, 4, 3, 1, 0, &so), GFN_OK);
+    int32_t ns = 0;
+    if (so) { gfn_samples_count(so, &ns); gfn_samples_free(so); }
+    EXPECT(ns, 3);
+    gfn_reward *rt = NULL;
+    EXPECT(gfn_reward_new_callback_temperature(NULL, NULL, 0, &rt), GFN_ERR_INVALID_ARGUMENT);
     gp = gfn_gflownet_default_params();
     gp.termination = 511;
     gp.batch_size = 0x7fffffff;
@@ -487,7 +547,7 @@ static void p_gflownet_sizes(env *e) {
     int32_t *longa = calloc(0x7fff, sizeof(int32_t));
     for (int i = 0; i < 0x7fff; i++) longa[i] = 1;
     const int32_t *la[] = {longa};
-    RETURNS(gfn_gflownet_seed_buffer(g, 0, la, &many, 1));   /* cut to max_length */
+    EXPECT(gfn_gflownet_seed_buffer(g, 0, la, &many, 1), GFN_ERR_OUT_OF_RANGE);   /* refused: longer than max_length */
     free(longa);
     EXPECT(gfn_gflownet_train(g, -1, NULL), GFN_ERR_INVALID_ARGUMENT);
     double lr[8];

@@ -119,7 +119,7 @@ extension RolloutEngine {
             for t in 0..<z.count {
                 guard let d = logq[Array(z[0..<t])] else { throw .internalError("missing state in enumeration") }
                 lq += Double(d[Int(z[t])])
-                if t < minLength { lq -= BannedStop.logOneMinusExp(Double(d[Int(term)])) }
+                if t < minLength { lq -= LengthRestriction.logOneMinusExp(Double(d[Int(term)])) }
             }
             if z.count < L || settings.layout == .nextSentence {
                 guard let d = logq[z] else { throw .internalError("missing state in enumeration") }
@@ -133,7 +133,7 @@ extension RolloutEngine {
         var i = 0
         while i < all.count {
             let part = all[i..<min(all.count, i + batch)].map { Trajectory(actions: $0, truncated: $0.count == L) }
-            let r = try reward.logRewards(prompt: prompt, trajectories: part)
+            let r = try reward.logRewards(prompt: prompt, trajectories: part, rewardTemperature: rewardTemperature)
             for (t, row) in zip(part, r) {
                 guard row.count == t.n + 1, row[t.n].isFinite else { throw GFNError(.numerical, "non-finite reward in enumeration") }
                 rewards.append(row[t.n] / rewardTemperature)

@@ -49,12 +49,15 @@ public enum Objective: Sendable, Equatable {
     /// Modified sub-trajectory balance with implicit flows log F(s) = log R(s⊤) − log q(⊤|s) (paper Eq. 3): the
     /// λ-weighted mean of squared residuals over every sub-trajectory 0 ≤ i < j ≤ n, pooled over the
     /// micro-batch. `strictMask` reproduces main.py's `cumsum > 1` mask (pairs ending at the terminal state counted
-    /// twice plus one zero term, algorithm.md §1.2 / B1).
+    /// twice plus one zero term, algorithm.md §1.2 / B1; a row that stops at the first step adds its one zero term
+    /// to the denominator too).
     case subTB(lambda: Double, strictMask: Bool)
     /// Trajectory balance with a learned log Z: (log Z + Σ log q(a) + log q(⊤|s_n) − log R(s_n⊤))², mean over rows.
     case tb
     /// Modified detailed balance: per transition (log F(s_t) + log q(a|s_t) − log F(s_{t+1}))², mean over a
-    /// row's transitions, then over rows (the reference's modified_db without its shape bug).
+    /// row's transitions, then over the rows that have one (the reference's modified_db without its shape bug; a
+    /// row that stops at once has no transition and is left out, where the reference would divide 0 by 0). Every
+    /// row weighs the same whatever its length — unlike SubTB's mean pooled over all sub-trajectories.
     case db
     /// A reward-maximising baseline (not a GFlowNet): REINFORCE with the batch-mean baseline on the return
     /// r = log R(s_n⊤)/T_R, surrogate loss −mean_b[(r_b − r̄)·log q(τ_b)]. It seeks the reward's modes instead of
@@ -102,10 +105,12 @@ extension Objective {
             guard lambda > 0 && lambda.isFinite else { throw .invalidArgument("SubTB λ must be positive (got \(lambda))") }
             // Pass 1: the pooled weight.
             var total = 0.0
-            for t in batch where t.n > 0 {
-                for i in 0..<t.n { for j in (i + 1)...t.n { total += pow(lambda, Double(j - i - 1)) } }
+            for t in batch {
+                if t.n > 0 { for i in 0..<t.n { for j in (i + 1)...t.n { total += pow(lambda, Double(j - i - 1)) } } }
+                // pairs (i, n+1), incl. (n, n+1) whose residual is 0 — also for a row that stops at once (n = 0):
+                // main.py's mask keeps its one zero term in the denominator
                 if strict && !t.truncated {
-                    for i in 0...t.n { total += pow(lambda, Double(t.n - i)) }  // pairs (i, n+1), incl. (n, n+1) = 0
+                    for i in 0...t.n { total += pow(lambda, Double(t.n - i)) }
                 }
             }
             r.terms = total

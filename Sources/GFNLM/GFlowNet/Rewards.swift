@@ -53,6 +53,9 @@ public struct PromptSpec: Sendable, Equatable {
 /// one prompt. Values must be finite (a NaN or ±∞ is an error that skips the step).
 public protocol RewardFunction: AnyObject {
     func logRewards(prompt: PromptSpec, trajectories: [Trajectory]) throws(GFNError) -> [[Double]]
+    /// The same, told the reward temperature T_R the trainer will divide these values by (still untempered:
+    /// a reward that wants a penalty after tempering, like the subjectivity task's −50, multiplies it by T_R).
+    func logRewards(prompt: PromptSpec, trajectories: [Trajectory], rewardTemperature: Double) throws(GFNError) -> [[Double]]
     /// True when the reward only scores complete trajectories (entries t < n are not meaningful): usable with
     /// trajectory balance only.
     var terminalOnly: Bool { get }
@@ -60,6 +63,11 @@ public protocol RewardFunction: AnyObject {
 
 extension RewardFunction {
     public var terminalOnly: Bool { false }
+
+    public func logRewards(prompt: PromptSpec, trajectories: [Trajectory],
+                           rewardTemperature: Double) throws(GFNError) -> [[Double]] {
+        try logRewards(prompt: prompt, trajectories: trajectories)
+    }
 }
 
 // MARK: - (a) templated LM likelihood
@@ -331,20 +339,33 @@ public final class RandomIntegerReward: RewardFunction, @unchecked Sendable {
 /// every prefix of every trajectory, or only complete ones when `terminalOnly`) and returns their log R.
 public final class CallbackReward: RewardFunction, @unchecked Sendable {
     public typealias Function = (_ prompt: PromptSpec, _ states: [[Int32]]) throws(GFNError) -> [Double]
+    /// A host function that is also told the current reward temperature.
+    public typealias TemperatureFunction = (_ prompt: PromptSpec, _ states: [[Int32]],
+                                            _ rewardTemperature: Double) throws(GFNError) -> [Double]
     public let terminalOnly: Bool
-    let function: Function
+    let function: TemperatureFunction
 
     public init(terminalOnly: Bool = false, _ function: @escaping Function) {
+        self.terminalOnly = terminalOnly
+        self.function = { p, s, _ throws(GFNError) in try function(p, s) }
+    }
+
+    public init(terminalOnly: Bool = false, temperature function: @escaping TemperatureFunction) {
         self.terminalOnly = terminalOnly
         self.function = function
     }
 
     public func logRewards(prompt: PromptSpec, trajectories: [Trajectory]) throws(GFNError) -> [[Double]] {
+        try logRewards(prompt: prompt, trajectories: trajectories, rewardTemperature: 1)
+    }
+
+    public func logRewards(prompt: PromptSpec, trajectories: [Trajectory],
+                           rewardTemperature: Double) throws(GFNError) -> [[Double]] {
         var states: [[Int32]] = []
         for t in trajectories {
             if terminalOnly { states.append(t.state) } else { for s in 0...t.n { states.append(Array(t.state(at: s))) } }
         }
-        let values = try function(prompt, states)
+        let values = try function(prompt, states, rewardTemperature)
         guard values.count == states.count else {
             throw GFNError(.callback, "the reward callback returned \(values.count) values for \(states.count) states")
         }

@@ -104,12 +104,39 @@ public final class RolloutEngine: @unchecked Sendable {
         try generate(prompt: prompt, rows: plans, adapter: adapter, record: nil)
     }
 
+    /// The policy's log-probabilities at the states a row was sampled in (untempered, with the adjustment, read
+    /// from the very distributions the actions were drawn from): `logPF[t]` = log q(a_{t+1}|s_t) for t < n and
+    /// `logPT[t]` = log q(⊤|s_t) for t ≤ n — for a row truncated at max_len, entry n is the policy's real value
+    /// (one more forward of the last state) under the next-sentence layout, and 0 under a forced stop.
+    public struct SampledLogProbs: Sendable, Equatable {
+        public var logPF: [Double] = []
+        public var logPT: [Double] = []
+    }
+
+    /// `generate` for sampled rows, with each row's log-probabilities (`SampledLogProbs`) at no extra cost except
+    /// the last state of truncated rows in the next-sentence layout. Teacher-forced rows are not allowed.
+    public func generateWithLogProbs(prompt: [Int32], rows plans: [RowPlan],
+                                     adapter: LoRAAdapter?) throws(GFNError) -> [(Trajectory, SampledLogProbs)] {
+        guard plans.allSatisfy({ $0.actions == nil }) else {
+            throw .invalidArgument("log-probabilities are recorded for sampled rows only")
+        }
+        let recorder = LogProbRecorder(rows: plans.count)
+        let rows = try generate(prompt: prompt, rows: plans, adapter: adapter, record: nil, logProbs: recorder)
+        return Array(zip(rows, recorder.rows))
+    }
+
+    /// Collects `SampledLogProbs` per row while `generate` runs.
+    final class LogProbRecorder {
+        var rows: [SampledLogProbs]
+        init(rows n: Int) { rows = Array(repeating: SampledLogProbs(), count: n) }
+    }
+
     /// `generate`, optionally traced: with `record`, the prompt and every decoding group run as traced forwards
     /// whose heads (with the policy's adjustment) are the distributions sampled from, kept in `record` with the
     /// state each one belongs to (`PolicyPass.sample`). In layout B the truncated rows' last actions are fed too,
     /// for log q(⊤|s_max).
     func generate(prompt: [Int32], rows plans: [RowPlan], adapter: LoRAAdapter?,
-                  record: TracedGroups?) throws(GFNError) -> [Trajectory] {
+                  record: TracedGroups?, logProbs recorder: LogProbRecorder? = nil) throws(GFNError) -> [Trajectory] {
         let c = model.config
         let V = c.vocabSize
         let L = settings.maxLength, term = settings.termination
@@ -162,6 +189,8 @@ public final class RolloutEngine: @unchecked Sendable {
         let E = c.nEmbd
         var chosen = [Int32](repeating: 0, count: count)
         var failure = [Bool](repeating: false, count: count)
+        // log q(chosen | s) and log q(⊤ | s) of this step, per row (written by the choosers when recording)
+        var stepLogQ = [Double](repeating: 0, count: recorder == nil ? 0 : 2 * count)
         for step in 0..<L {
             var next: [Int] = []
             var sampled: [Int] = []
@@ -178,10 +207,11 @@ public final class RolloutEngine: @unchecked Sendable {
                         rngs.withUnsafeMutableBufferPointer { rb in
                             chosen.withUnsafeMutableBufferPointer { cb in
                                 failure.withUnsafeMutableBufferPointer { fl in
-                                    let box = UncheckedSendable((lb.baseAddress!, fb.baseAddress!, rb, cb, fl))
+                                  stepLogQ.withUnsafeMutableBufferPointer { sq in
+                                    let box = UncheckedSendable((lb.baseAddress!, fb.baseAddress!, rb, cb, fl, sq))
                                     chooserBias.withOptionalBuffer { biasPtr in
                                         Parallel.chunks(act.count, threads: act.count >= 8 ? workers : 1) { w, range in
-                                            let (lp, fp, rngB, out, fail) = box.value
+                                            let (lp, fp, rngB, out, fail, logQ) = box.value
                                             let chooser = pool[w]
                                             for i in range {
                                                 let b = act[i]
@@ -193,9 +223,14 @@ public final class RolloutEngine: @unchecked Sendable {
                                                     continue
                                                 }
                                                 out[b] = t
+                                                if !logQ.isEmpty {
+                                                    logQ[2 * b] = Double(chooser.work[Int(t)] - lse)
+                                                    logQ[2 * b + 1] = Double(chooser.work[Int(term)] - lse)
+                                                }
                                             }
                                         }
                                     }
+                                  }
                                 }
                             }
                         }
@@ -203,6 +238,12 @@ public final class RolloutEngine: @unchecked Sendable {
                 }
                 if let bad = sampled.first(where: { failure[$0] }) {
                     throw .numerical("no action can be sampled for row \(bad) at step \(step) (everything is masked or the logits are not finite)")
+                }
+                if let recorder {
+                    for b in sampled {
+                        if chosen[b] != term { recorder.rows[b].logPF.append(stepLogQ[2 * b]) }
+                        recorder.rows[b].logPT.append(stepLogQ[2 * b + 1])
+                    }
                 }
             }
             var truncatedNow: [Int] = []
@@ -222,7 +263,9 @@ public final class RolloutEngine: @unchecked Sendable {
                 }
             }
             active = next
-            let feed = (record != nil && settings.layout != .forcedStop) ? next + truncatedNow : next
+            // the next-sentence layout needs log q(⊤|s_max) of truncated rows: one more forward of their last state
+            let needLast = (record != nil || recorder != nil) && settings.layout != .forcedStop
+            let feed = needLast ? next + truncatedNow : next
             if feed.isEmpty { break }
             // Feed the new state tokens; rows with tool output (more than one new token) run in their own groups.
             var groups: [Int: [Int]] = [:]
@@ -266,6 +309,19 @@ public final class RolloutEngine: @unchecked Sendable {
             }
             swap(&logits, &newLogits)
             logitRow = newRow
+        }
+        if let recorder {
+            for b in 0..<count where rows[b].truncated {
+                var v = 0.0   // forced stop: log q(⊤|s_max) := 0
+                if settings.layout != .forcedStop {
+                    let chooser = pool[0]
+                    let lse = logits.withUnsafeBufferPointer { lb in
+                        chooserBias.withOptionalBuffer { chooser.policyLogits(lb.baseAddress! + logitRow[b] * V, bias: $0) }
+                    }
+                    v = Double(chooser.work[Int(term)] - lse)
+                }
+                recorder.rows[b].logPT.append(v)
+            }
         }
         return rows
     }

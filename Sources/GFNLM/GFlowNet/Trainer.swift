@@ -20,6 +20,9 @@ public struct GFlowNetConfig: Sendable, Equatable {
     /// TB's learned log Z (one per training prompt): its learning rate and initial value.
     public var logZLearningRate: Double = 1.0
     public var logZInit: Double = 0
+    /// SubTB / DB with min_len ≥ 1: the root's flow is the learned log Z (above) instead of the reference's
+    /// R(s_0⊤)/q(⊤|s_0), a never-sampled stop probability that must fall to R(s_0⊤)/Z (LengthRestriction).
+    public var learnedRootFlow: Bool = false
     /// Reward temperature T_R(step), linear (log R is divided by it).
     public var rewardTemperature = LinearRamp(start: 1, end: 1, horizon: 1)
     /// Behaviour per micro-batch: probabilities of on-policy (τ = 1) and replay; the rest is tempered with
@@ -28,6 +31,12 @@ public struct GFlowNetConfig: Sendable, Equatable {
     public var replayProbability: Double = 0.25
     public var temperatureLow: Double = 0.5
     public var temperatureHigh: Double = 2.0
+    /// Behaviour-temperature annealing: with a horizon H > 0 the tempered range moves linearly from
+    /// [temperatureLow, temperatureHigh] at step 0 to [temperatureLowEnd, temperatureHighEnd] at step H (then
+    /// stays); H = 0: no annealing.
+    public var temperatureHorizon: Int = 0
+    public var temperatureLowEnd: Double = 1
+    public var temperatureHighEnd: Double = 1
     /// Replay buffer (used when replayProbability > 0).
     public var bufferCapacity: Int = 50
     public var bufferTolerance: Double = 0.25
@@ -68,6 +77,22 @@ public struct GFlowNetConfig: Sendable, Equatable {
         }
         guard temperatureLow > 0, temperatureHigh >= temperatureLow, temperatureHigh.isFinite else {
             throw .invalidArgument("behaviour temperatures need 0 < low ≤ high")
+        }
+        guard temperatureHorizon >= 0 else { throw .invalidArgument("the behaviour-temperature horizon must be ≥ 0") }
+        if objective == .reinforce {
+            // REINFORCE's gradient is an expectation under the sampler itself: tempered or replayed batches would
+            // bias it silently (no importance weights), so they are refused
+            let temperedIsOnPolicy = temperatureLow == 1 && temperatureHigh == 1
+                && (temperatureHorizon == 0 || (temperatureLowEnd == 1 && temperatureHighEnd == 1))
+            guard replayProbability == 0, onPolicyProbability >= 1 - 1e-12 || temperedIsOnPolicy else {
+                throw .invalidArgument("REINFORCE trains on its own samples only: set p_on_policy = 1 and p_replay = 0 "
+                                       + "(tempered or replayed batches would bias its gradient)")
+            }
+        }
+        if temperatureHorizon > 0 {
+            guard temperatureLowEnd > 0, temperatureHighEnd >= temperatureLowEnd, temperatureHighEnd.isFinite else {
+                throw .invalidArgument("final behaviour temperatures need 0 < low ≤ high")
+            }
         }
         guard rewardTemperature.start > 0, rewardTemperature.end > 0, rewardTemperature.horizon >= 0 else {
             throw .invalidArgument("reward temperatures must be positive")
@@ -167,7 +192,8 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                                        hyper: AdamWHyperparameters(lr: config.learningRate, beta1: config.beta1,
                                                                    beta2: config.beta2, weightDecay: config.weightDecay))
         var groups = [loraGroup]
-        if config.objective == .tb {
+        if config.objective == .tb || LengthRestriction(objective: config.objective, minLength: rollout.minLength,
+                                                         learnedRoot: config.learnedRootFlow).learnedRoot {
             groups.append(ParameterGroup(name: "log_z", parameters: [logZ],
                                          hyper: AdamWHyperparameters(lr: config.logZLearningRate, beta1: config.beta1,
                                                                      beta2: config.beta2, weightDecay: 0),
@@ -176,6 +202,12 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         optimizer = try AdamW(groups: groups, schedule: config.schedule, maxGradNorm: config.maxGradNorm,
                               threads: model.transformer.threads)
         rng = RNG(seed: config.seed)
+    }
+
+    /// Whether the learned log Z is trained (TB, or SubTB / DB with a learned root flow).
+    var usesLogZ: Bool {
+        config.objective == .tb || LengthRestriction(objective: config.objective, minLength: engine.settings.minLength,
+                                                     learnedRoot: config.learnedRootFlow).learnedRoot
     }
 
     /// The current reward temperature.
@@ -247,7 +279,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
             var micros: [Micro] = []
             for _ in 0..<config.gradAccumulation {
                 let p = choosePrompt()
-                let behaviour = Behaviour.choose(config: config, rng: &rng)
+                let behaviour = Behaviour.choose(config: config, step: step, rng: &rng)
                 let microSeed = rng.next()
                 var replayed: [ReplayItem]? = nil
                 if case .replay = behaviour { replayed = sampleReplay(prompts[p].key, microSeed: microSeed) }
@@ -289,7 +321,8 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                 }
                 if !cur.isEmpty { chunks.append(cur) }
             }
-            let banned = BannedStop(objective: config.objective, minLength: engine.settings.minLength)
+            let restriction = LengthRestriction(objective: config.objective, minLength: engine.settings.minLength,
+                                                learnedRoot: config.learnedRootFlow)
             for chunk in chunks {
                 let p = micros[chunk[0]].prompt
                 let prompt = prompts[p]
@@ -326,7 +359,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                 }
                 if !fresh.isEmpty {
                     let sub = fresh.map { trajs[$0] }
-                    let r = try reward.logRewards(prompt: prompt, trajectories: sub)
+                    let r = try reward.logRewards(prompt: prompt, trajectories: sub, rewardTemperature: tR)
                     try checkRewards(r, sub)
                     for (j, idx) in fresh.enumerated() { logR[idx] = r[j] }
                     if config.replayProbability > 0 {
@@ -337,36 +370,42 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                         }
                     }
                 }
-                let lpf = banned.renormalise(rawPF, lpt)
-                var dPF = lpf.map { $0.map { _ in 0.0 } }, dPT = lpt.map { $0.map { _ in 0.0 } }
+                // the target is R restricted to |Z| ≥ min_len (LengthRestriction): rows shorter than that have no
+                // terms, the others the objective's view of them
+                var dPF = rawPF.map { $0.map { _ in 0.0 } }, dPT = lpt.map { $0.map { _ in 0.0 } }
                 let z = Double(logZ.value.pointer[p])
                 offset = 0
-                var results: [(Range<Int>, ObjectiveResult)] = []
+                var results: [(admitted: [Int], full: [TrajectoryTerms], res: ObjectiveResult)] = []
                 for i in chunk {
                     let range = offset..<(offset + micros[i].plans.count)
                     offset = range.upperBound
-                    let terms = range.map { b in
-                        TrajectoryTerms(n: trajs[b].n, truncated: trajs[b].truncated, logPF: lpf[b], logPT: lpt[b],
+                    let admitted = range.filter { restriction.admits(trajs[$0].n) }
+                    let full = admitted.map { b in
+                        TrajectoryTerms(n: trajs[b].n, truncated: trajs[b].truncated, logPF: rawPF[b], logPT: lpt[b],
                                         logR: logR[b].map { $0 / tR })
                     }
-                    results.append((range, try config.objective.evaluate(terms, layout: engine.settings.layout,
-                                                                         logZ: Array(repeating: z, count: terms.count))))
+                    let terms = full.map { restriction.restrict($0, logZ: z) }
+                    results.append((admitted, full, try config.objective.evaluate(terms, layout: engine.settings.layout,
+                                                                                  logZ: Array(repeating: z, count: terms.count))))
                 }
                 // distributed: this rank's share of losses pooled over the whole micro-batch (1 otherwise)
-                let scales = try termScales(results.map { $0.1.terms })
-                for ((range, res), w) in zip(results, scales) {
-                    for (j, b) in range.enumerated() {
-                        dPF[b] = w == 1 ? res.dLogPF[j] : res.dLogPF[j].map { $0 * w }
-                        dPT[b] = w == 1 ? res.dLogPT[j] : res.dLogPT[j].map { $0 * w }
+                let scales = try termScales(results.map { $0.res.terms })
+                for ((admitted, full, res), w) in zip(results, scales) {
+                    for (j, b) in admitted.enumerated() {
+                        let (pf, pt) = restriction.pullBack(dLogPF: res.dLogPF[j], dLogPT: res.dLogPT[j], of: full[j])
+                        dPF[b] = w == 1 ? pf : pf.map { $0 * w }
+                        dPT[b] = w == 1 ? pt : pt.map { $0 * w }
                     }
                     logZ.grad.pointer[p] += Float(res.dLogZ.reduce(0, +) * w)
+                    if restriction.learnedRoot { logZ.grad.pointer[p] += Float(res.dLogR.reduce(0) { $0 + $1[0] } * w) }
                     lossSum += res.loss * w
                 }
-                banned.chainRule(dPF, lpt, into: &dPT)
                 try pass.backward(dLogPF: dPF, dLogPT: dPT, gradients: gradients)
                 for (b, t) in trajs.enumerated() {
+                    // the sampler's log q (q̃ before min_len)
                     let terminalPT = (t.truncated && engine.settings.layout == .forcedStop) ? 0 : lpt[b][t.n]
-                    let lq = lpf[b].reduce(0, +) + terminalPT
+                    let lq = LengthRestriction.samplerLogPF(rawPF[b], lpt[b], minLength: engine.settings.minLength)
+                        .reduce(0, +) + terminalPT
                     logRs.append(logR[b][t.n])
                     logQs.append(lq)
                     diffs.append(logR[b][t.n] / tR - lq)
@@ -404,7 +443,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         stats.fractionUnique = Double(seen.count) / n
         let md = diffs.reduce(0, +) / n
         stats.varLogRMinusLogQ = diffs.reduce(0) { $0 + ($1 - md) * ($1 - md) } / n
-        stats.logZ = config.objective == .tb ? Double(logZ.value.array.reduce(0, +)) / Double(prompts.count) : md
+        stats.logZ = usesLogZ ? Double(logZ.value.array.reduce(0, +)) / Double(prompts.count) : md
         stats.trajectories = logRs.count
         if let m = merged { apply(m, to: &stats) }
         if let progress, !progress(stats) {
@@ -414,21 +453,32 @@ public final class GFlowNetTrainer: @unchecked Sendable {
     }
 
     /// Samples from the trained policy (amortized inference): n trajectories after prompt X at temperature τ
-    /// (1 = the trained sampler), with the rollout's limits, masks and tool.
-    public func sample(prompt: [Int32], count: Int, temperature: Float = 1, seed: UInt64 = 0) throws(GFNError) -> [Trajectory] {
-        try engine.generate(prompt: prompt, count: count, temperature: temperature, adapter: adapter, seed: seed)
+    /// (1 = the trained sampler), with the rollout's limits, masks and tool, each with its log q (`PolicySample`).
+    public func sample(prompt: [Int32], count: Int, temperature: Float = 1, seed: UInt64 = 0) throws(GFNError) -> [PolicySample] {
+        try engine.samplePolicy(prompt: prompt, count: count, temperature: temperature, adapter: adapter, seed: seed)
     }
 
     /// Seeds the replay buffer with demonstrations (action sequences for prompt p): their rewards are computed
-    /// by teacher forcing (with the tool) and they are added like sampled trajectories.
+    /// by teacher forcing (with the tool) and they are added like sampled trajectories. A demonstration longer than
+    /// max_len is refused (never cut: its reward would be another sequence's), and so is one shorter than min_len
+    /// (outside the target); either refusal adds nothing.
     public func seedBuffer(prompt p: Int, demonstrations: [[Int32]]) throws(GFNError) {
         guard p >= 0 && p < prompts.count else { throw .outOfRange("prompt index \(p) outside 0..<\(prompts.count)") }
         guard !demonstrations.isEmpty else { return }
         let prompt = prompts[p]
-        let valid = demonstrations.filter { !$0.isEmpty || true }.map { Array($0.prefix(engine.settings.maxLength)) }
+        let (lo, hi) = (engine.settings.minLength, engine.settings.maxLength)
+        for (i, d) in demonstrations.enumerated() {
+            guard d.count <= hi else {
+                throw .outOfRange("demonstration \(i) has \(d.count) actions; max_length is \(hi) (seeds are not cut)")
+            }
+            guard d.count >= lo else {
+                throw .invalidArgument("demonstration \(i) has \(d.count) actions, fewer than min_length \(lo): outside the target")
+            }
+        }
+        let valid = demonstrations
         let trajs = try engine.generate(prompt: prompt.x, count: valid.count, temperature: 1, adapter: adapter,
                                         seed: 0, actions: valid)
-        let logR = try reward.logRewards(prompt: prompt, trajectories: trajs)
+        let logR = try reward.logRewards(prompt: prompt, trajectories: trajs, rewardTemperature: rewardTemperature)
         try checkRewards(logR, trajs)
         for (t, r) in zip(trajs, logR) {
             try buffer.add(prompt.key, ReplayItem(logR: r[t.n], text: decodeText(t.actions), actions: t.actions,
@@ -488,6 +538,44 @@ public final class GFlowNetTrainer: @unchecked Sendable {
     }
 }
 
+/// A sample of the trained policy with its log-probabilities under the sampler at τ = 1: untempered, with the
+/// policy's vocabulary adjustment, renormalised without ⊤ before min_len (the sampler never stops there), and the
+/// layout's convention at max_len — so that at the optimum log R(Z)/T_R − logQ is the same for every Z (log Z).
+public struct PolicySample: Sendable, Equatable {
+    public var trajectory: Trajectory
+    /// log q(a_{t+1} | s_t) of each action.
+    public var actionLogProbs: [Double]
+    /// log q(⊤ | s_n): the stop; 0 for a row truncated at max_len under a forced stop (layout A), the policy's
+    /// real log q(⊤ | s_max) under the next-sentence layout.
+    public var terminalLogProb: Double
+
+    /// One value per state token (`trajectory.state`): an action's log q, 0 for tool output (not an action).
+    public var tokenLogProbs: [Double] {
+        var out = [Double](repeating: 0, count: trajectory.state.count)
+        for (t, v) in actionLogProbs.enumerated() { out[trajectory.stateLength[t]] = v }
+        return out
+    }
+
+    /// log q(Z): the actions' log-probabilities and the stop's.
+    public var logQ: Double { actionLogProbs.reduce(0, +) + terminalLogProb }
+}
+
+extension RolloutEngine {
+    /// `count` trajectories after `prompt` from the policy (the adapter, or the base model when nil) at behaviour
+    /// temperature τ, with this engine's limits, masks and tool, each with the sampler's log q (`PolicySample`).
+    /// Same seed, same trajectories as `generate(prompt:count:temperature:adapter:seed:)`.
+    public func samplePolicy(prompt: [Int32], count: Int, temperature: Float, adapter: LoRAAdapter?,
+                             seed: UInt64) throws(GFNError) -> [PolicySample] {
+        guard count > 0 else { throw .invalidArgument("the number of trajectories must be positive") }
+        let plans = (0..<count).map { i in RowPlan(temperature: temperature, seed: mixSeed(seed, 0xA11, UInt64(i))) }
+        let m = settings.minLength
+        return try generateWithLogProbs(prompt: prompt, rows: plans, adapter: adapter).map { t, lp in
+            PolicySample(trajectory: t, actionLogProbs: LengthRestriction.samplerLogPF(lp.logPF, lp.logPT, minLength: m),
+                         terminalLogProb: lp.logPT[t.n])
+        }
+    }
+}
+
 /// The behaviour policy of one micro-batch (algorithm.md §2.1).
 public enum Behaviour: Sendable, Equatable {
     case onPolicy
@@ -495,11 +583,21 @@ public enum Behaviour: Sendable, Equatable {
     /// Replay; the temperature is the tempered fallback used when the buffer has nothing for the prompt.
     case replay(fallback: Double)
 
+    /// The tempered range [low, high] at `step` (annealed when the config has a horizon).
+    public static func temperatureRange(config c: GFlowNetConfig, step: Int) -> (low: Double, high: Double) {
+        guard c.temperatureHorizon > 0 else { return (c.temperatureLow, c.temperatureHigh) }
+        let f = min(1, Double(max(0, step)) / Double(c.temperatureHorizon))
+        return (c.temperatureLow + (c.temperatureLowEnd - c.temperatureLow) * f,
+                c.temperatureHigh + (c.temperatureHighEnd - c.temperatureHigh) * f)
+    }
+
     /// Draws a behaviour: on-policy with probability p_on, replay with p_replay, else tempered with
-    /// τ ~ U[low, high]. A τ is drawn in every case, so the RNG stream does not depend on the buffer's content.
-    public static func choose(config c: GFlowNetConfig, rng: inout RNG) -> Behaviour {
+    /// τ ~ U[low, high] (the range at `step`). A τ is drawn in every case, so the RNG stream does not depend on
+    /// the buffer's content.
+    public static func choose(config c: GFlowNetConfig, step: Int = 0, rng: inout RNG) -> Behaviour {
         let u = rng.uniform()
-        let tau = c.temperatureLow + (c.temperatureHigh - c.temperatureLow) * rng.uniform()
+        let (lo, hi) = temperatureRange(config: c, step: step)
+        let tau = lo + (hi - lo) * rng.uniform()
         if u < c.onPolicyProbability { return .onPolicy }
         if u < c.onPolicyProbability + c.replayProbability { return .replay(fallback: tau) }
         return .tempered(tau)
@@ -515,44 +613,4 @@ extension ReplayBuffer {
         for k in keys { setItems(k, []) }
         for k in other.keys { setItems(k, other.items(k)) }
     }
-}
-
-/// Trajectory-level objectives (TB, REINFORCE) score a trajectory by the probability the *sampler* gave it. Before
-/// min_len the sampler never stops, so its distribution there is the policy's renormalised without ⊤:
-/// log q̃(a|s_t) = log q(a|s_t) − log(1 − q(⊤|s_t)). Without this, the never-sampled ⊤ is a free sink: moving mass
-/// onto it lowers log q(τ) of every trajectory at once, which TB (and REINFORCE for below-average returns) rewards;
-/// measured on the random-integer task, q(⊤|X) went from 0.04 to 0.998 in 50 TB steps. SubTB and DB keep the
-/// reference's untampered log-probabilities (algorithm.md §1.2 d): there log q(⊤|s_t) is itself a flow term,
-/// anchored by the reward of the sequence that stops at s_t.
-struct BannedStop {
-    /// Positions t < positions are renormalised (0: nothing to do).
-    let positions: Int
-
-    init(objective: Objective, minLength: Int) {
-        switch objective {
-        case .tb, .reinforce: positions = minLength
-        default: positions = 0
-        }
-    }
-
-    /// log q̃(a_t|s_t) for every row (shapes as PolicyPass.forward returns them).
-    func renormalise(_ logPF: [[Double]], _ logPT: [[Double]]) -> [[Double]] {
-        guard positions > 0 else { return logPF }
-        return logPF.enumerated().map { b, row in
-            row.enumerated().map { t, v in t < positions ? v - Self.logOneMinusExp(logPT[b][t]) : v }
-        }
-    }
-
-    /// Adds the renormaliser's share of dL/d log q̃ to dL/d log q(⊤|s_t): d/dℓ[−log(1 − e^ℓ)] = e^ℓ / (1 − e^ℓ).
-    func chainRule(_ dLogPF: [[Double]], _ logPT: [[Double]], into dLogPT: inout [[Double]]) {
-        guard positions > 0 else { return }
-        for b in dLogPF.indices {
-            for t in 0..<min(positions, dLogPF[b].count) {
-                let q = exp(logPT[b][t])
-                dLogPT[b][t] += dLogPF[b][t] * q / max(1 - q, 1e-12)
-            }
-        }
-    }
-
-    static func logOneMinusExp(_ l: Double) -> Double { log(max(-expm1(l), 1e-12)) }
 }

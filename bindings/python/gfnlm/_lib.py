@@ -308,7 +308,9 @@ class GFlowNetParams(Structure):
                 ("reward_temp_end", c_double), ("reward_temp_horizon", c_int32), ("p_on_policy", c_double),
                 ("p_replay", c_double), ("temp_low", c_double), ("temp_high", c_double),
                 ("buffer_capacity", c_int32), ("buffer_tolerance", c_double), ("buffer_prioritized", c_int32),
-                ("lora_dropout", c_int32), ("seed", c_uint64), ("pack_weights", c_int32)]
+                ("lora_dropout", c_int32), ("seed", c_uint64), ("pack_weights", c_int32),
+                ("temp_low_end", c_double), ("temp_high_end", c_double), ("temp_horizon", c_int32),
+                ("root_flow", c_int32)]
 
 
 class StepStats(Structure):
@@ -327,6 +329,13 @@ class ExactResult(Structure):
 
 REWARD_FN = CFUNCTYPE(c_int32, c_void_p, c_int32, POINTER(POINTER(c_int32)), POINTER(c_int32), c_int32,
                       POINTER(c_double))
+class RolloutParams(Structure):
+    _fields_ = [("size", c_uint32), ("termination", c_int32), ("min_length", c_int32), ("max_length", c_int32),
+                ("layout", c_int32), ("adjust", LogitAdjustment), ("calculator", c_int32)]
+
+
+REWARD_TEMPERATURE_FN = CFUNCTYPE(c_int32, c_void_p, c_int32, c_double, POINTER(POINTER(c_int32)), POINTER(c_int32),
+                                  c_int32, POINTER(c_double))
 PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, POINTER(StepStats))
 
 
@@ -412,6 +421,11 @@ gfn_sft_load = _fn("gfn_sft_load", c_int32, c_void_p, c_char_p)
 gfn_sft_free = _fn("gfn_sft_free", None, c_void_p)
 
 gfn_reward_new_callback = _fn("gfn_reward_new_callback", c_int32, REWARD_FN, c_void_p, c_int32, POINTER(c_void_p))
+gfn_rollout_default_params = _fn("gfn_rollout_default_params", RolloutParams)
+gfn_rollout_sample = _fn("gfn_rollout_sample", c_int32, c_void_p, c_void_p, POINTER(RolloutParams), POINTER(c_int32),
+                         c_int32, c_int32, c_float, c_uint64, POINTER(c_void_p))
+gfn_reward_new_callback_temperature = _fn("gfn_reward_new_callback_temperature", c_int32, REWARD_TEMPERATURE_FN,
+                                          c_void_p, c_int32, POINTER(c_void_p))
 gfn_reward_new_lm_likelihood = _fn("gfn_reward_new_lm_likelihood", c_int32, c_void_p, POINTER(c_int32), c_int32,
                                    POINTER(LogitAdjustment), c_int32, POINTER(c_void_p))
 gfn_reward_new_next_sentence = _fn("gfn_reward_new_next_sentence", c_int32, c_void_p, c_int32,

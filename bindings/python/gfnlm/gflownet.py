@@ -42,6 +42,31 @@ def _as_reward(reward):
                     f"fn(prompt_index, states) -> one log R per state; got {type(reward).__name__}")
 
 
+def sample_rollouts(model, prompt, n: int = 1, adapter=None, termination=None, min_length: int = 0,
+                    max_length: int = 16, layout: str = "forced_stop", allowed=None, penalty=None, calculator=None,
+                    temperature: float = 1.0, seed: int = 0) -> list:
+    """Samples with the GFlowNet rollout's rules but without a trainer: `adapter` (None: the base model) after
+    `prompt`, ⊤ = termination (default end-of-text) not before min_length actions, at most max_length, the mask
+    (allowed + penalty) and the calculator (None | "reference" | "fixed"). Returns Samples as
+    GFlowNetTrainer.sample does (tokens with the calculator's output, the sampler's log q; 0 for tool output)."""
+    keep = _Arrays()
+    p = _lib.gfn_rollout_default_params()
+    if termination is None:
+        if model.tokenizer is None or model.tokenizer.eos_id is None:
+            raise _lib.GfnError(-1, "give termination= (the model has no end-of-text token)")
+        termination = model.tokenizer.eos_id
+    p.termination = model._stop_ids(termination)[0]
+    p.min_length, p.max_length, p.layout = min_length, max_length, _LAYOUTS[layout]
+    fill_adjustment(p.adjust, keep, allowed, penalty, None)
+    p.calculator = _CALCULATOR[calculator]
+    a, k = keep.ids(model._ids(prompt))
+    out = c_void_p()
+    _lib.check(_lib.gfn_rollout_sample(model._handle(), adapter._handle() if adapter is not None else None,
+                                       ctypes.byref(p), a, k, n, temperature, seed & 0xFFFFFFFFFFFFFFFF,
+                                       ctypes.byref(out)))
+    return read_samples(out, model._decode())
+
+
 def _stats(s) -> dict:
     return {k: getattr(s, k) for k, _ in _lib.StepStats._fields_ if k != "size"}
 
@@ -52,11 +77,15 @@ class GFlowNetTrainer(Closeable):
     reward: a gfnlm.rewards.Reward, or a plain function fn(prompt_index, states) -> log R per state (wrapped in
     rewards.Callback). prompts: list of X (str or ids) or of dicts {"x": …, "y": …, "reward_context": …, "weight": …}.
     Main options (defaults from the reference's main.py): objective "subtb" | "tb" | "db" (GFlowNets) or
-    "reinforce" (a reward-maximising baseline), subtb_lambda,
-    termination (token or single-token string, default end-of-text), min_length, max_length, layout
+    "reinforce" (a reward-maximising baseline; on-policy only: p_on_policy=1, p_replay=0), subtb_lambda,
+    termination (token or single-token string, default end-of-text), min_length (the target is R restricted to
+    sequences of at least that many actions, whatever the reward gives shorter ones), max_length, layout
     "forced_stop" | "next_sentence", allowed + penalty (the policy's vocabulary mask, e.g. −99), calculator
     (None | "reference" | "fixed"), batch_size, grad_accumulation, lr, warmup_steps, total_steps, logz_lr,
-    reward_temperature (start, end, horizon), p_on_policy, p_replay, temperature_range, buffer_capacity, seed,
+    reward_temperature (start, end, horizon), p_on_policy, p_replay, temperature_range (the tempered behaviour's
+    τ ~ U[low, high]; with temperature_horizon > 0 it moves linearly to temperature_range_end over that many steps),
+    buffer_capacity, seed, root_flow ("reward": the reference's R(X⊤)/q(⊤|X) as the flow of the root for
+    SubTB / DB with min_length ≥ 1; "learned": a learned log Z per prompt, as TB's),
     pack_weights (pack the fp32 weights once more for OpenBLAS's kernel: faster steps, about the weights' size in
     memory again, kept with the model), distributed (a gfnlm.distributed exchange, e.g. gfnlm.distributed.mpi():
     this trainer is one of its world_size data-parallel replicas, batch_size trajectories per rank)."""
@@ -74,7 +103,8 @@ class GFlowNetTrainer(Closeable):
                  p_replay: float = 0.25, temperature_range: tuple[float, float] = (0.5, 2.0),
                  buffer_capacity: int = 50, buffer_tolerance: float = 0.25,
                  buffer_prioritized: bool = True, lora_dropout: bool = False, seed: int = 0,
-                 pack_weights: bool = True, distributed=None):
+                 pack_weights: bool = True, temperature_range_end=(1.0, 1.0), temperature_horizon: int = 0,
+                 root_flow: str = "reward", distributed=None):
         self._h = None
         reward, self._owns_reward = _as_reward(reward)
         self.model, self.adapter, self.reward = model, adapter, reward
@@ -103,6 +133,9 @@ class GFlowNetTrainer(Closeable):
         p.reward_temp_start, p.reward_temp_end, p.reward_temp_horizon = reward_temperature
         p.p_on_policy, p.p_replay = p_on_policy, p_replay
         p.temp_low, p.temp_high = temperature_range
+        p.temp_low_end, p.temp_high_end = temperature_range_end
+        p.temp_horizon = temperature_horizon
+        p.root_flow = {"reward": 0, "learned": 1}[root_flow]
         p.buffer_capacity, p.buffer_tolerance = buffer_capacity, buffer_tolerance
         p.buffer_prioritized = 1 if buffer_prioritized else 0
         p.lora_dropout = 1 if lora_dropout else 0
@@ -195,7 +228,11 @@ class GFlowNetTrainer(Closeable):
 
     def sample(self, prompt: TextOrIds, n: int = 1, temperature: float = 1.0, seed: int = 0) -> list:
         """Amortized inference: n trajectories Z ~ q(·|X). Sample.tokens is the state after X (tool output
-        included), Sample.text its decoding; finish_reason "stop" when ⊤ was sampled."""
+        included), Sample.text its decoding; finish_reason "stop" when ⊤ was sampled. Sample.token_logprobs and
+        Sample.logprob are the sampler's log q at temperature 1 whatever `temperature` (untempered, with the mask,
+        renormalised without ⊤ before min_length): one value per token, 0 for the calculator's output (not an
+        action); logprob adds the stop's log q(⊤|s_n) (0 for a sequence cut at max_length under the forced-stop
+        layout). At the optimum log R(Z)/T_R − logprob is log Z for every Z: use it for importance weights."""
         keep = _Arrays()
         a, k = keep.ids(self.model._ids(prompt))
         out = c_void_p()
@@ -203,7 +240,8 @@ class GFlowNetTrainer(Closeable):
         return read_samples(out, self.model._decode())
 
     def seed_buffer(self, prompt_index: int, demonstrations: Sequence[TextOrIds]) -> None:
-        """Adds demonstrations (action sequences as ids or strings) for a prompt to the replay buffer."""
+        """Adds demonstrations (action sequences as ids or strings) for a prompt to the replay buffer. One longer
+        than max_length or shorter than min_length is refused (GfnError; nothing is added)."""
         keep = _Arrays()
         seqs = [self.model._ids(d) for d in demonstrations]
         ptrs = (POINTER(c_int32) * max(1, len(seqs)))()

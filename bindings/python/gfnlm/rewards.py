@@ -120,20 +120,22 @@ class Callback(Reward):
     """A Python reward: fn(prompt_index, states) → sequence (list, numpy array) of log R, one real number per state
     (a state is the list of token ids after X: every prefix of every trajectory, or only complete ones with
     terminal_only=True — TB only). Anything but real numbers (a string such as "1.5" included) is a TypeError.
+    With temperature=True it is called fn(prompt_index, states, reward_temperature): the T_R the trainer divides
+    the (still untempered) values by, 1 outside training — e.g. to add a penalty after tempering as penalty·T_R.
     An exception (KeyboardInterrupt included) or a NaN fails the training step, which then changes nothing, and the
     trainer re-raises the exception itself."""
 
-    def __init__(self, fn: Callable[[int, list], Sequence[float]], terminal_only: bool = False):
+    def __init__(self, fn: Callable[..., Sequence[float]], terminal_only: bool = False, temperature: bool = False):
         if not callable(fn):
             raise TypeError(f"Callback needs a function fn(prompt_index, states) -> log R per state, got "
                             f"{type(fn).__name__}")
         self.fn = fn
         self.error: BaseException | None = None
 
-        def trampoline(_ud, prompt_index, states, lengths, n, out):
+        def run(prompt_index, t_r, states, lengths, n, out):
             try:
                 seqs = [list(states[i][:lengths[i]]) for i in range(n)]
-                vals = self.fn(prompt_index, seqs)
+                vals = self.fn(prompt_index, seqs, t_r) if temperature else self.fn(prompt_index, seqs)
                 if isinstance(vals, (str, bytes)):
                     raise TypeError(f"the reward function returned {type(vals).__name__} {vals!r}; it must return "
                                     f"a sequence of {n} real numbers (log R, one per state)")
@@ -147,7 +149,12 @@ class Callback(Reward):
                 self.error = e
                 return 1
 
-        self._cb = _lib.REWARD_FN(trampoline)
         h = c_void_p()
-        _lib.check(_lib.gfn_reward_new_callback(self._cb, None, 1 if terminal_only else 0, ctypes.byref(h)))
+        if temperature:
+            self._cb = _lib.REWARD_TEMPERATURE_FN(lambda _ud, i, t_r, s, l, n, out: run(i, t_r, s, l, n, out))
+            _lib.check(_lib.gfn_reward_new_callback_temperature(self._cb, None, 1 if terminal_only else 0,
+                                                               ctypes.byref(h)))
+        else:
+            self._cb = _lib.REWARD_FN(lambda _ud, i, s, l, n, out: run(i, 1.0, s, l, n, out))
+            _lib.check(_lib.gfn_reward_new_callback(self._cb, None, 1 if terminal_only else 0, ctypes.byref(h)))
         super().__init__(h)

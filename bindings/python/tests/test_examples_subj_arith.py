@@ -86,13 +86,12 @@ def test_subjectivity_reward_wrong_label_penalty():
 
     fm = FakeModel()
     y = {0: [7, 1, 0], 1: [7, 2, 0]}
-    r = sj.SubjectivityReward(fm, xs=[[100], [101]], labels=[0, 1], y_ids=y, t_r=1.2)
-    assert r(0, [[], [4]]) == [-1.0, -1.0]                           # objective, picked: no penalty
-    assert r(0, [[9]]) == [pytest.approx(-6.0 - 50 * 1.2)]          # objective, but subjective is preferred
-    assert r(1, [[], [9]]) == [pytest.approx(-3.0 - 50 * 1.2), -3.0]
+    r = sj.SubjectivityReward(fm, xs=[[100], [101]], labels=[0, 1], y_ids=y)   # told T_R by the trainer
+    assert r(0, [[], [4]], 1.2) == [-1.0, -1.0]                      # objective, picked: no penalty
+    assert r(0, [[9]], 1.2) == [pytest.approx(-6.0 - 50 * 1.2)]     # objective, but subjective is preferred
+    assert r(1, [[], [9]], 1.2) == [pytest.approx(-3.0 - 50 * 1.2), -3.0]
     calls = fm.calls
-    r.t_r = 1.0
-    assert r(0, [[9], [4]]) == [pytest.approx(-56.0), -1.0]         # cached: no new scoring call
+    assert r(0, [[9], [4]], 1.0) == [pytest.approx(-56.0), -1.0]    # cached: no new scoring call
     assert fm.calls == calls
 
 
