@@ -22,10 +22,14 @@ final class RequestHandle: @unchecked Sendable {
     private var detached = false
     /// Stop tokens of a sampling request (for gfn_samples' stop log-prob layout).
     let nStop: Int
+    /// Policy requests: actions before this step were drawn with ⊤ banned, so their log q is the renormalised
+    /// q̃(a) = q(a) / (1 − q(⊤)) — the distribution they were sampled from, as gfn_gflownet_sample reports it.
+    let bannedStopSteps: Int
 
-    init(options: gfn_request_options, nStop: Int) {
+    init(options: gfn_request_options, nStop: Int, bannedStopSteps: Int = 0) {
         self.options = options
         self.nStop = nStop
+        self.bannedStopSteps = bannedStopSteps
         var attr = pthread_mutexattr_t()
         pthread_mutexattr_init(&attr)
         pthread_mutexattr_settype(&attr, Int32(PTHREAD_MUTEX_RECURSIVE))
@@ -120,11 +124,11 @@ func readOptions(_ options: UnsafePointer<gfn_request_options>?) throws(GFNError
 }
 
 /// Registers a request handle, submits `work` with its callbacks, and writes the handle to `out`.
-func submit(_ b: BatcherHandle, _ work: BatchWork, nStop: Int, options: UnsafePointer<gfn_request_options>?,
-            out: UnsafeMutablePointer<OpaquePointer?>?) throws(GFNError) {
+func submit(_ b: BatcherHandle, _ work: BatchWork, nStop: Int, bannedStopSteps: Int = 0,
+            options: UnsafePointer<gfn_request_options>?, out: UnsafeMutablePointer<OpaquePointer?>?) throws(GFNError) {
     let o = try requirePointer(out, "out")
     let opts = try readOptions(options)
-    let handle = RequestHandle(options: opts, nStop: nStop)
+    let handle = RequestHandle(options: opts, nStop: nStop, bannedStopSteps: bannedStopSteps)
     // Registered before submission: on_done may run before this function returns.
     let pointer = handles.register(handle)
     do throws(GFNError) {
@@ -199,7 +203,7 @@ public func gfnBatcherSubmitPolicy(_ batcher: OpaquePointer?, _ trainer: OpaqueP
         try checkMemory(rows: Int(max(count, 0)), bytesPerRow: rowBytes(b.batcher.model.config, tokens: policy.maxLength),
                         "sampling \(count) trajectories")
         try submit(b, .sample(prompt: ids, n: Int(count), params: s, adapter: t.adapterHandle.adapter), nStop: 1,
-                   options: options, out: out)
+                   bannedStopSteps: policy.minLength, options: options, out: out)
     }
 }
 
@@ -235,7 +239,10 @@ public func gfnRequestSamples(_ request: OpaquePointer?, _ out: UnsafeMutablePoi
     capi { () throws(GFNError) in
         let o = try requirePointer(out, "out")
         let (h, outcome) = try finishedOutcome(request)
-        guard case .samples(let samples) = outcome else { throw .state("this is a scoring request: use gfn_request_scores") }
+        guard case .samples(var samples) = outcome else { throw .state("this is a scoring request: use gfn_request_scores") }
+        if h.bannedStopSteps > 0 {
+            for i in samples.indices { samples[i].renormaliseWithoutStop(steps: h.bannedStopSteps) }
+        }
         o.pointee = handles.register(SamplesHandle(samples: samples, nStop: h.nStop))
     }
 }
@@ -273,5 +280,16 @@ public func gfnBatcherStatsGet(_ batcher: OpaquePointer?, _ out: UnsafeMutablePo
                                       failed: Int64(s.failed), cancelled: Int64(s.cancelled),
                                       rejected: Int64(s.rejected), tokens: Int64(s.tokens),
                                       decode_steps: Int64(s.decodeSteps))
+    }
+}
+
+extension Sample {
+    /// log q̃ for the first `steps` tokens: each log q(a) minus log(1 − q(⊤)), ⊤ being the single stop token whose
+    /// log-probability `stopLogProbs` holds per step; `logProb` is their new sum.
+    mutating func renormaliseWithoutStop(steps: Int) {
+        for t in 0..<min(steps, tokenLogProbs.count, stopLogProbs.count) {
+            tokenLogProbs[t] -= Float(log1p(-exp(Double(stopLogProbs[t]))))
+        }
+        logProb = tokenLogProbs.reduce(0) { $0 + Double($1) }
     }
 }

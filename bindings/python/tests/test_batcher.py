@@ -179,15 +179,18 @@ def test_policy_requests_return_log_q():
     eos = demo.tokenizer.eos_id
     for s in samples:
         assert 1 <= len(s.tokens) <= 4
-        # log q per action from the adapter's logits, independently (log-softmax), ⊤ banned before min_length
-        # only for sampling: the policy's log-probabilities are unaffected.
+        # log q per action from the adapter's logits, independently (log-softmax); before min_length the action
+        # was drawn with ⊤ banned, so its log q is that of the renormalised q̃ = q / (1 − q(⊤)).
         ids = list(x)
         total = 0.0
         for t, tok in enumerate(s.tokens):
             logits = demo.logits(ids, adapter=lora)[-1].astype(np.float64)
             lse = logits.max() + np.log(np.exp(logits - logits.max()).sum())
-            assert abs((logits[tok] - lse) - s.token_logprobs[t]) <= 2e-4
-            total += logits[tok] - lse
+            want = logits[tok] - lse
+            if t < 1:
+                want -= np.log1p(-np.exp(logits[eos] - lse))
+            assert abs(want - s.token_logprobs[t]) <= 2e-4
+            total += want
             ids.append(tok)
         assert abs(total - s.logprob) <= 1e-3
         assert s.finish_reason == ("stop" if s.tokens[-1] == eos else "length")
