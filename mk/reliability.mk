@@ -107,8 +107,9 @@ sanitize-ubsan: $(patsubst %,$(SAN_DIR)/ubsan/%,$(SAN_TESTS))
 	  if grep -q "runtime error" $(SAN_DIR)/ubsan-$$t.log; then grep -m5 "runtime error" $(SAN_DIR)/ubsan-$$t.log; exit 1; fi; \
 	  tail -1 $(SAN_DIR)/ubsan-$$t.log; done
 
-sanitize-tsan: $(SAN_DIR)/tsan/test_stress
+sanitize-tsan: $(SAN_DIR)/tsan/test_stress $(SAN_DIR)/tsan/test_batcher
 	GFNLM_NO_RLIMIT=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(SAN_DIR)/tsan/test_stress 1 4
+	GFNLM_NO_RLIMIT=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(SAN_DIR)/tsan/test_batcher 40 4
 
 ## valgrind memcheck over the C tests against the release library (installed on first use when running as root).
 ## valgrind 3.19 (Debian 12) cannot read the DWARF 5 the Swift toolchain emits: the tests load a copy of the
