@@ -98,12 +98,15 @@ public final class InferenceContext: @unchecked Sendable {
     /// Runs a prompt through the model into a new cache and returns its last-position logits [V].
     func prefill(_ prompt: [Int32], adapter: LoRAAdapter?, logits: UnsafeMutablePointer<Float>) throws(GFNError) -> KVCache {
         let cache = try transformer.makeCache(capacity: prompt.count)
-        let hidden = try prompt.withUnsafeBufferPointer { (tb) throws(GFNError) in
-            try transformer.forward(tokens: tb, rows: 1, T: prompt.count, caches: [cache], adapter: adapter,
-                                    workspace: workspace)
+        // One turn of the compute budget for the pass and its head (concurrent callers alternate per pass).
+        try transformer.gate.run { () throws(GFNError) in
+            let hidden = try prompt.withUnsafeBufferPointer { (tb) throws(GFNError) in
+                try transformer.forward(tokens: tb, rows: 1, T: prompt.count, caches: [cache], adapter: adapter,
+                                        workspace: workspace)
+            }
+            try transformer.logits(hidden: hidden + (prompt.count - 1) * model.config.nEmbd, count: 1,
+                                   adapter: adapter, decoding: true, into: logits)
         }
-        try transformer.logits(hidden: hidden + (prompt.count - 1) * model.config.nEmbd, count: 1, adapter: adapter,
-                               decoding: true, into: logits)
         return cache
     }
 
@@ -139,13 +142,15 @@ public final class InferenceContext: @unchecked Sendable {
             active.removeAll { $0.finished }
             if active.isEmpty { break }
             // Feed the new tokens of the active rows in one batched step.
-            let feed = active.map(\.nextToken)
-            let hidden = try feed.withUnsafeBufferPointer { (tb) throws(GFNError) in
-                try transformer.forward(tokens: tb, rows: active.count, T: 1, caches: active.map(\.cache),
-                                        adapter: adapter, workspace: workspace)
+            let feed = active.map(\.nextToken), caches = active.map(\.cache)
+            try transformer.gate.run { () throws(GFNError) in
+                let hidden = try feed.withUnsafeBufferPointer { (tb) throws(GFNError) in
+                    try transformer.forward(tokens: tb, rows: feed.count, T: 1, caches: caches, adapter: adapter,
+                                            workspace: workspace)
+                }
+                try transformer.logits(hidden: hidden, count: feed.count, adapter: adapter, decoding: true,
+                                       into: stepLogits.base)
             }
-            try transformer.logits(hidden: hidden, count: active.count, adapter: adapter, decoding: true,
-                                   into: stepLogits.base)
             for (i, seq) in active.enumerated() { seq.logits = UnsafePointer(stepLogits.base + i * V) }
         }
         return seqs.map(\.sample)

@@ -338,13 +338,15 @@ public final class Batcher: @unchecked Sendable {
         }
         do throws(GFNError) {
             let tf = model.transformer
-            let feed = rows.map(\.nextToken)
-            let hidden = try feed.withUnsafeBufferPointer { (tb) throws(GFNError) in
-                try tf.forward(tokens: tb, rows: rows.count, T: 1, caches: rows.map(\.cache), adapterGroups: groups,
-                               workspace: context.workspace)
+            let feed = rows.map(\.nextToken), caches = rows.map(\.cache)
+            try tf.gate.run { () throws(GFNError) in
+                let hidden = try feed.withUnsafeBufferPointer { (tb) throws(GFNError) in
+                    try tf.forward(tokens: tb, rows: feed.count, T: 1, caches: caches, adapterGroups: groups,
+                                   workspace: context.workspace)
+                }
+                try tf.logits(hidden: hidden, count: feed.count, adapter: nil, adapterGroups: groups, decoding: true,
+                              into: stepLogits.base)
             }
-            try tf.logits(hidden: hidden, count: rows.count, adapter: nil, adapterGroups: groups, decoding: true,
-                          into: stepLogits.base)
             for (i, seq) in rows.enumerated() { seq.logits = UnsafePointer(stepLogits.base + i * V) }
         } catch {
             // A pass failed for everyone in it (e.g. out of memory): fail the requests, keep serving the queue.

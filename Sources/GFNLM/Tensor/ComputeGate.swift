@@ -14,7 +14,10 @@ import Glibc
 /// a parallel region never enter the gate: they only run kernels.
 public final class ComputeGate: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
-    private var turnChanged = pthread_cond_t()
+    /// Waiter with ticket t sleeps on turns[t % slots]: a hand-over wakes the next ticket's slot only, not every
+    /// waiter (a broadcast to 16 sleeping callers per pass cost a fifth of the throughput on 2 cores).
+    private let turns: UnsafeMutablePointer<pthread_cond_t>
+    private static let slots = 64
     private var nextTicket: UInt64 = 0
     private var serving: UInt64 = 0
     private var owner: pthread_t?
@@ -22,11 +25,13 @@ public final class ComputeGate: @unchecked Sendable {
 
     public init() {
         pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&turnChanged, nil)
+        turns = .allocate(capacity: Self.slots)
+        for i in 0..<Self.slots { pthread_cond_init(turns + i, nil) }
     }
 
     deinit {
-        pthread_cond_destroy(&turnChanged)
+        for i in 0..<Self.slots { pthread_cond_destroy(turns + i) }
+        turns.deallocate()
         pthread_mutex_destroy(&mutex)
     }
 
@@ -48,7 +53,8 @@ public final class ComputeGate: @unchecked Sendable {
         }
         let ticket = nextTicket
         nextTicket &+= 1
-        while serving != ticket || owner != nil { pthread_cond_wait(&turnChanged, &mutex) }
+        let slot = turns + Int(ticket % UInt64(Self.slots))
+        while serving != ticket || owner != nil { pthread_cond_wait(slot, &mutex) }
         owner = me
         depth = 1
         pthread_mutex_unlock(&mutex)
@@ -60,7 +66,8 @@ public final class ComputeGate: @unchecked Sendable {
         if depth == 0 {
             owner = nil
             serving &+= 1
-            pthread_cond_broadcast(&turnChanged)
+            // Waiters whose tickets share the slot (more than `slots` waiting) re-check and sleep again.
+            pthread_cond_broadcast(turns + Int(serving % UInt64(Self.slots)))
         }
         pthread_mutex_unlock(&mutex)
     }
