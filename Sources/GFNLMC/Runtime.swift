@@ -14,7 +14,7 @@ final class HandleTable: Sendable {
     struct Entry: @unchecked Sendable {
         let object: AnyObject
     }
-    private let live = Mutex<[UInt: Entry]>([:])
+    private let live = Locked<[UInt: Entry]>([:])
 
     func register(_ object: AnyObject) -> OpaquePointer {
         let p = Unmanaged.passUnretained(object).toOpaque()

@@ -74,5 +74,5 @@ public final class PackedMatrix: @unchecked Sendable {
 
 /// Where a `WeightMatrix` keeps its packed copy once one is made (shared by copies of the struct; set once).
 final class PackedSlot: Sendable {
-    let matrix = Mutex<PackedMatrix?>(nil)
+    let matrix = Locked<PackedMatrix?>(nil)
 }

@@ -170,7 +170,7 @@ public final class BF16Matrix: @unchecked Sendable {
 
 /// Reusable fp32 scratch blocks for the large bf16 products (so steady-state calls do not allocate).
 final class ScratchPool: Sendable {
-    private let free = Mutex<[FloatStorage]>([])
+    private let free = Locked<[FloatStorage]>([])
     static let keep = 8
 
     func take(_ count: Int) throws(GFNError) -> FloatStorage {

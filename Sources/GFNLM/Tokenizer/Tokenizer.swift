@@ -74,7 +74,7 @@ public final class Tokenizer: Sendable {
     let addedPasses: [[[Int]]]
     let addedBytes: [[UInt8]]
     let cacheCapacity: Int
-    let cache: Mutex<[WordKey: [Int32]]>
+    let cache: Locked<[WordKey: [Int32]]>
 
     // MARK: loading
 
@@ -314,7 +314,7 @@ public final class Tokenizer: Sendable {
         self.addPrefixSpace = addPrefixSpace
         self.addedTokens = added
         self.cacheCapacity = Swift.max(0, options.cacheCapacity)
-        self.cache = Mutex([:])
+        self.cache = Locked([:])
 
         var names = b.idToToken
         for t in added {
