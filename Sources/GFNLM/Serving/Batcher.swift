@@ -15,6 +15,8 @@ import Glibc
 ///
 /// Thread-safe: submit, cancel and wait from any thread. A full queue refuses a submission with `.busy` (or the
 /// submitter waits for room, when it asks to). `shutdown` drains or cancels; every request finishes exactly once.
+/// The scheduler thread holds the batcher until `shutdown`: call it before dropping the last reference (the C and
+/// Python wrappers do when freed or closed).
 public final class Batcher: @unchecked Sendable {
     public struct Config: Sendable {
         /// Samples (rows) decoded together at most.
@@ -72,7 +74,7 @@ public final class Batcher: @unchecked Sendable {
         try startScheduler()
     }
 
-    deinit { shutdown(drain: false) }
+    deinit { shutdown(drain: false) }  // reached only after shutdown (see above); harmless then
 
     // MARK: - Submission
 
@@ -391,7 +393,7 @@ extension BatchRequest {
     }
 }
 
-/// Holds the batcher weakly for its thread's start (the thread must not keep it alive: deinit joins the thread).
+/// Hands the batcher to its thread without a retain cycle through the thread's start argument.
 private final class SchedulerBox {
     weak var batcher: Batcher?
     init(_ b: Batcher) { batcher = b }
