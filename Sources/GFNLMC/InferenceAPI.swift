@@ -40,9 +40,9 @@ final class SamplesHandle {
         }
     }
 
-    init(hypotheses: [BeamHypothesis]) {
-        rows = hypotheses.map { h in
-            Row(promptIndex: 0, tokens: SamplesHandle.copy(h.tokens), tokenLogProbs: SamplesHandle.copy([Float]()),
+    init(hypotheses: [BeamHypothesis], tokenLogProbs: [[Float]]) {
+        rows = zip(hypotheses, tokenLogProbs).map { h, lps in
+            Row(promptIndex: 0, tokens: SamplesHandle.copy(h.tokens), tokenLogProbs: SamplesHandle.copy(lps),
                 steps: Int32(h.tokens.count), nStop: 0, stopLogProbs: SamplesHandle.copy([Float]()),
                 logProb: h.logProb, score: h.score, finish: h.finished ? 0 : 1)
         }
@@ -302,7 +302,13 @@ public func gfnContextBeamSearch(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<
         let adapter = try adapterFor(c.adapter, model: h.context.model)
         try checkMemory(rows: b.numBeams, bytesPerRow: rowBytes(h.context.model.config, tokens: b.maxNewTokens),
                         "beam search with \(b.numBeams) beams")
-        let hyps = try h.context.beamSearch(prompt: try readIds(prompt, promptLength, "prompt"), params: b, adapter: adapter)
-        o.pointee = handles.register(SamplesHandle(hypotheses: hyps))
+        let ids = try readIds(prompt, promptLength, "prompt")
+        let hyps = try h.context.beamSearch(prompt: ids, params: b, adapter: adapter)
+        // The search keeps only each hypothesis's sum; its per-token log-probabilities (which gfn_sample_info
+        // promises) come from one scoring pass over the hypotheses under the same adjusted policy.
+        let perToken = try h.context.score(hyps.map { (ids, $0.tokens) },
+                                           params: ScoreParams(stopTokens: b.stopTokens, adjustment: b.adjustment),
+                                           adapter: adapter).map(\.tokenLogProbs)
+        o.pointee = handles.register(SamplesHandle(hypotheses: hyps, tokenLogProbs: perToken))
     }
 }

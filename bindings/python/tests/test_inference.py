@@ -148,3 +148,23 @@ def test_ids_beyond_the_tokenizer_decode_as_replacement_characters(model):
     assert decode([V + 7] + hello + [V, V + 1]) == "\ufffdHello world\ufffd\ufffd"
     with pytest.raises(gfnlm.GfnError):
         tok.decode([V + 7])      # the tokenizer itself stays strict
+
+
+def test_beam_search_reports_per_token_logprobs(model):
+    """gfn_sample_info promises n_tokens per-token log-probabilities for beam hypotheses too (they were empty, and a
+    caller following the header read past the buffer): each is log p(token | prefix) of the adjusted policy."""
+    prompt = model.tokenizer.encode("Hello world, this is")
+    hyps = model.beam_search(prompt, num_beams=3, num_return=2, max_new_tokens=4, allowed=list(range(100, 3000)),
+                             disallowed_penalty=-5.0)
+    for h in hyps:
+        assert len(h.token_logprobs) == len(h.tokens)
+        assert abs(float(np.sum(h.token_logprobs, dtype=np.float64)) - h.logprob) <= 1e-3
+        ids = list(prompt)
+        for t, tok in enumerate(h.tokens):
+            logits = model.logits(ids)[-1].astype(np.float64)
+            adj = np.full_like(logits, -5.0)
+            adj[100:3000] = 0
+            adj[model.tokenizer.eos_id] = 0
+            z = logits + adj
+            assert abs((z[tok] - (z.max() + np.log(np.exp(z - z.max()).sum()))) - h.token_logprobs[t]) <= 1e-4
+            ids.append(tok)
