@@ -9,13 +9,20 @@ import queue
 import threading
 from concurrent.futures import Future
 from ctypes import c_void_p
-from typing import Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Optional, Union
 
 from . import _lib
 from ._handle import Closeable
 from .inference import Sample, _Arrays, read_samples
 from .model import Model, ScoreCall
+from ._types import TextOrIds
 from .training import LoRA
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .gflownet import GFlowNetTrainer
+
+AdapterRef = Union[LoRA, str, None]
+TokenCallback = Optional[Callable[["StreamEvent"], Optional[bool]]]
 
 
 class StreamEvent(NamedTuple):
@@ -99,6 +106,7 @@ class Batcher(Closeable):
 
     @property
     def adapters(self) -> list[str]:
+        """The registered adapter names."""
         return sorted(self._adapters)
 
     def _adapter(self, adapter):
@@ -143,8 +151,8 @@ class Batcher(Closeable):
                 future._request = out.value
         return future
 
-    def submit(self, prompt, *, n: int = 1, block: bool = False, on_token=None, adapter=None,
-               **generate_kwargs: Any) -> Future:
+    def submit(self, prompt: TextOrIds, *, n: int = 1, block: bool = False, on_token: TokenCallback = None,
+               adapter: AdapterRef = None, **generate_kwargs: Any) -> Future:
         """Queues `n` samples of one prompt (str or ids) with Model.generate's keyword arguments (max_new_tokens,
         temperature, top_k, top_p, stop, seed, min_new_tokens, include_stop, allowed, disallowed_penalty, bias).
         The Future resolves to the list of Sample that model.generate(prompt, n=n, ...) returns.
@@ -161,8 +169,8 @@ class Batcher(Closeable):
             return _lib.gfn_batcher_submit_sample(h, arr, k, n, ctypes.byref(params), options, out)
         return self._submit(call, self._read_samples, on_token, block)
 
-    def submit_policy(self, trainer, x, *, n: int = 1, temperature: float = 1.0, seed: int = 0,
-                      block: bool = False, on_token=None) -> Future:
+    def submit_policy(self, trainer: "GFlowNetTrainer", x: TextOrIds, *, n: int = 1, temperature: float = 1.0,
+                      seed: int = 0, block: bool = False, on_token: TokenCallback = None) -> Future:
         """Queues `n` samples Z ~ q(·|X) from a GFlowNetTrainer's policy (its adapter, ⊤, length limits and
         vocabulary rules). Each Sample's token_logprobs are log q per action and logprob = log q(Z | X)."""
         if not getattr(trainer, "_h", None):
@@ -176,8 +184,8 @@ class Batcher(Closeable):
                                                   seed & 0xFFFFFFFFFFFFFFFF, options, out)
         return self._submit(call, self._read_samples, on_token, block)
 
-    def submit_score(self, context, continuation, *, per_token: bool = False, block: bool = False,
-                     adapter=None, **score_kwargs: Any) -> Future:
+    def submit_score(self, context: TextOrIds, continuation: TextOrIds, *, per_token: bool = False,
+                     block: bool = False, adapter: AdapterRef = None, **score_kwargs: Any) -> Future:
         """Queues a scoring request; the Future resolves to what model.score(context, continuation, ...) returns."""
         sc = ScoreCall(self.model, context, continuation, adapter=self._adapter(adapter), **score_kwargs)
 
@@ -200,22 +208,23 @@ class Batcher(Closeable):
             future.cancel()
             raise
 
-    def generate(self, prompt, **kwargs: Any) -> list[Sample]:
+    def generate(self, prompt: TextOrIds, **kwargs: Any) -> list[Sample]:
         """submit(...).result(): blocks until the samples are ready (Ctrl-C cancels the request)."""
         return self._wait(self.submit(prompt, **kwargs))
 
-    def score(self, context, continuation, **kwargs: Any):
+    def score(self, context: TextOrIds, continuation: TextOrIds, **kwargs: Any) -> Any:
         """submit_score(...).result()."""
         return self._wait(self.submit_score(context, continuation, **kwargs))
 
-    async def agenerate(self, prompt, **kwargs: Any) -> list[Sample]:
+    async def agenerate(self, prompt: TextOrIds, **kwargs: Any) -> list[Sample]:
         """await-able generate (the request runs on the library's thread; the event loop is not blocked)."""
         return await asyncio.wrap_future(self.submit(prompt, **kwargs))
 
-    async def ascore(self, context, continuation, **kwargs: Any):
+    async def ascore(self, context: TextOrIds, continuation: TextOrIds, **kwargs: Any) -> Any:
+        """await-able score."""
         return await asyncio.wrap_future(self.submit_score(context, continuation, **kwargs))
 
-    def stream(self, prompt, **kwargs: Any) -> Iterator[StreamEvent]:
+    def stream(self, prompt: TextOrIds, **kwargs: Any) -> Iterator[StreamEvent]:
         """Yields a StreamEvent per token as it is produced (for n > 1 the samples' tokens interleave), then ends;
         raises the request's error if it failed. Closing the iterator early cancels the request."""
         events: queue.Queue = queue.Queue()

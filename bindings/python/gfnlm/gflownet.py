@@ -103,8 +103,8 @@ class GFlowNetTrainer(Closeable):
                  p_replay: float = 0.25, temperature_range: tuple[float, float] = (0.5, 2.0),
                  buffer_capacity: int = 50, buffer_tolerance: float = 0.25,
                  buffer_prioritized: bool = True, lora_dropout: bool = False, seed: int = 0,
-                 pack_weights: bool = True, temperature_range_end=(1.0, 1.0), temperature_horizon: int = 0,
-                 root_flow: str = "reward", distributed=None):
+                 pack_weights: bool = True, temperature_range_end: tuple[float, float] = (1.0, 1.0),
+                 temperature_horizon: int = 0, root_flow: str = "reward", distributed: object | None = None):
         self._h = None
         reward, self._owns_reward = _as_reward(reward)
         self.model, self.adapter, self.reward = model, adapter, reward

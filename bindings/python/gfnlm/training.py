@@ -114,7 +114,8 @@ class SFTTrainer(Closeable):
 
     def __init__(self, model: Model, adapter: LoRA | None = None, lr: float = 1e-4, weight_decay: float = 0.01,
                  betas: tuple[float, float] = (0.9, 0.999), warmup_steps: int = 0, total_steps: int = 0,
-                 cosine: bool = False, max_grad_norm: float | None = None, distributed=None):
+                 cosine: bool = False, max_grad_norm: float | None = None,
+                 distributed: object | None = None):
         self.model = model
         self.adapter = adapter
         p = _train_params(lr, weight_decay, betas, 1e-8, warmup_steps, total_steps, cosine, max_grad_norm)

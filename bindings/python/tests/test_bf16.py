@@ -58,11 +58,26 @@ def test_bad_weights_value(bad):
 def test_c_abi_weight_type_and_old_struct_size():
     lib = _lib.lib
     p = _lib.gfn_model_default_params()
-    assert p.size == ctypes.sizeof(_lib.ModelParams) == 24 and p.weight_type == _lib.GFN_WEIGHTS_F32
+    assert p.size == ctypes.sizeof(_lib.ModelParams) == 32 and p.weight_type == _lib.GFN_WEIGHTS_F32
+    assert p.batch_invariant == 1 and p.reserved == 0
     h = ctypes.c_void_p()
     p.weight_type = 9
     assert _lib.gfn_model_load(TINY.encode(), ctypes.byref(p), ctypes.byref(h)) == -1
     assert b"weight_type" in _lib.gfn_last_error()
+    # a caller built against the second header (24 bytes, padding where batch_invariant now is): garbage there is
+    # ignored and batch invariance stays on
+    p.size = 24
+    p.weight_type = _lib.GFN_WEIGHTS_F32
+    p.batch_invariant = 77
+    p.reserved = 5
+    assert _lib.gfn_model_load(TINY.encode(), ctypes.byref(p), ctypes.byref(h)) == 0
+    lib.gfn_model_free(h)
+    p.size = 32
+    assert _lib.gfn_model_load(TINY.encode(), ctypes.byref(p), ctypes.byref(h)) == -1
+    assert b"batch_invariant" in _lib.gfn_last_error() or b"reserved" in _lib.gfn_last_error()
+    p.batch_invariant, p.reserved = 0, 0
+    assert _lib.gfn_model_load(TINY.encode(), ctypes.byref(p), ctypes.byref(h)) == 0
+    lib.gfn_model_free(h)
     # a caller built against the first header: 16-byte struct; garbage after it is ignored
     p.size = 16
     p.weight_type = 12345

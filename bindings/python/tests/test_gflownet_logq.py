@@ -141,7 +141,7 @@ def test_reward_callback_is_told_the_reward_temperature(tiny):
     assert temps == [2.0, 1.5, 1.0, 0.5, 0.5]
     assert seen[1:] == temps                         # one call per step (one micro-batch), told that step's T_R
     plain = gfnlm.rewards.Callback(lambda i, states: [0.0] * len(states))
-    assert plain([4, 5], [1, 2]) == [0.0, 0.0, 0.0]
+    assert list(plain([4, 5], [1, 2])) == [0.0, 0.0, 0.0]
     told = []
     gfnlm.rewards.Callback(lambda i, states, t_r: told.append(t_r) or [0.0] * len(states),
                            temperature=True)([4, 5], [1])
