@@ -135,9 +135,15 @@ enum {
                              gfn_sft_load, gfn_gflownet_load (a checkpoint of another run: other trainer kind, mode,
                              prompts, adapter shape or parameter groups); gfn_gflownet_step, gfn_gflownet_train,
                              gfn_sft_step with a distributed trainer (the ranks' configurations differ, or the
-                             replicas diverged)
-   GFN_ERR_CANCELLED         gfn_gflownet_train (the progress callback returned 0)
+                             replicas diverged); gfn_batcher_submit_* (the batcher is shut down, an adapter or
+                             trainer of another model), gfn_request_samples, gfn_request_scores (the request has
+                             not finished, or is of the other kind)
+   GFN_ERR_CANCELLED         gfn_gflownet_train (the progress callback returned 0); gfn_request_samples,
+                             gfn_request_scores (the request was cancelled, or the batcher shut down without draining)
    GFN_ERR_BUFFER_TOO_SMALL  gfn_tokenizer_encode, gfn_tokenizer_decode, gfn_model_logits, gfn_model_logits_adapter
+   GFN_ERR_BUSY              gfn_batcher_submit_* (the queue is full and the submission does not block)
+   A finished request that failed returns its own error (any of the above) from gfn_request_samples /
+   gfn_request_scores.
 
    On any error the out-parameters are untouched and the objects passed in are as before the call (a training
    step or checkpoint load that fails changes neither parameters nor optimiser state). */
