@@ -16,8 +16,8 @@ Set up on first use (cached in benchmarks/.llamacpp/, gitignored):
 Per thread count T and weight type (f32 / bf16), one round =
   llama.cpp  16 client threads, each one POST /completion to a llama-server on 127.0.0.1 started with
              --parallel 16 -t T -tb T; the prompt as token ids, n_predict = --tokens, ignore_eos, temperature 1 and
-             every other sampler off (pure sampling from the softmax), its own seed, cache_prompt false (every
-             request prefills its prompt, as gfnlm's do);
+             every other sampler off (pure sampling from the softmax), its own seed, cache_prompt false and
+             --cache-ram 0 (every request prefills its prompt, as gfnlm's do);
   gfnlm      16 threads, each one Batcher.generate(same ids, max_new_tokens=--tokens, stop=[], seed=i) on
              Model.load(model.onnx, n_threads=T, weights="fp32" / "bf16") — the same weights (ONNX export of the
              same checkpoint);
@@ -155,7 +155,7 @@ class Server:
         self.log = open(log_path, "w")
         cmd = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(self.port),
                "--parallel", str(parallel), "-c", str(ctx), "-t", str(threads), "-tb", str(threads),
-               "-ngl", "0", "--cont-batching", "--no-webui"]
+               "-ngl", "0", "--cont-batching", "--no-webui", "--cache-ram", "0"]   # no prompt cache: unused here
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while True:
@@ -183,7 +183,8 @@ class Server:
     def complete(self, seed: int, tokens: int) -> int:
         body = {"prompt": list(PROMPT), "n_predict": tokens, "ignore_eos": True, "seed": seed, "cache_prompt": False,
                 "temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "typical_p": 1.0,
-                "repeat_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "stream": False}
+                "repeat_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "stream": False,
+                "samplers": ["temperature"]}     # only temperature 1, then the draw: the full softmax
         status, raw = self.request("POST", "/completion", body)
         if status != 200:
             raise RuntimeError(f"llama-server answered {status}: {raw[:300]!r}")
@@ -192,6 +193,14 @@ class Server:
         if n != tokens:
             raise RuntimeError(f"llama-server predicted {n} tokens, asked for {tokens}")
         return n
+
+    def greedy(self, tokens: int) -> list[int]:
+        body = {"prompt": list(PROMPT), "n_predict": tokens, "ignore_eos": True, "temperature": 0.0,
+                "cache_prompt": False, "return_tokens": True, "stream": False}
+        status, raw = self.request("POST", "/completion", body)
+        if status != 200:
+            raise RuntimeError(f"llama-server answered {status}: {raw[:300]!r}")
+        return [int(t) for t in json.loads(raw).get("tokens", [])]
 
     def close(self):
         if self.proc.poll() is None:
@@ -250,14 +259,23 @@ def measure(binary: Path, gguf: Path, dtype: str, threads: int, clients: int, to
     model = gfnlm.Model.load(str(C.ONNX_PATH), tokenizer=str(C.TOKENIZER_DIR), n_threads=threads, weights=weights)
     batcher = gfnlm.Batcher(model, max_batch=max(32, clients))
     per_slot = 1 << (len(PROMPT) + tokens + 8).bit_length()        # prompt + new tokens, with room
-    server = Server(binary, gguf, threads, clients, per_slot * clients,
-                    CACHE / f"server-{dtype}-t{threads}.log")
+    server = None
     try:
+        server = Server(binary, gguf, threads, clients, per_slot * clients,
+                        CACHE / f"server-{dtype}-t{threads}.log")
+
         def llama(i):
             return server.complete(seed=1000 + i, tokens=tokens)
 
         def ours(i):
             return len(batcher.generate(PROMPT, seed=1000 + i, max_new_tokens=tokens, stop=[])[0].tokens)
+        # the same weights on both sides: greedy continuations should agree (a check on the conversion; near-ties
+        # of a random-weight model may still split them late, so it is reported, not enforced)
+        theirs = server.greedy(tokens)
+        mine = list(model.generate(PROMPT, max_new_tokens=tokens, temperature=0.0, stop=[])[0].tokens)
+        agree = next((k for k, (a, b) in enumerate(zip(theirs, mine)) if a != b), min(len(theirs), len(mine)))
+        log(f"{dtype} t{threads}: greedy continuations agree on {agree}/{tokens} tokens "
+            f"(llama.cpp {theirs[:6]}…, gfnlm {mine[:6]}…)")
         concurrent_round(clients, llama)        # warm-up, both sides
         concurrent_round(clients, ours)
         out = {"llama.cpp": [], "gfnlm": []}
@@ -266,10 +284,13 @@ def measure(binary: Path, gguf: Path, dtype: str, threads: int, clients: int, to
             for name, fn in order:
                 out[name].append(concurrent_round(clients, fn))
     finally:
-        server.close()
+        if server is not None:
+            server.close()
         batcher.close()
         model.close()
-    return {name: summarize(v) for name, v in out.items()}
+    result = {name: summarize(v) for name, v in out.items()}
+    result["greedy_agree"] = agree
+    return result
 
 
 def main() -> int:
@@ -301,8 +322,10 @@ def main() -> int:
             print(f"\n== gpt2-small {d}, {t} thread(s), {args.clients} concurrent clients x {args.tokens} tokens "
                   f"(median of {args.rounds} alternating rounds; {time.perf_counter() - t0:.0f} s)")
             print(f"  {'':10s} {'tokens/s':>10s} {'p50 s':>8s} {'p99 s':>8s}   per round")
-            for name, s in r.items():
+            for name in ("llama.cpp", "gfnlm"):
+                s = r[name]
                 print(f"  {name:10s} {s['tokens_per_s']:10.1f} {s['p50_s']:8.2f} {s['p99_s']:8.2f}   {s['samples']}")
+            print(f"  greedy continuations agree on {r['greedy_agree']}/{args.tokens} tokens")
             ratios[f"gfnlm_vs_llamacpp_{d}_t{t}"] = r["gfnlm"]["tokens_per_s"] / r["llama.cpp"]["tokens_per_s"]
             ratios[f"p99_gfnlm_vs_llamacpp_{d}_t{t}"] = r["gfnlm"]["p99_s"] / r["llama.cpp"]["p99_s"]
             sys.stdout.flush()
