@@ -15,7 +15,7 @@ let protobufLinking: [LinkerSetting] = {
 }()
 
 // x86-64-v3 (AVX2 + FMA) is the code-generation baseline: Swift's SIMD FMA/rounding become libm calls below it
-// (see ../shared/docs/toolchain.md §4). Wider kernels (AVX-512, AVX512-BF16) are chosen at run time in CKernels.
+// (measured with Swift 6.x on x86-64). Wider kernels (AVX-512, AVX512-BF16) are chosen at run time in CKernels.
 let simdFlags: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-march=x86-64-v3"])]
 
 let package = Package(

@@ -29,7 +29,7 @@ LORA_B, LORA_T = 8, 32                        # one LoRA step: 8 x 32 tokens, fo
 LORA_R, LORA_ALPHA, LORA_DROPOUT = 512, 32, 0.1
 LORA_TARGETS = ["c_attn"]
 LORA_LR = 5e-4
-# GFlowNet random-number configuration (algorithm.md §4.1): 8 rows x grad_acc 8, <= 5 tokens, min_len 1, τ = 1
+# GFlowNet random-number configuration: 8 rows x grad_acc 8, <= 5 tokens, min_len 1, τ = 1
 RNG_PROMPT = [464, 1708, 318, 257, 4738, 18253, 7428, 42096, 1022, 657, 290, 1802, 25, 220]
 RNG_BSZ, RNG_GRAD_ACC, RNG_MAX_LEN, RNG_MIN_LEN = 8, 8, 5, 1
 

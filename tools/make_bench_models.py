@@ -17,7 +17,7 @@ Output (default benchmarks/models/, gitignored):
 The model is a full-size GPT-2 small (12 layers, n_embd 768, 12 heads, vocab 50257, n_positions 1024) with random
 weights (seeded, deterministic): Hugging Face's own initialisation (N(0, 0.02) weights), and then every bias and
 LayerNorm weight randomised as well, so that no two initializers are equal and the legacy exporter cannot merge
-them (onnx-exports.md §3.6). Positions are computed from the attention mask inside the graph, as generate() does.
+them. Positions are computed from the attention mask inside the graph, as generate() does.
 
 Both exports are run in onnxruntime and compared with PyTorch (full forward, and prompt + one cached step for the
 past graph); the script fails if they differ by more than 1e-3 on the logits.

@@ -14,7 +14,7 @@ when Tests/Fixtures/tokenizer/vocab.json + merges.txt are missing or have the wr
 * gpt2-realvocab: GPT-2 with the real 50257 vocabulary, one legacy opset-17 export.
 * not-a-gpt: a valid ONNX graph that is not a language model.
 * tokenizer: GPT-2 vocab.json/merges.txt, tokenizer.json (two merges spellings), conformance ids,
-  ids for every line of shared/data/openwebtext/prompts.txt.
+  ids for every line of data/openwebtext/prompts.txt.
 
 Every exported file is run in onnxruntime and compared with PyTorch; the script fails (exit 1)
 when a file that should load differs by more than 1e-5 (fp32) / 5e-3 (fp16).
@@ -67,9 +67,7 @@ transformers.logging.set_verbosity_error()
 
 REPO = Path(__file__).resolve().parent.parent
 FIX = REPO / "Tests" / "Fixtures"
-PROMPTS = Path(os.environ.get("GFNLM_PROMPTS", REPO.parent / "shared" / "data" / "openwebtext" / "prompts.txt"))
-if not PROMPTS.exists():
-    PROMPTS = Path("/work/shared/data/openwebtext/prompts.txt")
+PROMPTS = Path(os.environ.get("GFNLM_PROMPTS", REPO / "data" / "openwebtext" / "prompts.txt"))
 
 TOL_FP32 = 1e-5       # ORT vs torch, checked by this script
 TOL_FP16 = 5e-3

@@ -20,7 +20,7 @@ n_head 16 (head_dim 256), rotary_dim 64 (interleaved "rotate_every_two", base 10
 LayerNorm per block, q/k/v/out_proj without bias, fc_in/fc_out with bias, untied lm_head with a bias. 6.05e9
 parameters: 12.1 GB as fp16.
 
-The graph follows what torch's legacy exporter writes for GPTJForCausalLM (onnx-exports.md §3; the gptj-tiny
+The graph follows what torch's legacy exporter writes for GPTJForCausalLM (the gptj-tiny
 fixtures made by tools/make_fixtures.py), built op by op with onnx.helper:
   * position_ids = clip(cumsum(attention_mask) - 1, 0) inside the graph (left padding works as in generate());
   * token embedding = Gather(transformer.wte.weight [V, E], input_ids);

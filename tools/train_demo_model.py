@@ -21,7 +21,7 @@ What it does
    * movie-review sentences: the `text` of data/subj/train.jsonl lines 0-6999 (7000-7999 held out; labels
      are never used).
    * arithmetic: the paper's 50 worked rationales plus generated problems with 3-5 one-digit operands and
-     + / -, in the format of algorithm.md 4.5 ("Question: 6 - 0 - 4 - 8 = ? Answer: 6 - 0 = 6, 6 - 4 = 2,
+     + / -, in the format of the paper's arithmetic data ("Question: 6 - 0 - 4 - 8 = ? Answer: 6 - 0 = 6, 6 - 4 = 2,
      2 - 8 = -6. The answer is -6."), 1-4 per document joined by "\n" like the reward's few-shot prefix;
      a quarter have no space after "Answer:" (the tool-mode seed format). The held-out problems are excluded.
    * random numbers: token level, the ids of "The following is a random integer drawn uniformly between 0

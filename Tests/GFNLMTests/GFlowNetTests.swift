@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 @testable import GFNLM
 
-/// algorithm.md §8 acceptance tests A8–A21 (those that apply) on tiny models and the real GPT-2 tokenizer.
+/// Acceptance tests of the reference's behaviour, A8–A21 (those that apply) on tiny models and the real GPT-2 tokenizer.
 final class GFlowNetTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 @testable import GFNLM
 
-/// algorithm.md §8: A1–A7 with the golden values of golden_loss.py.
+/// The reference loss's golden values (computed independently with its own array code).
 final class ObjectiveTests: XCTestCase {
     let EOS: Int32 = 0
 
@@ -143,9 +143,9 @@ final class ObjectiveTests: XCTestCase {
         XCTAssertEqual(try Objective.subTB.evaluate([masked], layout: .forcedStop).loss, 5.446667, accuracy: 1e-5)
     }
 
-    // MARK: toy problem of golden_loss.py (sequences over {a, b} of length ≤ 4, arbitrary rewards)
+    // MARK: toy problem of the reference's golden-value script (sequences over {a, b} of length ≤ 4, arbitrary rewards)
 
-    /// The toy reward table of golden_loss.py is drawn from numpy's generator, which Swift cannot reproduce; the
+    /// The toy reward table of that script is drawn from numpy's generator, which Swift cannot reproduce; the
     /// A1 and A7 checks below use the same construction with our own random table (the identities are exact).
     func toy(seed: UInt64) -> (all: [[Int32]], logR: [[Int32]: Double]) {
         var rng = RNG(seed: seed)

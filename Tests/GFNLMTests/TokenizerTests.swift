@@ -105,10 +105,9 @@ final class TokenizerTests: XCTestCase {
     }
 
     func testEveryPromptLine() throws {
-        // The repository's copy (data/, from the paper's repository), else the shared one of the workspace.
+        // The repository's copy (data/, from the paper's repository).
         let root = FileIO.dirname(of: FileIO.dirname(of: TestFiles.fixtures))
-        var promptsPath = FileIO.join(root, "data/openwebtext/prompts.txt")
-        if !FileIO.exists(promptsPath) { promptsPath = FileIO.join(root, "../shared/data/openwebtext/prompts.txt") }
+        let promptsPath = FileIO.join(root, "data/openwebtext/prompts.txt")
         guard FileIO.exists(promptsPath) else { throw XCTSkip("prompts.txt not present at \(promptsPath)") }
         let t = try tokenizer()
         let text = try FileIO.readText(promptsPath)

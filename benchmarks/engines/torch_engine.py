@@ -74,7 +74,7 @@ class Engine:
                          target_modules=list(C.LORA_TARGETS), fan_in_fan_out=True, task_type="CAUSAL_LM")
         torch.manual_seed(0)
         pm = get_peft_model(base, cfg)
-        pm.train()          # as PEFT users (and the reference, algorithm.md B16) train: dropout on
+        pm.train()          # as PEFT users (and the reference) train: dropout on
         return pm
 
     def lora_setup(self):

@@ -1,4 +1,4 @@
-"""The reference's GFlowNet loop for the random-number task, in PyTorch, written from ../shared/docs/algorithm.md
+"""The reference's GFlowNet loop for the random-number task, in PyTorch, written from the paper's reference implementation
 (§1.2 layout A `generate_and_return_eos_logprob`, §1.4 gradient flow and accumulation, §2.4 schedule, §3.4 rng
 notebook, §4.1 task and reward). It is the peer side of the "GFlowNet step" row: what the reference does per
 optimisation step, on the same GPT-2 small, on this machine.
@@ -7,7 +7,7 @@ One step = grad_acc (8) micro-batches; each micro-batch samples bsz (8) rows of 
 14-token prompt with the LoRA policy, with gradients enabled through the sampling pass and its KV cache (as the
 reference does), computes the rule reward for every prefix, the modified SubTB loss (λ = 1, `cumsum >= 1` mask,
 pooled mean), and calls backward; then one AdamW step (lr 5e-4, betas (0.9, 0.999), weight decay 0.01) and the
-LambdaLR warm-up/linear-decay schedule. Dropout is on (model.train(), algorithm.md B16), τ = 1, min_len 1, no buffer.
+LambdaLR warm-up/linear-decay schedule. Dropout is on (model.train(), as the reference samples in train mode), τ = 1, min_len 1, no buffer.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import common as C
 
 
 def rng_log_reward(generated: list, eos: int, nice: set) -> float:
-    """algorithm.md §4.1: empty -> -8; position 1: +8 if a single-token "0".."99" else -8; position m >= 2:
+    """The random-integer reward: empty -> -8; position 1: +8 if a single-token "0".."99" else -8; position m >= 2:
     0 if it is the end token, else -8m."""
     if not generated:
         return -8.0
@@ -28,7 +28,7 @@ def rng_log_reward(generated: list, eos: int, nice: set) -> float:
 
 
 def generate_and_return_eos_logprob(model, encoded_prompt, eos, nice, max_len, min_len, temperature=1.0):
-    """Layout A (algorithm.md §1.2). Returns (tokens [B, P+L'+1], LPF, LPT, LR each [B, L+1])."""
+    """Layout A. Returns (tokens [B, P+L'+1], LPF, LPT, LR each [B, L+1])."""
     B, P = encoded_prompt.shape
     active = torch.ones(B, dtype=torch.bool)
     state = encoded_prompt.clone()
@@ -72,7 +72,7 @@ def _truncate(g: list, eos: int) -> list:
 
 
 def modified_subtb_loss(tokens, lpf, lpt, lr, prompt_len, eos, max_len, lam=1.0):
-    """Pooled, λ-weighted mean over kept sub-trajectories (algorithm.md §1.2, mask `cumsum >= 1`)."""
+    """Pooled, λ-weighted mean over kept sub-trajectories (mask `cumsum >= 1`)."""
     delta = lr[:, :-1] + lpf[:, :-1] + lpt[:, 1:] - lr[:, 1:] - lpt[:, :-1]          # [B, L]
     csum = torch.cat([torch.zeros_like(delta[:, :1]), delta], 1).cumsum(1)          # [B, L+1]
     mask = (tokens[:, prompt_len:] == eos).cumsum(dim=-1) >= 1

@@ -32,7 +32,7 @@ import gfnlm
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
-# The reward's few-shot prefix, verbatim from the reference (algorithm.md §4.5): the first three worked problems of
+# The reward's few-shot prefix, verbatim from the reference: the first three worked problems of
 # data/arithmetic/1digit_34_op+-_train_50.json, query + " " + rationale + solution, joined by "\n", trailing "\n".
 DEMO_PREFIX = (
     "Question: 6 - 0 - 4 - 8 = ? Answer: 6 - 0 = 6, 6 - 4 = 2, 2 - 8 = -6. The answer is -6.\n"

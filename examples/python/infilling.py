@@ -6,7 +6,7 @@ ending Y = s5, the posterior over middles Z is p(Z | s1 s2 s3, Y) ∝ p_LM(Z Y |
 that left-to-right sampling cannot reach, because the language model reads the ending only after the middle.
 GFlowNet fine-tuning turns the model into an amortized sampler of R(Z)^(1/T_R), R(Z) = p_LM(Z Y | s1 s2 s3).
 
-Choices (algorithm.md §4.3, bug B9): the reward is the paper-faithful p_LM(Z Y | s1 s2 s3) (main_infill.py's
+Choices: the reward is the paper-faithful p_LM(Z Y | s1 s2 s3) (main_infill.py's
 intent; the reference's runnable main.py scores p_LM(Z Y | "Beginning … Ending … Middle:") instead), computed with
 the adapter off through the prompt's reward context. The policy has to see the ending: by default its prompt X is
 "s5 <|endoftext|> s1 s2 s3" (the ending as a previous document, then the beginning), a layout the demo model has

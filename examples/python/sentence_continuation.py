@@ -7,7 +7,7 @@ other. GFlowNet fine-tuning (modified SubTB, LoRA) turns the model into an amort
 posterior; the evaluation compares 8 of its samples per held-out prompt with 8 sentences from each decoding method
 on the base model: the maximum log-likelihood among them and their diversity.
 
-Setup (algorithm.md §4.2): ⊤ = "." after at least --min-len tokens and at most --max-len, then "." is forced
+Setup: ⊤ = "." after at least --min-len tokens and at most --max-len, then "." is forced
 (layout next_sentence). Defaults 4 and 14 where the paper has 1 and 30: a minimum of 4 keeps the comparison about
 sentences rather than one-word fragments (every method, baselines included, is held to it; the trainer's target is R
 restricted to sentences of at least --min-len tokens, whatever the reward gives shorter ones), and 14 keeps the run
@@ -36,7 +36,7 @@ import gfnlm
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 # The reference's constraints.illegal_tokens (next_sentence/configs/task/openwebtext_gpt2.yaml); only the ones that
-# are a single token of the model's tokenizer are used (algorithm.md §4.2).
+# are a single token of the model's tokenizer are used.
 ILLEGAL = (["<|endoftext|>", "\n", "\n\n", "\t", '"', '""', '"""', "http", "https", "://", "www", "Â", '"?', '?"']
            + ["$" * k for k in (2, 4)] + ["@" * k for k in (2, 4, 8)] + ["#" * k for k in (2, 3, 4, 8, 16, 32)]
            + ["%" * k for k in (2, 4)] + ["^" * k for k in (1, 2, 4)] + ["&&"] + ["|" * k for k in (1, 2, 4)]

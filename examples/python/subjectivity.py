@@ -40,7 +40,7 @@ import gfnlm
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
-# Strings verbatim from the reference notebooks (algorithm.md §4.4).
+# Strings verbatim from the reference notebooks.
 X_TEMPLATE = 'Classify this movie review as objective or subjective: "{}" This review is'
 Y_TEXT = {0: ", so it is objective.", 1: ", so it is subjective."}
 LABEL_TEXT = {0: "objective", 1: "subjective"}

@@ -1,4 +1,4 @@
-/// The arithmetic tool of the paper's §4.4 (algorithm.md §4.5): after the policy samples "=" the calculator
+/// The arithmetic tool of the paper's §4.4: after the policy samples "=" the calculator
 /// evaluates the expression before it and appends " <value>" as context (tool tokens are scored by the reward but
 /// are never actions of the policy).
 public struct Calculator: Sendable, Equatable {

@@ -164,7 +164,7 @@ public enum SampleEstimates {
     }
 }
 
-/// Amortized inference helpers (algorithm.md §4.4–4.5, A17).
+/// Amortized inference helpers (sampling the trained policy, exact evaluation on small spaces).
 public enum AnswerVote {
     /// The reference's extract_answer: the integer after the last "=", else the last whitespace-separated token
     /// (both with "." stripped), else nil (the reference's −1, which can collide with a true answer: B13).

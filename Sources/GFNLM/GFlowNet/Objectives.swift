@@ -1,4 +1,5 @@
-/// How a trajectory that reaches max_len without the termination action is treated (algorithm.md §1.2–1.3).
+/// How a trajectory that reaches max_len without the termination action is treated (the reference's two terminal
+/// layouts; README "Choices where the reference is ambiguous or buggy").
 public enum TerminalLayout: Int32, Sendable, Equatable, Codable {
     /// Layout A (the default; rng, infilling, subjectivity, arithmetic): reaching max_len is certain termination,
     /// log q(⊤ | s_max) := 0, matching a sampler that simply stops.
@@ -26,7 +27,7 @@ public struct TrajectoryTerms: Sendable, Equatable {
         self.n = n; self.truncated = truncated; self.logPF = logPF; self.logPT = logPT; self.logR = logR
     }
 
-    /// Builds the terms from the reference's layout-A arrays (width max_len + 1, algorithm.md §1.2): `tokens` are
+    /// Builds the terms from the reference's layout-A arrays (width max_len + 1): `tokens` are
     /// the generated actions (⊤ = `termination`), and entries after the trajectory's end are ignored.
     public init(layoutA lpf: [Double], lpt: [Double], lr: [Double], tokens: [Int32], termination: Int32, maxLen: Int) {
         let n = tokens.firstIndex(of: termination) ?? min(tokens.count, maxLen)
@@ -49,8 +50,8 @@ public enum Objective: Sendable, Equatable {
     /// Modified sub-trajectory balance with implicit flows log F(s) = log R(s⊤) − log q(⊤|s) (paper Eq. 3): the
     /// λ-weighted mean of squared residuals over every sub-trajectory 0 ≤ i < j ≤ n, pooled over the
     /// micro-batch. `strictMask` reproduces main.py's `cumsum > 1` mask (pairs ending at the terminal state counted
-    /// twice plus one zero term, algorithm.md §1.2 / B1; a row that stops at the first step adds its one zero term
-    /// to the denominator too).
+    /// twice plus one zero term, a quirk of the reference kept for compatibility; a row that stops at the first step
+    /// adds its one zero term to the denominator too).
     case subTB(lambda: Double, strictMask: Bool)
     /// Trajectory balance with a learned log Z: (log Z + Σ log q(a) + log q(⊤|s_n) − log R(s_n⊤))², mean over rows.
     case tb

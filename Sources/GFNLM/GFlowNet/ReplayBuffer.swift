@@ -18,7 +18,7 @@ public struct ReplayItem: Sendable, Equatable {
     static func < (a: ReplayItem, b: ReplayItem) -> Bool { a.logR < b.logR || (a.logR == b.logR && a.text < b.text) }
 }
 
-/// Per-(X, Y) replay buffer of the reference (algorithm.md §2.2–2.3): bounded, de-duplicated by text and by token
+/// Per-(X, Y) replay buffer as the paper's reference implementation keeps it: bounded, de-duplicated by text and by token
 /// edit distance, evicting the lowest reward, sampled ∝ exp(log R) (prioritised) or uniformly.
 public final class ReplayBuffer: @unchecked Sendable {
     public var capacity: Int

@@ -43,7 +43,7 @@ public struct PromptSpec: Sendable, Equatable {
         self.x = x; self.y = y; self.rewardContext = rewardContext; self.weight = weight
     }
 
-    /// The replay buffer key: ids of X, "|", ids of Y (algorithm.md §2.2).
+    /// The replay buffer key: ids of X, "|", ids of Y (the reference keys its buffers by prompt and observation).
     public var key: String {
         x.map(String.init).joined(separator: " ") + "|" + (y.map { $0.map(String.init).joined(separator: " ") } ?? "None")
     }
@@ -76,7 +76,7 @@ extension RewardFunction {
 /// Σ log p of the state tokens (with the vocabulary penalty at Z positions), plus log p(Y | C, z_≤t) for every t.
 /// A few-shot demo prefix runs once; C runs once per call; Y is scored after every prefix from the prefix cache
 /// (one batched pass for all prefixes of all rows), never by re-running the sequence. A state with fewer than
-/// `minLength` tokens gets `minLengthPenalty` instead (algorithm.md §1.6).
+/// `minLength` tokens gets `minLengthPenalty` instead (the reference's penalty for too-short states).
 public final class LMLikelihoodReward: RewardFunction, @unchecked Sendable {
     public let model: Model
     public let demos: [Int32]
@@ -296,7 +296,7 @@ public final class NextSentenceReward: RewardFunction, @unchecked Sendable {
 
 // MARK: - (d) the random-integer task's rule reward
 
-/// The rng task's reward (algorithm.md §4.1, A15): empty → −8; first token +8 if it is one of `numberTokens`
+/// The random-integer task's reward (the paper's §2): empty → −8; first token +8 if it is one of `numberTokens`
 /// (the single-token strings "0" … "99"), else −8; every later position m ≥ 2 contributes 0 if it is ⊤ and −8m
 /// otherwise. Already in log space; the paper does not temper it.
 public final class RandomIntegerReward: RewardFunction, @unchecked Sendable {

@@ -576,7 +576,7 @@ extension RolloutEngine {
     }
 }
 
-/// The behaviour policy of one micro-batch (algorithm.md §2.1).
+/// The behaviour policy of one micro-batch: on-policy, tempered, or replayed from the buffer.
 public enum Behaviour: Sendable, Equatable {
     case onPolicy
     case tempered(Double)

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-// The safetensors format (huggingface/safetensors; ../shared/docs/ecosystem.md §2):
+// The safetensors format (huggingface/safetensors):
 //   u64 little-endian N | N bytes of UTF-8 JSON header (padded with spaces) | data section
 // header: {"__metadata__": {str: str}, name: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...}
 // Offsets are relative to the data section. The reader validates everything the reference reader does (sizes,

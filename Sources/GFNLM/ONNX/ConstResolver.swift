@@ -86,7 +86,7 @@ final class ConstValue {
     }
 }
 
-/// Folds constants of the graph (onnx-exports.md §4 step 1), memoized: initializers, Constant nodes (including
+/// Folds constants of the graph (the first step of recognising an export), memoized: initializers, Constant nodes (including
 /// external data in their attribute), and Identity/Cast/Transpose/Unsqueeze/Squeeze/Reshape/Flatten/Concat/
 /// Gather/Slice/Mul/Div/Add/Sub/Pow/Sqrt/Neg/Reciprocal over constants. Also `partialInts` for shape vectors whose
 /// entries are partly known.

@@ -58,7 +58,7 @@ struct RecognizedBlock {
     var parallel: Bool { ln2 == nil }
 }
 
-/// Recognizes GPT-2 / GPT-J from the graph structure (onnx-exports.md §4), never from initializer names.
+/// Recognizes GPT-2 / GPT-J from the graph structure, never from initializer names (exporters name them differently).
 final class GraphRecognizer {
     let graph: ONNXGraph
     let consts: ConstResolver
@@ -146,7 +146,7 @@ final class GraphRecognizer {
         graph.consumers(v).filter { let o = graph.nodes[$0].opType; return o != "Shape" && o != "Size" }
     }
 
-    /// Finds every linear site (onnx-exports.md §4 step 4).
+    /// Finds every linear site (MatMul / Gemm against a constant weight, with its bias if any).
     func findLinears() throws(GFNError) {
         for n in graph.nodes where isMatMulLike(n) {
             guard let a = n.input(0), let b = n.input(1), let out = n.outputs.first, !out.isEmpty else { continue }
@@ -228,7 +228,7 @@ final class GraphRecognizer {
         return nil
     }
 
-    /// Finds every LayerNorm site (onnx-exports.md §4 step 3).
+    /// Finds every LayerNorm site (a fused LayerNormalization node, or its decomposed ReduceMean / Sub / Pow form).
     func findNorms() throws(GFNError) {
         for n in graph.nodes {
             if n.opType == "LayerNormalization" && (n.domain.isEmpty || n.domain == "com.microsoft") {

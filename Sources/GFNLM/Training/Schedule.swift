@@ -5,7 +5,7 @@ import Glibc
 /// Learning-rate schedules as multipliers of a base learning rate, with `torch.optim.lr_scheduler.LambdaLR`'s
 /// convention: the optimiser step with index s (0 for the first step) uses lr · λ(s). So a warm-up gives
 /// **λ(0) = 0**: the first step moves nothing but the Adam moments (the reference's `min(s/20, 1)` and
-/// Hugging Face's `get_linear_schedule_with_warmup` both do this; algorithm.md §2.4).
+/// Hugging Face's `get_linear_schedule_with_warmup` both do this).
 public enum LRSchedule: Sendable, Equatable {
     /// λ = 1.
     case constant

@@ -120,7 +120,7 @@ def test_c_train_sampler_short(tmp_path):
 @needs_demo
 def test_c_reward_is_the_model_itself_without_bonus(tmp_path):
     """With BONUS 0 the C reward is log p_LM(Z ⊤ | X) with the forced-stop convention: the untrained policy is
-    already the target, so the sub-trajectory balance loss is 0 (algorithm.md §8, A13)."""
+    already the target, so the sub-trajectory balance loss is 0."""
     exe = build_c_example(tmp_path, "-DBONUS=0.0")
     p = subprocess.run([str(exe), MODEL, "2", str(tmp_path / "adapter0")], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
