@@ -103,18 +103,8 @@ public enum BLAS {
                                    b: UnsafePointer<Float>, ldb: Int, transB: Bool,
                                    c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) -> Bool {
         guard m >= 2 && m <= fewRowsLimit && n > 0 && k > 0 else { return false }
-        let block = 64
-        let blocks = (n + block - 1) / block
-        // Below ~1 M multiply-adds per thread the fork-join costs more than it saves.
-        let t = m * n * k >= 1 << 20 ? threads : 1
-        Parallel.chunks(blocks, threads: t) { _, range in
-            let n0 = range.lowerBound * block, n1 = min(n, range.upperBound * block)
-            if transB {
-                gfk_sgemm_small_nt(m, k, a, lda, b, ldb, c, ldc, n0, n1)
-            } else {
-                gfk_sgemm_small_nn(m, k, a, lda, b, ldb, c, ldc, n0, n1)
-            }
-        }
+        gemmRowInvariant(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transB: transB, c: c, ldc: ldc,
+                         threads: threads)
         return true
     }
 

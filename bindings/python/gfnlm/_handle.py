@@ -7,6 +7,8 @@ class Closeable:
     the object refuses further use once closed (InvalidArgumentError, a ValueError)."""
 
     _h = None
+    #: What the handle is, for the error after close() ("model is closed").
+    _kind = "handle"
 
     def close(self) -> None:  # pragma: no cover - every subclass defines it
         """Frees the handle."""
@@ -22,3 +24,10 @@ class Closeable:
     def closed(self) -> bool:
         """True once close() has run."""
         return not self._h
+
+    def _handle(self):
+        """The live handle; InvalidArgumentError once closed."""
+        if not self._h:
+            from . import _lib
+            raise _lib.GfnError(-1, f"{self._kind} is closed")
+        return self._h

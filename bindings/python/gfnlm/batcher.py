@@ -65,6 +65,8 @@ class Batcher(Closeable):
     ones. Use as a context manager: leaving the block drains the queue (close(drain=False) cancels instead).
     Callbacks (on_token, futures' done-callbacks) run on the library's scheduler thread: keep them short."""
 
+    _kind = "batcher"
+
     def __init__(self, model: Model, max_batch: int = 32, max_queue: int = 256, max_prefill_tokens: int = 512):
         self.model = model
         params = _lib.gfn_batcher_default_params()
@@ -313,7 +315,3 @@ class Batcher(Closeable):
         except Exception:  # pragma: no cover
             pass
 
-    def _handle(self):
-        if not self._h:
-            raise _lib.GfnError(-1, "the batcher is closed")
-        return self._h

@@ -22,6 +22,8 @@ class Model(Closeable):
     """A GPT-2 or GPT-J model loaded from an ONNX export (Model.load). Immutable and shareable by threads; a
     context manager (close() frees it)."""
 
+    _kind = "model"
+
     def __init__(self, handle: c_void_p, path: PathLike | None = None):
         self._h = handle
         self.path = path
@@ -76,10 +78,6 @@ class Model(Closeable):
         except Exception:  # pragma: no cover
             pass
 
-    def _handle(self):
-        if not self._h:
-            raise _lib.GfnError(-1, "model is closed")
-        return self._h
 
     @property
     def config(self) -> dict:

@@ -22,6 +22,8 @@ class Reward(Closeable):
     subclasses (LMLikelihood, NextSentence, RandomInteger, Callback); a plain Python function passed to
     GFlowNetTrainer as reward is wrapped in a Callback."""
 
+    _kind = "reward"
+
     def __init__(self, handle: c_void_p, keep: object = None):
         self._h = handle
         self._keep = keep
@@ -29,10 +31,6 @@ class Reward(Closeable):
     def __repr__(self) -> str:
         return f"<gfnlm.rewards.{type(self).__name__}{' (closed)' if self.closed else ''}>"
 
-    def _handle(self):
-        if not self._h:
-            raise _lib.GfnError(-1, "reward is closed")
-        return self._h
 
     def __call__(self, x: TokenIds, actions: TokenIds, y: TokenIds | None = None) -> np.ndarray:
         """Untempered log R of every prefix state of one action sequence: a float64 array of len(actions) + 1."""

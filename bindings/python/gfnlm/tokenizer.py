@@ -15,6 +15,8 @@ class Tokenizer(Closeable):
     """GPT-2 byte-level BPE tokenizer (also GPT-J's). Thread-safe; a context manager. A model's own tokenizer
     (Model.tokenizer) belongs to the model: closing it only detaches this wrapper."""
 
+    _kind = "tokenizer"
+
     def __init__(self, handle: c_void_p, owner: object | None = None):
         self._h = handle
         self._owner = owner  # a Model that owns a borrowed tokenizer
@@ -43,10 +45,6 @@ class Tokenizer(Closeable):
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
 
-    def _handle(self):
-        if not self._h:
-            raise _lib.GfnError(-1, "tokenizer is closed")
-        return self._h
 
     def encode(self, text: str, allow_special: bool = True) -> list[int]:
         """Token ids of `text` (special tokens such as <|endoftext|> recognised unless allow_special=False)."""

@@ -19,6 +19,8 @@ class LoRA(Closeable):
     head, also when tied to the embedding; export_onnx cannot merge lm_head into a tied head), scale alpha/r (alpha/√r
     with rslora), A Kaiming-uniform and B zero at init (so the adapter starts as the base model)."""
 
+    _kind = "adapter"
+
     def __init__(self, model: Model, r: int = 8, alpha: float = 8.0, dropout: float = 0.0,
                  targets: str | Sequence[str] | None = None, seed: int = 0, rslora: bool = False,
                  _handle: c_void_p | None = None):
@@ -59,10 +61,6 @@ class LoRA(Closeable):
         _lib.check(_lib.gfn_adapter_parameter_count(self._handle(), ctypes.byref(n)))
         return n.value
 
-    def _handle(self):
-        if not self._h:
-            raise _lib.GfnError(-1, "adapter is closed")
-        return self._h
 
     def close(self) -> None:
         """Frees the adapter. Idempotent."""
