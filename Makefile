@@ -77,10 +77,10 @@ swift-test: | deps
 	$(SWIFT) build --build-tests -j $(JOBS)
 	$(SWIFT) test --skip-build
 
-C_TESTS := $(wildcard tests/c/test_*.c)
-C_BINS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(C_TESTS))
+C_TESTS := $(wildcard Tests/C/test_*.c)
+C_BINS := $(patsubst Tests/C/%.c,$(BUILD)/tests/%,$(C_TESTS))
 
-$(BUILD)/tests/%: tests/c/%.c include/gfnlm.h $(LIB)
+$(BUILD)/tests/%: Tests/C/%.c include/gfnlm.h $(LIB)
 	@mkdir -p $(BUILD)/tests
 	gcc -std=c11 -O1 -g -Wall -Wextra -Werror -Iinclude $< -L$(BUILD) -lgfnlm -Wl,-rpath,$(BUILD) -lpthread -o $@
 

@@ -76,9 +76,9 @@ wheel: $(LIB) venv $(PY_SOURCES)
 ## The installed library and the wheel as users get them (part of `make test`, about a minute): the NEEDED list,
 ## make install/uninstall with pkg-config and CMake consumers, and the wheel in a fresh venv.
 install-test: $(LIB) wheel
-	tests/install/test_needed.sh $(LIB)
-	tests/install/test_install.sh
-	tests/install/test_wheel.sh $(WHEEL)
+	Tests/Install/test_needed.sh $(LIB)
+	Tests/Install/test_install.sh
+	Tests/Install/test_wheel.sh $(WHEEL)
 
 ## The clean-machine check (not part of `make test`: a few minutes the first time, for debootstrap; then about a
 ## minute): a Debian 12 root with only libopenblas0 and python3 from apt runs the installed C example and the

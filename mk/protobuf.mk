@@ -4,7 +4,7 @@
 # (Sources/CONNX/onnx/onnx.pb.{h,cc}, committed); the release library links protobuf-lite statically from
 # PROTOBUF_ARCHIVE, a position-independent build of Debian's own protobuf source (tools/build-protobuf-lite.sh says
 # why Debian's libprotobuf-lite.a cannot be used in a shared object). The result needs neither libonnx_proto nor
-# libprotobuf at run time (tests/install/test_needed.sh checks the NEEDED list).
+# libprotobuf at run time (Tests/Install/test_needed.sh checks the NEEDED list).
 #
 #   make onnx-proto   regenerates Sources/CONNX/onnx from Debian's onnx.proto (needs libonnx-dev and
 #                     protobuf-compiler of the same protobuf version as libprotobuf-dev)

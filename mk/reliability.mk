@@ -28,7 +28,7 @@ CLANG := /opt/swift/usr/bin/clang
 SAN_DIR := $(BUILD)/sanitize
 # C tests that make sense under the sanitizers and valgrind (test_crash re-executes itself and kills its child:
 # it runs in `make crash-test`, not here).
-SAN_TESTS := $(filter-out test_crash,$(patsubst tests/c/%.c,%,$(C_TESTS)))
+SAN_TESTS := $(filter-out test_crash,$(patsubst Tests/C/%.c,%,$(C_TESTS)))
 
 .PHONY: fuzz fuzz-smoke fuzz-build crash-test stress sanitize sanitize-asan sanitize-ubsan sanitize-tsan valgrind \
 	valgrind-deps
@@ -85,7 +85,7 @@ $(SAN_DIR)/$(1)/libgfnlm.so: $(SWIFT_SOURCES)
 	@mkdir -p $(SAN_DIR)/$(1)
 	cp $(ROOT)/.build-$(1)/debug/libgfnlm.so $$@
 
-$(SAN_DIR)/$(1)/test_%: tests/c/test_%.c include/gfnlm.h $(SAN_DIR)/$(1)/libgfnlm.so
+$(SAN_DIR)/$(1)/test_%: Tests/C/test_%.c include/gfnlm.h $(SAN_DIR)/$(1)/libgfnlm.so
 	$(CLANG) -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=$(3) -Wall -Wextra -Werror -Iinclude $$< \
 	  -L$(SAN_DIR)/$(1) -lgfnlm -Wl,-rpath,$(SAN_DIR)/$(1) -L/opt/swift/usr/lib/swift/linux -ldispatch -lBlocksRuntime \
 	  -Wl,-rpath,/opt/swift/usr/lib/swift/linux -lpthread -lm -o $$@
@@ -96,7 +96,7 @@ $(eval $(call SANITIZED_LIB,tsan,-Xswiftc -sanitize=thread,thread))
 
 sanitize-asan: $(patsubst %,$(SAN_DIR)/asan/%,$(SAN_TESTS))
 	@set -e; for t in $(SAN_TESTS); do echo "== asan $$t"; \
-	  GFNLM_NO_RLIMIT=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 LSAN_OPTIONS=suppressions=$(ROOT)/tests/sanitize/lsan.supp \
+	  GFNLM_NO_RLIMIT=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 LSAN_OPTIONS=suppressions=$(ROOT)/Tests/Sanitize/lsan.supp \
 	  $(SAN_DIR)/asan/$$t > $(SAN_DIR)/asan-$$t.log 2>&1 || { tail -60 $(SAN_DIR)/asan-$$t.log; exit 1; }; \
 	  tail -1 $(SAN_DIR)/asan-$$t.log; done
 
@@ -114,7 +114,7 @@ sanitize-tsan: $(SAN_DIR)/tsan/test_stress $(SAN_DIR)/tsan/test_batcher
 ## valgrind memcheck over the C tests against the release library (installed on first use when running as root).
 ## valgrind 3.19 (Debian 12) cannot read the DWARF 5 the Swift toolchain emits: the tests load a copy of the
 ## library without debug information (LD_LIBRARY_PATH overrides the tests' RUNPATH). Suppressions:
-## tests/sanitize/valgrind.supp (uninitialised-value reports inside Swift's word-at-a-time string and enum code only).
+## Tests/Sanitize/valgrind.supp (uninitialised-value reports inside Swift's word-at-a-time string and enum code only).
 valgrind-deps:
 	@command -v valgrind >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends valgrind; \
@@ -128,7 +128,7 @@ $(SAN_DIR)/valgrind/libgfnlm.so: $(LIB)
 valgrind: valgrind-deps $(SAN_DIR)/valgrind/libgfnlm.so $(patsubst %,$(BUILD)/tests/%,$(SAN_TESTS))
 	@set -e; for t in $(SAN_TESTS); do echo "== valgrind $$t"; \
 	  GFNLM_NO_RLIMIT=1 LD_LIBRARY_PATH=$(SAN_DIR)/valgrind valgrind --tool=memcheck --error-exitcode=99 \
-	    --leak-check=full --errors-for-leak-kinds=definite --suppressions=$(ROOT)/tests/sanitize/valgrind.supp \
+	    --leak-check=full --errors-for-leak-kinds=definite --suppressions=$(ROOT)/Tests/Sanitize/valgrind.supp \
 	    $(BUILD)/tests/$$t > $(SAN_DIR)/valgrind-$$t.log 2>&1 || { tail -80 $(SAN_DIR)/valgrind-$$t.log; exit 1; }; \
 	  grep -E "ERROR SUMMARY|definitely lost" $(SAN_DIR)/valgrind-$$t.log | tail -2; done
 

@@ -5,7 +5,7 @@
 # `pkg-config --cflags --libs gfnlm` (against the staged install), the wheel from `make wheel` (pip-installed into
 # a venv; numpy from PyPI, or Debian's python3-numpy when PyPI cannot be reached), and the models. Then, inside the
 # root (chroot, private mount namespace): ldd of the library finds everything, the C example runs, and the wheel's
-# Python example (tests/install/wheel_smoke.py: sampling + three GFlowNet steps) runs.
+# Python example (Tests/Install/wheel_smoke.py: sampling + three GFlowNet steps) runs.
 #
 # The debootstrap'ed base is cached as CACHE/debian12-base.tar (a few minutes the first time); each run unpacks a
 # fresh copy, so nothing from an earlier run leaks in. Needs root (debootstrap, chroot, mounts).
@@ -61,7 +61,7 @@ cp -r "$MODEL" "$R/opt/gfnlm/models/demo-gpt2"
 cp -r "$FIXTURE" "$R/opt/gfnlm/fixture/model"
 cp -r "$TOKENIZER" "$R/opt/gfnlm/fixture/tokenizer"
 cp "$WHEEL" "$R/opt/gfnlm/"
-cp "$ROOT/tests/install/wheel_smoke.py" "$R/opt/gfnlm/"
+cp "$ROOT/Tests/Install/wheel_smoke.py" "$R/opt/gfnlm/"
 cp /etc/resolv.conf "$R/etc/resolv.conf" 2>/dev/null || true
 # Network plumbing, not a package: where this machine reaches PyPI through a TLS-intercepting proxy, pip in the root
 # needs that proxy's CA (PIP_CERT / SSL_CERT_FILE of this machine). Nothing else from the environment goes in.

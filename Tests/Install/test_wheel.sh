@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The wheel from `make wheel`, pip-installed into a fresh virtual environment, used from a temporary directory with
 # GFNLM_LIBRARY unset and neither the repository's bindings nor its build/ on any path: imports, finds its own
-# bundled library, samples from the demo model and runs three GFlowNet steps (tests/install/wheel_smoke.py).
+# bundled library, samples from the demo model and runs three GFlowNet steps (Tests/Install/wheel_smoke.py).
 # numpy comes from PyPI (pip's cache after the first run).
 #
-#   tests/install/test_wheel.sh WHEEL
+#   Tests/Install/test_wheel.sh WHEEL
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 WHEEL="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
@@ -18,6 +18,6 @@ for f in gfnlm/libgfnlm.so gfnlm/py.typed; do
 done
 python3 -m venv "$TMP/venv"
 "$TMP/venv/bin/pip" install --quiet --disable-pip-version-check "$WHEEL"
-cp "$ROOT/tests/install/wheel_smoke.py" "$TMP/"
+cp "$ROOT/Tests/Install/wheel_smoke.py" "$TMP/"
 cd "$TMP"
 env -u GFNLM_LIBRARY -u PYTHONPATH -u LD_LIBRARY_PATH "$TMP/venv/bin/python" wheel_smoke.py "$MODEL"

@@ -3,7 +3,7 @@
 # protobuf-lite are linked in, the Swift runtime too), its soname libgfnlm.so.<GFN_ABI_VERSION>, and only gfn_*
 # functions exported.
 #
-#   tests/install/test_needed.sh [LIBRARY]   (default build/libgfnlm.so)
+#   Tests/Install/test_needed.sh [LIBRARY]   (default build/libgfnlm.so)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 LIB="${1:-$ROOT/build/libgfnlm.so}"

@@ -4,7 +4,7 @@
 # find_package(gfnlm) and run that; a DESTDIR (staged) install keeps the final paths; `make uninstall` removes every
 # file. Needs the release library (make lib), pkg-config and cmake.
 #
-#   tests/install/test_install.sh
+#   Tests/Install/test_install.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 MODEL="$ROOT/Tests/Fixtures/gpt2-realvocab/legacy17"

@@ -1,4 +1,4 @@
-"""Runs from an installed wheel (tests/install/test_wheel.sh, make check-clean-install): imports gfnlm with no
+"""Runs from an installed wheel (Tests/Install/test_wheel.sh, make check-clean-install): imports gfnlm with no
 GFNLM_LIBRARY and no source checkout on any path, checks that the library is the wheel's own copy, samples from the
 demo model and runs three GFlowNet steps.
 
