@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The sampler's exact distribution over a small space, next to the target R/ΣR.
 public struct ExactDistribution: Sendable {
     /// Every action sequence of the space (⊤ not included), in breadth-first order.

@@ -197,7 +197,3 @@ extension Objective {
         return r
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -179,7 +179,3 @@ public final class ReplayBuffer: @unchecked Sendable {
         return buf
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

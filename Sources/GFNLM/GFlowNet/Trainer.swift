@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Hyper-parameters of GFlowNet fine-tuning. Defaults follow the reference's main.py where it has one.
 public struct GFlowNetConfig: Sendable, Equatable {
     public var objective: Objective = .subTB
