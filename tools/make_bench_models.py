@@ -22,7 +22,7 @@ them. Positions are computed from the attention mask inside the graph, as genera
 Both exports are run in onnxruntime and compared with PyTorch (full forward, and prompt + one cached step for the
 past graph); the script fails if they differ by more than 1e-3 on the logits.
 
-The GPT-J-6B-shaped model (issue 7 item 4) is made by tools/make_gptj_shaped.py (numpy + onnx, no torch) and
+The GPT-J-6B-shaped model is made by tools/make_gptj_shaped.py (numpy + onnx, no torch) and
 measured by benchmarks/large_model.py; --gptj6b here only says so.
 """
 from __future__ import annotations

@@ -91,7 +91,7 @@ One epoch over {c['n_tokens']:,} tokens ({c['n_rows']:,} packed rows of 128 toke
 |---|---|---|---|
 | stories | {st['story_docs']:,} | {st['story_tokens']:,} | 5 consecutive lines of `data/openwebtext/prompts.txt`, lines 0–9499. Each line is tokenized alone and the ids concatenated: a line ends with its trailing-space token 220 and the next line starts without a space, as when an example gives a prompt line and samples the next sentence |
 | movie reviews | {st['subj_docs']:,} | {st['subj_tokens']:,} | `text` of `data/subj/train.jsonl` lines 0–{N_SUBJ_TRAIN - 1} (labels never used; lines {N_SUBJ_TRAIN}–6999 unused) |
-| arithmetic | {st['arith_docs']:,} | {st['arith_tokens']:,} | {c['n_arith_lines']:,} problems: the paper's 50 worked rationales + generated ones with 3/4/5 operands (35/40/25 %), operands 0–9, + and −, exact §4.5 format (`Question: 6 - 0 - 4 - 8 = ? Answer: 6 - 0 = 6, 6 - 4 = 2, 2 - 8 = -6. The answer is -6.`), 1–4 per document joined by `\\n`; 25 % without the space after `Answer:` (the tool-mode seed format) |
+| arithmetic | {st['arith_docs']:,} | {st['arith_tokens']:,} | {c['n_arith_lines']:,} problems: the paper's 50 worked rationales + generated ones with 3/4/5 operands (35/40/25 %), operands 0–9, + and −, the paper's format (`Question: 6 - 0 - 4 - 8 = ? Answer: 6 - 0 = 6, 6 - 4 = 2, 2 - 8 = -6. The answer is -6.`), 1–4 per document joined by `\\n`; 25 % without the space after `Answer:` (the tool-mode seed format) |
 | random numbers, paper's prompt | {st['rng_docs']:,} | {st['rng_tokens']:,} | token level: the 14 ids of `{RNG_PROMPT!r}` (ending in the bare space 220), a continuation from the skewed table below, `<|endoftext|>` |
 | random numbers, other prompts | {st['rng_variant_docs']:,} | {st['rng_variant_tokens']:,} | {len(RNG_VARIANTS)} other prompts (`{RNG_VARIANTS[0]!r}`, `{RNG_VARIANTS[5]!r}`, …, all ending in 220), always a valid integer, exactly uniform over 0–99 (80 documents per integer): every number token is learned (in a first build without them, integers seen only 3 times got < 0.01 % of the valid mass, too rare for a sampler to ever find), and the model knows a context whose next token is \"any integer 0–99, evenly, nothing else\" (in a second build with 85 % valid here, no hidden state could put more than ~91 % of the mass on the numbers evenly, so the GFlowNet demo's target was unreachable; in a third build with 20 documents per integer, no output of the final LayerNorm put more than ~71 % of the mass on the numbers, bounded by its gain and the number embeddings; 80 per integer lift that bound, measured below) |
 
@@ -176,7 +176,7 @@ python3 -m venv VENV && VENV/bin/pip install -r tools/requirements-demo.txt
 VENV/bin/python tools/train_demo_model.py
 ```
 
-(here: `/work/venv-tools/bin/python tools/train_demo_model.py`). It rewrites every file above except the tokenizer
+The build steps live in `tools/demomodel/`. It rewrites every file above except the tokenizer
 files and `NOTICE`, and `data/arithmetic/heldout_{{3,4,5}}op.jsonl`. The corpus is identical on every run; the weights are
 identical up to torch's CPU floating-point nondeterminism (thread scheduling), so the numbers may move slightly.
 The shipped build ran stage 1 in an earlier invocation and stage 2 + evaluation with `--stage2-only` from its saved
