@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import warnings
 from collections import Counter
@@ -12,50 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hfexport import logits_only, optimum_mask_patches
+
 from .common import EOS, RNG_PROMPT_IDS
 
 # ---------------------------------------------------------------------------------------------
 # Export
 # ---------------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def optimum_mask_patches():
-    """optimum's ModelPatcher patches so the TorchScript tracer exports transformers >= 4.53 masks."""
-    import transformers.masking_utils as mu
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask, eager_mask
-    from transformers.cache_utils import DynamicLayer
-    from optimum.exporters.onnx import model_patcher as mp
-    orig_find, orig_update = mu.find_packed_sequence_indices, DynamicLayer.update
-    orig_sdpa = torch.nn.functional.scaled_dot_product_attention
-    ALL_MASK_ATTENTION_FUNCTIONS.register("sdpa", mp.sdpa_mask_without_vmap)
-    ALL_MASK_ATTENTION_FUNCTIONS.register("eager", mp.eager_mask_without_vmap)
-    mu.find_packed_sequence_indices = mp.find_packed_sequence_indices_patched
-    DynamicLayer.update = mp.patched_dynamic_layer_update
-    torch.nn.functional.scaled_dot_product_attention = mp.traceable_scaled_dot_product_attention
-    try:
-        yield
-    finally:
-        ALL_MASK_ATTENTION_FUNCTIONS.register("sdpa", sdpa_mask)
-        ALL_MASK_ATTENTION_FUNCTIONS.register("eager", eager_mask)
-        mu.find_packed_sequence_indices = orig_find
-        DynamicLayer.update = orig_update
-        torch.nn.functional.scaled_dot_product_attention = orig_sdpa
-
-
-def logits_only(model):
-    """forward(input_ids, attention_mask) -> logits, positions = clamp(cumsum(mask) - 1, 0)."""
-    base = type(model)
-
-    class LogitsOnly(base):
-        def forward(self, input_ids, attention_mask):
-            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-            return base.forward(self, input_ids=input_ids, attention_mask=attention_mask,
-                                position_ids=position_ids, use_cache=False).logits
-
-    m = copy.deepcopy(model)
-    m.__class__ = LogitsOnly
-    return m
-
 
 def padded_batch(tok):
     texts = ["The city council approved the new budget on", "Question: 7 + 2 - 5 = ? Answer:"]
