@@ -717,10 +717,10 @@ typedef struct gfn_gflownet_params {
     int32_t termination;           /* the ⊤ token (e.g. 50256, or 13 "." for sentences); required */
     int32_t min_length;            /* ⊤ not sampled before this many actions; default 0. The target is R
                                       restricted to |Z| ≥ min_length for every objective, whatever the reward
-                                      gives shorter sequences (README: "min_length") */
+                                      gives shorter sequences (docs/algorithm.md, "min_length") */
     int32_t max_length;            /* actions per trajectory; default 16 */
     gfn_logit_adjustment adjust;   /* the policy's vocabulary penalty / mask (⊤ always allowed) */
-    int32_t calculator;            /* 0 off, 1 reference-compatible (bug B6), 2 fixed; needs the model's tokenizer */
+    int32_t calculator;            /* 0 off, 1 reference-compatible (bug included), 2 fixed; needs the model's tokenizer */
     int32_t batch_size;            /* trajectories per micro-batch (one prompt each); default 8 */
     int32_t grad_accumulation;     /* micro-batches per step; default 1 */
     int32_t average_accumulation;  /* 0: gradients summed over micro-batches (main.py); 1: averaged */
