@@ -279,11 +279,22 @@ public final class Batcher: @unchecked Sendable {
             }
         }
         guard !ready.isEmpty else { return }
+        // Requests with the same prompt under the same adapter share one prefill (as the samples of one request do):
+        // the cache is the same whichever request computed it.
+        var unique: [PrefillItem] = []
+        var slot: [Int] = []
+        for item in ready {
+            if let j = unique.firstIndex(where: { $0.adapter === item.adapter && $0.prompt == item.prompt }) {
+                slot.append(j)
+            } else {
+                slot.append(unique.count)
+                unique.append(PrefillItem(prompt: item.prompt, adapter: item.adapter))
+            }
+        }
         let shared: (logits: FloatStorage, caches: [KVCache])?
         do throws(GFNError) {
-            let logits = try FloatStorage(count: ready.count * V)
-            let caches = try context.prefill(ready.map { PrefillItem(prompt: $0.prompt, adapter: $0.adapter) },
-                                             logits: logits.base)
+            let logits = try FloatStorage(count: unique.count * V)
+            let caches = try context.prefill(unique, logits: logits.base)
             shared = (logits, caches)
         } catch {
             shared = nil
@@ -293,8 +304,8 @@ public final class Batcher: @unchecked Sendable {
                 let logits: FloatStorage, prefix: KVCache
                 if let shared {
                     logits = try FloatStorage(count: V)
-                    logits.base.update(from: shared.logits.base + i * V, count: V)
-                    prefix = shared.caches[i]
+                    logits.base.update(from: shared.logits.base + slot[i] * V, count: V)
+                    prefix = shared.caches[slot[i]]
                 } else {
                     logits = try FloatStorage(count: V)
                     prefix = try context.prefill(item.prompt, adapter: item.adapter, logits: logits.base)
