@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The low-rank update of one linear map, in PEFT's layout: A [r, in], B [out, r], y += scale · (x·Aᵀ)·Bᵀ.
 /// The tensors share storage with the adapter: an optimiser updates them in place.
 public struct LoRAFactors: @unchecked Sendable {

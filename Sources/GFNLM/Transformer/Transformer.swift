@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The native GPT-2 / GPT-J forward pass in fp32 (llm.c style: one function per operation, all matrix products
 /// through BLAS). Immutable and shareable by any number of threads; every call brings its own `ForwardWorkspace`
 /// (scratch memory) and `KVCache`s.
@@ -185,7 +181,7 @@ public final class Transformer: @unchecked Sendable {
                 try applyLinear(k, x: b.ln1, ldx: E, m: N, y: b.qkv + E, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 try applyLinear(v, x: b.ln1, ldx: E, m: N, y: b.qkv + 2 * E, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
             }
-            if c.arch == .gptj { applyRotary(b.qkv, positions: positions, count: N) }
+            if c.arch == .gptj { rotate(b.qkv, positions: positions, count: N) }
             storeKV(layer: l, qkv: b.qkv, layout: layout, caches: caches, start: start)
             attention(layer: l, qkv: b.qkv, out: b.att, layout: layout, caches: caches, start: start,
                       segments: segs, keys: keys, buffers: b)
@@ -365,10 +361,14 @@ public final class Transformer: @unchecked Sendable {
         }
     }
 
-    /// GPT-J's interleaved rotary embedding on the first rotary_dim dimensions of every q and k head.
-    func applyRotary(_ qkv: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, count: Int) {
+    /// GPT-J's interleaved rotary embedding on the first rotary_dim dimensions of every q and k head: each pair
+    /// (x₂ⱼ, x₂ⱼ₊₁) turns by θ = position·base^(−2j/rotary_dim). `inverse` turns by −θ instead, which is the
+    /// backward pass (the rotation is orthogonal, its transpose is the inverse); the sign flip is exact, so the
+    /// forward arithmetic is the same either way.
+    func rotate(_ qkv: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, count: Int, inverse: Bool = false) {
         let c = config
         let E = c.nEmbd, H = c.nHead, D = c.headDim, half = c.rotaryDim / 2
+        let sign: Float = inverse ? -1 : 1
         rotaryCos.withUnsafeBufferPointer { cosB in
             rotarySin.withUnsafeBufferPointer { sinB in
                 guard let cosT = cosB.baseAddress, let sinT = sinB.baseAddress else { return }
@@ -381,9 +381,9 @@ public final class Transformer: @unchecked Sendable {
                         for h in 0..<H {
                             let v = base + h * D
                             for j in 0..<half {
-                                let x1 = v[2 * j], x2 = v[2 * j + 1]
-                                v[2 * j] = x1 * cs[j] - x2 * sn[j]
-                                v[2 * j + 1] = x2 * cs[j] + x1 * sn[j]
+                                let x1 = v[2 * j], x2 = v[2 * j + 1], s = sign * sn[j]
+                                v[2 * j] = x1 * cs[j] - x2 * s
+                                v[2 * j + 1] = x2 * cs[j] + x1 * s
                             }
                         }
                     }
