@@ -73,17 +73,27 @@ static inline void nn_prefetch_lines(nn_prefetch *p, size_t lines) {
     }
 }
 
+// y[m, n0:n1] = 0: the product of an empty inner dimension.
+static void zero_columns(size_t M, float *y, size_t ldy, size_t n0, size_t n1) {
+    for (size_t m = 0; m < M; m++)
+        for (size_t n = n0; n < n1; n++) y[m * ldy + n] = 0.f;
+}
+
+// Lanes below `tail` set: the mask of a strip's last, partial vector.
+static inline __m256i tail_mask(size_t tail) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 void gfk_sgemm_small_nn(size_t M, size_t K, const float *x, size_t ldx, const float *w, size_t ldw, float *y,
                         size_t ldy, size_t n0, size_t n1) {
     if (n1 <= n0 || M == 0) return;
     if (K == 0) {
-        for (size_t m = 0; m < M; m++)
-            for (size_t n = n0; n < n1; n++) y[m * ldy + n] = 0.f;
+        zero_columns(M, y, ldy, n0, n1);
         return;
     }
     const size_t width = n1 - n0, tail = width % 8;
     const __m256i none = _mm256_setzero_si256();
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i mask = tail_mask(tail);
     const size_t lines_per_row = (width + 15) / 16, strips = (width + 23) / 24;
     for (size_t k0 = 0; k0 < K; k0 += NN_KC) {
         const size_t kc = K - k0 < NN_KC ? K - k0 : NN_KC, knext = K - k0 - kc;
@@ -114,13 +124,12 @@ void gfk_sgemm_rows_nn(size_t M, size_t K, const float *x, size_t ldx, const flo
                        size_t ldy, size_t n0, size_t n1) {
     if (n1 <= n0 || M == 0) return;
     if (K == 0) {
-        for (size_t m = 0; m < M; m++)
-            for (size_t n = n0; n < n1; n++) y[m * ldy + n] = 0.f;
+        zero_columns(M, y, ldy, n0, n1);
         return;
     }
     const size_t tail = (n1 - n0) % 8;
     const __m256i none = _mm256_setzero_si256();
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i mask = tail_mask(tail);
     for (size_t k0 = 0; k0 < K; k0 += ROWS_KC) {
         const size_t kc = K - k0 < ROWS_KC ? K - k0 : ROWS_KC;
         const float *xk = x + k0, *wk = w + k0 * ldw;

@@ -13,15 +13,8 @@ final class PrefillTests: XCTestCase {
     }
 
     func adapter(_ m: Model, seed: UInt64) throws -> LoRAAdapter {
-        let targets = ["c_attn", "c_fc", "c_proj", "q_proj", "v_proj", "fc_in", "fc_out", "lm_head"]
-        let a = try LoRAAdapter(model: m.weights, config: LoRAConfig(r: 4, alpha: 8, targets: targets), seed: seed)
-        var rng = RNG(seed: seed &+ 7)
-        for name in a.moduleNames {
-            guard let f = a.factors(for: name) else { continue }
-            for i in 0..<f.b.count { f.b.pointer[i] = Float(rng.normal()) * 0.3 }
-        }
-        if let f = a.headFactors { for i in 0..<f.b.count { f.b.pointer[i] = Float(rng.normal()) * 0.3 } }
-        return a
+        try randomizedAdapter(m, seed: seed, targets: ["c_attn", "c_fc", "c_proj", "q_proj", "v_proj", "fc_in",
+                                                       "fc_out", "lm_head"])
     }
 
     func contents(_ cache: KVCache) -> [Float] {
