@@ -73,10 +73,14 @@ static inline void nn_prefetch_lines(nn_prefetch *p, size_t lines) {
     }
 }
 
-// y[m, n0:n1] = 0: the product of an empty inner dimension.
-static void zero_columns(size_t M, float *y, size_t ldy, size_t n0, size_t n1) {
+// Empty products: nothing to do (no rows or columns), or y[m, n0:n1] = 0 (an empty inner dimension). Returns 1
+// when the product was one of these.
+static int empty_product(size_t M, size_t K, float *y, size_t ldy, size_t n0, size_t n1) {
+    if (n1 <= n0 || M == 0) return 1;
+    if (K > 0) return 0;
     for (size_t m = 0; m < M; m++)
         for (size_t n = n0; n < n1; n++) y[m * ldy + n] = 0.f;
+    return 1;
 }
 
 // Lanes below `tail` set: the mask of a strip's last, partial vector.
@@ -86,11 +90,7 @@ static inline __m256i tail_mask(size_t tail) {
 
 void gfk_sgemm_small_nn(size_t M, size_t K, const float *x, size_t ldx, const float *w, size_t ldw, float *y,
                         size_t ldy, size_t n0, size_t n1) {
-    if (n1 <= n0 || M == 0) return;
-    if (K == 0) {
-        zero_columns(M, y, ldy, n0, n1);
-        return;
-    }
+    if (empty_product(M, K, y, ldy, n0, n1)) return;
     const size_t width = n1 - n0, tail = width % 8;
     const __m256i none = _mm256_setzero_si256();
     const __m256i mask = tail_mask(tail);
@@ -122,11 +122,7 @@ enum { ROWS_KC = 64 };
 
 void gfk_sgemm_rows_nn(size_t M, size_t K, const float *x, size_t ldx, const float *w, size_t ldw, float *y,
                        size_t ldy, size_t n0, size_t n1) {
-    if (n1 <= n0 || M == 0) return;
-    if (K == 0) {
-        zero_columns(M, y, ldy, n0, n1);
-        return;
-    }
+    if (empty_product(M, K, y, ldy, n0, n1)) return;
     const size_t tail = (n1 - n0) % 8;
     const __m256i none = _mm256_setzero_si256();
     const __m256i mask = tail_mask(tail);
