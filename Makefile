@@ -28,7 +28,7 @@ RELEASE_FLAGS := -c release --product gfnlm --scratch-path $(ROOT)/.build-releas
 
 include mk/protobuf.mk
 
-.PHONY: all deps lib demo test swift-test c-test py-test examples-test clean venv bench
+.PHONY: all deps lib demo test abi-check-test swift-test c-test py-test examples-test clean venv bench
 
 all: deps lib demo
 
@@ -70,8 +70,13 @@ $(VENV)/.ok: bindings/python/requirements-test.txt
 demo: lib venv
 	GFNLM_LIBRARY=$(LIB) PYTHONPATH=$(ROOT)/bindings/python $(PY) examples/python/random_numbers.py --plot $(BUILD)/random_numbers.png
 
-test: deps lib venv mpi-venv swift-test c-test fuzz-smoke py-test examples-test install-test
+test: deps lib venv mpi-venv abi-check-test swift-test c-test fuzz-smoke py-test examples-test install-test
 	@echo "all tests passed"
+
+## The exports in Sources/GFNLMC implement include/gfnlm.h's declarations (`@c @implementation`), so the compiler
+## refuses a signature that drifts from the header; this proves the check bites (mismatched declarations, seconds).
+abi-check-test:
+	SWIFTC=$(SWIFT)c Tests/ABI/check_bites.sh
 
 swift-test: | deps
 	$(SWIFT) build --build-tests -j $(JOBS)

@@ -25,8 +25,8 @@ final class CallbackBox: @unchecked Sendable {
 typealias HostReward = (Int32, Double, UnsafePointer<UnsafePointer<Int32>?>, UnsafePointer<Int32>, Int32,
                         UnsafeMutablePointer<Double>) -> Int32
 
-@_cdecl("gfn_reward_new_callback")
-public func gfnRewardNewCallback(_ fn: gfn_reward_fn?, _ userData: UnsafeMutableRawPointer?, _ terminalOnly: Int32,
+@c @implementation
+public func gfn_reward_new_callback(_ fn: gfn_reward_fn?, _ userData: UnsafeMutableRawPointer?, _ terminalOnly: Int32,
                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         guard let fn else { throw .invalidArgument("fn is NULL") }
@@ -48,8 +48,8 @@ final class TemperatureCallbackBox: @unchecked Sendable {
     }
 }
 
-@_cdecl("gfn_reward_new_callback_temperature")
-public func gfnRewardNewCallbackTemperature(_ fn: gfn_reward_temperature_fn?, _ userData: UnsafeMutableRawPointer?,
+@c @implementation
+public func gfn_reward_new_callback_temperature(_ fn: gfn_reward_temperature_fn?, _ userData: UnsafeMutableRawPointer?,
                                             _ terminalOnly: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         guard let fn else { throw .invalidArgument("fn is NULL") }
@@ -89,8 +89,8 @@ func hostReward(terminalOnly: Bool, _ call: @escaping HostReward) -> CallbackRew
     })
 }
 
-@_cdecl("gfn_reward_new_lm_likelihood")
-public func gfnRewardNewLMLikelihood(_ model: OpaquePointer?, _ demos: UnsafePointer<Int32>?, _ nDemos: Int32,
+@c @implementation
+public func gfn_reward_new_lm_likelihood(_ model: OpaquePointer?, _ demos: UnsafePointer<Int32>?, _ nDemos: Int32,
                                      _ zAdjust: UnsafePointer<gfn_logit_adjustment>?, _ minLength: Int32,
                                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -104,8 +104,8 @@ public func gfnRewardNewLMLikelihood(_ model: OpaquePointer?, _ demos: UnsafePoi
     }
 }
 
-@_cdecl("gfn_reward_new_next_sentence")
-public func gfnRewardNewNextSentence(_ model: OpaquePointer?, _ termination: Int32,
+@c @implementation
+public func gfn_reward_new_next_sentence(_ model: OpaquePointer?, _ termination: Int32,
                                      _ adjust: UnsafePointer<gfn_logit_adjustment>?, _ minLength: Int32,
                                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -118,8 +118,8 @@ public func gfnRewardNewNextSentence(_ model: OpaquePointer?, _ termination: Int
     }
 }
 
-@_cdecl("gfn_reward_new_random_integer")
-public func gfnRewardNewRandomInteger(_ tokens: UnsafePointer<Int32>?, _ n: Int32, _ termination: Int32,
+@c @implementation
+public func gfn_reward_new_random_integer(_ tokens: UnsafePointer<Int32>?, _ n: Int32, _ termination: Int32,
                                       _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let o = try requirePointer(out, "out")
@@ -129,8 +129,8 @@ public func gfnRewardNewRandomInteger(_ tokens: UnsafePointer<Int32>?, _ n: Int3
     }
 }
 
-@_cdecl("gfn_reward_evaluate")
-public func gfnRewardEvaluate(_ reward: OpaquePointer?, _ x: UnsafePointer<Int32>?, _ nX: Int32,
+@c @implementation
+public func gfn_reward_evaluate(_ reward: OpaquePointer?, _ x: UnsafePointer<Int32>?, _ nX: Int32,
                               _ y: UnsafePointer<Int32>?, _ nY: Int32, _ actions: UnsafePointer<Int32>?,
                               _ nActions: Int32, _ logRewards: UnsafeMutablePointer<Double>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -145,8 +145,8 @@ public func gfnRewardEvaluate(_ reward: OpaquePointer?, _ x: UnsafePointer<Int32
     }
 }
 
-@_cdecl("gfn_reward_free")
-public func gfnRewardFree(_ reward: OpaquePointer?) {
+@c @implementation
+public func gfn_reward_free(_ reward: OpaquePointer?) {
     handles.remove(reward, as: RewardHandle.self)
 }
 
@@ -165,8 +165,8 @@ final class GFlowNetHandle {
 /// Size of the first version of gfn_gflownet_params (up to seed), before pack_weights.
 let gflownetParamsV1Size = MemoryLayout<gfn_gflownet_params>.offset(of: \gfn_gflownet_params.pack_weights)!
 
-@_cdecl("gfn_gflownet_default_params")
-public func gfnGflownetDefaultParams() -> gfn_gflownet_params {
+@c @implementation
+public func gfn_gflownet_default_params() -> gfn_gflownet_params {
     let d = GFlowNetConfig()
     return gfn_gflownet_params(
         size: UInt32(MemoryLayout<gfn_gflownet_params>.size), objective: 0, subtb_lambda: 1, strict_mask: 0, layout: 0,
@@ -200,8 +200,8 @@ func readPrompts(_ p: UnsafePointer<gfn_prompt>?, _ n: Int32) throws(GFNError) -
     return out
 }
 
-@_cdecl("gfn_gflownet_new")
-public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ reward: OpaquePointer?,
+@c @implementation
+public func gfn_gflownet_new(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ reward: OpaquePointer?,
                            _ prompts: UnsafePointer<gfn_prompt>?, _ nPrompts: Int32,
                            _ params: UnsafePointer<gfn_gflownet_params>?,
                            _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
@@ -211,7 +211,7 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
         let r = try handles.lookup(reward, as: RewardHandle.self, "reward")
         let o = try requirePointer(out, "out")
         guard a.model === m.model else { throw .state("the adapter was made for another model") }
-        var p = gfnGflownetDefaultParams()
+        var p = gfn_gflownet_default_params()
         if let params {
             let size = Int(params.pointee.size)
             try checkStructSize(params.pointee.size, min: gflownetParamsV1Size,
@@ -272,8 +272,8 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
     }
 }
 
-@_cdecl("gfn_gflownet_set_progress")
-public func gfnGflownetSetProgress(_ trainer: OpaquePointer?, _ fn: gfn_progress_fn?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+@c @implementation
+public func gfn_gflownet_set_progress(_ trainer: OpaquePointer?, _ fn: gfn_progress_fn?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         h.progress = fn.map { ($0, userData) }
@@ -299,8 +299,8 @@ func runStep(_ h: GFlowNetHandle) throws(GFNError) -> GFlowNetStepStats {
     return s
 }
 
-@_cdecl("gfn_gflownet_step")
-public func gfnGflownetStep(_ trainer: OpaquePointer?, _ out: UnsafeMutablePointer<gfn_step_stats>?) -> Int32 {
+@c @implementation
+public func gfn_gflownet_step(_ trainer: OpaquePointer?, _ out: UnsafeMutablePointer<gfn_step_stats>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         if let out {
@@ -312,8 +312,8 @@ public func gfnGflownetStep(_ trainer: OpaquePointer?, _ out: UnsafeMutablePoint
     }
 }
 
-@_cdecl("gfn_gflownet_train")
-public func gfnGflownetTrain(_ trainer: OpaquePointer?, _ steps: Int32, _ last: UnsafeMutablePointer<gfn_step_stats>?) -> Int32 {
+@c @implementation
+public func gfn_gflownet_train(_ trainer: OpaquePointer?, _ steps: Int32, _ last: UnsafeMutablePointer<gfn_step_stats>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         guard steps >= 0 else { throw .invalidArgument("steps must be ≥ 0") }
@@ -328,8 +328,8 @@ public func gfnGflownetTrain(_ trainer: OpaquePointer?, _ steps: Int32, _ last: 
     }
 }
 
-@_cdecl("gfn_gflownet_sample")
-public func gfnGflownetSample(_ trainer: OpaquePointer?, _ x: UnsafePointer<Int32>?, _ nX: Int32, _ count: Int32,
+@c @implementation
+public func gfn_gflownet_sample(_ trainer: OpaquePointer?, _ x: UnsafePointer<Int32>?, _ nX: Int32, _ count: Int32,
                               _ temperature: Float, _ seed: UInt64, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
@@ -364,14 +364,14 @@ func rolloutSettings(termination: Int32, minLength: Int32, maxLength: Int32, lay
                            layout: layout, adjustment: try adjustment(adjust), tool: tool)
 }
 
-@_cdecl("gfn_rollout_default_params")
-public func gfnRolloutDefaultParams() -> gfn_rollout_params {
+@c @implementation
+public func gfn_rollout_default_params() -> gfn_rollout_params {
     gfn_rollout_params(size: UInt32(MemoryLayout<gfn_rollout_params>.size), termination: -1, min_length: 0,
                        max_length: 16, layout: 0, adjust: defaultAdjust(), calculator: 0)
 }
 
-@_cdecl("gfn_rollout_sample")
-public func gfnRolloutSample(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ params: UnsafePointer<gfn_rollout_params>?,
+@c @implementation
+public func gfn_rollout_sample(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ params: UnsafePointer<gfn_rollout_params>?,
                              _ x: UnsafePointer<Int32>?, _ nX: Int32, _ count: Int32, _ temperature: Float, _ seed: UInt64,
                              _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -393,8 +393,8 @@ public func gfnRolloutSample(_ model: OpaquePointer?, _ adapter: OpaquePointer?,
     }
 }
 
-@_cdecl("gfn_gflownet_seed_buffer")
-public func gfnGflownetSeedBuffer(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ actions: UnsafePointer<UnsafePointer<Int32>?>?,
+@c @implementation
+public func gfn_gflownet_seed_buffer(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ actions: UnsafePointer<UnsafePointer<Int32>?>?,
                                   _ lengths: UnsafePointer<Int32>?, _ n: Int32) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
@@ -407,8 +407,8 @@ public func gfnGflownetSeedBuffer(_ trainer: OpaquePointer?, _ promptIndex: Int3
     }
 }
 
-@_cdecl("gfn_gflownet_exact")
-public func gfnGflownetExact(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ vocabulary: UnsafePointer<Int32>?,
+@c @implementation
+public func gfn_gflownet_exact(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ vocabulary: UnsafePointer<Int32>?,
                              _ nVocabulary: Int32, _ out: UnsafeMutablePointer<gfn_exact_result>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
@@ -427,8 +427,8 @@ public func gfnGflownetExact(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ 
     }
 }
 
-@_cdecl("gfn_gflownet_save")
-public func gfnGflownetSave(_ trainer: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
+@c @implementation
+public func gfn_gflownet_save(_ trainer: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         let dir = try requireString(directory, "directory")
@@ -437,8 +437,8 @@ public func gfnGflownetSave(_ trainer: OpaquePointer?, _ directory: UnsafePointe
     }
 }
 
-@_cdecl("gfn_gflownet_load")
-public func gfnGflownetLoad(_ trainer: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
+@c @implementation
+public func gfn_gflownet_load(_ trainer: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         try h.trainer.load(checkpoint: try requireString(directory, "directory"))
@@ -446,7 +446,7 @@ public func gfnGflownetLoad(_ trainer: OpaquePointer?, _ directory: UnsafePointe
     }
 }
 
-@_cdecl("gfn_gflownet_free")
-public func gfnGflownetFree(_ trainer: OpaquePointer?) {
+@c @implementation
+public func gfn_gflownet_free(_ trainer: OpaquePointer?) {
     handles.remove(trainer, as: GFlowNetHandle.self)
 }
