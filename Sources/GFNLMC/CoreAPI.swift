@@ -15,3 +15,6 @@ public func gfn_last_error() -> UnsafePointer<CChar> { LastError.get() }
 
 @c @implementation
 public func gfn_status_name(_ status: Int32) -> UnsafePointer<CChar> { gfnlm_internal_status_name(status) }
+
+@c @implementation
+public func gfn_log_set(_ fn: gfn_log_fn?, _ userData: UnsafeMutableRawPointer?) { logSink.set(fn, userData) }

@@ -162,8 +162,12 @@ final class GFlowNetHandle {
     }
 }
 
-/// Size of the first version of gfn_gflownet_params (up to seed), before pack_weights.
-let gflownetParamsV1Size = MemoryLayout<gfn_gflownet_params>.offset(of: \gfn_gflownet_params.pack_weights)!
+/// gfn_gflownet_params.train NULL: the SFT defaults with a 20-step warm-up (the GFlowNet runs' usual start).
+func gflownetDefaultTrainParams() -> gfn_train_params {
+    var t = gfn_train_default_params()
+    t.warmup_steps = 20
+    return t
+}
 
 @c @implementation
 public func gfn_gflownet_default_params() -> gfn_gflownet_params {
@@ -172,9 +176,7 @@ public func gfn_gflownet_default_params() -> gfn_gflownet_params {
         size: UInt32(MemoryLayout<gfn_gflownet_params>.size), objective: 0, subtb_lambda: 1, strict_mask: 0, layout: 0,
         termination: -1, min_length: 0, max_length: 16, adjust: defaultAdjust(), calculator: 0,
         batch_size: Int32(d.batchSize), grad_accumulation: Int32(d.gradAccumulation), average_accumulation: 0,
-        train: gfn_train_params(size: UInt32(MemoryLayout<gfn_train_params>.size), lr: d.learningRate, beta1: d.beta1,
-                                beta2: d.beta2, eps: 1e-8, weight_decay: d.weightDecay, warmup_steps: 20,
-                                total_steps: 0, cosine: 0, max_grad_norm: 0),
+        train: nil,
         logz_lr: d.logZLearningRate, logz_init: d.logZInit, reward_temp_start: 1, reward_temp_end: 1,
         reward_temp_horizon: 1, p_on_policy: d.onPolicyProbability, p_replay: d.replayProbability,
         temp_low: d.temperatureLow, temp_high: d.temperatureHigh, buffer_capacity: Int32(d.bufferCapacity),
@@ -186,9 +188,16 @@ public func gfn_gflownet_default_params() -> gfn_gflownet_params {
 func readPrompts(_ p: UnsafePointer<gfn_prompt>?, _ n: Int32) throws(GFNError) -> [PromptSpec] {
     guard n > 0 else { throw .invalidArgument("n_prompts must be positive (got \(n))") }
     let ps = try requirePointer(p, "prompts")
+    // The caller's elements are prompts[0].size bytes apart (a struct that grew keeps older callers' stride).
+    let stride = Int(ps.pointee.size)
+    try checkStructSize(ps.pointee.size, min: MemoryLayout<gfn_prompt>.size, current: MemoryLayout<gfn_prompt>.size,
+                        "gfn_prompt")
     var out: [PromptSpec] = []
     for i in 0..<Int(n) {
-        let e = ps[i]
+        let e = UnsafeRawPointer(ps).advanced(by: i * stride).assumingMemoryBound(to: gfn_prompt.self).pointee
+        guard e.size == ps.pointee.size else {
+            throw .invalidArgument("prompts[\(i)].size is \(e.size); every element must have prompts[0]'s size (\(stride))")
+        }
         let y = try readIds(e.y, e.n_y, "prompts[\(i)].y")
         let rc = try readIds(e.reward_context, e.n_reward_context, "prompts[\(i)].reward_context")
         guard e.weight >= 0 && e.weight.isFinite else { throw .invalidArgument("prompts[\(i)].weight must be ≥ 0") }
@@ -213,16 +222,16 @@ public func gfn_gflownet_new(_ model: OpaquePointer?, _ adapter: OpaquePointer?,
         guard a.model === m.model else { throw .state("the adapter was made for another model") }
         var p = gfn_gflownet_default_params()
         if let params {
-            let size = Int(params.pointee.size)
-            try checkStructSize(params.pointee.size, min: gflownetParamsV1Size,
+            try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_gflownet_params>.size,
                                 current: MemoryLayout<gfn_gflownet_params>.size, "gfn_gflownet_params")
-            // Read only the caller's bytes: an older, smaller struct ends before pack_weights (default kept).
-            withUnsafeMutableBytes(of: &p) { dst in
-                dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(params), count: size))
-            }
+            p = params.pointee
         }
-        try checkStructSize(p.train.size, min: MemoryLayout<gfn_train_params>.size,
-                            current: MemoryLayout<gfn_train_params>.size, "gfn_gflownet_params.train")
+        var train = gflownetDefaultTrainParams()
+        if let t = p.train {
+            try checkStructSize(t.pointee.size, min: MemoryLayout<gfn_train_params>.size,
+                                current: MemoryLayout<gfn_train_params>.size, "gfn_train_params")
+            train = t.pointee
+        }
         var c = GFlowNetConfig()
         switch p.objective {
         case 0: c.objective = .subTB(lambda: p.subtb_lambda, strictMask: p.strict_mask != 0)
@@ -231,7 +240,7 @@ public func gfn_gflownet_new(_ model: OpaquePointer?, _ adapter: OpaquePointer?,
         case 3: c.objective = .reinforce
         default: throw .invalidArgument("unknown objective \(p.objective)")
         }
-        let (h, sched, clip) = try readTrainParams(p.train)
+        let (h, sched, clip) = try readTrainParams(train)
         c.learningRate = h.lr; c.beta1 = h.beta1; c.beta2 = h.beta2; c.weightDecay = h.weightDecay
         c.schedule = sched; c.maxGradNorm = clip
         c.batchSize = Int(p.batch_size); c.gradAccumulation = Int(p.grad_accumulation)

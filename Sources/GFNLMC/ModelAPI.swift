@@ -15,7 +15,7 @@ final class ModelHandle {
 @c @implementation
 public func gfn_model_default_params() -> gfn_model_params {
     gfn_model_params(size: UInt32(MemoryLayout<gfn_model_params>.size), n_threads: 0, tokenizer_path: nil,
-                     weight_type: GFN_WEIGHTS_F32, batch_invariant: 1, reserved: 0)
+                     weight_type: Int32(GFN_WEIGHTS_F32.rawValue), batch_invariant: 1, reserved: 0)
 }
 
 /// Size of the second version of gfn_model_params (with weight_type): its end, padding included, is where
@@ -59,6 +59,9 @@ public func gfn_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointe
         }
         let model = try Model.load(path: p, tokenizerPath: tokPath, threads: Int(prm.n_threads), weightType: weightType,
                                    batchInvariant: prm.batch_invariant == 1)
+        if weightType == .bf16, let failure = BF16Matrix.takeKernelSelfCheckFailure() {
+            logSink.emit(GFN_LOG_WARN, failure)
+        }
         o.pointee = handles.register(ModelHandle(model))
     }
 }
@@ -101,11 +104,12 @@ public func gfn_model_tokenizer(_ model: OpaquePointer?, _ out: UnsafeMutablePoi
 }
 
 @c @implementation
-public func gfn_model_logits(_ model: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ batch: Int32, _ seqLen: Int32,
-                           _ mask: UnsafePointer<Int32>?, _ logits: UnsafeMutablePointer<Float>?,
-                           _ capacity: Int) -> Int32 {
+public func gfn_model_logits(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ ids: UnsafePointer<Int32>?,
+                             _ batch: Int32, _ seqLen: Int32, _ mask: UnsafePointer<Int32>?,
+                             _ logits: UnsafeMutablePointer<Float>?, _ capacity: Int) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(model, as: ModelHandle.self, "model")
-        try writeLogits(h.model, nil, ids, batch, seqLen, mask, logits, capacity)
+        let a = try adapterFor(adapter, model: h.model)
+        try writeLogits(h.model, a, ids, batch, seqLen, mask, logits, capacity)
     }
 }

@@ -66,17 +66,6 @@ public func gfn_adapter_free(_ adapter: OpaquePointer?) {
     handles.remove(adapter, as: AdapterHandle.self)
 }
 
-@c @implementation
-public func gfn_model_logits_adapter(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ ids: UnsafePointer<Int32>?,
-                                  _ batch: Int32, _ seqLen: Int32, _ mask: UnsafePointer<Int32>?,
-                                  _ logits: UnsafeMutablePointer<Float>?, _ capacity: Int) -> Int32 {
-    capi { () throws(GFNError) in
-        let h = try handles.lookup(model, as: ModelHandle.self, "model")
-        let a = try adapterFor(adapter, model: h.model)
-        try writeLogits(h.model, a, ids, batch, seqLen, mask, logits, capacity)
-    }
-}
-
 func writeLogits(_ model: Model, _ adapter: LoRAAdapter?, _ ids: UnsafePointer<Int32>?, _ batch: Int32, _ seqLen: Int32,
                  _ mask: UnsafePointer<Int32>?, _ logits: UnsafeMutablePointer<Float>?, _ capacity: Int) throws(GFNError) {
     guard batch > 0, seqLen > 0 else { throw .invalidArgument("batch (\(batch)) and seq_len (\(seqLen)) must be positive") }

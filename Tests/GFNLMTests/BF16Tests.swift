@@ -308,11 +308,11 @@ final class BF16Tests: XCTestCase {
     func testCABIWeightTypeAndOldStructSize() throws {
         let dir = FileIO.join(FileIO.join(TestFiles.fixtures, "gpt2-tiny"), "legacy17")
         var p = gfn_model_default_params()
-        XCTAssertEqual(p.weight_type, GFN_WEIGHTS_F32)
+        XCTAssertEqual(p.weight_type, Int32(GFN_WEIGHTS_F32.rawValue))
         XCTAssertEqual(Int(p.size), MemoryLayout<gfn_model_params>.size)
         var h: OpaquePointer?
         // bf16
-        p.weight_type = GFN_WEIGHTS_BF16
+        p.weight_type = Int32(GFN_WEIGHTS_BF16.rawValue)
         XCTAssertEqual(dir.withCString { gfn_model_load($0, &p, &h) }, 0)
         XCTAssertNotNil(h)
         var cfg = gfn_model_config(); cfg.size = UInt32(MemoryLayout<gfn_model_config>.size)
@@ -320,7 +320,7 @@ final class BF16Tests: XCTestCase {
         let V = Int(cfg.vocab_size)
         var ids: [Int32] = [1, 2, 3, 4]
         var out = [Float](repeating: 0, count: 4 * V)
-        XCTAssertEqual(gfn_model_logits(h, &ids, 1, 4, nil, &out, out.count), 0)
+        XCTAssertEqual(gfn_model_logits(h, nil, &ids, 1, 4, nil, &out, out.count), 0)
         XCTAssertTrue(out.allSatisfy { $0.isFinite })
         // export is refused on a bf16 model
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("bf16-export-\(getpid()).onnx").path
