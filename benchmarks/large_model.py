@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Large-model benchmark (issue 7 item 4): a GPT-J-6B-shaped ONNX export with random fp16 weights, loaded by gfnlm
+"""Large-model benchmark: a GPT-J-6B-shaped ONNX export with random fp16 weights, loaded by gfnlm
 (bf16 weights by default), sampled, and trained for one GFlowNet step.
 
     python3 benchmarks/large_model.py [--model DIR] [--weights bf16|fp32] [--threads N]

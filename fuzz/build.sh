@@ -32,6 +32,8 @@ libfuzzer)
     SAN=(-fsanitize=address,fuzzer-no-link)
     "$SWIFT_BIN/clang++" -O1 -g "${SAN[@]}" -fPIC -std=c++17 -I"$ROOT/Sources/CONNX" \
         -I"$ROOT/Sources/CONNX/include" -c "$ROOT/Sources/CONNX/connx.cpp" -o "$OBJ/connx.o"
+    "$SWIFT_BIN/clang++" -O1 -g "${SAN[@]}" -fPIC -std=c++17 -I"$ROOT/Sources/CONNX" \
+        -I"$ROOT/Sources/CONNX/include" -c "$ROOT/Sources/CONNX/wire.cpp" -o "$OBJ/wire.o"
     "$SWIFT_BIN/clang++" -O1 -fPIC -std=c++17 -I"$ROOT/Sources/CONNX" \
         -c "$ROOT/Sources/CONNX/onnx/onnx.pb.cc" -o "$OBJ/onnx.pb.o"
     "$SWIFT_BIN/clang" -O2 -g -march=x86-64-v3 "${SAN[@]}" -I"$ROOT/Sources/CKernels/include" \
@@ -45,7 +47,7 @@ libfuzzer)
     "$SWIFT_BIN/swiftc" -O -g -sanitize=address -sanitize=fuzzer -parse-as-library -module-name GFNLMFuzz \
         -Xcc -march=x86-64-v3 -I "$OBJ" -I "$OBJ/maps/CONNX" -I "$OBJ/maps/CKernels" -I "$ROOT/Sources/COpenBLAS" \
         "$ROOT/fuzz/harness/FuzzTargets.swift" "$ROOT/fuzz/harness/FuzzSeeds.swift" "$ROOT/fuzz/harness/LibFuzzerMain.swift" \
-        "$OBJ/GFNLM.o" "$OBJ/connx.o" "$OBJ/onnx.pb.o" "$OBJ/ckernels.o" "${LIBS[@]}" -use-ld=lld -o "$OUT/gfnlm_fuzz"
+        "$OBJ/GFNLM.o" "$OBJ/connx.o" "$OBJ/wire.o" "$OBJ/onnx.pb.o" "$OBJ/ckernels.o" "${LIBS[@]}" -use-ld=lld -o "$OUT/gfnlm_fuzz"
     for t in "${TARGETS[@]}"; do ln -sf gfnlm_fuzz "$OUT/fuzz_$t"; done
     echo "built $OUT/gfnlm_fuzz (targets: ${TARGETS[*]})"
     ;;

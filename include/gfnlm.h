@@ -827,7 +827,7 @@ typedef struct gfn_gflownet_params {
     int32_t termination;           /* the ⊤ token (e.g. 50256, or 13 "." for sentences); required */
     int32_t min_length;            /* ⊤ not sampled before this many actions; default 0. The target is R
                                       restricted to |Z| ≥ min_length for every objective, whatever the reward
-                                      gives shorter sequences */
+                                      gives shorter sequences (docs/algorithm.md, "min_length") */
     int32_t max_length;            /* actions per trajectory; default 16 */
     gfn_logit_adjustment adjust;   /* the policy's vocabulary penalty / mask (⊤ always allowed) */
     int32_t calculator;            /* a gfn_calculator; default GFN_CALCULATOR_OFF */

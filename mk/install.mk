@@ -1,4 +1,4 @@
-# Installation (issue 18), included by the top-level Makefile.
+# Installation, included by the top-level Makefile.
 #
 #   make install [PREFIX=/usr/local] [DESTDIR=]   the release library and what a C/C++ host needs to use it:
 #       LIBDIR/libgfnlm.so.<version>             the library (soname libgfnlm.so.<ABI>)

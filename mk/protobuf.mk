@@ -1,4 +1,4 @@
-# protobuf inside libgfnlm.so (issue 18), included by the top-level Makefile.
+# protobuf inside libgfnlm.so, included by the top-level Makefile.
 #
 # ONNX's message classes are generated for the protobuf-lite runtime and compiled into the CONNX target
 # (Sources/CONNX/onnx/onnx.pb.{h,cc}, committed); the release library links protobuf-lite statically from

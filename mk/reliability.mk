@@ -1,4 +1,4 @@
-# Reliability targets (issue 8), included by the top-level Makefile. See docs/reliability.md and fuzz/REPORT.md.
+# Reliability targets, included by the top-level Makefile. See docs/reliability.md and fuzz/REPORT.md.
 #
 #   make fuzz-smoke           replays the committed fuzz corpus and crash regressions through every target (no
 #                             libFuzzer; part of `make test`, well under a minute)

@@ -22,14 +22,12 @@ them. Positions are computed from the attention mask inside the graph, as genera
 Both exports are run in onnxruntime and compared with PyTorch (full forward, and prompt + one cached step for the
 past graph); the script fails if they differ by more than 1e-3 on the logits.
 
-The GPT-J-6B-shaped model (issue 7 item 4) is made by tools/make_gptj_shaped.py (numpy + onnx, no torch) and
+The GPT-J-6B-shaped model is made by tools/make_gptj_shaped.py (numpy + onnx, no torch) and
 measured by benchmarks/large_model.py; --gptj6b here only says so.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
 import json
 import os
 import shutil
@@ -37,6 +35,8 @@ import sys
 import time
 import warnings
 from pathlib import Path
+
+from hfexport import logits_only, optimum_mask_patches, with_past
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -55,33 +55,6 @@ def log(*a):
     print("[make_bench_models]", *a, flush=True)
 
 
-@contextlib.contextmanager
-def mask_patches():
-    """optimum's patches that let the TorchScript tracer export transformers >= 4.53 (loop-free mask builders
-    instead of vmap); the same as tools/make_fixtures.py uses."""
-    import torch
-    import transformers.masking_utils as mu
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask, eager_mask
-    from transformers.cache_utils import DynamicLayer
-    from optimum.exporters.onnx import model_patcher as mp
-    orig_find = mu.find_packed_sequence_indices
-    orig_update = DynamicLayer.update
-    orig_sdpa = torch.nn.functional.scaled_dot_product_attention
-    ALL_MASK_ATTENTION_FUNCTIONS.register("sdpa", mp.sdpa_mask_without_vmap)
-    ALL_MASK_ATTENTION_FUNCTIONS.register("eager", mp.eager_mask_without_vmap)
-    mu.find_packed_sequence_indices = mp.find_packed_sequence_indices_patched
-    DynamicLayer.update = mp.patched_dynamic_layer_update
-    torch.nn.functional.scaled_dot_product_attention = mp.traceable_scaled_dot_product_attention
-    try:
-        yield
-    finally:
-        ALL_MASK_ATTENTION_FUNCTIONS.register("sdpa", sdpa_mask)
-        ALL_MASK_ATTENTION_FUNCTIONS.register("eager", eager_mask)
-        mu.find_packed_sequence_indices = orig_find
-        DynamicLayer.update = orig_update
-        torch.nn.functional.scaled_dot_product_attention = orig_sdpa
-
-
 def build_gpt2_small(seed: int):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -98,44 +71,6 @@ def build_gpt2_small(seed: int):
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
     model.eval()
     return model
-
-
-def logits_only(model):
-    """Same module and parameter names; forward(input_ids, attention_mask) -> logits."""
-    base = type(model)
-
-    class LogitsOnly(base):
-        def forward(self, input_ids, attention_mask):
-            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-            return base.forward(self, input_ids=input_ids, attention_mask=attention_mask,
-                                position_ids=position_ids, use_cache=False).logits
-
-    m = copy.deepcopy(model)
-    m.__class__ = LogitsOnly
-    return m
-
-
-def with_past(model):
-    """forward(input_ids, attention_mask, past.0.key, past.0.value, ...) -> (logits, present.0.key, ...)."""
-    from transformers.cache_utils import DynamicCache
-    base = type(model)
-
-    class WithPast(base):
-        def forward(self, input_ids, attention_mask, *past):
-            cache = DynamicCache.from_legacy_cache(tuple((past[2 * i], past[2 * i + 1])
-                                                         for i in range(len(past) // 2)))
-            seq = input_ids.shape[1]
-            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -seq:]
-            out = base.forward(self, input_ids=input_ids, attention_mask=attention_mask,
-                               position_ids=position_ids, past_key_values=cache, use_cache=True)
-            flat = []
-            for k, v in out.past_key_values.to_legacy_cache():
-                flat += [k, v]
-            return (out.logits, *flat)
-
-    m = copy.deepcopy(model)
-    m.__class__ = WithPast
-    return m
 
 
 def export(model, path: Path, past: bool):
@@ -169,7 +104,7 @@ def export(model, path: Path, past: bool):
         dyn = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
                "logits": {0: "batch", 1: "sequence"}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    with mask_patches(), torch.no_grad(), warnings.catch_warnings():
+    with optimum_mask_patches(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(m, args, str(path), dynamo=False, opset_version=17, input_names=in_names,
                           output_names=out_names, dynamic_axes=dyn, do_constant_folding=True)

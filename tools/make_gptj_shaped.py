@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a GPT-J-shaped ONNX model with random weights: numpy + onnx only (no torch, no transformers).
 
-    python3 tools/make_gptj_shaped.py --out /work/big-models/gptj-6b-shaped            # GPT-J-6B shape, fp16
+    python3 tools/make_gptj_shaped.py --out big-models/gptj-6b-shaped                 # GPT-J-6B shape, fp16
     python3 tools/make_gptj_shaped.py --preset tiny --out /tmp/gptj-tiny --verify      # seconds; checked in ORT
 
 Output folder:

@@ -1,5 +1,6 @@
 // C shim over ONNX's protobuf classes. See include/connx.h for the contract.
 #include "connx.h"
+#include "connx_model.h"
 
 // ONNX's message classes, generated for the protobuf-lite runtime from Debian's onnx.proto and compiled into this
 // library (`make onnx-proto` regenerates them): no libonnx_proto at run time, and the lite runtime is all the shim
@@ -20,66 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
-
-// Initializer raw_data of at least this many bytes is not copied into the parsed message: it stays in the
-// private of the file and connx_tensor_get points into it (see skeleton() below).
-static constexpr size_t kBorrowMin = 4096;
-
-struct connx_model {
-    onnx::ModelProto proto;
-    // The file mapping that borrowed initializer data points into (nullptr when nothing is borrowed).
-    uint8_t *map = nullptr;
-    size_t map_size = 0;
-    struct Borrowed {
-        size_t offset = 0;  // of the raw_data bytes in the file
-        size_t size = 0;    // 0: not borrowed (the data, if any, is in the message)
-    };
-    // Per initializer index (graph.initializer order); shorter than the initializer list when some were added.
-    std::vector<Borrowed> borrowed;
-    ~connx_model() {
-        if (map) ::munmap(map, map_size);
-    }
-    const Borrowed *borrowed_at(int32_t node, int32_t index) const {
-        if (node != -1 || index < 0 || (size_t)index >= borrowed.size() || borrowed[(size_t)index].size == 0)
-            return nullptr;
-        return &borrowed[(size_t)index];
-    }
-    void forget(int32_t node, int32_t index) {
-        if (node == -1 && index >= 0 && (size_t)index < borrowed.size()) borrowed[(size_t)index] = Borrowed();
-    }
-    // What the message would serialize to with the borrowed raw_data put back (without copying it in).
-    static size_t varint_size(size_t v) {
-        size_t n = 1;
-        while (v >= 0x80) {
-            v >>= 7;
-            n++;
-        }
-        return n;
-    }
-    size_t serialized_size() const {
-        size_t model = proto.ByteSizeLong();
-        if (!proto.has_graph()) return model;
-        const auto &g = proto.graph();
-        size_t graph_old = g.ByteSizeLong(), graph_new = graph_old;
-        for (size_t i = 0; i < borrowed.size() && i < (size_t)g.initializer_size(); i++) {
-            if (borrowed[i].size == 0) continue;
-            size_t t_old = g.initializer((int)i).ByteSizeLong();
-            size_t t_new = t_old + 1 + varint_size(borrowed[i].size) + borrowed[i].size;  // tag of field 9 is 1 byte
-            graph_new += (t_new + varint_size(t_new)) - (t_old + varint_size(t_old));
-        }
-        return model + (graph_new + varint_size(graph_new)) - (graph_old + varint_size(graph_old));
-    }
-    // Copies every borrowed raw_data into the message (before serializing it).
-    void materialize() {
-        auto *g = proto.mutable_graph();
-        for (size_t i = 0; i < borrowed.size() && i < (size_t)g->initializer_size(); i++) {
-            if (borrowed[i].size == 0) continue;
-            g->mutable_initializer((int)i)->set_raw_data(std::string((const char *)map + borrowed[i].offset,
-                                                                     borrowed[i].size));
-            borrowed[i] = Borrowed();
-        }
-    }
-};
 
 namespace {
 
@@ -141,168 +82,6 @@ class MappedChunkStream : public google::protobuf::io::ZeroCopyInputStream {
     size_t released_ = 0;
 };
 
-// ---- Zero-copy parsing -------------------------------------------------------------------------------------
-// protobuf copies every bytes field while parsing: for an ONNX file with inline weights that is a second copy of
-// the whole file (plus the page faults of fresh memory), most of the load time. Instead the file is mapped and a
-// *skeleton* of it is parsed: the same message with the raw_data of large initializers left out. Their bytes stay
-// in the mapping and connx_tensor_get points at them. The skeleton is made by a wire-format walk of exactly three
-// levels (ModelProto.graph = 7 -> GraphProto.initializer = 5 -> TensorProto.raw_data = 9); everything else is
-// copied verbatim and parsed by ONNX's own classes. Anything unusual (groups, a repeated graph field, a malformed
-// varint or length) makes the walk give up and the file is parsed the ordinary way, which reports the error.
-
-struct Wire {
-    const uint8_t *p;
-    const uint8_t *end;
-    bool varint(uint64_t *v) {
-        uint64_t r = 0;
-        for (int shift = 0; shift < 64; shift += 7) {
-            if (p >= end) return false;
-            uint8_t b = *p++;
-            r |= (uint64_t)(b & 0x7f) << shift;
-            if (!(b & 0x80)) {
-                *v = r;
-                return true;
-            }
-        }
-        return false;
-    }
-    // Reads one field: its number, wire type and the byte range of its whole encoding / its payload.
-    bool field(uint32_t *number, uint32_t *type, const uint8_t **start, const uint8_t **payload, size_t *len) {
-        *start = p;
-        uint64_t tag;
-        if (!varint(&tag)) return false;
-        *number = (uint32_t)(tag >> 3);
-        *type = (uint32_t)(tag & 7);
-        if (*number == 0) return false;
-        uint64_t v;
-        switch (*type) {
-            case 0:
-                if (!varint(&v)) return false;
-                *payload = p;
-                *len = 0;
-                return true;
-            case 1:
-                if ((size_t)(end - p) < 8) return false;
-                p += 8;
-                *payload = p;
-                *len = 0;
-                return true;
-            case 5:
-                if ((size_t)(end - p) < 4) return false;
-                p += 4;
-                *payload = p;
-                *len = 0;
-                return true;
-            case 2:
-                if (!varint(&v) || v > (uint64_t)(end - p)) return false;
-                *payload = p;
-                *len = (size_t)v;
-                p += v;
-                return true;
-            default:
-                return false;  // groups (3, 4) and invalid types: let protobuf deal with them
-        }
-    }
-};
-
-// One field of a message as read by Wire::field.
-struct Field {
-    uint32_t number, type;
-    const uint8_t *start;    // the field's whole encoding is [start, end)
-    const uint8_t *end;
-    const uint8_t *payload;  // length-delimited payload (type 2): [payload, payload + len)
-    size_t len;
-};
-
-// Calls f(field) for each field of the message in [p, p + n); false when the encoding is malformed or f says so.
-template <class F>
-bool each_field(const uint8_t *p, size_t n, F f) {
-    Wire w{p, p + n};
-    while (w.p < w.end) {
-        Field fd;
-        if (!w.field(&fd.number, &fd.type, &fd.start, &fd.payload, &fd.len)) return false;
-        fd.end = w.p;
-        if (!f(fd)) return false;
-    }
-    return true;
-}
-
-void put_varint(std::string &out, uint64_t v) {
-    while (v >= 0x80) {
-        out.push_back((char)(uint8_t)(v | 0x80));
-        v >>= 7;
-    }
-    out.push_back((char)(uint8_t)v);
-}
-
-void put_message(std::string &out, uint32_t number, const std::string &body) {
-    put_varint(out, ((uint64_t)number << 3) | 2);
-    put_varint(out, body.size());
-    out.append(body);
-}
-
-// TensorProto without a large raw_data. Only the last raw_data field counts (protobuf's rule for a repeated
-// singular field), so earlier ones are dropped; the last one is left out and recorded when it is large.
-bool skeleton_tensor(const uint8_t *base, const uint8_t *p, size_t n, std::string &out, connx_model::Borrowed &b) {
-    b = connx_model::Borrowed();
-    const uint8_t *last_raw = nullptr;  // start of the last raw_data field
-    bool ok = each_field(p, n, [&](const Field &f) {
-        if (f.number != 9) return true;
-        if (f.type != 2) return false;
-        last_raw = f.start;
-        b = connx_model::Borrowed();
-        if (f.len >= kBorrowMin) {
-            b.offset = (size_t)(f.payload - base);
-            b.size = f.len;
-        }
-        return true;
-    });
-    return ok && each_field(p, n, [&](const Field &f) {
-        if (f.number != 9 || (f.start == last_raw && b.size == 0))
-            out.append((const char *)f.start, (size_t)(f.end - f.start));
-        return true;
-    });
-}
-
-bool skeleton_graph(const uint8_t *base, const uint8_t *p, size_t n, std::string &out,
-                    std::vector<connx_model::Borrowed> &borrowed) {
-    std::string t;
-    return each_field(p, n, [&](const Field &f) {
-        if (f.number != 5) {
-            out.append((const char *)f.start, (size_t)(f.end - f.start));
-            return true;
-        }
-        if (f.type != 2) return false;
-        t.clear();
-        connx_model::Borrowed b;
-        if (!skeleton_tensor(base, f.payload, f.len, t, b)) return false;
-        borrowed.push_back(b);
-        put_message(out, 5, t);
-        return true;
-    });
-}
-
-// The file without the raw_data of large initializers; false when the walk gave up (or nothing was borrowed).
-bool skeleton(const uint8_t *base, size_t n, std::string &out, std::vector<connx_model::Borrowed> &borrowed) {
-    bool seen_graph = false;
-    out.reserve(n < (64u << 20) ? n : (64u << 20));
-    bool ok = each_field(base, n, [&](const Field &f) {
-        if (f.number != 7) {
-            out.append((const char *)f.start, (size_t)(f.end - f.start));
-            return true;
-        }
-        if (f.type != 2 || seen_graph) return false;  // a second graph field would be merged: not handled here
-        seen_graph = true;
-        std::string g;
-        if (!skeleton_graph(base, f.payload, f.len, g, borrowed)) return false;
-        put_message(out, 7, g);
-        return true;
-    });
-    if (!ok) return false;
-    for (const auto &b : borrowed)
-        if (b.size) return true;
-    return false;
-}
 
 const onnx::GraphProto *graph_of(const connx_model *m) {
     if (!m || !m->proto.has_graph()) return nullptr;
@@ -436,7 +215,7 @@ int connx_open(const char *path, connx_model **out, char *err, size_t errlen) {
                 const uint8_t *base = (const uint8_t *)zmap;
                 std::string skel;
                 std::vector<connx_model::Borrowed> borrowed;
-                bool walked = skeleton(base, (size_t)st.st_size, skel, borrowed);
+                bool walked = connx_wire::skeleton(base, (size_t)st.st_size, skel, borrowed);
                 if (walked && m->proto.ParseFromString(skel) &&
                     (size_t)m->proto.graph().initializer_size() == borrowed.size()) {
                     // Map every page now, read-only (no copy-on-write), in one call instead of ~10^5 page faults

@@ -1,4 +1,4 @@
-/* Crash safety of checkpoints (issue 8, item 6). A child process trains and checkpoints after every step, resuming
+/* Crash safety of checkpoints. A child process trains and checkpoints after every step, resuming
  * from the checkpoint left by the previous child; the parent kills it with SIGKILL at a random moment (many kills
  * land inside a checkpoint write: the .tmp sibling is still there), then checks that
  *   - the checkpoint directory, when one was ever completed, loads into a fresh trainer,

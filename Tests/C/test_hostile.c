@@ -1,4 +1,4 @@
-/* Hostile inputs through the public C API (issue 8, item 2): every row of the matrix is refused before any work
+/* Hostile inputs through the public C API (docs/reliability.md): every row of the matrix is refused before any work
  * with its documented status, and gfn_last_error() names the problem. Files are made at run time in a private
  * temporary folder: hand-made ONNX protobufs (a tiny writer below), edited copies of the test fixtures, and
  * adapter / checkpoint / tokenizer files written by the library and then damaged.

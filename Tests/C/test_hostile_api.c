@@ -1,4 +1,4 @@
-/* Extreme arguments at every entry point of the C API (issue 8: "nothing aborts the host process"). Each probe
+/* Extreme arguments at every entry point of the C API: nothing may abort the host process. Each probe
  * runs in its own child process (forked before the parent touches the library) with a 4 GiB address-space limit
  * and a time limit, so a trap, a crash, a hang or an unbounded allocation in the library fails the probe instead
  * of the whole test. A probe passes when every call returns a status (GFN_OK or an error) and, where it says so,

@@ -1,4 +1,4 @@
-/* Numerical faults through the C API (issue 8, item 5): a host reward that returns NaN / ±Inf or fails, an
+/* Numerical faults through the C API: a host reward that returns NaN / ±Inf or fails, an
  * exploding loss, NaN gradients. The step is refused or skipped and reported, and nothing changes: the adapter,
  * the optimiser state, the replay buffer, the RNG and the step count are as before — shown by continuing the run
  * and comparing it bit for bit with a run that never saw the fault. Gradient clipping bounds a step.

@@ -1,4 +1,4 @@
-/* Concurrency stress test (issue 8, item 4): N threads sample and score on one shared gfn_model (each with its own
+/* Concurrency stress test: N threads sample and score on one shared gfn_model (each with its own
  * gfn_context, some through one shared read-only adapter) while two more threads train their own adapters — one
  * with SFT, one with the GFlowNet trainer and a C reward callback. Every result must equal, bit for bit, the result
  * of the same call made alone on one thread beforehand (same seeds).

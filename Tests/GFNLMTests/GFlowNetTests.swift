@@ -2,7 +2,9 @@ import Foundation
 import XCTest
 @testable import GFNLM
 
-/// Acceptance tests of the reference's behaviour, A8–A21 (those that apply) on tiny models and the real GPT-2 tokenizer.
+/// The reference implementation's behaviour (terminal-step identity, off-policy invariance, sampling constraints, the
+/// zero loss at initialisation, reward isolation, the reward table, the calculator, answer extraction, the replay
+/// buffer, schedules, the behaviour mix, reward scoring) on tiny models and the real GPT-2 tokenizer.
 final class GFlowNetTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
@@ -26,7 +28,7 @@ final class GFlowNetTests: XCTestCase {
         return a
     }
 
-    // MARK: A9 / N7: policy log-probabilities are the untempered policy's, whatever the behaviour
+    // MARK: off-policy invariance: policy log-probabilities are the untempered policy's, whatever the behaviour
 
     func testPolicyPassEqualsScoringAndIgnoresBehaviourTemperature() throws {
         for arch in [Architecture.gpt2, .gptj] {
@@ -141,7 +143,7 @@ final class GFlowNetTests: XCTestCase {
         print("real-vocabulary SubTB gradient: \(checked) coordinates, worst relative error \(worst)")
     }
 
-    // MARK: A13 / A14
+    // MARK: zero loss at initialisation; the reward is isolated from the adapter
 
     func testNextSentenceLossIsZeroAtInitialisation() throws {
         let m = try tinyModel(.gptj, vocab: 30)
@@ -159,9 +161,9 @@ final class GFlowNetTests: XCTestCase {
         let (lpf, lpt) = try trainer.pass.forward(prompt: [1, 2, 3], trajectories: trajs, adapter: adapter)
         let terms = trajs.enumerated().map { TrajectoryTerms(n: $1.n, truncated: $1.truncated, logPF: lpf[$0], logPT: lpt[$0], logR: logR[$0]) }
         let loss = try Objective.subTB.evaluate(terms, layout: .nextSentence).loss
-        XCTAssertLessThan(loss, 1e-8, "A13: q = p_LM at init ⇒ zero loss")
+        XCTAssertLessThan(loss, 1e-8, "q = p_LM at init ⇒ zero loss")
         XCTAssertTrue(trajs.contains { $0.n > 1 })
-        // A14: after training steps the reward (adapter off) still equals the untouched base model's scores
+        // after training steps the reward (adapter off) still equals the untouched base model's scores
         for _ in 0..<3 { try trainer.trainStep() }
         XCTAssertTrue(adapter.factors.values.contains { f in f.b.array.contains { $0 != 0 } }, "training changed the adapter")
         XCTAssertEqual(try reward.logRewards(prompt: trainer.prompts[0], trajectories: trajs), logR)
@@ -171,7 +173,7 @@ final class GFlowNetTests: XCTestCase {
         for (a, b) in zip(base.joined(), lpf.joined()) { XCTAssertEqual(a, b, accuracy: 1e-5, "adapter off = base model") }
     }
 
-    // MARK: A15 rng reward table
+    // MARK: the random-integer reward table
 
     func testRandomIntegerRewardTable() throws {
         let tok = try tokenizer()
@@ -191,7 +193,7 @@ final class GFlowNetTests: XCTestCase {
         XCTAssertEqual(prompt, [464, 1708, 318, 257, 4738, 18253, 7428, 42096, 1022, 657, 290, 1802, 25, 220])
     }
 
-    // MARK: A16 calculator
+    // MARK: calculator
 
     func testCalculator() throws {
         let c = Calculator()
@@ -220,7 +222,7 @@ final class GFlowNetTests: XCTestCase {
         XCTAssertGreaterThan(t.state.count, seed.count)
     }
 
-    // MARK: A17
+    // MARK: answer extraction and vote
 
     func testAnswerExtractionAndVotes() {
         XCTAssertEqual(AnswerVote.extractInteger("... 9 + 4 = 13, 13 - 8 = 5"), 5)
@@ -230,7 +232,7 @@ final class GFlowNetTests: XCTestCase {
         XCTAssertEqual(AnswerVote.majority(["subjective", "objective", "objective"]), "objective")
     }
 
-    // MARK: A18 replay buffer
+    // MARK: replay buffer
 
     func testReplayBufferRules() throws {
         let b = try ReplayBuffer(capacity: 3, tolerance: 0.25)
@@ -281,7 +283,7 @@ final class GFlowNetTests: XCTestCase {
         XCTAssertThrowsError(try b.add("k", item(.nan, [60])))
     }
 
-    // MARK: A19 schedules, A20 behaviour mix
+    // MARK: schedules, behaviour mix
 
     func testSchedules() {
         let arith = LinearRamp(start: 1.1, end: 0.5, horizon: 150)
@@ -371,7 +373,7 @@ final class GFlowNetTests: XCTestCase {
         XCTAssertNoThrow(try c.validate(), "GFlowNet objectives are off-policy")
     }
 
-    // MARK: A21 reward scoring layout
+    // MARK: reward scoring layout
 
     func testLMLikelihoodRewardLayout() throws {
         let m = try tinyModel(.gpt2, vocab: 40)

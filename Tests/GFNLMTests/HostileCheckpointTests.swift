@@ -3,7 +3,7 @@ import XCTest
 @testable import GFNLM
 
 /// Checkpoints from another run, truncated or corrupt checkpoint files, and the atomic directory writer under
-/// crashes: every refusal leaves the live trainer exactly as it was (issue 8, item 2 and 6).
+/// crashes: every refusal leaves the live trainer exactly as it was (docs/reliability.md).
 final class HostileCheckpointTests: XCTestCase {
     let model: Model = {
         let w = try! ModelWeights.random(config: .tiny(.gpt2, vocab: 16, embd: 8, layers: 1, heads: 2, positions: 16), seed: 3, std: 0.3)

@@ -1,9 +1,6 @@
 import XCTest
 import CONNX
 @testable import GFNLM
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Merged-weights ONNX export: the original export is rewritten with the changed weights and read back.
 ///

@@ -1,8 +1,5 @@
 import XCTest
 @testable import GFNLM
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Bad and hostile inputs: every one must fail with the right status and a message naming the problem, never trap.
 final class ONNXHostileTests: XCTestCase {

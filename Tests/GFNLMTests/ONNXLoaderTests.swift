@@ -1,8 +1,5 @@
 import XCTest
 @testable import GFNLM
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Where the fixtures are: $GFNLM_FIXTURES, else Tests/Fixtures of this package.
 enum ONNXFixtures {

@@ -1,8 +1,5 @@
 import XCTest
 @testable import GFNLM
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Hand-built GPT-2/GPT-J graphs that vary what real exports keep fixed: Gemm transB/alpha/beta, MatMul+Add,
 /// LayerNorm decomposition, activations, head-count sources, untied heads, fused attention, mismatched eps.

@@ -1,9 +1,6 @@
 import XCTest
 @testable import GFNLM
 import CONNX
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Tensor encodings and the constant resolver, on hand-made models.
 final class ONNXTensorDataTests: XCTestCase {

@@ -1,7 +1,4 @@
 @testable import GFNLM
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A minimal protobuf writer for hand-made ONNX models in tests (hostile inputs, tensor encodings).
 struct PB {

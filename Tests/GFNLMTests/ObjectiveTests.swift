@@ -146,7 +146,7 @@ final class ObjectiveTests: XCTestCase {
     // MARK: toy problem of the reference's golden-value script (sequences over {a, b} of length ≤ 4, arbitrary rewards)
 
     /// The toy reward table of that script is drawn from numpy's generator, which Swift cannot reproduce; the
-    /// A1 and A7 checks below use the same construction with our own random table (the identities are exact).
+    /// The exact-policy and formulation-equivalence checks below use the same construction with our own random table (the identities are exact).
     func toy(seed: UInt64) -> (all: [[Int32]], logR: [[Int32]: Double]) {
         var rng = RNG(seed: seed)
         var all: [[Int32]] = [[]]
@@ -197,7 +197,7 @@ final class ObjectiveTests: XCTestCase {
         let vals = all.map { R[$0]! }
         let m = vals.max()!
         XCTAssertEqual(logZ, m + log(vals.map { exp($0 - m) }.reduce(0, +)), accuracy: 1e-12)
-        // A11: the exact policy's terminal distribution is R / ΣR (enumerated)
+        // the exact policy's terminal distribution is R / ΣR (enumerated)
         var q: [[Int32]: Double] = [:]
         func walk(_ z: [Int32], _ acc: Double) {
             if z.count == maxLen { q[z] = acc; return }

@@ -1,6 +1,6 @@
 """The reference's GFlowNet loop for the random-number task, in PyTorch, written from the paper's reference implementation
-(§1.2 layout A `generate_and_return_eos_logprob`, §1.4 gradient flow and accumulation, §2.4 schedule, §3.4 rng
-notebook, §4.1 task and reward). It is the peer side of the "GFlowNet step" row: what the reference does per
+(its layout-A rollout `generate_and_return_eos_logprob`, gradient flow and accumulation, learning-rate schedule, the
+random-number notebook's loop, task and reward). It is the peer side of the "GFlowNet step" row: what the reference does per
 optimisation step, on the same GPT-2 small, on this machine.
 
 One step = grad_acc (8) micro-batches; each micro-batch samples bsz (8) rows of at most max_len (5) tokens after the

@@ -57,7 +57,7 @@ def read_jsonl(path):
 
 
 def allowed_vocabulary(tok):
-    """Ids whose text is only digits, spaces, ",", ".", "=", "+", "-" (A23: 1804 GPT-2 ids), plus ⊤."""
+    """Ids whose text is only digits, spaces, ",", ".", "=", "+", "-" (1804 GPT-2 ids), plus ⊤."""
     ids = []
     for i in range(tok.vocab_size):
         s = tok.decode([i])
@@ -67,9 +67,9 @@ def allowed_vocabulary(tok):
 
 
 def extract_answer(text):
-    """The reference's extract_answer (A17): the number after the last "=", else the last whitespace-separated
+    """The reference's extract_answer: the number after the last "=", else the last whitespace-separated
     word, with "." stripped. The reference returns −1 when neither parses; here None, which never counts as
-    correct (−1 is the true answer of some problems: bug B13)."""
+    correct (−1 is the true answer of some problems)."""
     try:
         return int(text.split("=")[-1].strip().strip("."))
     except ValueError:
@@ -98,7 +98,7 @@ def main():
     ap.add_argument("--tokenizer", default=None, help="tokenizer files, when not beside the model")
     ap.add_argument("--quick", action="store_true", help="a short run for tests")
     ap.add_argument("--calculator", choices=("reference", "fixed"), default="reference",
-                    help="reference-compatible (bug B6) or fixed calculator, for training and evaluation")
+                    help="reference-compatible (its bug for more than two operands included) or fixed calculator, for training and evaluation")
     ap.add_argument("--steps", type=int, default=None, help="GFlowNet optimiser steps")
     ap.add_argument("--batch-size", type=int, default=None, help="trajectories per micro-batch")
     ap.add_argument("--grad-accumulation", type=int, default=None, help="micro-batches per step")
@@ -146,12 +146,12 @@ def main():
     seen = {t["str_query"] for t in tool_train} | {t["str_query"] for t in hw}
     for k, items in heldout.items():
         leak = sum(1 for it in items if it["str_query"] in seen)
-        assert leak == 0, f"{leak} held-out {k}-operand problems are training questions (bug B13)"
+        assert leak == 0, f"{leak} held-out {k}-operand problems are training questions (the reference's test files overlap its training data)"
         if n_eval > 0:
             heldout[k] = items[:n_eval]
     allowed = allowed_vocabulary(tok)
     allowed_all = allowed + [eos]
-    print(f"allowed vocabulary: {len(allowed)} ids + ⊤ = {len(allowed_all)} (A23 expects 1805 with GPT-2's "
+    print(f"allowed vocabulary: {len(allowed)} ids + ⊤ = {len(allowed_all)} (1805 expected with GPT-2's "
           f"vocabulary); everything else gets {PENALTY:g} in the policy and at Z positions of the reward")
     print(f"training prompts: {len(tool_train)} with tool-style rationales ({n_seeded} seeded into the buffer) + "
           f"{len(hw)} hw questions (weight 0.2); held-out: {', '.join(f'{len(v)} × {k} operands' for k, v in heldout.items())}")

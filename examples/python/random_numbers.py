@@ -5,7 +5,7 @@ distribution and often with something that is not a number. GFlowNet fine-tuning
 paper (high for a single number token 0–99 followed by the end of text) teaches the model to sample Z ∝ R(Z):
 every valid answer equally often. The default objective is the paper's SubTB as the reference has it (the flow of
 the prompt state is R(X⊤)/q(⊤|X)); --root-flow learned makes that flow a learned log Z instead, and --objective tb
-is trajectory balance (the README compares them). The last tenths of a percent of invalid answers need LoRA on
+is trajectory balance (docs/examples.md compares them). The last tenths of a percent of invalid answers need LoRA on
 lm_head too. A reward-maximising baseline (REINFORCE) trained on
 the same reward instead leans toward a few numbers.
 
@@ -60,7 +60,7 @@ def main():
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--samples", type=int, default=None)
     ap.add_argument("--objective", default="subtb", choices=["tb", "subtb", "db"],
-                    help="the GFlowNet objective (the paper's subtb; see the README for both on the demo model)")
+                    help="the GFlowNet objective (the paper's subtb; docs/examples.md compares both on the demo model)")
     ap.add_argument("--root-flow", default="reward", choices=["reward", "learned"],
                     help="SubTB / DB: the flow of the prompt state, R(X⊤)/q(⊤|X) (the reference) or a learned log Z")
     ap.add_argument("--lr", type=float, default=2e-3, help="learning rate of the GFlowNet")
@@ -90,7 +90,7 @@ def main():
     methods = [("gfn", args.objective)] + ([] if args.no_baseline else [("baseline", "reinforce")])
     for name, objective in methods:
         # lm_head too: with the blocks alone the final LayerNorm and the tied embedding cap the mass this model can
-        # put on the 100 integers at 98.97 % (README)
+        # put on the 100 integers at 98.97 % (docs/examples.md)
         lora = gfnlm.LoRA(model, r=64, alpha=64, dropout=0.0, targets=["c_attn", "c_proj", "c_fc", "lm_head"],
                           seed=args.seed)
         tr = gfnlm.GFlowNetTrainer(model, lora, reward, prompts=[x], objective=objective, termination=eos,

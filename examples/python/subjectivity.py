@@ -157,7 +157,7 @@ def accuracy(pred, gold):
 
 
 def cut_rationale(ids, eos):
-    """The rationale's actions: the state truncated at its first ⊤ (bug B7: no post-⊤ tokens)."""
+    """The rationale's actions: the state truncated at its first ⊤ (the reference keeps tokens after ⊤ here; they are not part of the rationale)."""
     return ids[:ids.index(eos)] if eos in ids else list(ids)
 
 

@@ -2,7 +2,7 @@
 """Micro GPT-2 / GPT-J ONNX exports for the ONNX fuzz target's seed corpus (fuzz/corpus/onnx) and the data
 files the harness places beside every fuzzed model (fuzz/data/onnx).
 
-Run: /work/venv-tools/bin/python fuzz/tools/make_onnx_seeds.py   (the venv of tools/requirements-fixtures.txt)
+Run: VENV/bin/python fuzz/tools/make_onnx_seeds.py   (VENV: the venv of tools/requirements-fixtures.txt)
 
 The models are the fixtures' exporters (tools/make_fixtures.py) with a micro configuration (vocab 32, n_embd 8,
 one layer, two heads, 16 positions), so each graph is a few kB: small inputs make libFuzzer fast. External-data

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A value behind a POSIX mutex. Used instead of Synchronization's `Mutex` where threads meet in the library (the
 /// handle table, shared caches and pools): its futex-based lock is invisible to ThreadSanitizer, which then reports
 /// every access it protects as a race; a pthread mutex is understood, so the TSan build checks these paths for real.

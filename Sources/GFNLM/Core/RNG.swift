@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// xoshiro256** seeded through SplitMix64: fast, 2^256−1 period, and its whole state is four words, so
 /// checkpoints can save and restore it exactly. Value type: copies continue independently.
 public struct RNG: RandomNumberGenerator, Sendable, Equatable {

@@ -3,7 +3,7 @@
 /// are never actions of the policy).
 public struct Calculator: Sendable, Equatable {
     public enum Mode: Int32, Sendable, Equatable {
-        /// Reproduces the reference exactly, including bug B6: for more than two operands only the last
+        /// Reproduces the reference exactly, including its bug: for more than two operands only the last
         /// "operator operand" pair is evaluated (" 6 - 0 - 4" → −4).
         case referenceCompatible = 0
         /// Evaluates the last two operands with the operator between them (" 12 - 30 - 4" → 30 − 4 = 26).

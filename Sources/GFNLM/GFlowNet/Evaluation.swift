@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The sampler's exact distribution over a small space, next to the target R/ΣR.
 public struct ExactDistribution: Sendable {
     /// Every action sequence of the space (⊤ not included), in breadth-first order.
@@ -167,7 +163,7 @@ public enum SampleEstimates {
 /// Amortized inference helpers (sampling the trained policy, exact evaluation on small spaces).
 public enum AnswerVote {
     /// The reference's extract_answer: the integer after the last "=", else the last whitespace-separated token
-    /// (both with "." stripped), else nil (the reference's −1, which can collide with a true answer: B13).
+    /// (both with "." stripped), else nil (the reference returns −1, which is the true answer of some problems, so a parse failure could count as correct).
     public static func extractInteger(_ text: String) -> Int? {
         func parse(_ s: Substring) -> Int? {
             var t = s.drop { $0 == " " || $0 == "\n" || $0 == "\t" }

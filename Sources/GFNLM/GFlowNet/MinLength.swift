@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// What min_length = m means, once for every objective: the target is R restricted to |Z| ≥ m, and the trainer
 /// enforces it whatever the reward says about shorter sequences.
 ///

@@ -1,5 +1,5 @@
 /// How a trajectory that reaches max_len without the termination action is treated (the reference's two terminal
-/// layouts; README "Choices where the reference is ambiguous or buggy").
+/// layouts; docs/algorithm.md).
 public enum TerminalLayout: Int32, Sendable, Equatable, Codable {
     /// Layout A (the default; rng, infilling, subjectivity, arithmetic): reaching max_len is certain termination,
     /// log q(⊤ | s_max) := 0, matching a sampler that simply stops.
@@ -85,7 +85,7 @@ public struct ObjectiveResult: Sendable {
 
 extension Objective {
     /// The loss of a micro-batch and its gradients. `logZ[b]` is the learned log-partition value for
-    /// trajectory b (TB only). A batch in which no trajectory has a transition has loss 0 (not 0/0, A25).
+    /// trajectory b (TB only). A batch in which no trajectory has a transition has loss 0 (not 0/0: a replayed empty demonstration must not make the loss NaN).
     public func evaluate(_ batch: [TrajectoryTerms], layout: TerminalLayout,
                          logZ: [Double] = []) throws(GFNError) -> ObjectiveResult {
         for t in batch { try t.validate() }
@@ -197,7 +197,3 @@ extension Objective {
         return r
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

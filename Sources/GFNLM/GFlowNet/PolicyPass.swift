@@ -55,7 +55,8 @@ final class TracedGroups {
 }
 
 /// The traced pass that yields log q(a_t | s_t) and log q(⊤ | s_t) with gradients (untempered, with the policy's
-/// adjustment; N7), in one of two ways:
+/// adjustment, whatever the behaviour that sampled the trajectory: that is what keeps off-policy terms correct),
+/// in one of two ways:
 /// - `sample`: the sampling pass itself is traced (as in the reference, whose sampling graph is back-propagated):
 ///   the distributions the actions were drawn from are the ones the loss uses, and no second forward runs. Each
 ///   decoding step's forward and head are kept until `backward`.
@@ -69,7 +70,7 @@ public final class PolicyPass: @unchecked Sendable {
     let workspace: ForwardWorkspace
     /// The stacked rows of every group's head in the backward pass.
     let headScratch: Arena
-    /// Set to apply LoRA dropout in the traced passes (training mode); nil = deterministic (the default, B16).
+    /// Set to apply LoRA dropout in the traced passes (training mode); nil = deterministic (the default; see docs/algorithm.md on dropout).
     public var dropoutSeed: UInt64?
 
     private var state: (rows: [Trajectory], needed: [Int])?
@@ -89,7 +90,7 @@ public final class PolicyPass: @unchecked Sendable {
 
     /// Samples one trajectory per row plan (as `RolloutEngine.generate`) with every forward traced, and returns
     /// them with their log q(a_t|s_t) and log q(⊤|s_t) (shapes as `forward`). With `dropoutSeed` set, sampling
-    /// itself runs with LoRA dropout (the reference's train-mode sampling, B16).
+    /// itself runs with LoRA dropout (the reference's train-mode sampling).
     public func sample(prompt: [Int32], rows plans: [RolloutEngine.RowPlan], adapter: LoRAAdapter?)
         throws(GFNError) -> (trajectories: [Trajectory], logPF: [[Double]], logPT: [[Double]]) {
         state = nil

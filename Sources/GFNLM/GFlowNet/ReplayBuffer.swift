@@ -1,4 +1,4 @@
-/// One stored trajectory: its actions and its untempered log-rewards for every prefix (re-tempered on replay, N5).
+/// One stored trajectory: its actions and its untempered log-rewards for every prefix (re-tempered with the current T_R on replay).
 public struct ReplayItem: Sendable, Equatable {
     /// Untempered log R of the complete trajectory (the priority).
     public var logR: Double
@@ -179,7 +179,3 @@ public final class ReplayBuffer: @unchecked Sendable {
         return buf
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// One sampled (or replayed) trajectory after a prompt X: the actions and the state they built.
 public struct Trajectory: Sendable, Equatable {
     /// The non-termination actions z_1 … z_n.

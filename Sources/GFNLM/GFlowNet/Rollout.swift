@@ -8,7 +8,7 @@ public struct RolloutSettings: Sendable, Equatable {
     /// At most this many actions (tool output does not count).
     public var maxLength: Int
     public var layout: TerminalLayout = .forcedStop
-    /// Soft (e.g. −99) or hard vocabulary restriction of the policy; part of q (N4). ⊤ is always allowed.
+    /// Soft (e.g. −99) or hard vocabulary restriction of the policy; part of q (added to the logits before the softmax, so restricted tokens are renormalised out). ⊤ is always allowed.
     public var adjustment = LogitAdjustment()
     /// Calculator appended after trigger tokens (needs the model's tokenizer).
     public var tool: Calculator?

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Hyper-parameters of GFlowNet fine-tuning. Defaults follow the reference's main.py where it has one.
 public struct GFlowNetConfig: Sendable, Equatable {
     public var objective: Objective = .subTB
@@ -41,7 +37,7 @@ public struct GFlowNetConfig: Sendable, Equatable {
     public var bufferCapacity: Int = 50
     public var bufferTolerance: Double = 0.25
     public var bufferPrioritized: Bool = true
-    /// LoRA dropout in the traced pass that gives the policy log-probabilities (B16); off by default: a
+    /// LoRA dropout in the traced pass that gives the policy log-probabilities; off by default (docs/algorithm.md): a
     /// deterministic policy. When the sampling pass is traced (`tracedSamplingRows`), sampling runs with dropout
     /// too, as the reference's train-mode sampling; otherwise only the teacher-forced pass uses it.
     public var loraDropout: Bool = false
@@ -329,7 +325,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
                 let key = prompt.key
                 let plans = chunk.flatMap { micros[$0].plans }
                 // Enough rows: the sampling pass is traced and its distributions are the policy's log-probabilities
-                // (no second forward; with LoRA dropout when enabled, as the reference samples in train mode, B16).
+                // (no second forward; with LoRA dropout when enabled, as the reference samples in train mode).
                 // Few rows: untraced sampling, then one teacher-forced pass over all positions.
                 pass.dropoutSeed = config.loraDropout ? rankSeed(rng.next()) : nil
                 let trajs: [Trajectory], rawPF: [[Double]], lpt: [[Double]]

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 // The safetensors format (huggingface/safetensors):
 //   u64 little-endian N | N bytes of UTF-8 JSON header (padded with spaces) | data section
 // header: {"__metadata__": {str: str}, name: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...}

@@ -1,7 +1,4 @@
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A constant value of the graph: an initializer, a Constant node, or a small expression over them. The shape is
 /// known at once; the data is computed on first use and kept.

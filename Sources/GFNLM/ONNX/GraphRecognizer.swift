@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CKernels
 
 /// One input of one node: where a constant enters the computation (recorded for the merged-weights export).

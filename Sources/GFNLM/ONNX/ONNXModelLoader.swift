@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CONNX
 
 /// Loads a GPT-2 or GPT-J ONNX export (legacy/dynamo torch exporter, optimum, fp16/bf16, external data,

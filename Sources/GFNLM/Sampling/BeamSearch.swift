@@ -38,7 +38,7 @@ extension InferenceContext {
     /// Beam search (numGroups = 1) or diverse beam search over one prompt; hypotheses sorted by score.
     public func beamSearch(prompt: [Int32], params: BeamSearchParams, adapter: LoRAAdapter? = nil) throws(GFNError) -> [BeamHypothesis] {
         let c = model.config
-        let V = c.vocabSize, E = c.nEmbd
+        let V = c.vocabSize
         try checkPrompt(prompt, index: 0)
         let B = params.numBeams, G = params.numGroups
         guard B > 0 else { throw .invalidArgument("num_beams must be positive (got \(B))") }
@@ -72,14 +72,14 @@ extension InferenceContext {
             var cache: Int         // index into caches
             var logitRow: Int      // row of the last logits (−1 = the prompt's logits)
         }
-        var caches = try (0..<(2 * B)).map { _ throws(GFNError) in try transformer.makeCache(capacity: maxNew, prefix: prefix) }
+        let caches = try (0..<(2 * B)).map { _ throws(GFNError) in try transformer.makeCache(capacity: maxNew, prefix: prefix) }
         var spare = Array(B..<(2 * B))
         var groups: [[Beam]] = (0..<G).map { g in [Beam(tokens: [], logProb: 0, score: 0, cache: g, logitRow: -1)] }
         var done: [[BeamHypothesis]] = Array(repeating: [], count: G)
         var groupDone = [Bool](repeating: false, count: G)
         var logits = [Float](repeating: 0, count: B * V)
         let norm: (Double, Int) -> Double = { sum, len in
-            params.lengthPenalty == 0 ? sum : sum / Double(max(len, 1)).pow(Double(params.lengthPenalty))
+            params.lengthPenalty == 0 ? sum : sum / pow(Double(max(len, 1)), Double(params.lengthPenalty))
         }
 
         for step in 0..<maxNew {
@@ -190,29 +190,8 @@ extension InferenceContext {
                 try transformer.logits(hidden: hidden, count: feed.count, adapter: adapter, into: lb.baseAddress!)
             }
             for (row, a) in assignments.enumerated() { groups[a.g][a.i].logitRow = row }
-            _ = E
-            caches = caches.map { $0 }
         }
         let all = done.flatMap { $0 }.sorted { $0.score > $1.score }
         return Array(all.prefix(params.numReturn))
     }
 }
-
-private extension Double {
-    func pow(_ e: Double) -> Double { Foundationless.pow(self, e) }
-}
-
-/// pow without Foundation.
-enum Foundationless {
-    static func pow(_ x: Double, _ y: Double) -> Double {
-        #if canImport(Glibc)
-        return Glibc.pow(x, y)
-        #else
-        return x
-        #endif
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Changes applied to raw logits to define the policy distribution, for sampling, scoring and GFlowNet training
 /// alike: an allowed vocabulary (other ids get `disallowedPenalty` added — a finite value such as −99 is the
 /// reference's soft mask, −∞ a hard mask) and sparse additive biases.

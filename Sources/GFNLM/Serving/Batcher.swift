@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Serves many concurrent requests on one model with continuous batching: every request's samples join one
 /// decoding batch at a token boundary, leave it when they finish, and share every pass through the base weights;
 /// requests under different LoRA adapters share the same batch (each row group adds its own low-rank delta).

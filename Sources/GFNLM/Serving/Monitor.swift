@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A mutex with one condition variable (POSIX), for the batcher's queue and requests: Swift's `Mutex` has no way
 /// to wait for a condition.
 final class Monitor: @unchecked Sendable {

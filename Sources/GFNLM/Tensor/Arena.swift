@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A bump allocator for float scratch buffers: one 64-byte aligned block, carved into pieces, reset as a whole.
 /// Grows (by replacing its block) only when `reserve` asks for more; pointers handed out before a `reserve` that
 /// grows are invalid afterwards. Not thread-safe.

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// One model's compute budget: the model's `n_threads` bound every thread that computes for it, however many host
 /// threads call in. A pass of the transformer (forward, head, backward) runs inside `run`, which admits one caller
 /// at a time in arrival order (a ticket lock) and lets it use all of the model's threads; OpenBLAS runs

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Element-wise and row kernels over contiguous float memory, written with SIMD16 (compiled for x86-64-v3).
 public enum Kernels {
     public typealias V16 = SIMD16<Float>

@@ -1,7 +1,4 @@
 import Dispatch
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Fork-join parallelism over index ranges (libdispatch). Work items must be independent.
 public enum Parallel {

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A contiguous block of `Float`s: either allocated here (64-byte aligned, zeroed) or borrowed from memory that
 /// another object keeps alive (a parsed ONNX proto, an mmapped external-data file).
 public final class FloatStorage: @unchecked Sendable {

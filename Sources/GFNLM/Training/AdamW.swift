@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// AdamW hyper-parameters, PyTorch's defaults except the learning rate (torch: 1e-3). Doubles, as PyTorch keeps
 /// them as Python floats: derived scalars (1 − β, bias corrections, lr·wd) are formed in double and rounded to
 /// float where they meet the fp32 tensors, as torch does.

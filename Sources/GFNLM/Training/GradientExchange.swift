@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Data-parallel training over K workers (processes or hosts) through an all-reduce that the host brings (MPI, or
 /// anything else): every worker computes the gradient of its own share of the batch, the host replaces one
 /// contiguous float buffer by its element-wise **mean** over the workers, and every worker then takes the same

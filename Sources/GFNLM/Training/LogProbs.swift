@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The output head restricted to chosen positions: log-softmax over the vocabulary at a few hidden rows (a
 /// 50257-wide vocabulary makes logits for every position expensive), and the backward pass from gradients of
 /// those log-probabilities to the hidden states (and, in full-parameter mode, to the head / tied embedding).

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// One supervised example: maximise log p(target | context). The context is conditioning only (masked out of
 /// the loss); it must hold at least one token.
 public struct SFTExample: Sendable, Equatable {

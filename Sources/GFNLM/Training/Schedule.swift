@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Learning-rate schedules as multipliers of a base learning rate, with `torch.optim.lr_scheduler.LambdaLR`'s
 /// convention: the optimiser step with index s (0 for the first step) uses lr · λ(s). So a warm-up gives
 /// **λ(0) = 0**: the first step moves nothing but the Adam moments (the reference's `min(s/20, 1)` and

@@ -1,4 +1,4 @@
-"""The Python API as Python users expect it (issue 18): context managers and reprs, errors that are the standard
+"""The Python API as Python users expect it: context managers and reprs, errors that are the standard
 exceptions under one GfnError base, KeyboardInterrupt through rewards and progress callbacks, ints that are checked
 instead of truncated, rewards that refuse non-numbers, numpy arrays for per-token values, type hints and docstrings,
 the optional tqdm progress bar."""

@@ -1,5 +1,5 @@
 """Short configurations (--quick) of the subjectivity (paper §4.3) and arithmetic (§4.4) examples, and their
-evaluation rules (A17, A22, A23). The runs need the demo model (models/demo-gpt2) and its data (data/);
+evaluation rules (answer extraction and vote, the prompt strings, the arithmetic vocabulary). The runs need the demo model (models/demo-gpt2) and its data (data/);
 GFNLM_DEMO_MODEL / GFNLM_DEMO_DATA point elsewhere."""
 import json
 import os
@@ -22,7 +22,7 @@ needs_demo = pytest.mark.skipif(
 
 def test_arithmetic_answer_extraction_and_vote():
     ar = load_example("arithmetic")
-    # A17
+    # answer extraction and vote
     assert ar.extract_answer("Question: 9 + 4 - 8 = ? Answer: 9 + 4 = 13, 13 - 8 = 5") == 5
     assert ar.extract_answer("... = 5.") == 5
     assert ar.extract_answer("2 - 8 = -6") == -6
@@ -37,7 +37,7 @@ def test_arithmetic_answer_extraction_and_vote():
 
 
 def test_arithmetic_demo_prefix_verbatim():
-    ar = load_example("arithmetic")                    # A22: byte for byte
+    ar = load_example("arithmetic")                    # the demonstration prefix, byte for byte
     assert ar.DEMO_PREFIX == (
         "Question: 6 - 0 - 4 - 8 = ? Answer: 6 - 0 = 6, 6 - 4 = 2, 2 - 8 = -6. The answer is -6.\n"
         "Question: 9 + 4 - 8 = ? Answer: 9 + 4 = 13, 13 - 8 = 5. The answer is 5.\n"
@@ -54,14 +54,14 @@ def test_subjectivity_fitted_threshold():
 
 def test_subjectivity_strings_and_vote():
     sj = load_example("subjectivity")
-    # A22: the X of train.10 item 0
+    # the X of train.10 item 0
     x = sj.X_TEMPLATE.format("another story follows the relationship between a stepfather ( neeson ) and his "
                              "young stepson .")
     assert x == ('Classify this movie review as objective or subjective: "another story follows the relationship '
                  'between a stepfather ( neeson ) and his young stepson ." This review is')
     assert sj.Y_TEXT == {0: ", so it is objective.", 1: ", so it is subjective."}
     assert sj.INVERSE_PROMPT == {0: " objective because it is", 1: " subjective because it is"}
-    # A17: 5 objective vs 5 subjective votes → subjective; a strict majority of objective → objective
+    # 5 objective vs 5 subjective votes → subjective; a strict majority of objective → objective
     assert sj.majority([0] * 5 + [1] * 5) == 1
     assert sj.majority([0] * 6 + [1] * 4) == 0
     assert sj.majority([1] * 10) == 1
@@ -168,7 +168,7 @@ def test_arithmetic_quick(tmp_path):
         for k in (3, 4, 5):
             assert 0.0 <= m[f"{method}_acc{k}"] <= 1.0
             assert abs(m[f"{method}_acc{k}"] * 2 - round(m[f"{method}_acc{k}"] * 2)) <= 1e-4   # 2 problems each
-    assert m["allowed_vocab"] == 1805                 # A23
+    assert m["allowed_vocab"] == 1805                 # 1804 arithmetic ids + ⊤
     assert m["calculator_fixed"] == 0 and m["n_eval"] == 2
     assert "seeded" in out
     # the calculator ran inside the sampled rationales: every two-operand step carries its exact result

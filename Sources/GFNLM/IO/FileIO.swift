@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Small file helpers over POSIX calls (gfnlm does not use Foundation).
 public enum FileIO {
     /// Reads a whole file. Throws `.io` if it cannot be opened or read, `.outOfMemory` beyond `limit` bytes.

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Synchronization
 
 /// Writing a directory of files as one atomic unit: everything goes into a temporary sibling directory which
