@@ -2,13 +2,14 @@
 """Serving benchmark ("serve" phase): throughput of concurrent callers with and without the batching scheduler,
 side by side in one run, as ratios; and the cost of batch-invariant decoding.
 
-    python3 benchmarks/serve.py [--model models/demo-gpt2] [--threads 2,1] [--callers 16] [--tokens 20] [--rounds 3]
+    python3 benchmarks/serve.py [--model models/demo-gpt2] [--tokenizer DIR] [--threads 2,1] [--callers 16] [--tokens 20] [--rounds 3]
 
 Per thread count (the model's n_threads = the library's whole compute budget), medians over rounds of:
   sequential   16 requests Model.generate(n=1) one after another
   concurrent   16 threads each calling Model.generate(n=1) at once (no scheduler)
   one_call     one Model.generate(n=16)
   batcher      16 threads each calling Batcher.generate(n=1) at once
+  prefill      16 different prompts prefilled one call each, or together in one call (prompt tokens/s)
   decode bN    Model.generate(n=N) tokens/s with batch_invariant on vs off (N = 1, 8, 32)
 Prints a table and, as its last line, key=value ratios. Only needs the built library and numpy.
 """
@@ -26,6 +27,7 @@ sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 os.environ.setdefault("GFNLM_LIBRARY", os.path.join(ROOT, "build", "libgfnlm.so"))
 import gfnlm  # noqa: E402
 
+PROMPTS = os.path.join(ROOT, "data", "openwebtext", "prompts.txt")
 PROMPT = "The following is a random integer drawn uniformly between 0 and 100: "
 
 
@@ -50,8 +52,8 @@ def run_threads(k: int, body) -> int:
     return sum(counts)
 
 
-def measure(model_path: str, threads: int, callers: int, tokens: int, rounds: int) -> dict:
-    model = gfnlm.Model.load(model_path, n_threads=threads)
+def measure(model_path: str, threads: int, callers: int, tokens: int, rounds: int, tokenizer: str | None) -> dict:
+    model = gfnlm.Model.load(model_path, tokenizer=tokenizer, n_threads=threads)
     kw = dict(max_new_tokens=tokens, stop=[])
     model.generate(PROMPT, seed=0, **kw)  # warm-up
     cases = {
@@ -68,7 +70,22 @@ def measure(model_path: str, threads: int, callers: int, tokens: int, rounds: in
             out[name].append(tokens_per_second(fn))
     batcher.close()
     result = {name: statistics.median(v) for name, v in out.items()}
-    variant = gfnlm.Model.load(model_path, n_threads=threads, batch_invariant=False)
+    # Prefill alone: `callers` different prompts (openwebtext sentences, 8-60 tokens), each prefilled by its own call,
+    # against one call that prefills them together; prompt tokens/s (one sampled token each).
+    prompts = [model.tokenizer.encode(line.strip()) for line in open(PROMPTS, encoding="utf-8")][:callers]
+    ptoks = sum(len(p) for p in prompts)
+    pkw = dict(max_new_tokens=1, stop=[])
+    pairs = {"prefill_alone": [], "prefill_together": []}
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for i, p in enumerate(prompts):
+            model.generate(p, seed=i, **pkw)
+        pairs["prefill_alone"].append(ptoks / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        model.generate(prompts, seed=0, **pkw)
+        pairs["prefill_together"].append(ptoks / (time.perf_counter() - t0))
+    result.update({k: statistics.median(v) for k, v in pairs.items()})
+    variant = gfnlm.Model.load(model_path, tokenizer=tokenizer, n_threads=threads, batch_invariant=False)
     for n in (1, 8, 32):
         pair = {"on": [], "off": []}
         for _ in range(rounds):
@@ -83,6 +100,8 @@ def measure(model_path: str, threads: int, callers: int, tokens: int, rounds: in
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "demo-gpt2"))
+    ap.add_argument("--tokenizer", default=None,
+                    help="tokenizer files (default: beside the model; GPT-2 small: Tests/Fixtures/tokenizer)")
     ap.add_argument("--threads", default="2,1")
     ap.add_argument("--callers", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=20)
@@ -90,7 +109,7 @@ def main() -> int:
     args = ap.parse_args()
     ratios = {}
     for t in [int(x) for x in args.threads.split(",")]:
-        r = measure(args.model, t, args.callers, args.tokens, args.rounds)
+        r = measure(args.model, t, args.callers, args.tokens, args.rounds, args.tokenizer)
         print(f"\n== {os.path.basename(args.model.rstrip('/'))}, n_threads={t}, {args.callers} callers x "
               f"{args.tokens} tokens (tokens/s, median of {args.rounds})")
         for k, v in r.items():
@@ -98,6 +117,7 @@ def main() -> int:
         ratios[f"concurrent_vs_sequential_t{t}"] = r["concurrent"] / r["sequential"]
         ratios[f"batcher_vs_one_call_t{t}"] = r["batcher"] / r["one_call"]
         ratios[f"batcher_vs_sequential_t{t}"] = r["batcher"] / r["sequential"]
+        ratios[f"prefill_together_vs_alone_t{t}"] = r["prefill_together"] / r["prefill_alone"]
         for n in (1, 8, 32):
             ratios[f"invariant_cost_b{n}_t{t}"] = r[f"decode_b{n}_invariant"] / r[f"decode_b{n}_fastest"]
     print("\n" + " ".join(f"{k}={v:.3f}" for k, v in ratios.items()))

@@ -90,8 +90,12 @@ final class BatcherTests: XCTestCase {
             let batcher = try Batcher(model: served, config: config)
             var rng = RNG(seed: 42)
             var works: [BatchWork] = []
+            var earlier: [[Int32]] = []
             for i in 0..<40 {
-                let prompt = (0..<(1 + rng.below(9))).map { _ in Int32(rng.below(97)) }
+                var prompt = (0..<(1 + rng.below(9))).map { _ in Int32(rng.below(97)) }
+                // Some prompts repeat (requests admitted together with the same prompt and adapter share a prefill).
+                if !earlier.isEmpty && rng.below(3) == 0 { prompt = earlier[rng.below(earlier.count)] }
+                earlier.append(prompt)
                 let adapter = adapters[rng.below(3)]
                 if i % 5 == 4 {
                     let cont = (0..<rng.below(6)).map { _ in Int32(rng.below(97)) }
@@ -159,6 +163,42 @@ final class BatcherTests: XCTestCase {
             let s = batcher.statistics
             XCTAssertEqual(s.completed + s.cancelled, works.count)
             XCTAssertEqual(s.cancelled, cancelled)
+        }
+    }
+
+    /// Requests queued while the scheduler is busy are admitted in one turn and prefilled in one pass: identical
+    /// prompts under one adapter share a prefill, everything else (another prompt of the same length, the same
+    /// prompt under another adapter) gets its own, and every result equals the sequential call.
+    func testRequestsAdmittedTogetherShareOnlyIdenticalPrefills() throws {
+        for arch in [Architecture.gpt2, .gptj] {
+            let served = try model(arch, threads: 2)
+            let reference = try model(arch, threads: 1, weights: served.weights)
+            let ad = try adapter(served, seed: 5, head: true)
+            let a: [Int32] = [4, 8, 15, 16, 23], b: [Int32] = [42, 4, 8, 15, 16], c: [Int32] = [7]
+            let works: [BatchWork] = [(a, nil), (b, nil), (a, nil), (a, ad), (c, nil), (b, ad), (a, ad), (c, ad)]
+                .enumerated().map { i, pa in
+                    var p = SamplingParams()
+                    p.maxNewTokens = 6
+                    p.seed = UInt64(i)
+                    return .sample(prompt: pa.0, n: 1 + i % 2, params: p, adapter: pa.1)
+                }
+            var config = Batcher.Config()
+            config.maxBatch = 32
+            let batcher = try Batcher(model: served, config: config)
+            // Holding the model's compute gate keeps the scheduler from running a pass: all requests queue up.
+            let requests = try served.transformer.gate.run { () throws -> [BatchRequest] in
+                try works.map { try batcher.submit($0) }
+            }
+            let ctx = try InferenceContext(model: reference)
+            for (i, r) in requests.enumerated() {
+                XCTAssertTrue(r.wait(timeoutNanoseconds: 60_000_000_000))
+                guard case .sample(let prompt, let n, let params, let adapter) = works[i],
+                      case .success(.samples(let got))? = r.result else { return XCTFail("request \(i) failed") }
+                let want = try ctx.sample(prompts: [prompt], n: n, params: params, adapter: adapter)
+                XCTAssertEqual(got.map(\.tokens), want.map(\.tokens), "\(arch) request \(i)")
+                XCTAssertEqual(got.map(\.tokenLogProbs), want.map(\.tokenLogProbs), "\(arch) request \(i)")
+            }
+            batcher.shutdown(drain: true)
         }
     }
 

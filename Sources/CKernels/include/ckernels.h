@@ -23,6 +23,10 @@ void gfk_sgemm_small_nn(size_t M, size_t K, const float *x, size_t ldx, const fl
                         size_t ldy, size_t n0, size_t n1);
 void gfk_sgemm_small_nt(size_t M, size_t K, const float *x, size_t ldx, const float *w, size_t ldw, float *y,
                         size_t ldy, size_t n0, size_t n1);
+/// nn for many rows (batched prefill) on a block of w the caller packed contiguously; every element's arithmetic is
+/// that of gfk_sgemm_small_nn, so the two give identical rows.
+void gfk_sgemm_rows_nn(size_t M, size_t K, const float *x, size_t ldx, const float *w, size_t ldw, float *y,
+                       size_t ldy, size_t n0, size_t n1);
 /* ---- bf16 weight matrices ------------------------------------------------------------------------------------
  * A logical fp32 matrix W [K, N] (y = x·W) is stored as bf16 in "pair panels":
  *   - columns are grouped in panels of 16 (the last panel is zero-padded), P = ceil(N / 16) panels;

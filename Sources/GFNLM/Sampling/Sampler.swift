@@ -97,16 +97,8 @@ public final class InferenceContext: @unchecked Sendable {
 
     /// Runs a prompt through the model into a new cache and returns its last-position logits [V].
     func prefill(_ prompt: [Int32], adapter: LoRAAdapter?, logits: UnsafeMutablePointer<Float>) throws(GFNError) -> KVCache {
-        let cache = try transformer.makeCache(capacity: prompt.count)
-        // One turn of the compute budget for the pass and its head (concurrent callers alternate per pass).
-        try transformer.gate.run { () throws(GFNError) in
-            let hidden = try prompt.withUnsafeBufferPointer { (tb) throws(GFNError) in
-                try transformer.forward(tokens: tb, rows: 1, T: prompt.count, caches: [cache], adapter: adapter,
-                                        workspace: workspace)
-            }
-            try transformer.logits(hidden: hidden + (prompt.count - 1) * model.config.nEmbd, count: 1,
-                                   adapter: adapter, decoding: true, into: logits)
-        }
+        let caches = try prefill([PrefillItem(prompt: prompt, adapter: adapter)], logits: logits)
+        guard let cache = caches.first else { throw .internalError("prefill returned no cache") }
         return cache
     }
 
@@ -127,8 +119,8 @@ public final class InferenceContext: @unchecked Sendable {
         let stepLogits = try FloatStorage(count: rows * V)
         var seqs: [DecodingSequence] = []
         seqs.reserveCapacity(rows)
-        for (pi, p) in prompts.enumerated() {
-            let prefix = try prefill(p, adapter: adapter, logits: prefillLogits.base + pi * V)
+        let prefixes = try prefill(prompts.map { PrefillItem(prompt: $0, adapter: adapter) }, logits: prefillLogits.base)
+        for (pi, prefix) in prefixes.enumerated() {
             for k in 0..<n {
                 seqs.append(DecodingSequence(policy: policy, promptIndex: pi, index: k,
                                              cache: try transformer.makeCache(capacity: policy.maxNew, prefix: prefix),

@@ -229,7 +229,7 @@ public final class Batcher: @unchecked Sendable {
                 finish(a.request, .failure(.cancelled("the request was cancelled")))
             }
             active.removeAll { $0.request.isFinished }
-            for r in turn.admitted { admit(r) }
+            admit(turn.admitted)
             publishActivity()
             if let s = turn.scoring { runScoring(s) }
             if !active.isEmpty { decodeStep() }
@@ -257,24 +257,66 @@ public final class Batcher: @unchecked Sendable {
         }
     }
 
-    /// Prefills a sampling request's prompt and puts its samples in the decoding batch.
-    private func admit(_ r: BatchRequest) {
-        guard case .sample(let prompt, let n, let params, let adapter) = r.work else { return }
-        do throws(GFNError) {
-            let V = model.config.vocabSize
-            let policy = try SamplingPolicy(params: params, config: model.config, longestPrompt: prompt.count,
-                                            adapter: adapter)
-            let logits = try FloatStorage(count: V)
-            let prefix = try context.prefill(prompt, adapter: adapter, logits: logits.base)
-            var seqs: [DecodingSequence] = []
-            for k in 0..<n {
-                seqs.append(DecodingSequence(policy: policy, promptIndex: 0, index: k,
-                                             cache: try model.transformer.makeCache(capacity: policy.maxNew, prefix: prefix),
-                                             logits: logits.base))
+    /// Prefills the prompts of the sampling requests admitted in one turn together (one pass over the weights for
+    /// all of them, adapters grouped) and puts their samples in the decoding batch. With batch invariance each
+    /// prompt's cache is what prefilling it alone gives. Should the shared pass fail (memory), each request is
+    /// retried alone so that one request's failure stays its own.
+    private func admit(_ requests: [BatchRequest]) {
+        let V = model.config.vocabSize
+        var ready: [(request: BatchRequest, prompt: [Int32], n: Int, policy: SamplingPolicy, adapter: LoRAAdapter?)] = []
+        for r in requests {
+            guard case .sample(let prompt, let n, let params, let adapter) = r.work else { continue }
+            do throws(GFNError) {
+                let policy = try SamplingPolicy(params: params, config: model.config, longestPrompt: prompt.count,
+                                                adapter: adapter)
+                ready.append((r, prompt, n, policy, adapter))
+            } catch {
+                finish(r, .failure(error))
             }
-            active.append(ActiveRequest(request: r, sequences: seqs, prefillLogits: logits))
+        }
+        guard !ready.isEmpty else { return }
+        // Requests with the same prompt under the same adapter share one prefill (as the samples of one request do):
+        // the cache is the same whichever request computed it.
+        var unique: [PrefillItem] = []
+        var slot: [Int] = []
+        for item in ready {
+            if let j = unique.firstIndex(where: { $0.adapter === item.adapter && $0.prompt == item.prompt }) {
+                slot.append(j)
+            } else {
+                slot.append(unique.count)
+                unique.append(PrefillItem(prompt: item.prompt, adapter: item.adapter))
+            }
+        }
+        let shared: (logits: FloatStorage, caches: [KVCache])?
+        do throws(GFNError) {
+            let logits = try FloatStorage(count: unique.count * V)
+            let caches = try context.prefill(unique, logits: logits.base)
+            shared = (logits, caches)
         } catch {
-            finish(r, .failure(error))
+            shared = nil
+        }
+        for (i, item) in ready.enumerated() {
+            do throws(GFNError) {
+                let logits: FloatStorage, prefix: KVCache
+                if let shared {
+                    logits = try FloatStorage(count: V)
+                    logits.base.update(from: shared.logits.base + slot[i] * V, count: V)
+                    prefix = shared.caches[slot[i]]
+                } else {
+                    logits = try FloatStorage(count: V)
+                    prefix = try context.prefill(item.prompt, adapter: item.adapter, logits: logits.base)
+                }
+                var seqs: [DecodingSequence] = []
+                for k in 0..<item.n {
+                    seqs.append(DecodingSequence(policy: item.policy, promptIndex: 0, index: k,
+                                                 cache: try model.transformer.makeCache(capacity: item.policy.maxNew,
+                                                                                        prefix: prefix),
+                                                 logits: logits.base))
+                }
+                active.append(ActiveRequest(request: item.request, sequences: seqs, prefillLogits: logits))
+            } catch {
+                finish(item.request, .failure(error))
+            }
         }
     }
 

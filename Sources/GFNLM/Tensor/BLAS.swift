@@ -111,29 +111,57 @@ public enum BLAS {
     /// C[m,n] = A[m,k] · op(B) for any m ≥ 1 (B stored [k,n], or [n,k] with transB) through the row-streaming
     /// kernels, whose arithmetic for a row does not depend on the other rows or on m: every element is one FMA chain
     /// over k in a fixed order. Decoding batches use it so that a sequence's tokens do not depend on what shares its
-    /// batch (`Transformer.rowInvariantDecoding`). Rows go 16 at a time (the activations of a chunk stay in L1 while
-    /// a column block of B streams past); column blocks of 64 are split over `threads`.
+    /// batch (`Transformer.rowInvariantDecoding`), and batched prefill so that a prompt's cache does not depend on
+    /// the prompts prefilled with it.
+    ///
+    /// Up to `fewRowsLimit` rows B streams once from memory, its columns split over `threads`. More rows (prefill):
+    /// with B stored [k,n], each thread copies a block of `rowsBlockWidth` columns into contiguous scratch and runs
+    /// every row through it (`gfk_sgemm_rows_nn`, the same arithmetic); with B stored [n,k] its rows are already
+    /// contiguous and all rows meet a block of 64 of them while it is in cache.
     public static func gemmRowInvariant(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
                                         b: UnsafePointer<Float>, ldb: Int, transB: Bool,
                                         c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) {
         guard m > 0, n > 0 else { return }
+        let t = m * n * k >= 1 << 18 ? max(1, threads) : 1
+        if m > fewRowsLimit && !transB && k > 0 {
+            let width = rowsBlockWidth
+            Parallel.chunks((n + width - 1) / width, threads: t) { _, range in
+                let panel = UnsafeMutablePointer<Float>.allocate(capacity: k * width)
+                defer { panel.deallocate() }
+                for blk in range {
+                    let c0 = blk * width, cw = min(width, n - c0)
+                    for kk in 0..<k { (panel + kk * cw).update(from: b + kk * ldb + c0, count: cw) }
+                    gfk_sgemm_rows_nn(m, k, a, lda, panel, cw, c + c0, ldc, 0, cw)
+                }
+            }
+            return
+        }
         let block = 64
         let blocks = (n + block - 1) / block
-        let t = m * n * k >= 1 << 18 ? max(1, threads) : 1
         Parallel.chunks(blocks, threads: t) { _, range in
-            let n0 = range.lowerBound * block, n1 = min(n, range.upperBound * block)
-            var r0 = 0
-            while r0 < m {
-                let rows = min(fewRowsLimit, m - r0)
-                if transB {
-                    gfk_sgemm_small_nt(rows, k, a + r0 * lda, lda, b, ldb, c + r0 * ldc, ldc, n0, n1)
-                } else {
-                    gfk_sgemm_small_nn(rows, k, a + r0 * lda, lda, b, ldb, c + r0 * ldc, ldc, n0, n1)
+            // Few rows: the thread's whole column range in one call (B streams once). Many rows: 64 columns at a
+            // time, so that the rows of B of one block stay in cache while every row of A passes.
+            let step = m > fewRowsLimit ? 1 : range.count
+            var blk = range.lowerBound
+            while blk < range.upperBound {
+                let n0 = blk * block, n1 = min(n, min(range.upperBound, blk + step) * block)
+                var r0 = 0
+                while r0 < m {
+                    let rows = min(fewRowsLimit, m - r0)
+                    if transB {
+                        gfk_sgemm_small_nt(rows, k, a + r0 * lda, lda, b, ldb, c + r0 * ldc, ldc, n0, n1)
+                    } else {
+                        gfk_sgemm_small_nn(rows, k, a + r0 * lda, lda, b, ldb, c + r0 * ldc, ldc, n0, n1)
+                    }
+                    r0 += rows
                 }
-                r0 += rows
+                blk += step
             }
         }
     }
+
+    /// Columns per block of the many-row row-invariant product (measured best of 24..96, see smallgemm.c).
+    static let rowsBlockWidth = 48
 
     /// y[m] = alpha · A[m,n] · x + beta · y (transA false) or alpha · Aᵀ · x + beta · y with y[n] (transA true).
     @inline(__always)

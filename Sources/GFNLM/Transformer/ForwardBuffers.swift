@@ -1,14 +1,51 @@
+/// Where the tokens of one forward chunk lie: row r's `lengths[r]` new tokens are the flattened rows
+/// `offsets[r] ..< offsets[r] + lengths[r]` of every activation. Uniform (every row T tokens) for training, scoring
+/// and decoding; ragged for a batched prefill of prompts of different lengths.
+struct RowLayout {
+    let lengths: [Int]
+    let offsets: [Int]
+    let tokens: Int
+    let maxLength: Int
+    let isUniform: Bool
+
+    init(rows: Int, T: Int) {
+        lengths = Array(repeating: T, count: rows)
+        offsets = (0..<rows).map { $0 * T }
+        tokens = rows * T
+        maxLength = T
+        isUniform = true
+    }
+
+    init(lengths: [Int]) {
+        self.lengths = lengths
+        var off = 0
+        offsets = lengths.map { n in defer { off += n }; return off }
+        tokens = off
+        maxLength = lengths.max() ?? 0
+        isUniform = Set(lengths).count <= 1
+    }
+
+    var rows: Int { lengths.count }
+    /// Flattened rows of sequences `range` (contiguous).
+    func tokenRange(ofRows range: Range<Int>) -> Range<Int> {
+        guard !range.isEmpty else { return 0..<0 }
+        return offsets[range.lowerBound]..<(offsets[range.upperBound - 1] + lengths[range.upperBound - 1])
+    }
+}
+
 /// Sizes of one forward call.
 struct ForwardPlan {
     let config: ModelConfig
-    let rows: Int
-    let T: Int
+    let layout: RowLayout
     /// Visible keys per row after this chunk.
     let keys: [Int]
     let maxRank: Int
     let threads: Int
 
-    var tokens: Int { rows * T }
+    var rows: Int { layout.rows }
+    /// Tokens per row (the longest row's for a ragged layout, which only inference uses).
+    var T: Int { layout.maxLength }
+    var tokens: Int { layout.tokens }
     var maxKeys: Int { keys.max() ?? 0 }
 }
 

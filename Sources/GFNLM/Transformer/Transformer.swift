@@ -76,24 +76,44 @@ public final class Transformer: @unchecked Sendable {
                         padding: [Int]? = nil, adapter: LoRAAdapter? = nil, adapterGroups: [AdapterGroup]? = nil,
                         workspace: ForwardWorkspace, trace: ForwardTrace? = nil)
         throws(GFNError) -> UnsafeMutablePointer<Float> {
-        try gate.run { () throws(GFNError) -> UnsafeMutablePointer<Float> in
-            try forwardHoldingGate(tokens: tokens, rows: rows, T: T, caches: caches, padding: padding,
-                                   adapter: adapter, adapterGroups: adapterGroups, workspace: workspace, trace: trace)
+        guard rows > 0, T > 0 else { throw .invalidArgument("empty batch (rows = \(rows), T = \(T))") }
+        return try gate.run { () throws(GFNError) -> UnsafeMutablePointer<Float> in
+            try forwardHoldingGate(tokens: tokens, layout: RowLayout(rows: rows, T: T), caches: caches,
+                                   padding: padding, adapter: adapter, adapterGroups: adapterGroups,
+                                   rowInvariant: rowInvariantDecoding && T == 1, workspace: workspace, trace: trace)
         }
     }
 
-    private func forwardHoldingGate(tokens: UnsafeBufferPointer<Int32>, rows: Int, T: Int, caches: [KVCache],
+    /// Prefills prompts of different lengths in one pass: `tokens` holds the prompts one after the other,
+    /// `lengths[r]` tokens for row r, appended to `caches[r]`. The matrix products run over all prompts' tokens
+    /// together (the weights are read once for all of them); attention stays per prompt. With
+    /// `rowInvariantDecoding` every product uses the row-invariant kernels, so a prompt's cache and hidden states
+    /// are bit-identical to prefilling it alone, whatever else is in the pass. Returns the final hidden states
+    /// [Σ lengths, n_embd] (row r's last token at Σ_{j≤r} lengths[j] − 1), valid until the next use of `workspace`.
+    public func prefill(tokens: UnsafeBufferPointer<Int32>, lengths: [Int], caches: [KVCache],
+                        adapter: LoRAAdapter? = nil, adapterGroups: [AdapterGroup]? = nil,
+                        workspace: ForwardWorkspace) throws(GFNError) -> UnsafeMutablePointer<Float> {
+        guard !lengths.isEmpty, lengths.allSatisfy({ $0 > 0 }) else {
+            throw .invalidArgument("prefill needs at least one prompt and no empty prompt (lengths \(lengths))")
+        }
+        return try gate.run { () throws(GFNError) -> UnsafeMutablePointer<Float> in
+            try forwardHoldingGate(tokens: tokens, layout: RowLayout(lengths: lengths), caches: caches,
+                                   padding: nil, adapter: adapter, adapterGroups: adapterGroups,
+                                   rowInvariant: rowInvariantDecoding, workspace: workspace, trace: nil)
+        }
+    }
+
+    private func forwardHoldingGate(tokens: UnsafeBufferPointer<Int32>, layout: RowLayout, caches: [KVCache],
                                     padding: [Int]?, adapter: LoRAAdapter?, adapterGroups: [AdapterGroup]?,
-                                    workspace: ForwardWorkspace, trace: ForwardTrace?)
+                                    rowInvariant: Bool, workspace: ForwardWorkspace, trace: ForwardTrace?)
         throws(GFNError) -> UnsafeMutablePointer<Float> {
         let c = config
-        let lora = try LoRARouting(adapter: adapter, groups: adapterGroups, rows: rows, T: T,
-                                   traced: trace != nil)
-        let rowInvariant = rowInvariantDecoding && T == 1
+        let rows = layout.rows
+        let lora = try LoRARouting(adapter: adapter, groups: adapterGroups, layout: layout, traced: trace != nil)
         let E = c.nEmbd, I = c.nInner, H = c.nHead, D = c.headDim
-        guard rows > 0, T > 0 else { throw .invalidArgument("empty batch (rows = \(rows), T = \(T))") }
-        guard tokens.count == rows * T else {
-            throw .invalidArgument("token buffer holds \(tokens.count) ids, expected rows·T = \(rows * T)")
+        guard trace == nil || layout.isUniform else { throw .internalError("a traced forward needs equal row lengths") }
+        guard tokens.count == layout.tokens else {
+            throw .invalidArgument("token buffer holds \(tokens.count) ids, expected \(layout.tokens)")
         }
         guard caches.count == rows else { throw .invalidArgument("\(caches.count) caches for \(rows) rows") }
         if let padding, padding.count != rows { throw .invalidArgument("\(padding.count) padding values for \(rows) rows") }
@@ -101,6 +121,7 @@ public final class Transformer: @unchecked Sendable {
             guard cache.nLayer == c.nLayer, cache.nHead == H, cache.headDim == D else {
                 throw .invalidArgument("cache of row \(r) belongs to a different model")
             }
+            let T = layout.lengths[r]
             guard cache.length + T <= cache.capacity else {
                 throw .outOfRange("row \(r): KV cache full (\(cache.length) + \(T) > capacity \(cache.capacity))")
             }
@@ -116,7 +137,7 @@ public final class Transformer: @unchecked Sendable {
                 throw .outOfRange("row \(r): position \(lastPos) is beyond the model's \(c.nPositions) positions")
             }
             for t in pad..<T {
-                let tok = tokens[r * T + t]
+                let tok = tokens[layout.offsets[r] + t]
                 guard tok >= 0 && Int(tok) < c.vocabSize else {
                     throw .outOfRange("token id \(tok) at row \(r), position \(t) is outside the vocabulary (0..<\(c.vocabSize))")
                 }
@@ -125,11 +146,11 @@ public final class Transformer: @unchecked Sendable {
         // Commit padding and remember where this chunk starts.
         let start = caches.map { $0.length }
         if let padding { for r in 0..<rows where padding[r] > 0 { caches[r].padding = padding[r] } }
-        let N = rows * T
-        let segs = caches.map { $0.segmentsAfterAppending(T) }
+        let N = layout.tokens
+        let segs = caches.enumerated().map { r, cache in cache.segmentsAfterAppending(layout.lengths[r]) }
         let keys = segs.map { $0.reduce(0) { $0 + $1.count } }
         let maxRank = lora.maxRank
-        let plan = ForwardPlan(config: c, rows: rows, T: T, keys: keys, maxRank: maxRank, threads: threads)
+        let plan = ForwardPlan(config: c, layout: layout, keys: keys, maxRank: maxRank, threads: threads)
 
         if let trace {
             try trace.begin(plan: plan, adapter: adapter)
@@ -143,9 +164,9 @@ public final class Transformer: @unchecked Sendable {
         let positions = try workspace.positions(N)
         for r in 0..<rows {
             let cache = caches[r]
-            for t in 0..<T {
+            for t in 0..<layout.lengths[r] {
                 let slot = start[r] + t
-                positions[r * T + t] = slot < cache.padding ? -1 : Int32(cache.position(ofSlot: slot))
+                positions[layout.offsets[r] + t] = slot < cache.padding ? -1 : Int32(cache.position(ofSlot: slot))
             }
         }
         embed(tokens: tokens, positions: positions, count: N, into: x)
@@ -165,8 +186,8 @@ public final class Transformer: @unchecked Sendable {
                 try applyLinear(v, x: b.ln1, ldx: E, m: N, y: b.qkv + 2 * E, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
             }
             if c.arch == .gptj { applyRotary(b.qkv, positions: positions, count: N) }
-            storeKV(layer: l, qkv: b.qkv, rows: rows, T: T, caches: caches, start: start)
-            attention(layer: l, qkv: b.qkv, out: b.att, rows: rows, T: T, caches: caches, start: start,
+            storeKV(layer: l, qkv: b.qkv, layout: layout, caches: caches, start: start)
+            attention(layer: l, qkv: b.qkv, out: b.att, layout: layout, caches: caches, start: start,
                       segments: segs, keys: keys, buffers: b)
             switch c.arch {
             case .gpt2:
@@ -189,7 +210,7 @@ public final class Transformer: @unchecked Sendable {
                 Kernels.add(x, b.tmp, count: N * E)
             }
         }
-        for r in 0..<rows { caches[r].length = start[r] + T }
+        for r in 0..<rows { caches[r].length = start[r] + layout.lengths[r] }
         trace?.record(tokens: tokens, caches: caches, start: start, positions: positions, segments: segs, keys: keys)
         let hidden = trace?.hidden ?? workspace.hidden
         if let pre = trace?.preFinal { pre.update(from: x, count: N * E) }
@@ -207,7 +228,8 @@ public final class Transformer: @unchecked Sendable {
                        adapterGroups: [AdapterGroup]? = nil, decoding: Bool = false,
                        into out: UnsafeMutablePointer<Float>) throws(GFNError) {
         let c = config
-        let lora = try LoRARouting(adapter: adapter, groups: adapterGroups, rows: count, T: 1, traced: false)
+        let lora = try LoRARouting(adapter: adapter, groups: adapterGroups, layout: RowLayout(rows: count, T: 1),
+                                   traced: false)
         let rowInvariant = rowInvariantDecoding && decoding
         try gate.run { () throws(GFNError) in
             switch weights.head {
@@ -323,7 +345,8 @@ public final class Transformer: @unchecked Sendable {
                 throw .state("LoRA factors for \(lin.name) have shape A \(f.a.shape), B \(f.b.shape); the module is \(nIn)→\(nOut)")
             }
             let r = f.rank
-            let n0 = group.rows.lowerBound * lora.tokensPerRow, n = group.rows.count * lora.tokensPerRow
+            let span = lora.layout.tokenRange(ofRows: group.rows)
+            let n0 = span.lowerBound, n = span.count
             let t = buffers.loraOutput(lin.name) ?? buffers.loraScratch
             if rowInvariant {
                 try addLowRankRowInvariant(f, x: x + n0 * ldx, ldx: ldx, m: n, u: t, y: y + n0 * ldy, ldy: ldy)
@@ -370,15 +393,15 @@ public final class Transformer: @unchecked Sendable {
     }
 
     /// Copies this chunk's keys and values (qkv columns E..<3E) into each row's cache.
-    func storeKV(layer l: Int, qkv: UnsafePointer<Float>, rows: Int, T: Int, caches: [KVCache], start: [Int]) {
+    func storeKV(layer l: Int, qkv: UnsafePointer<Float>, layout: RowLayout, caches: [KVCache], start: [Int]) {
         let c = config
         let E = c.nEmbd, H = c.nHead, D = c.headDim
-        for r in 0..<rows {
+        for r in 0..<layout.rows {
             let cache = caches[r]
             for h in 0..<H {
                 let kDst = cache.kPointer(layer: l, head: h), vDst = cache.vPointer(layer: l, head: h)
-                for t in 0..<T {
-                    let src = qkv + (r * T + t) * 3 * E + h * D
+                for t in 0..<layout.lengths[r] {
+                    let src = qkv + (layout.offsets[r] + t) * 3 * E + h * D
                     (kDst + (start[r] + t) * D).update(from: src + E, count: D)
                     (vDst + (start[r] + t) * D).update(from: src + 2 * E, count: D)
                 }
@@ -388,22 +411,23 @@ public final class Transformer: @unchecked Sendable {
 
     /// Causal multi-head attention of this chunk's queries over each row's visible keys (prefix chain, then its
     /// own slots up to the query). Writes [N, E] to `out`; with a trace, keeps the probabilities.
-    func attention(layer l: Int, qkv: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, T: Int,
+    func attention(layer l: Int, qkv: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, layout: RowLayout,
                    caches: [KVCache], start: [Int], segments: [[KVSegment]], keys: [Int], buffers: LayerBuffers) {
         let c = config
         let E = c.nEmbd, H = c.nHead, D = c.headDim
         let scale = 1 / Float(D).squareRoot()
-        let work = rows * H
-        let threadsHere = (rows * T * (keys.max() ?? 0) * H * D) >= 1 << 15 ? threads : 1
+        let work = layout.rows * H
+        let threadsHere = (layout.tokens * (keys.max() ?? 0) * H * D) >= 1 << 15 ? threads : 1
         Parallel.chunks(work, threads: threadsHere) { worker, range in
             for item in range {
                 let r = item / H, h = item % H
                 let cache = caches[r]
                 let segs = segments[r]
                 let K = keys[r]
+                let T = layout.lengths[r]
                 let probs = buffers.probabilities(row: r, head: h, worker: worker)
-                let q = qkv + r * T * 3 * E + h * D
-                let o = out + r * T * E + h * D
+                let q = qkv + layout.offsets[r] * 3 * E + h * D
+                let o = out + layout.offsets[r] * E + h * D
                 // scores [T, K]
                 var col = 0
                 for s in segs {
@@ -490,16 +514,17 @@ public struct AdapterGroup: @unchecked Sendable {
 /// several groups (a batcher mixing requests).
 struct LoRARouting {
     let groups: [AdapterGroup]
-    /// Tokens per row (T): group g covers flattened rows rows.lowerBound·T ..< rows.upperBound·T.
-    let tokensPerRow: Int
+    /// Where each row's tokens lie: group g covers the flattened rows of its sequences.
+    let layout: RowLayout
     var maxRank: Int {
         groups.map { g in
             max(g.adapter.factors.values.map(\.rank).max() ?? 0, g.adapter.headFactors?.rank ?? 0)
         }.max() ?? 0
     }
 
-    init(adapter: LoRAAdapter?, groups: [AdapterGroup]?, rows: Int, T: Int, traced: Bool) throws(GFNError) {
-        tokensPerRow = T
+    init(adapter: LoRAAdapter?, groups: [AdapterGroup]?, layout: RowLayout, traced: Bool) throws(GFNError) {
+        self.layout = layout
+        let rows = layout.rows
         if let groups {
             guard adapter == nil else { throw .invalidArgument("pass either one adapter or adapter groups") }
             guard !traced || groups.isEmpty else { throw .invalidArgument("adapter groups are for inference only") }
