@@ -28,7 +28,7 @@ RELEASE_FLAGS := -c release --product gfnlm --scratch-path $(ROOT)/.build-releas
 
 include mk/protobuf.mk
 
-.PHONY: all deps lib demo test swift-test c-test py-test examples-test clean venv bench
+.PHONY: all deps lib demo test abi-check-test kernel-test-static swift-test c-test py-test examples-test clean venv bench
 
 all: deps lib demo
 
@@ -70,8 +70,24 @@ $(VENV)/.ok: bindings/python/requirements-test.txt
 demo: lib venv
 	GFNLM_LIBRARY=$(LIB) PYTHONPATH=$(ROOT)/bindings/python $(PY) examples/python/random_numbers.py --plot $(BUILD)/random_numbers.png
 
-test: deps lib venv mpi-venv swift-test c-test fuzz-smoke py-test examples-test install-test
+test: deps lib venv mpi-venv abi-check-test kernel-test-static swift-test c-test fuzz-smoke py-test examples-test install-test
 	@echo "all tests passed"
+
+## The exports in Sources/GFNLMC implement include/gfnlm.h's declarations (`@c @implementation`), so the compiler
+## refuses a signature that drifts from the header; this proves the check bites (mismatched declarations, seconds).
+abi-check-test:
+	SWIFTC=$(SWIFT)c Tests/ABI/check_bites.sh
+
+## The bf16 kernels' standalone test, linked statically so build/kernel-test-static can be copied to and run on any
+## x86-64 Linux machine with AVX512-BF16 (here, without it, it checks the self-check's comparator and skips the rest).
+KERNEL_TEST_SOURCES := Tests/Kernels/bf16_kernel_test.c Sources/CKernels/ckernels.c Sources/CKernels/bf16check.c
+$(BUILD)/kernel-test-static: $(KERNEL_TEST_SOURCES) Sources/CKernels/bf16_internal.h Sources/CKernels/include/ckernels.h
+	@mkdir -p $(BUILD)
+	gcc -std=c11 -O2 -march=x86-64-v3 -Wall -Wextra -Werror -static -ISources/CKernels -ISources/CKernels/include \
+	  $(KERNEL_TEST_SOURCES) -lm -pthread -o $@
+
+kernel-test-static: $(BUILD)/kernel-test-static
+	$(BUILD)/kernel-test-static
 
 swift-test: | deps
 	$(SWIFT) build --build-tests -j $(JOBS)
@@ -80,7 +96,7 @@ swift-test: | deps
 C_TESTS := $(wildcard Tests/C/test_*.c)
 C_BINS := $(patsubst Tests/C/%.c,$(BUILD)/tests/%,$(C_TESTS))
 
-$(BUILD)/tests/%: Tests/C/%.c include/gfnlm.h $(LIB)
+$(BUILD)/tests/%: Tests/C/%.c Tests/C/check.h include/gfnlm.h $(LIB)
 	@mkdir -p $(BUILD)/tests
 	gcc -std=c11 -O1 -g -Wall -Wextra -Werror -Iinclude $< -L$(BUILD) -lgfnlm -Wl,-rpath,$(BUILD) -lpthread -o $@
 

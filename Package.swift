@@ -37,7 +37,8 @@ let package = Package(
         .target(name: "GFNLM", dependencies: ["COpenBLAS", "CONNX", "CKernels"],
                 swiftSettings: simdFlags + [.unsafeFlags(["-O"], .when(configuration: .debug))],
                 linkerSettings: [.linkedLibrary("m")]),
-        // The public header include/gfnlm.h, imported into Swift so the @_cdecl exports use its exact C types.
+        // The public header include/gfnlm.h, imported into Swift: the exports implement its declarations
+        // (`@c @implementation`), so the compiler refuses a signature that drifts from the header.
         .target(name: "CGFNLM"),
         .target(name: "GFNLMC", dependencies: ["GFNLM", "CGFNLM"],
                 swiftSettings: simdFlags,

@@ -26,13 +26,55 @@
  *   merge concurrent requests into shared decoding batches, use a gfn_batcher. gfnlm runs OpenBLAS
  *   single-threaded (openblas_set_num_threads(1), process-wide, at the first model load) and parallelises
  *   products itself.
- * - Only symbols that begin with gfn_ are exported.
+ * - Lifetimes: every object made from a model (context, adapter, reward, trainer, batcher) holds a reference to
+ *   it, so gfn_model_free may come before or after freeing them: the model's memory is released when the model
+ *   handle and the last object made from it are freed. Once gfn_model_free has been called, the handle itself is
+ *   dead (calls that take it return GFN_ERR_INVALID_ARGUMENT) and so is the tokenizer it lent (gfn_model_tokenizer).
+ *   The same holds for an adapter: the trainers and batcher requests that use it keep it alive.
+ * - Only symbols that begin with gfn_ are exported; each is declared below with GFN_API.
+ * - Warnings (e.g. a CPU kernel disabled at start-up) go through the log callback (gfn_log_set).
+ * - Performance notes and measurements live in docs/performance-notes.md, not here; the ABI history and how to
+ *   move between versions in docs/migration.md.
  */
 #ifndef GFNLM_H
 #define GFNLM_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* Pointer nullability (clang): every pointer this header declares says whether it may be NULL. Compilers without
+   the qualifiers (gcc) see nothing. */
+#if defined(__has_feature)
+#  if __has_feature(nullability)
+#    define GFN_HAS_NULLABILITY 1
+#  endif
+#endif
+#ifndef GFN_HAS_NULLABILITY
+#  define _Nullable
+#  define _Nonnull
+#endif
+
+/* GFN_API marks the library's exports (default visibility; on Windows dllexport while building gfnlm, dllimport
+   otherwise). GFN_DEPRECATED(message) marks a declaration that will be removed at the next ABI version; using it
+   warns at compile time with the message. */
+#if defined(_WIN32)
+#  if defined(GFNLM_BUILDING)
+#    define GFN_API __declspec(dllexport)
+#  else
+#    define GFN_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) || defined(__clang__)
+#  define GFN_API __attribute__((visibility("default")))
+#else
+#  define GFN_API
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#  define GFN_DEPRECATED(message) __attribute__((deprecated(message)))
+#elif defined(_MSC_VER)
+#  define GFN_DEPRECATED(message) __declspec(deprecated(message))
+#else
+#  define GFN_DEPRECATED(message)
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,24 +84,27 @@ extern "C" {
 /* Versions                                                                                                      */
 
 #define GFN_VERSION_MAJOR 0
-#define GFN_VERSION_MINOR 1
+#define GFN_VERSION_MINOR 2
 #define GFN_VERSION_PATCH 0
-#define GFN_VERSION_STRING "0.1.0"
-/* Incremented whenever a struct or signature of this header changes incompatibly. */
-#define GFN_ABI_VERSION 1
+#define GFN_VERSION_STRING "0.2.0"
+/* Incremented whenever a struct or signature of this header changes incompatibly (the soname is
+   libgfnlm.so.<GFN_ABI_VERSION>). 2: see docs/migration.md. */
+#define GFN_ABI_VERSION 2
 
-/* The library's version string, e.g. "0.1.0". Static storage; never fails. */
-const char *gfn_version(void);
+/* The library's version string, e.g. "0.2.0". Static storage; never fails. */
+GFN_API const char *_Nonnull gfn_version(void);
 
 /* The library's GFN_ABI_VERSION. Compare it with the header's macro to detect a mismatched library. */
-int32_t gfn_abi_version(void);
+GFN_API int32_t gfn_abi_version(void);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Status codes                                                                                                  */
 
+/* Functions that can fail return a gfn_status: one of the gfn_status_code values. Like every enumerated field of
+   this header it is an int32_t, so its width never depends on how a compiler sizes enums (-fshort-enums). */
 typedef int32_t gfn_status;
 
-enum {
+typedef enum gfn_status_code {
     GFN_OK = 0,
     /* A NULL or dead handle, a NULL pointer where one is required, a wrong struct size, a negative count,
        an inconsistent combination of parameters. */
@@ -89,7 +134,7 @@ enum {
     GFN_ERR_BUFFER_TOO_SMALL = -12,
     /* A bounded queue is full (gfn_batcher): try again later, or submit with blocking. */
     GFN_ERR_BUSY = -13
-};
+} gfn_status_code;
 
 /* Which functions can return which error (GFN_OK aside). Every function that returns a gfn_status can return
    GFN_ERR_INVALID_ARGUMENT (NULL / dead / foreign handle, NULL out-pointer, wrong struct size, negative count,
@@ -107,7 +152,7 @@ enum {
                              GPT-2 / GPT-J graph, fused operators, unknown data types, inline model ≥ 2 GiB),
                              gfn_adapter_load (peft_type other than LORA), gfn_sft_load, gfn_gflownet_load (unknown
                              checkpoint version), gfn_model_export_onnx, gfn_sft_export_onnx (model not from ONNX)
-   GFN_ERR_OUT_OF_RANGE      gfn_tokenizer_decode, gfn_model_logits, gfn_model_logits_adapter (ids outside the
+   GFN_ERR_OUT_OF_RANGE      gfn_tokenizer_decode, gfn_model_logits (ids outside the
                              vocabulary, seq_len beyond n_positions, batch·seq_len·vocab overflowing), gfn_samples_get,
                              gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_step,
                              gfn_sft_evaluate, gfn_reward_new_lm_likelihood, gfn_reward_new_next_sentence,
@@ -129,7 +174,7 @@ enum {
                              gfn_gflownet_exact (the host reward returned non-zero, or the wrong number of values);
                              gfn_gflownet_step, gfn_gflownet_train, gfn_sft_step with a distributed trainer (the
                              all-reduce callback returned non-zero)
-   GFN_ERR_STATE             gfn_adapter_load (keys or shapes that do not fit the model), gfn_model_logits_adapter,
+   GFN_ERR_STATE             gfn_adapter_load (keys or shapes that do not fit the model), gfn_model_logits,
                              gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_new,
                              gfn_gflownet_new, gfn_rollout_sample, gfn_model_export_onnx (an adapter of another model),
                              gfn_sft_load, gfn_gflownet_load (a checkpoint of another run: other trainer kind, mode,
@@ -140,7 +185,7 @@ enum {
                              not finished, or is of the other kind)
    GFN_ERR_CANCELLED         gfn_gflownet_train (the progress callback returned 0); gfn_request_samples,
                              gfn_request_scores (the request was cancelled, or the batcher shut down without draining)
-   GFN_ERR_BUFFER_TOO_SMALL  gfn_tokenizer_encode, gfn_tokenizer_decode, gfn_model_logits, gfn_model_logits_adapter
+   GFN_ERR_BUFFER_TOO_SMALL  gfn_tokenizer_encode, gfn_tokenizer_decode, gfn_model_logits
    GFN_ERR_BUSY              gfn_batcher_submit_* (the queue is full and the submission does not block)
    A finished request that failed returns its own error (any of the above) from gfn_request_samples /
    gfn_request_scores.
@@ -150,10 +195,29 @@ enum {
 
 /* The message of the last failure on the calling thread ("" if none). The pointer stays valid until the next
    failing call on this thread. The message is not cleared by successful calls. */
-const char *gfn_last_error(void);
+GFN_API const char *_Nonnull gfn_last_error(void);
 
 /* A constant name for a status code, e.g. "GFN_ERR_IO". Never NULL. */
-const char *gfn_status_name(gfn_status status);
+GFN_API const char *_Nonnull gfn_status_name(gfn_status status);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Logging                                                                                                       */
+
+typedef enum gfn_log_level {
+    GFN_LOG_DEBUG = 0, GFN_LOG_INFO = 1, GFN_LOG_WARN = 2, GFN_LOG_ERROR = 3
+} gfn_log_level;
+
+/* Receives the library's diagnostics: `level` is a gfn_log_level, `message` a NUL-terminated UTF-8 line without a
+   trailing newline, valid only during the call. Called on whichever thread produced the message, possibly several
+   at once; must not call into gfnlm. */
+typedef void (*gfn_log_fn)(int32_t level, const char *_Nonnull message, void *_Nullable user_data);
+
+/* Sets the process-wide log callback (fn NULL: back to the default, which writes messages of level GFN_LOG_WARN
+   and above to stderr as "gfnlm: warning: …"; to silence the library, pass a function that ignores them).
+   Errors are not logged: they are returned as statuses (gfn_last_error). What is logged: a CPU kernel disabled at
+   start-up because its self-check failed (GFN_LOG_WARN, once per process, from the first model load with bf16
+   weights). Set it before loading models to see every message. Thread-safe; never fails. */
+GFN_API void gfn_log_set(gfn_log_fn _Nullable fn, void *_Nullable user_data);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Tokenizer: GPT-2 byte-level BPE (also used by GPT-J)                                                          */
@@ -164,31 +228,33 @@ typedef struct gfn_tokenizer gfn_tokenizer;
    tokenizer.json; or the path of a vocab.json with merges.txt beside it.
    Errors: GFN_ERR_INVALID_ARGUMENT (NULL path/out), GFN_ERR_IO (missing files), GFN_ERR_FORMAT (malformed files).
    Ownership: *out belongs to the caller; release it with gfn_tokenizer_free. Thread-safe. */
-gfn_status gfn_tokenizer_load(const char *path, gfn_tokenizer **out);
+GFN_API gfn_status gfn_tokenizer_load(const char *_Nullable path, gfn_tokenizer *_Nullable *_Nullable out);
 
 /* Releases a tokenizer. NULL is a no-op. A tokenizer borrowed from a model (gfn_model_tokenizer) must not be freed. */
-void gfn_tokenizer_free(gfn_tokenizer *tokenizer);
+GFN_API void gfn_tokenizer_free(gfn_tokenizer *_Nullable tokenizer);
 
 /* Encodes UTF-8 text. With allow_special != 0 the literal text "<|endoftext|>" becomes its special id (50256),
    as Hugging Face does; with 0 it is encoded as plain text.
    Writes up to `capacity` ids to `ids` and the number of ids to *n_ids. If capacity is too small, nothing is
    written to `ids`, *n_ids receives the needed count, and GFN_ERR_BUFFER_TOO_SMALL is returned (ids may be NULL
    when capacity is 0, to query the size). Invalid UTF-8 in `text` → GFN_ERR_INVALID_ARGUMENT. */
-gfn_status gfn_tokenizer_encode(const gfn_tokenizer *tokenizer, const char *text, int32_t allow_special,
-                                int32_t *ids, int32_t capacity, int32_t *n_ids);
+GFN_API gfn_status gfn_tokenizer_encode(const gfn_tokenizer *_Nullable tokenizer, const char *_Nullable text,
+                                        int32_t allow_special, int32_t *_Nullable ids, int32_t capacity,
+                                        int32_t *_Nullable n_ids);
 
 /* Decodes ids to UTF-8 text (byte sequences that are not valid UTF-8 become U+FFFD, as Hugging Face does).
    Writes a NUL-terminated string of at most capacity−1 bytes to `text` and its length (without the NUL) to
    *n_bytes. If capacity is too small, *n_bytes receives the needed length (without the NUL) and
    GFN_ERR_BUFFER_TOO_SMALL is returned. An id outside the vocabulary → GFN_ERR_OUT_OF_RANGE. */
-gfn_status gfn_tokenizer_decode(const gfn_tokenizer *tokenizer, const int32_t *ids, int32_t n_ids,
-                                char *text, size_t capacity, size_t *n_bytes);
+GFN_API gfn_status gfn_tokenizer_decode(const gfn_tokenizer *_Nullable tokenizer, const int32_t *_Nullable ids,
+                                        int32_t n_ids, char *_Nullable text, size_t capacity,
+                                        size_t *_Nullable n_bytes);
 
 /* Number of ids the tokenizer defines (50257 for GPT-2). */
-gfn_status gfn_tokenizer_vocab_size(const gfn_tokenizer *tokenizer, int32_t *out);
+GFN_API gfn_status gfn_tokenizer_vocab_size(const gfn_tokenizer *_Nullable tokenizer, int32_t *_Nullable out);
 
 /* The end-of-text id (50256 for GPT-2), or −1 if the tokenizer has none. */
-gfn_status gfn_tokenizer_eos(const gfn_tokenizer *tokenizer, int32_t *out);
+GFN_API gfn_status gfn_tokenizer_eos(const gfn_tokenizer *_Nullable tokenizer, int32_t *_Nullable out);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Model                                                                                                         */
@@ -196,19 +262,18 @@ gfn_status gfn_tokenizer_eos(const gfn_tokenizer *tokenizer, int32_t *out);
 typedef struct gfn_model gfn_model;
 
 /* gfn_model_params.weight_type: how the model's large matrices (attention / MLP linear maps, token embedding and
-   head) are stored in memory. */
-#define GFN_WEIGHTS_F32 0  /* fp32 (the default); fp32 data is used in place from the memory-mapped file (inline
-                              raw_data or external data) when 4-byte aligned, copied once otherwise */
-#define GFN_WEIGHTS_BF16 1 /* bf16, converted at load from fp32 / fp16 / bf16 files (round to nearest even): half
-                              the memory of fp32. LayerNorm parameters, biases and positions stay fp32; activations,
-                              KV caches, LoRA factors and all arithmetic stay fp32 (bf16 is widened on use). Matrix
-                              products use AVX512-BF16 (vdpbf16ps, which also rounds activations to bf16) on CPUs
-                              that have it, else an AVX2/FMA kernel; set the environment variable
-                              GFNLM_NO_AVX512BF16=1 to force the latter. Logits differ from fp32 by bf16 rounding
-                              (about 2^-9 relative per weight). LoRA training, GFlowNet training, sampling, scoring
-                              and beam search work as with fp32. Full-parameter fine-tuning (gfn_sft_new with a NULL
-                              adapter) and ONNX export (gfn_model_export_onnx) need fp32 weights and return
-                              GFN_ERR_UNSUPPORTED on a bf16 model. */
+   head) are stored in memory. LayerNorm parameters, biases and positions stay fp32, and so do activations, KV caches,
+   LoRA factors and all arithmetic (narrower weights are widened on use). */
+typedef enum gfn_weight_type {
+    GFN_WEIGHTS_F32 = 0,  /* fp32 (the default), used in place from the memory-mapped file when 4-byte aligned */
+    GFN_WEIGHTS_BF16 = 1, /* bf16, converted at load from fp32 / fp16 / bf16 files (round to nearest even): half
+                             the memory of fp32; logits differ from fp32 by bf16 rounding. Products use
+                             AVX512-BF16 where the CPU has it and the start-up self-check passes (else AVX2/FMA;
+                             GFNLM_NO_AVX512BF16=1 forces the latter). Full-parameter fine-tuning (gfn_sft_new
+                             with a NULL adapter) and ONNX export need fp32 weights: GFN_ERR_UNSUPPORTED. */
+    GFN_WEIGHTS_INT8 = 2, /* reserved: 8-bit integer weights */
+    GFN_WEIGHTS_Q4 = 3    /* reserved: 4-bit weights */
+} gfn_weight_type;
 
 typedef struct gfn_model_params {
     uint32_t size;              /* sizeof(gfn_model_params); the first version of this struct (16 bytes on LP64,
@@ -216,9 +281,10 @@ typedef struct gfn_model_params {
     int32_t n_threads;          /* the model's compute budget: every thread that computes for this model, matrix
                                    products included, is one of these (see "Threads" at the top); 0 = all online
                                    CPUs */
-    const char *tokenizer_path; /* NULL: look for tokenizer files beside the model (no error if absent);
+    const char *_Nullable tokenizer_path; /* NULL: look for tokenizer files beside the model (no error if absent);
                                    otherwise load from this path (errors are reported) */
-    int32_t weight_type;        /* GFN_WEIGHTS_F32 (default) or GFN_WEIGHTS_BF16; other values: GFN_ERR_INVALID_ARGUMENT */
+    int32_t weight_type;        /* a gfn_weight_type: GFN_WEIGHTS_F32 (default) or GFN_WEIGHTS_BF16; values this
+                                   library does not implement: GFN_ERR_INVALID_ARGUMENT */
     int32_t batch_invariant;    /* 1 (default): decoding steps use matrix products whose arithmetic for one sequence
                                    does not depend on the other sequences of the batch, so a sample's tokens and
                                    log-probabilities depend only on (model, adapter, prompt, parameters, seed) —
@@ -231,7 +297,7 @@ typedef struct gfn_model_params {
 } gfn_model_params;
 
 /* Defaults: n_threads 0, tokenizer_path NULL, weight_type GFN_WEIGHTS_F32, batch_invariant 1. */
-gfn_model_params gfn_model_default_params(void);
+GFN_API gfn_model_params gfn_model_default_params(void);
 
 /* Loads a GPT-2 or GPT-J model from an ONNX export. `path` is the .onnx file or a directory holding one
    (model.onnx preferred). External data files (one data file with offsets, or one file per tensor) are read
@@ -244,12 +310,15 @@ gfn_model_params gfn_model_default_params(void);
    GFN_ERR_INVALID_ARGUMENT (a bad params field, e.g. an unknown weight_type), GFN_ERR_OUT_OF_MEMORY.
    With weight_type GFN_WEIGHTS_BF16 the data files are converted tensor by tensor and not kept mapped: peak
    resident memory stays near the bf16 size of the weights.
-   Ownership: *out belongs to the caller; release it with gfn_model_free after every object made from it.
+   Ownership: *out belongs to the caller; release it with gfn_model_free (before or after the objects made from
+   it: they keep the model alive, see "Lifetimes" at the top).
    Thread safety: the model is immutable and may be used from any number of threads at once. */
-gfn_status gfn_model_load(const char *path, const gfn_model_params *params, gfn_model **out);
+GFN_API gfn_status gfn_model_load(const char *_Nullable path, const gfn_model_params *_Nullable params,
+                                  gfn_model *_Nullable *_Nullable out);
 
-/* Releases a model. NULL is a no-op. */
-void gfn_model_free(gfn_model *model);
+/* Releases the caller's model handle. NULL is a no-op. Objects made from the model keep working (they hold the
+   model); the handle and its borrowed tokenizer are dead from here on. */
+GFN_API void gfn_model_free(gfn_model *_Nullable model);
 
 typedef struct gfn_model_config {
     uint32_t size;          /* set by the caller: sizeof(gfn_model_config) */
@@ -270,35 +339,39 @@ typedef struct gfn_model_config {
 } gfn_model_config;
 
 /* Fills *out (whose size field the caller sets) with the model's hyper-parameters. */
-gfn_status gfn_model_config_get(const gfn_model *model, gfn_model_config *out);
+GFN_API gfn_status gfn_model_config_get(const gfn_model *_Nullable model, gfn_model_config *_Nullable out);
 
 /* The tokenizer loaded with the model, borrowed (valid while the model lives; do not free), or NULL in *out
    when none was found. */
-gfn_status gfn_model_tokenizer(const gfn_model *model, const gfn_tokenizer **out);
+GFN_API gfn_status gfn_model_tokenizer(const gfn_model *_Nullable model,
+                                       const gfn_tokenizer *_Nullable *_Nullable out);
 
-/* Logits of a batch: `ids` is [batch, seq_len] row-major. `attention_mask` (may be NULL = all ones) is
+/* Logits of a batch under `adapter` (NULL = the base model; gfn_adapter is declared below): `ids` is
+   [batch, seq_len] row-major. `attention_mask` (may be NULL = all ones) is
    [batch, seq_len] with 0 only as left padding (a row is 0…0 1…1; positions count from its first 1, as Hugging
    Face generate() does). Writes batch·seq_len·vocab_size floats to `logits` ([batch, seq_len, vocab]);
    `capacity` is the number of floats `logits` can hold.
    Padding positions hold meaningless values (do not use them).
    Errors: GFN_ERR_INVALID_ARGUMENT (NULL pointers, batch or seq_len ≤ 0, a mask that is not left padding),
    GFN_ERR_OUT_OF_RANGE (an id outside the vocabulary, seq_len beyond n_positions),
-   GFN_ERR_BUFFER_TOO_SMALL (capacity too small). Thread-safe. */
-gfn_status gfn_model_logits(const gfn_model *model, const int32_t *ids, int32_t batch, int32_t seq_len,
-                            const int32_t *attention_mask, float *logits, size_t capacity);
+   GFN_ERR_BUFFER_TOO_SMALL (capacity too small), GFN_ERR_STATE (an adapter made for another model).
+   Thread-safe (the adapter must not be trained meanwhile). */
+typedef struct gfn_adapter gfn_adapter;
+GFN_API gfn_status gfn_model_logits(const gfn_model *_Nullable model, const gfn_adapter *_Nullable adapter,
+                                    const int32_t *_Nullable ids, int32_t batch, int32_t seq_len,
+                                    const int32_t *_Nullable attention_mask, float *_Nullable logits,
+                                    size_t capacity);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Adapters (LoRA) with PEFT's semantics and file layout. NULL wherever an adapter is accepted means "the base    */
 /* model": the same weights serve with the adapter on (policy) and off (reference / reward model).              */
-
-typedef struct gfn_adapter gfn_adapter;
 
 typedef struct gfn_lora_params {
     uint32_t size;          /* sizeof(gfn_lora_params) */
     int32_t r;              /* rank; default 8 */
     float alpha;            /* scale = alpha / r (alpha / sqrt(r) with use_rslora); default 8 */
     float dropout;          /* dropout on the LoRA input during training; default 0 */
-    const char *targets;    /* comma-separated Hugging Face module names, PEFT's matching rule (an entry matches a
+    const char *_Nullable targets; /* comma-separated Hugging Face module names, PEFT's matching rule (an entry matches a
                                module that equals it or ends with "." + entry): GPT-2 "c_attn", "c_proj" (attention and
                                MLP), "c_fc", "attn.c_proj", "mlp.c_proj"; GPT-J "q_proj", "k_proj", "v_proj",
                                "out_proj", "fc_in", "fc_out"; both "lm_head" (the output head, also when tied to the
@@ -309,53 +382,50 @@ typedef struct gfn_lora_params {
     uint64_t seed;          /* A is Kaiming-uniform from this seed, B = 0 (the adapter starts as the base model) */
 } gfn_lora_params;
 
-gfn_lora_params gfn_lora_default_params(void);
+GFN_API gfn_lora_params gfn_lora_default_params(void);
 
 /* A new adapter for `model`. Errors: GFN_ERR_INVALID_ARGUMENT (bad rank, targets that match no module — the
    message lists the model's modules). The adapter may be used by one thread at a time while it is trained; for
    inference (read-only) it may be shared. Free with gfn_adapter_free. */
-gfn_status gfn_adapter_new(const gfn_model *model, const gfn_lora_params *params, gfn_adapter **out);
+GFN_API gfn_status gfn_adapter_new(const gfn_model *_Nullable model, const gfn_lora_params *_Nullable params,
+                                   gfn_adapter *_Nullable *_Nullable out);
 
 /* Loads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors, as PEFT's save_pretrained
    writes it). Errors: GFN_ERR_IO, GFN_ERR_FORMAT, GFN_ERR_STATE (keys or shapes that do not fit the model). */
-gfn_status gfn_adapter_load(const gfn_model *model, const char *directory, gfn_adapter **out);
+GFN_API gfn_status gfn_adapter_load(const gfn_model *_Nullable model, const char *_Nullable directory,
+                                    gfn_adapter *_Nullable *_Nullable out);
 
 /* Saves in PEFT's layout (Hugging Face PEFT loads it with PeftModel.from_pretrained). Written to a temporary
    directory and renamed. */
-gfn_status gfn_adapter_save(const gfn_adapter *adapter, const char *directory);
+GFN_API gfn_status gfn_adapter_save(const gfn_adapter *_Nullable adapter, const char *_Nullable directory);
 
 /* Number of trainable values (Σ of A and B sizes). */
-gfn_status gfn_adapter_parameter_count(const gfn_adapter *adapter, int64_t *out);
+GFN_API gfn_status gfn_adapter_parameter_count(const gfn_adapter *_Nullable adapter, int64_t *_Nullable out);
 
-void gfn_adapter_free(gfn_adapter *adapter);
-
-/* As gfn_model_logits, with the adapter applied (adapter NULL = base model). */
-gfn_status gfn_model_logits_adapter(const gfn_model *model, const gfn_adapter *adapter, const int32_t *ids,
-                                    int32_t batch, int32_t seq_len, const int32_t *attention_mask, float *logits,
-                                    size_t capacity);
+GFN_API void gfn_adapter_free(gfn_adapter *_Nullable adapter);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Inference context: sampling, scoring, beam search                                                             */
 
 /* Per-caller state (scratch memory, KV caches) for inference on one model. Use one context per thread; any number
-   of contexts may share one model. The context keeps the model alive (freeing the model first is allowed). */
+   of contexts may share one model. The context keeps the model alive (see "Lifetimes" at the top). */
 typedef struct gfn_context gfn_context;
 
 /* Errors: GFN_ERR_INVALID_ARGUMENT (dead model handle, NULL out). Ownership: the caller frees with
    gfn_context_free. */
-gfn_status gfn_context_new(const gfn_model *model, gfn_context **out);
-void gfn_context_free(gfn_context *ctx);
+GFN_API gfn_status gfn_context_new(const gfn_model *_Nullable model, gfn_context *_Nullable *_Nullable out);
+GFN_API void gfn_context_free(gfn_context *_Nullable ctx);
 
 /* Vocabulary constraints and biases that define the policy: they change the reported log-probabilities as well as
    what is sampled. Ids outside allowed_tokens (when n_allowed_tokens > 0) get disallowed_penalty added to their
    logits: −INFINITY is a hard mask, a finite value such as −99 the reference's soft mask. Stop tokens are always
    allowed. bias_values[i] is added to the logit of bias_tokens[i]. */
 typedef struct gfn_logit_adjustment {
-    const int32_t *allowed_tokens;
+    const int32_t *_Nullable allowed_tokens;
     int32_t n_allowed_tokens;   /* 0 = every id allowed */
     float disallowed_penalty;   /* ≤ 0; default −INFINITY */
-    const int32_t *bias_tokens;
-    const float *bias_values;
+    const int32_t *_Nullable bias_tokens;
+    const float *_Nullable bias_values;
     int32_t n_bias;
 } gfn_logit_adjustment;
 
@@ -367,15 +437,15 @@ typedef struct gfn_sampling_params {
     int32_t top_k;                 /* 0 = off */
     float top_p;                   /* 1 = off */
     uint64_t seed;                 /* same seed ⇒ same tokens, whatever the thread count */
-    const int32_t *stop_tokens;    /* sampling one ends the sample */
+    const int32_t *_Nullable stop_tokens;    /* sampling one ends the sample */
     int32_t n_stop_tokens;
     int32_t include_stop_token;    /* 1: a sampled stop token is the last returned token (default 1) */
     gfn_logit_adjustment adjust;
-    const gfn_adapter *adapter;    /* NULL = the base model */
+    const gfn_adapter *_Nullable adapter;    /* NULL = the base model */
 } gfn_sampling_params;
 
 /* Defaults as documented on each field. */
-gfn_sampling_params gfn_sampling_default_params(void);
+GFN_API gfn_sampling_params gfn_sampling_default_params(void);
 
 /* A set of generated sequences (samples or beam hypotheses). Owned by the caller; free with gfn_samples_free. */
 typedef struct gfn_samples gfn_samples;
@@ -387,40 +457,43 @@ typedef struct gfn_samples gfn_samples;
    Errors: GFN_ERR_INVALID_ARGUMENT (NULL pointers, n_prompts or n_per_prompt ≤ 0, bad parameters),
    GFN_ERR_OUT_OF_RANGE (ids outside the vocabulary, a prompt longer than n_positions),
    GFN_ERR_NUMERICAL (no token can be produced: everything masked). */
-gfn_status gfn_context_sample(gfn_context *ctx, const int32_t *const *prompts, const int32_t *prompt_lengths,
-                              int32_t n_prompts, int32_t n_per_prompt, const gfn_sampling_params *params,
-                              gfn_samples **out);
+GFN_API gfn_status gfn_context_sample(gfn_context *_Nullable ctx, const int32_t *_Nullable const *_Nullable prompts,
+                                      const int32_t *_Nullable prompt_lengths, int32_t n_prompts,
+                                      int32_t n_per_prompt, const gfn_sampling_params *_Nullable params,
+                                      gfn_samples *_Nullable *_Nullable out);
 
 typedef struct gfn_sample_info {
     uint32_t size;               /* set by the caller: sizeof(gfn_sample_info) */
     int32_t prompt_index;
     int32_t n_tokens;
-    const int32_t *tokens;       /* borrowed from the gfn_samples */
-    const float *token_logprobs; /* [n_tokens]: log q(token | prefix), untempered, with the logit adjustment */
+    const int32_t *_Nullable tokens;       /* borrowed from the gfn_samples */
+    const float *_Nullable token_logprobs; /* [n_tokens]: log q(token | prefix), untempered, with the logit
+                                              adjustment */
     int32_t n_steps;             /* sampling steps (n_tokens, or n_tokens + 1 when a stop token was not kept) */
     int32_t n_stop_tokens;
-    const float *stop_logprobs;  /* [n_steps][n_stop_tokens]: log q(stop_j | prefix before each step) */
+    const float *_Nullable stop_logprobs;  /* [n_steps][n_stop_tokens]: log q(stop_j | prefix before each step) */
     double logprob;              /* Σ log q over the steps */
     double score;                /* beam search: the ranking score; sampling: equal to logprob */
     int32_t finish_reason;       /* 0: stop token, 1: max tokens */
 } gfn_sample_info;
 
-gfn_status gfn_samples_count(const gfn_samples *samples, int32_t *out);
+GFN_API gfn_status gfn_samples_count(const gfn_samples *_Nullable samples, int32_t *_Nullable out);
 
 /* Describes sample `index` (0 ≤ index < count). Pointers stay valid until gfn_samples_free. */
-gfn_status gfn_samples_get(const gfn_samples *samples, int32_t index, gfn_sample_info *out);
+GFN_API gfn_status gfn_samples_get(const gfn_samples *_Nullable samples, int32_t index,
+                                   gfn_sample_info *_Nullable out);
 
-void gfn_samples_free(gfn_samples *samples);
+GFN_API void gfn_samples_free(gfn_samples *_Nullable samples);
 
 typedef struct gfn_score_params {
     uint32_t size;                 /* sizeof(gfn_score_params) */
-    const int32_t *stop_tokens;    /* stop probabilities after every prefix are reported for these */
+    const int32_t *_Nullable stop_tokens;    /* stop probabilities after every prefix are reported for these */
     int32_t n_stop_tokens;
     gfn_logit_adjustment adjust;   /* applied to the continuation's distributions */
-    const gfn_adapter *adapter;    /* NULL = the base model */
+    const gfn_adapter *_Nullable adapter;    /* NULL = the base model */
 } gfn_score_params;
 
-gfn_score_params gfn_score_default_params(void);
+GFN_API gfn_score_params gfn_score_default_params(void);
 
 /* Scores n_pairs continuations given contexts (contexts[i] has ≥ 1 ids; continuations[i] may be empty).
    totals[i] = log p(continuation_i | context_i). If token_logprobs is not NULL it receives, concatenated over the
@@ -428,10 +501,12 @@ gfn_score_params gfn_score_default_params(void);
    concatenated over the pairs, for every prefix length 0…len the log-probability of stopping there,
    log Σ_j p(stop_j | context, c_<i) (Σ (continuation_lengths + 1) floats; −INFINITY without stop tokens).
    Pairs that share a context run it once. */
-gfn_status gfn_context_score(gfn_context *ctx, const int32_t *const *contexts, const int32_t *context_lengths,
-                             const int32_t *const *continuations, const int32_t *continuation_lengths,
-                             int32_t n_pairs, const gfn_score_params *params, double *totals,
-                             float *token_logprobs, float *stop_logprobs);
+GFN_API gfn_status gfn_context_score(gfn_context *_Nullable ctx, const int32_t *_Nullable const *_Nullable contexts,
+                                     const int32_t *_Nullable context_lengths,
+                                     const int32_t *_Nullable const *_Nullable continuations,
+                                     const int32_t *_Nullable continuation_lengths, int32_t n_pairs,
+                                     const gfn_score_params *_Nullable params, double *_Nullable totals,
+                                     float *_Nullable token_logprobs, float *_Nullable stop_logprobs);
 
 typedef struct gfn_beam_params {
     uint32_t size;                 /* sizeof(gfn_beam_params) */
@@ -442,20 +517,21 @@ typedef struct gfn_beam_params {
     float length_penalty;          /* score = Σ log p / length^length_penalty; default 1; 0 = plain sum */
     int32_t max_new_tokens;        /* default 32 */
     int32_t min_new_tokens;        /* default 0 */
-    const int32_t *stop_tokens;
+    const int32_t *_Nullable stop_tokens;
     int32_t n_stop_tokens;
     int32_t include_stop_token;    /* default 1 */
     gfn_logit_adjustment adjust;
-    const gfn_adapter *adapter;    /* NULL = the base model */
+    const gfn_adapter *_Nullable adapter;    /* NULL = the base model */
 } gfn_beam_params;
 
-gfn_beam_params gfn_beam_default_params(void);
+GFN_API gfn_beam_params gfn_beam_default_params(void);
 
 /* (Diverse) beam search from one prompt; the hypotheses come back best first in *out (score in
    gfn_sample_info.score, log-probability without penalties in .logprob, finish_reason 0 when the hypothesis
    ended with a stop token). */
-gfn_status gfn_context_beam_search(gfn_context *ctx, const int32_t *prompt, int32_t prompt_length,
-                                   const gfn_beam_params *params, gfn_samples **out);
+GFN_API gfn_status gfn_context_beam_search(gfn_context *_Nullable ctx, const int32_t *_Nullable prompt,
+                                           int32_t prompt_length, const gfn_beam_params *_Nullable params,
+                                           gfn_samples *_Nullable *_Nullable out);
 
 /* Writes the model as an ONNX file that onnxruntime runs, with the adapter's low-rank delta merged into the base
    weights (adapter NULL: the weights as loaded). The original export is rewritten: every other node and tensor is
@@ -464,7 +540,8 @@ gfn_status gfn_context_beam_search(gfn_context *ctx, const int32_t *prompt, int3
    file on failure). Errors: GFN_ERR_UNSUPPORTED (the model was not loaded from ONNX, or was loaded with
    GFN_WEIGHTS_BF16), GFN_ERR_STATE (the adapter
    belongs to another model, or the source file changed since loading), GFN_ERR_NUMERICAL, GFN_ERR_IO. */
-gfn_status gfn_model_export_onnx(const gfn_model *model, const gfn_adapter *adapter, const char *path);
+GFN_API gfn_status gfn_model_export_onnx(const gfn_model *_Nullable model, const gfn_adapter *_Nullable adapter,
+                                         const char *_Nullable path);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Serving: a batching scheduler for many concurrent requests on one model                                      */
@@ -492,53 +569,61 @@ typedef struct gfn_batcher_params {
     int32_t max_prefill_tokens;    /* prompt tokens prefilled per scheduler turn at most; default 512 */
 } gfn_batcher_params;
 
-gfn_batcher_params gfn_batcher_default_params(void);
+GFN_API gfn_batcher_params gfn_batcher_default_params(void);
 
 /* Starts a batcher on `model` (params may be NULL: defaults). The batcher keeps the model alive.
    Errors: GFN_ERR_INVALID_ARGUMENT (non-positive limits), GFN_ERR_OUT_OF_MEMORY, GFN_ERR_INTERNAL (no thread). */
-gfn_status gfn_batcher_new(const gfn_model *model, const gfn_batcher_params *params, gfn_batcher **out);
+GFN_API gfn_status gfn_batcher_new(const gfn_model *_Nullable model, const gfn_batcher_params *_Nullable params,
+                                   gfn_batcher *_Nullable *_Nullable out);
 
 /* Stops accepting requests and waits for the scheduler to stop. drain != 0: queued and running requests complete
    first; drain == 0: they finish with GFN_ERR_CANCELLED at the next token boundary. Idempotent. Must not be
    called from a request's callback. */
-gfn_status gfn_batcher_shutdown(gfn_batcher *batcher, int32_t drain);
+GFN_API gfn_status gfn_batcher_shutdown(gfn_batcher *_Nullable batcher, int32_t drain);
 
 /* gfn_batcher_shutdown(batcher, 0), then releases the batcher. Requests stay valid handles (free them). */
-void gfn_batcher_free(gfn_batcher *batcher);
+GFN_API void gfn_batcher_free(gfn_batcher *_Nullable batcher);
 
 /* Streaming: called on the scheduler thread for every token a sample gains (sample_index in 0..n_samples−1, the
    token, its log q). Return 0 to go on, non-zero to cancel the request. Must return quickly (the whole batch waits)
    and must not call gfn_batcher_shutdown / gfn_batcher_free. */
-typedef int32_t (*gfn_token_fn)(void *user_data, int32_t sample_index, int32_t token, float logprob);
+typedef int32_t (*_Nullable gfn_token_fn)(void *_Nullable user_data, int32_t sample_index, int32_t token,
+                                          float logprob);
 
 /* Called once when the request finishes (any outcome), on the thread that finished it (usually the scheduler's),
    after its result can be read with gfn_request_samples / gfn_request_scores. Same restrictions as gfn_token_fn. */
-typedef void (*gfn_done_fn)(void *user_data, gfn_request *request);
+typedef void (*_Nullable gfn_done_fn)(void *_Nullable user_data, gfn_request *_Nullable request);
 
 typedef struct gfn_request_options {
     uint32_t size;                 /* sizeof(gfn_request_options) */
     int32_t block;                 /* 0 (default): a full queue returns GFN_ERR_BUSY at once; 1: wait for room */
     gfn_token_fn on_token;         /* may be NULL */
     gfn_done_fn on_done;           /* may be NULL */
-    void *user_data;               /* passed to both callbacks */
+    void *_Nullable user_data;               /* passed to both callbacks */
 } gfn_request_options;
 
-gfn_request_options gfn_request_default_options(void);
+GFN_API gfn_request_options gfn_request_default_options(void);
 
 /* Submits n_samples samples of one prompt with `params` (as gfn_context_sample with one prompt; params->adapter
    selects the adapter, NULL = base model; the adapter handle may be freed while the request runs). options may
    be NULL (defaults). The inputs are checked here: a bad prompt or parameter fails the submission.
    Errors: GFN_ERR_INVALID_ARGUMENT (also n_samples > max_batch), GFN_ERR_OUT_OF_RANGE, GFN_ERR_STATE (an adapter of
    another model; the batcher is shut down), GFN_ERR_BUSY (the queue is full and options->block is 0). */
-gfn_status gfn_batcher_submit_sample(gfn_batcher *batcher, const int32_t *prompt, int32_t n_prompt, int32_t n_samples,
-                                     const gfn_sampling_params *params, const gfn_request_options *options,
-                                     gfn_request **out);
+GFN_API gfn_status gfn_batcher_submit_sample(gfn_batcher *_Nullable batcher, const int32_t *_Nullable prompt,
+                                             int32_t n_prompt, int32_t n_samples,
+                                             const gfn_sampling_params *_Nullable params,
+                                             const gfn_request_options *_Nullable options,
+                                             gfn_request *_Nullable *_Nullable out);
 
 /* Submits a scoring request (arguments as gfn_context_score). Errors as gfn_batcher_submit_sample. */
-gfn_status gfn_batcher_submit_score(gfn_batcher *batcher, const int32_t *const *contexts, const int32_t *context_lengths,
-                                    const int32_t *const *continuations, const int32_t *continuation_lengths,
-                                    int32_t n_pairs, const gfn_score_params *params, const gfn_request_options *options,
-                                    gfn_request **out);
+GFN_API gfn_status gfn_batcher_submit_score(gfn_batcher *_Nullable batcher,
+                                            const int32_t *_Nullable const *_Nullable contexts,
+                                            const int32_t *_Nullable context_lengths,
+                                            const int32_t *_Nullable const *_Nullable continuations,
+                                            const int32_t *_Nullable continuation_lengths, int32_t n_pairs,
+                                            const gfn_score_params *_Nullable params,
+                                            const gfn_request_options *_Nullable options,
+                                            gfn_request *_Nullable *_Nullable out);
 
 typedef struct gfn_gflownet gfn_gflownet;
 
@@ -548,30 +633,33 @@ typedef struct gfn_gflownet gfn_gflownet;
    logprob their sum, log q(Z | X), under the untempered policy — for importance weights and estimates of log Σ R.
    The adapter is read while the request runs: do not train the trainer meanwhile. Errors as
    gfn_batcher_submit_sample, and GFN_ERR_UNSUPPORTED for a trainer with the calculator tool. */
-gfn_status gfn_batcher_submit_policy(gfn_batcher *batcher, const gfn_gflownet *trainer, const int32_t *x, int32_t n_x,
-                                     int32_t count, float temperature, uint64_t seed, const gfn_request_options *options,
-                                     gfn_request **out);
+GFN_API gfn_status gfn_batcher_submit_policy(gfn_batcher *_Nullable batcher, const gfn_gflownet *_Nullable trainer,
+                                             const int32_t *_Nullable x, int32_t n_x, int32_t count,
+                                             float temperature, uint64_t seed,
+                                             const gfn_request_options *_Nullable options,
+                                             gfn_request *_Nullable *_Nullable out);
 
 /* Waits up to timeout_ms milliseconds (−1: no limit, 0: poll) for the request to finish; *finished (may be NULL)
    receives 1 when it has. Returns GFN_OK whether or not it finished. */
-gfn_status gfn_request_wait(gfn_request *request, int32_t timeout_ms, int32_t *finished);
+GFN_API gfn_status gfn_request_wait(gfn_request *_Nullable request, int32_t timeout_ms, int32_t *_Nullable finished);
 
 /* Asks for the request to stop; it finishes with GFN_ERR_CANCELLED at the next token boundary (at once while
    queued). No effect on a finished request. */
-gfn_status gfn_request_cancel(gfn_request *request);
+GFN_API gfn_status gfn_request_cancel(gfn_request *_Nullable request);
 
 /* The samples of a finished sampling or policy request (a new gfn_samples owned by the caller, as
    gfn_context_sample returns). While the request runs: GFN_ERR_STATE. A request that failed or was cancelled
    returns its error (GFN_ERR_CANCELLED, GFN_ERR_NUMERICAL, …) with its message. */
-gfn_status gfn_request_samples(const gfn_request *request, gfn_samples **out);
+GFN_API gfn_status gfn_request_samples(const gfn_request *_Nullable request, gfn_samples *_Nullable *_Nullable out);
 
 /* The results of a finished scoring request, written as gfn_context_score writes them. Errors as
    gfn_request_samples. */
-gfn_status gfn_request_scores(const gfn_request *request, double *totals, float *token_logprobs, float *stop_logprobs);
+GFN_API gfn_status gfn_request_scores(const gfn_request *_Nullable request, double *_Nullable totals,
+                                      float *_Nullable token_logprobs, float *_Nullable stop_logprobs);
 
 /* Releases a request; a request still running is cancelled, and its callbacks are not called after this returns
    (unless called from inside one of them). */
-void gfn_request_free(gfn_request *request);
+GFN_API void gfn_request_free(gfn_request *_Nullable request);
 
 typedef struct gfn_batcher_stats {
     uint32_t size;                 /* set by the caller */
@@ -583,7 +671,7 @@ typedef struct gfn_batcher_stats {
     int64_t decode_steps;          /* decoding passes */
 } gfn_batcher_stats;
 
-gfn_status gfn_batcher_stats_get(const gfn_batcher *batcher, gfn_batcher_stats *out);
+GFN_API gfn_status gfn_batcher_stats_get(const gfn_batcher *_Nullable batcher, gfn_batcher_stats *_Nullable out);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Supervised fine-tuning: maximise log p(target | context), the context masked out.                            */
@@ -602,7 +690,7 @@ typedef struct gfn_train_params {
     double max_grad_norm;     /* > 0: clip the global gradient norm; default 0 (off) */
 } gfn_train_params;
 
-gfn_train_params gfn_train_default_params(void);
+GFN_API gfn_train_params gfn_train_default_params(void);
 
 typedef struct gfn_sft_stats {
     uint32_t size;            /* set by the caller */
@@ -618,28 +706,32 @@ typedef struct gfn_sft_stats {
 /* A trainer for `adapter` (LoRA: only A and B train, the model's weights stay untouched and shared) or, with
    adapter NULL, for every weight of a private trainable copy of the model (small models; GFN_ERR_UNSUPPORTED for a
    model loaded with GFN_WEIGHTS_BF16). */
-gfn_status gfn_sft_new(const gfn_model *model, gfn_adapter *adapter, const gfn_train_params *params, gfn_sft **out);
+GFN_API gfn_status gfn_sft_new(const gfn_model *_Nullable model, gfn_adapter *_Nullable adapter,
+                               const gfn_train_params *_Nullable params, gfn_sft *_Nullable *_Nullable out);
 
 /* One optimiser step on n (context, target) pairs of any lengths (contexts ≥ 1 token, targets ≥ 1 token). */
-gfn_status gfn_sft_step(gfn_sft *sft, const int32_t *const *contexts, const int32_t *context_lengths,
-                        const int32_t *const *targets, const int32_t *target_lengths, int32_t n, gfn_sft_stats *out);
+GFN_API gfn_status gfn_sft_step(gfn_sft *_Nullable sft, const int32_t *_Nullable const *_Nullable contexts,
+                                const int32_t *_Nullable context_lengths,
+                                const int32_t *_Nullable const *_Nullable targets,
+                                const int32_t *_Nullable target_lengths, int32_t n, gfn_sft_stats *_Nullable out);
 
 /* The loss on a batch without training. */
-gfn_status gfn_sft_evaluate(gfn_sft *sft, const int32_t *const *contexts, const int32_t *context_lengths,
-                            const int32_t *const *targets, const int32_t *target_lengths, int32_t n,
-                            gfn_sft_stats *out);
+GFN_API gfn_status gfn_sft_evaluate(gfn_sft *_Nullable sft, const int32_t *_Nullable const *_Nullable contexts,
+                                    const int32_t *_Nullable context_lengths,
+                                    const int32_t *_Nullable const *_Nullable targets,
+                                    const int32_t *_Nullable target_lengths, int32_t n, gfn_sft_stats *_Nullable out);
 
 /* For full-parameter training: a new model handle holding a snapshot (copy) of the current weights. */
-gfn_status gfn_sft_snapshot_model(const gfn_sft *sft, gfn_model **out);
+GFN_API gfn_status gfn_sft_snapshot_model(const gfn_sft *_Nullable sft, gfn_model *_Nullable *_Nullable out);
 
 /* Full-parameter training: writes the current weights as an ONNX file (see gfn_model_export_onnx). */
-gfn_status gfn_sft_export_onnx(const gfn_sft *sft, const char *path);
+GFN_API gfn_status gfn_sft_export_onnx(const gfn_sft *_Nullable sft, const char *_Nullable path);
 
 /* Training-state checkpoints (adapter or weights, optimizer moments, step, schedule): atomic directory. */
-gfn_status gfn_sft_save(const gfn_sft *sft, const char *directory);
-gfn_status gfn_sft_load(gfn_sft *sft, const char *directory);
+GFN_API gfn_status gfn_sft_save(const gfn_sft *_Nullable sft, const char *_Nullable directory);
+GFN_API gfn_status gfn_sft_load(gfn_sft *_Nullable sft, const char *_Nullable directory);
 
-void gfn_sft_free(gfn_sft *sft);
+GFN_API void gfn_sft_free(gfn_sft *_Nullable sft);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* GFlowNet fine-tuning and amortized sampling (the paper's method).                                           */
@@ -652,52 +744,62 @@ typedef struct gfn_reward gfn_reward;
    writes one untempered log R per state to log_rewards. Return 0 on success; any other value (or a NaN /
    infinite log R) fails the training step, which then changes nothing and reports GFN_ERR_CALLBACK /
    GFN_ERR_NUMERICAL. Called on the thread that calls gfn_gflownet_step; must not call into the same trainer. */
-typedef int32_t (*gfn_reward_fn)(void *user_data, int32_t prompt_index, const int32_t *const *states,
-                                 const int32_t *state_lengths, int32_t n_states, double *log_rewards);
+typedef int32_t (*_Nullable gfn_reward_fn)(void *_Nullable user_data, int32_t prompt_index,
+                                           const int32_t *_Nullable const *_Nullable states,
+                                           const int32_t *_Nullable state_lengths, int32_t n_states,
+                                           double *_Nullable log_rewards);
 
-gfn_status gfn_reward_new_callback(gfn_reward_fn fn, void *user_data, int32_t terminal_only, gfn_reward **out);
+GFN_API gfn_status gfn_reward_new_callback(gfn_reward_fn fn, void *_Nullable user_data, int32_t terminal_only,
+                                           gfn_reward *_Nullable *_Nullable out);
 
 /* A host reward that is also told the reward temperature T_R the trainer will divide its values by (T_R of the
    current step; 1 for gfn_reward_evaluate). The values stay untempered: a reward that wants a term after tempering
    (the subjectivity task's −50 for a wrong label) returns it multiplied by T_R. Otherwise as gfn_reward_fn. */
-typedef int32_t (*gfn_reward_temperature_fn)(void *user_data, int32_t prompt_index, double reward_temperature,
-                                             const int32_t *const *states, const int32_t *state_lengths,
-                                             int32_t n_states, double *log_rewards);
+typedef int32_t (*_Nullable gfn_reward_temperature_fn)(void *_Nullable user_data, int32_t prompt_index,
+                                                       double reward_temperature,
+                                                       const int32_t *_Nullable const *_Nullable states,
+                                                       const int32_t *_Nullable state_lengths, int32_t n_states,
+                                                       double *_Nullable log_rewards);
 
 /* As gfn_reward_new_callback, for a gfn_reward_temperature_fn. Errors: GFN_ERR_INVALID_ARGUMENT (NULL fn or out). */
-gfn_status gfn_reward_new_callback_temperature(gfn_reward_temperature_fn fn, void *user_data, int32_t terminal_only,
-                                               gfn_reward **out);
+GFN_API gfn_status gfn_reward_new_callback_temperature(gfn_reward_temperature_fn fn, void *_Nullable user_data,
+                                                       int32_t terminal_only, gfn_reward *_Nullable *_Nullable out);
 
 /* log p_LM(Z Y | demos C) with the adapter off: C is the prompt's reward context (or X), Y its observation;
    `z_adjust` adds the vocabulary penalty at Z positions only (e.g. −99 soft mask); states with fewer than
    min_length tokens get −99. The demos run once; Y is scored after every prefix from the prefix's cache. */
-gfn_status gfn_reward_new_lm_likelihood(const gfn_model *model, const int32_t *demos, int32_t n_demos,
-                                        const gfn_logit_adjustment *z_adjust, int32_t min_length, gfn_reward **out);
+GFN_API gfn_status gfn_reward_new_lm_likelihood(const gfn_model *_Nullable model, const int32_t *_Nullable demos,
+                                                int32_t n_demos, const gfn_logit_adjustment *_Nullable z_adjust,
+                                                int32_t min_length, gfn_reward *_Nullable *_Nullable out);
 
 /* log p_LM(z_1..t ⊤ | X) for every prefix from one pass (the next-sentence reward); `adjust` is the reward's own
    vocabulary penalty (the reference: −50); states with fewer than min_length tokens get −99. */
-gfn_status gfn_reward_new_next_sentence(const gfn_model *model, int32_t termination, const gfn_logit_adjustment *adjust,
-                                        int32_t min_length, gfn_reward **out);
+GFN_API gfn_status gfn_reward_new_next_sentence(const gfn_model *_Nullable model, int32_t termination,
+                                                const gfn_logit_adjustment *_Nullable adjust, int32_t min_length,
+                                                gfn_reward *_Nullable *_Nullable out);
 
 /* The random-integer task's rule reward (paper §2): first token one of number_tokens +8 else −8, every later
    non-⊤ token at position m −8m, the empty sequence −8. */
-gfn_status gfn_reward_new_random_integer(const int32_t *number_tokens, int32_t n_number_tokens, int32_t termination,
-                                         gfn_reward **out);
+GFN_API gfn_status gfn_reward_new_random_integer(const int32_t *_Nullable number_tokens, int32_t n_number_tokens,
+                                                 int32_t termination, gfn_reward *_Nullable *_Nullable out);
 
 /* Untempered log R of each prefix state of one action sequence (n_actions + 1 values) — for checks and metrics. */
-gfn_status gfn_reward_evaluate(gfn_reward *reward, const int32_t *x, int32_t n_x, const int32_t *y, int32_t n_y,
-                               const int32_t *actions, int32_t n_actions, double *log_rewards);
+GFN_API gfn_status gfn_reward_evaluate(gfn_reward *_Nullable reward, const int32_t *_Nullable x, int32_t n_x,
+                                       const int32_t *_Nullable y, int32_t n_y, const int32_t *_Nullable actions,
+                                       int32_t n_actions, double *_Nullable log_rewards);
 
-void gfn_reward_free(gfn_reward *reward);
+GFN_API void gfn_reward_free(gfn_reward *_Nullable reward);
 
 /* One training prompt: the policy's conditioning X, an optional observation Y (scored by the reward), an optional
    reward context (what the reward reads instead of X), and a sampling weight. */
 typedef struct gfn_prompt {
-    const int32_t *x;
+    uint32_t size;                 /* sizeof(gfn_prompt); the same in every element of an array of prompts, which
+                                      the library steps through by this size (so the struct can grow) */
+    const int32_t *_Nullable x;
     int32_t n_x;
-    const int32_t *y;              /* NULL / 0: none */
+    const int32_t *_Nullable y;              /* NULL / 0: none */
     int32_t n_y;
-    const int32_t *reward_context; /* NULL / 0: X */
+    const int32_t *_Nullable reward_context; /* NULL / 0: X */
     int32_t n_reward_context;
     double weight;                 /* relative; 0 is treated as 1 */
 } gfn_prompt;
@@ -705,26 +807,37 @@ typedef struct gfn_prompt {
 /* SubTB (the paper's modified sub-trajectory balance), TB (learned log Z per prompt), DB (modified detailed
    balance), REINFORCE (a reward-maximising baseline with a batch-mean baseline on log R; not a GFlowNet; on-policy
    only: gfn_gflownet_new refuses it with p_replay > 0 or tempered batches, GFN_ERR_INVALID_ARGUMENT). */
-enum { GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3 };
-enum { GFN_LAYOUT_FORCED_STOP = 0, GFN_LAYOUT_NEXT_SENTENCE = 1 };
+typedef enum gfn_objective {
+    GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3
+} gfn_objective;
+/* What log q(⊤|s) counts at max_length: 0 (forced stop) or the policy's real value (next sentence). */
+typedef enum gfn_layout { GFN_LAYOUT_FORCED_STOP = 0, GFN_LAYOUT_NEXT_SENTENCE = 1 } gfn_layout;
+/* The arithmetic tool of the reference's arithmetic task (needs the model's tokenizer): off, as the reference
+   behaves (including its known quirk, for comparisons), or fixed. */
+typedef enum gfn_calculator {
+    GFN_CALCULATOR_OFF = 0, GFN_CALCULATOR_REFERENCE = 1, GFN_CALCULATOR_FIXED = 2
+} gfn_calculator;
 
 typedef struct gfn_gflownet_params {
     uint32_t size;                 /* sizeof(gfn_gflownet_params) */
-    int32_t objective;             /* GFN_OBJECTIVE_*; default SubTB */
+    int32_t objective;             /* a gfn_objective; default GFN_OBJECTIVE_SUBTB */
     double subtb_lambda;           /* default 1 */
     int32_t strict_mask;           /* main.py's `cumsum > 1` mask (reweights terminal pairs); default 0 */
-    int32_t layout;                /* GFN_LAYOUT_*: log q(⊤|s_max) := 0 (default) or the real value */
+    int32_t layout;                /* a gfn_layout; default GFN_LAYOUT_FORCED_STOP */
     int32_t termination;           /* the ⊤ token (e.g. 50256, or 13 "." for sentences); required */
     int32_t min_length;            /* ⊤ not sampled before this many actions; default 0. The target is R
                                       restricted to |Z| ≥ min_length for every objective, whatever the reward
                                       gives shorter sequences (docs/algorithm.md, "min_length") */
     int32_t max_length;            /* actions per trajectory; default 16 */
     gfn_logit_adjustment adjust;   /* the policy's vocabulary penalty / mask (⊤ always allowed) */
-    int32_t calculator;            /* 0 off, 1 reference-compatible (bug included), 2 fixed; needs the model's tokenizer */
+    int32_t calculator;            /* a gfn_calculator; default GFN_CALCULATOR_OFF */
     int32_t batch_size;            /* trajectories per micro-batch (one prompt each); default 8 */
     int32_t grad_accumulation;     /* micro-batches per step; default 1 */
     int32_t average_accumulation;  /* 0: gradients summed over micro-batches (main.py); 1: averaged */
-    gfn_train_params train;        /* optimiser and learning-rate schedule of the adapter */
+    const gfn_train_params *_Nullable train; /* optimiser and learning-rate schedule of the adapter, read (and
+                                      size-checked) by gfn_gflownet_new; NULL: gfn_train_default_params() with
+                                      warmup_steps 20. A pointer, not a member, so that each struct grows on its
+                                      own. */
     double logz_lr;                /* TB's learned log Z (one per prompt): learning rate, default 1 */
     double logz_init;              /* default 0 */
     double reward_temp_start;      /* T_R(step) = start + (end − start)·min(1, step/horizon); default 1 → 1 */
@@ -739,31 +852,24 @@ typedef struct gfn_gflownet_params {
     int32_t lora_dropout;          /* apply the adapter's dropout while sampling for training (the traced
                                       pass whose log-probabilities train the policy, as the reference); default 0 */
     uint64_t seed;
-    int32_t pack_weights;          /* 1 (default): pack the model's fp32 weight matrices once more, in the layout of
-                                      OpenBLAS's sgemm kernel, when the trainer is made: the sampling forward's
-                                      products (one decoding step's rows each) then skip OpenBLAS's per-call packing
-                                      (GPT-2 small: rng step ~7 % faster, +475 MB). The copy belongs to the model
-                                      (made once, shared by its trainers, freed with the model) and is used only by
-                                      the trainers' own passes (training and gfn_gflownet_sample; products of 8 rows
-                                      or more): contexts and rewards on the model keep their results bit for bit.
-                                      Results differ from pack_weights 0 at rounding level. No effect with bf16
-                                      weights, or when this OpenBLAS does not export its kernels (then plain
-                                      cblas_sgemm). 0: off.
-                                      Added after the first version of this struct; a caller's smaller struct
-                                      (size = offsetof(gfn_gflownet_params, pack_weights)) means 1. */
+    int32_t pack_weights;          /* 1 (default): pack the model's fp32 weight matrices once more, in OpenBLAS's
+                                      sgemm kernel layout, when the trainer is made, for the trainers' own passes
+                                      (training, gfn_gflownet_sample). The copy belongs to the model (made once,
+                                      shared, freed with it); contexts and rewards keep their results bit for bit;
+                                      results differ from 0 at rounding level. No effect with bf16 weights or an
+                                      OpenBLAS that does not export its kernels. docs/performance-notes.md: gain
+                                      and memory. 0: off. */
     double temp_low_end, temp_high_end; /* behaviour-temperature annealing: with temp_horizon > 0 the tempered
                                       range moves linearly from [temp_low, temp_high] at step 0 to [temp_low_end,
                                       temp_high_end] at step temp_horizon, then stays; default 1, 1 */
-    int32_t temp_horizon;          /* 0 (default): no annealing. These three were added after pack_weights; a
-                                      caller's smaller struct (size = offsetof(gfn_gflownet_params, temp_low_end) or
-                                      offsetof(…, pack_weights)) means no annealing. */
+    int32_t temp_horizon;          /* 0 (default): no annealing */
     int32_t root_flow;             /* SubTB / DB with min_length ≥ 1: the flow of the root X. 0 (default, the
                                       reference): R(X⊤)/q(⊤|X), a never-sampled stop probability that has to fall to
                                       R(X⊤)/Z; 1: a learned log Z per prompt (logz_lr, logz_init, as TB's). Same
-                                      target either way. Appended last: a smaller struct means 0. */
+                                      target either way. */
 } gfn_gflownet_params;
 
-gfn_gflownet_params gfn_gflownet_default_params(void);
+GFN_API gfn_gflownet_params gfn_gflownet_default_params(void);
 
 typedef struct gfn_step_stats {
     uint32_t size;                 /* set by the caller */
@@ -785,24 +891,26 @@ typedef struct gfn_step_stats {
 
 /* Called after every step on the training thread; return 0 to stop (gfn_gflownet_train then returns
    GFN_ERR_CANCELLED). Must not call into the same trainer. */
-typedef int32_t (*gfn_progress_fn)(void *user_data, const gfn_step_stats *stats);
+typedef int32_t (*_Nullable gfn_progress_fn)(void *_Nullable user_data, const gfn_step_stats *_Nullable stats);
 
 /* (gfn_gflownet is declared in the Serving section above.) */
 
 /* A GFlowNet trainer for `adapter` on `model` with `reward` over n_prompts prompts (copied). The trainer keeps
    the model, adapter and reward alive; use it from one thread at a time. */
-gfn_status gfn_gflownet_new(const gfn_model *model, gfn_adapter *adapter, gfn_reward *reward,
-                            const gfn_prompt *prompts, int32_t n_prompts, const gfn_gflownet_params *params,
-                            gfn_gflownet **out);
+GFN_API gfn_status gfn_gflownet_new(const gfn_model *_Nullable model, gfn_adapter *_Nullable adapter,
+                                    gfn_reward *_Nullable reward, const gfn_prompt *_Nullable prompts,
+                                    int32_t n_prompts, const gfn_gflownet_params *_Nullable params,
+                                    gfn_gflownet *_Nullable *_Nullable out);
 
-gfn_status gfn_gflownet_set_progress(gfn_gflownet *trainer, gfn_progress_fn fn, void *user_data);
+GFN_API gfn_status gfn_gflownet_set_progress(gfn_gflownet *_Nullable trainer, gfn_progress_fn fn,
+                                             void *_Nullable user_data);
 
 /* One optimiser step. On any error (NaN reward, failing callback) nothing changes: adapter, optimizer, replay
    buffer, RNG and step count are as before. *out (may be NULL) receives the statistics. */
-gfn_status gfn_gflownet_step(gfn_gflownet *trainer, gfn_step_stats *out);
+GFN_API gfn_status gfn_gflownet_step(gfn_gflownet *_Nullable trainer, gfn_step_stats *_Nullable out);
 
 /* `steps` steps, calling the progress callback after each; *last (may be NULL) gets the last step's stats. */
-gfn_status gfn_gflownet_train(gfn_gflownet *trainer, int32_t steps, gfn_step_stats *last);
+GFN_API gfn_status gfn_gflownet_train(gfn_gflownet *_Nullable trainer, int32_t steps, gfn_step_stats *_Nullable last);
 
 /* Amortized inference: `count` trajectories Z ~ q(·|X) from the trained adapter at temperature (1 = the trained
    sampler), with the training limits, masks and calculator. In the results, tokens are the state after X (tool
@@ -815,8 +923,9 @@ gfn_status gfn_gflownet_train(gfn_gflownet *trainer, int32_t steps, gfn_step_sta
    the policy's real log q(⊤|s_max) under GFN_LAYOUT_NEXT_SENTENCE (as in training), so logprob − Σ token_logprobs
    is the stop's share. At the optimum log R(Z)/T_R − logprob is the same (log Z) for every Z: importance
    weights, log-Z estimates and effective sample sizes use it as is. n_stop_tokens is 0. */
-gfn_status gfn_gflownet_sample(gfn_gflownet *trainer, const int32_t *x, int32_t n_x, int32_t count, float temperature,
-                               uint64_t seed, gfn_samples **out);
+GFN_API gfn_status gfn_gflownet_sample(gfn_gflownet *_Nullable trainer, const int32_t *_Nullable x, int32_t n_x,
+                                       int32_t count, float temperature, uint64_t seed,
+                                       gfn_samples *_Nullable *_Nullable out);
 
 /* Sampling with the rollout's rules but without a trainer (e.g. the calculator for a base model or an SFT adapter):
    termination, length limits, layout, the policy's vocabulary adjustment and the calculator, as in
@@ -826,12 +935,12 @@ typedef struct gfn_rollout_params {
     int32_t termination;           /* the ⊤ token; required */
     int32_t min_length;            /* default 0 */
     int32_t max_length;            /* default 16 */
-    int32_t layout;                /* GFN_LAYOUT_* (what logprob counts at max_length); default forced stop */
+    int32_t layout;                /* a gfn_layout (what logprob counts at max_length); default forced stop */
     gfn_logit_adjustment adjust;   /* ⊤ always allowed */
-    int32_t calculator;            /* 0 off (default), 1 reference-compatible, 2 fixed; needs the model's tokenizer */
+    int32_t calculator;            /* a gfn_calculator; default GFN_CALCULATOR_OFF */
 } gfn_rollout_params;
 
-gfn_rollout_params gfn_rollout_default_params(void);
+GFN_API gfn_rollout_params gfn_rollout_default_params(void);
 
 /* `count` trajectories after X from `adapter` (NULL = the base model) at `temperature`, reported exactly as
    gfn_gflownet_sample reports them (tokens = the state after X with tool output, token_logprobs/logprob = the
@@ -843,15 +952,17 @@ gfn_rollout_params gfn_rollout_default_params(void);
    tokenizer), GFN_ERR_OUT_OF_RANGE (termination or prompt ids outside the vocabulary, prompt + max_length beyond
    n_positions), GFN_ERR_STATE (an adapter of another model), GFN_ERR_OUT_OF_MEMORY (before any work, as
    gfn_gflownet_sample), GFN_ERR_NUMERICAL (every action masked). */
-gfn_status gfn_rollout_sample(const gfn_model *model, const gfn_adapter *adapter, const gfn_rollout_params *params,
-                              const int32_t *x, int32_t n_x, int32_t count, float temperature, uint64_t seed,
-                              gfn_samples **out);
+GFN_API gfn_status gfn_rollout_sample(const gfn_model *_Nullable model, const gfn_adapter *_Nullable adapter,
+                                      const gfn_rollout_params *_Nullable params, const int32_t *_Nullable x,
+                                      int32_t n_x, int32_t count, float temperature, uint64_t seed,
+                                      gfn_samples *_Nullable *_Nullable out);
 
 /* Adds demonstrations (action sequences) for prompt `prompt_index` to the replay buffer, with their rewards.
    A demonstration longer than max_length (GFN_ERR_OUT_OF_RANGE; never cut) or shorter than min_length
    (GFN_ERR_INVALID_ARGUMENT; outside the target) is refused, and then nothing is added. */
-gfn_status gfn_gflownet_seed_buffer(gfn_gflownet *trainer, int32_t prompt_index, const int32_t *const *actions,
-                                    const int32_t *lengths, int32_t n);
+GFN_API gfn_status gfn_gflownet_seed_buffer(gfn_gflownet *_Nullable trainer, int32_t prompt_index,
+                                            const int32_t *_Nullable const *_Nullable actions,
+                                            const int32_t *_Nullable lengths, int32_t n);
 
 /* Exact evaluation over a small space: every sequence of up to max_length actions over `vocabulary`
    (≤ 100,000 sequences), the policy's exact probability of each against the target R^(1/T_R)/Σ. */
@@ -865,71 +976,44 @@ typedef struct gfn_exact_result {
     double mass_q;                 /* Σ q over the space (1 unless the policy can leave it) */
 } gfn_exact_result;
 
-gfn_status gfn_gflownet_exact(gfn_gflownet *trainer, int32_t prompt_index, const int32_t *vocabulary, int32_t n_vocabulary,
-                              gfn_exact_result *out);
+GFN_API gfn_status gfn_gflownet_exact(gfn_gflownet *_Nullable trainer, int32_t prompt_index,
+                                      const int32_t *_Nullable vocabulary, int32_t n_vocabulary,
+                                      gfn_exact_result *_Nullable out);
 
 /* Checkpoints: adapter (PEFT layout), log Z, optimizer moments, step, schedules, RNG and replay buffer, written
    atomically; loading into a trainer made with the same model, adapter shape, prompts and objective continues the
    run exactly. */
-gfn_status gfn_gflownet_save(const gfn_gflownet *trainer, const char *directory);
-gfn_status gfn_gflownet_load(gfn_gflownet *trainer, const char *directory);
+GFN_API gfn_status gfn_gflownet_save(const gfn_gflownet *_Nullable trainer, const char *_Nullable directory);
+GFN_API gfn_status gfn_gflownet_load(gfn_gflownet *_Nullable trainer, const char *_Nullable directory);
 
-void gfn_gflownet_free(gfn_gflownet *trainer);
+GFN_API void gfn_gflownet_free(gfn_gflownet *_Nullable trainer);
 
 /* ------------------------------------------------------------------------------------------------------------ */
-/* Data-parallel training across processes and hosts. The library links no MPI: the host brings an all-reduce
-   (MPI_Allreduce, or any other engine) as a callback, and K replicas of a trainer then train as one:
-
-   - every rank samples its own trajectories (GFlowNet: rank r rolls out rows r·b ..< (r+1)·b of every
-     micro-batch of K·b rows, b = batch_size, each row seeded by its global index, while prompts, behaviours and
-     micro-batch seeds come from the RNG that all ranks share) or steps on its own examples (SFT);
-   - after the local backward and before clipping and AdamW, the trainer hands the callback ONE contiguous float
-     buffer: every trainable gradient, TB's log Z gradients, the step's statistics (as hi/lo float pairs) and a
-     32-float digest of the replica's state. The callback must replace it in place with the element-wise MEAN over
-     all ranks, giving every rank the same bytes (MPI_Allreduce with MPI_SUM, then divide by the world size);
-   - every rank then takes the same step, so replicas stay bit-identical (the digest detects it if they do not:
-     GFN_ERR_STATE "the replicas diverged"). float32 because the gradients are float32 (half the bytes of double);
-     a mean because each rank's loss is already a mean over its own trajectories or tokens.
-
-   Same objective as one process: K ranks × batch b draw exactly the trajectories of one process with batch K·b,
-   and the averaged gradient is that process's gradient up to float rounding. Losses pooled over a micro-batch
-   (SubTB's sub-trajectory weights, DB's rows with a transition) are re-weighted through one more small call per
-   pass (the ranks' normalisers, a few floats); SFT divides the mean of the ranks' NLL-sum gradients by the mean
-   token count (= the token-mean of the merged batch). REINFORCE's batch-mean baseline stays per rank. Replay
-   buffers stay per rank (each rank stores what it sampled) unless exchange_replay shares each rank's best
-   trajectory of every step. max_log_r and fraction_unique in gfn_step_stats are the rank's own; loss, mean_log_r,
-   mean_log_q, mean_length, var_log_r_minus_log_q, log_z and trajectories are over all ranks.
-
-   First step: a digest of each rank's configuration — model (configuration and a sample of its weights), adapter
-   shape and values, optimiser settings, step and moments, every training parameter, rollout settings, prompts,
-   reward kind, log Z, RNG state, world size — travels through the same callback (a fixed 2,048-float buffer, then
-   world_size floats to check that the ranks are distinct). Ranks that differ get GFN_ERR_STATE on every rank, with
-   a message naming each differing item and this rank's value (e.g. "batch_size (this rank: 8)"), and nothing
-   changes. The check runs again after gfn_gflownet_load / gfn_sft_load (all ranks must load the same checkpoint).
-
-   Checkpoints: only rank 0 writes: gfn_gflownet_save and gfn_sft_save on other ranks return GFN_OK and write
-   nothing (so every rank can run the same code). The checkpoint holds nothing rank-specific besides rank 0's replay
-   buffer, so it resumes on any number of ranks, one process included (there with batch_size K·b for the same
-   merged batch).
-
-   Faults: the library cannot bound a callback's wait; the host's callback must (the project's glue — Python's
-   gfnlm.distributed.mpi() and examples/c/train_mpi.c — uses MPI_Iallreduce polled against a deadline and then
-   MPI_Abort, so a dead or stuck rank stops every rank instead of hanging). A callback returning non-zero fails the
-   step with GFN_ERR_CALLBACK and nothing changes on this rank; the ranks are then out of step, so the host should
-   stop (abort) rather than retry. Checkpoints are written atomically: the last one stays intact. */
+/* Data-parallel training across processes and hosts (docs/distributed.md has the whole design). The library links
+   no MPI: the host brings an all-reduce (MPI_Allreduce, or any other engine) as a callback, and K replicas of a
+   trainer train as one — K ranks × batch b draw the trajectories of one process with batch K·b, and the averaged
+   gradient is that process's gradient up to float rounding. Each step hands the callback ONE contiguous float
+   buffer (gradients, statistics, a digest of the replica's state) to replace in place with the element-wise MEAN
+   over all ranks, the same bytes on every rank; every rank then takes the same step, and replicas that diverge are
+   reported (GFN_ERR_STATE "the replicas diverged"). The first step (and the first after a checkpoint load) checks
+   that the ranks' configurations agree: GFN_ERR_STATE on every rank, naming each differing item, and nothing
+   changes. Checkpoints: only rank 0 writes (gfn_gflownet_save / gfn_sft_save elsewhere return GFN_OK and write
+   nothing); a checkpoint resumes on any number of ranks. Faults: the callback must bound its own wait (the
+   project's glue aborts the job on a dead or stuck rank); a callback returning non-zero fails the step with
+   GFN_ERR_CALLBACK and leaves this rank unchanged, but the ranks are then out of step: stop rather than retry. */
 
 /* Replace buffer[0..count) in place with the element-wise mean over all ranks (the same bytes on every rank);
    return 0 on success, non-zero on failure (the step then fails with GFN_ERR_CALLBACK). Called on the thread that
    steps the trainer, the same number of times with the same counts on every rank; must not call into the trainer;
-   must return within a bounded time (see Faults above). */
-typedef int32_t (*gfn_allreduce_fn)(void *user_data, float *buffer, int64_t count);
+   must return within a bounded time (see Faults above and docs/distributed.md). */
+typedef int32_t (*_Nullable gfn_allreduce_fn)(void *_Nullable user_data, float *_Nullable buffer, int64_t count);
 
 typedef struct gfn_distributed_params {
     uint32_t size;                 /* sizeof(gfn_distributed_params) */
     int32_t rank;                  /* 0 ..< world_size */
     int32_t world_size;            /* 1 … 16384; default 1 */
     gfn_allreduce_fn allreduce;    /* required when world_size > 1; NULL with world_size 1 */
-    void *user_data;               /* passed to allreduce (e.g. an MPI communicator) */
+    void *_Nullable user_data;               /* passed to allreduce (e.g. an MPI communicator) */
     int32_t exchange_replay;       /* GFlowNet with replay: 1 = every step each rank's best fresh trajectory (highest
                                       log R) rides in the gradient buffer to every other rank, which adds it to its
                                       replay buffer like its own samples ((12 + 5·max_length)·world_size more
@@ -937,15 +1021,16 @@ typedef struct gfn_distributed_params {
 } gfn_distributed_params;
 
 /* rank 0, world_size 1, no callback, exchange_replay 0. */
-gfn_distributed_params gfn_distributed_default_params(void);
+GFN_API gfn_distributed_params gfn_distributed_default_params(void);
 
 /* Makes the trainer one of world_size data-parallel replicas; params NULL (or world_size 1 without a callback)
    returns it to a single process. Call before the first step on every rank. The callback and user_data must stay
    valid while the trainer uses them. With world_size 1 and a callback the trainer takes the distributed path alone
    (rank-sliced seeds, replay RNG per rank) — a world of one. Errors: GFN_ERR_INVALID_ARGUMENT (bad rank or
    world_size, world_size > 1 without a callback, wrong size). Not thread-safe with the trainer's other calls. */
-gfn_status gfn_gflownet_set_distributed(gfn_gflownet *trainer, const gfn_distributed_params *params);
-gfn_status gfn_sft_set_distributed(gfn_sft *sft, const gfn_distributed_params *params);
+GFN_API gfn_status gfn_gflownet_set_distributed(gfn_gflownet *_Nullable trainer,
+                                                const gfn_distributed_params *_Nullable params);
+GFN_API gfn_status gfn_sft_set_distributed(gfn_sft *_Nullable sft, const gfn_distributed_params *_Nullable params);
 
 #ifdef __cplusplus
 }

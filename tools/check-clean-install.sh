@@ -78,9 +78,9 @@ set -eu
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
 ldconfig
 echo "-- installed packages: $(dpkg-query -W -f='${Package}\n' | wc -l) (minbase + libopenblas0 python3 python3-venv)"
-echo "-- ldd /usr/local/lib/libgfnlm.so.1"
-ldd /usr/local/lib/libgfnlm.so.1
-if ldd /usr/local/lib/libgfnlm.so.1 | grep "not found"; then echo "FAIL: unresolved dependencies"; exit 1; fi
+echo "-- ldd /usr/local/lib/libgfnlm.so.2"
+ldd /usr/local/lib/libgfnlm.so.2
+if ldd /usr/local/lib/libgfnlm.so.2 | grep "not found"; then echo "FAIL: unresolved dependencies"; exit 1; fi
 echo "-- the installed C example"
 gfnlm-generate /opt/gfnlm/fixture/model "Hello world" /opt/gfnlm/fixture/tokenizer
 echo "-- the wheel in a venv"

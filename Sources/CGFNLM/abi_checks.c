@@ -9,3 +9,7 @@ _Static_assert(offsetof(gfn_model_params, tokenizer_path) == 8 && offsetof(gfn_m
 _Static_assert(sizeof(gfn_distributed_params) == 40 && offsetof(gfn_distributed_params, allreduce) == 16 &&
                offsetof(gfn_distributed_params, exchange_replay) == 32,
                "gfn_distributed_params layout changed: update bindings/python");
+_Static_assert(sizeof(gfn_prompt) == 64 && offsetof(gfn_prompt, x) == 8,
+               "gfn_prompt layout changed: update bindings/python");
+_Static_assert(sizeof(((gfn_gflownet_params *)0)->train) == sizeof(void *),
+               "gfn_gflownet_params.train is a pointer (ABI 2): update bindings/python if that changes");

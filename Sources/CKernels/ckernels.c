@@ -1,5 +1,8 @@
 #include "ckernels.h"
+#include "bf16_internal.h"
 #include <immintrin.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,9 +205,11 @@ static void gemm_avx2(const float *x, int64_t ldx, int64_t M, int64_t K, int64_t
 }
 
 /* ---- AVX512-BF16 kernel --------------------------------------------------------------------------------------
- * UNTESTED: written for CPUs with AVX512-BF16 (Zen 4, Cooper Lake, Sapphire Rapids) but never executed — the
- * development machine (Zen 3) lacks the instructions. It also rounds the activations x to bf16 (vdpbf16ps takes
- * bf16 on both sides), so its results differ from the fallback by about bf16's precision on x.
+ * For CPUs with AVX512-BF16 (Zen 4, Cooper Lake, Sapphire Rapids). The development machine (Zen 3) lacks the
+ * instructions, so the dispatcher below runs it only after it agrees with the AVX2 kernel on small products
+ * (bf16check.c), and `make kernel-test-static` builds a test to run on such a CPU. It also rounds the activations x
+ * to bf16 (vdpbf16ps takes bf16 on both sides), so its results differ from the fallback by about bf16's precision
+ * on x.
  * Per group of up to 4 rows and chunk of up to 256 k-pairs: x's (k, k+1) pairs are rounded to bf16 dwords once,
  * then every panel accumulates into y (y holds the partial sums between chunks). */
 #define BF16_QCHUNK 256
@@ -249,29 +254,103 @@ static void gemm_avx512bf16(const float *x, int64_t ldx, int64_t M, int64_t K, i
     }
 }
 
-/* ---- dispatch ------------------------------------------------------------------------------------------------ */
+void gfk_bf16_kernel_avx512(const float *x, int64_t ldx, int64_t M, int64_t K, int64_t N, const uint16_t *w,
+                            int64_t p0, int64_t p1, float *y, int64_t ldy) {
+    gemm_avx512bf16(x, ldx, M, K, N, w, p0, p1, y, ldy);
+}
 
-static int kernel_state = -1;  /* -1 unknown, 0 fallback, 1 avx512bf16 */
+void gfk_bf16_kernel_avx2(const float *x, int64_t ldx, int64_t M, int64_t K, int64_t N, const uint16_t *w,
+                          int64_t p0, int64_t p1, float *y, int64_t ldy) {
+    gemm_avx2(x, ldx, M, K, N, w, p0, p1, y, ldy, 1);
+}
 
+/* ---- dispatch ------------------------------------------------------------------------------------------------
+ * The AVX512-BF16 kernel is used only where the CPU has it, it is not disabled (GFNLM_NO_AVX512BF16=1), and the
+ * start-up self-check passed. A failed check leaves its message for the library's log (taken once). */
+
+static int kernel_state = -1;  /* -1 unknown, 0 fallback, 1 the checked AVX512-BF16 kernel (avx512_kernel) */
+static gfk_bf16_kernel_fn avx512_kernel = gfk_bf16_kernel_avx512;
+static int test_mode = -1;     /* gfk_bf16_test_selfcheck; -1: GFNLM_TEST_BF16_SELFCHECK decides */
+static char selfcheck_message[512];
+static int message_pending;
+static pthread_mutex_t detect_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The test hook's failing kernel: the emulation with one output off by 0.5. */
+static void broken_kernel(const float *x, int64_t ldx, int64_t M, int64_t K, int64_t N, const uint16_t *w,
+                          int64_t p0, int64_t p1, float *y, int64_t ldy) {
+    gfk_bf16_kernel_emulated(x, ldx, M, K, N, w, p0, p1, y, ldy);
+    if (M > 0 && p0 < p1) y[p0 * 16] += 0.5f;
+}
+
+static int current_test_mode(void) {
+    if (test_mode >= 0) return test_mode;
+    const char *e = getenv("GFNLM_TEST_BF16_SELFCHECK");
+    if (e && strcmp(e, "pass") == 0) return 1;
+    if (e && strcmp(e, "mismatch") == 0) return 2;
+    return 0;
+}
+
+/* Called with detect_lock held. */
 static int detect(void) {
     const char *e = getenv("GFNLM_NO_AVX512BF16");
     if (e && e[0] && strcmp(e, "0") != 0) return 0;
-    return gfk_cpu_has_avx512bf16() ? 1 : 0;
+    const int mode = current_test_mode();
+    gfk_bf16_kernel_fn candidate = gfk_bf16_kernel_avx512;
+    if (mode == 1) candidate = gfk_bf16_kernel_emulated;
+    else if (mode == 2) candidate = broken_kernel;
+    else if (!gfk_cpu_has_avx512bf16()) return 0;
+    char why[400];
+    if (!gfk_bf16_selfcheck(candidate, why, sizeof why)) {
+        snprintf(selfcheck_message, sizeof selfcheck_message, "%s; bf16 products use the AVX2 kernel instead%s", why,
+                 mode ? " (test hook)" : "");
+        message_pending = 1;
+        return 0;
+    }
+    avx512_kernel = candidate;
+    return 1;
 }
 
 int gfk_bf16_kernel_is_avx512(void) {
-    int s = __atomic_load_n(&kernel_state, __ATOMIC_RELAXED);
+    int s = __atomic_load_n(&kernel_state, __ATOMIC_ACQUIRE);
     if (s < 0) {
-        s = detect();
-        __atomic_store_n(&kernel_state, s, __ATOMIC_RELAXED);
+        pthread_mutex_lock(&detect_lock);
+        s = kernel_state;
+        if (s < 0) {
+            s = detect();
+            __atomic_store_n(&kernel_state, s, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&detect_lock);
     }
     return s;
 }
 
 int gfk_bf16_set_avx512(int enable) {
+    pthread_mutex_lock(&detect_lock);
     const int s = enable ? detect() : 0;
-    __atomic_store_n(&kernel_state, s, __ATOMIC_RELAXED);
+    __atomic_store_n(&kernel_state, s, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&detect_lock);
     return s;
+}
+
+int gfk_bf16_test_selfcheck(int mode) {
+    pthread_mutex_lock(&detect_lock);
+    test_mode = mode;
+    avx512_kernel = gfk_bf16_kernel_avx512;
+    message_pending = 0;
+    const int s = detect();
+    __atomic_store_n(&kernel_state, s, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&detect_lock);
+    return s;
+}
+
+int gfk_bf16_selfcheck_take_message(char *buf, size_t capacity) {
+    gfk_bf16_kernel_is_avx512();   /* the check runs at the first use */
+    pthread_mutex_lock(&detect_lock);
+    const int pending = message_pending;
+    if (pending && capacity > 0) snprintf(buf, capacity, "%s", selfcheck_message);
+    message_pending = 0;
+    pthread_mutex_unlock(&detect_lock);
+    return pending;
 }
 
 void gfk_bf16_gemm(const float *x, int64_t ldx, int64_t M, int64_t K, int64_t N, const uint16_t *w,
@@ -289,7 +368,7 @@ void gfk_bf16_gemm_rows(const float *x, int64_t ldx, int64_t M, int64_t K, int64
         return;
     }
     if (gfk_bf16_kernel_is_avx512()) {
-        gemm_avx512bf16(x, ldx, M, K, N, w, p0, p1, y, ldy);
+        avx512_kernel(x, ldx, M, K, N, w, p0, p1, y, ldy);
     } else {
         gemm_avx2(x, ldx, M, K, N, w, p0, p1, y, ldy, row_invariant);
     }

@@ -70,20 +70,20 @@ final class RequestHandle: @unchecked Sendable {
     }
 }
 
-@_cdecl("gfn_batcher_default_params")
-public func gfnBatcherDefaultParams() -> gfn_batcher_params {
+@c @implementation
+public func gfn_batcher_default_params() -> gfn_batcher_params {
     let d = Batcher.Config()
     return gfn_batcher_params(size: UInt32(MemoryLayout<gfn_batcher_params>.size), max_batch: Int32(d.maxBatch),
                               max_queue: Int32(d.maxQueue), max_prefill_tokens: Int32(d.maxPrefillTokens))
 }
 
-@_cdecl("gfn_batcher_new")
-public func gfnBatcherNew(_ model: OpaquePointer?, _ params: UnsafePointer<gfn_batcher_params>?,
+@c @implementation
+public func gfn_batcher_new(_ model: OpaquePointer?, _ params: UnsafePointer<gfn_batcher_params>?,
                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let m = try handles.lookup(model, as: ModelHandle.self, "model")
         let o = try requirePointer(out, "out")
-        var p = gfnBatcherDefaultParams()
+        var p = gfn_batcher_default_params()
         if let params {
             try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_batcher_params>.size,
                                 current: MemoryLayout<gfn_batcher_params>.size, "gfn_batcher_params")
@@ -98,26 +98,26 @@ public func gfnBatcherNew(_ model: OpaquePointer?, _ params: UnsafePointer<gfn_b
     }
 }
 
-@_cdecl("gfn_batcher_shutdown")
-public func gfnBatcherShutdown(_ batcher: OpaquePointer?, _ drain: Int32) -> Int32 {
+@c @implementation
+public func gfn_batcher_shutdown(_ batcher: OpaquePointer?, _ drain: Int32) -> Int32 {
     capi { () throws(GFNError) in
         try handles.lookup(batcher, as: BatcherHandle.self, "batcher").batcher.shutdown(drain: drain != 0)
     }
 }
 
-@_cdecl("gfn_batcher_free")
-public func gfnBatcherFree(_ batcher: OpaquePointer?) {
+@c @implementation
+public func gfn_batcher_free(_ batcher: OpaquePointer?) {
     handles.remove(batcher, as: BatcherHandle.self)?.batcher.shutdown(drain: false)
 }
 
-@_cdecl("gfn_request_default_options")
-public func gfnRequestDefaultOptions() -> gfn_request_options {
+@c @implementation
+public func gfn_request_default_options() -> gfn_request_options {
     gfn_request_options(size: UInt32(MemoryLayout<gfn_request_options>.size), block: 0, on_token: nil, on_done: nil,
                         user_data: nil)
 }
 
 func readOptions(_ options: UnsafePointer<gfn_request_options>?) throws(GFNError) -> gfn_request_options {
-    guard let options else { return gfnRequestDefaultOptions() }
+    guard let options else { return gfn_request_default_options() }
     try checkStructSize(options.pointee.size, min: MemoryLayout<gfn_request_options>.size,
                         current: MemoryLayout<gfn_request_options>.size, "gfn_request_options")
     return options.pointee
@@ -142,8 +142,8 @@ func submit(_ b: BatcherHandle, _ work: BatchWork, nStop: Int, bannedStopSteps: 
     o.pointee = pointer
 }
 
-@_cdecl("gfn_batcher_submit_sample")
-public func gfnBatcherSubmitSample(_ batcher: OpaquePointer?, _ prompt: UnsafePointer<Int32>?, _ nPrompt: Int32,
+@c @implementation
+public func gfn_batcher_submit_sample(_ batcher: OpaquePointer?, _ prompt: UnsafePointer<Int32>?, _ nPrompt: Int32,
                                    _ nSamples: Int32, _ params: UnsafePointer<gfn_sampling_params>?,
                                    _ options: UnsafePointer<gfn_request_options>?,
                                    _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
@@ -160,8 +160,8 @@ public func gfnBatcherSubmitSample(_ batcher: OpaquePointer?, _ prompt: UnsafePo
     }
 }
 
-@_cdecl("gfn_batcher_submit_score")
-public func gfnBatcherSubmitScore(_ batcher: OpaquePointer?, _ contexts: UnsafePointer<UnsafePointer<Int32>?>?,
+@c @implementation
+public func gfn_batcher_submit_score(_ batcher: OpaquePointer?, _ contexts: UnsafePointer<UnsafePointer<Int32>?>?,
                                   _ contextLengths: UnsafePointer<Int32>?,
                                   _ continuations: UnsafePointer<UnsafePointer<Int32>?>?,
                                   _ continuationLengths: UnsafePointer<Int32>?, _ nPairs: Int32,
@@ -176,8 +176,8 @@ public func gfnBatcherSubmitScore(_ batcher: OpaquePointer?, _ contexts: UnsafeP
     }
 }
 
-@_cdecl("gfn_batcher_submit_policy")
-public func gfnBatcherSubmitPolicy(_ batcher: OpaquePointer?, _ trainer: OpaquePointer?, _ x: UnsafePointer<Int32>?,
+@c @implementation
+public func gfn_batcher_submit_policy(_ batcher: OpaquePointer?, _ trainer: OpaquePointer?, _ x: UnsafePointer<Int32>?,
                                    _ nX: Int32, _ count: Int32, _ temperature: Float, _ seed: UInt64,
                                    _ options: UnsafePointer<gfn_request_options>?,
                                    _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
@@ -207,8 +207,8 @@ public func gfnBatcherSubmitPolicy(_ batcher: OpaquePointer?, _ trainer: OpaqueP
     }
 }
 
-@_cdecl("gfn_request_wait")
-public func gfnRequestWait(_ request: OpaquePointer?, _ timeoutMs: Int32, _ finished: UnsafeMutablePointer<Int32>?) -> Int32 {
+@c @implementation
+public func gfn_request_wait(_ request: OpaquePointer?, _ timeoutMs: Int32, _ finished: UnsafeMutablePointer<Int32>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(request, as: RequestHandle.self, "request")
         guard let r = h.request else { throw .internalError("request handle without a request") }
@@ -217,8 +217,8 @@ public func gfnRequestWait(_ request: OpaquePointer?, _ timeoutMs: Int32, _ fini
     }
 }
 
-@_cdecl("gfn_request_cancel")
-public func gfnRequestCancel(_ request: OpaquePointer?) -> Int32 {
+@c @implementation
+public func gfn_request_cancel(_ request: OpaquePointer?) -> Int32 {
     capi { () throws(GFNError) in
         try handles.lookup(request, as: RequestHandle.self, "request").request?.cancel()
     }
@@ -234,8 +234,8 @@ func finishedOutcome(_ request: OpaquePointer?) throws(GFNError) -> (RequestHand
     }
 }
 
-@_cdecl("gfn_request_samples")
-public func gfnRequestSamples(_ request: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+@c @implementation
+public func gfn_request_samples(_ request: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let o = try requirePointer(out, "out")
         let (h, outcome) = try finishedOutcome(request)
@@ -247,8 +247,8 @@ public func gfnRequestSamples(_ request: OpaquePointer?, _ out: UnsafeMutablePoi
     }
 }
 
-@_cdecl("gfn_request_scores")
-public func gfnRequestScores(_ request: OpaquePointer?, _ totals: UnsafeMutablePointer<Double>?,
+@c @implementation
+public func gfn_request_scores(_ request: OpaquePointer?, _ totals: UnsafeMutablePointer<Double>?,
                              _ tokenLogProbs: UnsafeMutablePointer<Float>?,
                              _ stopLogProbs: UnsafeMutablePointer<Float>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -259,15 +259,15 @@ public func gfnRequestScores(_ request: OpaquePointer?, _ totals: UnsafeMutableP
     }
 }
 
-@_cdecl("gfn_request_free")
-public func gfnRequestFree(_ request: OpaquePointer?) {
+@c @implementation
+public func gfn_request_free(_ request: OpaquePointer?) {
     guard let h = handles.remove(request, as: RequestHandle.self) else { return }
     h.detach()
     h.request?.cancel()
 }
 
-@_cdecl("gfn_batcher_stats_get")
-public func gfnBatcherStatsGet(_ batcher: OpaquePointer?, _ out: UnsafeMutablePointer<gfn_batcher_stats>?) -> Int32 {
+@c @implementation
+public func gfn_batcher_stats_get(_ batcher: OpaquePointer?, _ out: UnsafeMutablePointer<gfn_batcher_stats>?) -> Int32 {
     capi { () throws(GFNError) in
         let b = try handles.lookup(batcher, as: BatcherHandle.self, "batcher")
         let o = try requirePointer(out, "out")

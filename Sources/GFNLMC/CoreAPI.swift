@@ -1,29 +1,20 @@
 import CGFNLM
 import GFNLM
 
-let versionString: StaticString = "0.1.0"
+// The version string, ABI version and status names come from include/gfnlm.h (through gfnlm_internal.h), the one
+// place they are written.
 
-@_cdecl("gfn_version")
-public func gfnVersion() -> UnsafePointer<CChar> {
-    UnsafeRawPointer(versionString.utf8Start).assumingMemoryBound(to: CChar.self)
-}
+@c @implementation
+public func gfn_version() -> UnsafePointer<CChar> { gfnlm_internal_version_string() }
 
-@_cdecl("gfn_abi_version")
-public func gfnAbiVersion() -> Int32 { 1 }
+@c @implementation
+public func gfn_abi_version() -> Int32 { GFN_ABI_VERSION }
 
-@_cdecl("gfn_last_error")
-public func gfnLastError() -> UnsafePointer<CChar> { LastError.get() }
+@c @implementation
+public func gfn_last_error() -> UnsafePointer<CChar> { LastError.get() }
 
-private let statusNames: [Int32: StaticString] = [
-    0: "GFN_OK", -1: "GFN_ERR_INVALID_ARGUMENT", -2: "GFN_ERR_IO", -3: "GFN_ERR_FORMAT",
-    -4: "GFN_ERR_UNSUPPORTED", -5: "GFN_ERR_OUT_OF_RANGE", -6: "GFN_ERR_OUT_OF_MEMORY",
-    -7: "GFN_ERR_NUMERICAL", -8: "GFN_ERR_CALLBACK", -9: "GFN_ERR_STATE", -10: "GFN_ERR_INTERNAL",
-    -11: "GFN_ERR_CANCELLED", -12: "GFN_ERR_BUFFER_TOO_SMALL", -13: "GFN_ERR_BUSY",
-]
-private let unknownStatus: StaticString = "GFN_ERR_UNKNOWN"
+@c @implementation
+public func gfn_status_name(_ status: Int32) -> UnsafePointer<CChar> { gfnlm_internal_status_name(status) }
 
-@_cdecl("gfn_status_name")
-public func gfnStatusName(_ status: Int32) -> UnsafePointer<CChar> {
-    let s = statusNames[status] ?? unknownStatus
-    return UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
-}
+@c @implementation
+public func gfn_log_set(_ fn: gfn_log_fn?, _ userData: UnsafeMutableRawPointer?) { logSink.set(fn, userData) }

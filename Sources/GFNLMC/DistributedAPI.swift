@@ -16,8 +16,8 @@ final class AllReduceBox: @unchecked Sendable {
     }
 }
 
-@_cdecl("gfn_distributed_default_params")
-public func gfnDistributedDefaultParams() -> gfn_distributed_params {
+@c @implementation
+public func gfn_distributed_default_params() -> gfn_distributed_params {
     gfn_distributed_params(size: UInt32(MemoryLayout<gfn_distributed_params>.size), rank: 0, world_size: 1,
                            allreduce: nil, user_data: nil, exchange_replay: 0)
 }
@@ -40,16 +40,16 @@ func makeExchange(_ params: UnsafePointer<gfn_distributed_params>?) throws(GFNEr
     return ex
 }
 
-@_cdecl("gfn_gflownet_set_distributed")
-public func gfnGflownetSetDistributed(_ trainer: OpaquePointer?, _ params: UnsafePointer<gfn_distributed_params>?) -> Int32 {
+@c @implementation
+public func gfn_gflownet_set_distributed(_ trainer: OpaquePointer?, _ params: UnsafePointer<gfn_distributed_params>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         h.trainer.setDistributed(try makeExchange(params))
     }
 }
 
-@_cdecl("gfn_sft_set_distributed")
-public func gfnSftSetDistributed(_ sft: OpaquePointer?, _ params: UnsafePointer<gfn_distributed_params>?) -> Int32 {
+@c @implementation
+public func gfn_sft_set_distributed(_ sft: OpaquePointer?, _ params: UnsafePointer<gfn_distributed_params>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(sft, as: SFTHandle.self, "sft")
         h.trainer.setDistributed(try makeExchange(params))

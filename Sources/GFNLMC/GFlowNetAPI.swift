@@ -25,8 +25,8 @@ final class CallbackBox: @unchecked Sendable {
 typealias HostReward = (Int32, Double, UnsafePointer<UnsafePointer<Int32>?>, UnsafePointer<Int32>, Int32,
                         UnsafeMutablePointer<Double>) -> Int32
 
-@_cdecl("gfn_reward_new_callback")
-public func gfnRewardNewCallback(_ fn: gfn_reward_fn?, _ userData: UnsafeMutableRawPointer?, _ terminalOnly: Int32,
+@c @implementation
+public func gfn_reward_new_callback(_ fn: gfn_reward_fn?, _ userData: UnsafeMutableRawPointer?, _ terminalOnly: Int32,
                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         guard let fn else { throw .invalidArgument("fn is NULL") }
@@ -48,8 +48,8 @@ final class TemperatureCallbackBox: @unchecked Sendable {
     }
 }
 
-@_cdecl("gfn_reward_new_callback_temperature")
-public func gfnRewardNewCallbackTemperature(_ fn: gfn_reward_temperature_fn?, _ userData: UnsafeMutableRawPointer?,
+@c @implementation
+public func gfn_reward_new_callback_temperature(_ fn: gfn_reward_temperature_fn?, _ userData: UnsafeMutableRawPointer?,
                                             _ terminalOnly: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         guard let fn else { throw .invalidArgument("fn is NULL") }
@@ -89,8 +89,8 @@ func hostReward(terminalOnly: Bool, _ call: @escaping HostReward) -> CallbackRew
     })
 }
 
-@_cdecl("gfn_reward_new_lm_likelihood")
-public func gfnRewardNewLMLikelihood(_ model: OpaquePointer?, _ demos: UnsafePointer<Int32>?, _ nDemos: Int32,
+@c @implementation
+public func gfn_reward_new_lm_likelihood(_ model: OpaquePointer?, _ demos: UnsafePointer<Int32>?, _ nDemos: Int32,
                                      _ zAdjust: UnsafePointer<gfn_logit_adjustment>?, _ minLength: Int32,
                                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -104,8 +104,8 @@ public func gfnRewardNewLMLikelihood(_ model: OpaquePointer?, _ demos: UnsafePoi
     }
 }
 
-@_cdecl("gfn_reward_new_next_sentence")
-public func gfnRewardNewNextSentence(_ model: OpaquePointer?, _ termination: Int32,
+@c @implementation
+public func gfn_reward_new_next_sentence(_ model: OpaquePointer?, _ termination: Int32,
                                      _ adjust: UnsafePointer<gfn_logit_adjustment>?, _ minLength: Int32,
                                      _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -118,8 +118,8 @@ public func gfnRewardNewNextSentence(_ model: OpaquePointer?, _ termination: Int
     }
 }
 
-@_cdecl("gfn_reward_new_random_integer")
-public func gfnRewardNewRandomInteger(_ tokens: UnsafePointer<Int32>?, _ n: Int32, _ termination: Int32,
+@c @implementation
+public func gfn_reward_new_random_integer(_ tokens: UnsafePointer<Int32>?, _ n: Int32, _ termination: Int32,
                                       _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let o = try requirePointer(out, "out")
@@ -129,8 +129,8 @@ public func gfnRewardNewRandomInteger(_ tokens: UnsafePointer<Int32>?, _ n: Int3
     }
 }
 
-@_cdecl("gfn_reward_evaluate")
-public func gfnRewardEvaluate(_ reward: OpaquePointer?, _ x: UnsafePointer<Int32>?, _ nX: Int32,
+@c @implementation
+public func gfn_reward_evaluate(_ reward: OpaquePointer?, _ x: UnsafePointer<Int32>?, _ nX: Int32,
                               _ y: UnsafePointer<Int32>?, _ nY: Int32, _ actions: UnsafePointer<Int32>?,
                               _ nActions: Int32, _ logRewards: UnsafeMutablePointer<Double>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -145,8 +145,8 @@ public func gfnRewardEvaluate(_ reward: OpaquePointer?, _ x: UnsafePointer<Int32
     }
 }
 
-@_cdecl("gfn_reward_free")
-public func gfnRewardFree(_ reward: OpaquePointer?) {
+@c @implementation
+public func gfn_reward_free(_ reward: OpaquePointer?) {
     handles.remove(reward, as: RewardHandle.self)
 }
 
@@ -162,19 +162,21 @@ final class GFlowNetHandle {
     }
 }
 
-/// Size of the first version of gfn_gflownet_params (up to seed), before pack_weights.
-let gflownetParamsV1Size = MemoryLayout<gfn_gflownet_params>.offset(of: \gfn_gflownet_params.pack_weights)!
+/// gfn_gflownet_params.train NULL: the SFT defaults with a 20-step warm-up (the GFlowNet runs' usual start).
+func gflownetDefaultTrainParams() -> gfn_train_params {
+    var t = gfn_train_default_params()
+    t.warmup_steps = 20
+    return t
+}
 
-@_cdecl("gfn_gflownet_default_params")
-public func gfnGflownetDefaultParams() -> gfn_gflownet_params {
+@c @implementation
+public func gfn_gflownet_default_params() -> gfn_gflownet_params {
     let d = GFlowNetConfig()
     return gfn_gflownet_params(
         size: UInt32(MemoryLayout<gfn_gflownet_params>.size), objective: 0, subtb_lambda: 1, strict_mask: 0, layout: 0,
         termination: -1, min_length: 0, max_length: 16, adjust: defaultAdjust(), calculator: 0,
         batch_size: Int32(d.batchSize), grad_accumulation: Int32(d.gradAccumulation), average_accumulation: 0,
-        train: gfn_train_params(size: UInt32(MemoryLayout<gfn_train_params>.size), lr: d.learningRate, beta1: d.beta1,
-                                beta2: d.beta2, eps: 1e-8, weight_decay: d.weightDecay, warmup_steps: 20,
-                                total_steps: 0, cosine: 0, max_grad_norm: 0),
+        train: nil,
         logz_lr: d.logZLearningRate, logz_init: d.logZInit, reward_temp_start: 1, reward_temp_end: 1,
         reward_temp_horizon: 1, p_on_policy: d.onPolicyProbability, p_replay: d.replayProbability,
         temp_low: d.temperatureLow, temp_high: d.temperatureHigh, buffer_capacity: Int32(d.bufferCapacity),
@@ -186,9 +188,16 @@ public func gfnGflownetDefaultParams() -> gfn_gflownet_params {
 func readPrompts(_ p: UnsafePointer<gfn_prompt>?, _ n: Int32) throws(GFNError) -> [PromptSpec] {
     guard n > 0 else { throw .invalidArgument("n_prompts must be positive (got \(n))") }
     let ps = try requirePointer(p, "prompts")
+    // The caller's elements are prompts[0].size bytes apart (a struct that grew keeps older callers' stride).
+    let stride = Int(ps.pointee.size)
+    try checkStructSize(ps.pointee.size, min: MemoryLayout<gfn_prompt>.size, current: MemoryLayout<gfn_prompt>.size,
+                        "gfn_prompt")
     var out: [PromptSpec] = []
     for i in 0..<Int(n) {
-        let e = ps[i]
+        let e = UnsafeRawPointer(ps).advanced(by: i * stride).assumingMemoryBound(to: gfn_prompt.self).pointee
+        guard e.size == ps.pointee.size else {
+            throw .invalidArgument("prompts[\(i)].size is \(e.size); every element must have prompts[0]'s size (\(stride))")
+        }
         let y = try readIds(e.y, e.n_y, "prompts[\(i)].y")
         let rc = try readIds(e.reward_context, e.n_reward_context, "prompts[\(i)].reward_context")
         guard e.weight >= 0 && e.weight.isFinite else { throw .invalidArgument("prompts[\(i)].weight must be ≥ 0") }
@@ -200,8 +209,8 @@ func readPrompts(_ p: UnsafePointer<gfn_prompt>?, _ n: Int32) throws(GFNError) -
     return out
 }
 
-@_cdecl("gfn_gflownet_new")
-public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ reward: OpaquePointer?,
+@c @implementation
+public func gfn_gflownet_new(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ reward: OpaquePointer?,
                            _ prompts: UnsafePointer<gfn_prompt>?, _ nPrompts: Int32,
                            _ params: UnsafePointer<gfn_gflownet_params>?,
                            _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
@@ -211,18 +220,18 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
         let r = try handles.lookup(reward, as: RewardHandle.self, "reward")
         let o = try requirePointer(out, "out")
         guard a.model === m.model else { throw .state("the adapter was made for another model") }
-        var p = gfnGflownetDefaultParams()
+        var p = gfn_gflownet_default_params()
         if let params {
-            let size = Int(params.pointee.size)
-            try checkStructSize(params.pointee.size, min: gflownetParamsV1Size,
+            try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_gflownet_params>.size,
                                 current: MemoryLayout<gfn_gflownet_params>.size, "gfn_gflownet_params")
-            // Read only the caller's bytes: an older, smaller struct ends before pack_weights (default kept).
-            withUnsafeMutableBytes(of: &p) { dst in
-                dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(params), count: size))
-            }
+            p = params.pointee
         }
-        try checkStructSize(p.train.size, min: MemoryLayout<gfn_train_params>.size,
-                            current: MemoryLayout<gfn_train_params>.size, "gfn_gflownet_params.train")
+        var train = gflownetDefaultTrainParams()
+        if let t = p.train {
+            try checkStructSize(t.pointee.size, min: MemoryLayout<gfn_train_params>.size,
+                                current: MemoryLayout<gfn_train_params>.size, "gfn_train_params")
+            train = t.pointee
+        }
         var c = GFlowNetConfig()
         switch p.objective {
         case 0: c.objective = .subTB(lambda: p.subtb_lambda, strictMask: p.strict_mask != 0)
@@ -231,7 +240,7 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
         case 3: c.objective = .reinforce
         default: throw .invalidArgument("unknown objective \(p.objective)")
         }
-        let (h, sched, clip) = try readTrainParams(p.train)
+        let (h, sched, clip) = try readTrainParams(train)
         c.learningRate = h.lr; c.beta1 = h.beta1; c.beta2 = h.beta2; c.weightDecay = h.weightDecay
         c.schedule = sched; c.maxGradNorm = clip
         c.batchSize = Int(p.batch_size); c.gradAccumulation = Int(p.grad_accumulation)
@@ -272,8 +281,8 @@ public func gfnGflownetNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _
     }
 }
 
-@_cdecl("gfn_gflownet_set_progress")
-public func gfnGflownetSetProgress(_ trainer: OpaquePointer?, _ fn: gfn_progress_fn?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+@c @implementation
+public func gfn_gflownet_set_progress(_ trainer: OpaquePointer?, _ fn: gfn_progress_fn?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         h.progress = fn.map { ($0, userData) }
@@ -299,8 +308,8 @@ func runStep(_ h: GFlowNetHandle) throws(GFNError) -> GFlowNetStepStats {
     return s
 }
 
-@_cdecl("gfn_gflownet_step")
-public func gfnGflownetStep(_ trainer: OpaquePointer?, _ out: UnsafeMutablePointer<gfn_step_stats>?) -> Int32 {
+@c @implementation
+public func gfn_gflownet_step(_ trainer: OpaquePointer?, _ out: UnsafeMutablePointer<gfn_step_stats>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         if let out {
@@ -312,8 +321,8 @@ public func gfnGflownetStep(_ trainer: OpaquePointer?, _ out: UnsafeMutablePoint
     }
 }
 
-@_cdecl("gfn_gflownet_train")
-public func gfnGflownetTrain(_ trainer: OpaquePointer?, _ steps: Int32, _ last: UnsafeMutablePointer<gfn_step_stats>?) -> Int32 {
+@c @implementation
+public func gfn_gflownet_train(_ trainer: OpaquePointer?, _ steps: Int32, _ last: UnsafeMutablePointer<gfn_step_stats>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         guard steps >= 0 else { throw .invalidArgument("steps must be ≥ 0") }
@@ -328,8 +337,8 @@ public func gfnGflownetTrain(_ trainer: OpaquePointer?, _ steps: Int32, _ last: 
     }
 }
 
-@_cdecl("gfn_gflownet_sample")
-public func gfnGflownetSample(_ trainer: OpaquePointer?, _ x: UnsafePointer<Int32>?, _ nX: Int32, _ count: Int32,
+@c @implementation
+public func gfn_gflownet_sample(_ trainer: OpaquePointer?, _ x: UnsafePointer<Int32>?, _ nX: Int32, _ count: Int32,
                               _ temperature: Float, _ seed: UInt64, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
@@ -364,14 +373,14 @@ func rolloutSettings(termination: Int32, minLength: Int32, maxLength: Int32, lay
                            layout: layout, adjustment: try adjustment(adjust), tool: tool)
 }
 
-@_cdecl("gfn_rollout_default_params")
-public func gfnRolloutDefaultParams() -> gfn_rollout_params {
+@c @implementation
+public func gfn_rollout_default_params() -> gfn_rollout_params {
     gfn_rollout_params(size: UInt32(MemoryLayout<gfn_rollout_params>.size), termination: -1, min_length: 0,
                        max_length: 16, layout: 0, adjust: defaultAdjust(), calculator: 0)
 }
 
-@_cdecl("gfn_rollout_sample")
-public func gfnRolloutSample(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ params: UnsafePointer<gfn_rollout_params>?,
+@c @implementation
+public func gfn_rollout_sample(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ params: UnsafePointer<gfn_rollout_params>?,
                              _ x: UnsafePointer<Int32>?, _ nX: Int32, _ count: Int32, _ temperature: Float, _ seed: UInt64,
                              _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -393,8 +402,8 @@ public func gfnRolloutSample(_ model: OpaquePointer?, _ adapter: OpaquePointer?,
     }
 }
 
-@_cdecl("gfn_gflownet_seed_buffer")
-public func gfnGflownetSeedBuffer(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ actions: UnsafePointer<UnsafePointer<Int32>?>?,
+@c @implementation
+public func gfn_gflownet_seed_buffer(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ actions: UnsafePointer<UnsafePointer<Int32>?>?,
                                   _ lengths: UnsafePointer<Int32>?, _ n: Int32) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
@@ -407,8 +416,8 @@ public func gfnGflownetSeedBuffer(_ trainer: OpaquePointer?, _ promptIndex: Int3
     }
 }
 
-@_cdecl("gfn_gflownet_exact")
-public func gfnGflownetExact(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ vocabulary: UnsafePointer<Int32>?,
+@c @implementation
+public func gfn_gflownet_exact(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ vocabulary: UnsafePointer<Int32>?,
                              _ nVocabulary: Int32, _ out: UnsafeMutablePointer<gfn_exact_result>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
@@ -427,8 +436,8 @@ public func gfnGflownetExact(_ trainer: OpaquePointer?, _ promptIndex: Int32, _ 
     }
 }
 
-@_cdecl("gfn_gflownet_save")
-public func gfnGflownetSave(_ trainer: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
+@c @implementation
+public func gfn_gflownet_save(_ trainer: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         let dir = try requireString(directory, "directory")
@@ -437,8 +446,8 @@ public func gfnGflownetSave(_ trainer: OpaquePointer?, _ directory: UnsafePointe
     }
 }
 
-@_cdecl("gfn_gflownet_load")
-public func gfnGflownetLoad(_ trainer: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
+@c @implementation
+public func gfn_gflownet_load(_ trainer: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(trainer, as: GFlowNetHandle.self, "trainer")
         try h.trainer.load(checkpoint: try requireString(directory, "directory"))
@@ -446,7 +455,7 @@ public func gfnGflownetLoad(_ trainer: OpaquePointer?, _ directory: UnsafePointe
     }
 }
 
-@_cdecl("gfn_gflownet_free")
-public func gfnGflownetFree(_ trainer: OpaquePointer?) {
+@c @implementation
+public func gfn_gflownet_free(_ trainer: OpaquePointer?) {
     handles.remove(trainer, as: GFlowNetHandle.self)
 }

@@ -98,8 +98,8 @@ func defaultAdjust() -> gfn_logit_adjustment {
 
 // MARK: - context
 
-@_cdecl("gfn_context_new")
-public func gfnContextNew(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+@c @implementation
+public func gfn_context_new(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let m = try handles.lookup(model, as: ModelHandle.self, "model")
         let o = try requirePointer(out, "out")
@@ -107,15 +107,15 @@ public func gfnContextNew(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<O
     }
 }
 
-@_cdecl("gfn_context_free")
-public func gfnContextFree(_ ctx: OpaquePointer?) {
+@c @implementation
+public func gfn_context_free(_ ctx: OpaquePointer?) {
     handles.remove(ctx, as: ContextHandle.self)
 }
 
 // MARK: - sampling
 
-@_cdecl("gfn_sampling_default_params")
-public func gfnSamplingDefaultParams() -> gfn_sampling_params {
+@c @implementation
+public func gfn_sampling_default_params() -> gfn_sampling_params {
     let d = SamplingParams()
     return gfn_sampling_params(size: UInt32(MemoryLayout<gfn_sampling_params>.size), max_new_tokens: Int32(d.maxNewTokens),
                                min_new_tokens: 0, temperature: 1, top_k: 0, top_p: 1, seed: 0, stop_tokens: nil,
@@ -124,7 +124,7 @@ public func gfnSamplingDefaultParams() -> gfn_sampling_params {
 
 /// The Swift form of a caller's gfn_sampling_params (NULL: the defaults), its size checked.
 func readSamplingParams(_ params: UnsafePointer<gfn_sampling_params>?) throws(GFNError) -> gfn_sampling_params {
-    guard let params else { return gfnSamplingDefaultParams() }
+    guard let params else { return gfn_sampling_default_params() }
     try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_sampling_params>.size,
                         current: MemoryLayout<gfn_sampling_params>.size, "gfn_sampling_params")
     return params.pointee
@@ -144,8 +144,8 @@ func samplingParams(_ c: gfn_sampling_params) throws(GFNError) -> SamplingParams
     return s
 }
 
-@_cdecl("gfn_context_sample")
-public func gfnContextSample(_ ctx: OpaquePointer?, _ prompts: UnsafePointer<UnsafePointer<Int32>?>?,
+@c @implementation
+public func gfn_context_sample(_ ctx: OpaquePointer?, _ prompts: UnsafePointer<UnsafePointer<Int32>?>?,
                              _ promptLengths: UnsafePointer<Int32>?, _ nPrompts: Int32, _ nPerPrompt: Int32,
                              _ params: UnsafePointer<gfn_sampling_params>?,
                              _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
@@ -168,16 +168,16 @@ public func gfnContextSample(_ ctx: OpaquePointer?, _ prompts: UnsafePointer<Uns
     }
 }
 
-@_cdecl("gfn_samples_count")
-public func gfnSamplesCount(_ samples: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> Int32 {
+@c @implementation
+public func gfn_samples_count(_ samples: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(samples, as: SamplesHandle.self, "samples")
         try requirePointer(out, "out").pointee = Int32(h.rows.count)
     }
 }
 
-@_cdecl("gfn_samples_get")
-public func gfnSamplesGet(_ samples: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<gfn_sample_info>?) -> Int32 {
+@c @implementation
+public func gfn_samples_get(_ samples: OpaquePointer?, _ index: Int32, _ out: UnsafeMutablePointer<gfn_sample_info>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(samples, as: SamplesHandle.self, "samples")
         let o = try requirePointer(out, "out")
@@ -195,21 +195,21 @@ public func gfnSamplesGet(_ samples: OpaquePointer?, _ index: Int32, _ out: Unsa
     }
 }
 
-@_cdecl("gfn_samples_free")
-public func gfnSamplesFree(_ samples: OpaquePointer?) {
+@c @implementation
+public func gfn_samples_free(_ samples: OpaquePointer?) {
     handles.remove(samples, as: SamplesHandle.self)
 }
 
 // MARK: - scoring
 
-@_cdecl("gfn_score_default_params")
-public func gfnScoreDefaultParams() -> gfn_score_params {
+@c @implementation
+public func gfn_score_default_params() -> gfn_score_params {
     gfn_score_params(size: UInt32(MemoryLayout<gfn_score_params>.size), stop_tokens: nil, n_stop_tokens: 0,
                      adjust: defaultAdjust(), adapter: nil)
 }
 
-@_cdecl("gfn_context_score")
-public func gfnContextScore(_ ctx: OpaquePointer?, _ contexts: UnsafePointer<UnsafePointer<Int32>?>?,
+@c @implementation
+public func gfn_context_score(_ ctx: OpaquePointer?, _ contexts: UnsafePointer<UnsafePointer<Int32>?>?,
                             _ contextLengths: UnsafePointer<Int32>?,
                             _ continuations: UnsafePointer<UnsafePointer<Int32>?>?,
                             _ continuationLengths: UnsafePointer<Int32>?, _ nPairs: Int32,
@@ -237,7 +237,7 @@ struct ScoreRequest {
          _ continuations: UnsafePointer<UnsafePointer<Int32>?>?, _ continuationLengths: UnsafePointer<Int32>?,
          _ nPairs: Int32, _ params: UnsafePointer<gfn_score_params>?, model: Model) throws(GFNError) {
         guard nPairs > 0 else { throw .invalidArgument("n_pairs must be positive (got \(nPairs))") }
-        var c = gfnScoreDefaultParams()
+        var c = gfn_score_default_params()
         if let params {
             try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_score_params>.size,
                                 current: MemoryLayout<gfn_score_params>.size, "gfn_score_params")
@@ -270,8 +270,8 @@ func writeScores(_ res: [ScoreResult], totals: UnsafeMutablePointer<Double>, tok
 
 // MARK: - beam search
 
-@_cdecl("gfn_beam_default_params")
-public func gfnBeamDefaultParams() -> gfn_beam_params {
+@c @implementation
+public func gfn_beam_default_params() -> gfn_beam_params {
     let d = BeamSearchParams()
     return gfn_beam_params(size: UInt32(MemoryLayout<gfn_beam_params>.size), num_beams: Int32(d.numBeams),
                            num_return: 1, num_groups: 1, diversity_penalty: 0, length_penalty: 1,
@@ -279,14 +279,14 @@ public func gfnBeamDefaultParams() -> gfn_beam_params {
                            n_stop_tokens: 0, include_stop_token: 1, adjust: defaultAdjust(), adapter: nil)
 }
 
-@_cdecl("gfn_context_beam_search")
-public func gfnContextBeamSearch(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<Int32>?, _ promptLength: Int32,
+@c @implementation
+public func gfn_context_beam_search(_ ctx: OpaquePointer?, _ prompt: UnsafePointer<Int32>?, _ promptLength: Int32,
                                  _ params: UnsafePointer<gfn_beam_params>?,
                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(ctx, as: ContextHandle.self, "ctx")
         let o = try requirePointer(out, "out")
-        var c = gfnBeamDefaultParams()
+        var c = gfn_beam_default_params()
         if let params {
             try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_beam_params>.size,
                                 current: MemoryLayout<gfn_beam_params>.size, "gfn_beam_params")

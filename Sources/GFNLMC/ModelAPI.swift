@@ -12,10 +12,10 @@ final class ModelHandle {
     }
 }
 
-@_cdecl("gfn_model_default_params")
-public func gfnModelDefaultParams() -> gfn_model_params {
+@c @implementation
+public func gfn_model_default_params() -> gfn_model_params {
     gfn_model_params(size: UInt32(MemoryLayout<gfn_model_params>.size), n_threads: 0, tokenizer_path: nil,
-                     weight_type: GFN_WEIGHTS_F32, batch_invariant: 1, reserved: 0)
+                     weight_type: Int32(GFN_WEIGHTS_F32.rawValue), batch_invariant: 1, reserved: 0)
 }
 
 /// Size of the second version of gfn_model_params (with weight_type): its end, padding included, is where
@@ -25,13 +25,13 @@ let modelParamsV2Size = (MemoryLayout<gfn_model_params>.offset(of: \gfn_model_pa
 /// Size of the first version of gfn_model_params (size, n_threads, tokenizer_path), before weight_type.
 let modelParamsV1Size = MemoryLayout<gfn_model_params>.offset(of: \gfn_model_params.weight_type)!
 
-@_cdecl("gfn_model_load")
-public func gfnModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafePointer<gfn_model_params>?,
+@c @implementation
+public func gfn_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointer<gfn_model_params>?,
                          _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let p = try requireString(path, "path")
         let o = try requirePointer(out, "out")
-        var prm = gfnModelDefaultParams()
+        var prm = gfn_model_default_params()
         if let params {
             let size = params.pointee.size
             try checkStructSize(size, min: modelParamsV1Size, current: MemoryLayout<gfn_model_params>.size,
@@ -59,18 +59,21 @@ public func gfnModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafePointer<
         }
         let model = try Model.load(path: p, tokenizerPath: tokPath, threads: Int(prm.n_threads), weightType: weightType,
                                    batchInvariant: prm.batch_invariant == 1)
+        if weightType == .bf16, let failure = BF16Matrix.takeKernelSelfCheckFailure() {
+            logSink.emit(GFN_LOG_WARN, failure)
+        }
         o.pointee = handles.register(ModelHandle(model))
     }
 }
 
-@_cdecl("gfn_model_free")
-public func gfnModelFree(_ model: OpaquePointer?) {
+@c @implementation
+public func gfn_model_free(_ model: OpaquePointer?) {
     guard let h = handles.remove(model, as: ModelHandle.self) else { return }
     if let t = h.tokenizerHandle { handles.remove(t, as: TokenizerHandle.self) }
 }
 
-@_cdecl("gfn_model_config_get")
-public func gfnModelConfigGet(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<gfn_model_config>?) -> Int32 {
+@c @implementation
+public func gfn_model_config_get(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<gfn_model_config>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(model, as: ModelHandle.self, "model")
         let o = try requirePointer(out, "out")
@@ -92,20 +95,21 @@ public func gfnModelConfigGet(_ model: OpaquePointer?, _ out: UnsafeMutablePoint
     }
 }
 
-@_cdecl("gfn_model_tokenizer")
-public func gfnModelTokenizer(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+@c @implementation
+public func gfn_model_tokenizer(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(model, as: ModelHandle.self, "model")
         try requirePointer(out, "out").pointee = h.tokenizerHandle
     }
 }
 
-@_cdecl("gfn_model_logits")
-public func gfnModelLogits(_ model: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ batch: Int32, _ seqLen: Int32,
-                           _ mask: UnsafePointer<Int32>?, _ logits: UnsafeMutablePointer<Float>?,
-                           _ capacity: Int) -> Int32 {
+@c @implementation
+public func gfn_model_logits(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ ids: UnsafePointer<Int32>?,
+                             _ batch: Int32, _ seqLen: Int32, _ mask: UnsafePointer<Int32>?,
+                             _ logits: UnsafeMutablePointer<Float>?, _ capacity: Int) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(model, as: ModelHandle.self, "model")
-        try writeLogits(h.model, nil, ids, batch, seqLen, mask, logits, capacity)
+        let a = try adapterFor(adapter, model: h.model)
+        try writeLogits(h.model, a, ids, batch, seqLen, mask, logits, capacity)
     }
 }

@@ -1,3 +1,4 @@
+import CGFNLM
 import GFNLM
 import Synchronization
 #if canImport(Glibc)
@@ -154,3 +155,33 @@ func copyToCharArray<T>(_ s: String, _ array: inout T) {
         raw[bytes.count] = 0
     }
 }
+
+// MARK: - Log callback
+
+/// The process-wide log callback (gfn_log_set), next to the handle table as the library's other piece of global
+/// state. nil: the default, which writes warnings and errors to stderr.
+final class LogSink: Sendable {
+    struct Target: @unchecked Sendable {
+        let fn: gfn_log_fn?
+        let userData: UnsafeMutableRawPointer?
+    }
+    private let target = Locked(Target(fn: nil, userData: nil))
+
+    func set(_ fn: gfn_log_fn?, _ userData: UnsafeMutableRawPointer?) {
+        target.withLock { $0 = Target(fn: fn, userData: userData) }
+    }
+
+    func emit(_ level: gfn_log_level, _ message: String) {
+        let t = target.withLock { $0 }
+        let raw = Int32(bitPattern: level.rawValue)
+        if let fn = t.fn {
+            message.withCString { fn(raw, $0, t.userData) }
+        } else if raw >= Int32(bitPattern: GFN_LOG_WARN.rawValue) {
+            let label = raw >= Int32(bitPattern: GFN_LOG_ERROR.rawValue) ? "error" : "warning"
+            let line = Array("gfnlm: \(label): \(message)\n".utf8)
+            _ = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }   // one write: whole lines
+        }
+    }
+}
+
+let logSink = LogSink()

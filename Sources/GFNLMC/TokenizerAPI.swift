@@ -11,8 +11,8 @@ final class TokenizerHandle {
     }
 }
 
-@_cdecl("gfn_tokenizer_load")
-public func gfnTokenizerLoad(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+@c @implementation
+public func gfn_tokenizer_load(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let p = try requireString(path, "path")
         let o = try requirePointer(out, "out")
@@ -21,16 +21,16 @@ public func gfnTokenizerLoad(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutable
     }
 }
 
-@_cdecl("gfn_tokenizer_free")
-public func gfnTokenizerFree(_ tokenizer: OpaquePointer?) {
+@c @implementation
+public func gfn_tokenizer_free(_ tokenizer: OpaquePointer?) {
     guard let tokenizer else { return }
     // A model's own tokenizer is released with the model.
     if let h = try? handles.lookup(tokenizer, as: TokenizerHandle.self, "tokenizer"), h.borrowed { return }
     handles.remove(tokenizer, as: TokenizerHandle.self)
 }
 
-@_cdecl("gfn_tokenizer_encode")
-public func gfnTokenizerEncode(_ tokenizer: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ allowSpecial: Int32,
+@c @implementation
+public func gfn_tokenizer_encode(_ tokenizer: OpaquePointer?, _ text: UnsafePointer<CChar>?, _ allowSpecial: Int32,
                                _ ids: UnsafeMutablePointer<Int32>?, _ capacity: Int32,
                                _ nIds: UnsafeMutablePointer<Int32>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -52,8 +52,8 @@ public func gfnTokenizerEncode(_ tokenizer: OpaquePointer?, _ text: UnsafePointe
     }
 }
 
-@_cdecl("gfn_tokenizer_decode")
-public func gfnTokenizerDecode(_ tokenizer: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ nIds: Int32,
+@c @implementation
+public func gfn_tokenizer_decode(_ tokenizer: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ nIds: Int32,
                                _ text: UnsafeMutablePointer<CChar>?, _ capacity: Int,
                                _ nBytes: UnsafeMutablePointer<Int>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -77,16 +77,16 @@ public func gfnTokenizerDecode(_ tokenizer: OpaquePointer?, _ ids: UnsafePointer
     }
 }
 
-@_cdecl("gfn_tokenizer_vocab_size")
-public func gfnTokenizerVocabSize(_ tokenizer: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> Int32 {
+@c @implementation
+public func gfn_tokenizer_vocab_size(_ tokenizer: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(tokenizer, as: TokenizerHandle.self, "tokenizer")
         try requirePointer(out, "out").pointee = Int32(h.tokenizer.vocabSize)
     }
 }
 
-@_cdecl("gfn_tokenizer_eos")
-public func gfnTokenizerEos(_ tokenizer: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> Int32 {
+@c @implementation
+public func gfn_tokenizer_eos(_ tokenizer: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(tokenizer, as: TokenizerHandle.self, "tokenizer")
         try requirePointer(out, "out").pointee = h.tokenizer.eosId.map { Int32($0) } ?? -1

@@ -3,19 +3,19 @@ import GFNLM
 
 // MARK: - adapters
 
-@_cdecl("gfn_lora_default_params")
-public func gfnLoraDefaultParams() -> gfn_lora_params {
+@c @implementation
+public func gfn_lora_default_params() -> gfn_lora_params {
     gfn_lora_params(size: UInt32(MemoryLayout<gfn_lora_params>.size), r: 8, alpha: 8, dropout: 0, targets: nil,
                     use_rslora: 0, seed: 0)
 }
 
-@_cdecl("gfn_adapter_new")
-public func gfnAdapterNew(_ model: OpaquePointer?, _ params: UnsafePointer<gfn_lora_params>?,
+@c @implementation
+public func gfn_adapter_new(_ model: OpaquePointer?, _ params: UnsafePointer<gfn_lora_params>?,
                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let m = try handles.lookup(model, as: ModelHandle.self, "model")
         let o = try requirePointer(out, "out")
-        var p = gfnLoraDefaultParams()
+        var p = gfn_lora_default_params()
         if let params {
             try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_lora_params>.size,
                                 current: MemoryLayout<gfn_lora_params>.size, "gfn_lora_params")
@@ -33,8 +33,8 @@ public func gfnAdapterNew(_ model: OpaquePointer?, _ params: UnsafePointer<gfn_l
     }
 }
 
-@_cdecl("gfn_adapter_load")
-public func gfnAdapterLoad(_ model: OpaquePointer?, _ directory: UnsafePointer<CChar>?,
+@c @implementation
+public func gfn_adapter_load(_ model: OpaquePointer?, _ directory: UnsafePointer<CChar>?,
                            _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let m = try handles.lookup(model, as: ModelHandle.self, "model")
@@ -45,36 +45,25 @@ public func gfnAdapterLoad(_ model: OpaquePointer?, _ directory: UnsafePointer<C
     }
 }
 
-@_cdecl("gfn_adapter_save")
-public func gfnAdapterSave(_ adapter: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
+@c @implementation
+public func gfn_adapter_save(_ adapter: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
     capi { () throws(GFNError) in
         let a = try handles.lookup(adapter, as: AdapterHandle.self, "adapter")
         try a.adapter.save(peftDirectory: try requireString(directory, "directory"), model: a.model.weights)
     }
 }
 
-@_cdecl("gfn_adapter_parameter_count")
-public func gfnAdapterParameterCount(_ adapter: OpaquePointer?, _ out: UnsafeMutablePointer<Int64>?) -> Int32 {
+@c @implementation
+public func gfn_adapter_parameter_count(_ adapter: OpaquePointer?, _ out: UnsafeMutablePointer<Int64>?) -> Int32 {
     capi { () throws(GFNError) in
         let a = try handles.lookup(adapter, as: AdapterHandle.self, "adapter")
         try requirePointer(out, "out").pointee = Int64(a.adapter.parameterCount)
     }
 }
 
-@_cdecl("gfn_adapter_free")
-public func gfnAdapterFree(_ adapter: OpaquePointer?) {
+@c @implementation
+public func gfn_adapter_free(_ adapter: OpaquePointer?) {
     handles.remove(adapter, as: AdapterHandle.self)
-}
-
-@_cdecl("gfn_model_logits_adapter")
-public func gfnModelLogitsAdapter(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ ids: UnsafePointer<Int32>?,
-                                  _ batch: Int32, _ seqLen: Int32, _ mask: UnsafePointer<Int32>?,
-                                  _ logits: UnsafeMutablePointer<Float>?, _ capacity: Int) -> Int32 {
-    capi { () throws(GFNError) in
-        let h = try handles.lookup(model, as: ModelHandle.self, "model")
-        let a = try adapterFor(adapter, model: h.model)
-        try writeLogits(h.model, a, ids, batch, seqLen, mask, logits, capacity)
-    }
 }
 
 func writeLogits(_ model: Model, _ adapter: LoRAAdapter?, _ ids: UnsafePointer<Int32>?, _ batch: Int32, _ seqLen: Int32,
@@ -96,8 +85,8 @@ func writeLogits(_ model: Model, _ adapter: LoRAAdapter?, _ ids: UnsafePointer<I
     try model.logits(ids: idArray, batch: Int(batch), seqLen: Int(seqLen), mask: maskArray, adapter: adapter, into: out)
 }
 
-@_cdecl("gfn_model_export_onnx")
-public func gfnModelExportOnnx(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
+@c @implementation
+public func gfn_model_export_onnx(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(model, as: ModelHandle.self, "model")
         let a = try adapterFor(adapter, model: h.model)
@@ -116,8 +105,8 @@ final class SFTHandle {
     }
 }
 
-@_cdecl("gfn_train_default_params")
-public func gfnTrainDefaultParams() -> gfn_train_params {
+@c @implementation
+public func gfn_train_default_params() -> gfn_train_params {
     gfn_train_params(size: UInt32(MemoryLayout<gfn_train_params>.size), lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8,
                      weight_decay: 0.01, warmup_steps: 0, total_steps: 0, cosine: 0, max_grad_norm: 0)
 }
@@ -162,13 +151,13 @@ func fill(_ out: UnsafeMutablePointer<gfn_sft_stats>?, _ s: SFTStats) throws(GFN
                                 learning_rate: s.learningRate, applied: s.applied ? 1 : 0)
 }
 
-@_cdecl("gfn_sft_new")
-public func gfnSftNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ params: UnsafePointer<gfn_train_params>?,
+@c @implementation
+public func gfn_sft_new(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ params: UnsafePointer<gfn_train_params>?,
                       _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let m = try handles.lookup(model, as: ModelHandle.self, "model")
         let o = try requirePointer(out, "out")
-        var p = gfnTrainDefaultParams()
+        var p = gfn_train_default_params()
         if let params {
             try checkStructSize(params.pointee.size, min: MemoryLayout<gfn_train_params>.size,
                                 current: MemoryLayout<gfn_train_params>.size, "gfn_train_params")
@@ -186,8 +175,8 @@ public func gfnSftNew(_ model: OpaquePointer?, _ adapter: OpaquePointer?, _ para
     }
 }
 
-@_cdecl("gfn_sft_step")
-public func gfnSftStep(_ sft: OpaquePointer?, _ contexts: UnsafePointer<UnsafePointer<Int32>?>?,
+@c @implementation
+public func gfn_sft_step(_ sft: OpaquePointer?, _ contexts: UnsafePointer<UnsafePointer<Int32>?>?,
                        _ contextLengths: UnsafePointer<Int32>?, _ targets: UnsafePointer<UnsafePointer<Int32>?>?,
                        _ targetLengths: UnsafePointer<Int32>?, _ n: Int32, _ out: UnsafeMutablePointer<gfn_sft_stats>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -197,8 +186,8 @@ public func gfnSftStep(_ sft: OpaquePointer?, _ contexts: UnsafePointer<UnsafePo
     }
 }
 
-@_cdecl("gfn_sft_evaluate")
-public func gfnSftEvaluate(_ sft: OpaquePointer?, _ contexts: UnsafePointer<UnsafePointer<Int32>?>?,
+@c @implementation
+public func gfn_sft_evaluate(_ sft: OpaquePointer?, _ contexts: UnsafePointer<UnsafePointer<Int32>?>?,
                            _ contextLengths: UnsafePointer<Int32>?, _ targets: UnsafePointer<UnsafePointer<Int32>?>?,
                            _ targetLengths: UnsafePointer<Int32>?, _ n: Int32, _ out: UnsafeMutablePointer<gfn_sft_stats>?) -> Int32 {
     capi { () throws(GFNError) in
@@ -208,8 +197,8 @@ public func gfnSftEvaluate(_ sft: OpaquePointer?, _ contexts: UnsafePointer<Unsa
     }
 }
 
-@_cdecl("gfn_sft_snapshot_model")
-public func gfnSftSnapshotModel(_ sft: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+@c @implementation
+public func gfn_sft_snapshot_model(_ sft: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(sft, as: SFTHandle.self, "sft")
         let o = try requirePointer(out, "out")
@@ -224,8 +213,8 @@ public func gfnSftSnapshotModel(_ sft: OpaquePointer?, _ out: UnsafeMutablePoint
     }
 }
 
-@_cdecl("gfn_sft_export_onnx")
-public func gfnSftExportOnnx(_ sft: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
+@c @implementation
+public func gfn_sft_export_onnx(_ sft: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(sft, as: SFTHandle.self, "sft")
         let p = try requireString(path, "path")
@@ -237,8 +226,8 @@ public func gfnSftExportOnnx(_ sft: OpaquePointer?, _ path: UnsafePointer<CChar>
     }
 }
 
-@_cdecl("gfn_sft_save")
-public func gfnSftSave(_ sft: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
+@c @implementation
+public func gfn_sft_save(_ sft: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(sft, as: SFTHandle.self, "sft")
         let dir = try requireString(directory, "directory")
@@ -247,8 +236,8 @@ public func gfnSftSave(_ sft: OpaquePointer?, _ directory: UnsafePointer<CChar>?
     }
 }
 
-@_cdecl("gfn_sft_load")
-public func gfnSftLoad(_ sft: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
+@c @implementation
+public func gfn_sft_load(_ sft: OpaquePointer?, _ directory: UnsafePointer<CChar>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(sft, as: SFTHandle.self, "sft")
         try h.trainer.load(checkpoint: try requireString(directory, "directory"))
@@ -256,8 +245,8 @@ public func gfnSftLoad(_ sft: OpaquePointer?, _ directory: UnsafePointer<CChar>?
     }
 }
 
-@_cdecl("gfn_sft_free")
-public func gfnSftFree(_ sft: OpaquePointer?) {
+@c @implementation
+public func gfn_sft_free(_ sft: OpaquePointer?) {
     handles.remove(sft, as: SFTHandle.self)
 }
 

@@ -17,15 +17,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
+
 enum { V = 512, MAXNEW = 10, MAXN = 3, PT = 6 };
 
 static gfn_model *model;
 static gfn_adapter *adapters[3];   /* [0] = NULL: the base model */
 static gfn_batcher *batcher;
-static atomic_int done_calls, token_calls, failures;
+static atomic_int done_calls, token_calls;
 
-#define CHECK(cond, ...) do { if (!(cond)) { fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fprintf(stderr, " (%s)\n", gfn_last_error()); atomic_fetch_add(&failures, 1); } } while (0)
 
 typedef struct {
     int kind;                  /* 0 sample, 1 score */

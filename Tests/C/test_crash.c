@@ -28,19 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
+
 static const char *MODEL = "Tests/Fixtures/gpt2-tiny/legacy17";
 enum { MODE_GFN = 0, MODE_SFT = 1, MAX_STEPS = 100000 };
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s — ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fprintf(stderr, " (last error: %s)\n", gfn_last_error());                      \
-            failures++;                                                                    \
-        }                                                                                  \
-    } while (0)
 
 /* ---------------------------------------------------------------- the training runs (child and parent alike) */
 
@@ -74,14 +66,17 @@ static gfn_status run_new(gfn_model *model, int mode, run *r) {
         if ((st = gfn_adapter_new(model, &lp, &r->adapter)) != GFN_OK) return st;
         if ((st = gfn_reward_new_callback(reward, NULL, 0, &r->reward)) != GFN_OK) return st;
         static int32_t x[] = {5, 6, 7};
-        gfn_prompt p = {.x = x, .n_x = 3};
+        gfn_prompt p = {.size = sizeof(gfn_prompt), .x = x, .n_x = 3};
         gfn_gflownet_params gp = gfn_gflownet_default_params();
+        gfn_train_params train = gfn_train_default_params();   /* read by gfn_gflownet_new */
+        train.warmup_steps = 20;                                /* as with gp.train = NULL */
+        gp.train = &train;
         gp.termination = 511;
         gp.max_length = 4;
         gp.batch_size = 4;
         gp.p_replay = 0.4;
         gp.p_on_policy = 0.4;
-        gp.train.lr = 1e-3;
+        train.lr = 1e-3;
         gp.seed = 9;
         return gfn_gflownet_new(model, r->adapter, r->reward, &p, 1, &gp, &r->gfn);
     }

@@ -10,16 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s — ", __FILE__, __LINE__, #cond);                   \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fprintf(stderr, " (last error: %s)\n", gfn_last_error());                          \
-            failures++;                                                                        \
-        }                                                                                      \
-    } while (0)
+#include "check.h"
+
 
 typedef struct {
     int mode;        /* 0: identity (a world of one), 1: fail, 2: halve (a peer that contributes zeros) */
@@ -78,7 +70,7 @@ int main(void) {
     gfn_reward *r = NULL;
     CHECK(gfn_reward_new_callback(reward, NULL, 0, &r) == GFN_OK, "reward");
     int32_t x[2] = {7, 8}, allowed[3] = {1, 2, 3};
-    gfn_prompt p = {.x = x, .n_x = 2, .weight = 1};
+    gfn_prompt p = {.size = sizeof(gfn_prompt), .x = x, .n_x = 2, .weight = 1};
     gfn_gflownet_params gp = gfn_gflownet_default_params();
     gp.objective = GFN_OBJECTIVE_TB;
     gp.termination = 0;

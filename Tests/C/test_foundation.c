@@ -6,16 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s — ", __FILE__, __LINE__, #cond);                   \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fprintf(stderr, " (last error: %s)\n", gfn_last_error());                          \
-            failures++;                                                                        \
-        }                                                                                      \
-    } while (0)
+#include "check.h"
+
 
 static void test_versions(void) {
     CHECK(strcmp(gfn_version(), GFN_VERSION_STRING) == 0, "version %s", gfn_version());
@@ -91,18 +83,18 @@ static void test_model(const char *path, const char *arch) {
     int32_t mask[6] = {0, 1, 1, 1, 1, 1};
     size_t cap = (size_t)2 * 3 * cfg.vocab_size;
     float *logits = malloc(cap * sizeof(float));
-    st = gfn_model_logits(m, ids, 2, 3, NULL, logits, cap);
+    st = gfn_model_logits(m, NULL, ids, 2, 3, NULL, logits, cap);
     CHECK(st == GFN_OK, "logits");
     int finite = 1;
     for (size_t i = 0; i < cap; i++) finite &= isfinite(logits[i]) != 0;
     CHECK(finite, "finite logits");
-    CHECK(gfn_model_logits(m, ids, 2, 3, mask, logits, cap) == GFN_OK, "masked logits");
+    CHECK(gfn_model_logits(m, NULL, ids, 2, 3, mask, logits, cap) == GFN_OK, "masked logits");
     int32_t badmask[6] = {1, 0, 1, 1, 1, 1};
-    CHECK(gfn_model_logits(m, ids, 2, 3, badmask, logits, cap) == GFN_ERR_INVALID_ARGUMENT, "non-left mask");
-    CHECK(gfn_model_logits(m, ids, 2, 3, NULL, logits, cap - 1) == GFN_ERR_BUFFER_TOO_SMALL, "capacity");
+    CHECK(gfn_model_logits(m, NULL, ids, 2, 3, badmask, logits, cap) == GFN_ERR_INVALID_ARGUMENT, "non-left mask");
+    CHECK(gfn_model_logits(m, NULL, ids, 2, 3, NULL, logits, cap - 1) == GFN_ERR_BUFFER_TOO_SMALL, "capacity");
     int32_t oov[1] = {100000};
-    CHECK(gfn_model_logits(m, oov, 1, 1, NULL, logits, cap) == GFN_ERR_OUT_OF_RANGE, "oov id");
-    CHECK(gfn_model_logits(m, ids, 0, 3, NULL, logits, cap) == GFN_ERR_INVALID_ARGUMENT, "batch 0");
+    CHECK(gfn_model_logits(m, NULL, oov, 1, 1, NULL, logits, cap) == GFN_ERR_OUT_OF_RANGE, "oov id");
+    CHECK(gfn_model_logits(m, NULL, ids, 0, 3, NULL, logits, cap) == GFN_ERR_INVALID_ARGUMENT, "batch 0");
     const gfn_tokenizer *tok = (const gfn_tokenizer *)1;
     CHECK(gfn_model_tokenizer(m, &tok) == GFN_OK && tok == NULL, "no tokenizer beside the tiny model");
     free(logits);

@@ -16,19 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures = 0, checks = 0;
+#include "check.h"
+
 static char tmp[256];
 
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        checks++;                                                                          \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s — ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fprintf(stderr, " (last error: %s)\n", gfn_last_error());                      \
-            failures++;                                                                    \
-        }                                                                                  \
-    } while (0)
 
 /* One row of the matrix: `st` must be `want` and the message must contain every fragment (NULL-terminated). */
 static void expect_error(const char *row, gfn_status st, gfn_status want, ...) {
@@ -466,7 +457,7 @@ static void adapter_rows(gfn_model *model, gfn_model *other) {
     /* an adapter used with another model */
     int32_t ids[2] = {1, 2};
     float logits[2 * 512];
-    ROW("adapter used with another model", gfn_model_logits_adapter(other, good, ids, 1, 2, NULL, logits, 2 * 512),
+    ROW("adapter used with another model", gfn_model_logits(other, good, ids, 1, 2, NULL, logits, 2 * 512),
         GFN_ERR_STATE, "another model");
     gfn_sft *s = NULL;
     ROW("SFT with another model's adapter", gfn_sft_new(other, good, NULL, &s), GFN_ERR_STATE, "another model");
@@ -494,7 +485,7 @@ static void checkpoint_rows(gfn_model *model) {
     CHECK(gfn_sft_new(model, a1, NULL, &sft) == GFN_OK, "sft");
     CHECK(gfn_reward_new_callback(reward_len, NULL, 0, &rw) == GFN_OK, "reward");
     int32_t x[] = {5, 6, 7};
-    gfn_prompt pr = {.x = x, .n_x = 3};
+    gfn_prompt pr = {.size = sizeof(gfn_prompt), .x = x, .n_x = 3};
     gfn_gflownet_params gp = gfn_gflownet_default_params();
     gp.termination = 511;
     gp.max_length = 3;
@@ -514,7 +505,7 @@ static void checkpoint_rows(gfn_model *model) {
     ROW("SFT checkpoint into a GFlowNet trainer", gfn_gflownet_load(g, path_in("ck-sft")), GFN_ERR_STATE, "another run");
     ROW("GFlowNet checkpoint into an SFT trainer", gfn_sft_load(sft, path_in("ck-gfn")), GFN_ERR_STATE, "another run");
     {   /* a trainer with two prompts */
-        gfn_prompt two[2] = {{.x = x, .n_x = 3}, {.x = x, .n_x = 2}};
+        gfn_prompt two[2] = {{.size = sizeof(gfn_prompt), .x = x, .n_x = 3}, {.size = sizeof(gfn_prompt), .x = x, .n_x = 2}};
         gfn_gflownet *g2 = NULL;
         gfn_adapter *a3 = NULL;
         gfn_adapter_new(model, &lp, &a3);
@@ -522,6 +513,25 @@ static void checkpoint_rows(gfn_model *model) {
         ROW("checkpoint of a run with other prompts", gfn_gflownet_load(g2, path_in("ck-gfn")), GFN_ERR_STATE, "prompts");
         gfn_gflownet_free(g2);
         gfn_adapter_free(a3);
+    }
+    {   /* versioned structs: a prompt of a size this library does not know, prompts of different sizes, a
+           nested gfn_train_params with a wrong size */
+        gfn_gflownet *g3 = NULL;
+        gfn_prompt bad = pr;
+        bad.size = 12;
+        ROW("gfn_prompt with a wrong size", gfn_gflownet_new(model, a2, rw, &bad, 1, &gp, &g3), GFN_ERR_INVALID_ARGUMENT,
+            "gfn_prompt.size");
+        gfn_prompt mixed[2] = {pr, pr};
+        mixed[1].size = 0;
+        ROW("prompts of different sizes", gfn_gflownet_new(model, a2, rw, mixed, 2, &gp, &g3), GFN_ERR_INVALID_ARGUMENT,
+            "prompts[1].size");
+        gfn_train_params tp = gfn_train_default_params();
+        tp.size = 8;
+        gfn_gflownet_params gbad = gp;
+        gbad.train = &tp;
+        ROW("gfn_train_params with a wrong size", gfn_gflownet_new(model, a2, rw, &pr, 1, &gbad, &g3),
+            GFN_ERR_INVALID_ARGUMENT, "gfn_train_params.size is 8");
+        CHECK(g3 == NULL, "no trainer after failures");
     }
     {   /* an adapter of another rank */
         gfn_lora_params l4 = lp;
@@ -574,19 +584,19 @@ static void range_rows(gfn_model *model) {
     int32_t ids[80];
     for (int i = 0; i < 80; i++) ids[i] = i;
     static float logits[80 * 512];
-    ROW("seq_len beyond n_positions", gfn_model_logits(model, ids, 1, 80, NULL, logits, 80 * 512), GFN_ERR_OUT_OF_RANGE, "64");
+    ROW("seq_len beyond n_positions", gfn_model_logits(model, NULL, ids, 1, 80, NULL, logits, 80 * 512), GFN_ERR_OUT_OF_RANGE, "64");
     ids[1] = 512;
-    ROW("id outside the vocabulary", gfn_model_logits(model, ids, 1, 2, NULL, logits, 2 * 512), GFN_ERR_OUT_OF_RANGE, "512");
+    ROW("id outside the vocabulary", gfn_model_logits(model, NULL, ids, 1, 2, NULL, logits, 2 * 512), GFN_ERR_OUT_OF_RANGE, "512");
     ids[1] = 1;
-    ROW("negative batch", gfn_model_logits(model, ids, -1, 2, NULL, logits, 2 * 512), GFN_ERR_INVALID_ARGUMENT, "batch");
-    ROW("capacity too small", gfn_model_logits(model, ids, 1, 2, NULL, logits, 100), GFN_ERR_BUFFER_TOO_SMALL, "capacity");
+    ROW("negative batch", gfn_model_logits(model, NULL, ids, -1, 2, NULL, logits, 2 * 512), GFN_ERR_INVALID_ARGUMENT, "batch");
+    ROW("capacity too small", gfn_model_logits(model, NULL, ids, 1, 2, NULL, logits, 100), GFN_ERR_BUFFER_TOO_SMALL, "capacity");
     /* 2^31 · 2^31 · 512 overflowed Int and trapped inside the library before the fix */
-    ROW("batch·seq_len·vocab overflow", gfn_model_logits(model, ids, 0x7fffffff, 0x7fffffff, NULL, logits, 100),
+    ROW("batch·seq_len·vocab overflow", gfn_model_logits(model, NULL, ids, 0x7fffffff, 0x7fffffff, NULL, logits, 100),
         GFN_ERR_OUT_OF_RANGE, "overflow");
-    ROW("... through the adapter entry point", gfn_model_logits_adapter(model, NULL, ids, 0x7fffffff, 0x7fffffff, NULL, logits, 100),
+    ROW("... through the adapter entry point", gfn_model_logits(model, NULL, ids, 0x7fffffff, 0x7fffffff, NULL, logits, 100),
         GFN_ERR_OUT_OF_RANGE, "overflow");
     int32_t mask[2] = {1, 0};
-    ROW("mask that is not left padding", gfn_model_logits(model, ids, 1, 2, mask, logits, 2 * 512), GFN_ERR_INVALID_ARGUMENT, "left padding");
+    ROW("mask that is not left padding", gfn_model_logits(model, NULL, ids, 1, 2, mask, logits, 2 * 512), GFN_ERR_INVALID_ARGUMENT, "left padding");
     gfn_context *ctx = NULL;
     gfn_context_new(model, &ctx);
     gfn_samples *out = NULL;

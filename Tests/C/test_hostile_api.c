@@ -32,6 +32,15 @@ static int child_failures = 0;
     } while (0)
 /* Any status is fine (the point is that the call returns). */
 #define RETURNS(call) do { (void)(call); } while (0)
+/* A refused trainer must not exist. */
+#define CHECK_NULL(g)                                                                                       \
+    do {                                                                                                    \
+        if (g) {                                                                                            \
+            fprintf(stderr, "    %s:%d: a trainer despite the error\n", __FILE__, __LINE__);                 \
+            child_failures++;                                                                               \
+            gfn_gflownet_free(g);                                                                           \
+        }                                                                                                   \
+    } while (0)
 
 typedef struct {
     gfn_model *model;
@@ -217,8 +226,8 @@ static void p_beam(env *e) {
 static void p_logits(env *e) {
     static float buf[4 * 512];
     int32_t ids[4] = {1, 2, 3, 4};
-    EXPECT(gfn_model_logits(e->model, ids, 0x7fffffff, 0x7fffffff, NULL, buf, 4 * 512), GFN_ERR_OUT_OF_RANGE);
-    EXPECT(gfn_model_logits_adapter(e->model, e->adapter, ids, 0x7fffffff, 0x7fffffff, NULL, buf, 4), GFN_ERR_OUT_OF_RANGE);
+    EXPECT(gfn_model_logits(e->model, NULL, ids, 0x7fffffff, 0x7fffffff, NULL, buf, 4 * 512), GFN_ERR_OUT_OF_RANGE);
+    EXPECT(gfn_model_logits(e->model, e->adapter, ids, 0x7fffffff, 0x7fffffff, NULL, buf, 4), GFN_ERR_OUT_OF_RANGE);
 }
 
 static void p_adapter_params(env *e) {
@@ -322,7 +331,7 @@ static int32_t reward_ok(void *ud, int32_t p, const int32_t *const *s, const int
 static gfn_gflownet *trainer(env *e, gfn_gflownet_params *gp, gfn_status *st) {
     gfn_reward *r = NULL;
     gfn_reward_new_callback(reward_ok, NULL, 0, &r);
-    gfn_prompt pr = {.x = prompt, .n_x = 4};
+    gfn_prompt pr = {.size = sizeof(gfn_prompt), .x = prompt, .n_x = 4};
     gfn_gflownet *g = NULL;
     *st = gfn_gflownet_new(e->model, e->adapter, r, &pr, 1, gp, &g);
     gfn_reward_free(r);
@@ -415,15 +424,18 @@ static void p_gflownet_params(env *e) {
 static void p_gflownet_sizes(env *e) {
     gfn_status st;
     gfn_gflownet_params gp = gfn_gflownet_default_params();
-    /* struct versions: the first one ends before pack_weights (whatever follows in memory is ignored); anything
-       shorter or longer than the current struct is refused */
+    /* struct versions: ABI 2 changed the layout (train became a pointer), so the sizes of ABI 1's versions (ending
+       before pack_weights, before temp_low_end) are refused like anything shorter or longer than the current struct */
     EXPECT(gp.pack_weights, 1);
     gp.termination = 511;
     gp.size = (uint32_t)offsetof(gfn_gflownet_params, pack_weights);
-    gp.pack_weights = 12345;
     gfn_gflownet *g = trainer(e, &gp, &st);
-    EXPECT(st, GFN_OK);
-    if (g) { EXPECT(gfn_gflownet_step(g, NULL), GFN_OK); gfn_gflownet_free(g); }
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    CHECK_NULL(g);
+    gp.size = (uint32_t)offsetof(gfn_gflownet_params, temp_low_end);
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    CHECK_NULL(g);
     gp.size = (uint32_t)offsetof(gfn_gflownet_params, pack_weights) - 4;
     g = trainer(e, &gp, &st);
     EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
@@ -436,15 +448,13 @@ static void p_gflownet_sizes(env *e) {
     g = trainer(e, &gp, &st);
     EXPECT(st, GFN_OK);
     if (g) { EXPECT(gfn_gflownet_step(g, NULL), GFN_OK); gfn_gflownet_free(g); }
-    /* the second version ends before temp_low_end (no annealing, root_flow 0); hostile values of the new fields */
+    /* hostile values of the annealing and root-flow fields */
     gp = gfn_gflownet_default_params();
     gp.termination = 511;
-    gp.size = (uint32_t)offsetof(gfn_gflownet_params, temp_low_end);
-    gp.temp_horizon = -5;
     gp.root_flow = 99;
     g = trainer(e, &gp, &st);
-    EXPECT(st, GFN_OK);
-    if (g) { EXPECT(gfn_gflownet_step(g, NULL), GFN_OK); gfn_gflownet_free(g); }
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    CHECK_NULL(g);
     gp = gfn_gflownet_default_params();
     gp.termination = 511;
     gp.temp_horizon = -1;
@@ -662,7 +672,7 @@ static void p_null_handles(env *e) {
     gfn_step_stats st = {.size = sizeof st};
     gfn_exact_result ex = {.size = sizeof ex};
     gfn_gflownet_params gp = gfn_gflownet_default_params();
-    gfn_prompt pr = {.x = ids, .n_x = 4};
+    gfn_prompt pr = {.size = sizeof(gfn_prompt), .x = ids, .n_x = 4};
     EXPECT(gfn_tokenizer_load(NULL, &tk), BAD);
     EXPECT(gfn_tokenizer_load("Tests/Fixtures/tokenizer", NULL), BAD);
     EXPECT(gfn_tokenizer_encode(NULL, "a", 0, ids, 4, &i32), BAD);
@@ -674,9 +684,9 @@ static void p_null_handles(env *e) {
     EXPECT(gfn_model_config_get(NULL, &cfg), BAD);
     EXPECT(gfn_model_config_get(e->model, NULL), BAD);
     EXPECT(gfn_model_tokenizer(NULL, &tok), BAD);
-    EXPECT(gfn_model_logits(NULL, ids, 1, 4, NULL, f, 4 * 512), BAD);
-    EXPECT(gfn_model_logits(e->model, NULL, 1, 4, NULL, f, 4 * 512), BAD);
-    EXPECT(gfn_model_logits(e->model, ids, 1, 4, NULL, NULL, 4 * 512), BAD);
+    EXPECT(gfn_model_logits(NULL, NULL, ids, 1, 4, NULL, f, 4 * 512), BAD);
+    EXPECT(gfn_model_logits(e->model, NULL, NULL, 1, 4, NULL, f, 4 * 512), BAD);
+    EXPECT(gfn_model_logits(e->model, NULL, ids, 1, 4, NULL, NULL, 4 * 512), BAD);
     EXPECT(gfn_adapter_new(NULL, &lp, &a), BAD);
     EXPECT(gfn_adapter_new(e->model, &lp, NULL), BAD);
     EXPECT(gfn_adapter_load(NULL, "x", &a), BAD);
@@ -684,7 +694,7 @@ static void p_null_handles(env *e) {
     EXPECT(gfn_adapter_save(NULL, "x"), BAD);
     EXPECT(gfn_adapter_save(e->adapter, NULL), BAD);
     EXPECT(gfn_adapter_parameter_count(NULL, &i64), BAD);
-    EXPECT(gfn_model_logits_adapter(NULL, e->adapter, ids, 1, 4, NULL, f, 4 * 512), BAD);
+    EXPECT(gfn_model_logits(NULL, e->adapter, ids, 1, 4, NULL, f, 4 * 512), BAD);
     EXPECT(gfn_context_new(NULL, &c), BAD);
     EXPECT(gfn_context_new(e->model, NULL), BAD);
     EXPECT(gfn_context_sample(NULL, pp, &len, 1, 1, &sp, &s), BAD);

@@ -13,16 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s — ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fprintf(stderr, " (last error: %s)\n", gfn_last_error());                      \
-            failures++;                                                                    \
-        }                                                                                  \
-    } while (0)
+#include "check.h"
+
 
 static gfn_model *model;
 enum { V = 512, T = 6 };
@@ -30,7 +22,7 @@ static const int32_t probe_ids[T] = {3, 17, 99, 4, 250, 7};
 
 /* The adapter's logits on a fixed input: equal logits ⇔ equal adapter (for these purposes). */
 static void adapter_logits(const gfn_adapter *a, float *out) {
-    gfn_status st = gfn_model_logits_adapter(model, a, probe_ids, 1, T, NULL, out, (size_t)T * V);
+    gfn_status st = gfn_model_logits(model, a, probe_ids, 1, T, NULL, out, (size_t)T * V);
     CHECK(st == GFN_OK, "logits %d", st);
 }
 
@@ -119,16 +111,18 @@ static void run_new(run *r, double max_grad_norm, double lr, int replay) {
     CHECK(gfn_adapter_new(model, &lp, &r->adapter) == GFN_OK, "adapter");
     CHECK(gfn_reward_new_callback(reward, &r->rs, 0, &r->reward) == GFN_OK, "reward");
     static int32_t x[] = {5, 6, 7};
-    gfn_prompt p = {.x = x, .n_x = 3};
+    gfn_prompt p = {.size = sizeof(gfn_prompt), .x = x, .n_x = 3};
     gfn_gflownet_params gp = gfn_gflownet_default_params();
+    gfn_train_params train = gfn_train_default_params();   /* read by gfn_gflownet_new */
+    gp.train = &train;
     gp.termination = 511;
     gp.max_length = 4;
     gp.batch_size = 4;
     gp.p_replay = replay ? 0.5 : 0;
     gp.p_on_policy = replay ? 0.25 : 1;
-    gp.train.lr = lr;
-    gp.train.warmup_steps = 0;
-    gp.train.max_grad_norm = max_grad_norm;
+    train.lr = lr;
+    train.warmup_steps = 0;
+    train.max_grad_norm = max_grad_norm;
     gp.seed = 3;
     CHECK(gfn_gflownet_new(model, r->adapter, r->reward, &p, 1, &gp, &r->trainer) == GFN_OK, "trainer");
 }

@@ -7,16 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s — ", __FILE__, __LINE__, #cond);                   \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fprintf(stderr, " (last error: %s)\n", gfn_last_error());                          \
-            failures++;                                                                        \
-        }                                                                                      \
-    } while (0)
+#include "check.h"
+
 
 static void test_sampling(gfn_model *m) {
     gfn_context *ctx = NULL;
@@ -130,7 +122,7 @@ static void test_training(gfn_model *m) {
     gfn_reward *r = NULL;
     CHECK(gfn_reward_new_callback(length_reward, &mode, 0, &r) == GFN_OK, "callback reward");
     int32_t x[2] = {7, 8};
-    gfn_prompt p = {.x = x, .n_x = 2, .weight = 1};
+    gfn_prompt p = {.size = sizeof(gfn_prompt), .x = x, .n_x = 2, .weight = 1};
     gfn_gflownet_params gp = gfn_gflownet_default_params();
     gp.termination = 0;
     gp.max_length = 3;

@@ -112,7 +112,7 @@ typedef struct {
 
 static void logits_of(const gfn_adapter *a, float *out) {
     int32_t ids[4] = {5, 6, 7, 8};
-    if (gfn_model_logits_adapter(model, a, ids, 1, 4, NULL, out, 4 * V) != GFN_OK) fail("%s %d %d", "logits", 0, 0);
+    if (gfn_model_logits(model, a, ids, 1, 4, NULL, out, 4 * V) != GFN_OK) fail("%s %d %d", "logits", 0, 0);
 }
 
 static void run_sft(train_result *r) {
@@ -172,13 +172,16 @@ static void run_gflownet(gfn_result *r) {
     gfn_gflownet *g = NULL;
     r->calls = 0;
     int32_t x[] = {20, 21, 22};
-    gfn_prompt p = {.x = x, .n_x = 3};
+    gfn_prompt p = {.size = sizeof(gfn_prompt), .x = x, .n_x = 3};
     gfn_gflownet_params gp = gfn_gflownet_default_params();
+    gfn_train_params train = gfn_train_default_params();   /* read by gfn_gflownet_new */
+    train.warmup_steps = 20;                                /* as with gp.train = NULL */
+    gp.train = &train;
     gp.termination = 511;
     gp.max_length = 5;
     gp.batch_size = 4;
     gp.p_replay = 0.3;
-    gp.train.lr = 1e-2;
+    train.lr = 1e-2;
     gp.seed = 99;
     if (gfn_adapter_new(model, &lp, &a) != GFN_OK || gfn_reward_new_callback(reward, &r->calls, 0, &rw) != GFN_OK ||
         gfn_gflownet_new(model, a, rw, &p, 1, &gp, &g) != GFN_OK) {

@@ -307,40 +307,40 @@ final class BF16Tests: XCTestCase {
 
     func testCABIWeightTypeAndOldStructSize() throws {
         let dir = FileIO.join(FileIO.join(TestFiles.fixtures, "gpt2-tiny"), "legacy17")
-        var p = gfnModelDefaultParams()
-        XCTAssertEqual(p.weight_type, GFN_WEIGHTS_F32)
+        var p = gfn_model_default_params()
+        XCTAssertEqual(p.weight_type, Int32(GFN_WEIGHTS_F32.rawValue))
         XCTAssertEqual(Int(p.size), MemoryLayout<gfn_model_params>.size)
         var h: OpaquePointer?
         // bf16
-        p.weight_type = GFN_WEIGHTS_BF16
-        XCTAssertEqual(dir.withCString { gfnModelLoad($0, &p, &h) }, 0)
+        p.weight_type = Int32(GFN_WEIGHTS_BF16.rawValue)
+        XCTAssertEqual(dir.withCString { gfn_model_load($0, &p, &h) }, 0)
         XCTAssertNotNil(h)
         var cfg = gfn_model_config(); cfg.size = UInt32(MemoryLayout<gfn_model_config>.size)
-        XCTAssertEqual(gfnModelConfigGet(h, &cfg), 0)
+        XCTAssertEqual(gfn_model_config_get(h, &cfg), 0)
         let V = Int(cfg.vocab_size)
         var ids: [Int32] = [1, 2, 3, 4]
         var out = [Float](repeating: 0, count: 4 * V)
-        XCTAssertEqual(gfnModelLogits(h, &ids, 1, 4, nil, &out, out.count), 0)
+        XCTAssertEqual(gfn_model_logits(h, nil, &ids, 1, 4, nil, &out, out.count), 0)
         XCTAssertTrue(out.allSatisfy { $0.isFinite })
         // export is refused on a bf16 model
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("bf16-export-\(getpid()).onnx").path
-        XCTAssertEqual(tmp.withCString { gfnModelExportOnnx(h, nil, $0) }, GFNStatus.unsupported.rawValue)
+        XCTAssertEqual(tmp.withCString { gfn_model_export_onnx(h, nil, $0) }, GFNStatus.unsupported.rawValue)
         XCTAssertFalse(FileIO.exists(tmp))
-        gfnModelFree(h); h = nil
+        gfn_model_free(h); h = nil
         // unknown weight type
         p.weight_type = 7
-        XCTAssertEqual(dir.withCString { gfnModelLoad($0, &p, &h) }, GFNStatus.invalidArgument.rawValue)
+        XCTAssertEqual(dir.withCString { gfn_model_load($0, &p, &h) }, GFNStatus.invalidArgument.rawValue)
         XCTAssertNil(h)
-        XCTAssertTrue(String(cString: gfnLastError()).contains("weight_type"))
+        XCTAssertTrue(String(cString: gfn_last_error()).contains("weight_type"))
         // the first version of the struct (16 bytes, no weight_type): the bytes after it are garbage and ignored
         var old = p
         old.weight_type = 12345
         old.size = 16
-        XCTAssertEqual(dir.withCString { gfnModelLoad($0, &old, &h) }, 0)
+        XCTAssertEqual(dir.withCString { gfn_model_load($0, &old, &h) }, 0)
         XCTAssertNotNil(h)
-        gfnModelFree(h); h = nil
+        gfn_model_free(h); h = nil
         old.size = 12
-        XCTAssertEqual(dir.withCString { gfnModelLoad($0, &old, &h) }, GFNStatus.invalidArgument.rawValue)
+        XCTAssertEqual(dir.withCString { gfn_model_load($0, &old, &h) }, GFNStatus.invalidArgument.rawValue)
     }
 
     // MARK: the demo model (fp16 file)

@@ -142,8 +142,10 @@ static int run(int argc, char **argv, int size) {
     CHECK(gfn_reward_new_callback(reward_fn, NULL, 0, &reward));
 
     const int32_t x[3] = {5, 6, 7}, allowed[3] = {1, 2, 3};
-    gfn_prompt prompt = {x, 3, NULL, 0, NULL, 0, 1.0};
+    gfn_prompt prompt = {.size = sizeof(gfn_prompt), .x = x, .n_x = 3, .weight = 1.0};
     gfn_gflownet_params gp = gfn_gflownet_default_params();
+    gfn_train_params train = gfn_train_default_params();   /* read by gfn_gflownet_new */
+    gp.train = &train;
     gp.objective = GFN_OBJECTIVE_TB;
     gp.termination = 0;
     gp.max_length = 2;
@@ -151,8 +153,8 @@ static int run(int argc, char **argv, int size) {
     gp.adjust.n_allowed_tokens = 3;
     gp.adjust.disallowed_penalty = -INFINITY;
     gp.batch_size = batch;
-    gp.train.lr = 1e-2;
-    gp.train.warmup_steps = 0;
+    train.lr = 1e-2;
+    train.warmup_steps = 0;
     gp.logz_lr = 0.1;
     gp.seed = 3;
     /* Replay buffers are per rank (each rank stores what it sampled); without replay, K ranks × batch b sample

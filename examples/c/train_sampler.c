@@ -224,6 +224,10 @@ int main(int argc, char **argv) {
     CHECK(gfn_reward_new_callback(one_comma_reward, &rs, 0, &reward));
 
     gfn_gflownet_params gp = gfn_gflownet_default_params();
+
+    gfn_train_params train = gfn_train_default_params();   /* read by gfn_gflownet_new */
+
+    gp.train = &train;
     gp.objective = GFN_OBJECTIVE_SUBTB;
     gp.layout = GFN_LAYOUT_FORCED_STOP;
     gp.termination = eos;
@@ -231,12 +235,12 @@ int main(int argc, char **argv) {
     gp.max_length = MAX_LEN;
     gp.batch_size = 16;
     gp.grad_accumulation = 1;
-    gp.train.lr = 1e-3;
-    gp.train.warmup_steps = 10;
+    train.lr = 1e-3;
+    train.warmup_steps = 10;
     gp.p_on_policy = 0.5;   /* the rest: replay 0.25, tempered (τ ~ U[0.5, 2]) 0.25 */
     gp.p_replay = 0.25;
     gp.seed = 11;
-    gfn_prompt pr = {.x = prompt, .n_x = n_prompt, .weight = 1};
+    gfn_prompt pr = {.size = sizeof(gfn_prompt), .x = prompt, .n_x = n_prompt, .weight = 1};
     gfn_gflownet *tr = NULL;
     CHECK(gfn_gflownet_new(model, adapter, reward, &pr, 1, &gp, &tr));
     progress_state ps = {.every = steps >= 20 ? steps / 10 : 1, .start = clock()};
@@ -272,9 +276,9 @@ int main(int argc, char **argv) {
     size_t cap = (size_t)n_seq * (size_t)cfg.vocab_size;
     float *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b), *base = malloc(cap * sizeof *base);
     if (!a || !b || !base) return 1;
-    CHECK(gfn_model_logits_adapter(model, adapter, seq, 1, n_seq, NULL, a, cap));
-    CHECK(gfn_model_logits_adapter(model, loaded, seq, 1, n_seq, NULL, b, cap));
-    CHECK(gfn_model_logits_adapter(model, NULL, seq, 1, n_seq, NULL, base, cap));
+    CHECK(gfn_model_logits(model, adapter, seq, 1, n_seq, NULL, a, cap));
+    CHECK(gfn_model_logits(model, loaded, seq, 1, n_seq, NULL, b, cap));
+    CHECK(gfn_model_logits(model, NULL, seq, 1, n_seq, NULL, base, cap));
     double reload_diff = 0, adapter_vs_base = 0;
     for (size_t i = 0; i < cap; i++) {
         double d1 = (double)a[i] - b[i], d2 = (double)a[i] - base[i];

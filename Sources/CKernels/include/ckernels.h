@@ -72,6 +72,15 @@ int gfk_bf16_kernel_is_avx512(void);
 /// Forces the fallback (enable = 0) or re-enables AVX512-BF16 when the CPU has it (enable = 1). Returns the
 /// kernel now in use (as gfk_bf16_kernel_is_avx512). Not thread-safe with concurrent gemm calls.
 int gfk_bf16_set_avx512(int enable);
+/// Test hook for the start-up self-check of the AVX512-BF16 kernel (also the environment variable
+/// GFNLM_TEST_BF16_SELFCHECK=pass|mismatch, read at the first detection): 0 = the real CPU and kernel; 1 = pretend the
+/// CPU has AVX512-BF16 with a plain-C emulation of its kernel as the candidate (the check passes and products then
+/// run the emulation); 2 = as 1 with one output deliberately wrong (the check fails: fallback and a message).
+/// Re-runs the detection and returns the kernel now in use (as gfk_bf16_kernel_is_avx512).
+int gfk_bf16_test_selfcheck(int mode);
+/// After a failed self-check: copies its message to buf and returns 1, once; otherwise returns 0. Runs the
+/// detection first if it has not run.
+int gfk_bf16_selfcheck_take_message(char *buf, size_t capacity);
 
 /* ---- fp32 products on weights packed once (packedgemm.c) -------------------------------------------------------
  * W [K, N] (y = x·W) is packed once into the layout of OpenBLAS's own sgemm packing, for the core OpenBLAS selected:

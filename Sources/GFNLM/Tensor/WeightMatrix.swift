@@ -163,6 +163,14 @@ public final class BF16Matrix: @unchecked Sendable {
     /// AVX512-BF16 is now used. Also settable with the environment variable GFNLM_NO_AVX512BF16=1.
     @discardableResult
     public static func allowAVX512BF16(_ allow: Bool) -> Bool { gfk_bf16_set_avx512(allow ? 1 : 0) != 0 }
+
+    /// The AVX512-BF16 kernel runs only after a start-up self-check against the AVX2 kernel (run here if it has not
+    /// run yet). After a failed check: its message, returned once; otherwise nil.
+    public static func takeKernelSelfCheckFailure() -> String? {
+        var buffer = [CChar](repeating: 0, count: 640)
+        guard gfk_bf16_selfcheck_take_message(&buffer, buffer.count) != 0 else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }
 
 /// Reusable fp32 scratch blocks for the large bf16 products (so steady-state calls do not allocate).

@@ -11,7 +11,7 @@ import subprocess
 from ctypes import (CFUNCTYPE, POINTER, c_char, c_char_p, c_double, c_float, c_int32, c_int64, c_size_t,
                     c_uint32, c_uint64, c_void_p)
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 
 class GfnError(RuntimeError):
@@ -295,7 +295,7 @@ class SFTStats(Structure):
 
 
 class Prompt(Structure):
-    _fields_ = [("x", POINTER(c_int32)), ("n_x", c_int32), ("y", POINTER(c_int32)), ("n_y", c_int32),
+    _fields_ = [("size", c_uint32), ("x", POINTER(c_int32)), ("n_x", c_int32), ("y", POINTER(c_int32)), ("n_y", c_int32),
                 ("reward_context", POINTER(c_int32)), ("n_reward_context", c_int32), ("weight", c_double)]
 
 
@@ -303,7 +303,7 @@ class GFlowNetParams(Structure):
     _fields_ = [("size", c_uint32), ("objective", c_int32), ("subtb_lambda", c_double), ("strict_mask", c_int32),
                 ("layout", c_int32), ("termination", c_int32), ("min_length", c_int32), ("max_length", c_int32),
                 ("adjust", LogitAdjustment), ("calculator", c_int32), ("batch_size", c_int32),
-                ("grad_accumulation", c_int32), ("average_accumulation", c_int32), ("train", TrainParams),
+                ("grad_accumulation", c_int32), ("average_accumulation", c_int32), ("train", POINTER(TrainParams)),
                 ("logz_lr", c_double), ("logz_init", c_double), ("reward_temp_start", c_double),
                 ("reward_temp_end", c_double), ("reward_temp_horizon", c_int32), ("p_on_policy", c_double),
                 ("p_replay", c_double), ("temp_low", c_double), ("temp_high", c_double),
@@ -337,6 +337,8 @@ class RolloutParams(Structure):
 REWARD_TEMPERATURE_FN = CFUNCTYPE(c_int32, c_void_p, c_int32, c_double, POINTER(POINTER(c_int32)), POINTER(c_int32),
                                   c_int32, POINTER(c_double))
 PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, POINTER(StepStats))
+LOG_FN = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
+GFN_LOG_DEBUG, GFN_LOG_INFO, GFN_LOG_WARN, GFN_LOG_ERROR = 0, 1, 2, 3
 
 
 # --- functions -----------------------------------------------------------------------------------------------
@@ -365,6 +367,7 @@ gfn_version = _fn("gfn_version", c_char_p)
 gfn_abi_version = _fn("gfn_abi_version", c_int32)
 gfn_last_error = _fn("gfn_last_error", c_char_p)
 gfn_status_name = _fn("gfn_status_name", c_char_p, c_int32)
+gfn_log_set = _fn("gfn_log_set", None, LOG_FN, c_void_p)
 
 gfn_tokenizer_load = _fn("gfn_tokenizer_load", c_int32, c_char_p, POINTER(c_void_p))
 gfn_tokenizer_free = _fn("gfn_tokenizer_free", None, c_void_p)
@@ -380,8 +383,8 @@ gfn_model_load = _fn("gfn_model_load", c_int32, c_char_p, POINTER(ModelParams), 
 gfn_model_free = _fn("gfn_model_free", None, c_void_p)
 gfn_model_config_get = _fn("gfn_model_config_get", c_int32, c_void_p, POINTER(ModelConfig))
 gfn_model_tokenizer = _fn("gfn_model_tokenizer", c_int32, c_void_p, POINTER(c_void_p))
-gfn_model_logits = _fn("gfn_model_logits", c_int32, c_void_p, POINTER(c_int32), c_int32, c_int32, POINTER(c_int32),
-                       POINTER(c_float), c_size_t)
+gfn_model_logits = _fn("gfn_model_logits", c_int32, c_void_p, c_void_p, POINTER(c_int32), c_int32, c_int32,
+                       POINTER(c_int32), POINTER(c_float), c_size_t)
 
 gfn_context_new = _fn("gfn_context_new", c_int32, c_void_p, POINTER(c_void_p))
 gfn_context_free = _fn("gfn_context_free", None, c_void_p)
@@ -405,8 +408,6 @@ gfn_adapter_load = _fn("gfn_adapter_load", c_int32, c_void_p, c_char_p, POINTER(
 gfn_adapter_save = _fn("gfn_adapter_save", c_int32, c_void_p, c_char_p)
 gfn_adapter_parameter_count = _fn("gfn_adapter_parameter_count", c_int32, c_void_p, POINTER(c_int64))
 gfn_adapter_free = _fn("gfn_adapter_free", None, c_void_p)
-gfn_model_logits_adapter = _fn("gfn_model_logits_adapter", c_int32, c_void_p, c_void_p, POINTER(c_int32), c_int32,
-                               c_int32, POINTER(c_int32), POINTER(c_float), c_size_t)
 
 gfn_model_export_onnx = _fn("gfn_model_export_onnx", c_int32, c_void_p, c_void_p, c_char_p)
 gfn_sft_export_onnx = _fn("gfn_sft_export_onnx", c_int32, c_void_p, c_char_p)

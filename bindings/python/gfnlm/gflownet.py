@@ -125,7 +125,8 @@ class GFlowNetTrainer(Closeable):
         p.calculator = _choice("calculator", calculator, _CALCULATOR)
         p.batch_size, p.grad_accumulation = batch_size, grad_accumulation
         p.average_accumulation = 1 if average_accumulation else 0
-        t = p.train
+        t = self._train = _lib.gfn_train_default_params()   # p.train points at it: kept alive with the trainer
+        p.train = ctypes.pointer(t)
         t.lr, t.weight_decay, t.beta1, t.beta2 = lr, weight_decay, betas[0], betas[1]
         t.warmup_steps, t.total_steps, t.cosine = warmup_steps, total_steps, 1 if cosine else 0
         t.max_grad_norm = 0.0 if max_grad_norm is None else max_grad_norm
@@ -145,6 +146,7 @@ class GFlowNetTrainer(Closeable):
         arr = (_lib.Prompt * len(self.prompts))()
         for i, pr in enumerate(self.prompts):
             a, n = keep.ids(pr["x"])
+            arr[i].size = ctypes.sizeof(_lib.Prompt)
             arr[i].x, arr[i].n_x = ctypes.cast(a, POINTER(c_int32)), n
             if pr.get("y"):
                 a, n = keep.ids(pr["y"])

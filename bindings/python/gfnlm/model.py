@@ -124,9 +124,9 @@ class Model(Closeable):
             mask_ptr = m.ctypes.data_as(ctypes.POINTER(c_int32))
         V = self.config["vocab_size"]
         out = np.empty((B, T, V), dtype=np.float32)
-        _lib.check(_lib.gfn_model_logits_adapter(self._handle(), adapter._handle() if adapter is not None else None,
-                                                 arr.ctypes.data_as(ctypes.POINTER(c_int32)), B, T, mask_ptr,
-                                                 out.ctypes.data_as(ctypes.POINTER(c_float)), out.size))
+        _lib.check(_lib.gfn_model_logits(self._handle(), adapter._handle() if adapter is not None else None,
+                                         arr.ctypes.data_as(ctypes.POINTER(c_int32)), B, T, mask_ptr,
+                                         out.ctypes.data_as(ctypes.POINTER(c_float)), out.size))
         return out[0] if single else out
 
     def export_onnx(self, path: PathLike, adapter: LoRA | None = None) -> PathLike:

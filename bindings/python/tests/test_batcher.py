@@ -132,9 +132,9 @@ def test_queue_full_blocking_streaming_and_shutdown(model):
     for k in range(2):
         assert [e.token for e in events if e.index == k] == list(want[k].tokens)
 
-    async def two():
-        return await asyncio.gather(batcher.agenerate("Hello", seed=1, max_new_tokens=4),
-                                    batcher.ascore("Hello", " world"))
+    async def two():   # max_queue is 1: the second submission waits for room instead of racing the admission
+        return await asyncio.gather(batcher.agenerate("Hello", seed=1, max_new_tokens=4, block=True),
+                                    batcher.ascore("Hello", " world", block=True))
     samples, score = asyncio.run(two())
     same_samples(samples, model.generate("Hello", seed=1, max_new_tokens=4))
     assert abs(score - model.score("Hello", " world")) <= 1e-5

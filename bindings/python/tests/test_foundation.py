@@ -24,9 +24,20 @@ def variants():
     return out
 
 
+def _header_macro(name: str) -> str:
+    """A #define of include/gfnlm.h (where versions are written, once)."""
+    header = os.path.join(os.path.dirname(__file__), "..", "..", "..", "include", "gfnlm.h")
+    with open(header, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "#define" and parts[1] == name:
+                return parts[2].strip('"')
+    raise AssertionError(f"{name} not in include/gfnlm.h")
+
+
 def test_version():
-    assert gfnlm.version() == "0.1.0"
-    assert gfnlm.abi_version() == 1
+    assert gfnlm.version() == _header_macro("GFN_VERSION_STRING") == "0.2.0"
+    assert gfnlm.abi_version() == int(_header_macro("GFN_ABI_VERSION")) == 2
 
 
 @pytest.mark.parametrize("model_name,variant", variants())
