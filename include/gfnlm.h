@@ -1,40 +1,31 @@
 /*
  * gfnlm — GFlowNet fine-tuning and amortized posterior sampling for GPT-2 / GPT-J ONNX exports.
  *
- * This header is the public contract of libgfnlm.so and its reference documentation.
+ * The public contract of libgfnlm.so: each declaration's comment says what it does, who owns what, which threads
+ * may call it and how it fails. docs/api.md has the rest (which function returns which error, the reasons behind
+ * the conventions, parameter guides); docs/migration.md the ABI history; docs/performance-notes.md performance.
  *
- * Conventions (apply to every function unless its comment says otherwise)
- * -----------------------------------------------------------------------
- * - Errors: functions that can fail return a gfn_status (GFN_OK = 0, negative = error kind). Results come back
- *   through out-parameters, which are left untouched on failure unless documented. After a failure,
- *   gfn_last_error() returns a message for the last failure on the calling thread. Nothing in the library aborts
- *   the host process: bad handles, bad sizes and bad files are reported as errors.
- * - Handles are opaque pointers created by *_load / *_new and released by the matching *_free. *_free(NULL) is a
- *   no-op. Passing a handle that was already freed, or a pointer that is not a handle of the expected kind,
- *   returns GFN_ERR_INVALID_ARGUMENT (the library keeps a table of live handles) — but do not rely on that for
- *   pointers that were never handles.
- * - Parameter structs begin with a `size` field (set it to sizeof the struct; the *_default_params() functions do)
- *   so that they can grow without breaking the ABI. A struct whose size is smaller than the first version of that
- *   struct, or larger than the library knows, is refused with GFN_ERR_INVALID_ARGUMENT.
- * - Token ids are int32_t. Text is UTF-8, NUL-terminated. Arrays are pointer + length.
- * - Threads: a gfn_model and a gfn_tokenizer are immutable after loading and may be used by any number of
- *   threads at once. Every other handle may be used by one thread at a time (it may move between threads), except
- *   gfn_batcher, which any number of threads may use at once.
- * - Compute budget: each model computes on at most its n_threads threads (gfn_model_params), however many host
- *   threads call in. Passes through the model (a prompt, a decoding step, a backward pass) take turns in arrival
- *   order, each using all n_threads; so concurrent callers share the budget instead of multiplying threads. To
- *   merge concurrent requests into shared decoding batches, use a gfn_batcher. gfnlm runs OpenBLAS
- *   single-threaded (openblas_set_num_threads(1), process-wide, at the first model load) and parallelises
- *   products itself.
- * - Lifetimes: every object made from a model (context, adapter, reward, trainer, batcher) holds a reference to
- *   it, so gfn_model_free may come before or after freeing them: the model's memory is released when the model
- *   handle and the last object made from it are freed. Once gfn_model_free has been called, the handle itself is
- *   dead (calls that take it return GFN_ERR_INVALID_ARGUMENT) and so is the tokenizer it lent (gfn_model_tokenizer).
- *   The same holds for an adapter: the trainers and batcher requests that use it keep it alive.
- * - Only symbols that begin with gfn_ are exported; each is declared below with GFN_API.
- * - Warnings (e.g. a CPU kernel disabled at start-up) go through the log callback (gfn_log_set).
- * - Performance notes and measurements live in docs/performance-notes.md, not here; the ABI history and how to
- *   move between versions in docs/migration.md.
+ * Conventions (every function, unless its comment says otherwise)
+ * - Errors: a function that can fail returns a gfn_status (GFN_OK = 0, negative = the kind of error), any of them
+ *   GFN_ERR_INVALID_ARGUMENT (NULL / dead / foreign handle, NULL out-pointer, wrong struct size, negative count,
+ *   non-finite or inconsistent parameter); gfn_last_error() has the thread's last message. On failure out-parameters
+ *   are untouched and the objects passed in are as before the call. Nothing aborts the host process.
+ * - Handles are opaque pointers made by *_load / *_new and released by the matching *_free (NULL: a no-op). A freed
+ *   handle, or a handle of another kind, is detected (GFN_ERR_INVALID_ARGUMENT).
+ * - Parameter structs begin with `uint32_t size` (sizeof the struct; the *_default_params() functions set it) and
+ *   grow only at their end; sizes older than a struct's first version, or larger than the library knows, are
+ *   refused. A struct points to the structs it uses (NULL: their defaults) instead of embedding them; a pointed-to
+ *   struct is read, and its size checked, by the call that receives it, and must live until that call returns.
+ * - Token ids are int32_t; text is UTF-8, NUL-terminated; arrays are pointer + length. Enumerated fields are
+ *   int32_t holding a value of the named enum.
+ * - Threads: a gfn_model and a gfn_tokenizer never change after loading and may be used by any number of threads
+ *   at once; a gfn_batcher too; every other handle by one thread at a time (it may move between threads).
+ * - Compute: a model computes on at most its n_threads threads (gfn_model_params), whatever the number of callers;
+ *   passes through it take turns in arrival order (docs/api.md, "Compute budget").
+ * - Lifetimes: every object made from a model (context, adapter, reward, trainer, batcher) holds a reference to it:
+ *   gfn_model_free may come before or after freeing them. The freed model handle is dead from then on, and so is
+ *   the tokenizer it lent (gfn_model_tokenizer). Trainers and batcher requests likewise keep their adapter alive.
+ * - Only gfn_* symbols are exported, each declared with GFN_API. Warnings go to the log callback (gfn_log_set).
  */
 #ifndef GFNLM_H
 #define GFNLM_H
@@ -42,8 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Pointer nullability (clang): every pointer this header declares says whether it may be NULL. Compilers without
-   the qualifiers (gcc) see nothing. */
+/* Pointer nullability (clang): every pointer says whether it may be NULL; other compilers see nothing. */
 #if defined(__has_feature)
 #  if __has_feature(nullability)
 #    define GFN_HAS_NULLABILITY 1
@@ -54,9 +44,8 @@
 #  define _Nonnull
 #endif
 
-/* GFN_API marks the library's exports (default visibility; on Windows dllexport while building gfnlm, dllimport
-   otherwise). GFN_DEPRECATED(message) marks a declaration that will be removed at the next ABI version; using it
-   warns at compile time with the message. */
+/* GFN_API marks the exports (default visibility; Windows: dllexport building gfnlm, else dllimport).
+   GFN_DEPRECATED(message) marks what the next ABI version removes (using it warns with the message). */
 #if defined(_WIN32)
 #  if defined(GFNLM_BUILDING)
 #    define GFN_API __declspec(dllexport)
@@ -80,9 +69,7 @@
 extern "C" {
 #endif
 
-/* ------------------------------------------------------------------------------------------------------------ */
-/* Versions                                                                                                      */
-
+/* ---- Versions ---------------------------------------------------------------------------------------------------- */
 #define GFN_VERSION_MAJOR 0
 #define GFN_VERSION_MINOR 2
 #define GFN_VERSION_PATCH 0
@@ -93,231 +80,115 @@ extern "C" {
 
 /* The library's version string, e.g. "0.2.0". Static storage; never fails. */
 GFN_API const char *_Nonnull gfn_version(void);
-
 /* The library's GFN_ABI_VERSION. Compare it with the header's macro to detect a mismatched library. */
 GFN_API int32_t gfn_abi_version(void);
 
-/* ------------------------------------------------------------------------------------------------------------ */
-/* Status codes                                                                                                  */
-
-/* Functions that can fail return a gfn_status: one of the gfn_status_code values. Like every enumerated field of
-   this header it is an int32_t, so its width never depends on how a compiler sizes enums (-fshort-enums). */
+/* ---- Status codes ------------------------------------------------------------------------------------------------ */
+/* A gfn_status_code value, as int32_t (like every enumerated field) so that its width never depends on the compiler. */
 typedef int32_t gfn_status;
-
 typedef enum gfn_status_code {
     GFN_OK = 0,
-    /* A NULL or dead handle, a NULL pointer where one is required, a wrong struct size, a negative count,
-       an inconsistent combination of parameters. */
-    GFN_ERR_INVALID_ARGUMENT = -1,
-    /* A file or directory could not be opened, read or written (the message names it). */
-    GFN_ERR_IO = -2,
-    /* A file is truncated, corrupt, or not of the expected format (the message says what was found). */
-    GFN_ERR_FORMAT = -3,
-    /* A well-formed input that gfnlm does not support: an architecture other than GPT-2 / GPT-J, a fused
-       onnxruntime operator, an unknown data type. */
-    GFN_ERR_UNSUPPORTED = -4,
-    /* A token id, a length or an index outside its valid range (vocabulary, n_positions, capacity). */
-    GFN_ERR_OUT_OF_RANGE = -5,
-    /* An allocation failed, or a declared size exceeds a sane bound. */
-    GFN_ERR_OUT_OF_MEMORY = -6,
-    /* NaN or infinity where a finite number is required (rewards, losses, gradients). */
-    GFN_ERR_NUMERICAL = -7,
-    /* A host callback reported an error. */
-    GFN_ERR_CALLBACK = -8,
-    /* An object is used in a state that does not allow the call (e.g. an adapter made for another model). */
-    GFN_ERR_STATE = -9,
-    /* A bug in gfnlm; please report it with the message. */
-    GFN_ERR_INTERNAL = -10,
-    /* A callback asked to stop. */
-    GFN_ERR_CANCELLED = -11,
-    /* An output buffer is too small; the needed size was written to the size out-parameter. */
-    GFN_ERR_BUFFER_TOO_SMALL = -12,
-    /* A bounded queue is full (gfn_batcher): try again later, or submit with blocking. */
-    GFN_ERR_BUSY = -13
+    GFN_ERR_INVALID_ARGUMENT = -1,  /* NULL / dead handle or pointer, wrong struct size, negative count, bad values */
+    GFN_ERR_IO = -2,                /* a file or directory could not be opened, read or written */
+    GFN_ERR_FORMAT = -3,            /* a file is truncated, corrupt or not of the expected format */
+    GFN_ERR_UNSUPPORTED = -4,       /* well-formed but unsupported: not GPT-2 / GPT-J, a fused operator, a data type */
+    GFN_ERR_OUT_OF_RANGE = -5,      /* a token id, length or index outside its range (vocabulary, n_positions, …) */
+    GFN_ERR_OUT_OF_MEMORY = -6,     /* an allocation failed, or a declared size exceeds a sane bound */
+    GFN_ERR_NUMERICAL = -7,         /* NaN or infinity where a finite number is required */
+    GFN_ERR_CALLBACK = -8,          /* a host callback reported an error */
+    GFN_ERR_STATE = -9,             /* the object's state does not allow the call (e.g. an adapter of another model) */
+    GFN_ERR_INTERNAL = -10,         /* a bug in gfnlm; please report it with the message */
+    GFN_ERR_CANCELLED = -11,        /* a callback or a caller asked to stop */
+    GFN_ERR_BUFFER_TOO_SMALL = -12, /* an output buffer is too small; the needed size went to the size out-parameter */
+    GFN_ERR_BUSY = -13              /* a bounded queue (gfn_batcher) is full: retry later, or submit blocking */
 } gfn_status_code;
 
-/* Which functions can return which error (GFN_OK aside). Every function that returns a gfn_status can return
-   GFN_ERR_INVALID_ARGUMENT (NULL / dead / foreign handle, NULL out-pointer, wrong struct size, negative count,
-   non-finite or inconsistent parameter) and, in principle, GFN_ERR_INTERNAL. Beyond those two:
-
-   GFN_ERR_IO                gfn_tokenizer_load, gfn_model_load (model, external data, tokenizer files),
-                             gfn_adapter_load, gfn_adapter_save, gfn_model_export_onnx, gfn_sft_export_onnx,
-                             gfn_sft_save, gfn_sft_load, gfn_gflownet_save, gfn_gflownet_load
-   GFN_ERR_FORMAT            gfn_tokenizer_load, gfn_model_load (truncated / corrupt protobuf, declared sizes beyond
-                             the data or a sane bound, negative or overflowing dims, external data that is absolute,
-                             leaves the model's folder or is a symlink out of it, nesting too deep), gfn_adapter_load,
-                             gfn_sft_load, gfn_gflownet_load (corrupt or truncated checkpoint files, JSON nested too
-                             deep, hostile step counts)
-   GFN_ERR_UNSUPPORTED       gfn_tokenizer_load (tokenizer.json of another model type), gfn_model_load (not a
-                             GPT-2 / GPT-J graph, fused operators, unknown data types, inline model ≥ 2 GiB),
-                             gfn_adapter_load (peft_type other than LORA), gfn_sft_load, gfn_gflownet_load (unknown
-                             checkpoint version), gfn_model_export_onnx, gfn_sft_export_onnx (model not from ONNX)
-   GFN_ERR_OUT_OF_RANGE      gfn_tokenizer_decode, gfn_model_logits (ids outside the
-                             vocabulary, seq_len beyond n_positions, batch·seq_len·vocab overflowing), gfn_samples_get,
-                             gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_step,
-                             gfn_sft_evaluate, gfn_reward_new_lm_likelihood, gfn_reward_new_next_sentence,
-                             gfn_reward_new_random_integer, gfn_reward_evaluate, gfn_gflownet_new,
-                             gfn_gflownet_sample, gfn_rollout_sample, gfn_gflownet_seed_buffer, gfn_gflownet_exact (prompt index out of
-                             range, more than 100,000 sequences, a demonstration longer than max_length)
-   GFN_ERR_OUT_OF_MEMORY     any function that allocates (an allocation failed); before any work:
-                             gfn_context_sample, gfn_context_beam_search, gfn_gflownet_new, gfn_gflownet_sample,
-                             gfn_rollout_sample
-                             (requests whose memory exceeds the process's physical memory or RLIMIT_AS), the loaders
-                             (a file larger than its reader's limit)
-   GFN_ERR_NUMERICAL         gfn_context_sample, gfn_context_beam_search (every token masked), gfn_reward_evaluate,
-                             gfn_gflownet_step, gfn_gflownet_train, gfn_gflownet_seed_buffer, gfn_gflownet_exact
-                             (NaN / infinite log R, a loss that is not finite), gfn_gflownet_sample, gfn_rollout_sample (every action
-                             masked), gfn_model_export_onnx, gfn_sft_export_onnx (non-finite
-                             weights). A non-finite gradient is not an error: the step is skipped and reported
-                             with applied = 0 in gfn_sft_stats / gfn_step_stats.
-   GFN_ERR_CALLBACK          gfn_reward_evaluate, gfn_gflownet_step, gfn_gflownet_train, gfn_gflownet_seed_buffer,
-                             gfn_gflownet_exact (the host reward returned non-zero, or the wrong number of values);
-                             gfn_gflownet_step, gfn_gflownet_train, gfn_sft_step with a distributed trainer (the
-                             all-reduce callback returned non-zero)
-   GFN_ERR_STATE             gfn_adapter_load (keys or shapes that do not fit the model), gfn_model_logits,
-                             gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_new,
-                             gfn_gflownet_new, gfn_rollout_sample, gfn_model_export_onnx (an adapter of another model),
-                             gfn_sft_load, gfn_gflownet_load (a checkpoint of another run: other trainer kind, mode,
-                             prompts, adapter shape or parameter groups); gfn_gflownet_step, gfn_gflownet_train,
-                             gfn_sft_step with a distributed trainer (the ranks' configurations differ, or the
-                             replicas diverged); gfn_batcher_submit_* (the batcher is shut down, an adapter or
-                             trainer of another model), gfn_request_samples, gfn_request_scores (the request has
-                             not finished, or is of the other kind)
-   GFN_ERR_CANCELLED         gfn_gflownet_train (the progress callback returned 0); gfn_request_samples,
-                             gfn_request_scores (the request was cancelled, or the batcher shut down without draining)
-   GFN_ERR_BUFFER_TOO_SMALL  gfn_tokenizer_encode, gfn_tokenizer_decode, gfn_model_logits
-   GFN_ERR_BUSY              gfn_batcher_submit_* (the queue is full and the submission does not block)
-   A finished request that failed returns its own error (any of the above) from gfn_request_samples /
-   gfn_request_scores.
-
-   On any error the out-parameters are untouched and the objects passed in are as before the call (a training
-   step or checkpoint load that fails changes neither parameters nor optimiser state). */
+/* Which function returns which of these: each function's comment, and the table in docs/api.md ("Errors"). A
+   non-finite gradient is not an error: the step is skipped and reported with applied = 0 in the stats. */
 
 /* The message of the last failure on the calling thread ("" if none). The pointer stays valid until the next
    failing call on this thread. The message is not cleared by successful calls. */
 GFN_API const char *_Nonnull gfn_last_error(void);
-
 /* A constant name for a status code, e.g. "GFN_ERR_IO". Never NULL. */
 GFN_API const char *_Nonnull gfn_status_name(gfn_status status);
 
-/* ------------------------------------------------------------------------------------------------------------ */
-/* Logging                                                                                                       */
-
+/* ---- Logging ----------------------------------------------------------------------------------------------------- */
 typedef enum gfn_log_level {
     GFN_LOG_DEBUG = 0, GFN_LOG_INFO = 1, GFN_LOG_WARN = 2, GFN_LOG_ERROR = 3
 } gfn_log_level;
-
 /* Receives the library's diagnostics: `level` is a gfn_log_level, `message` a NUL-terminated UTF-8 line without a
    trailing newline, valid only during the call. Called on whichever thread produced the message, possibly several
    at once; must not call into gfnlm. */
 typedef void (*gfn_log_fn)(int32_t level, const char *_Nonnull message, void *_Nullable user_data);
 
-/* Sets the process-wide log callback (fn NULL: back to the default, which writes messages of level GFN_LOG_WARN
-   and above to stderr as "gfnlm: warning: …"; to silence the library, pass a function that ignores them).
-   Errors are not logged: they are returned as statuses (gfn_last_error). What is logged: a CPU kernel disabled at
-   start-up because its self-check failed (GFN_LOG_WARN, once per process, from the first model load with bf16
-   weights). Set it before loading models to see every message. Thread-safe; never fails. */
+/* Sets the process-wide log callback (fn NULL: the default, which writes GFN_LOG_WARN and above to stderr as
+   "gfnlm: warning: …"; a function that ignores them silences the library). Errors are returned, not logged. Logged
+   today: a CPU kernel disabled because its start-up self-check failed (GFN_LOG_WARN, once, at the first bf16 model
+   load). Set it before loading models to see every message. Thread-safe; never fails. */
 GFN_API void gfn_log_set(gfn_log_fn _Nullable fn, void *_Nullable user_data);
 
-/* ------------------------------------------------------------------------------------------------------------ */
-/* Tokenizer: GPT-2 byte-level BPE (also used by GPT-J)                                                          */
-
+/* ---- Tokenizer: GPT-2 byte-level BPE (also used by GPT-J) -------------------------------------------------------- */
 typedef struct gfn_tokenizer gfn_tokenizer;
-
-/* Loads a tokenizer. `path` is a directory holding tokenizer.json, or vocab.json + merges.txt; or the path of a
-   tokenizer.json; or the path of a vocab.json with merges.txt beside it.
-   Errors: GFN_ERR_INVALID_ARGUMENT (NULL path/out), GFN_ERR_IO (missing files), GFN_ERR_FORMAT (malformed files).
-   Ownership: *out belongs to the caller; release it with gfn_tokenizer_free. Thread-safe. */
+/* Loads a tokenizer from a directory holding tokenizer.json or vocab.json + merges.txt, a tokenizer.json, or a
+   vocab.json with merges.txt beside it. Errors: GFN_ERR_IO (missing files), GFN_ERR_FORMAT (malformed files),
+   GFN_ERR_UNSUPPORTED (another model type). *out is the caller's (gfn_tokenizer_free). Thread-safe. */
 GFN_API gfn_status gfn_tokenizer_load(const char *_Nullable path, gfn_tokenizer *_Nullable *_Nullable out);
-
 /* Releases a tokenizer. NULL is a no-op. A tokenizer borrowed from a model (gfn_model_tokenizer) must not be freed. */
 GFN_API void gfn_tokenizer_free(gfn_tokenizer *_Nullable tokenizer);
 
-/* Encodes UTF-8 text. With allow_special != 0 the literal text "<|endoftext|>" becomes its special id (50256),
-   as Hugging Face does; with 0 it is encoded as plain text.
-   Writes up to `capacity` ids to `ids` and the number of ids to *n_ids. If capacity is too small, nothing is
-   written to `ids`, *n_ids receives the needed count, and GFN_ERR_BUFFER_TOO_SMALL is returned (ids may be NULL
-   when capacity is 0, to query the size). Invalid UTF-8 in `text` → GFN_ERR_INVALID_ARGUMENT. */
+/* Encodes UTF-8 text (allow_special != 0: "<|endoftext|>" becomes its id, as Hugging Face does) into up to
+   `capacity` ids, their number in *n_ids. Too small a capacity: nothing written, *n_ids = the needed count,
+   GFN_ERR_BUFFER_TOO_SMALL (ids may be NULL with capacity 0). Invalid UTF-8: GFN_ERR_INVALID_ARGUMENT. */
 GFN_API gfn_status gfn_tokenizer_encode(const gfn_tokenizer *_Nullable tokenizer, const char *_Nullable text,
                                         int32_t allow_special, int32_t *_Nullable ids, int32_t capacity,
                                         int32_t *_Nullable n_ids);
 
-/* Decodes ids to UTF-8 text (byte sequences that are not valid UTF-8 become U+FFFD, as Hugging Face does).
-   Writes a NUL-terminated string of at most capacity−1 bytes to `text` and its length (without the NUL) to
-   *n_bytes. If capacity is too small, *n_bytes receives the needed length (without the NUL) and
-   GFN_ERR_BUFFER_TOO_SMALL is returned. An id outside the vocabulary → GFN_ERR_OUT_OF_RANGE. */
+/* Decodes ids to a NUL-terminated UTF-8 string (invalid byte sequences become U+FFFD, as in Hugging Face) of at
+   most capacity−1 bytes, its length without the NUL in *n_bytes (the needed length, with GFN_ERR_BUFFER_TOO_SMALL,
+   when capacity is too small). An id outside the vocabulary: GFN_ERR_OUT_OF_RANGE. */
 GFN_API gfn_status gfn_tokenizer_decode(const gfn_tokenizer *_Nullable tokenizer, const int32_t *_Nullable ids,
                                         int32_t n_ids, char *_Nullable text, size_t capacity,
                                         size_t *_Nullable n_bytes);
 
 /* Number of ids the tokenizer defines (50257 for GPT-2). */
 GFN_API gfn_status gfn_tokenizer_vocab_size(const gfn_tokenizer *_Nullable tokenizer, int32_t *_Nullable out);
-
 /* The end-of-text id (50256 for GPT-2), or −1 if the tokenizer has none. */
 GFN_API gfn_status gfn_tokenizer_eos(const gfn_tokenizer *_Nullable tokenizer, int32_t *_Nullable out);
 
-/* ------------------------------------------------------------------------------------------------------------ */
-/* Model                                                                                                         */
-
+/* ---- Model ------------------------------------------------------------------------------------------------------- */
 typedef struct gfn_model gfn_model;
-
-/* gfn_model_params.weight_type: how the model's large matrices (attention / MLP linear maps, token embedding and
-   head) are stored in memory. LayerNorm parameters, biases and positions stay fp32, and so do activations, KV caches,
-   LoRA factors and all arithmetic (narrower weights are widened on use). */
+/* gfn_model_params.weight_type: how the large matrices (linear maps, token embedding, head) are stored; everything
+   else, and all arithmetic, stays fp32 (docs/api.md, "Models"). */
 typedef enum gfn_weight_type {
     GFN_WEIGHTS_F32 = 0,  /* fp32 (the default), used in place from the memory-mapped file when 4-byte aligned */
-    GFN_WEIGHTS_BF16 = 1, /* bf16, converted at load from fp32 / fp16 / bf16 files (round to nearest even): half
-                             the memory of fp32; logits differ from fp32 by bf16 rounding. Products use
-                             AVX512-BF16 where the CPU has it and the start-up self-check passes (else AVX2/FMA;
-                             GFNLM_NO_AVX512BF16=1 forces the latter). Full-parameter fine-tuning (gfn_sft_new
-                             with a NULL adapter) and ONNX export need fp32 weights: GFN_ERR_UNSUPPORTED. */
+    GFN_WEIGHTS_BF16 = 1, /* bf16, converted at load (half the memory; logits differ by bf16 rounding). Full-
+                             parameter SFT and ONNX export need fp32 weights: GFN_ERR_UNSUPPORTED */
     GFN_WEIGHTS_INT8 = 2, /* reserved: 8-bit integer weights */
     GFN_WEIGHTS_Q4 = 3    /* reserved: 4-bit weights */
 } gfn_weight_type;
-
 typedef struct gfn_model_params {
-    uint32_t size;              /* sizeof(gfn_model_params); the first version of this struct (16 bytes on LP64,
-                                   without weight_type) is still accepted and means weight_type GFN_WEIGHTS_F32 */
-    int32_t n_threads;          /* the model's compute budget: every thread that computes for this model, matrix
-                                   products included, is one of these (see "Threads" at the top); 0 = all online
-                                   CPUs */
-    const char *_Nullable tokenizer_path; /* NULL: look for tokenizer files beside the model (no error if absent);
-                                   otherwise load from this path (errors are reported) */
-    int32_t weight_type;        /* a gfn_weight_type: GFN_WEIGHTS_F32 (default) or GFN_WEIGHTS_BF16; values this
-                                   library does not implement: GFN_ERR_INVALID_ARGUMENT */
-    int32_t batch_invariant;    /* 1 (default): decoding steps use matrix products whose arithmetic for one sequence
-                                   does not depend on the other sequences of the batch, so a sample's tokens and
-                                   log-probabilities depend only on (model, adapter, prompt, parameters, seed) —
-                                   whatever shares its batch in a gfn_batcher or a gfn_context_sample call, and
-                                   whatever the thread count. 0: the fastest product for each batch size (results
-                                   then differ at rounding level between batch sizes). Added after weight_type; a
-                                   caller's smaller struct means 1. */
-    int32_t reserved;           /* 0. It makes this version of the struct larger than the previous one (whose size
-                                   included the padding where batch_invariant now is), so the two are told apart. */
+    uint32_t size;              /* sizeof(gfn_model_params); the first version's (without weight_type): fp32 */
+    int32_t n_threads;          /* the model's compute budget (see "Compute" at the top); 0 = all online CPUs */
+    const char *_Nullable tokenizer_path; /* NULL: tokenizer files beside the model, if any; else this path */
+    int32_t weight_type;        /* GFN_WEIGHTS_F32 (default) or GFN_WEIGHTS_BF16; others: GFN_ERR_INVALID_ARGUMENT */
+    int32_t batch_invariant;    /* 1 (default): a sample's results do not depend on what shares its batch or on the
+                                   thread count; 0: the fastest product per batch size (docs/api.md, "Models"). A
+                                   caller's smaller struct means 1 */
+    int32_t reserved;           /* 0; tells this version's size apart from the previous one's (docs/api.md) */
 } gfn_model_params;
 
 /* Defaults: n_threads 0, tokenizer_path NULL, weight_type GFN_WEIGHTS_F32, batch_invariant 1. */
 GFN_API gfn_model_params gfn_model_default_params(void);
 
-/* Loads a GPT-2 or GPT-J model from an ONNX export. `path` is the .onnx file or a directory holding one
-   (model.onnx preferred). External data files (one data file with offsets, or one file per tensor) are read
-   relative to the model's directory and memory-mapped. The architecture and every hyper-parameter are recovered
-   from the graph; a config.json beside the model is used only for what the graph lacks.
-   params may be NULL (defaults).
+/* Loads a GPT-2 or GPT-J model from an ONNX export (the .onnx file, or a directory holding one; external data from
+   the model's directory, memory-mapped), recognised from its graph (docs/formats.md). params NULL: defaults.
    Errors: GFN_ERR_IO (missing or unreadable file), GFN_ERR_FORMAT (truncated / corrupt file, bad external data,
-   inconsistent shapes), GFN_ERR_UNSUPPORTED (a valid ONNX model that is not a plain GPT-2 / GPT-J, e.g. one with a
-   fused com.microsoft::Attention node).
-   GFN_ERR_INVALID_ARGUMENT (a bad params field, e.g. an unknown weight_type), GFN_ERR_OUT_OF_MEMORY.
-   With weight_type GFN_WEIGHTS_BF16 the data files are converted tensor by tensor and not kept mapped: peak
-   resident memory stays near the bf16 size of the weights.
-   Ownership: *out belongs to the caller; release it with gfn_model_free (before or after the objects made from
-   it: they keep the model alive, see "Lifetimes" at the top).
-   Thread safety: the model is immutable and may be used from any number of threads at once. */
+   inconsistent shapes), GFN_ERR_UNSUPPORTED (a valid ONNX model that is not a plain GPT-2 / GPT-J, e.g. a fused
+   com.microsoft::Attention node), GFN_ERR_INVALID_ARGUMENT (e.g. an unknown weight_type), GFN_ERR_OUT_OF_MEMORY.
+   *out is the caller's: gfn_model_free, before or after what is made from it. Immutable: any threads at once. */
 GFN_API gfn_status gfn_model_load(const char *_Nullable path, const gfn_model_params *_Nullable params,
                                   gfn_model *_Nullable *_Nullable out);
-
-/* Releases the caller's model handle. NULL is a no-op. Objects made from the model keep working (they hold the
-   model); the handle and its borrowed tokenizer are dead from here on. */
+/* Releases the caller's handle; objects made from the model keep working, the handle and its tokenizer are dead. */
 GFN_API void gfn_model_free(gfn_model *_Nullable model);
 
 typedef struct gfn_model_config {
@@ -337,90 +208,75 @@ typedef struct gfn_model_config {
     int32_t tied_head;      /* 1 when the head is the transposed token embedding */
     int32_t head_bias;      /* 1 when the head has a bias */
 } gfn_model_config;
-
-/* Fills *out (whose size field the caller sets) with the model's hyper-parameters. */
+/* Fills *out (whose size field the caller sets) with the model's hyper-parameters. Thread-safe. */
 GFN_API gfn_status gfn_model_config_get(const gfn_model *_Nullable model, gfn_model_config *_Nullable out);
 
-/* The tokenizer loaded with the model, borrowed (valid while the model lives; do not free), or NULL in *out
-   when none was found. */
+/* The tokenizer loaded with the model, borrowed (valid until gfn_model_free; never free it), or NULL when none was
+   found. Thread-safe. */
 GFN_API gfn_status gfn_model_tokenizer(const gfn_model *_Nullable model,
                                        const gfn_tokenizer *_Nullable *_Nullable out);
 
-/* Logits of a batch under `adapter` (NULL = the base model; gfn_adapter is declared below): `ids` is
-   [batch, seq_len] row-major. `attention_mask` (may be NULL = all ones) is
-   [batch, seq_len] with 0 only as left padding (a row is 0…0 1…1; positions count from its first 1, as Hugging
-   Face generate() does). Writes batch·seq_len·vocab_size floats to `logits` ([batch, seq_len, vocab]);
-   `capacity` is the number of floats `logits` can hold.
-   Padding positions hold meaningless values (do not use them).
-   Errors: GFN_ERR_INVALID_ARGUMENT (NULL pointers, batch or seq_len ≤ 0, a mask that is not left padding),
-   GFN_ERR_OUT_OF_RANGE (an id outside the vocabulary, seq_len beyond n_positions),
-   GFN_ERR_BUFFER_TOO_SMALL (capacity too small), GFN_ERR_STATE (an adapter made for another model).
-   Thread-safe (the adapter must not be trained meanwhile). */
+/* Logits of a batch under `adapter` (NULL = the base model): `ids` is [batch, seq_len] row-major;
+   `attention_mask` (NULL = all ones) is [batch, seq_len] with 0 only as left padding (positions count from a row's
+   first 1, as Hugging Face generate() does). Writes batch·seq_len·vocab_size floats ([batch, seq_len, vocab]) to
+   `logits`, which holds `capacity` floats; padding positions hold meaningless values.
+   Errors: GFN_ERR_INVALID_ARGUMENT (also a mask that is not left padding), GFN_ERR_OUT_OF_RANGE (ids, seq_len beyond
+   n_positions), GFN_ERR_BUFFER_TOO_SMALL, GFN_ERR_STATE (an adapter of another model). Thread-safe (not while the
+   adapter trains). */
 typedef struct gfn_adapter gfn_adapter;
 GFN_API gfn_status gfn_model_logits(const gfn_model *_Nullable model, const gfn_adapter *_Nullable adapter,
                                     const int32_t *_Nullable ids, int32_t batch, int32_t seq_len,
                                     const int32_t *_Nullable attention_mask, float *_Nullable logits,
                                     size_t capacity);
 
-/* ------------------------------------------------------------------------------------------------------------ */
-/* Adapters (LoRA) with PEFT's semantics and file layout. NULL wherever an adapter is accepted means "the base    */
-/* model": the same weights serve with the adapter on (policy) and off (reference / reward model).              */
+/* ---- Adapters (LoRA) with PEFT's semantics and file layout ------------------------------------------------------- */
+/* NULL wherever an adapter is accepted means the base model: the same weights serve with the adapter on (policy)
+   and off (reference / reward model). */
 
 typedef struct gfn_lora_params {
     uint32_t size;          /* sizeof(gfn_lora_params) */
     int32_t r;              /* rank; default 8 */
     float alpha;            /* scale = alpha / r (alpha / sqrt(r) with use_rslora); default 8 */
     float dropout;          /* dropout on the LoRA input during training; default 0 */
-    const char *_Nullable targets; /* comma-separated Hugging Face module names, PEFT's matching rule (an entry matches a
-                               module that equals it or ends with "." + entry): GPT-2 "c_attn", "c_proj" (attention and
-                               MLP), "c_fc", "attn.c_proj", "mlp.c_proj"; GPT-J "q_proj", "k_proj", "v_proj",
-                               "out_proj", "fc_in", "fc_out"; both "lm_head" (the output head, also when tied to the
-                               token embedding: the update applies to the logits, never to the embedding lookup; on a
-                               tied head it cannot be merged by gfn_model_export_onnx). NULL = PEFT's defaults (GPT-2 c_attn;
-                               GPT-J q_proj,v_proj) */
+    const char *_Nullable targets; /* comma-separated module names matched as PEFT does, e.g. "c_attn,c_proj,c_fc"
+                               (GPT-2), "q_proj,v_proj" (GPT-J), "lm_head"; NULL = PEFT's defaults. The modules
+                               of each architecture: docs/api.md, "LoRA targets" */
     int32_t use_rslora;     /* default 0 */
     uint64_t seed;          /* A is Kaiming-uniform from this seed, B = 0 (the adapter starts as the base model) */
 } gfn_lora_params;
-
 GFN_API gfn_lora_params gfn_lora_default_params(void);
 
-/* A new adapter for `model`. Errors: GFN_ERR_INVALID_ARGUMENT (bad rank, targets that match no module — the
-   message lists the model's modules). The adapter may be used by one thread at a time while it is trained; for
-   inference (read-only) it may be shared. Free with gfn_adapter_free. */
+/* A new adapter for `model` (the caller's: gfn_adapter_free). Errors: GFN_ERR_INVALID_ARGUMENT (bad rank, targets
+   that match no module: the message lists the modules). Shared freely for inference; one thread while it trains. */
 GFN_API gfn_status gfn_adapter_new(const gfn_model *_Nullable model, const gfn_lora_params *_Nullable params,
                                    gfn_adapter *_Nullable *_Nullable out);
 
-/* Loads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors, as PEFT's save_pretrained
-   writes it). Errors: GFN_ERR_IO, GFN_ERR_FORMAT, GFN_ERR_STATE (keys or shapes that do not fit the model). */
+/* Loads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors), as gfn_adapter_new for the rest.
+   Errors: GFN_ERR_IO, GFN_ERR_FORMAT, GFN_ERR_UNSUPPORTED (not LoRA), GFN_ERR_STATE (keys or shapes do not fit). */
 GFN_API gfn_status gfn_adapter_load(const gfn_model *_Nullable model, const char *_Nullable directory,
                                     gfn_adapter *_Nullable *_Nullable out);
 
-/* Saves in PEFT's layout (Hugging Face PEFT loads it with PeftModel.from_pretrained). Written to a temporary
-   directory and renamed. */
+/* Saves in PEFT's layout (PeftModel.from_pretrained loads it), to a temporary directory then renamed. Errors:
+   GFN_ERR_IO. Not while the adapter is trained on another thread. */
 GFN_API gfn_status gfn_adapter_save(const gfn_adapter *_Nullable adapter, const char *_Nullable directory);
-
 /* Number of trainable values (Σ of A and B sizes). */
 GFN_API gfn_status gfn_adapter_parameter_count(const gfn_adapter *_Nullable adapter, int64_t *_Nullable out);
-
 GFN_API void gfn_adapter_free(gfn_adapter *_Nullable adapter);
 
-/* ------------------------------------------------------------------------------------------------------------ */
-/* Inference context: sampling, scoring, beam search                                                             */
-
-/* Per-caller state (scratch memory, KV caches) for inference on one model. Use one context per thread; any number
-   of contexts may share one model. The context keeps the model alive (see "Lifetimes" at the top). */
+/* ---- Inference context: sampling, scoring, beam search ----------------------------------------------------------- */
+/* Per-caller inference state (scratch memory, KV caches) on one model, which it keeps alive: one context per
+   thread, any number per model. *out is the caller's (gfn_context_free). */
 typedef struct gfn_context gfn_context;
-
-/* Errors: GFN_ERR_INVALID_ARGUMENT (dead model handle, NULL out). Ownership: the caller frees with
-   gfn_context_free. */
 GFN_API gfn_status gfn_context_new(const gfn_model *_Nullable model, gfn_context *_Nullable *_Nullable out);
 GFN_API void gfn_context_free(gfn_context *_Nullable ctx);
 
-/* Vocabulary constraints and biases that define the policy: they change the reported log-probabilities as well as
-   what is sampled. Ids outside allowed_tokens (when n_allowed_tokens > 0) get disallowed_penalty added to their
-   logits: −INFINITY is a hard mask, a finite value such as −99 the reference's soft mask. Stop tokens are always
-   allowed. bias_values[i] is added to the logit of bias_tokens[i]. */
+/* Vocabulary constraints and biases that define the policy (reported log-probabilities included): ids outside
+   allowed_tokens (when n_allowed_tokens > 0) get disallowed_penalty added to their logits (−INFINITY: a hard mask;
+   e.g. −99: the reference's soft mask); stop tokens are always allowed; bias_values[i] is added to the logit of
+   bias_tokens[i]. Parameter structs point to one (`adjust`; NULL = none), read by the call that takes them. Ids
+   outside the vocabulary: GFN_ERR_OUT_OF_RANGE. docs/api.md has an example. */
 typedef struct gfn_logit_adjustment {
+    uint32_t size;              /* sizeof(gfn_logit_adjustment) */
     const int32_t *_Nullable allowed_tokens;
     int32_t n_allowed_tokens;   /* 0 = every id allowed */
     float disallowed_penalty;   /* ≤ 0; default −INFINITY */
@@ -429,6 +285,8 @@ typedef struct gfn_logit_adjustment {
     int32_t n_bias;
 } gfn_logit_adjustment;
 
+/* No allowed list (every id allowed), disallowed_penalty −INFINITY, no bias. */
+GFN_API gfn_logit_adjustment gfn_logit_default_adjustment(void);
 typedef struct gfn_sampling_params {
     uint32_t size;                 /* sizeof(gfn_sampling_params) */
     int32_t max_new_tokens;        /* > 0; default 32 (reduced if the positions run out) */
@@ -440,23 +298,18 @@ typedef struct gfn_sampling_params {
     const int32_t *_Nullable stop_tokens;    /* sampling one ends the sample */
     int32_t n_stop_tokens;
     int32_t include_stop_token;    /* 1: a sampled stop token is the last returned token (default 1) */
-    gfn_logit_adjustment adjust;
+    const gfn_logit_adjustment *_Nullable adjust; /* NULL (default): none */
     const gfn_adapter *_Nullable adapter;    /* NULL = the base model */
 } gfn_sampling_params;
-
-/* Defaults as documented on each field. */
-GFN_API gfn_sampling_params gfn_sampling_default_params(void);
+GFN_API gfn_sampling_params gfn_sampling_default_params(void); /* defaults as documented on each field */
 
 /* A set of generated sequences (samples or beam hypotheses). Owned by the caller; free with gfn_samples_free. */
 typedef struct gfn_samples gfn_samples;
-
-/* Samples n_per_prompt continuations of each of n_prompts prompts (prompts[i] has prompt_lengths[i] ≥ 1 ids).
-   Each prompt runs through the model once; its samples share that cache, and all samples decode together.
-   For every sample the policy's own log-probabilities are reported (see gfn_sample_info).
-   Sample k of prompt i is at index i·n_per_prompt + k.
-   Errors: GFN_ERR_INVALID_ARGUMENT (NULL pointers, n_prompts or n_per_prompt ≤ 0, bad parameters),
-   GFN_ERR_OUT_OF_RANGE (ids outside the vocabulary, a prompt longer than n_positions),
-   GFN_ERR_NUMERICAL (no token can be produced: everything masked). */
+/* Samples n_per_prompt continuations of each of n_prompts prompts (prompts[i] has prompt_lengths[i] ≥ 1 ids); each
+   prompt runs once and its samples share that cache. Sample k of prompt i is at index i·n_per_prompt + k, with the
+   policy's own log-probabilities (gfn_sample_info). *out belongs to the caller (gfn_samples_free).
+   Errors: GFN_ERR_OUT_OF_RANGE (ids outside the vocabulary, a prompt beyond n_positions), GFN_ERR_OUT_OF_MEMORY
+   (before any work), GFN_ERR_STATE (an adapter of another model), GFN_ERR_NUMERICAL (everything masked). */
 GFN_API gfn_status gfn_context_sample(gfn_context *_Nullable ctx, const int32_t *_Nullable const *_Nullable prompts,
                                       const int32_t *_Nullable prompt_lengths, int32_t n_prompts,
                                       int32_t n_per_prompt, const gfn_sampling_params *_Nullable params,
@@ -467,8 +320,7 @@ typedef struct gfn_sample_info {
     int32_t prompt_index;
     int32_t n_tokens;
     const int32_t *_Nullable tokens;       /* borrowed from the gfn_samples */
-    const float *_Nullable token_logprobs; /* [n_tokens]: log q(token | prefix), untempered, with the logit
-                                              adjustment */
+    const float *_Nullable token_logprobs; /* [n_tokens]: log q(token | prefix), untempered, adjusted */
     int32_t n_steps;             /* sampling steps (n_tokens, or n_tokens + 1 when a stop token was not kept) */
     int32_t n_stop_tokens;
     const float *_Nullable stop_logprobs;  /* [n_steps][n_stop_tokens]: log q(stop_j | prefix before each step) */
@@ -476,31 +328,26 @@ typedef struct gfn_sample_info {
     double score;                /* beam search: the ranking score; sampling: equal to logprob */
     int32_t finish_reason;       /* 0: stop token, 1: max tokens */
 } gfn_sample_info;
-
 GFN_API gfn_status gfn_samples_count(const gfn_samples *_Nullable samples, int32_t *_Nullable out);
-
-/* Describes sample `index` (0 ≤ index < count). Pointers stay valid until gfn_samples_free. */
+/* Describes sample `index` (0 ≤ index < count, else GFN_ERR_OUT_OF_RANGE); its pointers live until gfn_samples_free. */
 GFN_API gfn_status gfn_samples_get(const gfn_samples *_Nullable samples, int32_t index,
                                    gfn_sample_info *_Nullable out);
-
 GFN_API void gfn_samples_free(gfn_samples *_Nullable samples);
 
 typedef struct gfn_score_params {
     uint32_t size;                 /* sizeof(gfn_score_params) */
     const int32_t *_Nullable stop_tokens;    /* stop probabilities after every prefix are reported for these */
     int32_t n_stop_tokens;
-    gfn_logit_adjustment adjust;   /* applied to the continuation's distributions */
+    const gfn_logit_adjustment *_Nullable adjust; /* applied to the continuation's distributions; NULL: none */
     const gfn_adapter *_Nullable adapter;    /* NULL = the base model */
 } gfn_score_params;
-
 GFN_API gfn_score_params gfn_score_default_params(void);
 
-/* Scores n_pairs continuations given contexts (contexts[i] has ≥ 1 ids; continuations[i] may be empty).
-   totals[i] = log p(continuation_i | context_i). If token_logprobs is not NULL it receives, concatenated over the
-   pairs, log p(c_t | context, c_<t) (Σ continuation_lengths floats). If stop_logprobs is not NULL it receives,
-   concatenated over the pairs, for every prefix length 0…len the log-probability of stopping there,
-   log Σ_j p(stop_j | context, c_<i) (Σ (continuation_lengths + 1) floats; −INFINITY without stop tokens).
-   Pairs that share a context run it once. */
+/* Scores n_pairs continuations given contexts (≥ 1 id; a continuation may be empty): totals[i] = log p(continuation_i
+   | context_i); token_logprobs (may be NULL) gets log p(c_t | context, c_<t) (Σ continuation_lengths floats),
+   stop_logprobs (may be NULL) log Σ_j p(stop_j | context, c_<t) for every prefix length 0…len (Σ (lengths + 1)
+   floats; −INFINITY without stop tokens), both concatenated over the pairs. A shared context runs once. Errors:
+   GFN_ERR_OUT_OF_RANGE (ids outside the vocabulary, beyond n_positions), GFN_ERR_STATE (another model's adapter). */
 GFN_API gfn_status gfn_context_score(gfn_context *_Nullable ctx, const int32_t *_Nullable const *_Nullable contexts,
                                      const int32_t *_Nullable context_lengths,
                                      const int32_t *_Nullable const *_Nullable continuations,
@@ -520,80 +367,58 @@ typedef struct gfn_beam_params {
     const int32_t *_Nullable stop_tokens;
     int32_t n_stop_tokens;
     int32_t include_stop_token;    /* default 1 */
-    gfn_logit_adjustment adjust;
+    const gfn_logit_adjustment *_Nullable adjust; /* NULL (default): none */
     const gfn_adapter *_Nullable adapter;    /* NULL = the base model */
 } gfn_beam_params;
-
 GFN_API gfn_beam_params gfn_beam_default_params(void);
 
-/* (Diverse) beam search from one prompt; the hypotheses come back best first in *out (score in
-   gfn_sample_info.score, log-probability without penalties in .logprob, finish_reason 0 when the hypothesis
-   ended with a stop token). */
+/* (Diverse) beam search from one prompt: hypotheses best first in *out (.score the ranking score, .logprob without
+   penalties, finish_reason 0 when ended by a stop token). Errors as gfn_context_sample. */
 GFN_API gfn_status gfn_context_beam_search(gfn_context *_Nullable ctx, const int32_t *_Nullable prompt,
                                            int32_t prompt_length, const gfn_beam_params *_Nullable params,
                                            gfn_samples *_Nullable *_Nullable out);
 
-/* Writes the model as an ONNX file that onnxruntime runs, with the adapter's low-rank delta merged into the base
-   weights (adapter NULL: the weights as loaded). The original export is rewritten: every other node and tensor is
-   kept, merged weights keep their file's dtype (fp16 / bf16 rounding applies), shared tensors are split when needed.
-   Inline data below 2 GiB, else one external `<file>.data`. Written to temporary names and renamed (no partial
-   file on failure). Errors: GFN_ERR_UNSUPPORTED (the model was not loaded from ONNX, or was loaded with
-   GFN_WEIGHTS_BF16), GFN_ERR_STATE (the adapter
-   belongs to another model, or the source file changed since loading), GFN_ERR_NUMERICAL, GFN_ERR_IO. */
+/* Writes the model as an ONNX file for onnxruntime, the adapter (NULL: none) merged into the weights in their file's
+   dtype (the original export rewritten; above 2 GiB one external `<file>.data`; temporary names, then renamed).
+   Errors: GFN_ERR_UNSUPPORTED (not from ONNX, bf16 weights), GFN_ERR_STATE (another model's adapter, the source
+   changed since loading), GFN_ERR_NUMERICAL, GFN_ERR_IO. Thread-safe (not while the adapter trains). */
 GFN_API gfn_status gfn_model_export_onnx(const gfn_model *_Nullable model, const gfn_adapter *_Nullable adapter,
                                          const char *_Nullable path);
 
-/* ------------------------------------------------------------------------------------------------------------ */
-/* Serving: a batching scheduler for many concurrent requests on one model                                      */
-
-/* A scheduler with continuous batching. Requests (sampling, scoring, or samples from a trained GFlowNet policy)
-   may be submitted from any number of threads at once; one scheduler thread runs them on the model: each turn it
-   admits queued requests in arrival order while their samples fit in max_batch rows, prefills their prompts (at
-   most max_prefill_tokens prompt tokens per turn, so long prompts do not stall decoding for long), runs at most one
-   scoring request, then takes one decoding step for every active sample. Samples join and leave the batch at token
-   boundaries. Requests under different adapters share the batch: the base model's products are shared and each
-   row group adds its own low-rank delta.
-   With a batch-invariant model (gfn_model_params.batch_invariant, the default), a request's result is exactly what
-   gfn_context_sample / gfn_context_score return for the same arguments (same tokens; log-probabilities equal),
-   whatever else shares the batch. Every request finishes exactly once: with its result, its error, or
-   GFN_ERR_CANCELLED (cancelled, or the batcher was shut down without draining).
-   Thread safety: every gfn_batcher_* and gfn_request_* function may be called from any thread at once, except that
-   a request must not be used after gfn_request_free. */
+/* ---- Serving: a batching scheduler for many concurrent requests on one model ------------------------------------- */
+/* Continuous batching: requests (sampling, scoring, a GFlowNet policy's samples) from any threads run on one
+   scheduler thread, samples joining and leaving the batch at token boundaries, under any mix of adapters
+   (docs/api.md, "The batcher"). With a batch-invariant model a result is exactly what gfn_context_sample /
+   gfn_context_score return. Each request finishes once: its result, its error, or GFN_ERR_CANCELLED. Every
+   gfn_batcher_* / gfn_request_* function may be called from any thread at once (not after gfn_request_free). */
 typedef struct gfn_batcher gfn_batcher;
 typedef struct gfn_request gfn_request;
-
 typedef struct gfn_batcher_params {
     uint32_t size;                 /* sizeof(gfn_batcher_params) */
     int32_t max_batch;             /* samples decoded together at most (a request's n_samples must fit); default 32 */
     int32_t max_queue;             /* requests waiting for admission at most; default 256 */
     int32_t max_prefill_tokens;    /* prompt tokens prefilled per scheduler turn at most; default 512 */
 } gfn_batcher_params;
-
 GFN_API gfn_batcher_params gfn_batcher_default_params(void);
 
-/* Starts a batcher on `model` (params may be NULL: defaults). The batcher keeps the model alive.
+/* Starts a batcher on `model`, which it keeps alive (params NULL: defaults; *out the caller's: gfn_batcher_free).
    Errors: GFN_ERR_INVALID_ARGUMENT (non-positive limits), GFN_ERR_OUT_OF_MEMORY, GFN_ERR_INTERNAL (no thread). */
 GFN_API gfn_status gfn_batcher_new(const gfn_model *_Nullable model, const gfn_batcher_params *_Nullable params,
                                    gfn_batcher *_Nullable *_Nullable out);
 
-/* Stops accepting requests and waits for the scheduler to stop. drain != 0: queued and running requests complete
-   first; drain == 0: they finish with GFN_ERR_CANCELLED at the next token boundary. Idempotent. Must not be
-   called from a request's callback. */
+/* Stops accepting requests and waits for the scheduler to stop; queued and running requests complete first
+   (drain != 0) or end with GFN_ERR_CANCELLED at the next token (drain 0). Idempotent; not from a callback. */
 GFN_API gfn_status gfn_batcher_shutdown(gfn_batcher *_Nullable batcher, int32_t drain);
-
 /* gfn_batcher_shutdown(batcher, 0), then releases the batcher. Requests stay valid handles (free them). */
 GFN_API void gfn_batcher_free(gfn_batcher *_Nullable batcher);
 
-/* Streaming: called on the scheduler thread for every token a sample gains (sample_index in 0..n_samples−1, the
-   token, its log q). Return 0 to go on, non-zero to cancel the request. Must return quickly (the whole batch waits)
-   and must not call gfn_batcher_shutdown / gfn_batcher_free. */
+/* Streaming: called on the scheduler thread with each token a sample gains and its log q; non-zero cancels the
+   request. Must return quickly (the batch waits) and must not call gfn_batcher_shutdown / gfn_batcher_free. */
 typedef int32_t (*_Nullable gfn_token_fn)(void *_Nullable user_data, int32_t sample_index, int32_t token,
                                           float logprob);
-
 /* Called once when the request finishes (any outcome), on the thread that finished it (usually the scheduler's),
    after its result can be read with gfn_request_samples / gfn_request_scores. Same restrictions as gfn_token_fn. */
 typedef void (*_Nullable gfn_done_fn)(void *_Nullable user_data, gfn_request *_Nullable request);
-
 typedef struct gfn_request_options {
     uint32_t size;                 /* sizeof(gfn_request_options) */
     int32_t block;                 /* 0 (default): a full queue returns GFN_ERR_BUSY at once; 1: wait for room */
@@ -601,12 +426,10 @@ typedef struct gfn_request_options {
     gfn_done_fn on_done;           /* may be NULL */
     void *_Nullable user_data;               /* passed to both callbacks */
 } gfn_request_options;
-
 GFN_API gfn_request_options gfn_request_default_options(void);
 
-/* Submits n_samples samples of one prompt with `params` (as gfn_context_sample with one prompt; params->adapter
-   selects the adapter, NULL = base model; the adapter handle may be freed while the request runs). options may
-   be NULL (defaults). The inputs are checked here: a bad prompt or parameter fails the submission.
+/* Submits n_samples samples of one prompt with `params` (as gfn_context_sample; params->adapter may be freed while
+   the request runs; options NULL: defaults; *out the caller's: gfn_request_free). Inputs are checked here.
    Errors: GFN_ERR_INVALID_ARGUMENT (also n_samples > max_batch), GFN_ERR_OUT_OF_RANGE, GFN_ERR_STATE (an adapter of
    another model; the batcher is shut down), GFN_ERR_BUSY (the queue is full and options->block is 0). */
 GFN_API gfn_status gfn_batcher_submit_sample(gfn_batcher *_Nullable batcher, const int32_t *_Nullable prompt,
@@ -626,13 +449,10 @@ GFN_API gfn_status gfn_batcher_submit_score(gfn_batcher *_Nullable batcher,
                                             gfn_request *_Nullable *_Nullable out);
 
 typedef struct gfn_gflownet gfn_gflownet;
-
 /* Amortized inference through the batcher: `count` trajectories Z ~ q(·|X) from a GFlowNet trainer's policy (its
-   adapter, termination token ⊤ as the stop token, min_length / max_length, vocabulary adjustment), sampled at
-   `temperature` with `seed`. Each sample's token_logprobs are log q per action (⊤ included when sampled) and its
-   logprob their sum, log q(Z | X), under the untempered policy — for importance weights and estimates of log Σ R.
-   The adapter is read while the request runs: do not train the trainer meanwhile. Errors as
-   gfn_batcher_submit_sample, and GFN_ERR_UNSUPPORTED for a trainer with the calculator tool. */
+   adapter, ⊤ as the stop token, length limits, vocabulary adjustment) at `temperature` with `seed`; token_logprobs
+   are log q per action (⊤ included when sampled), logprob their sum log q(Z | X), untempered. Do not train the
+   trainer while the request runs. Errors as gfn_batcher_submit_sample; GFN_ERR_UNSUPPORTED with the calculator. */
 GFN_API gfn_status gfn_batcher_submit_policy(gfn_batcher *_Nullable batcher, const gfn_gflownet *_Nullable trainer,
                                              const int32_t *_Nullable x, int32_t n_x, int32_t count,
                                              float temperature, uint64_t seed,
@@ -642,18 +462,12 @@ GFN_API gfn_status gfn_batcher_submit_policy(gfn_batcher *_Nullable batcher, con
 /* Waits up to timeout_ms milliseconds (−1: no limit, 0: poll) for the request to finish; *finished (may be NULL)
    receives 1 when it has. Returns GFN_OK whether or not it finished. */
 GFN_API gfn_status gfn_request_wait(gfn_request *_Nullable request, int32_t timeout_ms, int32_t *_Nullable finished);
-
-/* Asks for the request to stop; it finishes with GFN_ERR_CANCELLED at the next token boundary (at once while
-   queued). No effect on a finished request. */
+/* Asks the request to stop: it ends with GFN_ERR_CANCELLED at the next token (at once while queued, not if done). */
 GFN_API gfn_status gfn_request_cancel(gfn_request *_Nullable request);
-
-/* The samples of a finished sampling or policy request (a new gfn_samples owned by the caller, as
-   gfn_context_sample returns). While the request runs: GFN_ERR_STATE. A request that failed or was cancelled
-   returns its error (GFN_ERR_CANCELLED, GFN_ERR_NUMERICAL, …) with its message. */
+/* The samples of a finished sampling or policy request (a new gfn_samples, the caller's). While it runs:
+   GFN_ERR_STATE; a request that failed or was cancelled returns its error (GFN_ERR_CANCELLED, …) and message. */
 GFN_API gfn_status gfn_request_samples(const gfn_request *_Nullable request, gfn_samples *_Nullable *_Nullable out);
-
-/* The results of a finished scoring request, written as gfn_context_score writes them. Errors as
-   gfn_request_samples. */
+/* The results of a finished scoring request, as gfn_context_score writes them. Errors as gfn_request_samples. */
 GFN_API gfn_status gfn_request_scores(const gfn_request *_Nullable request, double *_Nullable totals,
                                       float *_Nullable token_logprobs, float *_Nullable stop_logprobs);
 
@@ -670,14 +484,10 @@ typedef struct gfn_batcher_stats {
     int64_t tokens;                /* tokens generated */
     int64_t decode_steps;          /* decoding passes */
 } gfn_batcher_stats;
-
 GFN_API gfn_status gfn_batcher_stats_get(const gfn_batcher *_Nullable batcher, gfn_batcher_stats *_Nullable out);
 
-/* ------------------------------------------------------------------------------------------------------------ */
-/* Supervised fine-tuning: maximise log p(target | context), the context masked out.                            */
-
+/* ---- Supervised fine-tuning: maximise log p(target | context), the context masked out --------------------------- */
 typedef struct gfn_sft gfn_sft;
-
 typedef struct gfn_train_params {
     uint32_t size;            /* sizeof(gfn_train_params) */
     double lr;                /* default 1e-4 */
@@ -689,7 +499,6 @@ typedef struct gfn_train_params {
     int32_t cosine;           /* 1: cosine decay instead of linear (needs total_steps); default 0 */
     double max_grad_norm;     /* > 0: clip the global gradient norm; default 0 (off) */
 } gfn_train_params;
-
 GFN_API gfn_train_params gfn_train_default_params(void);
 
 typedef struct gfn_sft_stats {
@@ -703,98 +512,92 @@ typedef struct gfn_sft_stats {
     int32_t applied;          /* 0 when the step was skipped (non-finite loss or gradient; parameters unchanged) */
 } gfn_sft_stats;
 
-/* A trainer for `adapter` (LoRA: only A and B train, the model's weights stay untouched and shared) or, with
-   adapter NULL, for every weight of a private trainable copy of the model (small models; GFN_ERR_UNSUPPORTED for a
-   model loaded with GFN_WEIGHTS_BF16). */
+/* A trainer for `adapter` (LoRA: only A and B train, the model's weights stay shared) or, with adapter NULL, for
+   every weight of a private trainable copy of the model (small models; GFN_ERR_UNSUPPORTED with bf16 weights).
+   params NULL: defaults. GFN_ERR_STATE: an adapter of another model. One thread at a time; gfn_sft_free. */
 GFN_API gfn_status gfn_sft_new(const gfn_model *_Nullable model, gfn_adapter *_Nullable adapter,
                                const gfn_train_params *_Nullable params, gfn_sft *_Nullable *_Nullable out);
 
-/* One optimiser step on n (context, target) pairs of any lengths (contexts ≥ 1 token, targets ≥ 1 token). */
+/* One optimiser step on n (context, target) pairs of any lengths (contexts ≥ 1 token, targets ≥ 1 token); *out
+   (may be NULL) gets the stats. Errors: GFN_ERR_OUT_OF_RANGE (ids, lengths); distributed: GFN_ERR_CALLBACK,
+   GFN_ERR_STATE. A non-finite loss or gradient skips the step (applied = 0). */
 GFN_API gfn_status gfn_sft_step(gfn_sft *_Nullable sft, const int32_t *_Nullable const *_Nullable contexts,
                                 const int32_t *_Nullable context_lengths,
                                 const int32_t *_Nullable const *_Nullable targets,
                                 const int32_t *_Nullable target_lengths, int32_t n, gfn_sft_stats *_Nullable out);
 
-/* The loss on a batch without training. */
+/* The loss on a batch without training (arguments and errors as gfn_sft_step). */
 GFN_API gfn_status gfn_sft_evaluate(gfn_sft *_Nullable sft, const int32_t *_Nullable const *_Nullable contexts,
                                     const int32_t *_Nullable context_lengths,
                                     const int32_t *_Nullable const *_Nullable targets,
                                     const int32_t *_Nullable target_lengths, int32_t n, gfn_sft_stats *_Nullable out);
-
-/* For full-parameter training: a new model handle holding a snapshot (copy) of the current weights. */
+/* For full-parameter training: a new model handle (the caller's) holding a copy of the current weights. */
 GFN_API gfn_status gfn_sft_snapshot_model(const gfn_sft *_Nullable sft, gfn_model *_Nullable *_Nullable out);
-
-/* Full-parameter training: writes the current weights as an ONNX file (see gfn_model_export_onnx). */
+/* Full-parameter training: writes the current weights as an ONNX file (as gfn_model_export_onnx, same errors). */
 GFN_API gfn_status gfn_sft_export_onnx(const gfn_sft *_Nullable sft, const char *_Nullable path);
 
-/* Training-state checkpoints (adapter or weights, optimizer moments, step, schedule): atomic directory. */
+/* Training-state checkpoints (adapter or weights, optimizer moments, step, schedule) in a directory written
+   atomically. Errors: GFN_ERR_IO; load also GFN_ERR_FORMAT, GFN_ERR_UNSUPPORTED (unknown version), GFN_ERR_STATE
+   (a checkpoint of another run); a failed load changes nothing. */
 GFN_API gfn_status gfn_sft_save(const gfn_sft *_Nullable sft, const char *_Nullable directory);
 GFN_API gfn_status gfn_sft_load(gfn_sft *_Nullable sft, const char *_Nullable directory);
-
 GFN_API void gfn_sft_free(gfn_sft *_Nullable sft);
 
-/* ------------------------------------------------------------------------------------------------------------ */
-/* GFlowNet fine-tuning and amortized sampling (the paper's method).                                           */
-
+/* ---- GFlowNet fine-tuning and amortized sampling (the paper's method) ------------------------------------------- */
 /* A reward: log R(s_t ⊤) for every prefix state of a trajectory. */
 typedef struct gfn_reward gfn_reward;
-
-/* A host reward. Called with `n_states` token sequences (the states after the prompt X: every prefix of every
-   trajectory of a micro-batch, or only complete trajectories when terminal_only) of the prompt `prompt_index`;
-   writes one untempered log R per state to log_rewards. Return 0 on success; any other value (or a NaN /
-   infinite log R) fails the training step, which then changes nothing and reports GFN_ERR_CALLBACK /
-   GFN_ERR_NUMERICAL. Called on the thread that calls gfn_gflownet_step; must not call into the same trainer. */
+/* A host reward: writes one untempered log R per state (the token sequences after prompt `prompt_index`'s X: every
+   prefix of a micro-batch's trajectories, or only complete ones when terminal_only) to log_rewards. Non-zero (or a
+   non-finite log R) fails the step, which changes nothing (GFN_ERR_CALLBACK / GFN_ERR_NUMERICAL). Called on the
+   thread that steps the trainer; must not call into it. */
 typedef int32_t (*_Nullable gfn_reward_fn)(void *_Nullable user_data, int32_t prompt_index,
                                            const int32_t *_Nullable const *_Nullable states,
                                            const int32_t *_Nullable state_lengths, int32_t n_states,
                                            double *_Nullable log_rewards);
-
+/* A reward calling `fn` with user_data (which must outlive it); the caller's (gfn_reward_free; trainers keep it). */
 GFN_API gfn_status gfn_reward_new_callback(gfn_reward_fn fn, void *_Nullable user_data, int32_t terminal_only,
                                            gfn_reward *_Nullable *_Nullable out);
 
-/* A host reward that is also told the reward temperature T_R the trainer will divide its values by (T_R of the
-   current step; 1 for gfn_reward_evaluate). The values stay untempered: a reward that wants a term after tempering
-   (the subjectivity task's −50 for a wrong label) returns it multiplied by T_R. Otherwise as gfn_reward_fn. */
+/* As gfn_reward_fn, also told the step's reward temperature T_R (1 in gfn_reward_evaluate); values stay untempered
+   (a term wanted after tempering, e.g. the subjectivity task's −50, is returned multiplied by T_R). */
 typedef int32_t (*_Nullable gfn_reward_temperature_fn)(void *_Nullable user_data, int32_t prompt_index,
                                                        double reward_temperature,
                                                        const int32_t *_Nullable const *_Nullable states,
                                                        const int32_t *_Nullable state_lengths, int32_t n_states,
                                                        double *_Nullable log_rewards);
-
-/* As gfn_reward_new_callback, for a gfn_reward_temperature_fn. Errors: GFN_ERR_INVALID_ARGUMENT (NULL fn or out). */
+/* As gfn_reward_new_callback, for a gfn_reward_temperature_fn. */
 GFN_API gfn_status gfn_reward_new_callback_temperature(gfn_reward_temperature_fn fn, void *_Nullable user_data,
                                                        int32_t terminal_only, gfn_reward *_Nullable *_Nullable out);
 
-/* log p_LM(Z Y | demos C) with the adapter off: C is the prompt's reward context (or X), Y its observation;
-   `z_adjust` adds the vocabulary penalty at Z positions only (e.g. −99 soft mask); states with fewer than
-   min_length tokens get −99. The demos run once; Y is scored after every prefix from the prefix's cache. */
+/* log p_LM(Z Y | demos C), adapter off (C: the prompt's reward context or X; Y its observation); `z_adjust` (NULL:
+   none) penalises Z positions only (e.g. −99); states shorter than min_length get −99. Demos run once, Y after
+   every prefix from its cache. Errors: GFN_ERR_OUT_OF_RANGE (demo ids). */
 GFN_API gfn_status gfn_reward_new_lm_likelihood(const gfn_model *_Nullable model, const int32_t *_Nullable demos,
                                                 int32_t n_demos, const gfn_logit_adjustment *_Nullable z_adjust,
                                                 int32_t min_length, gfn_reward *_Nullable *_Nullable out);
 
-/* log p_LM(z_1..t ⊤ | X) for every prefix from one pass (the next-sentence reward); `adjust` is the reward's own
-   vocabulary penalty (the reference: −50); states with fewer than min_length tokens get −99. */
+/* log p_LM(z_1..t ⊤ | X) for every prefix from one pass (the next-sentence reward); `adjust` (NULL: none) is its
+   own vocabulary penalty (the reference: −50); states shorter than min_length get −99. Errors: GFN_ERR_OUT_OF_RANGE. */
 GFN_API gfn_status gfn_reward_new_next_sentence(const gfn_model *_Nullable model, int32_t termination,
                                                 const gfn_logit_adjustment *_Nullable adjust, int32_t min_length,
                                                 gfn_reward *_Nullable *_Nullable out);
 
 /* The random-integer task's rule reward (paper §2): first token one of number_tokens +8 else −8, every later
-   non-⊤ token at position m −8m, the empty sequence −8. */
+   non-⊤ token at position m −8m, the empty sequence −8. Errors: GFN_ERR_INVALID_ARGUMENT (no number tokens). */
 GFN_API gfn_status gfn_reward_new_random_integer(const int32_t *_Nullable number_tokens, int32_t n_number_tokens,
                                                  int32_t termination, gfn_reward *_Nullable *_Nullable out);
 
-/* Untempered log R of each prefix state of one action sequence (n_actions + 1 values) — for checks and metrics. */
+/* Untempered log R of each prefix state of one action sequence (n_actions + 1 values) — for checks and metrics.
+   Errors: GFN_ERR_OUT_OF_RANGE (ids, lengths), GFN_ERR_CALLBACK, GFN_ERR_NUMERICAL (a non-finite log R). */
 GFN_API gfn_status gfn_reward_evaluate(gfn_reward *_Nullable reward, const int32_t *_Nullable x, int32_t n_x,
                                        const int32_t *_Nullable y, int32_t n_y, const int32_t *_Nullable actions,
                                        int32_t n_actions, double *_Nullable log_rewards);
-
 GFN_API void gfn_reward_free(gfn_reward *_Nullable reward);
 
 /* One training prompt: the policy's conditioning X, an optional observation Y (scored by the reward), an optional
    reward context (what the reward reads instead of X), and a sampling weight. */
 typedef struct gfn_prompt {
-    uint32_t size;                 /* sizeof(gfn_prompt); the same in every element of an array of prompts, which
-                                      the library steps through by this size (so the struct can grow) */
+    uint32_t size;                 /* sizeof(gfn_prompt), the same in every element (the array's stride) */
     const int32_t *_Nullable x;
     int32_t n_x;
     const int32_t *_Nullable y;              /* NULL / 0: none */
@@ -803,10 +606,8 @@ typedef struct gfn_prompt {
     int32_t n_reward_context;
     double weight;                 /* relative; 0 is treated as 1 */
 } gfn_prompt;
-
 /* SubTB (the paper's modified sub-trajectory balance), TB (learned log Z per prompt), DB (modified detailed
-   balance), REINFORCE (a reward-maximising baseline with a batch-mean baseline on log R; not a GFlowNet; on-policy
-   only: gfn_gflownet_new refuses it with p_replay > 0 or tempered batches, GFN_ERR_INVALID_ARGUMENT). */
+   balance), REINFORCE (a reward-maximising baseline, not a GFlowNet; on-policy only). docs/api.md has more. */
 typedef enum gfn_objective {
     GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3
 } gfn_objective;
@@ -825,19 +626,16 @@ typedef struct gfn_gflownet_params {
     int32_t strict_mask;           /* main.py's `cumsum > 1` mask (reweights terminal pairs); default 0 */
     int32_t layout;                /* a gfn_layout; default GFN_LAYOUT_FORCED_STOP */
     int32_t termination;           /* the ⊤ token (e.g. 50256, or 13 "." for sentences); required */
-    int32_t min_length;            /* ⊤ not sampled before this many actions; default 0. The target is R
-                                      restricted to |Z| ≥ min_length for every objective, whatever the reward
-                                      gives shorter sequences (docs/algorithm.md, "min_length") */
+    int32_t min_length;            /* ⊤ not sampled before this many actions, and the target is R restricted to
+                                      |Z| ≥ min_length (docs/algorithm.md, "min_length"); default 0 */
     int32_t max_length;            /* actions per trajectory; default 16 */
-    gfn_logit_adjustment adjust;   /* the policy's vocabulary penalty / mask (⊤ always allowed) */
+    const gfn_logit_adjustment *_Nullable adjust; /* the policy's vocabulary mask (⊤ always allowed); NULL: none */
     int32_t calculator;            /* a gfn_calculator; default GFN_CALCULATOR_OFF */
     int32_t batch_size;            /* trajectories per micro-batch (one prompt each); default 8 */
     int32_t grad_accumulation;     /* micro-batches per step; default 1 */
     int32_t average_accumulation;  /* 0: gradients summed over micro-batches (main.py); 1: averaged */
-    const gfn_train_params *_Nullable train; /* optimiser and learning-rate schedule of the adapter, read (and
-                                      size-checked) by gfn_gflownet_new; NULL: gfn_train_default_params() with
-                                      warmup_steps 20. A pointer, not a member, so that each struct grows on its
-                                      own. */
+    const gfn_train_params *_Nullable train; /* the adapter's optimiser and schedule; NULL:
+                                      gfn_train_default_params() with warmup_steps 20 */
     double logz_lr;                /* TB's learned log Z (one per prompt): learning rate, default 1 */
     double logz_init;              /* default 0 */
     double reward_temp_start;      /* T_R(step) = start + (end − start)·min(1, step/horizon); default 1 → 1 */
@@ -849,26 +647,16 @@ typedef struct gfn_gflownet_params {
     int32_t buffer_capacity;       /* per (X, Y); default 50 */
     double buffer_tolerance;       /* near-duplicate edit distance < tol·(len_a + len_b); default 0.25 */
     int32_t buffer_prioritized;    /* sample ∝ exp(log R) (1, default) or uniformly (0) */
-    int32_t lora_dropout;          /* apply the adapter's dropout while sampling for training (the traced
-                                      pass whose log-probabilities train the policy, as the reference); default 0 */
+    int32_t lora_dropout;          /* 1: the adapter's dropout in the traced training pass; default 0 */
     uint64_t seed;
-    int32_t pack_weights;          /* 1 (default): pack the model's fp32 weight matrices once more, in OpenBLAS's
-                                      sgemm kernel layout, when the trainer is made, for the trainers' own passes
-                                      (training, gfn_gflownet_sample). The copy belongs to the model (made once,
-                                      shared, freed with it); contexts and rewards keep their results bit for bit;
-                                      results differ from 0 at rounding level. No effect with bf16 weights or an
-                                      OpenBLAS that does not export its kernels. docs/performance-notes.md: gain
-                                      and memory. 0: off. */
-    double temp_low_end, temp_high_end; /* behaviour-temperature annealing: with temp_horizon > 0 the tempered
-                                      range moves linearly from [temp_low, temp_high] at step 0 to [temp_low_end,
-                                      temp_high_end] at step temp_horizon, then stays; default 1, 1 */
+    int32_t pack_weights;          /* 1 (default): the trainers' passes use a copy of the fp32 weights packed for
+                                      OpenBLAS's kernel, kept with the model (docs/api.md); 0: off */
+    double temp_low_end, temp_high_end; /* the tempered range at step temp_horizon (linear from [temp_low,
+                                      temp_high]); default 1, 1 */
     int32_t temp_horizon;          /* 0 (default): no annealing */
-    int32_t root_flow;             /* SubTB / DB with min_length ≥ 1: the flow of the root X. 0 (default, the
-                                      reference): R(X⊤)/q(⊤|X), a never-sampled stop probability that has to fall to
-                                      R(X⊤)/Z; 1: a learned log Z per prompt (logz_lr, logz_init, as TB's). Same
-                                      target either way. */
+    int32_t root_flow;             /* SubTB / DB with min_length ≥ 1, the root's flow: 0 (default, the reference)
+                                      R(X⊤)/q(⊤|X); 1 a learned log Z per prompt (docs/api.md) */
 } gfn_gflownet_params;
-
 GFN_API gfn_gflownet_params gfn_gflownet_default_params(void);
 
 typedef struct gfn_step_stats {
@@ -888,78 +676,66 @@ typedef struct gfn_step_stats {
     int32_t on_policy_batches, tempered_batches, replay_batches;
     int32_t trajectories;
 } gfn_step_stats;
-
 /* Called after every step on the training thread; return 0 to stop (gfn_gflownet_train then returns
    GFN_ERR_CANCELLED). Must not call into the same trainer. */
 typedef int32_t (*_Nullable gfn_progress_fn)(void *_Nullable user_data, const gfn_step_stats *_Nullable stats);
 
-/* (gfn_gflownet is declared in the Serving section above.) */
-
-/* A GFlowNet trainer for `adapter` on `model` with `reward` over n_prompts prompts (copied). The trainer keeps
-   the model, adapter and reward alive; use it from one thread at a time. */
+/* A GFlowNet trainer for `adapter` on `model` with `reward` over n_prompts prompts; prompts and params (with what
+   they point to) are copied. The trainer keeps the model, adapter and reward alive; use it from one thread at a
+   time; gfn_gflownet_free. Errors: GFN_ERR_INVALID_ARGUMENT (bad parameters, REINFORCE off-policy),
+   GFN_ERR_OUT_OF_RANGE (ids, lengths), GFN_ERR_STATE (an adapter of another model), GFN_ERR_OUT_OF_MEMORY. */
 GFN_API gfn_status gfn_gflownet_new(const gfn_model *_Nullable model, gfn_adapter *_Nullable adapter,
                                     gfn_reward *_Nullable reward, const gfn_prompt *_Nullable prompts,
                                     int32_t n_prompts, const gfn_gflownet_params *_Nullable params,
                                     gfn_gflownet *_Nullable *_Nullable out);
-
+/* Sets the progress callback (fn NULL: none); user_data must outlive its use. */
 GFN_API gfn_status gfn_gflownet_set_progress(gfn_gflownet *_Nullable trainer, gfn_progress_fn fn,
                                              void *_Nullable user_data);
 
-/* One optimiser step. On any error (NaN reward, failing callback) nothing changes: adapter, optimizer, replay
-   buffer, RNG and step count are as before. *out (may be NULL) receives the statistics. */
+/* One optimiser step, its stats in *out (may be NULL). Errors: GFN_ERR_CALLBACK, GFN_ERR_NUMERICAL (the reward),
+   distributed also GFN_ERR_STATE; then adapter, optimizer, replay buffer, RNG and step count are as before. */
 GFN_API gfn_status gfn_gflownet_step(gfn_gflownet *_Nullable trainer, gfn_step_stats *_Nullable out);
-
-/* `steps` steps, calling the progress callback after each; *last (may be NULL) gets the last step's stats. */
+/* `steps` steps, calling the progress callback after each; *last (may be NULL) gets the last step's stats.
+   Errors as gfn_gflownet_step, and GFN_ERR_CANCELLED when the callback returned 0 (the steps done stay done). */
 GFN_API gfn_status gfn_gflownet_train(gfn_gflownet *_Nullable trainer, int32_t steps, gfn_step_stats *_Nullable last);
 
-/* Amortized inference: `count` trajectories Z ~ q(·|X) from the trained adapter at temperature (1 = the trained
-   sampler), with the training limits, masks and calculator. In the results, tokens are the state after X (tool
-   output included), n_steps the number of actions, finish_reason 0 when ⊤ was sampled (⊤ is not among the tokens).
-   token_logprobs (n_tokens values) and logprob are the sampler's log q at temperature 1, whatever `temperature`
-   (the behaviour): untempered, with the vocabulary adjustment, renormalised without ⊤ before min_length (the
-   sampler never stops there: log q(a|s) − log(1 − q(⊤|s))), read from the distributions the actions were drawn
-   from. A calculator's output tokens are context, not actions: their token_logprobs are 0. logprob = Σ over the
-   actions + log q(⊤|s_n) of the stop — 0 for a trajectory truncated at max_length under GFN_LAYOUT_FORCED_STOP,
-   the policy's real log q(⊤|s_max) under GFN_LAYOUT_NEXT_SENTENCE (as in training), so logprob − Σ token_logprobs
-   is the stop's share. At the optimum log R(Z)/T_R − logprob is the same (log Z) for every Z: importance
-   weights, log-Z estimates and effective sample sizes use it as is. n_stop_tokens is 0. */
+/* Amortized inference: `count` trajectories Z ~ q(·|X) from the trained adapter at `temperature` (1 = the trained
+   sampler), with the training limits, masks and calculator; *out is the caller's (gfn_samples_free). tokens: the
+   state after X (tool output included, ⊤ not); n_steps: actions; finish_reason 0: ⊤ was drawn. token_logprobs and
+   logprob are the sampler's log q at temperature 1 whatever `temperature`; logprob adds the stop's log q(⊤|s_n), so
+   that log R(Z)/T_R − logprob is log Z for every Z at the optimum (docs/api.md, "GFlowNet training", has the
+   details). Errors: GFN_ERR_OUT_OF_RANGE, GFN_ERR_OUT_OF_MEMORY (before any work), GFN_ERR_NUMERICAL (all masked). */
 GFN_API gfn_status gfn_gflownet_sample(gfn_gflownet *_Nullable trainer, const int32_t *_Nullable x, int32_t n_x,
                                        int32_t count, float temperature, uint64_t seed,
                                        gfn_samples *_Nullable *_Nullable out);
 
-/* Sampling with the rollout's rules but without a trainer (e.g. the calculator for a base model or an SFT adapter):
-   termination, length limits, layout, the policy's vocabulary adjustment and the calculator, as in
-   gfn_gflownet_params. */
+/* Sampling with the rollout's rules (termination, length limits, layout, vocabulary adjustment, calculator, as in
+   gfn_gflownet_params) but without a trainer, e.g. for a base model or an SFT adapter. */
 typedef struct gfn_rollout_params {
     uint32_t size;                 /* sizeof(gfn_rollout_params) */
     int32_t termination;           /* the ⊤ token; required */
     int32_t min_length;            /* default 0 */
     int32_t max_length;            /* default 16 */
     int32_t layout;                /* a gfn_layout (what logprob counts at max_length); default forced stop */
-    gfn_logit_adjustment adjust;   /* ⊤ always allowed */
+    const gfn_logit_adjustment *_Nullable adjust; /* ⊤ always allowed; NULL (default): none */
     int32_t calculator;            /* a gfn_calculator; default GFN_CALCULATOR_OFF */
 } gfn_rollout_params;
-
 GFN_API gfn_rollout_params gfn_rollout_default_params(void);
 
-/* `count` trajectories after X from `adapter` (NULL = the base model) at `temperature`, reported exactly as
-   gfn_gflownet_sample reports them (tokens = the state after X with tool output, token_logprobs/logprob = the
-   sampler's log q at temperature 1, 0 for tool output, n_steps = actions). The same seed, model, adapter and
-   params give the same samples as gfn_gflownet_sample. Thread safety: the model and adapter may be shared with
-   other calls that only read them (not with a trainer that is training the adapter). Errors:
-   GFN_ERR_INVALID_ARGUMENT (NULL / wrong-size params, count ≤ 0, a temperature that is not positive and finite,
-   max_length ≤ 0, min_length outside 0…max_length, unknown layout or calculator, the calculator without a
-   tokenizer), GFN_ERR_OUT_OF_RANGE (termination or prompt ids outside the vocabulary, prompt + max_length beyond
-   n_positions), GFN_ERR_STATE (an adapter of another model), GFN_ERR_OUT_OF_MEMORY (before any work, as
-   gfn_gflownet_sample), GFN_ERR_NUMERICAL (every action masked). */
+/* `count` trajectories after X from `adapter` (NULL = the base model) at `temperature`, reported as
+   gfn_gflownet_sample reports them, and the same samples for the same seed, model, adapter and params. Thread
+   safety: the model and adapter may be shared with calls that only read them (not while the adapter trains). Errors:
+   GFN_ERR_INVALID_ARGUMENT (params NULL or bad, count ≤ 0, a bad temperature, the calculator without a tokenizer),
+   GFN_ERR_OUT_OF_RANGE (ids outside the vocabulary, prompt + max_length beyond n_positions), GFN_ERR_STATE
+   (another model's adapter), GFN_ERR_OUT_OF_MEMORY (before any work), GFN_ERR_NUMERICAL (every action masked). */
 GFN_API gfn_status gfn_rollout_sample(const gfn_model *_Nullable model, const gfn_adapter *_Nullable adapter,
                                       const gfn_rollout_params *_Nullable params, const int32_t *_Nullable x,
                                       int32_t n_x, int32_t count, float temperature, uint64_t seed,
                                       gfn_samples *_Nullable *_Nullable out);
 
-/* Adds demonstrations (action sequences) for prompt `prompt_index` to the replay buffer, with their rewards.
-   A demonstration longer than max_length (GFN_ERR_OUT_OF_RANGE; never cut) or shorter than min_length
-   (GFN_ERR_INVALID_ARGUMENT; outside the target) is refused, and then nothing is added. */
+/* Adds demonstrations (action sequences) with their rewards to prompt `prompt_index`'s replay buffer; one longer
+   than max_length (GFN_ERR_OUT_OF_RANGE) or shorter than min_length (GFN_ERR_INVALID_ARGUMENT) adds nothing. Errors
+   also GFN_ERR_CALLBACK, GFN_ERR_NUMERICAL (the reward). */
 GFN_API gfn_status gfn_gflownet_seed_buffer(gfn_gflownet *_Nullable trainer, int32_t prompt_index,
                                             const int32_t *_Nullable const *_Nullable actions,
                                             const int32_t *_Nullable lengths, int32_t n);
@@ -975,59 +751,41 @@ typedef struct gfn_exact_result {
     double log_z;                  /* log Σ R over the space */
     double mass_q;                 /* Σ q over the space (1 unless the policy can leave it) */
 } gfn_exact_result;
-
+/* Errors: GFN_ERR_OUT_OF_RANGE (prompt index, more than 100,000 sequences), GFN_ERR_CALLBACK, GFN_ERR_NUMERICAL. */
 GFN_API gfn_status gfn_gflownet_exact(gfn_gflownet *_Nullable trainer, int32_t prompt_index,
                                       const int32_t *_Nullable vocabulary, int32_t n_vocabulary,
                                       gfn_exact_result *_Nullable out);
 
-/* Checkpoints: adapter (PEFT layout), log Z, optimizer moments, step, schedules, RNG and replay buffer, written
-   atomically; loading into a trainer made with the same model, adapter shape, prompts and objective continues the
-   run exactly. */
+/* Checkpoints (adapter in PEFT's layout, log Z, optimizer, step, schedules, RNG, replay buffer), written atomically;
+   loading into a trainer made alike continues the run exactly. Errors as gfn_sft_save / gfn_sft_load. */
 GFN_API gfn_status gfn_gflownet_save(const gfn_gflownet *_Nullable trainer, const char *_Nullable directory);
 GFN_API gfn_status gfn_gflownet_load(gfn_gflownet *_Nullable trainer, const char *_Nullable directory);
-
 GFN_API void gfn_gflownet_free(gfn_gflownet *_Nullable trainer);
 
-/* ------------------------------------------------------------------------------------------------------------ */
-/* Data-parallel training across processes and hosts (docs/distributed.md has the whole design). The library links
-   no MPI: the host brings an all-reduce (MPI_Allreduce, or any other engine) as a callback, and K replicas of a
-   trainer train as one — K ranks × batch b draw the trajectories of one process with batch K·b, and the averaged
-   gradient is that process's gradient up to float rounding. Each step hands the callback ONE contiguous float
-   buffer (gradients, statistics, a digest of the replica's state) to replace in place with the element-wise MEAN
-   over all ranks, the same bytes on every rank; every rank then takes the same step, and replicas that diverge are
-   reported (GFN_ERR_STATE "the replicas diverged"). The first step (and the first after a checkpoint load) checks
-   that the ranks' configurations agree: GFN_ERR_STATE on every rank, naming each differing item, and nothing
-   changes. Checkpoints: only rank 0 writes (gfn_gflownet_save / gfn_sft_save elsewhere return GFN_OK and write
-   nothing); a checkpoint resumes on any number of ranks. Faults: the callback must bound its own wait (the
-   project's glue aborts the job on a dead or stuck rank); a callback returning non-zero fails the step with
-   GFN_ERR_CALLBACK and leaves this rank unchanged, but the ranks are then out of step: stop rather than retry. */
-
+/* ---- Data-parallel training across processes and hosts ----------------------------------------------------------- */
+/* The host brings the all-reduce as a callback; K replicas train as one process with K times the batch. Ranks'
+   configurations are checked at the first step (and after a load), replicas' agreement every step (GFN_ERR_STATE,
+   nothing changed); only rank 0 writes checkpoints (elsewhere save returns GFN_OK). A failing callback fails the
+   step (GFN_ERR_CALLBACK) and leaves the ranks out of step: stop. Design: docs/distributed.md. */
 /* Replace buffer[0..count) in place with the element-wise mean over all ranks (the same bytes on every rank);
    return 0 on success, non-zero on failure (the step then fails with GFN_ERR_CALLBACK). Called on the thread that
    steps the trainer, the same number of times with the same counts on every rank; must not call into the trainer;
-   must return within a bounded time (see Faults above and docs/distributed.md). */
+   must bound its own wait on the other ranks (docs/distributed.md, faults). */
 typedef int32_t (*_Nullable gfn_allreduce_fn)(void *_Nullable user_data, float *_Nullable buffer, int64_t count);
-
 typedef struct gfn_distributed_params {
     uint32_t size;                 /* sizeof(gfn_distributed_params) */
     int32_t rank;                  /* 0 ..< world_size */
     int32_t world_size;            /* 1 … 16384; default 1 */
     gfn_allreduce_fn allreduce;    /* required when world_size > 1; NULL with world_size 1 */
     void *_Nullable user_data;               /* passed to allreduce (e.g. an MPI communicator) */
-    int32_t exchange_replay;       /* GFlowNet with replay: 1 = every step each rank's best fresh trajectory (highest
-                                      log R) rides in the gradient buffer to every other rank, which adds it to its
-                                      replay buffer like its own samples ((12 + 5·max_length)·world_size more
-                                      floats per step); 0 (default) = replay buffers stay per rank */
+    int32_t exchange_replay;       /* 1: each step every rank's best fresh trajectory joins all ranks' replay
+                                      buffers ((12 + 5·max_length)·world_size more floats); 0 (default): per rank */
 } gfn_distributed_params;
+GFN_API gfn_distributed_params gfn_distributed_default_params(void); /* rank 0, world 1, no callback, no exchange */
 
-/* rank 0, world_size 1, no callback, exchange_replay 0. */
-GFN_API gfn_distributed_params gfn_distributed_default_params(void);
-
-/* Makes the trainer one of world_size data-parallel replicas; params NULL (or world_size 1 without a callback)
-   returns it to a single process. Call before the first step on every rank. The callback and user_data must stay
-   valid while the trainer uses them. With world_size 1 and a callback the trainer takes the distributed path alone
-   (rank-sliced seeds, replay RNG per rank) — a world of one. Errors: GFN_ERR_INVALID_ARGUMENT (bad rank or
-   world_size, world_size > 1 without a callback, wrong size). Not thread-safe with the trainer's other calls. */
+/* Makes the trainer one of world_size replicas (params NULL, or world_size 1 without a callback: one process again;
+   world_size 1 with a callback: a world of one on the distributed path). Call before the first step on every rank;
+   callback and user_data must outlive their use. Not thread-safe with the trainer's other calls. */
 GFN_API gfn_status gfn_gflownet_set_distributed(gfn_gflownet *_Nullable trainer,
                                                 const gfn_distributed_params *_Nullable params);
 GFN_API gfn_status gfn_sft_set_distributed(gfn_sft *_Nullable sft, const gfn_distributed_params *_Nullable params);

@@ -97,7 +97,7 @@ public func gfn_reward_new_lm_likelihood(_ model: OpaquePointer?, _ demos: Unsaf
         let m = try handles.lookup(model, as: ModelHandle.self, "model")
         let o = try requirePointer(out, "out")
         guard minLength >= 0 else { throw .invalidArgument("min_length must be ≥ 0") }
-        let adj = try zAdjust.map { (p) throws(GFNError) in try adjustment(p.pointee) } ?? LogitAdjustment()
+        let adj = try adjustment(zAdjust)
         let r = try LMLikelihoodReward(model: m.model, demos: try readIds(demos, nDemos, "demos"), zAdjustment: adj,
                                        minLength: Int(minLength))
         o.pointee = handles.register(RewardHandle(r, model: m.model))
@@ -112,7 +112,7 @@ public func gfn_reward_new_next_sentence(_ model: OpaquePointer?, _ termination:
         let m = try handles.lookup(model, as: ModelHandle.self, "model")
         let o = try requirePointer(out, "out")
         guard minLength >= 0 else { throw .invalidArgument("min_length must be ≥ 0") }
-        let adj = try adjust.map { (p) throws(GFNError) in try adjustment(p.pointee) } ?? LogitAdjustment()
+        let adj = try adjustment(adjust)
         let r = try NextSentenceReward(model: m.model, termination: termination, adjustment: adj, minLength: Int(minLength))
         o.pointee = handles.register(RewardHandle(r, model: m.model))
     }
@@ -174,7 +174,7 @@ public func gfn_gflownet_default_params() -> gfn_gflownet_params {
     let d = GFlowNetConfig()
     return gfn_gflownet_params(
         size: UInt32(MemoryLayout<gfn_gflownet_params>.size), objective: 0, subtb_lambda: 1, strict_mask: 0, layout: 0,
-        termination: -1, min_length: 0, max_length: 16, adjust: defaultAdjust(), calculator: 0,
+        termination: -1, min_length: 0, max_length: 16, adjust: nil, calculator: 0,
         batch_size: Int32(d.batchSize), grad_accumulation: Int32(d.gradAccumulation), average_accumulation: 0,
         train: nil,
         logz_lr: d.logZLearningRate, logz_init: d.logZInit, reward_temp_start: 1, reward_temp_end: 1,
@@ -360,7 +360,7 @@ func cSample(_ s: PolicySample) -> Sample {
 
 /// Rollout settings from the C fields shared by gfn_gflownet_params and gfn_rollout_params.
 func rolloutSettings(termination: Int32, minLength: Int32, maxLength: Int32, layout: Int32,
-                     adjust: gfn_logit_adjustment, calculator: Int32) throws(GFNError) -> RolloutSettings {
+                     adjust: UnsafePointer<gfn_logit_adjustment>?, calculator: Int32) throws(GFNError) -> RolloutSettings {
     guard let layout = TerminalLayout(rawValue: layout) else { throw .invalidArgument("unknown layout \(layout)") }
     var tool: Calculator?
     switch calculator {
@@ -376,7 +376,7 @@ func rolloutSettings(termination: Int32, minLength: Int32, maxLength: Int32, lay
 @c @implementation
 public func gfn_rollout_default_params() -> gfn_rollout_params {
     gfn_rollout_params(size: UInt32(MemoryLayout<gfn_rollout_params>.size), termination: -1, min_length: 0,
-                       max_length: 16, layout: 0, adjust: defaultAdjust(), calculator: 0)
+                       max_length: 16, layout: 0, adjust: nil, calculator: 0)
 }
 
 @c @implementation

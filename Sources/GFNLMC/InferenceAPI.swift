@@ -69,7 +69,12 @@ func readIds(_ p: UnsafePointer<Int32>?, _ n: Int32, _ what: String) throws(GFNE
     return Array(UnsafeBufferPointer(start: try requirePointer(p, what), count: Int(n)))
 }
 
-func adjustment(_ a: gfn_logit_adjustment) throws(GFNError) -> LogitAdjustment {
+/// The Swift form of a caller's gfn_logit_adjustment (NULL: none), its size checked.
+func adjustment(_ p: UnsafePointer<gfn_logit_adjustment>?) throws(GFNError) -> LogitAdjustment {
+    guard let p else { return LogitAdjustment() }
+    try checkStructSize(p.pointee.size, min: MemoryLayout<gfn_logit_adjustment>.size,
+                        current: MemoryLayout<gfn_logit_adjustment>.size, "gfn_logit_adjustment")
+    let a = p.pointee
     var out = LogitAdjustment()
     if a.n_allowed_tokens < 0 { throw .invalidArgument("n_allowed_tokens is negative") }
     if a.n_allowed_tokens > 0 { out.allowed = try readIds(a.allowed_tokens, a.n_allowed_tokens, "allowed_tokens") }
@@ -91,11 +96,12 @@ func adapterFor(_ p: OpaquePointer?, model: Model) throws(GFNError) -> LoRAAdapt
     return h.adapter
 }
 
-func defaultAdjust() -> gfn_logit_adjustment {
-    gfn_logit_adjustment(allowed_tokens: nil, n_allowed_tokens: 0, disallowed_penalty: -.infinity,
-                         bias_tokens: nil, bias_values: nil, n_bias: 0)
+@c @implementation
+public func gfn_logit_default_adjustment() -> gfn_logit_adjustment {
+    gfn_logit_adjustment(size: UInt32(MemoryLayout<gfn_logit_adjustment>.size), allowed_tokens: nil,
+                         n_allowed_tokens: 0, disallowed_penalty: -.infinity, bias_tokens: nil, bias_values: nil,
+                         n_bias: 0)
 }
-
 // MARK: - context
 
 @c @implementation
@@ -119,7 +125,7 @@ public func gfn_sampling_default_params() -> gfn_sampling_params {
     let d = SamplingParams()
     return gfn_sampling_params(size: UInt32(MemoryLayout<gfn_sampling_params>.size), max_new_tokens: Int32(d.maxNewTokens),
                                min_new_tokens: 0, temperature: 1, top_k: 0, top_p: 1, seed: 0, stop_tokens: nil,
-                               n_stop_tokens: 0, include_stop_token: 1, adjust: defaultAdjust(), adapter: nil)
+                               n_stop_tokens: 0, include_stop_token: 1, adjust: nil, adapter: nil)
 }
 
 /// The Swift form of a caller's gfn_sampling_params (NULL: the defaults), its size checked.
@@ -205,7 +211,7 @@ public func gfn_samples_free(_ samples: OpaquePointer?) {
 @c @implementation
 public func gfn_score_default_params() -> gfn_score_params {
     gfn_score_params(size: UInt32(MemoryLayout<gfn_score_params>.size), stop_tokens: nil, n_stop_tokens: 0,
-                     adjust: defaultAdjust(), adapter: nil)
+                     adjust: nil, adapter: nil)
 }
 
 @c @implementation
@@ -276,7 +282,7 @@ public func gfn_beam_default_params() -> gfn_beam_params {
     return gfn_beam_params(size: UInt32(MemoryLayout<gfn_beam_params>.size), num_beams: Int32(d.numBeams),
                            num_return: 1, num_groups: 1, diversity_penalty: 0, length_penalty: 1,
                            max_new_tokens: Int32(d.maxNewTokens), min_new_tokens: 0, stop_tokens: nil,
-                           n_stop_tokens: 0, include_stop_token: 1, adjust: defaultAdjust(), adapter: nil)
+                           n_stop_tokens: 0, include_stop_token: 1, adjust: nil, adapter: nil)
 }
 
 @c @implementation

@@ -77,8 +77,10 @@ int main(void) {
     gp.max_length = 3;
     gp.batch_size = 4;
     gp.p_replay = 0;
-    gp.adjust.allowed_tokens = allowed;
-    gp.adjust.n_allowed_tokens = 3;
+    gfn_logit_adjustment adj = gfn_logit_default_adjustment();
+    adj.allowed_tokens = allowed;
+    adj.n_allowed_tokens = 3;
+    gp.adjust = &adj;
     gfn_gflownet *g = NULL;
     CHECK(gfn_gflownet_new(m, a, r, &p, 1, &gp, &g) == GFN_OK, "trainer");
 

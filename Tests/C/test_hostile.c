@@ -515,7 +515,7 @@ static void checkpoint_rows(gfn_model *model) {
         gfn_adapter_free(a3);
     }
     {   /* versioned structs: a prompt of a size this library does not know, prompts of different sizes, a
-           nested gfn_train_params with a wrong size */
+           nested gfn_train_params or gfn_logit_adjustment with a wrong size */
         gfn_gflownet *g3 = NULL;
         gfn_prompt bad = pr;
         bad.size = 12;
@@ -531,6 +531,12 @@ static void checkpoint_rows(gfn_model *model) {
         gbad.train = &tp;
         ROW("gfn_train_params with a wrong size", gfn_gflownet_new(model, a2, rw, &pr, 1, &gbad, &g3),
             GFN_ERR_INVALID_ARGUMENT, "gfn_train_params.size is 8");
+        gfn_logit_adjustment adj = gfn_logit_default_adjustment();
+        adj.size = 0;
+        gbad = gp;
+        gbad.adjust = &adj;
+        ROW("gfn_logit_adjustment with a wrong size", gfn_gflownet_new(model, a2, rw, &pr, 1, &gbad, &g3),
+            GFN_ERR_INVALID_ARGUMENT, "gfn_logit_adjustment.size is 0");
         CHECK(g3 == NULL, "no trainer after failures");
     }
     {   /* an adapter of another rank */
@@ -611,9 +617,18 @@ static void range_rows(gfn_model *model) {
     ROW("parameter struct of a wrong size", gfn_context_sample(ctx, pp, &plen, 1, 1, &sp, &out), GFN_ERR_INVALID_ARGUMENT, "size");
     sp = gfn_sampling_default_params();
     int32_t allowed[1] = {0};
-    sp.adjust.allowed_tokens = allowed;
-    sp.adjust.n_allowed_tokens = -1;
+    gfn_logit_adjustment adj = gfn_logit_default_adjustment();
+    adj.allowed_tokens = allowed;
+    adj.n_allowed_tokens = -1;
+    sp.adjust = &adj;
     ROW("negative allowed-token count", gfn_context_sample(ctx, pp, &plen, 1, 1, &sp, &out), GFN_ERR_INVALID_ARGUMENT, "n_allowed_tokens");
+    adj.n_allowed_tokens = 1;
+    adj.size = 4;
+    ROW("gfn_logit_adjustment with a wrong size", gfn_context_sample(ctx, pp, &plen, 1, 1, &sp, &out),
+        GFN_ERR_INVALID_ARGUMENT, "gfn_logit_adjustment.size is 4");
+    adj.size = sizeof adj + 8;
+    ROW("gfn_logit_adjustment larger than the library knows", gfn_context_sample(ctx, pp, &plen, 1, 1, &sp, &out),
+        GFN_ERR_INVALID_ARGUMENT, "gfn_logit_adjustment.size");
     CHECK(out == NULL, "no samples after failures");
     gfn_context_free(ctx);
     int bogus = 0;

@@ -85,6 +85,7 @@ static void p_sample_params(env *e) {
     int32_t len = 4;
     gfn_samples *out = NULL;
     gfn_sampling_params sp = gfn_sampling_default_params();
+    gfn_logit_adjustment adj;             /* sp.adjust points here where a test sets it */
     sp.max_new_tokens = 0x7fffffff;   /* reduced to the positions left */
     EXPECT(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out), GFN_OK);
     gfn_samples_free(out);
@@ -101,19 +102,23 @@ static void p_sample_params(env *e) {
         sp.top_p = bad_f[i];
         EXPECT(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out), GFN_ERR_INVALID_ARGUMENT);
         sp = gfn_sampling_default_params();
-        sp.adjust.disallowed_penalty = bad_f[i];
+        adj = gfn_logit_default_adjustment();
+        sp.adjust = &adj;
+        adj.disallowed_penalty = bad_f[i];
         int32_t allowed[] = {5, 6};
-        sp.adjust.allowed_tokens = allowed;
-        sp.adjust.n_allowed_tokens = 2;
+        adj.allowed_tokens = allowed;
+        adj.n_allowed_tokens = 2;
         RETURNS(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out));
         gfn_samples_free(out);
         out = NULL;
         int32_t bt[] = {7};
         float bv[] = {bad_f[i]};
         sp = gfn_sampling_default_params();
-        sp.adjust.bias_tokens = bt;
-        sp.adjust.bias_values = bv;
-        sp.adjust.n_bias = 1;
+        adj = gfn_logit_default_adjustment();
+        sp.adjust = &adj;
+        adj.bias_tokens = bt;
+        adj.bias_values = bv;
+        adj.n_bias = 1;
         RETURNS(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out));
         gfn_samples_free(out);
         out = NULL;
@@ -133,14 +138,18 @@ static void p_sample_params(env *e) {
         sp.n_stop_tokens = 1;
         EXPECT(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out), GFN_ERR_OUT_OF_RANGE);
         sp = gfn_sampling_default_params();
-        sp.adjust.allowed_tokens = &badids[i];
-        sp.adjust.n_allowed_tokens = 1;
+        adj = gfn_logit_default_adjustment();
+        sp.adjust = &adj;
+        adj.allowed_tokens = &badids[i];
+        adj.n_allowed_tokens = 1;
         EXPECT(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out), GFN_ERR_OUT_OF_RANGE);
         sp = gfn_sampling_default_params();
         float v = 1;
-        sp.adjust.bias_tokens = &badids[i];
-        sp.adjust.bias_values = &v;
-        sp.adjust.n_bias = 1;
+        adj = gfn_logit_default_adjustment();
+        sp.adjust = &adj;
+        adj.bias_tokens = &badids[i];
+        adj.bias_values = &v;
+        adj.n_bias = 1;
         EXPECT(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out), GFN_ERR_OUT_OF_RANGE);
         const int32_t *bp[] = {&badids[i]};
         int32_t one = 1;
@@ -149,13 +158,15 @@ static void p_sample_params(env *e) {
     }
     /* everything masked */
     sp = gfn_sampling_default_params();
+    adj = gfn_logit_default_adjustment();
+    sp.adjust = &adj;
     int32_t none = 3;
-    sp.adjust.allowed_tokens = &none;
-    sp.adjust.n_allowed_tokens = 1;
+    adj.allowed_tokens = &none;
+    adj.n_allowed_tokens = 1;
     float minus_inf = -INFINITY;
-    sp.adjust.bias_tokens = &none;
-    sp.adjust.bias_values = &minus_inf;
-    sp.adjust.n_bias = 1;
+    adj.bias_tokens = &none;
+    adj.bias_values = &minus_inf;
+    adj.n_bias = 1;
     EXPECT(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out), GFN_ERR_NUMERICAL);
 }
 
@@ -574,6 +585,10 @@ static void p_rewards(env *e) {
     EXPECT(gfn_reward_new_lm_likelihood(e->model, prompt, 4, NULL, -1, &r), GFN_ERR_INVALID_ARGUMENT);
     EXPECT(gfn_reward_new_next_sentence(e->model, 600, NULL, 0, &r), GFN_ERR_OUT_OF_RANGE);
     EXPECT(gfn_reward_new_next_sentence(e->model, -1, NULL, 0, &r), GFN_ERR_OUT_OF_RANGE);
+    gfn_logit_adjustment adj = gfn_logit_default_adjustment();
+    adj.size = 2;
+    EXPECT(gfn_reward_new_lm_likelihood(e->model, prompt, 4, &adj, 0, &r), GFN_ERR_INVALID_ARGUMENT);
+    EXPECT(gfn_reward_new_next_sentence(e->model, 13, &adj, 0, &r), GFN_ERR_INVALID_ARGUMENT);
     EXPECT(gfn_reward_new_lm_likelihood(e->model, prompt, 4, NULL, 0, &r), GFN_OK);
     double out[80];
     int32_t acts[70];

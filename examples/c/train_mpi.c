@@ -149,9 +149,11 @@ static int run(int argc, char **argv, int size) {
     gp.objective = GFN_OBJECTIVE_TB;
     gp.termination = 0;
     gp.max_length = 2;
-    gp.adjust.allowed_tokens = allowed;
-    gp.adjust.n_allowed_tokens = 3;
-    gp.adjust.disallowed_penalty = -INFINITY;
+    gfn_logit_adjustment adjust = gfn_logit_default_adjustment();   /* read by gfn_gflownet_new */
+    adjust.allowed_tokens = allowed;
+    adjust.n_allowed_tokens = 3;
+    adjust.disallowed_penalty = -INFINITY;
+    gp.adjust = &adjust;
     gp.batch_size = batch;
     train.lr = 1e-2;
     train.warmup_steps = 0;

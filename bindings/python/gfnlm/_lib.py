@@ -248,7 +248,7 @@ class ModelConfig(Structure):
 
 
 class LogitAdjustment(Structure):
-    _fields_ = [("allowed_tokens", POINTER(c_int32)), ("n_allowed_tokens", c_int32), ("disallowed_penalty", c_float),
+    _fields_ = [("size", c_uint32), ("allowed_tokens", POINTER(c_int32)), ("n_allowed_tokens", c_int32), ("disallowed_penalty", c_float),
                 ("bias_tokens", POINTER(c_int32)), ("bias_values", POINTER(c_float)), ("n_bias", c_int32)]
 
 
@@ -256,7 +256,7 @@ class SamplingParams(Structure):
     _fields_ = [("size", c_uint32), ("max_new_tokens", c_int32), ("min_new_tokens", c_int32),
                 ("temperature", c_float), ("top_k", c_int32), ("top_p", c_float), ("seed", c_uint64),
                 ("stop_tokens", POINTER(c_int32)), ("n_stop_tokens", c_int32), ("include_stop_token", c_int32),
-                ("adjust", LogitAdjustment), ("adapter", c_void_p)]
+                ("adjust", POINTER(LogitAdjustment)), ("adapter", c_void_p)]
 
 
 class SampleInfo(Structure):
@@ -268,14 +268,14 @@ class SampleInfo(Structure):
 
 class ScoreParams(Structure):
     _fields_ = [("size", c_uint32), ("stop_tokens", POINTER(c_int32)), ("n_stop_tokens", c_int32),
-                ("adjust", LogitAdjustment), ("adapter", c_void_p)]
+                ("adjust", POINTER(LogitAdjustment)), ("adapter", c_void_p)]
 
 
 class BeamParams(Structure):
     _fields_ = [("size", c_uint32), ("num_beams", c_int32), ("num_return", c_int32), ("num_groups", c_int32),
                 ("diversity_penalty", c_float), ("length_penalty", c_float), ("max_new_tokens", c_int32),
                 ("min_new_tokens", c_int32), ("stop_tokens", POINTER(c_int32)), ("n_stop_tokens", c_int32),
-                ("include_stop_token", c_int32), ("adjust", LogitAdjustment), ("adapter", c_void_p)]
+                ("include_stop_token", c_int32), ("adjust", POINTER(LogitAdjustment)), ("adapter", c_void_p)]
 
 
 class LoRAParams(Structure):
@@ -302,7 +302,7 @@ class Prompt(Structure):
 class GFlowNetParams(Structure):
     _fields_ = [("size", c_uint32), ("objective", c_int32), ("subtb_lambda", c_double), ("strict_mask", c_int32),
                 ("layout", c_int32), ("termination", c_int32), ("min_length", c_int32), ("max_length", c_int32),
-                ("adjust", LogitAdjustment), ("calculator", c_int32), ("batch_size", c_int32),
+                ("adjust", POINTER(LogitAdjustment)), ("calculator", c_int32), ("batch_size", c_int32),
                 ("grad_accumulation", c_int32), ("average_accumulation", c_int32), ("train", POINTER(TrainParams)),
                 ("logz_lr", c_double), ("logz_init", c_double), ("reward_temp_start", c_double),
                 ("reward_temp_end", c_double), ("reward_temp_horizon", c_int32), ("p_on_policy", c_double),
@@ -331,7 +331,7 @@ REWARD_FN = CFUNCTYPE(c_int32, c_void_p, c_int32, POINTER(POINTER(c_int32)), POI
                       POINTER(c_double))
 class RolloutParams(Structure):
     _fields_ = [("size", c_uint32), ("termination", c_int32), ("min_length", c_int32), ("max_length", c_int32),
-                ("layout", c_int32), ("adjust", LogitAdjustment), ("calculator", c_int32)]
+                ("layout", c_int32), ("adjust", POINTER(LogitAdjustment)), ("calculator", c_int32)]
 
 
 REWARD_TEMPERATURE_FN = CFUNCTYPE(c_int32, c_void_p, c_int32, c_double, POINTER(POINTER(c_int32)), POINTER(c_int32),
@@ -388,6 +388,7 @@ gfn_model_logits = _fn("gfn_model_logits", c_int32, c_void_p, c_void_p, POINTER(
 
 gfn_context_new = _fn("gfn_context_new", c_int32, c_void_p, POINTER(c_void_p))
 gfn_context_free = _fn("gfn_context_free", None, c_void_p)
+gfn_logit_default_adjustment = _fn("gfn_logit_default_adjustment", LogitAdjustment)
 gfn_sampling_default_params = _fn("gfn_sampling_default_params", SamplingParams)
 gfn_context_sample = _fn("gfn_context_sample", c_int32, c_void_p, POINTER(POINTER(c_int32)), POINTER(c_int32),
                          c_int32, c_int32, POINTER(SamplingParams), POINTER(c_void_p))

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import ctypes
-import math
 from ctypes import POINTER, c_int32, c_void_p
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import _lib
 from ._handle import Closeable
-from .inference import Sample, _Arrays, fill_adjustment, read_samples
+from .inference import Sample, _Arrays, adjustment, read_samples
 from .rewards import Callback, Reward
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ def sample_rollouts(model, prompt, n: int = 1, adapter=None, termination=None, m
         termination = model.tokenizer.eos_id
     p.termination = model._stop_ids(termination)[0]
     p.min_length, p.max_length, p.layout = min_length, max_length, _LAYOUTS[layout]
-    fill_adjustment(p.adjust, keep, allowed, penalty, None)
+    p.adjust = adjustment(keep, allowed, penalty, None)
     p.calculator = _CALCULATOR[calculator]
     a, k = keep.ids(model._ids(prompt))
     out = c_void_p()
@@ -121,7 +120,7 @@ class GFlowNetTrainer(Closeable):
             termination = model.tokenizer.eos_id
         p.termination = model._stop_ids(termination)[0]
         p.min_length, p.max_length = min_length, max_length
-        fill_adjustment(p.adjust, keep, allowed, penalty, None)
+        p.adjust = adjustment(keep, allowed, penalty, None)   # read by gfn_gflownet_new
         p.calculator = _choice("calculator", calculator, _CALCULATOR)
         p.batch_size, p.grad_accumulation = batch_size, grad_accumulation
         p.average_accumulation = 1 if average_accumulation else 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes
-import math
 import numbers
 import threading
 from ctypes import POINTER, c_double, c_float, c_int32, c_void_p
@@ -59,9 +58,15 @@ def _real(v, what: str) -> float:
     return float(v)
 
 
-def fill_adjustment(adj: _lib.LogitAdjustment, keep: _Arrays, allowed: Sequence[int] | None = None,
-                    disallowed_penalty: float | None = None, bias: Mapping[int, float] | None = None) -> None:
-    """Fills a gfn_logit_adjustment: the allowed vocabulary, the penalty of the others, per-token logit bias."""
+def adjustment(keep: _Arrays, allowed: Sequence[int] | None = None, disallowed_penalty: float | None = None,
+               bias: Mapping[int, float] | None = None):
+    """A pointer to a gfn_logit_adjustment (kept alive in `keep`) with the allowed vocabulary, the penalty of the
+    others and per-token logit bias, for a parameter struct's `adjust`; None (NULL: no adjustment) when none is
+    given."""
+    if allowed is None and disallowed_penalty is None and not bias:
+        return None
+    adj = _lib.gfn_logit_default_adjustment()
+    keep.keep.append(adj)
     if allowed is not None:
         arr, n = keep.ids(sorted(set(int(a) for a in allowed)))
         adj.allowed_tokens = ctypes.cast(arr, POINTER(c_int32))
@@ -73,6 +78,7 @@ def fill_adjustment(adj: _lib.LogitAdjustment, keep: _Arrays, allowed: Sequence[
         adj.bias_tokens = ctypes.cast(ids, POINTER(c_int32))
         adj.bias_values = ctypes.cast(keep.floats(list(bias.values())), POINTER(c_float))
         adj.n_bias = n
+    return ctypes.pointer(adj)
 
 
 def read_samples(handle: c_void_p, decode: Callable[[list], str] | None = None) -> list[Sample]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _lib
 from ._handle import Closeable
-from .inference import _Arrays, context_for, fill_adjustment, read_samples
+from .inference import _Arrays, adjustment, context_for, read_samples
 from .tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ class Model(Closeable):
             params.stop_tokens = ctypes.cast(arr, ctypes.POINTER(c_int32))
             params.n_stop_tokens = k
         params.include_stop_token = 1 if include_stop else 0
-        fill_adjustment(params.adjust, keep, allowed, disallowed_penalty, bias)
+        params.adjust = adjustment(keep, allowed, disallowed_penalty, bias)
         if adapter is not None:
             params.adapter = adapter._handle()
         return params
@@ -274,7 +274,7 @@ class Model(Closeable):
             params.stop_tokens = ctypes.cast(arr, ctypes.POINTER(c_int32))
             params.n_stop_tokens = k
         params.include_stop_token = 1 if include_stop else 0
-        fill_adjustment(params.adjust, keep, allowed, disallowed_penalty, bias)
+        params.adjust = adjustment(keep, allowed, disallowed_penalty, bias)
         if adapter is not None:
             params.adapter = adapter._handle()
         arr, k = keep.ids(ids)
@@ -301,7 +301,7 @@ class ScoreCall:
             arr, k = keep.ids(stops)
             params.stop_tokens = ctypes.cast(arr, ctypes.POINTER(c_int32))
             params.n_stop_tokens = k
-        fill_adjustment(params.adjust, keep, allowed, disallowed_penalty, bias)
+        params.adjust = adjustment(keep, allowed, disallowed_penalty, bias)
         if adapter is not None:
             params.adapter = adapter._handle()
         n = self.n = len(ctxs)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes
-import math
 from ctypes import POINTER, c_double, c_int32, c_void_p
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from . import _lib
 from ._handle import Closeable
-from .inference import _Arrays, _real, fill_adjustment
+from .inference import _Arrays, _real, adjustment
 
 if TYPE_CHECKING:
     from ._types import StopTokens, TextOrIds, TokenIds
@@ -56,13 +55,6 @@ class Reward(Closeable):
             pass
 
 
-def _adjust(keep, allowed, penalty, bias):
-    adj = _lib.LogitAdjustment()
-    adj.disallowed_penalty = -math.inf
-    fill_adjustment(adj, keep, allowed, penalty, bias)
-    return adj
-
-
 class LMLikelihood(Reward):
     """log p_LM(Z Y | [demos] C) with the adapter off (C: the prompt's reward context, or X). `allowed` +
     `penalty` add the vocabulary penalty at Z positions only (e.g. −99); states shorter than `min_length` get −99."""
@@ -71,9 +63,9 @@ class LMLikelihood(Reward):
                  penalty: float | None = None, min_length: int = 0):
         keep = _Arrays()
         d, nd = keep.ids(model._ids(demos) if demos else [])
-        adj = _adjust(keep, allowed, penalty, None)
+        adj = adjustment(keep, allowed, penalty, None)
         h = c_void_p()
-        _lib.check(_lib.gfn_reward_new_lm_likelihood(model._handle(), d, nd, ctypes.byref(adj), min_length,
+        _lib.check(_lib.gfn_reward_new_lm_likelihood(model._handle(), d, nd, adj, min_length,
                                                      ctypes.byref(h)))
         super().__init__(h, (keep, model))
 
@@ -86,9 +78,9 @@ class NextSentence(Reward):
                  penalty: float | None = None, min_length: int = 0):
         keep = _Arrays()
         term = model._stop_ids(termination)[0]
-        adj = _adjust(keep, allowed, penalty, None)
+        adj = adjustment(keep, allowed, penalty, None)
         h = c_void_p()
-        _lib.check(_lib.gfn_reward_new_next_sentence(model._handle(), term, ctypes.byref(adj), min_length,
+        _lib.check(_lib.gfn_reward_new_next_sentence(model._handle(), term, adj, min_length,
                                                      ctypes.byref(h)))
         super().__init__(h, (keep, model))
 
