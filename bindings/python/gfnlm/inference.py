@@ -59,7 +59,7 @@ def _real(v, what: str) -> float:
 
 
 def adjustment(keep: _Arrays, allowed: Sequence[int] | None = None, disallowed_penalty: float | None = None,
-               bias: Mapping[int, float] | None = None):
+               bias: Mapping[int, float] | None = None) -> ctypes._Pointer | None:
     """A pointer to a gfn_logit_adjustment (kept alive in `keep`) with the allowed vocabulary, the penalty of the
     others and per-token logit bias, for a parameter struct's `adjust`; None (NULL: no adjustment) when none is
     given."""

@@ -140,7 +140,7 @@ def test_queue_full_blocking_streaming_and_shutdown(model):
     assert abs(score - model.score("Hello", " world")) <= 1e-5
 
     long_one = batcher.submit("Hello", max_new_tokens=200, stop=[], on_token=lambda e: None)
-    waiting = batcher.submit("Hello", max_new_tokens=2)
+    waiting = batcher.submit("Hello", max_new_tokens=2, block=True)   # long_one may still be queued (max_queue 1)
     batcher.close(drain=False)
     for f in (long_one, waiting):
         with pytest.raises(gfnlm.CancelledError):
