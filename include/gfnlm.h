@@ -6,15 +6,15 @@
  * the conventions, parameter guides); docs/migration.md the ABI history; docs/performance-notes.md performance.
  *
  * Conventions (every function, unless its comment says otherwise)
- * - Errors: a function that can fail returns a gfn_status (GFN_OK = 0, negative = the kind of error), any of them
- *   GFN_ERR_INVALID_ARGUMENT (NULL / dead / foreign handle, NULL out-pointer, wrong struct size, negative count,
- *   non-finite or inconsistent parameter); gfn_last_error() has the thread's last message. On failure out-parameters
- *   are untouched and the objects passed in are as before the call. Nothing aborts the host process.
+ * - Errors: a function that can fail returns a gfn_status (GFN_OK = 0, negative = the kind of error), each one
+ *   possibly GFN_ERR_INVALID_ARGUMENT (NULL / dead / foreign handle, NULL out-pointer, wrong struct size, negative
+ *   count, non-finite or inconsistent parameter); gfn_last_error() has the thread's last message. On failure,
+ *   out-parameters are untouched and the objects passed in are as before the call. Nothing aborts the host process.
  * - Handles are opaque pointers made by *_load / *_new and released by the matching *_free (NULL: a no-op). A freed
  *   handle, or a handle of another kind, is detected (GFN_ERR_INVALID_ARGUMENT).
  * - Parameter structs begin with `uint32_t size` (sizeof the struct; the *_default_params() functions set it) and
- *   grow only at their end; sizes older than a struct's first version, or larger than the library knows, are
- *   refused. A struct points to the structs it uses (NULL: their defaults) instead of embedding them; a pointed-to
+ *   grow only at their end; a size below a struct's first version or above what the library knows is refused.
+ *   A struct points to the structs it uses (NULL: their defaults) instead of embedding them; a pointed-to
  *   struct is read, and its size checked, by the call that receives it, and must live until that call returns.
  * - Token ids are int32_t; text is UTF-8, NUL-terminated; arrays are pointer + length. Enumerated fields are
  *   int32_t holding a value of the named enum.

@@ -85,7 +85,7 @@ static void p_sample_params(env *e) {
     int32_t len = 4;
     gfn_samples *out = NULL;
     gfn_sampling_params sp = gfn_sampling_default_params();
-    gfn_logit_adjustment adj;             /* sp.adjust points here where a test sets it */
+    gfn_logit_adjustment adj;         /* sp.adjust points here where a test sets it */
     sp.max_new_tokens = 0x7fffffff;   /* reduced to the positions left */
     EXPECT(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out), GFN_OK);
     gfn_samples_free(out);
@@ -104,10 +104,8 @@ static void p_sample_params(env *e) {
         sp = gfn_sampling_default_params();
         adj = gfn_logit_default_adjustment();
         sp.adjust = &adj;
-        adj.disallowed_penalty = bad_f[i];
         int32_t allowed[] = {5, 6};
-        adj.allowed_tokens = allowed;
-        adj.n_allowed_tokens = 2;
+        adj.disallowed_penalty = bad_f[i]; adj.allowed_tokens = allowed; adj.n_allowed_tokens = 2;
         RETURNS(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out));
         gfn_samples_free(out);
         out = NULL;
@@ -116,9 +114,7 @@ static void p_sample_params(env *e) {
         sp = gfn_sampling_default_params();
         adj = gfn_logit_default_adjustment();
         sp.adjust = &adj;
-        adj.bias_tokens = bt;
-        adj.bias_values = bv;
-        adj.n_bias = 1;
+        adj.bias_tokens = bt; adj.bias_values = bv; adj.n_bias = 1;
         RETURNS(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out));
         gfn_samples_free(out);
         out = NULL;
@@ -140,16 +136,13 @@ static void p_sample_params(env *e) {
         sp = gfn_sampling_default_params();
         adj = gfn_logit_default_adjustment();
         sp.adjust = &adj;
-        adj.allowed_tokens = &badids[i];
-        adj.n_allowed_tokens = 1;
+        adj.allowed_tokens = &badids[i]; adj.n_allowed_tokens = 1;
         EXPECT(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out), GFN_ERR_OUT_OF_RANGE);
         sp = gfn_sampling_default_params();
         float v = 1;
         adj = gfn_logit_default_adjustment();
         sp.adjust = &adj;
-        adj.bias_tokens = &badids[i];
-        adj.bias_values = &v;
-        adj.n_bias = 1;
+        adj.bias_tokens = &badids[i]; adj.bias_values = &v; adj.n_bias = 1;
         EXPECT(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out), GFN_ERR_OUT_OF_RANGE);
         const int32_t *bp[] = {&badids[i]};
         int32_t one = 1;
@@ -161,12 +154,9 @@ static void p_sample_params(env *e) {
     adj = gfn_logit_default_adjustment();
     sp.adjust = &adj;
     int32_t none = 3;
-    adj.allowed_tokens = &none;
-    adj.n_allowed_tokens = 1;
     float minus_inf = -INFINITY;
-    adj.bias_tokens = &none;
-    adj.bias_values = &minus_inf;
-    adj.n_bias = 1;
+    adj.allowed_tokens = &none; adj.n_allowed_tokens = 1;
+    adj.bias_tokens = &none; adj.bias_values = &minus_inf; adj.n_bias = 1;
     EXPECT(gfn_context_sample(e->ctx, pp, &len, 1, 1, &sp, &out), GFN_ERR_NUMERICAL);
 }
 
