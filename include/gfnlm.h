@@ -209,6 +209,13 @@ typedef struct gfn_model gfn_model;
                               and beam search work as with fp32. Full-parameter fine-tuning (gfn_sft_new with a NULL
                               adapter) and ONNX export (gfn_model_export_onnx) need fp32 weights and return
                               GFN_ERR_UNSUPPORTED on a bf16 model. */
+#define GFN_WEIGHTS_INT8 2 /* int8, quantized at load: 32 values of a column per block with an fp32 scale (8.5 bits
+                              per weight). Frozen-base use only, as bf16: LoRA / SFT with an adapter / GFlowNet
+                              training, sampling, scoring. Products with many rows quantize the activations to int8
+                              per row and use AVX2 integer dot products; decoding widens the weights in registers
+                              and keeps fp32 activations. Error bounds and speed: docs/quantization.md. */
+#define GFN_WEIGHTS_Q4 3   /* 4-bit (32 per block with an fp32 scale, 4.5 bits per weight) for the linear maps; the
+                              token embedding / tied head stays int8. Otherwise as GFN_WEIGHTS_INT8. */
 
 typedef struct gfn_model_params {
     uint32_t size;              /* sizeof(gfn_model_params); the first version of this struct (16 bytes on LP64,
@@ -218,7 +225,7 @@ typedef struct gfn_model_params {
                                    CPUs */
     const char *tokenizer_path; /* NULL: look for tokenizer files beside the model (no error if absent);
                                    otherwise load from this path (errors are reported) */
-    int32_t weight_type;        /* GFN_WEIGHTS_F32 (default) or GFN_WEIGHTS_BF16; other values: GFN_ERR_INVALID_ARGUMENT */
+    int32_t weight_type;        /* GFN_WEIGHTS_F32 (default), _BF16, _INT8 or _Q4; other values: GFN_ERR_INVALID_ARGUMENT */
     int32_t batch_invariant;    /* 1 (default): decoding steps use matrix products whose arithmetic for one sequence
                                    does not depend on the other sequences of the batch, so a sample's tokens and
                                    log-probabilities depend only on (model, adapter, prompt, parameters, seed) —
