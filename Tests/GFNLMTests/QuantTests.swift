@@ -82,9 +82,10 @@ final class QuantTests: XCTestCase {
 
     // MARK: kernels against double precision
 
-    /// Every M in 1…16 and 67, K and N with tails, both formats, both kernels, AVX2 and portable, 1 and 3 threads:
-    /// the dequantizing kernel against Σ x·ŵ and the integer kernel against Σ x̂·ŵ in double (ŵ, x̂ the rounded
-    /// weights and activations), relative to Σ|terms|; y's columns past N untouched; dx = dy·ŵᵀ against double.
+    /// Every M in 1…16 and 67, K and N with tails, both formats, every kernel (and the automatic choice), AVX2 and
+    /// portable, 1 and 3 threads: the dequantizing and widening kernels against Σ x·ŵ and the integer kernel against
+    /// Σ x̂·ŵ in double (ŵ, x̂ the rounded weights and activations), relative to Σ|terms|; y's columns past N
+    /// untouched; dx = dy·ŵᵀ against double.
     func testKernelsAgainstDoublePrecisionOnRaggedShapes() throws {
         var rng = RNG(seed: 11)
         let hadAVX2 = QuantMatrix.usesAVX2
@@ -101,7 +102,7 @@ final class QuantTests: XCTestCase {
                     let xq = Self.quantizedActivations(x, rows: M, K: K)
                     for simd in [true, false] {
                         QuantMatrix.allowAVX2(simd)
-                        for kernel in [QuantMatrix.Kernel.dequantize, .integer] {
+                        for kernel in [QuantMatrix.Kernel.dequantize, .integer, .widened, .automatic] {
                             for threads in [1, 3] {
                                 let ldy = N + 3
                                 var y = [Float](repeating: .nan, count: M * ldy)
@@ -116,7 +117,8 @@ final class QuantTests: XCTestCase {
                                     for n in 0..<N {
                                         var ref = 0.0, mag = 0.0
                                         for k in 0..<K {
-                                            let xv = kernel == .integer ? xq[r * K + k] : Double(x[r * K + k])
+                                            let integer = kernel == .integer || (kernel == .automatic && M > QuantMatrix.fewRowLimit && M < QuantMatrix.sgemmRowLimit)
+                                            let xv = integer ? xq[r * K + k] : Double(x[r * K + k])
                                             ref += xv * wd[k * N + n]; mag += abs(xv * wd[k * N + n])
                                         }
                                         worst = max(worst, abs(Double(y[r * ldy + n]) - ref) / max(mag, 1e-30))

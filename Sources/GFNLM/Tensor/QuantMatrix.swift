@@ -80,10 +80,16 @@ public final class QuantMatrix: @unchecked Sendable {
     /// Rows up to which `multiply` uses the dequantizing kernel (fp32 activations) when row invariance is not
     /// asked for; larger products quantize the activations per row and use integer dot products.
     public static let fewRowLimit = 4
+    /// Rows from which `multiply` (without row invariance) widens the weights to fp32 a chunk at a time and calls
+    /// sgemm instead: on AVX2 without VNNI the per-block integer dot product (sign, vpmaddubsw, vpmaddwd, convert,
+    /// scale) costs more instructions per multiply-add than an fp32 FMA, so once the widening is shared by enough
+    /// rows sgemm wins (1 thread, 768 × 3072: 64 rows 25.6 vs 34.4 GFLOP/s, 32 rows 27.6 vs 18.7; docs/quantization.md).
+    public static let sgemmRowLimit = 64
 
     /// y[m, cols] = x[m, rows] · W (overwrites y). With `rowInvariant`, and for up to `fewRowLimit` rows, through
-    /// the dequantizing kernel (each row's arithmetic independent of m and of the thread count); otherwise the
-    /// activations are quantized to int8 per row (blocks of 32) and multiplied with integer dot products.
+    /// the dequantizing kernel (each row's arithmetic independent of m and of the thread count); from
+    /// `sgemmRowLimit` rows through sgemm on widened chunks; in between the activations are quantized to int8 per
+    /// row (blocks of 32) and multiplied with integer dot products (unless `integerProducts` is false).
     /// `kernel` other than `.automatic` chooses one regardless (tests, benchmarks).
     public func multiply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                          threads: Int, rowInvariant: Bool = false, kernel: Kernel = .automatic) {
@@ -95,9 +101,15 @@ public final class QuantMatrix: @unchecked Sendable {
         let yy = UncheckedSendable(y), fmt = format.code
         let integer: Bool
         switch kernel {
-        case .automatic: integer = integerProducts && !rowInvariant && m > Self.fewRowLimit
+        case .automatic:
+            if !rowInvariant && m >= Self.sgemmRowLimit,
+               multiplyWidened(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
+            integer = integerProducts && !rowInvariant && m > Self.fewRowLimit
         case .integer: integer = true
         case .dequantize: integer = false
+        case .widened:
+            if multiplyWidened(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
+            integer = false
         }
         let xb = Int(gfk_q_row_bytes(Int32(GFK_Q8), Int64(K)))
         if integer, let scratch = try? scratchPool.take((m * xb + 3) / 4 + m * blocks) {
@@ -119,7 +131,33 @@ public final class QuantMatrix: @unchecked Sendable {
         }
     }
 
-    public enum Kernel: Sendable { case automatic, integer, dequantize }
+    /// `integer`: activations quantized per row, integer dot products; `dequantize`: fp32 activations, weights
+    /// widened in registers; `widened`: weights widened to fp32 chunks in memory, then sgemm.
+    public enum Kernel: Sendable { case automatic, integer, dequantize, widened }
+
+    /// y = x·W through sgemm on fp32 chunks of W (pooled scratch). False (nothing done) without scratch memory.
+    private func multiplyWidened(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
+                                 threads: Int) -> Bool {
+        let K = rows, N = cols
+        let per = max(16, min(N, (Self.chunkFloats / K) / 16 * 16))
+        guard let scratch = try? scratchPool.take(per * K) else { return false }
+        defer { scratchPool.give(scratch) }
+        let dst = UncheckedSendable(scratch.base), w = UncheckedSendable(UnsafePointer(qs))
+        let d = UncheckedSendable(UnsafePointer(scales)), fmt = format.code
+        var n0 = 0
+        while n0 < N {
+            let n1 = min(N, n0 + per), c0 = n0
+            Parallel.chunks(n1 - n0, threads: (n1 - n0) * K >= 1 << 16 ? max(1, threads) : 1) { _, range in
+                gfk_q_unpack_rows(fmt, w.value, d.value, Int64(K), Int64(c0 + range.lowerBound),
+                                  Int64(c0 + range.upperBound), dst.value + range.lowerBound * K, Int64(K))
+            }
+            // y[:, n0..<n1] = x[m, K] · chunk[n1 − n0, K]ᵀ
+            BLAS.gemm(m: m, n: n1 - n0, k: K, a: x, lda: ldx, b: scratch.base, ldb: K, transB: true, c: y + n0,
+                      ldc: ldy, threads: threads)
+            n0 = n1
+        }
+        return true
+    }
 
     /// Floats of one fp32 chunk in `multiplyTransposed`.
     static let chunkFloats = 1 << 20
