@@ -249,8 +249,8 @@ gfn_model_params gfn_model_default_params(void);
    inconsistent shapes), GFN_ERR_UNSUPPORTED (a valid ONNX model that is not a plain GPT-2 / GPT-J, e.g. one with a
    fused com.microsoft::Attention node).
    GFN_ERR_INVALID_ARGUMENT (a bad params field, e.g. an unknown weight_type), GFN_ERR_OUT_OF_MEMORY.
-   With weight_type GFN_WEIGHTS_BF16 the data files are converted tensor by tensor and not kept mapped: peak
-   resident memory stays near the bf16 size of the weights.
+   With weight_type GFN_WEIGHTS_BF16 (or _INT8, _Q4) the data files are converted tensor by tensor and not kept
+   mapped: peak resident memory stays near the converted size of the weights.
    Ownership: *out belongs to the caller; release it with gfn_model_free after every object made from it.
    Thread safety: the model is immutable and may be used from any number of threads at once. */
 gfn_status gfn_model_load(const char *path, const gfn_model_params *params, gfn_model **out);
@@ -469,7 +469,7 @@ gfn_status gfn_context_beam_search(gfn_context *ctx, const int32_t *prompt, int3
    kept, merged weights keep their file's dtype (fp16 / bf16 rounding applies), shared tensors are split when needed.
    Inline data below 2 GiB, else one external `<file>.data`. Written to temporary names and renamed (no partial
    file on failure). Errors: GFN_ERR_UNSUPPORTED (the model was not loaded from ONNX, or was loaded with
-   GFN_WEIGHTS_BF16), GFN_ERR_STATE (the adapter
+   GFN_WEIGHTS_BF16, _INT8 or _Q4), GFN_ERR_STATE (the adapter
    belongs to another model, or the source file changed since loading), GFN_ERR_NUMERICAL, GFN_ERR_IO. */
 gfn_status gfn_model_export_onnx(const gfn_model *model, const gfn_adapter *adapter, const char *path);
 
@@ -624,7 +624,7 @@ typedef struct gfn_sft_stats {
 
 /* A trainer for `adapter` (LoRA: only A and B train, the model's weights stay untouched and shared) or, with
    adapter NULL, for every weight of a private trainable copy of the model (small models; GFN_ERR_UNSUPPORTED for a
-   model loaded with GFN_WEIGHTS_BF16). */
+   model loaded with GFN_WEIGHTS_BF16, _INT8 or _Q4). */
 gfn_status gfn_sft_new(const gfn_model *model, gfn_adapter *adapter, const gfn_train_params *params, gfn_sft **out);
 
 /* One optimiser step on n (context, target) pairs of any lengths (contexts ≥ 1 token, targets ≥ 1 token). */
@@ -754,7 +754,7 @@ typedef struct gfn_gflownet_params {
                                       the trainers' own passes (training and gfn_gflownet_sample; products of 8 rows
                                       or more): contexts and rewards on the model keep their results bit for bit.
                                       Results differ from pack_weights 0 at rounding level. No effect with bf16
-                                      weights, or when this OpenBLAS does not export its kernels (then plain
+                                      or quantized weights, or when this OpenBLAS does not export its kernels (then plain
                                       cblas_sgemm). 0: off.
                                       Added after the first version of this struct; a caller's smaller struct
                                       (size = offsetof(gfn_gflownet_params, pack_weights)) means 1. */
