@@ -75,7 +75,8 @@ class Engine:
         (dropout on, as in the reference), AdamW lr 5e-4 betas (0.9, 0.999), warm-up 10 + linear decay to 2560."""
         if not hasattr(gfnlm, "GFlowNetTrainer"):
             raise NotAvailable("not implemented yet")
-        self.model = gfnlm.Model.load(str(C.ONNX_PATH), tokenizer=str(C.TOKENIZER_DIR), n_threads=self.threads)
+        self.model = gfnlm.Model.load(str(C.ONNX_PATH), tokenizer=str(C.TOKENIZER_DIR), n_threads=self.threads,
+                                      weights=self.weights)
         adapter = gfnlm.LoRA(self.model, r=C.LORA_R, alpha=float(C.LORA_ALPHA), dropout=C.LORA_DROPOUT,
                              targets=list(C.LORA_TARGETS), seed=0)
         reward = gfnlm.rewards.RandomInteger(self.model, termination=C.EOS)
