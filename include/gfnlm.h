@@ -753,8 +753,10 @@ typedef struct gfn_gflownet_params {
                                       (made once, shared by its trainers, freed with the model) and is used only by
                                       the trainers' own passes (training and gfn_gflownet_sample; products of 8 rows
                                       or more): contexts and rewards on the model keep their results bit for bit.
-                                      Results differ from pack_weights 0 at rounding level. No effect with bf16
-                                      or quantized weights, or when this OpenBLAS does not export its kernels (then plain
+                                      Results differ from pack_weights 0 at rounding level. No copy with bf16
+                                      or quantized weights (with int8 / q4 the trainer's passes then use the
+                                      fastest quantized product per batch size instead of the batch-invariant
+                                      one), or when this OpenBLAS does not export its kernels (then plain
                                       cblas_sgemm). 0: off.
                                       Added after the first version of this struct; a caller's smaller struct
                                       (size = offsetof(gfn_gflownet_params, pack_weights)) means 1. */
