@@ -271,8 +271,11 @@ typedef enum gfn_weight_type {
                              AVX512-BF16 where the CPU has it and the start-up self-check passes (else AVX2/FMA;
                              GFNLM_NO_AVX512BF16=1 forces the latter). Full-parameter fine-tuning (gfn_sft_new
                              with a NULL adapter) and ONNX export need fp32 weights: GFN_ERR_UNSUPPORTED. */
-    GFN_WEIGHTS_INT8 = 2, /* reserved: 8-bit integer weights */
-    GFN_WEIGHTS_Q4 = 3    /* reserved: 4-bit weights */
+    GFN_WEIGHTS_INT8 = 2, /* int8, quantized at load: 32 values of a column per block with an fp32 scale (8.5 bits
+                             per weight). A frozen base, as bf16 (the same refusals): LoRA, SFT with an adapter,
+                             GFlowNet training, sampling, scoring. Error bounds and speed: docs/quantization.md. */
+    GFN_WEIGHTS_Q4 = 3    /* 4-bit (32 per block with an fp32 scale, 4.5 bits per weight) for the linear maps; the
+                             token embedding / tied head stays int8. Otherwise as GFN_WEIGHTS_INT8. */
 } gfn_weight_type;
 
 typedef struct gfn_model_params {
@@ -283,8 +286,8 @@ typedef struct gfn_model_params {
                                    CPUs */
     const char *_Nullable tokenizer_path; /* NULL: look for tokenizer files beside the model (no error if absent);
                                    otherwise load from this path (errors are reported) */
-    int32_t weight_type;        /* a gfn_weight_type: GFN_WEIGHTS_F32 (default) or GFN_WEIGHTS_BF16; values this
-                                   library does not implement: GFN_ERR_INVALID_ARGUMENT */
+    int32_t weight_type;        /* a gfn_weight_type: GFN_WEIGHTS_F32 (default), _BF16, _INT8 or _Q4; other
+                                   values: GFN_ERR_INVALID_ARGUMENT */
     int32_t batch_invariant;    /* 1 (default): decoding steps use matrix products whose arithmetic for one sequence
                                    does not depend on the other sequences of the batch, so a sample's tokens and
                                    log-probabilities depend only on (model, adapter, prompt, parameters, seed) —
@@ -308,8 +311,8 @@ GFN_API gfn_model_params gfn_model_default_params(void);
    inconsistent shapes), GFN_ERR_UNSUPPORTED (a valid ONNX model that is not a plain GPT-2 / GPT-J, e.g. one with a
    fused com.microsoft::Attention node).
    GFN_ERR_INVALID_ARGUMENT (a bad params field, e.g. an unknown weight_type), GFN_ERR_OUT_OF_MEMORY.
-   With weight_type GFN_WEIGHTS_BF16 the data files are converted tensor by tensor and not kept mapped: peak
-   resident memory stays near the bf16 size of the weights.
+   With weight_type GFN_WEIGHTS_BF16 (or _INT8, _Q4) the data files are converted tensor by tensor and not kept
+   mapped: peak resident memory stays near the converted size of the weights.
    Ownership: *out belongs to the caller; release it with gfn_model_free (before or after the objects made from
    it: they keep the model alive, see "Lifetimes" at the top).
    Thread safety: the model is immutable and may be used from any number of threads at once. */
@@ -538,7 +541,7 @@ GFN_API gfn_status gfn_context_beam_search(gfn_context *_Nullable ctx, const int
    kept, merged weights keep their file's dtype (fp16 / bf16 rounding applies), shared tensors are split when needed.
    Inline data below 2 GiB, else one external `<file>.data`. Written to temporary names and renamed (no partial
    file on failure). Errors: GFN_ERR_UNSUPPORTED (the model was not loaded from ONNX, or was loaded with
-   GFN_WEIGHTS_BF16), GFN_ERR_STATE (the adapter
+   GFN_WEIGHTS_BF16, _INT8 or _Q4), GFN_ERR_STATE (the adapter
    belongs to another model, or the source file changed since loading), GFN_ERR_NUMERICAL, GFN_ERR_IO. */
 GFN_API gfn_status gfn_model_export_onnx(const gfn_model *_Nullable model, const gfn_adapter *_Nullable adapter,
                                          const char *_Nullable path);
@@ -705,7 +708,7 @@ typedef struct gfn_sft_stats {
 
 /* A trainer for `adapter` (LoRA: only A and B train, the model's weights stay untouched and shared) or, with
    adapter NULL, for every weight of a private trainable copy of the model (small models; GFN_ERR_UNSUPPORTED for a
-   model loaded with GFN_WEIGHTS_BF16). */
+   model loaded with GFN_WEIGHTS_BF16, _INT8 or _Q4). */
 GFN_API gfn_status gfn_sft_new(const gfn_model *_Nullable model, gfn_adapter *_Nullable adapter,
                                const gfn_train_params *_Nullable params, gfn_sft *_Nullable *_Nullable out);
 
@@ -856,9 +859,9 @@ typedef struct gfn_gflownet_params {
                                       sgemm kernel layout, when the trainer is made, for the trainers' own passes
                                       (training, gfn_gflownet_sample). The copy belongs to the model (made once,
                                       shared, freed with it); contexts and rewards keep their results bit for bit;
-                                      results differ from 0 at rounding level. No effect with bf16 weights or an
-                                      OpenBLAS that does not export its kernels. docs/performance-notes.md: gain
-                                      and memory. 0: off. */
+                                      results differ from 0 at rounding level. No copy with bf16 or quantized
+                                      weights (with int8 / q4 the trainer's passes use the fastest quantized product
+                                      per batch size instead). docs/performance-notes.md: gain and memory. 0: off. */
     double temp_low_end, temp_high_end; /* behaviour-temperature annealing: with temp_horizon > 0 the tempered
                                       range moves linearly from [temp_low, temp_high] at step 0 to [temp_low_end,
                                       temp_high_end] at step temp_horizon, then stays; default 1, 1 */

@@ -68,16 +68,20 @@ def main():
     ap.add_argument("--seed", type=int, default=42, help="seed of the LoRA initialisation and of training")
     ap.add_argument("--no-baseline", action="store_true", help="train the GFlowNet only")
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "random_numbers.png"))
+    ap.add_argument("--weights", default="fp32", choices=["fp32", "bf16", "int8", "q4"],
+                    help="how the frozen base model is held in memory (default fp32; int8 / q4: block-quantized, "
+                         "see docs/quantization.md)")
     args = ap.parse_args()
     steps = args.steps or (20 if args.quick else 600)
     n_samples = args.samples or (2_000 if args.quick else 100_000)
     t0 = time.time()
 
-    model = gfnlm.Model.load(args.model, tokenizer=args.tokenizer)
+    model = gfnlm.Model.load(args.model, tokenizer=args.tokenizer, weights=args.weights)
     tok = model.tokenizer
     x = tok.encode(PROMPT)
     eos = tok.eos_id
-    print(f"model {args.model}: {model.config['n_layer']} layers, n_embd {model.config['n_embd']}; prompt ids {x}")
+    print(f"model {args.model}: {model.config['n_layer']} layers, n_embd {model.config['n_embd']}, "
+          f"{args.weights} weights; prompt ids {x}")
 
     def draw_base(k, seed):
         return model.generate(x, max_new_tokens=5, n=k, seed=seed, stop=[eos], include_stop=False)

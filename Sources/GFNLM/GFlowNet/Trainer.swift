@@ -170,9 +170,12 @@ public final class GFlowNetTrainer: @unchecked Sendable {
             do {
                 try model.weights.packForRowBatches(threads: model.transformer.threads)
             } catch where error.status == .outOfMemory {}
-            if model.weights.hasPackedMatrices {
+            // Quantized weights have no packed copy; their trainer's passes likewise leave the batch-invariant
+            // decoding products (whose dequantizing kernel is slow at the 64 rows of a training step) for the
+            // fastest product per batch size (sgemm on widened chunks at 64 rows and more).
+            if model.weights.hasPackedMatrices || model.weights.weightType.isQuantized {
                 policyModel = Model(transformer: Transformer(weights: model.weights, threads: model.transformer.threads,
-                                                             usesPackedWeights: true),
+                                                             usesPackedWeights: model.weights.hasPackedMatrices),
                                     tokenizer: model.tokenizer, path: model.path)
             }
         }

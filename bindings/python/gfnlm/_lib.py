@@ -237,6 +237,8 @@ class ModelParams(Structure):
 
 GFN_WEIGHTS_F32 = 0
 GFN_WEIGHTS_BF16 = 1
+GFN_WEIGHTS_INT8 = 2
+GFN_WEIGHTS_Q4 = 3
 
 
 class ModelConfig(Structure):

@@ -113,7 +113,7 @@ def test_bad_arguments_are_value_errors(tiny):
     with pytest.raises(ValueError, match="match no module of this model; available: attn.k_proj") as e:
         gfnlm.LoRA(tiny, targets=["c_attn"])
     assert isinstance(e.value, gfnlm.InvalidArgumentError) and e.value.name == "GFN_ERR_INVALID_ARGUMENT"
-    with pytest.raises(ValueError, match="weights must be 'fp32' or 'bf16', got 'fp16'"):
+    with pytest.raises(ValueError, match="weights must be one of 'fp32', 'bf16', 'int8', 'q4', got 'fp16'"):
         gfnlm.Model.load(TINY, weights="fp16")
     with pytest.raises(ValueError, match="this model has no tokenizer: pass token ids"):
         tiny.generate("text")
