@@ -364,28 +364,28 @@ final class QuantTests: XCTestCase {
 
     func testCABIInt8AndQ4() throws {
         let dir = FileIO.join(FileIO.join(TestFiles.fixtures, "gpt2-tiny"), "legacy17")
-        var p = gfnModelDefaultParams()
+        var p = gfn_model_default_params()
         for type in [GFN_WEIGHTS_INT8, GFN_WEIGHTS_Q4] {
-            p.weight_type = type
+            p.weight_type = Int32(type.rawValue)
             var h: OpaquePointer?
-            XCTAssertEqual(dir.withCString { gfnModelLoad($0, &p, &h) }, 0)
+            XCTAssertEqual(dir.withCString { gfn_model_load($0, &p, &h) }, 0)
             XCTAssertNotNil(h)
             var cfg = gfn_model_config(); cfg.size = UInt32(MemoryLayout<gfn_model_config>.size)
-            XCTAssertEqual(gfnModelConfigGet(h, &cfg), 0)
+            XCTAssertEqual(gfn_model_config_get(h, &cfg), 0)
             let V = Int(cfg.vocab_size)
             var ids: [Int32] = [1, 2, 3, 4]
             var out = [Float](repeating: 0, count: 4 * V)
-            XCTAssertEqual(gfnModelLogits(h, &ids, 1, 4, nil, &out, out.count), 0)
+            XCTAssertEqual(gfn_model_logits(h, nil, &ids, 1, 4, nil, &out, out.count), 0)
             XCTAssertTrue(out.allSatisfy { $0.isFinite })
             let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("q-export-\(getpid()).onnx").path
-            XCTAssertEqual(tmp.withCString { gfnModelExportOnnx(h, nil, $0) }, GFNStatus.unsupported.rawValue)
-            XCTAssertTrue(String(cString: gfnLastError()).contains(type == GFN_WEIGHTS_INT8 ? "int8" : "q4"))
-            gfnModelFree(h)
+            XCTAssertEqual(tmp.withCString { gfn_model_export_onnx(h, nil, $0) }, GFNStatus.unsupported.rawValue)
+            XCTAssertTrue(String(cString: gfn_last_error()).contains(type == GFN_WEIGHTS_INT8 ? "int8" : "q4"))
+            gfn_model_free(h)
         }
         p.weight_type = 4
         var h: OpaquePointer?
-        XCTAssertEqual(dir.withCString { gfnModelLoad($0, &p, &h) }, GFNStatus.invalidArgument.rawValue)
-        XCTAssertTrue(String(cString: gfnLastError()).contains("GFN_WEIGHTS_INT8"))
+        XCTAssertEqual(dir.withCString { gfn_model_load($0, &p, &h) }, GFNStatus.invalidArgument.rawValue)
+        XCTAssertTrue(String(cString: gfn_last_error()).contains("GFN_WEIGHTS_INT8"))
     }
 }
 
