@@ -106,7 +106,8 @@ enum {
    GFN_ERR_UNSUPPORTED       gfn_tokenizer_load (tokenizer.json of another model type), gfn_model_load (not a
                              GPT-2 / GPT-J graph, fused operators, unknown data types, inline model ≥ 2 GiB),
                              gfn_adapter_load (peft_type other than LORA), gfn_sft_load, gfn_gflownet_load (unknown
-                             checkpoint version), gfn_model_export_onnx, gfn_sft_export_onnx (model not from ONNX)
+                             checkpoint version), gfn_model_export_onnx, gfn_sft_export_onnx (model not from ONNX),
+                             gfn_gflownet_step, gfn_gflownet_train (a distributed PPO trainer)
    GFN_ERR_OUT_OF_RANGE      gfn_tokenizer_decode, gfn_model_logits, gfn_model_logits_adapter (ids outside the
                              vocabulary, seq_len beyond n_positions, batch·seq_len·vocab overflowing), gfn_samples_get,
                              gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_step,
@@ -704,8 +705,13 @@ typedef struct gfn_prompt {
 
 /* SubTB (the paper's modified sub-trajectory balance), TB (learned log Z per prompt), DB (modified detailed
    balance), REINFORCE (a reward-maximising baseline with a batch-mean baseline on log R; not a GFlowNet; on-policy
-   only: gfn_gflownet_new refuses it with p_replay > 0 or tempered batches, GFN_ERR_INVALID_ARGUMENT). */
-enum { GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3 };
+   only: gfn_gflownet_new refuses it with p_replay > 0 or tempered batches, GFN_ERR_INVALID_ARGUMENT), PPO (the
+   paper's reward-maximising baseline, as trl: clipped surrogate over ppo_epochs updates per sampled batch, ratio to
+   the log q at sampling time, leave-one-out baseline per micro-batch, KL penalty to the frozen base model with
+   trl's adaptive coefficient; on-policy only like REINFORCE, batch_size ≥ 2, one process: gfn_gflownet_step
+   returns GFN_ERR_UNSUPPORTED for a distributed PPO trainer). */
+enum { GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3,
+       GFN_OBJECTIVE_PPO = 4 };
 enum { GFN_LAYOUT_FORCED_STOP = 0, GFN_LAYOUT_NEXT_SENTENCE = 1 };
 
 typedef struct gfn_gflownet_params {
@@ -760,7 +766,15 @@ typedef struct gfn_gflownet_params {
     int32_t root_flow;             /* SubTB / DB with min_length ≥ 1: the flow of the root X. 0 (default, the
                                       reference): R(X⊤)/q(⊤|X), a never-sampled stop probability that has to fall to
                                       R(X⊤)/Z; 1: a learned log Z per prompt (logz_lr, logz_init, as TB's). Same
-                                      target either way. Appended last: a smaller struct means 0. */
+                                      target either way. Appended after temp_horizon: a smaller struct means 0. */
+    /* PPO (GFN_OBJECTIVE_PPO). Appended last: a smaller struct (size = offsetof(gfn_gflownet_params, ppo_clip))
+       means these defaults. Each learning-rate schedule step is one of the ppo_epochs updates. */
+    double ppo_clip;               /* ε of the clipped surrogate; default 0.2 */
+    int32_t ppo_epochs;            /* optimiser updates over each sampled batch; default 4 */
+    double kl_coef;                /* initial β of the penalty β·KL(q‖p_base) in the return; default 0.2 */
+    double kl_target;              /* β ← β·(1 + clip(KL/target − 1, ±0.2)·n/horizon) after each step of n
+                                      trajectories (trl's AdaptiveKLController); 0: β fixed; default 6 */
+    double kl_horizon;             /* default 10000 */
 } gfn_gflownet_params;
 
 gfn_gflownet_params gfn_gflownet_default_params(void);

@@ -310,7 +310,8 @@ class GFlowNetParams(Structure):
                 ("buffer_capacity", c_int32), ("buffer_tolerance", c_double), ("buffer_prioritized", c_int32),
                 ("lora_dropout", c_int32), ("seed", c_uint64), ("pack_weights", c_int32),
                 ("temp_low_end", c_double), ("temp_high_end", c_double), ("temp_horizon", c_int32),
-                ("root_flow", c_int32)]
+                ("root_flow", c_int32), ("ppo_clip", c_double), ("ppo_epochs", c_int32), ("kl_coef", c_double),
+                ("kl_target", c_double), ("kl_horizon", c_double)]
 
 
 class StepStats(Structure):
