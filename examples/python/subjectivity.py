@@ -180,8 +180,14 @@ def main():
     ap.add_argument("--mstep-steps", type=int, default=None)
     ap.add_argument("--sft-steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="rerun for seeds seed … seed+N−1 and report mean ± sd of every number of the last line")
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "subjectivity.png"))
     args = ap.parse_args()
+    if args.seeds > 1:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import _seeds
+        return _seeds.rerun(os.path.abspath(__file__), sys.argv[1:], args.seed, args.seeds)
     q = args.quick
     n_train = args.train_size or (10 if q else 20)
     test_size = args.test_size if args.test_size is not None else (12 if q else 200)
