@@ -111,7 +111,7 @@ enum {
    GFN_ERR_OUT_OF_RANGE      gfn_tokenizer_decode, gfn_model_logits, gfn_model_logits_adapter (ids outside the
                              vocabulary, seq_len beyond n_positions, batch·seq_len·vocab overflowing), gfn_samples_get,
                              gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_step,
-                             gfn_sft_evaluate, gfn_reward_new_lm_likelihood, gfn_reward_new_next_sentence,
+                             gfn_sft_evaluate, gfn_sft_set_label_candidates, gfn_reward_new_lm_likelihood, gfn_reward_new_next_sentence,
                              gfn_reward_new_random_integer, gfn_reward_evaluate, gfn_gflownet_new,
                              gfn_gflownet_sample, gfn_rollout_sample, gfn_gflownet_seed_buffer, gfn_gflownet_exact (prompt index out of
                              range, more than 100,000 sequences, a demonstration longer than max_length)
@@ -629,6 +629,14 @@ gfn_status gfn_sft_step(gfn_sft *sft, const int32_t *const *contexts, const int3
 gfn_status gfn_sft_evaluate(gfn_sft *sft, const int32_t *const *contexts, const int32_t *context_lengths,
                             const int32_t *const *targets, const int32_t *target_lengths, int32_t n,
                             gfn_sft_stats *out);
+
+/* Restricts the loss of gfn_sft_step / gfn_sft_evaluate to the n candidate ids (copied): every target token's
+   loss becomes −log softmax over the candidates only, −log p(t) + log Σ_c p(c) — e.g. the two label tokens of a
+   classifier (the reference's two-way label cross-entropy); the reported loss is that restricted NLL. n = 0 (ids
+   may be NULL) restores the full vocabulary. Errors: GFN_ERR_OUT_OF_RANGE (an id outside the vocabulary),
+   GFN_ERR_INVALID_ARGUMENT (duplicates, n = 1, n < 0); gfn_sft_step / gfn_sft_evaluate then return
+   GFN_ERR_INVALID_ARGUMENT for a target token that is not a candidate. Same thread rules as gfn_sft_step. */
+gfn_status gfn_sft_set_label_candidates(gfn_sft *sft, const int32_t *ids, int32_t n);
 
 /* For full-parameter training: a new model handle holding a snapshot (copy) of the current weights. */
 gfn_status gfn_sft_snapshot_model(const gfn_sft *sft, gfn_model **out);

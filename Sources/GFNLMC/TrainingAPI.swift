@@ -208,6 +208,19 @@ public func gfnSftEvaluate(_ sft: OpaquePointer?, _ contexts: UnsafePointer<Unsa
     }
 }
 
+@_cdecl("gfn_sft_set_label_candidates")
+public func gfnSftSetLabelCandidates(_ sft: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ n: Int32) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(sft, as: SFTHandle.self, "sft")
+        let c = try readIds(ids, n, "ids")
+        let V = h.trainer.transformer.config.vocabSize
+        guard c.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw .outOfRange("label candidates outside the vocabulary (\(V))") }
+        guard Set(c).count == c.count else { throw .invalidArgument("label candidates must be distinct") }
+        guard c.count != 1 else { throw .invalidArgument("one label candidate gives a constant loss: give two or more, or none") }
+        h.trainer.labelCandidates = c.isEmpty ? nil : c
+    }
+}
+
 @_cdecl("gfn_sft_snapshot_model")
 public func gfnSftSnapshotModel(_ sft: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
