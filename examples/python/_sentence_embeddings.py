@@ -41,6 +41,14 @@ def _read_safetensors(path, np):
     return out
 
 
+def _erf(np, x):
+    """erf to 1.5e-7 (Abramowitz & Stegun 7.1.26), vectorised: numpy has no erf, and math.erf per element is slow."""
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    y = 1.0 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(-a * a)
+    return np.sign(x) * y
+
+
 class MiniLM:
     """all-MiniLM-L6-v2 in numpy (inference only, float32)."""
 
@@ -75,7 +83,6 @@ class MiniLM:
         x = self._ln(x, "embeddings.LayerNorm")
         H = self.heads
         D = x.shape[1] // H
-        erf = np.vectorize(math.erf) if not hasattr(np, "erf") else np.erf
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
             q = self._lin(x, p + "attention.self.query").reshape(T, H, D).transpose(1, 0, 2)
@@ -87,7 +94,7 @@ class MiniLM:
             a = (s @ v).transpose(1, 0, 2).reshape(T, H * D)
             x = self._ln(x + self._lin(a, p + "attention.output.dense"), p + "attention.output.LayerNorm")
             h = self._lin(x, p + "intermediate.dense")
-            h = 0.5 * h * (1 + erf(h / math.sqrt(2)))             # exact GELU, as BERT's "gelu"
+            h = 0.5 * h * (1 + _erf(np, h / math.sqrt(2)))        # BERT's exact (erf) GELU
             x = self._ln(x + self._lin(h, p + "output.dense"), p + "output.LayerNorm")
         e = x.mean(0)                                              # mean pooling (one sentence: no padding)
         return e / max(np.linalg.norm(e), 1e-12)
