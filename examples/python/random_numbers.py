@@ -130,7 +130,8 @@ def main():
 
             results[name].append(evaluate(model, draw, n_samples))
             v, kl, _ = results[name][-1]
-            print(f"{name} ({objective}, seed {seed}): {v:.1%} valid, KL(p̂‖U) = {kl:.4f}")
+            print(f"{name} ({objective}, seed {seed}): {v:.1%} valid, KL(p̂‖U) = {kl:.4f} "
+                  f"[{name}_valid={v:.4f} {name}_kl={kl:.4f}]")
             tr.close()
             lora.close()
 
