@@ -151,11 +151,12 @@ typedef enum gfn_status_code {
    GFN_ERR_UNSUPPORTED       gfn_tokenizer_load (tokenizer.json of another model type), gfn_model_load (not a
                              GPT-2 / GPT-J graph, fused operators, unknown data types, inline model ≥ 2 GiB),
                              gfn_adapter_load (peft_type other than LORA), gfn_sft_load, gfn_gflownet_load (unknown
-                             checkpoint version), gfn_model_export_onnx, gfn_sft_export_onnx (model not from ONNX)
+                             checkpoint version), gfn_model_export_onnx, gfn_sft_export_onnx (model not from ONNX),
+                             gfn_gflownet_step, gfn_gflownet_train (a distributed PPO trainer)
    GFN_ERR_OUT_OF_RANGE      gfn_tokenizer_decode, gfn_model_logits (ids outside the
                              vocabulary, seq_len beyond n_positions, batch·seq_len·vocab overflowing), gfn_samples_get,
                              gfn_context_sample, gfn_context_score, gfn_context_beam_search, gfn_sft_step,
-                             gfn_sft_evaluate, gfn_reward_new_lm_likelihood, gfn_reward_new_next_sentence,
+                             gfn_sft_evaluate, gfn_sft_set_label_candidates, gfn_reward_new_lm_likelihood, gfn_reward_new_next_sentence,
                              gfn_reward_new_random_integer, gfn_reward_evaluate, gfn_gflownet_new,
                              gfn_gflownet_sample, gfn_rollout_sample, gfn_gflownet_seed_buffer, gfn_gflownet_exact (prompt index out of
                              range, more than 100,000 sequences, a demonstration longer than max_length)
@@ -724,6 +725,14 @@ GFN_API gfn_status gfn_sft_evaluate(gfn_sft *_Nullable sft, const int32_t *_Null
                                     const int32_t *_Nullable const *_Nullable targets,
                                     const int32_t *_Nullable target_lengths, int32_t n, gfn_sft_stats *_Nullable out);
 
+/* Restricts the loss of gfn_sft_step / gfn_sft_evaluate to the n candidate ids (copied): every target token's
+   loss becomes −log softmax over the candidates only, −log p(t) + log Σ_c p(c) — e.g. the two label tokens of a
+   classifier (the reference's two-way label cross-entropy); the reported loss is that restricted NLL. n = 0 (ids
+   may be NULL) restores the full vocabulary. Errors: GFN_ERR_OUT_OF_RANGE (an id outside the vocabulary),
+   GFN_ERR_INVALID_ARGUMENT (duplicates, n = 1, n < 0); gfn_sft_step / gfn_sft_evaluate then return
+   GFN_ERR_INVALID_ARGUMENT for a target token that is not a candidate. Same thread rules as gfn_sft_step. */
+GFN_API gfn_status gfn_sft_set_label_candidates(gfn_sft *_Nullable sft, const int32_t *_Nullable ids, int32_t n);
+
 /* For full-parameter training: a new model handle holding a snapshot (copy) of the current weights. */
 GFN_API gfn_status gfn_sft_snapshot_model(const gfn_sft *_Nullable sft, gfn_model *_Nullable *_Nullable out);
 
@@ -809,9 +818,14 @@ typedef struct gfn_prompt {
 
 /* SubTB (the paper's modified sub-trajectory balance), TB (learned log Z per prompt), DB (modified detailed
    balance), REINFORCE (a reward-maximising baseline with a batch-mean baseline on log R; not a GFlowNet; on-policy
-   only: gfn_gflownet_new refuses it with p_replay > 0 or tempered batches, GFN_ERR_INVALID_ARGUMENT). */
+   only: gfn_gflownet_new refuses it with p_replay > 0 or tempered batches, GFN_ERR_INVALID_ARGUMENT), PPO (the
+   paper's reward-maximising baseline, as trl: clipped surrogate over ppo_epochs updates per sampled batch, ratio to
+   the log q at sampling time, leave-one-out baseline per micro-batch, KL penalty to the frozen base model with
+   trl's adaptive coefficient; on-policy only like REINFORCE, batch_size ≥ 2, one process: gfn_gflownet_step
+   returns GFN_ERR_UNSUPPORTED for a distributed PPO trainer). */
 typedef enum gfn_objective {
-    GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3
+    GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3,
+    GFN_OBJECTIVE_PPO = 4
 } gfn_objective;
 /* What log q(⊤|s) counts at max_length: 0 (forced stop) or the policy's real value (next sentence). */
 typedef enum gfn_layout { GFN_LAYOUT_FORCED_STOP = 0, GFN_LAYOUT_NEXT_SENTENCE = 1 } gfn_layout;
@@ -870,6 +884,13 @@ typedef struct gfn_gflownet_params {
                                       reference): R(X⊤)/q(⊤|X), a never-sampled stop probability that has to fall to
                                       R(X⊤)/Z; 1: a learned log Z per prompt (logz_lr, logz_init, as TB's). Same
                                       target either way. */
+    /* PPO (GFN_OBJECTIVE_PPO). Each learning-rate schedule step is one of the ppo_epochs updates. */
+    double ppo_clip;               /* ε of the clipped surrogate; default 0.2 */
+    int32_t ppo_epochs;            /* optimiser updates over each sampled batch; default 4 */
+    double kl_coef;                /* initial β of the penalty β·KL(q‖p_base) in the return; default 0.2 */
+    double kl_target;              /* β ← β·(1 + clip(KL/target − 1, ±0.2)·n/horizon) after each step of n
+                                      trajectories (trl's AdaptiveKLController); 0: β fixed; default 6 */
+    double kl_horizon;             /* default 10000 */
 } gfn_gflownet_params;
 
 GFN_API gfn_gflownet_params gfn_gflownet_default_params(void);

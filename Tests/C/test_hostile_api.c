@@ -319,6 +319,24 @@ static void p_sft_batches(env *e) {
     EXPECT(gfn_sft_step(s, ls, &seventy, ts, &two, 1, &st), GFN_ERR_OUT_OF_RANGE);
     st.size = 3;
     EXPECT(gfn_sft_step(s, cs, &two, ts, &two, 1, &st), GFN_ERR_INVALID_ARGUMENT);
+    st.size = sizeof st;
+    /* the two-way label cross-entropy: candidates in the vocabulary, distinct, not one; targets among them */
+    int32_t cand[3] = {t[0], t[1], 511};
+    EXPECT(gfn_sft_set_label_candidates(NULL, cand, 2), GFN_ERR_INVALID_ARGUMENT);
+    EXPECT(gfn_sft_set_label_candidates(s, NULL, 2), GFN_ERR_INVALID_ARGUMENT);
+    EXPECT(gfn_sft_set_label_candidates(s, cand, -1), GFN_ERR_INVALID_ARGUMENT);
+    EXPECT(gfn_sft_set_label_candidates(s, cand, 1), GFN_ERR_INVALID_ARGUMENT);
+    int32_t bad[2] = {3, 512};
+    EXPECT(gfn_sft_set_label_candidates(s, bad, 2), GFN_ERR_OUT_OF_RANGE);
+    int32_t dup[2] = {3, 3};
+    EXPECT(gfn_sft_set_label_candidates(s, dup, 2), GFN_ERR_INVALID_ARGUMENT);
+    int32_t other[2] = {510, 511};
+    EXPECT(gfn_sft_set_label_candidates(s, other, 2), GFN_OK);
+    EXPECT(gfn_sft_step(s, cs, &two, ts, &two, 1, &st), GFN_ERR_INVALID_ARGUMENT);   /* targets not candidates */
+    EXPECT(gfn_sft_set_label_candidates(s, cand, 3), GFN_OK);
+    EXPECT(gfn_sft_step(s, cs, &two, ts, &two, 1, &st), GFN_OK);
+    EXPECT(gfn_sft_set_label_candidates(s, NULL, 0), GFN_OK);
+    EXPECT(gfn_sft_step(s, cs, &two, ts, &two, 1, &st), GFN_OK);
     gfn_sft_free(s);
 }
 
@@ -479,6 +497,42 @@ static void p_gflownet_sizes(env *e) {
     g = trainer(e, &gp, &st);
     EXPECT(st, GFN_OK);
     if (g) { EXPECT(gfn_gflownet_train(g, 4, NULL), GFN_OK); gfn_gflownet_free(g); }
+    /* the third version ends before ppo_clip (PPO's defaults); PPO is on-policy only, needs a batch of two, and
+       its parameters are checked */
+    gp = gfn_gflownet_default_params();
+    gp.termination = 511;
+    EXPECT(gp.ppo_epochs, 4);
+    gp.size = (uint32_t)offsetof(gfn_gflownet_params, ppo_clip);
+    gp.ppo_epochs = -7;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_OK);
+    if (g) { EXPECT(gfn_gflownet_step(g, NULL), GFN_OK); gfn_gflownet_free(g); }
+    gp = gfn_gflownet_default_params();
+    gp.termination = 511;
+    gp.objective = GFN_OBJECTIVE_PPO;
+    g = trainer(e, &gp, &st);                      /* the defaults mix tempered and replayed batches */
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    gp.p_on_policy = 1;
+    gp.p_replay = 0;
+    gp.batch_size = 1;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    gp.batch_size = 4;
+    gp.ppo_clip = NAN;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    gp.ppo_clip = 0.2;
+    gp.ppo_epochs = 0;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    gp.ppo_epochs = 2;
+    gp.kl_target = -1;
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_ERR_INVALID_ARGUMENT);
+    gp.kl_target = 0;                              /* β fixed */
+    g = trainer(e, &gp, &st);
+    EXPECT(st, GFN_OK);
+    if (g) { EXPECT(gfn_gflownet_train(g, 2, NULL), GFN_OK); gfn_gflownet_free(g); }
     /* plain rollout sampling: hostile parameters */
     gfn_rollout_params rp = gfn_rollout_default_params();
     gfn_samples *so = NULL;
