@@ -96,7 +96,7 @@ swift-test: | deps
 C_TESTS := $(wildcard Tests/C/test_*.c)
 C_BINS := $(patsubst Tests/C/%.c,$(BUILD)/tests/%,$(C_TESTS))
 
-$(BUILD)/tests/%: Tests/C/%.c Tests/C/check.h include/gfnlm.h $(LIB)
+$(BUILD)/tests/%: Tests/C/%.c Tests/C/check.h Tests/C/hostile_api.h include/gfnlm.h $(LIB)
 	@mkdir -p $(BUILD)/tests
 	gcc -std=c11 -O1 -g -Wall -Wextra -Werror -Iinclude $< -L$(BUILD) -lgfnlm -Wl,-rpath,$(BUILD) -lpthread -o $@
 

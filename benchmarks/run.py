@@ -37,10 +37,13 @@ import common as C  # noqa: E402  (standard library only at import)
 VENV = HERE / ".venv"
 REQ = HERE / "requirements.txt"
 RESULTS = HERE / "results"
-ENGINES = ["gfnlm", "gfnlm-bf16", "onnxruntime", "torch"]
+ENGINES = ["gfnlm", "gfnlm-bf16", "gfnlm-int8", "gfnlm-q4", "onnxruntime", "torch"]
 PHASES = ["infer", "decode", "lora", "gfn"]
-# gfnlm-bf16: the same library with weights="bf16" (inference only)
-PHASE_ENGINES = {"infer": ENGINES, "decode": ENGINES, "lora": ["gfnlm", "torch"], "gfn": ["gfnlm", "torch"]}
+# gfnlm-bf16: the same library with weights="bf16" (inference only); gfnlm-int8 / gfnlm-q4: block-quantized frozen
+# weights (every phase: the training steps train LoRA on the quantized base)
+QUANT = ["gfnlm-int8", "gfnlm-q4"]
+PHASE_ENGINES = {"infer": ENGINES, "decode": ENGINES, "lora": ["gfnlm", *QUANT, "torch"],
+                 "gfn": ["gfnlm", *QUANT, "torch"]}
 NI = "n/a (not implemented yet)"
 
 # targets from the issues (gfnlm ÷ peer, speed), printed beside the ratios
@@ -57,6 +60,19 @@ TARGETS = {
     "load_vs_ort": "gfnlm ≤0.5 s (#7)",
     "lora_step_vs_torch": "≥1.5 fp32 (#4), ≥3 (#7)",
     "gfn_step_vs_torch": "≥6 fp32 (#5), ≥10 (#7)",
+    "prefill_int8_vs_f32": "≥1.5 (#21)",
+    "decode_b1_int8_vs_f32": "≥1.8 (#21)",
+    "decode_b1_int8_vs_bf16": "≥1.15 (#21)",
+    "decode_b8_int8_vs_f32": "—",
+    "prefill_int8_vs_ort": "≥1.2 (#21)",
+    "decode_b1_int8_vs_ort": "—",
+    "lora_step_int8_vs_torch": "≥2.5 (#21)",
+    "gfn_step_int8_vs_torch": "≥12 (#21)",
+    "prefill_q4_vs_f32": "—",
+    "decode_b1_q4_vs_f32": "≥2.5 (#21)",
+    "decode_b8_q4_vs_f32": "—",
+    "lora_step_q4_vs_torch": "—",
+    "gfn_step_q4_vs_torch": "—",
 }
 
 
@@ -303,6 +319,32 @@ def ratios(agg: dict, t: int) -> dict:
         "decode_b1_bf16_vs_ort": ratio(b.get("decode_b1_tok_s"), o.get("decode_b1_tok_s")),
         "decode_b8_bf16_vs_ort": ratio(b.get("decode_b8_tok_s"), o.get("decode_b8_tok_s")),
         "decode_b32_bf16_vs_ort": ratio(b.get("decode_b32_tok_s"), o.get("decode_b32_tok_s")),
+        **quant_ratios(agg, t),
+    }
+
+
+def quant_ratios(agg: dict, t: int) -> dict:
+    """The quantized formats against gfnlm fp32 / bf16 (same library, same run) and against the peers."""
+    g = agg.get("gfnlm", {}).get(t, {})
+    o = agg.get("onnxruntime", {}).get(t, {})
+    p = agg.get("torch", {}).get(t, {})
+    b = agg.get("gfnlm-bf16", {}).get(t, {})
+    i = agg.get("gfnlm-int8", {}).get(t, {})
+    q = agg.get("gfnlm-q4", {}).get(t, {})
+    return {
+        "prefill_int8_vs_f32": ratio(i.get("prefill_tok_s"), g.get("prefill_tok_s")),
+        "decode_b1_int8_vs_f32": ratio(i.get("decode_b1_tok_s"), g.get("decode_b1_tok_s")),
+        "decode_b1_int8_vs_bf16": ratio(i.get("decode_b1_tok_s"), b.get("decode_b1_tok_s")),
+        "decode_b8_int8_vs_f32": ratio(i.get("decode_b8_tok_s"), g.get("decode_b8_tok_s")),
+        "prefill_int8_vs_ort": ratio(i.get("prefill_tok_s"), o.get("prefill_tok_s")),
+        "decode_b1_int8_vs_ort": ratio(i.get("decode_b1_tok_s"), o.get("decode_b1_tok_s")),
+        "lora_step_int8_vs_torch": ratio(i.get("lora_step_s"), p.get("lora_step_s"), invert=True),
+        "gfn_step_int8_vs_torch": ratio(i.get("gfn_step_s"), p.get("gfn_step_s"), invert=True),
+        "prefill_q4_vs_f32": ratio(q.get("prefill_tok_s"), g.get("prefill_tok_s")),
+        "decode_b1_q4_vs_f32": ratio(q.get("decode_b1_tok_s"), g.get("decode_b1_tok_s")),
+        "decode_b8_q4_vs_f32": ratio(q.get("decode_b8_tok_s"), g.get("decode_b8_tok_s")),
+        "lora_step_q4_vs_torch": ratio(q.get("lora_step_s"), p.get("lora_step_s"), invert=True),
+        "gfn_step_q4_vs_torch": ratio(q.get("gfn_step_s"), p.get("gfn_step_s"), invert=True),
     }
 
 
@@ -431,7 +473,7 @@ def main(argv=None):
         ensure_models(py)
         wants_lib = any(e.startswith("gfnlm") for e in engines)
         lib, lib_reason = (None, "not requested") if not wants_lib else ensure_library(args.no_build)
-        skip = {"gfnlm": "n/a (library not built)", "gfnlm-bf16": "n/a (library not built)"} if lib_reason else {}
+        skip = {e: "n/a (library not built)" for e in engines if e.startswith("gfnlm")} if lib_reason else {}
         mach = machine()
         started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         runs_dir = RESULTS / "runs" / time.strftime("%Y%m%d-%H%M%S")

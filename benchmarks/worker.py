@@ -3,7 +3,7 @@
 OMP_NUM_THREADS and MKL_NUM_THREADS set to the thread count (libraries read them when they load) and reads the JSON
 it writes to --out.
 
-    worker.py --engine {gfnlm,gfnlm-bf16,onnxruntime,torch} --phase {infer,decode,lora,gfn} --threads N --out FILE
+    worker.py --engine {gfnlm,gfnlm-bf16,gfnlm-int8,gfnlm-q4,onnxruntime,torch} --phase {infer,decode,lora,gfn} --threads N --out FILE
               [--reps K] [--warmup W] [--seed S]
 
 Phases:
@@ -36,6 +36,10 @@ def engine_class(name: str):
         from engines.gfnlm_engine import Engine
     elif name == "gfnlm-bf16":
         from engines.gfnlm_engine import BF16Engine as Engine
+    elif name == "gfnlm-int8":
+        from engines.gfnlm_engine import Int8Engine as Engine
+    elif name == "gfnlm-q4":
+        from engines.gfnlm_engine import Q4Engine as Engine
     elif name == "onnxruntime":
         from engines.ort_engine import Engine
     elif name == "torch":

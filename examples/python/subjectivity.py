@@ -22,8 +22,8 @@ its accuracy with a threshold fitted on the labelled examples (objective iff log
 > t, t chosen to classify the labelled examples best) are reported: a small model can prefer one label for every
 input, and then every argmax accuracy is just that label's share of the test set.
 
-Library gap: SFT trains the full-vocabulary cross-entropy of the label token, not the reference's two-way
-cross-entropy over the two label tokens (the M-step and the SFT baseline), which the library does not offer.
+The M-step and the SFT baseline train the reference's two-way label cross-entropy: −log softmax over the two label
+tokens only (SFTTrainer.set_label_candidates), not the full-vocabulary NLL of the label token (--full-vocab-ce).
 
 Usage: PYTHONPATH=bindings/python python examples/python/subjectivity.py [--quick] [--train-size 10|20|50]
        [--model DIR] [--data DIR] [--plot FILE]
@@ -180,8 +180,16 @@ def main():
     ap.add_argument("--mstep-steps", type=int, default=None)
     ap.add_argument("--sft-steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--full-vocab-ce", action="store_true",
+                    help="M-step and SFT baseline: full-vocabulary NLL of the label instead of the two-way label CE")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="rerun for seeds seed … seed+N−1 and report mean ± sd of every number of the last line")
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "subjectivity.png"))
     args = ap.parse_args()
+    if args.seeds > 1:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import _seeds
+        return _seeds.rerun(os.path.abspath(__file__), sys.argv[1:], args.seed, args.seeds)
     q = args.quick
     n_train = args.train_size or (10 if q else 20)
     test_size = args.test_size if args.test_size is not None else (12 if q else 200)
@@ -270,6 +278,8 @@ def main():
           f"the model has {model.config['n_positions']} positions): {acc['few_shot']:.3f}")
     sft_lora = gfnlm.LoRA(model, r=64, alpha=32, targets=["c_attn", "c_proj"], seed=args.seed + 3)
     sft = gfnlm.SFTTrainer(model, sft_lora, lr=1e-3, warmup_steps=max(1, sft_steps // 5), total_steps=sft_steps)
+    if not args.full_vocab_ce:
+        sft.set_label_candidates([obj_id, subj_id])     # the two-way label cross-entropy
     pairs = [(x, [label_ids[y]]) for x, y in zip(train_x, train_y)]
     rng = random.Random(args.seed + 3)
     for i in range(sft_steps):
@@ -373,6 +383,8 @@ def main():
     # ---- M-step: SFT of the label given X Z ", so it is" on sampled rationales ---------------------------------
     m_lora = gfnlm.LoRA(model, r=64, alpha=32, targets=["c_attn", "c_proj"], seed=args.seed + 7)
     msft = gfnlm.SFTTrainer(model, m_lora, lr=1e-3, warmup_steps=max(1, mstep_steps // 5), total_steps=mstep_steps)
+    if not args.full_vocab_ce:
+        msft.set_label_candidates([obj_id, subj_id])    # the two-way label cross-entropy
     rng = random.Random(args.seed + 7)
     for i in range(mstep_steps):
         st = msft.step([rng.choice(m_pairs) for _ in range(16)])

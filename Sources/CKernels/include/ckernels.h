@@ -114,6 +114,45 @@ void gfk_packed_pack_activations(const float *x, int64_t ldx, int64_t M, int64_t
 void gfk_packed_gemm(int64_t M, int64_t K, int64_t N, const float *w, const float *xp, float *y, int64_t ldy,
                      int64_t b0, int64_t b1);
 
+/* ---- block-quantized weight matrices (quant.c) ----------------------------------------------------------------
+ * A logical fp32 matrix W [K, N] (y = x·W) is stored column by column: "row" n of the storage is column n of W
+ * (= row n of Wᵀ, e.g. token n of a tied embedding), its K values cut into blocks of GFK_QBLOCK (the last block
+ * zero-padded), each block with one fp32 scale d:
+ *   GFK_Q8: 32 int8 q per block, value q·d, d = max|v| / 127 (q in [-127, 127]);
+ *   GFK_Q4: 16 bytes per block, byte j = q[j] | q[j + 16] << 4, value (q − 8)·d, d = (value of largest
+ *           magnitude) / −8 (llama.cpp's Q4_0 rounding).
+ * qs holds N rows of gfk_q_row_bytes(format, K) bytes; scales holds N rows of gfk_q_blocks(K) floats.
+ * Products: gfk_q_gemm_dequant (fp32 activations, weights widened in registers: few rows, and every row's
+ * arithmetic independent of M) and gfk_q_gemm_int (activations quantized per row to Q8 blocks first, integer dot
+ * products per block: many rows). */
+#define GFK_QBLOCK 32
+#define GFK_Q8 0
+#define GFK_Q4 1
+
+int64_t gfk_q_blocks(int64_t K);
+int64_t gfk_q_row_bytes(int format, int64_t K);
+/// Quantizes columns n0..<n1 of W: src is W row-major [K, N] with leading dimension ld (transposed = 0) or Wᵀ
+/// row-major [N, K] (transposed = 1).
+void gfk_q_pack(int format, const float *src, int64_t ld, int transposed, int64_t K, int64_t N, uint8_t *qs,
+                float *scales, int64_t n0, int64_t n1);
+/// Columns n0..<n1 of W as fp32 rows: dst[(n − n0)·ld + k] = W[k, n], k < K.
+void gfk_q_unpack_rows(int format, const uint8_t *qs, const float *scales, int64_t K, int64_t n0, int64_t n1,
+                       float *dst, int64_t ld);
+/// x [M, K] (leading dimension ldx) to Q8 rows: qx [M, gfk_q_row_bytes(GFK_Q8, K)], dx [M, gfk_q_blocks(K)].
+void gfk_q_quantize_activations(const float *x, int64_t ldx, int64_t M, int64_t K, int8_t *qx, float *dx);
+/// y[m, n] = Σ_b dx[m,b]·d[n,b]·Σ_i qx·q (int32 per block), 0 <= m < M, n0 <= n < n1; y overwritten.
+void gfk_q_gemm_int(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
+                    const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
+/// y[m, n] = x[m, :] · W[:, n] with fp32 x, n0 <= n < n1; y overwritten. Row m's result does not depend on M or on
+/// how columns are split.
+void gfk_q_gemm_dequant(int format, const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
+                        const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
+/// 1 when the quantized products use the AVX2 kernels (the CPU has AVX2 and FMA and GFNLM_NO_AVX2_QUANT is not
+/// 1), 0 for the portable ones. gfk_q_set_avx2(0) forces the portable kernels (tests); returns the kernel in use.
+/// Not thread-safe with concurrent products.
+int gfk_q_kernel_is_avx2(void);
+int gfk_q_set_avx2(int enable);
+
 #ifdef __cplusplus
 }
 #endif

@@ -48,7 +48,7 @@ extension GFlowNetTrainer {
         guard let ex = exchange, ex.worldSize > 1 else { return terms.map { _ in 1 } }
         switch config.objective {
         case .subTB, .db: return try ex.scales(terms: terms)
-        case .tb, .reinforce: return terms.map { _ in 1 }
+        case .tb, .reinforce, .ppo: return terms.map { _ in 1 }
         }
     }
 

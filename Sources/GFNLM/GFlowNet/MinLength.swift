@@ -28,7 +28,7 @@
 /// log Z_m. q(⊤|s_0) is then not trained at all.
 struct LengthRestriction {
     let minLength: Int
-    /// true for SubTB and DB (contraction), false for TB and REINFORCE (renormalisation only).
+    /// true for SubTB and DB (contraction), false for TB, REINFORCE and PPO (renormalisation only).
     let contracts: Bool
     /// SubTB / DB with m ≥ 1 and a learned root flow.
     let learnedRoot: Bool
@@ -37,7 +37,7 @@ struct LengthRestriction {
         self.minLength = minLength
         switch objective {
         case .subTB, .db: contracts = true
-        case .tb, .reinforce: contracts = false
+        case .tb, .reinforce, .ppo: contracts = false
         }
         self.learnedRoot = learnedRoot && contracts && minLength >= 1
     }

@@ -64,6 +64,10 @@ public enum Objective: Sendable, Equatable {
     /// r = log R(s_n⊤)/T_R, surrogate loss −mean_b[(r_b − r̄)·log q(τ_b)]. It seeks the reward's modes instead of
     /// matching R, which is the point of comparison in the paper's §2.
     case reinforce
+    /// The paper's reward-maximising baseline: PPO with a KL penalty to the frozen base model (`PPOConfig`). Its
+    /// loss needs the behaviour's log q and the base model's, so the trainer evaluates it (`PPOLoss`), not
+    /// `evaluate`.
+    case ppo
 
     public static let subTB = Objective.subTB(lambda: 1, strictMask: false)
 }
@@ -190,6 +194,8 @@ extension Objective {
                 for k in 0..<t.n { r.dLogPF[b][k] = g }
                 if terminalIsVariable(t) { r.dLogPT[b][t.n] = g }
             }
+        case .ppo:
+            throw .invalidArgument("PPO's loss needs the behaviour's and the base model's log q: PPOLoss evaluates it")
         }
         guard r.loss.isFinite else {
             throw .numerical("the \(self) loss is not finite (\(r.loss)): check the rewards and log-probabilities")

@@ -57,6 +57,8 @@ public struct GFlowNetConfig: Sendable, Equatable {
     /// effect on bf16 weights. The model's other users (contexts, rewards) keep cblas_sgemm and their results.
     public var packWeights: Bool = true
     public var seed: UInt64 = 0
+    /// PPO's settings (objective `.ppo`).
+    public var ppo = PPOConfig()
 
     public init() {}
 
@@ -75,15 +77,19 @@ public struct GFlowNetConfig: Sendable, Equatable {
             throw .invalidArgument("behaviour temperatures need 0 < low ≤ high")
         }
         guard temperatureHorizon >= 0 else { throw .invalidArgument("the behaviour-temperature horizon must be ≥ 0") }
-        if objective == .reinforce {
-            // REINFORCE's gradient is an expectation under the sampler itself: tempered or replayed batches would
+        if objective == .reinforce || objective == .ppo {
+            // REINFORCE's and PPO's gradients are an expectation under the sampler itself: tempered or replayed batches would
             // bias it silently (no importance weights), so they are refused
             let temperedIsOnPolicy = temperatureLow == 1 && temperatureHigh == 1
                 && (temperatureHorizon == 0 || (temperatureLowEnd == 1 && temperatureHighEnd == 1))
             guard replayProbability == 0, onPolicyProbability >= 1 - 1e-12 || temperedIsOnPolicy else {
-                throw .invalidArgument("REINFORCE trains on its own samples only: set p_on_policy = 1 and p_replay = 0 "
-                                       + "(tempered or replayed batches would bias its gradient)")
+                throw .invalidArgument("\(objective == .ppo ? "PPO" : "REINFORCE") trains on its own samples only: "
+                                       + "set p_on_policy = 1 and p_replay = 0 (tempered or replayed batches would bias its gradient)")
             }
+        }
+        if objective == .ppo {
+            try ppo.validate()
+            guard batchSize >= 2 else { throw .invalidArgument("PPO's leave-one-out baseline needs batch_size ≥ 2") }
         }
         if temperatureHorizon > 0 {
             guard temperatureLowEnd > 0, temperatureHighEnd >= temperatureLowEnd, temperatureHighEnd.isFinite else {
@@ -119,6 +125,11 @@ public struct GFlowNetStepStats: Sendable, Equatable {
     public var temperedBatches = 0
     public var replayBatches = 0
     public var trajectories = 0
+    /// PPO: mean KL(q‖p_base) estimate of the step's trajectories at sampling time, the KL coefficient β after
+    /// the step, and the share of tokens whose ratio was clipped (mean over updates); 0 for other objectives.
+    public var kl = 0.0
+    public var klCoefficient = 0.0
+    public var clipFraction = 0.0
     /// False when the optimiser skipped the update (non-finite gradients); `message` says why.
     public var applied = true
     public var message = ""
@@ -133,7 +144,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
     public let config: GFlowNetConfig
     public let engine: RolloutEngine
     public let buffer: ReplayBuffer
-    public private(set) var step = 0
+    public internal(set) var step = 0
     /// Called after every step; return false to stop (the caller's loop sees `.cancelled`).
     public var progress: ((GFlowNetStepStats) -> Bool)?
 
@@ -144,6 +155,8 @@ public final class GFlowNetTrainer: @unchecked Sendable {
     var rng: RNG
     /// Data-parallel replicas (`setDistributed`); nil in a single process.
     var exchange: GradientExchange?
+    /// PPO's KL coefficient β (trl's AdaptiveKLController).
+    var klController: AdaptiveKLController
 
     public init(model: Model, adapter: LoRAAdapter, reward: RewardFunction, prompts: [PromptSpec],
                 rollout: RolloutSettings, config: GFlowNetConfig = GFlowNetConfig()) throws(GFNError) {
@@ -170,9 +183,12 @@ public final class GFlowNetTrainer: @unchecked Sendable {
             do {
                 try model.weights.packForRowBatches(threads: model.transformer.threads)
             } catch where error.status == .outOfMemory {}
-            if model.weights.hasPackedMatrices {
+            // Quantized weights have no packed copy; their trainer's passes likewise leave the batch-invariant
+            // decoding products (whose dequantizing kernel is slow at the 64 rows of a training step) for the
+            // fastest product per batch size (sgemm on widened chunks at 64 rows and more).
+            if model.weights.hasPackedMatrices || model.weights.weightType.isQuantized {
                 policyModel = Model(transformer: Transformer(weights: model.weights, threads: model.transformer.threads,
-                                                             usesPackedWeights: true),
+                                                             usesPackedWeights: model.weights.hasPackedMatrices),
                                     tokenizer: model.tokenizer, path: model.path)
             }
         }
@@ -198,6 +214,8 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         optimizer = try AdamW(groups: groups, schedule: config.schedule, maxGradNorm: config.maxGradNorm,
                               threads: model.transformer.threads)
         rng = RNG(seed: config.seed)
+        klController = AdaptiveKLController(value: config.ppo.klCoefficient, target: config.ppo.klTarget,
+                                            horizon: config.ppo.klHorizon)
     }
 
     /// Whether the learned log Z is trained (TB, or SubTB / DB with a learned root flow).
@@ -250,6 +268,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
     /// optimiser, buffer, RNG and step are as before, and the error is thrown.
     @discardableResult
     public func trainStep() throws(GFNError) -> GFlowNetStepStats {
+        if config.objective == .ppo { return try ppoStep() }
         let rngBefore = rng
         let tR = rewardTemperature
         var stats = GFlowNetStepStats()
@@ -494,6 +513,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
         extra["step"] = .int(Int64(step))
         extra["log_z"] = .array(logZ.value.array.map { .double(Double($0)) })
         extra["prompts"] = .int(Int64(prompts.count))
+        if config.objective == .ppo { extra["kl_coef"] = .double(klController.value) }
         try TrainingCheckpoint.save(directory: directory, model: model.weights, adapter: adapter, optimizer: optimizer,
                                     rngs: ["trainer": rng], extra: extra,
                                     files: [(GFlowNetTrainer.bufferFile, buffer.serialized())])
@@ -525,6 +545,7 @@ public final class GFlowNetTrainer: @unchecked Sendable {
             for (i, z) in zs.enumerated() { logZ.value.pointer[i] = Float(z) }
         }
         if let g = r.rngs["trainer"] { rng = g }
+        if config.objective == .ppo, let beta = r.extra["kl_coef"]?.double, beta.isFinite, beta >= 0 { klController.value = beta }
         if let bytes = r.files[GFlowNetTrainer.bufferFile],
            let b = try? ReplayBuffer.deserialize(bytes, source: FileIO.join(directory, GFlowNetTrainer.bufferFile)) {
             buffer.replaceContents(with: b)   // checked by checkFile: cannot fail here

@@ -79,7 +79,7 @@ public enum ONNXExporter {
     /// bf16 at load has lost the file's precision, so it is refused.
     static func requireFP32(_ w: ModelWeights) throws(GFNError) {
         guard w.weightType == .f32 else {
-            throw .unsupported("ONNX export needs a model loaded with fp32 weights; this one was loaded with bf16 "
+            throw .unsupported("ONNX export needs a model loaded with fp32 weights; this one was loaded with \(w.weightType) "
                                + "weights (reload it with weights=fp32 to export merged weights)")
         }
     }

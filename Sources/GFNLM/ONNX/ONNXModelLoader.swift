@@ -14,7 +14,8 @@ public enum ONNXModelLoader {
     /// (round to nearest even, from fp32, fp16 or bf16 files), tensor by tensor: each source tensor's fp32 values
     /// exist only while it is converted, and its pages in an mmapped data file are dropped afterwards
     /// (MADV_DONTNEED), so resident memory stays near the bf16 size. LayerNorm parameters, biases and positions stay
-    /// fp32 (copied: no file is kept mapped). `threads` parallelizes the packing.
+    /// fp32 (copied: no file is kept mapped). `.int8` / `.q4` do the same with block-quantized matrices
+    /// (`QuantMatrix`; under `.q4` the embedding / tied head is int8). `threads` parallelizes the packing.
     public static func load(path: String, weightType: WeightType = .f32, threads: Int = 1) throws(GFNError) -> ModelWeights {
         try loadWithReport(path: path, weightType: weightType, threads: threads).weights
     }
@@ -135,7 +136,8 @@ public enum ONNXModelLoader {
     private static func build(_ r: GraphRecognizer.Result, graph: ONNXGraph, modelPath: String,
                               reader: TensorDataReader, weightType: WeightType, threads: Int) throws(GFNError) -> Built {
         var storages: [FloatStorage] = []
-        let bf16 = weightType == .bf16
+        // bf16 and the quantized formats convert the matrices at load and keep no source file.
+        let bf16 = weightType != .f32
         var bf16Bytes = 0
         // Where each weight is read in the graph (for the merged-weights export).
         var slots: [String: [WeightSlot]] = [:]
@@ -161,11 +163,12 @@ public enum ONNXModelLoader {
         }
         /// A [K, N] matrix (stored as such, or as its transpose [N, K] when `transposed`) in bf16: its fp32 values
         /// are computed without memoizing, packed, and the source pages released.
-        func packed(_ c: ConstValue, rows K: Int, cols N: Int, transposed: Bool, scale: Float) throws(GFNError) -> WeightMatrix {
+        func packed(_ c: ConstValue, rows K: Int, cols N: Int, transposed: Bool, scale: Float,
+                    embedding: Bool = false) throws(GFNError) -> WeightMatrix {
             guard c.count == K * N else {
                 throw .format("\(modelPath): a tensor of shape \(c.shape) cannot serve as [\(K), \(N)]")
             }
-            let m = try ConstValue.withoutCaching { () throws(GFNError) -> BF16Matrix in
+            let m = try ConstValue.withoutCaching { () throws(GFNError) -> WeightMatrix in
                 var s = try c.floats()
                 guard s.count >= c.count else { throw .internalError("\(modelPath): tensor storage shorter than its shape") }
                 if scale != 1 {
@@ -173,12 +176,21 @@ public enum ONNXModelLoader {
                     for i in 0..<c.count { t.base[i] = s.base[i] * scale }
                     s = t
                 }
-                return try BF16Matrix.pack(s.base, ld: transposed ? K : N, transposed: transposed, rows: K, cols: N,
-                                           threads: threads)
+                switch weightType {
+                case .int8, .q4:
+                    // The token embedding and the head stay int8 under 4-bit weights, as llama.cpp keeps its
+                    // output matrix at higher precision: it sets every logit (docs/quantization.md).
+                    let f: QuantMatrix.Format = weightType == .q4 && !embedding ? .q4 : .q8
+                    return WeightMatrix(try QuantMatrix.quantize(s.base, ld: transposed ? K : N, transposed: transposed,
+                                                                 rows: K, cols: N, format: f, threads: threads))
+                default:
+                    return WeightMatrix(try BF16Matrix.pack(s.base, ld: transposed ? K : N, transposed: transposed,
+                                                            rows: K, cols: N, threads: threads))
+                }
             }
             if let root = c.root { reader.releasePages(root) }
             bf16Bytes += m.bytes
-            return WeightMatrix(m)
+            return m
         }
         func scaled(_ t: Tensor, _ k: Float) throws(GFNError) -> Tensor {
             if k == 1 { return t }
@@ -187,12 +199,12 @@ public enum ONNXModelLoader {
             storages.append(c.storage)
             return c
         }
-        func linear(_ site: LinearSite, _ name: String) throws(GFNError) -> Linear {
+        func linear(_ site: LinearSite, _ name: String, head: Bool = false) throws(GFNError) -> Linear {
             let w: WeightMatrix
             if bf16 {
                 guard site.weight.rank == 2 else { throw .format("\(modelPath): \(name).weight is not 2-D (\(site.weight.shape))") }
                 w = try packed(site.weight, rows: site.inFeatures, cols: site.outFeatures, transposed: false,
-                               scale: site.alpha)
+                               scale: site.alpha, embedding: head)
             } else {
                 w = WeightMatrix(try scaled(try tensor(site.weight, site.weight.shape), site.alpha))
             }
@@ -246,13 +258,13 @@ public enum ONNXModelLoader {
             blocks.append(BlockWeights(ln1: try norm(b.ln1, "\(p).ln_1"), ln2: try b.ln2.map { (n) throws(GFNError) in try norm(n, "\(p).ln_2") },
                                        qkv: qkv, attnOut: attnOut, fcIn: fcIn, fcOut: fcOut))
         }
-        let embedding = bf16 ? try packed(r.wte, rows: E, cols: V, transposed: true, scale: 1)
+        let embedding = bf16 ? try packed(r.wte, rows: E, cols: V, transposed: true, scale: 1, embedding: true)
                              : WeightMatrix(transposedOf: try tensor(r.wte, [V, E]))
         record("transformer.wte.weight", InputSlot(node: r.wteNode, input: 0))
         let wpe = try r.wpe.map { (c) throws(GFNError) in try tensor(c, c.shape) }
         if wpe != nil { for n in r.wpeNodes { record("transformer.wpe.weight", InputSlot(node: n, input: 0)) } }
         let lnF = try norm(r.lnF, "transformer.ln_f")
-        let head: HeadWeights = r.tied ? .tied : .linear(try linear(r.head, "lm_head"))
+        let head: HeadWeights = r.tied ? .tied : .linear(try linear(r.head, "lm_head", head: true))
         // A tied head is read as wteᵀ through its own operand (a folded copy, or a Transpose of the embedding).
         if r.tied { record("lm_head.weight", r.head.weightSlot, transposed: r.head.transB, scale: r.head.alpha) }
         let nInner = r.blocks[0].fcIn.outFeatures

@@ -7,8 +7,23 @@ public enum WeightType: Int32, Sendable, CustomStringConvertible {
     case f32 = 0
     /// bf16 (round-to-nearest-even at load), packed for the bf16 kernels; half the memory of fp32.
     case bf16 = 1
+    /// int8, 32 values per block with an fp32 scale (`QuantMatrix`, `.q8`); frozen (LoRA / GFlowNet training only).
+    case int8 = 2
+    /// 4-bit, 32 values per block with an fp32 scale (`QuantMatrix`, `.q4`); the token embedding / tied head stays
+    /// int8. Frozen as int8.
+    case q4 = 3
 
-    public var description: String { self == .f32 ? "fp32" : "bf16" }
+    public var description: String {
+        switch self {
+        case .f32: return "fp32"
+        case .bf16: return "bf16"
+        case .int8: return "int8"
+        case .q4: return "q4"
+        }
+    }
+
+    /// Whether the matrices are block-quantized (int8 or 4-bit).
+    public var isQuantized: Bool { self == .int8 || self == .q4 }
 }
 
 /// A logical fp32 matrix W [K, N] stored in bf16, in the packed "pair panel" layout of `ckernels.h`:
@@ -203,6 +218,7 @@ public struct WeightMatrix: Sendable {
         /// fp32: the tensor is W [K, N], or Wᵀ [N, K] when `transposed`.
         case f32(Tensor, transposed: Bool)
         case bf16(BF16Matrix)
+        case quant(QuantMatrix)
     }
 
     public let storage: Storage
@@ -235,6 +251,12 @@ public struct WeightMatrix: Sendable {
         packedSlot = nil
     }
 
+    public init(_ m: QuantMatrix) {
+        storage = .quant(m)
+        rows = m.rows; cols = m.cols
+        packedSlot = nil
+    }
+
     /// The packed copy (for fp32 products of at least `PackedMatrix.minRows` rows that ask for it), if one was made.
     public var packed: PackedMatrix? { packedSlot?.matrix.withLock { $0 } }
 
@@ -254,8 +276,11 @@ public struct WeightMatrix: Sendable {
     }
 
     public var type: WeightType {
-        if case .bf16 = storage { return .bf16 }
-        return .f32
+        switch storage {
+        case .f32: return .f32
+        case .bf16: return .bf16
+        case .quant(let q): return q.format == .q8 ? .int8 : .q4
+        }
     }
 
     /// Bytes of weight storage.
@@ -263,6 +288,7 @@ public struct WeightMatrix: Sendable {
         switch storage {
         case .f32(let t, _): return t.count * 4
         case .bf16(let m): return m.bytes
+        case .quant(let m): return m.bytes
         }
     }
 
@@ -270,9 +296,23 @@ public struct WeightMatrix: Sendable {
     public func toBF16(threads: Int = 1) throws(GFNError) -> WeightMatrix {
         switch storage {
         case .bf16: return self
+        case .quant: throw .unsupported("a quantized matrix cannot be converted to bf16")
         case .f32(let t, let tr):
             return WeightMatrix(try BF16Matrix.pack(t.pointer, ld: t.shape[1], transposed: tr, rows: rows, cols: cols,
                                                     threads: threads))
+        }
+    }
+
+    /// A block-quantized copy of an fp32 matrix; a matrix already in that format is returned as is.
+    public func quantized(_ format: QuantMatrix.Format, threads: Int = 1,
+                          integerProducts: Bool = true) throws(GFNError) -> WeightMatrix {
+        switch storage {
+        case .quant(let q) where q.format == format && q.integerProducts == integerProducts: return self
+        case .f32(let t, let tr):
+            return WeightMatrix(try QuantMatrix.quantize(t.pointer, ld: t.shape[1], transposed: tr, rows: rows,
+                                                         cols: cols, format: format, threads: threads,
+                                                         integerProducts: integerProducts))
+        default: throw .unsupported("only fp32 matrices can be quantized (this one is \(type))")
         }
     }
 
@@ -300,6 +340,8 @@ public struct WeightMatrix: Sendable {
                       c: y, ldc: ldy, threads: threads)
         case .bf16(let b):
             b.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, rowInvariant: rowInvariant)
+        case .quant(let q):
+            q.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, rowInvariant: rowInvariant)
         }
     }
 
@@ -312,6 +354,9 @@ public struct WeightMatrix: Sendable {
                       c: dx, ldc: lddx, beta: accumulate ? 1 : 0, threads: threads)
         case .bf16(let b):
             try b.multiplyTransposed(dy: dy, lddy: lddy, m: m, dx: dx, lddx: lddx, accumulate: accumulate,
+                                     threads: threads)
+        case .quant(let q):
+            try q.multiplyTransposed(dy: dy, lddy: lddy, m: m, dx: dx, lddx: lddx, accumulate: accumulate,
                                      threads: threads)
         }
     }
@@ -327,6 +372,8 @@ public struct WeightMatrix: Sendable {
             }
         case .bf16(let b):
             b.column(n, into: dst)
+        case .quant(let q):
+            q.column(n, into: dst)
         }
     }
 
@@ -334,9 +381,9 @@ public struct WeightMatrix: Sendable {
     public func fp32Tensor(_ what: @autoclosure () -> String) throws(GFNError) -> Tensor {
         switch storage {
         case .f32(let t, _): return t
-        case .bf16:
-            throw .unsupported("\(what()) is stored in bf16 (model loaded with weights=bf16); this operation needs "
-                               + "fp32 weights: load the model with fp32 weights")
+        case .bf16, .quant:
+            throw .unsupported("\(what()) is stored in \(type) (model loaded with weights=\(type)); this operation "
+                               + "needs fp32 weights: load the model with fp32 weights")
         }
     }
 }

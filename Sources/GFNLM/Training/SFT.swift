@@ -40,6 +40,13 @@ public final class SFTTrainer: @unchecked Sendable {
     public let optimizer: AdamW
     /// Set to enable LoRA dropout in the training forward (the adapter's probability); nil = deterministic.
     public var dropoutRNG: RNG?
+    /// Restricted cross-entropy (nil: the full vocabulary): every target token's loss is
+    /// −log softmax over these candidate tokens only, −log p(t) + log Σ_c p(c) — e.g. the two label tokens of a
+    /// classifier ("objective" / "subjective"), where the full-vocabulary NLL would also train the mass on every
+    /// other token. Each target token must be one of them.
+    public var labelCandidates: [Int32]? {
+        didSet { if labelCandidates?.isEmpty == true { labelCandidates = nil } }
+    }
 
     let workspace: ForwardWorkspace
     let trace: ForwardTrace
@@ -125,11 +132,9 @@ public final class SFTTrainer: @unchecked Sendable {
         head.dropoutRNG = trace.dropoutRNG
         try head.forward(hidden: hidden, hiddenCount: rows * T, rows: targets.map { $0.0 }, adapter: adapter)
         dropoutRNG = head.dropoutRNG
-        var nll = 0.0
-        for (i, t) in targets.enumerated() { nll -= Double(try head.logProb(i, t.1)) }
+        let (nll, entries) = try targetLoss(targets)
         let E = transformer.config.nEmbd
         if dHidden.count < rows * T * E { dHidden = [Float](repeating: 0, count: rows * T * E) }
-        let entries = targets.enumerated().map { (index: $0.offset, token: $0.element.1, grad: Float(-1)) }
         let grads = gradients
         let tf = transformer, lp = head, tr = trace, bws = backwardWorkspace
         try dHidden.withUnsafeMutableBufferPointer { b throws(GFNError) in
@@ -167,6 +172,35 @@ public final class SFTTrainer: @unchecked Sendable {
                         step: r.step, learningRate: r.learningRates.first ?? 0, message: r.message)
     }
 
+    /// The NLL sum of the head's targets and its gradient entries (dL/d log p per token): −1 on the target for the
+    /// full vocabulary; with `labelCandidates`, softmax_C(c) − [c = t] on every candidate c.
+    func targetLoss(_ targets: [(Int, Int32)]) throws(GFNError)
+        -> (nll: Double, entries: [(index: Int, token: Int32, grad: Float)]) {
+        var nll = 0.0
+        var entries: [(index: Int, token: Int32, grad: Float)] = []
+        guard let cands = labelCandidates else {
+            for (i, t) in targets.enumerated() {
+                nll -= Double(try head.logProb(i, t.1))
+                entries.append((i, t.1, -1))
+            }
+            return (nll, entries)
+        }
+        for (i, t) in targets.enumerated() {
+            guard cands.contains(t.1) else {
+                throw .invalidArgument("target token \(t.1) is not one of the label candidates \(cands)")
+            }
+            var lps: [Double] = []
+            for c in cands { lps.append(Double(try head.logProb(i, c))) }
+            let m = lps.max() ?? 0
+            let lse = m + log(lps.reduce(0) { $0 + exp($1 - m) })
+            nll += lse - Double(try head.logProb(i, t.1))
+            for (c, lp) in zip(cands, lps) {
+                entries.append((i, c, Float(exp(lp - lse) - (c == t.1 ? 1 : 0))))
+            }
+        }
+        return (nll, entries)
+    }
+
     /// `accumulate(batch)` then `apply()`.
     public func step(_ batch: [SFTExample]) throws(GFNError) -> SFTStats {
         do throws(GFNError) {
@@ -191,8 +225,7 @@ public final class SFTTrainer: @unchecked Sendable {
         }
         head.dropoutRNG = nil
         try head.forward(hidden: hidden, hiddenCount: rows * T, rows: targets.map { $0.0 }, adapter: adapter)
-        var nll = 0.0
-        for (i, t) in targets.enumerated() { nll -= Double(try head.logProb(i, t.1)) }
+        let nll = try targetLoss(targets).nll
         let loss = nll / Double(max(1, targets.count))
         return SFTStats(loss: loss, perplexity: exp(loss), tokens: targets.count, gradNorm: .nan, applied: false,
                         step: optimizer.stepCount, learningRate: optimizer.learningRate(group: 0), message: nil)

@@ -139,7 +139,7 @@ extension ModelWeights {
     /// Refused (`.unsupported`) for bf16 weights: full-parameter training needs fp32 weights.
     public func trainableCopy() throws(GFNError) -> ModelWeights {
         guard weightType == .f32 else {
-            throw .unsupported("full-parameter training needs fp32 weights; this model's matrices are stored in bf16 "
+            throw .unsupported("full-parameter training needs fp32 weights; this model's matrices are stored in \(weightType) "
                                + "(load it with weights=fp32)")
         }
         func lin(_ l: Linear) throws(GFNError) -> Linear {

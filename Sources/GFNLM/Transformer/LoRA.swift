@@ -180,7 +180,7 @@ extension LoRAAdapter {
             throw .unsupported(LoRAAdapter.tiedHeadMergeMessage)
         }
         guard model.weightType == .f32 else {
-            throw .unsupported("merging a LoRA adapter needs fp32 weights; this model's matrices are stored in bf16")
+            throw .unsupported("merging a LoRA adapter needs fp32 weights; this model's matrices are stored in \(model.weightType)")
         }
         func merge(_ l: Linear) throws(GFNError) -> Linear {
             guard let f = factors(for: l.name) else { return l }

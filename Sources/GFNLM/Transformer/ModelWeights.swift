@@ -41,6 +41,11 @@ public struct Linear: Sendable {
     public func toBF16(threads: Int = 1) throws(GFNError) -> Linear {
         try Linear(name: name, matrix: try matrix.toBF16(threads: threads), bias: bias)
     }
+
+    /// The same map with W block-quantized.
+    public func quantized(_ format: QuantMatrix.Format, threads: Int = 1) throws(GFNError) -> Linear {
+        try Linear(name: name, matrix: try matrix.quantized(format, threads: threads), bias: bias)
+    }
 }
 
 public struct LayerNormWeights: Sendable {
@@ -133,8 +138,9 @@ public final class ModelWeights: @unchecked Sendable {
         try validate()
     }
 
-    /// bf16 when the large matrices (linears, embedding / head) are stored in bf16.
-    public var weightType: WeightType { embedding.type }
+    /// How the large matrices (linears, embedding / head) are stored: that of the linear maps (under 4-bit
+    /// weights the embedding stays int8).
+    public var weightType: WeightType { blocks.first?.fcIn.matrix.type ?? embedding.type }
 
     /// Bytes of the matrices (linears and embedding; not LayerNorm parameters, biases or positions).
     public var matrixBytes: Int { linears.reduce(embedding.bytes) { $0 + $1.matrix.bytes } }
@@ -142,25 +148,41 @@ public final class ModelWeights: @unchecked Sendable {
     /// A copy with every linear map and the token embedding in bf16 (LayerNorm parameters, biases and positions
     /// stay fp32 and shared). Not tied to the source file: fp32 data is not kept.
     public func toBF16(threads: Int = 1) throws(GFNError) -> ModelWeights {
+        try converted { (m: WeightMatrix, _: Bool) throws(GFNError) in try m.toBF16(threads: threads) }
+    }
+
+    /// A copy with every linear map and the token embedding block-quantized (`type` `.int8` or `.q4`; under
+    /// `.q4` the embedding and the head are int8, as the loader does). LayerNorm parameters, biases and positions stay
+    /// fp32 and shared. `integerProducts`: see `QuantMatrix.integerProducts`.
+    public func quantized(_ type: WeightType, threads: Int = 1, integerProducts: Bool = true) throws(GFNError) -> ModelWeights {
+        guard type.isQuantized else { throw .invalidArgument("quantized(\(type)): not a quantized weight type") }
+        return try converted { (m: WeightMatrix, isEmbedding: Bool) throws(GFNError) in
+            try m.quantized(type == .q4 && !isEmbedding ? .q4 : .q8, threads: threads, integerProducts: integerProducts)
+        }
+    }
+
+    /// A copy with every matrix passed through `convert(matrix, isEmbeddingOrHead)`.
+    private func converted(_ convert: (WeightMatrix, Bool) throws(GFNError) -> WeightMatrix) throws(GFNError) -> ModelWeights {
+        func lin(_ l: Linear, head: Bool = false) throws(GFNError) -> Linear {
+            try Linear(name: l.name, matrix: try convert(l.matrix, head), bias: l.bias)
+        }
         func blk(_ b: BlockWeights) throws(GFNError) -> BlockWeights {
             let qkv: QKVProjection
             switch b.qkv {
-            case .fused(let l): qkv = .fused(try l.toBF16(threads: threads))
-            case .separate(let q, let k, let v):
-                qkv = .separate(q: try q.toBF16(threads: threads), k: try k.toBF16(threads: threads),
-                                v: try v.toBF16(threads: threads))
+            case .fused(let l): qkv = .fused(try lin(l))
+            case .separate(let q, let k, let v): qkv = .separate(q: try lin(q), k: try lin(k), v: try lin(v))
             }
-            return BlockWeights(ln1: b.ln1, ln2: b.ln2, qkv: qkv, attnOut: try b.attnOut.toBF16(threads: threads),
-                                fcIn: try b.fcIn.toBF16(threads: threads), fcOut: try b.fcOut.toBF16(threads: threads))
+            return BlockWeights(ln1: b.ln1, ln2: b.ln2, qkv: qkv, attnOut: try lin(b.attnOut), fcIn: try lin(b.fcIn),
+                                fcOut: try lin(b.fcOut))
         }
         var bs: [BlockWeights] = []
         for b in blocks { bs.append(try blk(b)) }
         let h: HeadWeights
         switch head {
         case .tied: h = .tied
-        case .linear(let l): h = .linear(try l.toBF16(threads: threads))
+        case .linear(let l): h = .linear(try lin(l, head: true))
         }
-        return try ModelWeights(config: config, embedding: try embedding.toBF16(threads: threads), wpe: wpe,
+        return try ModelWeights(config: config, embedding: try convert(embedding, true), wpe: wpe,
                                 blocks: bs, lnF: lnF, head: h, keepAlive: keepAlive)
     }
 

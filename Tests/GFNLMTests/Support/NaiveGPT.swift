@@ -13,6 +13,7 @@ struct NaiveGPT {
         switch m.storage {
         case .f32(let t, let transposed): return transposed ? vec(try! t.transposed2D()) : vec(t)
         case .bf16(let b): return vec(try! b.decoded())
+        case .quant(let q): return vec(try! q.decoded())
         }
     }
 
@@ -66,6 +67,7 @@ struct NaiveGPT {
         switch w.embedding.storage {
         case .f32(let t, _): wte = vec(t)  // [V, E]
         case .bf16(let b): wte = vec(try! b.decoded().transposed2D())
+        case .quant(let q): wte = vec(try! q.decoded().transposed2D())
         }
         let wpe = w.wpe.map(vec)
         var x: [[Double]] = (0..<T).map { t in

@@ -237,6 +237,8 @@ class ModelParams(Structure):
 
 GFN_WEIGHTS_F32 = 0
 GFN_WEIGHTS_BF16 = 1
+GFN_WEIGHTS_INT8 = 2
+GFN_WEIGHTS_Q4 = 3
 
 
 class ModelConfig(Structure):
@@ -310,7 +312,8 @@ class GFlowNetParams(Structure):
                 ("buffer_capacity", c_int32), ("buffer_tolerance", c_double), ("buffer_prioritized", c_int32),
                 ("lora_dropout", c_int32), ("seed", c_uint64), ("pack_weights", c_int32),
                 ("temp_low_end", c_double), ("temp_high_end", c_double), ("temp_horizon", c_int32),
-                ("root_flow", c_int32)]
+                ("root_flow", c_int32), ("ppo_clip", c_double), ("ppo_epochs", c_int32), ("kl_coef", c_double),
+                ("kl_target", c_double), ("kl_horizon", c_double)]
 
 
 class StepStats(Structure):
@@ -418,6 +421,7 @@ _PAIRS = (POINTER(POINTER(c_int32)), POINTER(c_int32), POINTER(POINTER(c_int32))
 gfn_sft_step = _fn("gfn_sft_step", c_int32, c_void_p, *_PAIRS, POINTER(SFTStats))
 gfn_sft_evaluate = _fn("gfn_sft_evaluate", c_int32, c_void_p, *_PAIRS, POINTER(SFTStats))
 gfn_sft_snapshot_model = _fn("gfn_sft_snapshot_model", c_int32, c_void_p, POINTER(c_void_p))
+gfn_sft_set_label_candidates = _fn("gfn_sft_set_label_candidates", c_int32, c_void_p, POINTER(c_int32), c_int32)
 gfn_sft_save = _fn("gfn_sft_save", c_int32, c_void_p, c_char_p)
 gfn_sft_load = _fn("gfn_sft_load", c_int32, c_void_p, c_char_p)
 gfn_sft_free = _fn("gfn_sft_free", None, c_void_p)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .model import Model
     from .training import LoRA
 
-_OBJECTIVES = {"subtb": 0, "tb": 1, "db": 2, "reinforce": 3}
+_OBJECTIVES = {"subtb": 0, "tb": 1, "db": 2, "reinforce": 3, "ppo": 4}
 _LAYOUTS = {"forced_stop": 0, "next_sentence": 1}
 _CALCULATOR = {None: 0, False: 0, "reference": 1, True: 1, "fixed": 2}
 
@@ -76,7 +76,9 @@ class GFlowNetTrainer(Closeable):
     reward: a gfnlm.rewards.Reward, or a plain function fn(prompt_index, states) -> log R per state (wrapped in
     rewards.Callback). prompts: list of X (str or ids) or of dicts {"x": …, "y": …, "reward_context": …, "weight": …}.
     Main options (defaults from the reference's main.py): objective "subtb" | "tb" | "db" (GFlowNets) or
-    "reinforce" (a reward-maximising baseline; on-policy only: p_on_policy=1, p_replay=0), subtb_lambda,
+    "reinforce" / "ppo" (reward-maximising baselines; on-policy only: p_on_policy=1, p_replay=0; PPO as in trl:
+    clipped surrogate with ppo_clip over ppo_epochs updates per sampled batch, leave-one-out baseline, KL penalty
+    kl_coef to the frozen base model, adapted toward kl_target over kl_horizon, None = fixed), subtb_lambda,
     termination (token or single-token string, default end-of-text), min_length (the target is R restricted to
     sequences of at least that many actions, whatever the reward gives shorter ones), max_length, layout
     "forced_stop" | "next_sentence", allowed + penalty (the policy's vocabulary mask, e.g. −99), calculator
@@ -103,7 +105,9 @@ class GFlowNetTrainer(Closeable):
                  buffer_capacity: int = 50, buffer_tolerance: float = 0.25,
                  buffer_prioritized: bool = True, lora_dropout: bool = False, seed: int = 0,
                  pack_weights: bool = True, temperature_range_end: tuple[float, float] = (1.0, 1.0),
-                 temperature_horizon: int = 0, root_flow: str = "reward", distributed: object | None = None):
+                 temperature_horizon: int = 0, root_flow: str = "reward", distributed: object | None = None,
+                 ppo_clip: float = 0.2, ppo_epochs: int = 4, kl_coef: float = 0.2, kl_target: float | None = 6.0,
+                 kl_horizon: float = 10000.0):
         self._h = None
         reward, self._owns_reward = _as_reward(reward)
         self.model, self.adapter, self.reward = model, adapter, reward
@@ -141,6 +145,9 @@ class GFlowNetTrainer(Closeable):
         p.lora_dropout = 1 if lora_dropout else 0
         p.seed = seed & 0xFFFFFFFFFFFFFFFF
         p.pack_weights = 1 if pack_weights else 0
+        p.ppo_clip, p.ppo_epochs, p.kl_coef = ppo_clip, ppo_epochs, kl_coef
+        p.kl_target = 0.0 if kl_target is None else kl_target
+        p.kl_horizon = kl_horizon
         self.prompts = [self._prompt(x) for x in prompts]
         arr = (_lib.Prompt * len(self.prompts))()
         for i, pr in enumerate(self.prompts):

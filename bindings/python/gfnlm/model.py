@@ -36,15 +36,17 @@ class Model(Closeable):
     def load(cls, path: PathLike, tokenizer: PathLike | None = None, n_threads: int = 0,
              weights: str = "fp32", batch_invariant: bool = True) -> "Model":
         """Loads an .onnx file (or a directory holding one). `tokenizer`: a path to tokenizer files; by default
-        tokenizer files beside the model are used when present. `weights`: "fp32" (default) or "bf16" (the large
-        matrices converted to bf16 at load: half the memory; full-parameter training and ONNX export are then
-        refused). Anything else raises ValueError. `n_threads` (0: all CPUs) bounds every thread the library
+        tokenizer files beside the model are used when present. `weights`: "fp32" (default), "bf16" (the large
+        matrices converted to bf16 at load: half the memory), "int8" or "q4" (block-quantized at load, 32 values
+        per block with a scale: 0.28 / 0.16 of fp32's bytes per matrix; see docs/quantization.md). With any but fp32,
+        full-parameter training, merging adapters and ONNX export are refused. Anything else raises ValueError. `n_threads` (0: all CPUs) bounds every thread the library
         computes with for this model, however many Python threads call it. `batch_invariant` (default): a sample
         depends only on (model, adapter, prompt, parameters, seed), not on what shares its batch (Batcher);
         False picks the fastest product per batch size (results then differ at rounding level)."""
-        kinds = {"fp32": _lib.GFN_WEIGHTS_F32, "bf16": _lib.GFN_WEIGHTS_BF16}
+        kinds = {"fp32": _lib.GFN_WEIGHTS_F32, "bf16": _lib.GFN_WEIGHTS_BF16, "int8": _lib.GFN_WEIGHTS_INT8,
+                 "q4": _lib.GFN_WEIGHTS_Q4}
         if not isinstance(weights, str) or weights not in kinds:
-            raise ValueError(f"weights must be 'fp32' or 'bf16', got {weights!r}")
+            raise ValueError(f"weights must be one of 'fp32', 'bf16', 'int8', 'q4', got {weights!r}")
         params = _lib.gfn_model_default_params()
         params.n_threads = n_threads
         params.weight_type = kinds[weights]

@@ -142,6 +142,14 @@ class SFTTrainer(Closeable):
         """The loss on [(context, target), ...] without a step."""
         return self._call(_lib.gfn_sft_evaluate, batch)
 
+    def set_label_candidates(self, candidates: Sequence[int] | None) -> None:
+        """Restricts the loss to these token ids: every target token's loss becomes −log softmax over the candidates
+        only (e.g. the two label tokens of a classifier: the two-way label cross-entropy); None or [] restores the
+        full vocabulary. Every target token must then be one of them."""
+        ids = list(candidates or [])
+        arr = (c_int32 * max(1, len(ids)))(*ids)
+        _lib.check(_lib.gfn_sft_set_label_candidates(self._h, arr, len(ids)))
+
     def snapshot_model(self) -> Model:
         """The fully fine-tuned weights as a new Model (full-parameter training only)."""
         from .model import Model

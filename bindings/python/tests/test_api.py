@@ -113,7 +113,7 @@ def test_bad_arguments_are_value_errors(tiny):
     with pytest.raises(ValueError, match="match no module of this model; available: attn.k_proj") as e:
         gfnlm.LoRA(tiny, targets=["c_attn"])
     assert isinstance(e.value, gfnlm.InvalidArgumentError) and e.value.name == "GFN_ERR_INVALID_ARGUMENT"
-    with pytest.raises(ValueError, match="weights must be 'fp32' or 'bf16', got 'fp16'"):
+    with pytest.raises(ValueError, match="weights must be one of 'fp32', 'bf16', 'int8', 'q4', got 'fp16'"):
         gfnlm.Model.load(TINY, weights="fp16")
     with pytest.raises(ValueError, match="this model has no tokenizer: pass token ids"):
         tiny.generate("text")
@@ -149,6 +149,25 @@ def test_unknown_objective_lists_the_valid_ones(tiny):
         trainer(tiny, zero_reward, layout="stop")
     tr, _ = trainer(tiny, zero_reward, objective="TB")  # names are case-insensitive
     assert tr.objective == "TB" and math.isfinite(tr.step()["loss"])
+
+
+def test_ppo_is_on_policy_and_trains(tiny):
+    """PPO (the paper's baseline): refused with tempered or replayed batches, like REINFORCE; on-policy it steps,
+    and β of the KL penalty follows the adaptive rule (KL 0 at step 0: β·(1 − 0.2·n/horizon))."""
+    with pytest.raises(gfnlm.InvalidArgumentError, match="PPO trains on its own samples only"):
+        trainer(tiny, zero_reward, objective="ppo")
+    with pytest.raises(gfnlm.InvalidArgumentError, match="leave-one-out"):
+        trainer(tiny, zero_reward, objective="ppo", p_on_policy=1.0, p_replay=0.0, batch_size=1)
+
+    def reward(prompt_index, states):
+        return [-float(len(s)) for s in states]
+
+    tr, lora = trainer(tiny, reward, objective="ppo", p_on_policy=1.0, p_replay=0.0, ppo_epochs=3, kl_coef=0.1,
+                       kl_target=6.0, kl_horizon=100.0)
+    s = tr.step()
+    assert s["applied"] and math.isfinite(s["loss"]) and s["trajectories"] == 4
+    fixed, _ = trainer(tiny, reward, objective="ppo", p_on_policy=1.0, p_replay=0.0, kl_target=None)
+    assert math.isfinite(fixed.step()["loss"])
 
 
 def test_plain_function_reward_works(tiny):

@@ -51,7 +51,7 @@ def test_bf16_refuses_export(tmp_path):
 
 @pytest.mark.parametrize("bad", ["bf32", "BF16", "fp16", "", None, 1])
 def test_bad_weights_value(bad):
-    with pytest.raises(ValueError, match="weights must be 'fp32' or 'bf16'"):
+    with pytest.raises(ValueError, match="weights must be one of 'fp32', 'bf16', 'int8', 'q4'"):
         gfnlm.Model.load(TINY, weights=bad)
 
 

@@ -10,7 +10,7 @@ from example_runner import MODEL, load_example, run_example
 
 needs_demo = pytest.mark.skipif(not os.path.exists(os.path.join(MODEL, "model.onnx")),
                                 reason=f"the demo model ({MODEL}/model.onnx) is absent")
-KEYS = ["base_valid", "base_kl", "gfn_valid", "gfn_kl", "baseline_valid", "baseline_kl"]
+KEYS = ["base_valid", "base_kl", "gfn_valid", "gfn_kl", "baseline_valid", "baseline_kl", "ppo_valid", "ppo_kl"]
 
 
 def test_parse_number_is_the_references_rule():

@@ -1,0 +1,208 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CKernels
+
+/// A logical fp32 matrix W [K, N] (y = x·W) stored block-quantized: int8 (`.q8`, 8.5 bits per weight with the
+/// scales) or 4-bit (`.q4`, 4.5 bits), 32 values of a column per block with one fp32 scale (the layout of
+/// `ckernels.h`, quant.c). Columns of W are stored contiguously, so the tied head (W = wteᵀ) keeps one token's
+/// embedding per storage row. Immutable after quantizing; the weights it stands for are frozen.
+public final class QuantMatrix: @unchecked Sendable {
+    public enum Format: Sendable {
+        case q8, q4
+        var code: Int32 { self == .q8 ? Int32(GFK_Q8) : Int32(GFK_Q4) }
+    }
+
+    /// K: rows of W (input features).
+    public let rows: Int
+    /// N: columns of W (output features).
+    public let cols: Int
+    public let format: Format
+    let qs: UnsafeMutablePointer<UInt8>
+    let scales: UnsafeMutablePointer<Float>
+    let rowBytes: Int
+    let blocks: Int
+    /// Whether products of more than `fewRowLimit` rows (without row invariance) quantize the activations and use
+    /// the integer kernel (the default); false keeps fp32 activations for every product (the only error is then the
+    /// weights' rounding: exact gradient checks, accuracy comparisons).
+    public let integerProducts: Bool
+
+    private init(format: Format, rows: Int, cols: Int, integerProducts: Bool) throws(GFNError) {
+        guard rows > 0, cols > 0 else { throw .invalidArgument("quantized matrix of shape [\(rows), \(cols)]") }
+        self.rows = rows; self.cols = cols; self.format = format; self.integerProducts = integerProducts
+        rowBytes = Int(gfk_q_row_bytes(format.code, Int64(rows)))
+        blocks = Int(gfk_q_blocks(Int64(rows)))
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, rowBytes * cols) == 0, let raw else {
+            throw GFNError(.outOfMemory, "cannot allocate \(rowBytes * cols) bytes for a quantized matrix")
+        }
+        var rawScales: UnsafeMutableRawPointer?
+        guard posix_memalign(&rawScales, 64, blocks * cols * 4) == 0, let rawScales else {
+            free(raw)
+            throw GFNError(.outOfMemory, "cannot allocate the scales of a quantized matrix")
+        }
+        qs = raw.bindMemory(to: UInt8.self, capacity: rowBytes * cols)
+        scales = rawScales.bindMemory(to: Float.self, capacity: blocks * cols)
+    }
+
+    deinit { free(qs); free(scales) }
+
+    /// Bytes of storage (quantized values and scales).
+    public var bytes: Int { rowBytes * cols + blocks * cols * 4 }
+
+    /// Quantizes fp32 values. `src` is W row-major [rows, cols] with leading dimension `ld` (`transposed` false),
+    /// or Wᵀ row-major [cols, rows] (`transposed` true).
+    public static func quantize(_ src: UnsafePointer<Float>, ld: Int, transposed: Bool, rows: Int, cols: Int,
+                                format: Format, threads: Int = 1,
+                                integerProducts: Bool = true) throws(GFNError) -> QuantMatrix {
+        let m = try QuantMatrix(format: format, rows: rows, cols: cols, integerProducts: integerProducts)
+        let t = rows * cols >= 1 << 18 ? threads : 1
+        let q = UncheckedSendable(m.qs), s = UncheckedSendable(m.scales)
+        Parallel.chunks((cols + 15) / 16, threads: t) { _, range in
+            gfk_q_pack(format.code, src, Int64(ld), transposed ? 1 : 0, Int64(rows), Int64(cols), q.value, s.value,
+                       Int64(range.lowerBound * 16), Int64(min(cols, range.upperBound * 16)))
+        }
+        return m
+    }
+
+    /// Column n of W (K values) as fp32 (the embedding of token n for the tied embedding).
+    public func column(_ n: Int, into dst: UnsafeMutablePointer<Float>) {
+        gfk_q_unpack_rows(format.code, qs, scales, Int64(rows), Int64(n), Int64(n + 1), dst, Int64(rows))
+    }
+
+    /// W[k, n] as fp32 (tests, slow).
+    public func value(_ k: Int, _ n: Int) -> Float {
+        var col = [Float](repeating: 0, count: rows)
+        col.withUnsafeMutableBufferPointer { column(n, into: $0.baseAddress!) }
+        return col[k]
+    }
+
+    /// Rows up to which `multiply` uses the dequantizing kernel (fp32 activations) when row invariance is not
+    /// asked for; larger products quantize the activations per row and use integer dot products.
+    public static let fewRowLimit = 4
+    /// Rows from which `multiply` (without row invariance) widens the weights to fp32 a chunk at a time and calls
+    /// sgemm instead: on AVX2 without VNNI the per-block integer dot product (sign, vpmaddubsw, vpmaddwd, convert,
+    /// scale) costs more instructions per multiply-add than an fp32 FMA, so once the widening is shared by enough
+    /// rows sgemm wins (1 thread, 768 × 3072: 64 rows 25.6 vs 34.4 GFLOP/s, 32 rows 27.6 vs 18.7; docs/quantization.md).
+    public static let sgemmRowLimit = 64
+
+    /// y[m, cols] = x[m, rows] · W (overwrites y). With `rowInvariant`, and for up to `fewRowLimit` rows, through
+    /// the dequantizing kernel (each row's arithmetic independent of m and of the thread count); from
+    /// `sgemmRowLimit` rows through sgemm on widened chunks; in between the activations are quantized to int8 per
+    /// row (blocks of 32) and multiplied with integer dot products (unless `integerProducts` is false).
+    /// `kernel` other than `.automatic` chooses one regardless (tests, benchmarks).
+    public func multiply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
+                         threads: Int, rowInvariant: Bool = false, kernel: Kernel = .automatic) {
+        if m <= 0 { return }
+        let K = rows, N = cols
+        let groups = (N + 15) / 16
+        let t = m * K * N >= 1 << 17 ? max(1, threads) : 1
+        let w = UncheckedSendable(UnsafePointer(qs)), d = UncheckedSendable(UnsafePointer(scales))
+        let yy = UncheckedSendable(y), fmt = format.code
+        let integer: Bool
+        switch kernel {
+        case .automatic:
+            if !rowInvariant && m >= Self.sgemmRowLimit,
+               multiplyWidened(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
+            integer = integerProducts && !rowInvariant && m > Self.fewRowLimit
+        case .integer: integer = true
+        case .dequantize: integer = false
+        case .widened:
+            if multiplyWidened(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
+            integer = false
+        }
+        let xb = Int(gfk_q_row_bytes(Int32(GFK_Q8), Int64(K)))
+        if integer, let scratch = try? scratchPool.take((m * xb + 3) / 4 + m * blocks) {
+            defer { scratchPool.give(scratch) }
+            // int8 rows first (a multiple of 32 bytes each), then their scales.
+            let qx = UnsafeMutableRawPointer(scratch.base).bindMemory(to: Int8.self, capacity: m * xb)
+            let dx = scratch.base + (m * xb + 3) / 4
+            gfk_q_quantize_activations(x, Int64(ldx), Int64(m), Int64(K), qx, dx)
+            let qxs = UncheckedSendable(UnsafePointer(qx)), dxs = UncheckedSendable(UnsafePointer(dx))
+            Parallel.chunks(groups, threads: t) { _, range in
+                gfk_q_gemm_int(fmt, qxs.value, dxs.value, Int64(m), Int64(K), w.value, d.value,
+                               Int64(range.lowerBound * 16), Int64(min(N, range.upperBound * 16)), yy.value, Int64(ldy))
+            }
+            return
+        }
+        Parallel.chunks(groups, threads: t) { _, range in
+            gfk_q_gemm_dequant(fmt, x, Int64(ldx), Int64(m), Int64(K), w.value, d.value,
+                               Int64(range.lowerBound * 16), Int64(min(N, range.upperBound * 16)), yy.value, Int64(ldy))
+        }
+    }
+
+    /// `integer`: activations quantized per row, integer dot products; `dequantize`: fp32 activations, weights
+    /// widened in registers; `widened`: weights widened to fp32 chunks in memory, then sgemm.
+    public enum Kernel: Sendable { case automatic, integer, dequantize, widened }
+
+    /// y = x·W through sgemm on fp32 chunks of W (pooled scratch). False (nothing done) without scratch memory.
+    private func multiplyWidened(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
+                                 threads: Int) -> Bool {
+        let K = rows, N = cols
+        let per = max(16, min(N, (Self.chunkFloats / K) / 16 * 16))
+        guard let scratch = try? scratchPool.take(per * K) else { return false }
+        defer { scratchPool.give(scratch) }
+        let dst = UncheckedSendable(scratch.base), w = UncheckedSendable(UnsafePointer(qs))
+        let d = UncheckedSendable(UnsafePointer(scales)), fmt = format.code
+        var n0 = 0
+        while n0 < N {
+            let n1 = min(N, n0 + per), c0 = n0
+            Parallel.chunks(n1 - n0, threads: (n1 - n0) * K >= 1 << 16 ? max(1, threads) : 1) { _, range in
+                gfk_q_unpack_rows(fmt, w.value, d.value, Int64(K), Int64(c0 + range.lowerBound),
+                                  Int64(c0 + range.upperBound), dst.value + range.lowerBound * K, Int64(K))
+            }
+            // y[:, n0..<n1] = x[m, K] · chunk[n1 − n0, K]ᵀ
+            BLAS.gemm(m: m, n: n1 - n0, k: K, a: x, lda: ldx, b: scratch.base, ldb: K, transB: true, c: y + n0,
+                      ldc: ldy, threads: threads)
+            n0 = n1
+        }
+        return true
+    }
+
+    /// Floats of one fp32 chunk in `multiplyTransposed`.
+    static let chunkFloats = 1 << 20
+
+    /// dx[m, rows] (= or +=) dy[m, cols] · Wᵀ: the columns of W are widened to fp32 a chunk at a time into pooled
+    /// scratch and multiplied with sgemm (the backward's dX through a frozen quantized weight).
+    public func multiplyTransposed(dy: UnsafePointer<Float>, lddy: Int, m: Int, dx: UnsafeMutablePointer<Float>,
+                                   lddx: Int, accumulate: Bool, threads: Int) throws(GFNError) {
+        if m <= 0 { return }
+        let K = rows, N = cols
+        let per = max(1, min(N, Self.chunkFloats / K))
+        let scratch = try scratchPool.take(per * K)
+        defer { scratchPool.give(scratch) }
+        let dst = UncheckedSendable(scratch.base), w = UncheckedSendable(UnsafePointer(qs))
+        let d = UncheckedSendable(UnsafePointer(scales)), fmt = format.code
+        var n0 = 0
+        while n0 < N {
+            let n1 = min(N, n0 + per), c0 = n0
+            Parallel.chunks(n1 - n0, threads: (n1 - n0) * K >= 1 << 16 ? max(1, threads) : 1) { _, range in
+                gfk_q_unpack_rows(fmt, w.value, d.value, Int64(K), Int64(c0 + range.lowerBound),
+                                  Int64(c0 + range.upperBound), dst.value + range.lowerBound * K, Int64(K))
+            }
+            // dx[m, K] (+)= dy[m, n0..<n1] · chunk[n1 − n0, K]
+            BLAS.gemm(m: m, n: K, k: n1 - n0, a: dy + n0, lda: lddy, b: scratch.base, ldb: K, c: dx, ldc: lddx,
+                      beta: (n0 == 0 && !accumulate) ? 0 : 1, threads: threads)
+            n0 = n1
+        }
+    }
+
+    /// The whole matrix as fp32, row-major [rows, cols] (a new tensor).
+    public func decoded() throws(GFNError) -> Tensor {
+        let out = try Tensor(zeros: [rows, cols])
+        let col = try FloatStorage(count: rows)
+        for n in 0..<cols {
+            column(n, into: col.base)
+            for k in 0..<rows { out.pointer[k * cols + n] = col.base[k] }
+        }
+        return out
+    }
+
+    /// Whether the products run on the AVX2 kernels (rather than the portable C ones).
+    public static var usesAVX2: Bool { gfk_q_kernel_is_avx2() != 0 }
+
+    /// Forces the portable kernels (false) or allows AVX2 where the CPU has it (true); returns whether AVX2 is now
+    /// used. Also settable with the environment variable GFNLM_NO_AVX2_QUANT=1. Not for use during products.
+    @discardableResult
+    public static func allowAVX2(_ allow: Bool) -> Bool { gfk_q_set_avx2(allow ? 1 : 0) != 0 }
+}
