@@ -15,27 +15,7 @@ final class BF16Tests: XCTestCase {
     static func roundBF16(_ x: Float) -> Float { Float(bitPattern: ConstResolver.roundToBF16(x) << 16) }
 
     /// An fp32 model whose matrices hold exactly the bf16 values of `w` (the reference for a bf16 model).
-    static func decodedFP32(_ w: ModelWeights) throws -> ModelWeights {
-        func lin(_ l: Linear) throws -> Linear {
-            guard case .bf16(let b) = l.matrix.storage else { return l }
-            return try Linear(name: l.name, weight: try b.decoded(), bias: l.bias)
-        }
-        var bs: [BlockWeights] = []
-        for b in w.blocks {
-            let qkv: QKVProjection
-            switch b.qkv {
-            case .fused(let l): qkv = .fused(try lin(l))
-            case .separate(let q, let k, let v): qkv = .separate(q: try lin(q), k: try lin(k), v: try lin(v))
-            }
-            bs.append(BlockWeights(ln1: b.ln1, ln2: b.ln2, qkv: qkv, attnOut: try lin(b.attnOut), fcIn: try lin(b.fcIn),
-                                   fcOut: try lin(b.fcOut)))
-        }
-        var head = w.head
-        if case .linear(let l) = w.head { head = .linear(try lin(l)) }
-        guard case .bf16(let e) = w.embedding.storage else { return w }
-        return try ModelWeights(config: w.config, wte: try e.decoded().transposed2D(), wpe: w.wpe, blocks: bs,
-                                lnF: w.lnF, head: head)
-    }
+    static func decodedFP32(_ w: ModelWeights) throws -> ModelWeights { try decodedFP32Weights(w) }
 
     // MARK: layout and kernels
 

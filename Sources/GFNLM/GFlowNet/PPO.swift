@@ -234,15 +234,7 @@ extension GFlowNetTrainer {
         if appliedAny { klController.update(currentKL: meanKL, steps: logRs.count) }
         let epochs = Double(config.ppo.epochs)
         stats.loss = lossSum / (k * epochs)
-        stats.meanLogR = logRs.reduce(0, +) / n
-        stats.maxLogR = logRs.max() ?? -.infinity
-        stats.meanLogQ = logQs.reduce(0, +) / n
-        stats.meanLength = lengths.reduce(0, +) / n
-        stats.fractionUnique = Double(seen.count) / n
-        let md = diffs.reduce(0, +) / n
-        stats.varLogRMinusLogQ = diffs.reduce(0) { $0 + ($1 - md) * ($1 - md) } / n
-        stats.logZ = md
-        stats.trajectories = logRs.count
+        stats.logZ = stats.summarize(logRs: logRs, logQs: logQs, lengths: lengths, distinct: seen.count, diffs: diffs)
         stats.kl = meanKL
         stats.klCoefficient = klController.value
         stats.clipFraction = clipSum / (k * epochs)

@@ -135,6 +135,24 @@ public struct GFlowNetStepStats: Sendable, Equatable {
     public var message = ""
 }
 
+extension GFlowNetStepStats {
+    /// Fills the per-trajectory summaries from one step's trajectories (log R, log q, lengths, distinct action
+    /// sequences, log R/T_R − log q) and returns the mean of the last, the estimate of log Z it implies.
+    mutating func summarize(logRs: [Double], logQs: [Double], lengths: [Double], distinct: Int,
+                            diffs: [Double]) -> Double {
+        let n = Double(max(1, logRs.count))
+        meanLogR = logRs.reduce(0, +) / n
+        maxLogR = logRs.max() ?? -.infinity
+        meanLogQ = logQs.reduce(0, +) / n
+        meanLength = lengths.reduce(0, +) / n
+        fractionUnique = Double(distinct) / n
+        let md = diffs.reduce(0, +) / n
+        varLogRMinusLogQ = diffs.reduce(0) { $0 + ($1 - md) * ($1 - md) } / n
+        trajectories = logRs.count
+        return md
+    }
+}
+
 /// GFlowNet fine-tuning of a LoRA adapter (the paper's method). One instance per training run; not thread-safe.
 public final class GFlowNetTrainer: @unchecked Sendable {
     public let model: Model
@@ -449,17 +467,9 @@ public final class GFlowNetTrainer: @unchecked Sendable {
             rng = rngBefore
         }
         optimizer.zeroGrad()
-        let n = Double(max(1, logRs.count))
         stats.loss = lossSum / k
-        stats.meanLogR = logRs.reduce(0, +) / n
-        stats.maxLogR = logRs.max() ?? -.infinity
-        stats.meanLogQ = logQs.reduce(0, +) / n
-        stats.meanLength = lengths.reduce(0, +) / n
-        stats.fractionUnique = Double(seen.count) / n
-        let md = diffs.reduce(0, +) / n
-        stats.varLogRMinusLogQ = diffs.reduce(0) { $0 + ($1 - md) * ($1 - md) } / n
+        let md = stats.summarize(logRs: logRs, logQs: logQs, lengths: lengths, distinct: seen.count, diffs: diffs)
         stats.logZ = usesLogZ ? Double(logZ.value.array.reduce(0, +)) / Double(prompts.count) : md
-        stats.trajectories = logRs.count
         if let m = merged { apply(m, to: &stats) }
         if let progress, !progress(stats) {
             throw GFNError(.cancelled, "training stopped by the progress callback after step \(step)")

@@ -138,11 +138,23 @@ public final class QuantMatrix: @unchecked Sendable {
     /// y = x·W through sgemm on fp32 chunks of W (pooled scratch). False (nothing done) without scratch memory.
     private func multiplyWidened(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                                  threads: Int) -> Bool {
-        let K = rows, N = cols
-        let per = max(16, min(N, (Self.chunkFloats / K) / 16 * 16))
-        guard let scratch = try? scratchPool.take(per * K) else { return false }
+        let per = max(16, min(cols, (Self.chunkFloats / rows) / 16 * 16))
+        guard let scratch = try? scratchPool.take(per * rows) else { return false }
         defer { scratchPool.give(scratch) }
-        let dst = UncheckedSendable(scratch.base), w = UncheckedSendable(UnsafePointer(qs))
+        forEachWidenedChunk(columnsPerChunk: per, scratch: scratch.base, threads: threads) { n0, n1, chunk in
+            // y[:, n0..<n1] = x[m, K] · chunk[n1 − n0, K]ᵀ
+            BLAS.gemm(m: m, n: n1 - n0, k: rows, a: x, lda: ldx, b: chunk, ldb: rows, transB: true, c: y + n0,
+                      ldc: ldy, threads: threads)
+        }
+        return true
+    }
+
+    /// Widens columns n0..<n1 of W to fp32 (row n − n0 of `scratch`, [n1 − n0, K]) for each chunk of
+    /// `columnsPerChunk` columns in turn, and hands each chunk to `body(n0, n1, scratch)`.
+    private func forEachWidenedChunk(columnsPerChunk per: Int, scratch: UnsafeMutablePointer<Float>, threads: Int,
+                                     _ body: (Int, Int, UnsafePointer<Float>) -> Void) {
+        let K = rows, N = cols
+        let dst = UncheckedSendable(scratch), w = UncheckedSendable(UnsafePointer(qs))
         let d = UncheckedSendable(UnsafePointer(scales)), fmt = format.code
         var n0 = 0
         while n0 < N {
@@ -151,12 +163,9 @@ public final class QuantMatrix: @unchecked Sendable {
                 gfk_q_unpack_rows(fmt, w.value, d.value, Int64(K), Int64(c0 + range.lowerBound),
                                   Int64(c0 + range.upperBound), dst.value + range.lowerBound * K, Int64(K))
             }
-            // y[:, n0..<n1] = x[m, K] · chunk[n1 − n0, K]ᵀ
-            BLAS.gemm(m: m, n: n1 - n0, k: K, a: x, lda: ldx, b: scratch.base, ldb: K, transB: true, c: y + n0,
-                      ldc: ldy, threads: threads)
+            body(n0, n1, scratch)
             n0 = n1
         }
-        return true
     }
 
     /// Floats of one fp32 chunk in `multiplyTransposed`.
@@ -171,19 +180,10 @@ public final class QuantMatrix: @unchecked Sendable {
         let per = max(1, min(N, Self.chunkFloats / K))
         let scratch = try scratchPool.take(per * K)
         defer { scratchPool.give(scratch) }
-        let dst = UncheckedSendable(scratch.base), w = UncheckedSendable(UnsafePointer(qs))
-        let d = UncheckedSendable(UnsafePointer(scales)), fmt = format.code
-        var n0 = 0
-        while n0 < N {
-            let n1 = min(N, n0 + per), c0 = n0
-            Parallel.chunks(n1 - n0, threads: (n1 - n0) * K >= 1 << 16 ? max(1, threads) : 1) { _, range in
-                gfk_q_unpack_rows(fmt, w.value, d.value, Int64(K), Int64(c0 + range.lowerBound),
-                                  Int64(c0 + range.upperBound), dst.value + range.lowerBound * K, Int64(K))
-            }
+        forEachWidenedChunk(columnsPerChunk: per, scratch: scratch.base, threads: threads) { n0, n1, chunk in
             // dx[m, K] (+)= dy[m, n0..<n1] · chunk[n1 − n0, K]
-            BLAS.gemm(m: m, n: K, k: n1 - n0, a: dy + n0, lda: lddy, b: scratch.base, ldb: K, c: dx, ldc: lddx,
+            BLAS.gemm(m: m, n: K, k: n1 - n0, a: dy + n0, lda: lddy, b: chunk, ldb: K, c: dx, ldc: lddx,
                       beta: (n0 == 0 && !accumulate) ? 0 : 1, threads: threads)
-            n0 = n1
         }
     }
 
