@@ -262,22 +262,9 @@ final class BF16Tests: XCTestCase {
         XCTAssertEqual(p.weight_type, Int32(GFN_WEIGHTS_F32.rawValue))
         XCTAssertEqual(Int(p.size), MemoryLayout<gfn_model_params>.size)
         var h: OpaquePointer?
-        // bf16
+        // bf16: loads, computes, refuses export
         p.weight_type = Int32(GFN_WEIGHTS_BF16.rawValue)
-        XCTAssertEqual(dir.withCString { gfn_model_load($0, &p, &h) }, 0)
-        XCTAssertNotNil(h)
-        var cfg = gfn_model_config(); cfg.size = UInt32(MemoryLayout<gfn_model_config>.size)
-        XCTAssertEqual(gfn_model_config_get(h, &cfg), 0)
-        let V = Int(cfg.vocab_size)
-        var ids: [Int32] = [1, 2, 3, 4]
-        var out = [Float](repeating: 0, count: 4 * V)
-        XCTAssertEqual(gfn_model_logits(h, nil, &ids, 1, 4, nil, &out, out.count), 0)
-        XCTAssertTrue(out.allSatisfy { $0.isFinite })
-        // export is refused on a bf16 model
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("bf16-export-\(getpid()).onnx").path
-        XCTAssertEqual(tmp.withCString { gfn_model_export_onnx(h, nil, $0) }, GFNStatus.unsupported.rawValue)
-        XCTAssertFalse(FileIO.exists(tmp))
-        gfn_model_free(h); h = nil
+        checkNarrowWeightsThroughCABI(dir: dir, params: p, label: "bf16")
         // unknown weight type
         p.weight_type = 7
         XCTAssertEqual(dir.withCString { gfn_model_load($0, &p, &h) }, GFNStatus.invalidArgument.rawValue)

@@ -321,20 +321,8 @@ final class QuantTests: XCTestCase {
         var p = gfn_model_default_params()
         for type in [GFN_WEIGHTS_INT8, GFN_WEIGHTS_Q4] {
             p.weight_type = Int32(type.rawValue)
-            var h: OpaquePointer?
-            XCTAssertEqual(dir.withCString { gfn_model_load($0, &p, &h) }, 0)
-            XCTAssertNotNil(h)
-            var cfg = gfn_model_config(); cfg.size = UInt32(MemoryLayout<gfn_model_config>.size)
-            XCTAssertEqual(gfn_model_config_get(h, &cfg), 0)
-            let V = Int(cfg.vocab_size)
-            var ids: [Int32] = [1, 2, 3, 4]
-            var out = [Float](repeating: 0, count: 4 * V)
-            XCTAssertEqual(gfn_model_logits(h, nil, &ids, 1, 4, nil, &out, out.count), 0)
-            XCTAssertTrue(out.allSatisfy { $0.isFinite })
-            let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("q-export-\(getpid()).onnx").path
-            XCTAssertEqual(tmp.withCString { gfn_model_export_onnx(h, nil, $0) }, GFNStatus.unsupported.rawValue)
-            XCTAssertTrue(String(cString: gfn_last_error()).contains(type == GFN_WEIGHTS_INT8 ? "int8" : "q4"))
-            gfn_model_free(h)
+            let message = checkNarrowWeightsThroughCABI(dir: dir, params: p, label: "\(type)")
+            XCTAssertTrue(message.contains(type == GFN_WEIGHTS_INT8 ? "int8" : "q4"), message)
         }
         p.weight_type = 4
         var h: OpaquePointer?
