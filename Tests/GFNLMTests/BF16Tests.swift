@@ -285,36 +285,15 @@ final class BF16Tests: XCTestCase {
 
     /// Accuracy on models/demo-gpt2 over real text: prints max |Δlogit| and the log-likelihood drift.
     func testDemoModelAccuracy() throws {
-        var root = FileIO.dirname(of: #filePath)
-        root = FileIO.dirname(of: FileIO.dirname(of: root))
-        let dir = FileIO.join(FileIO.join(root, "models"), "demo-gpt2")
-        guard FileIO.exists(FileIO.join(dir, "model.onnx")) else { throw XCTSkip("models/demo-gpt2 not present") }
-        let f32 = try Model.load(path: dir, threads: 2)
-        let b16 = try Model.load(path: dir, threads: 2, weightType: .bf16)
-        guard let tok = f32.tokenizer else { throw XCTSkip("demo model without tokenizer") }
-        let text = "The quick brown fox jumps over the lazy dog. In 1912 the ship sailed from Southampton to New York, "
-            + "carrying more than two thousand passengers and crew; numbers such as 42, 17 and 3.14 appear as well."
-        let ids = tok.encode(text)
-        let V = f32.config.vocabSize
-        let a = try f32.logits(ids: ids, batch: 1, seqLen: ids.count)
-        let b = try b16.logits(ids: ids, batch: 1, seqLen: ids.count)
-        var worst: Float = 0, maxAbs: Float = 0, llA = 0.0, llB = 0.0, drift = 0.0
-        for t in 0..<(ids.count - 1) {
-            var la = [Double](), lb = [Double]()
-            for v in 0..<V {
-                worst = max(worst, abs(a[t * V + v] - b[t * V + v])); maxAbs = max(maxAbs, abs(a[t * V + v]))
-                la.append(Double(a[t * V + v])); lb.append(Double(b[t * V + v]))
-            }
-            let next = Int(ids[t + 1])
-            let pa = BackwardTests.logSoftmax(la)[next], pb = BackwardTests.logSoftmax(lb)[next]
-            llA += pa; llB += pb; drift += abs(pa - pb)
-        }
-        let n = Double(ids.count - 1)
-        print("demo-gpt2 bf16 vs fp32 over \(ids.count) tokens: max |Δlogit| \(worst) (max |logit| \(maxAbs)), "
-              + "mean log-likelihood fp32 \(llA / n) bf16 \(llB / n) (Δ \(llB / n - llA / n)), mean |Δ log p| \(drift / n); "
-              + "matrix bytes fp32 \(f32.weights.matrixBytes) bf16 \(b16.weights.matrixBytes)")
-        let bound = Float(2 * f32.config.nLayer + 1) * 0x1p-9 * maxAbs
-        XCTAssertLessThanOrEqual(worst, bound)
-        XCTAssertLessThanOrEqual(abs(llB - llA) / n, 0.05)
+        let demo = try DemoTextAgreement()
+        let b16 = try Model.load(path: demo.modelDirectory, threads: 2, weightType: .bf16)
+        let r = try demo.compare(b16.weights)
+        print("demo-gpt2 bf16 vs fp32 over \(demo.ids.count) tokens: max |Δlogit| \(r.worst) (max |logit| \(r.maxAbs)), "
+              + "mean log-likelihood fp32 \(r.meanLogP) bf16 \(r.meanLogPOther) (Δ \(r.meanLogPOther - r.meanLogP)), "
+              + "mean |Δ log p| \(r.drift); matrix bytes fp32 \(demo.reference.weights.matrixBytes) bf16 "
+              + "\(b16.weights.matrixBytes)")
+        let bound = Float(2 * demo.reference.config.nLayer + 1) * 0x1p-9 * r.maxAbs
+        XCTAssertLessThanOrEqual(r.worst, bound)
+        XCTAssertLessThanOrEqual(abs(r.meanLogPOther - r.meanLogP), 0.05)
     }
 }

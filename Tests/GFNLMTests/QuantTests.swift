@@ -336,31 +336,11 @@ final class QuantTests: XCTestCase {
 /// (the measurement behind keeping it int8: docs/quantization.md).
 final class QuantDemoModelTests: XCTestCase {
     func testDemoModelAccuracyAndTheHeadsPrecision() throws {
-        var root = FileIO.dirname(of: #filePath)
-        root = FileIO.dirname(of: FileIO.dirname(of: root))
-        let dir = FileIO.join(FileIO.join(root, "models"), "demo-gpt2")
-        guard FileIO.exists(FileIO.join(dir, "model.onnx")) else { throw XCTSkip("models/demo-gpt2 not present") }
-        let f32 = try Model.load(path: dir, threads: 2)
-        guard let tok = f32.tokenizer else { throw XCTSkip("demo model without tokenizer") }
-        let text = "The quick brown fox jumps over the lazy dog. In 1912 the ship sailed from Southampton to New York, "
-            + "carrying more than two thousand passengers and crew; numbers such as 42, 17 and 3.14 appear as well."
-        let ids = tok.encode(text)
-        let V = f32.config.vocabSize
-        let a = try f32.logits(ids: ids, batch: 1, seqLen: ids.count)
+        let demo = try DemoTextAgreement()
+        let f32 = demo.reference, dir = demo.modelDirectory, ids = demo.ids
         func measure(_ w: ModelWeights) throws -> (worst: Float, maxAbs: Float, drift: Double) {
-            let m = Model(transformer: Transformer(weights: w, threads: 2), tokenizer: nil)
-            let b = try m.logits(ids: ids, batch: 1, seqLen: ids.count)
-            var worst: Float = 0, maxAbs: Float = 0, drift = 0.0
-            for t in 0..<(ids.count - 1) {
-                var la = [Double](), lb = [Double]()
-                for v in 0..<V {
-                    worst = max(worst, abs(a[t * V + v] - b[t * V + v])); maxAbs = max(maxAbs, abs(a[t * V + v]))
-                    la.append(Double(a[t * V + v])); lb.append(Double(b[t * V + v]))
-                }
-                let next = Int(ids[t + 1])
-                drift += abs(BackwardTests.logSoftmax(la)[next] - BackwardTests.logSoftmax(lb)[next])
-            }
-            return (worst, maxAbs, drift / Double(ids.count - 1))
+            let r = try demo.compare(w)
+            return (r.worst, r.maxAbs, r.drift)
         }
         for type in [WeightType.int8, .q4] {
             let q = try Model.load(path: dir, threads: 2, weightType: type).weights
