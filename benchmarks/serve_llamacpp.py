@@ -3,7 +3,7 @@
 16 concurrent clients each, on the benchmark GPT-2 small, side by side in one run. Not part of `make test`.
 
     python3 benchmarks/serve_llamacpp.py [--threads 2,1] [--clients 16] [--tokens 20] [--rounds 3]
-                                         [--dtypes f32,bf16] [--python PY]
+                                         [--dtypes f32,bf16] [--prompts same|distinct] [--python PY]
 
 Set up on first use (cached in benchmarks/.llamacpp/, gitignored):
   1. llama.cpp's source: the `llama-cpp-python` sdist from PyPI (its vendor/llama.cpp), fetched with pip;
@@ -16,9 +16,11 @@ Set up on first use (cached in benchmarks/.llamacpp/, gitignored):
 Per thread count T and weight type (f32 / bf16), one round =
   llama.cpp  16 client threads, each one POST /completion to a llama-server on 127.0.0.1 started with
              --parallel 16 -t T -tb T; the prompt as token ids, n_predict = --tokens, ignore_eos, temperature 1 and
-             every other sampler off (pure sampling from the softmax), its own seed, cache_prompt false and
-             --cache-ram 0 (every request prefills its prompt, as gfnlm's do);
-  gfnlm      16 threads, each one Batcher.generate(same ids, max_new_tokens=--tokens, stop=[], seed=i) on
+             every other sampler off (pure sampling from the softmax), its own seed, --cache-ram 0;
+             --prompts same (default): every client the same 14-token prompt, cache_prompt true (a slot reuses
+             its previous prompt's cache; gfnlm shares one prefill between identical prompts admitted together);
+             --prompts distinct: client i an openwebtext sentence of its own, cache_prompt false;
+  gfnlm      16 threads, each one Batcher.generate(the same ids, max_new_tokens=--tokens, stop=[], seed=i) on
              Model.load(model.onnx, n_threads=T, weights="fp32" / "bf16") — the same weights (ONNX export of the
              same checkpoint);
 rounds alternate between the two, so both see the same machine load. Reported: aggregate tokens/s (tokens of all
@@ -155,7 +157,7 @@ class Server:
         self.log = open(log_path, "w")
         cmd = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(self.port),
                "--parallel", str(parallel), "-c", str(ctx), "-t", str(threads), "-tb", str(threads),
-               "-ngl", "0", "--cont-batching", "--no-webui", "--cache-ram", "0"]   # no prompt cache: unused here
+               "-ngl", "0", "--cont-batching", "--no-webui", "--cache-ram", "0"]   # slot prompt cache only
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while True:
@@ -180,8 +182,9 @@ class Server:
         finally:
             conn.close()
 
-    def complete(self, seed: int, tokens: int) -> int:
-        body = {"prompt": list(PROMPT), "n_predict": tokens, "ignore_eos": True, "seed": seed, "cache_prompt": False,
+    def complete(self, seed: int, tokens: int, prompt: list[int], cache_prompt: bool) -> int:
+        body = {"prompt": list(prompt), "n_predict": tokens, "ignore_eos": True, "seed": seed,
+                "cache_prompt": cache_prompt,
                 "temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "typical_p": 1.0,
                 "repeat_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "stream": False,
                 "samplers": ["temperature"]}     # only temperature 1, then the draw: the full softmax
@@ -253,22 +256,35 @@ def summarize(rounds: list[tuple[float, list[float], int]]) -> dict:
             "samples": [round(n / w, 2) for w, _, n in rounds]}
 
 
-def measure(binary: Path, gguf: Path, dtype: str, threads: int, clients: int, tokens: int, rounds: int) -> dict:
+def client_prompts(model, clients: int, mode: str) -> list[list[int]]:
+    """`same`: every client sends PROMPT; `distinct`: client i sends openwebtext sentence i (8-60 tokens)."""
+    if mode == "same":
+        return [list(PROMPT)] * clients
+    lines = (ROOT / "data" / "openwebtext" / "prompts.txt").read_text(encoding="utf-8").splitlines()
+    return [model.tokenizer.encode(line.strip()) for line in lines[:clients]]
+
+
+def measure(binary: Path, gguf: Path, dtype: str, threads: int, clients: int, tokens: int, rounds: int,
+            mode: str) -> dict:
     import gfnlm
     weights = {"f32": "fp32", "bf16": "bf16"}[dtype]
     model = gfnlm.Model.load(str(C.ONNX_PATH), tokenizer=str(C.TOKENIZER_DIR), n_threads=threads, weights=weights)
     batcher = gfnlm.Batcher(model, max_batch=max(32, clients))
-    per_slot = 1 << (len(PROMPT) + tokens + 8).bit_length()        # prompt + new tokens, with room
+    prompts = client_prompts(model, clients, mode)
+    # Reuse of a prompt's prefill: gfnlm shares one prefill between identical prompts admitted together; llama.cpp
+    # keeps each slot's last prompt (cache_prompt). Both on for `same`, neither possible for `distinct`.
+    reuse = mode == "same"
+    per_slot = 1 << (max(map(len, prompts)) + tokens + 8).bit_length()        # prompt + new tokens, with room
     server = None
     try:
         server = Server(binary, gguf, threads, clients, per_slot * clients,
                         CACHE / f"server-{dtype}-t{threads}.log")
 
         def llama(i):
-            return server.complete(seed=1000 + i, tokens=tokens)
+            return server.complete(seed=1000 + i, tokens=tokens, prompt=prompts[i], cache_prompt=reuse)
 
         def ours(i):
-            return len(batcher.generate(PROMPT, seed=1000 + i, max_new_tokens=tokens, stop=[])[0].tokens)
+            return len(batcher.generate(prompts[i], seed=1000 + i, max_new_tokens=tokens, stop=[])[0].tokens)
         # the same weights on both sides: greedy continuations should agree (a check on the conversion; near-ties
         # of a random-weight model may still split them late, so it is reported, not enforced)
         theirs = server.greedy(tokens)
@@ -300,6 +316,9 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dtypes", default="f32,bf16")
+    ap.add_argument("--prompts", default="same", choices=("same", "distinct"),
+                    help="same: every client the 14-token RNG prompt (prompt reuse on both sides); distinct: "
+                         "client i an openwebtext sentence of its own (every prompt prefilled)")
     ap.add_argument("--python", help="Python with torch + transformers for the GGUF conversion "
                                      "(default: $BENCH_PYTHON or benchmarks/.venv)")
     ap.add_argument("--jobs", type=int, default=2, help="parallel compile jobs for the one-time llama.cpp build")
@@ -318,8 +337,9 @@ def main() -> int:
     for t in [int(x) for x in args.threads.split(",")]:
         for d in dtypes:
             t0 = time.perf_counter()
-            r = measure(binary, ggufs[d], d, t, args.clients, args.tokens, args.rounds)
-            print(f"\n== gpt2-small {d}, {t} thread(s), {args.clients} concurrent clients x {args.tokens} tokens "
+            r = measure(binary, ggufs[d], d, t, args.clients, args.tokens, args.rounds, args.prompts)
+            print(f"\n== gpt2-small {d}, {t} thread(s), {args.clients} concurrent clients x {args.tokens} tokens, "
+                  f"{args.prompts} prompts "
                   f"(median of {args.rounds} alternating rounds; {time.perf_counter() - t0:.0f} s)")
             print(f"  {'':10s} {'tokens/s':>10s} {'p50 s':>8s} {'p99 s':>8s}   per round")
             for name in ("llama.cpp", "gfnlm"):
