@@ -1,8 +1,5 @@
 import CGFNLM
 import GFNLM
-#if canImport(Glibc)
-import Glibc
-#endif
 
 final class BatcherHandle {
     let batcher: Batcher

@@ -1,9 +1,6 @@
 import CGFNLM
 import GFNLM
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
 // MARK: - Handle table
 

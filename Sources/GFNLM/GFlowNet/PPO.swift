@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// PPO, the reward-maximising baseline the paper compares with (a KL penalty to the base model, as in trl):
 ///
 /// - Each step samples `gradAccumulation` micro-batches of `batchSize` trajectories from the current policy

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CKernels
 
 /// A logical fp32 matrix W [K, N] (y = x·W) stored block-quantized: int8 (`.q8`, 8.5 bits per weight with the
