@@ -623,7 +623,7 @@ typedef struct gfn_gflownet_params {
     int32_t layout;                /* a gfn_layout; default GFN_LAYOUT_FORCED_STOP */
     int32_t termination;           /* the ⊤ token (e.g. 50256, or 13 "." for sentences); required */
     int32_t min_length;            /* ⊤ not sampled before this many actions, and the target is R restricted to
-                                      |Z| ≥ min_length (docs/algorithm.md, "min_length"); default 0 */
+                                      |Z| ≥ min_length (docs/method.md, "min_length"); default 0 */
     int32_t max_length;            /* actions per trajectory; default 16 */
     const gfn_logit_adjustment *_Nullable adjust; /* the policy's vocabulary mask (⊤ always allowed); NULL: none */
     int32_t calculator;            /* a gfn_calculator; default GFN_CALCULATOR_OFF */

@@ -1,5 +1,5 @@
 /// How a trajectory that reaches max_len without the termination action is treated (the reference's two terminal
-/// layouts; docs/algorithm.md).
+/// layouts; docs/method.md).
 public enum TerminalLayout: Int32, Sendable, Equatable, Codable {
     /// Layout A (the default; rng, infilling, subjectivity, arithmetic): reaching max_len is certain termination,
     /// log q(⊤ | s_max) := 0, matching a sampler that simply stops.

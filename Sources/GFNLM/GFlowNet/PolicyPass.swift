@@ -70,7 +70,7 @@ public final class PolicyPass: @unchecked Sendable {
     let workspace: ForwardWorkspace
     /// The stacked rows of every group's head in the backward pass.
     let headScratch: Arena
-    /// Set to apply LoRA dropout in the traced passes (training mode); nil = deterministic (the default; see docs/algorithm.md on dropout).
+    /// Set to apply LoRA dropout in the traced passes (training mode); nil = deterministic (the default; see docs/method.md on dropout).
     public var dropoutSeed: UInt64?
 
     private var state: (rows: [Trajectory], needed: [Int])?

@@ -37,7 +37,7 @@ public struct GFlowNetConfig: Sendable, Equatable {
     public var bufferCapacity: Int = 50
     public var bufferTolerance: Double = 0.25
     public var bufferPrioritized: Bool = true
-    /// LoRA dropout in the traced pass that gives the policy log-probabilities; off by default (docs/algorithm.md): a
+    /// LoRA dropout in the traced pass that gives the policy log-probabilities; off by default (docs/method.md): a
     /// deterministic policy. When the sampling pass is traced (`tracedSamplingRows`), sampling runs with dropout
     /// too, as the reference's train-mode sampling; otherwise only the teacher-forced pass uses it.
     public var loraDropout: Bool = false
