@@ -153,6 +153,10 @@ static void gemm_int_scalar(int format, const int8_t *qx, const float *dx, int64
     }
 }
 
+// The row-invariant product's arithmetic, which every implementation of gfk_q_gemm_dequant reproduces exactly: per
+// block of 32, t = fma(x[k], q[k], t) for k in order from t = +0 (the weight's integer value, exact in fp32), then
+// acc = fma(t, d, acc) from acc = +0. fmaf is one instruction on the x86-64-v3 baseline and rounds once, like the
+// vector FMA, so the portable and the AVX2 results are equal bit for bit.
 static void gemm_dequant_scalar(int format, const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
                                 const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
     int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
@@ -164,8 +168,8 @@ static void gemm_dequant_scalar(int format, const float *x, int64_t ldx, int64_t
             for (int64_t b = 0; b < nb; b++) {
                 float t = 0;
                 int64_t k1 = (b + 1) * QK < K ? (b + 1) * QK : K;
-                for (int64_t k = b * QK; k < k1; k++) t += xr[k] * (float)q_value(format, w, k);
-                acc += t * scales[n * nb + b];
+                for (int64_t k = b * QK; k < k1; k++) t = fmaf(xr[k], (float)q_value(format, w, k), t);
+                acc = fmaf(t, scales[n * nb + b], acc);
             }
             y[m * ldy + n] = acc;
         }
@@ -255,85 +259,142 @@ AVX2 static void gemm_int_avx2_q4(const int8_t *qx, const float *dx, int64_t M, 
     gemm_int_avx2_fmt(GFK_Q4, qx, dx, M, K, qs, sc, n0, n1, y, ldy);
 }
 
-// y[m0..m0+R, n] with the weights widened to fp32 in registers: per block t = Σ x·q (four 8-lane chains merged in
-// a fixed order), then acc[b % 2] += t · d. Each row's arithmetic is the same whatever R is (row invariance).
-typedef struct { __m256 w0, w1, w2, w3; } wblock;
+// ---- the row-invariant product on fp32 activations (gfk_q_gemm_dequant) ----
+// A panel of up to RP_COLS columns of W and RP_KCB blocks of k (128 k) is widened ONCE into fp32 scratch laid out
+// [k][column] (the integer values q, exact in fp32; the scales beside them, [block][column]), then every row of x
+// runs through it with register tiles of 4 rows × 24 columns (12 accumulators): per k, 3 loads of the panel and 4
+// broadcasts of x feed 12 FMAs, as in the fp32 row-streaming kernels (smallgemm.c). At the end of each block of 32
+// the tile's partial sums t are folded into y: y = fma(t, d, y), y starting from +0 — exactly the scalar
+// definition above, so a row's result depends neither on M, nor on the panel or thread split, nor on the choice
+// between this kernel and the portable one. The scratch (24 KB) lives on the stack and stays in L1 while the rows
+// pass; with one row the widening is not shared, which costs about what the in-register widening of the earlier
+// kernel did. The next chunk's weight lines are prefetched while the current one is widened.
+enum { RP_COLS = 48, RP_KCB = 4, RP_KC = RP_KCB * QK };
 
-AVX2 INLINE wblock widen_block(int format, const uint8_t *wrow, int64_t b) {
-    __m256i q = load_block(format, wrow, b);
-    __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
-    wblock w;
-    w.w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0));
-    w.w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)));
-    w.w2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1));
-    w.w3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)));
-    return w;
+// Panel columns j0..j0+8 (storage rows c..c+cw, cw ≤ 8; the others zero), blocks b0..b1 → panel rows (b − b0)·32 +
+// i, panel columns j0..j0+8 (ld P), and their scales into dp[(b − b0)·P + j]. An 8 × 16 byte transpose per half
+// block with unpacks (three rounds: bytes, pairs, quadruples), then each k's 8 values sign-extended and converted.
+AVX2 INLINE void widen8(int format, const uint8_t *qs, int64_t rb, const float *scales, int64_t nb, int64_t c,
+                        int cw, int64_t b0, int64_t b1, float *panel, float *dp, int P, int j0) {
+    for (int64_t b = b0; b < b1; b++) {
+        __m256i col[8];
+        for (int i = 0; i < 8; i++)
+            col[i] = i < cw ? load_block(format, qs + (c + i) * rb, b) : _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m128i a[8];
+            for (int i = 0; i < 8; i++)
+                a[i] = h ? _mm256_extracti128_si256(col[i], 1) : _mm256_castsi256_si128(col[i]);
+            __m128i p[8], q[8], r[8];
+            for (int i = 0; i < 4; i++) {
+                p[2 * i] = _mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);      // k 0..7: (a_2i, a_2i+1) pairs
+                p[2 * i + 1] = _mm_unpackhi_epi8(a[2 * i], a[2 * i + 1]);  // k 8..15
+            }
+            for (int g = 0; g < 2; g++)      // columns 0..3 (g = 0) and 4..7 (g = 1)
+                for (int s = 0; s < 2; s++) {  // k 0..7 (s = 0), 8..15 (s = 1)
+                    __m128i lo = p[4 * g + s], hi = p[4 * g + 2 + s];
+                    q[4 * g + 2 * s] = _mm_unpacklo_epi16(lo, hi);      // k 8s + 0..3, 4 columns each
+                    q[4 * g + 2 * s + 1] = _mm_unpackhi_epi16(lo, hi);  // k 8s + 4..7
+                }
+            for (int u = 0; u < 4; u++) {    // k 4u..4u+3
+                r[2 * u] = _mm_unpacklo_epi32(q[u], q[4 + u]);      // k 4u, 4u + 1: 8 columns each
+                r[2 * u + 1] = _mm_unpackhi_epi32(q[u], q[4 + u]);  // k 4u + 2, 4u + 3
+            }
+            float *o = panel + ((b - b0) * QK + 16 * h) * P + j0;
+            for (int i = 0; i < 8; i++) {
+                _mm256_store_ps(o + (2 * i) * P, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(r[i])));
+                _mm256_store_ps(o + (2 * i + 1) * P,
+                                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(r[i], 8))));
+            }
+        }
+        for (int i = 0; i < 8; i++) dp[(b - b0) * P + j0 + i] = i < cw ? scales[(c + i) * nb + b] : 0.0f;
+    }
 }
 
-// acc += (Σ x·q over the block) · d: two 8-lane chains merged, then one fma with the block's scale.
-AVX2 INLINE __m256 block_dot(const float *xr, wblock w, __m256 dv, __m256 acc) {
-    __m256 t = _mm256_mul_ps(_mm256_loadu_ps(xr), w.w0);
-    __m256 u = _mm256_mul_ps(_mm256_loadu_ps(xr + 8), w.w1);
-    t = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 16), w.w2, t);
-    u = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 24), w.w3, u);
-    return _mm256_fmadd_ps(_mm256_add_ps(t, u), dv, acc);
+// Rows 0..R of x (x points at the chunk's first k) against panel columns of NV vectors (y at the first of them),
+// the chunk's blocks 0..nblk; the last block may be short (kc_last values). `first`: the chunk holds block 0 of
+// the row, so y starts from +0. The last vector's stores are masked when `masked`.
+AVX2 INLINE void rp_tile(int R, int NV, int masked, __m256i mask, const float *x, int64_t ldx, int nblk,
+                         int kc_last, const float *panel, const float *dp, int P, float *y, int64_t ldy, int first) {
+    for (int blk = 0; blk < nblk; blk++) {
+        __m256 t[4][3];
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < NV; j++) t[r][j] = _mm256_setzero_ps();
+        const int kc = blk == nblk - 1 ? kc_last : QK;
+        const float *wp = panel + blk * QK * P, *xb = x + blk * QK;
+        for (int k = 0; k < kc; k++) {
+            __m256 v[3];
+            for (int j = 0; j < NV; j++) v[j] = _mm256_load_ps(wp + k * P + 8 * j);
+            for (int r = 0; r < R; r++) {
+                __m256 bx = _mm256_broadcast_ss(xb + r * ldx + k);
+                for (int j = 0; j < NV; j++) t[r][j] = _mm256_fmadd_ps(bx, v[j], t[r][j]);
+            }
+        }
+        __m256 dv[3];
+        for (int j = 0; j < NV; j++) dv[j] = _mm256_load_ps(dp + blk * P + 8 * j);
+        const int zero = first && blk == 0;
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < NV; j++) {
+                float *yp = y + r * ldy + 8 * j;
+                const int mj = masked && j == NV - 1;
+                __m256 acc = zero ? _mm256_setzero_ps() : mj ? _mm256_maskload_ps(yp, mask) : _mm256_loadu_ps(yp);
+                acc = _mm256_fmadd_ps(t[r][j], dv[j], acc);
+                if (mj) _mm256_maskstore_ps(yp, mask, acc); else _mm256_storeu_ps(yp, acc);
+            }
+    }
 }
 
-// y[m0..m0+R, n] with the weights widened to fp32 in registers; even blocks accumulate in a0, odd blocks in a1.
-// The last, partial block reads x from `tail` (rows of 32 floats, zero-padded). Each row's arithmetic is the same
-// whatever R is, so a row's result does not depend on the other rows (row invariance).
-#define DQ_TILE(NAME, R)                                                                                          \
-AVX2 INLINE void NAME(int format, const float *x, int64_t ldx, int64_t full, int64_t nb, const float *tail,      \
-                      const uint8_t *wrow, const float *d, int64_t m0, float *yout, int64_t ldy) {                \
-    __m256 a0[R], a1[R];                                                                                          \
-    for (int r = 0; r < R; r++) { a0[r] = _mm256_setzero_ps(); a1[r] = _mm256_setzero_ps(); }                    \
-    int64_t b = 0;                                                                                                \
-    for (; b + 2 <= full; b += 2) {                                                                               \
-        wblock w = widen_block(format, wrow, b), v = widen_block(format, wrow, b + 1);                            \
-        __m256 dv = _mm256_set1_ps(d[b]), dw = _mm256_set1_ps(d[b + 1]);                                          \
-        for (int r = 0; r < R; r++) {                                                                             \
-            const float *xr = x + (m0 + r) * ldx + b * QK;                                                        \
-            a0[r] = block_dot(xr, w, dv, a0[r]);                                                                  \
-            a1[r] = block_dot(xr + QK, v, dw, a1[r]);                                                             \
-        }                                                                                                         \
-    }                                                                                                             \
-    for (; b < nb; b++) {                                                                                         \
-        wblock w = widen_block(format, wrow, b);                                                                  \
-        __m256 dv = _mm256_set1_ps(d[b]);                                                                         \
-        for (int r = 0; r < R; r++) {                                                                             \
-            const float *xr = b < full ? x + (m0 + r) * ldx + b * QK : tail + (m0 + r) * QK;                      \
-            if (b & 1) a1[r] = block_dot(xr, w, dv, a1[r]); else a0[r] = block_dot(xr, w, dv, a0[r]);            \
-        }                                                                                                         \
-    }                                                                                                             \
-    for (int r = 0; r < R; r++) yout[(m0 + r) * ldy] = hsum(_mm256_add_ps(a0[r], a1[r]));                       \
+AVX2 INLINE void rp_rows(int NV, int masked, __m256i mask, int64_t M, const float *x, int64_t ldx, int nblk,
+                         int kc_last, const float *panel, const float *dp, int P, float *y, int64_t ldy, int first) {
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4)
+        rp_tile(4, NV, masked, mask, x + m * ldx, ldx, nblk, kc_last, panel, dp, P, y + m * ldy, ldy, first);
+    x += m * ldx, y += m * ldy;
+    switch (M - m) {
+    case 3: rp_tile(3, NV, masked, mask, x, ldx, nblk, kc_last, panel, dp, P, y, ldy, first); break;
+    case 2: rp_tile(2, NV, masked, mask, x, ldx, nblk, kc_last, panel, dp, P, y, ldy, first); break;
+    case 1: rp_tile(1, NV, masked, mask, x, ldx, nblk, kc_last, panel, dp, P, y, ldy, first); break;
+    default: break;
+    }
 }
-DQ_TILE(tile_dequant1, 1)
-DQ_TILE(tile_dequant4, 4)
+
+// Prefetches blocks b0..b1 of storage rows c..c+w (the weight bytes of the next chunk).
+static inline void rp_prefetch(int format, const uint8_t *qs, int64_t rb, int64_t c, int w, int64_t b0, int64_t b1) {
+    const int64_t bb = format == GFK_Q4 ? QK / 2 : QK;
+    for (int i = 0; i < w; i++)
+        for (int64_t o = b0 * bb; o < b1 * bb; o += 64) _mm_prefetch((const char *)(qs + (c + i) * rb + o), _MM_HINT_T0);
+}
 
 AVX2 INLINE void gemm_dequant_avx2_fmt(int format, const float *x, int64_t ldx, int64_t M, int64_t K,
                                        const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y,
                                        int64_t ldy) {
-    int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K), full = K / QK;
-    float stackTail[16 * QK];
-    float *tail = stackTail;
-    if (full < nb) {
-        if (M > 16 && !(tail = malloc((size_t)(M * QK) * sizeof(float)))) {
-            gemm_dequant_scalar(format, x, ldx, M, K, qs, scales, n0, n1, y, ldy);
-            return;
-        }
-        for (int64_t m = 0; m < M; m++) {
-            int64_t k0 = full * QK;
-            for (int64_t i = 0; i < QK; i++) tail[m * QK + i] = k0 + i < K ? x[m * ldx + k0 + i] : 0;
+    const int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
+    float panel[RP_KC * RP_COLS] __attribute__((aligned(64)));
+    float dp[RP_KCB * RP_COLS] __attribute__((aligned(64)));
+    for (int64_t c0 = n0; c0 < n1; c0 += RP_COLS) {
+        const int w = (int)(n1 - c0 < RP_COLS ? n1 - c0 : RP_COLS), P = (w + 7) & ~7, tail = w % 8;
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i none = _mm256_setzero_si256();
+        for (int64_t b0 = 0; b0 < nb; b0 += RP_KCB) {
+            const int64_t b1 = b0 + RP_KCB < nb ? b0 + RP_KCB : nb;
+            if (b1 < nb) rp_prefetch(format, qs, rb, c0, w, b1, b1 + RP_KCB < nb ? b1 + RP_KCB : nb);
+            else if (c0 + RP_COLS < n1) {
+                int64_t wn = n1 - c0 - RP_COLS < RP_COLS ? n1 - c0 - RP_COLS : RP_COLS;
+                rp_prefetch(format, qs, rb, c0 + RP_COLS, (int)wn, 0, RP_KCB < nb ? RP_KCB : nb);
+            }
+            for (int j0 = 0; j0 < P; j0 += 8)
+                widen8(format, qs, rb, scales, nb, c0 + j0, w - j0 < 8 ? w - j0 : 8, b0, b1, panel, dp, P, j0);
+            const int nblk = (int)(b1 - b0), kc_last = (int)(K - (b1 - 1) * QK < QK ? K - (b1 - 1) * QK : QK);
+            const float *xk = x + b0 * QK;
+            float *yc = y + c0;
+            const int first = b0 == 0;
+            int j = 0;
+            for (; j + 24 <= w; j += 24)
+                rp_rows(3, 0, none, M, xk, ldx, nblk, kc_last, panel + j, dp + j, P, yc + j, ldy, first);
+            for (; j + 8 <= w; j += 8)
+                rp_rows(1, 0, none, M, xk, ldx, nblk, kc_last, panel + j, dp + j, P, yc + j, ldy, first);
+            if (tail) rp_rows(1, 1, mask, M, xk, ldx, nblk, kc_last, panel + j, dp + j, P, yc + j, ldy, first);
         }
     }
-    for (int64_t n = n0; n < n1; n++) {
-        const uint8_t *w = qs + n * rb;
-        const float *d = scales + n * nb;
-        int64_t m = 0;
-        for (; m + 4 <= M; m += 4) tile_dequant4(format, x, ldx, full, nb, tail, w, d, m, y + n, ldy);
-        for (; m < M; m++) tile_dequant1(format, x, ldx, full, nb, tail, w, d, m, y + n, ldy);
-    }
-    if (tail != stackTail) free(tail);
 }
 
 AVX2 static void gemm_dequant_avx2_q8(const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
