@@ -90,7 +90,7 @@ final class QuantTests: XCTestCase {
         var rng = RNG(seed: 11)
         let hadAVX2 = QuantMatrix.usesAVX2
         defer { QuantMatrix.allowAVX2(hadAVX2) }
-        for (K, N) in [(5, 3), (33, 17), (96, 40), (100, 33)] {
+        for (K, N) in [(5, 3), (33, 17), (96, 40), (100, 33), (300, 53)] {
             let w = Self.randomArray(K * N, &rng)
             for format in [QuantMatrix.Format.q8, .q4] {
                 let q = try w.withUnsafeBufferPointer {
@@ -157,31 +157,40 @@ final class QuantTests: XCTestCase {
         }
     }
 
-    /// A row's product with `rowInvariant` is bitwise the same whatever the rows around it and the thread count.
+    /// A row's product with `rowInvariant` is bitwise the same whatever the rows around it (1 to 200 rows: the
+    /// panel kernel's 4-row tiles and remainders) and the thread count, and the AVX2 kernel equals the portable one
+    /// bit for bit (both are the same chain of FMAs). K = 300 spans three chunks of 128 with a short last block,
+    /// N = 203 four panels of 48 and a tail of 11.
     func testRowInvariantProductsDoNotDependOnTheRowCountOrThreads() throws {
         var rng = RNG(seed: 1)
-        let K = 70, N = 203, M = 37
+        let K = 300, N = 203, M = 200
         let x = Self.randomArray(M * K, &rng)
         let w = try Tensor(shape: [K, N], values: Self.randomArray(K * N, &rng))
+        let hadAVX2 = QuantMatrix.usesAVX2
+        defer { QuantMatrix.allowAVX2(hadAVX2) }
         for format in [QuantMatrix.Format.q8, .q4] {
             let matrix = try WeightMatrix(w).quantized(format)
-            var all = [Float](repeating: 0, count: M * N)
-            x.withUnsafeBufferPointer { xb in
-                all.withUnsafeMutableBufferPointer { yb in
-                    matrix.multiply(x: xb.baseAddress!, ldx: K, m: M, y: yb.baseAddress!, ldy: N, threads: 1, rowInvariant: true)
+            func product(start: Int, m: Int, threads: Int) -> [Float] {
+                var y = [Float](repeating: .nan, count: m * N)
+                x.withUnsafeBufferPointer { xb in
+                    y.withUnsafeMutableBufferPointer { yb in
+                        matrix.multiply(x: xb.baseAddress! + start * K, ldx: K, m: m, y: yb.baseAddress!, ldy: N,
+                                        threads: threads, rowInvariant: true)
+                    }
                 }
+                return y
             }
+            let all = product(start: 0, m: M, threads: 1)
+            QuantMatrix.allowAVX2(false)
+            let portable = product(start: 0, m: M, threads: 3)
+            QuantMatrix.allowAVX2(hadAVX2)
+            XCTAssertEqual(all, portable, "\(format): AVX2 and portable kernels agree bit for bit")
+            XCTAssertFalse(all.contains { !$0.isFinite })
             for threads in [1, 3] {
-                for m in [1, 2, 3, 4, 5, 16, 17, M] {
-                    for start in [0, M - m] {
-                        var part = [Float](repeating: 0, count: m * N)
-                        x.withUnsafeBufferPointer { xb in
-                            part.withUnsafeMutableBufferPointer { yb in
-                                matrix.multiply(x: xb.baseAddress! + start * K, ldx: K, m: m, y: yb.baseAddress!,
-                                                ldy: N, threads: threads, rowInvariant: true)
-                            }
-                        }
-                        XCTAssertEqual(part, Array(all[start * N..<(start + m) * N]),
+                for m in [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 37, 64, 101, M] {
+                    for start in Set([0, 3, M - m]) where start + m <= M {
+                        XCTAssertEqual(product(start: start, m: m, threads: threads),
+                                       Array(all[start * N..<(start + m) * N]),
                                        "\(format), threads \(threads), rows \(start)..<\(start + m)")
                     }
                 }
