@@ -357,44 +357,211 @@ AVX2 INLINE void rp_rows(int NV, int masked, __m256i mask, int64_t M, const floa
     }
 }
 
-// Prefetches blocks b0..b1 of storage rows c..c+w (the weight bytes of the next chunk).
-static inline void rp_prefetch(int format, const uint8_t *qs, int64_t rb, int64_t c, int w, int64_t b0, int64_t b1) {
-    const int64_t bb = format == GFK_Q4 ? QK / 2 : QK;
-    for (int i = 0; i < w; i++)
-        for (int64_t o = b0 * bb; o < b1 * bb; o += 64) _mm_prefetch((const char *)(qs + (c + i) * rb + o), _MM_HINT_T0);
+// ---- few rows: the panel kept as int8 ----
+// With one to RP_FEW_ROWS rows the fp32 widening above is not shared and costs more than the products. The panel is
+// then transposed but kept as int8 (one 8 × 32 byte transpose per block and 8 columns: three rounds of unpacks,
+// eight 32-byte stores), and each k's 8 values are sign-extended and converted while the rows pass (vpmovsxbd,
+// vcvtdq2ps). The arithmetic per element is the same as above (same t chain, same fold).
+enum { RP_FEW_ROWS = 4 };
+
+// Byte offset of (block blk of the chunk, group g of 8 columns, k' < 32) in the int8 panel of G groups: per block and
+// group 256 bytes, the unpacks' order: 32-byte row i holds k' = 2i, 2i + 1 (low lane) and 16 + 2i, 17 + 2i (high).
+INLINE int p8_offset(int blk, int G, int g, int k) {
+    return ((blk * G + g) * 8 + ((k & 15) >> 1)) * 32 + (k >> 4) * 16 + (k & 1) * 8;
 }
 
+AVX2 INLINE void widen8_i8(int format, const uint8_t *qs, int64_t rb, const float *scales, int64_t nb, int64_t c,
+                           int cw, int64_t b0, int64_t b1, int8_t *p8, float *dp, int P, int G, int g) {
+    for (int64_t b = b0; b < b1; b++) {
+        __m256i a[8], p[8], q[8];
+        for (int i = 0; i < 8; i++)
+            a[i] = i < cw ? load_block(format, qs + (c + i) * rb, b) : _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {
+            p[2 * i] = _mm256_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
+            p[2 * i + 1] = _mm256_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
+        }
+        for (int gg = 0; gg < 2; gg++)
+            for (int s = 0; s < 2; s++) {
+                __m256i lo = p[4 * gg + s], hi = p[4 * gg + 2 + s];
+                q[4 * gg + 2 * s] = _mm256_unpacklo_epi16(lo, hi);
+                q[4 * gg + 2 * s + 1] = _mm256_unpackhi_epi16(lo, hi);
+            }
+        int8_t *o = p8 + ((b - b0) * G + g) * 256;
+        for (int u = 0; u < 4; u++) {
+            _mm256_store_si256((__m256i *)(o + (2 * u) * 32), _mm256_unpacklo_epi32(q[u], q[4 + u]));
+            _mm256_store_si256((__m256i *)(o + (2 * u + 1) * 32), _mm256_unpackhi_epi32(q[u], q[4 + u]));
+        }
+        for (int i = 0; i < 8; i++) dp[(b - b0) * P + 8 * g + i] = i < cw ? scales[(c + i) * nb + b] : 0.0f;
+    }
+}
+
+// As rp_tile, on the int8 panel: NV vectors starting at column group g0.
+AVX2 INLINE void fr_tile(int R, int NV, int masked, __m256i mask, const float *x, int64_t ldx, int nblk,
+                         int kc_last, const int8_t *p8, int G, int g0, const float *dp, int P, float *y, int64_t ldy,
+                         int first) {
+    for (int blk = 0; blk < nblk; blk++) {
+        __m256 t[4][6];
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < NV; j++) t[r][j] = _mm256_setzero_ps();
+        const int kc = blk == nblk - 1 ? kc_last : QK;
+        const float *xb = x + blk * QK;
+#define FR_STEP(K_, OFF)                                                                                          \
+    do {                                                                                                          \
+        __m256 v[6];                                                                                              \
+        for (int j = 0; j < NV; j++)                                                                              \
+            v[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(pb + (OFF) + 256 * j)))); \
+        for (int r = 0; r < R; r++) {                                                                             \
+            __m256 bx = _mm256_broadcast_ss(xb + r * ldx + (K_));                                                 \
+            for (int j = 0; j < NV; j++) t[r][j] = _mm256_fmadd_ps(bx, v[j], t[r][j]);                            \
+        }                                                                                                         \
+    } while (0)
+        const int8_t *pb = p8 + (blk * G + g0) * 256;
+        if (kc == QK) {  // k = 16h + 2i + o in order, constant offsets (the loops unroll)
+            for (int h = 0; h < 2; h++)
+                for (int i = 0; i < 8; i++)
+                    for (int o = 0; o < 2; o++) FR_STEP(16 * h + 2 * i + o, i * 32 + h * 16 + o * 8);
+        } else {
+            for (int k = 0; k < kc; k++) FR_STEP(k, p8_offset(0, 0, 0, k));
+        }
+#undef FR_STEP
+        const int zero = first && blk == 0;
+        for (int j = 0; j < NV; j++) {
+            __m256 dv = _mm256_load_ps(dp + blk * P + 8 * (g0 + j));
+            const int mj = masked && j == NV - 1;
+            for (int r = 0; r < R; r++) {
+                float *yp = y + r * ldy + 8 * j;
+                __m256 acc = zero ? _mm256_setzero_ps() : mj ? _mm256_maskload_ps(yp, mask) : _mm256_loadu_ps(yp);
+                acc = _mm256_fmadd_ps(t[r][j], dv, acc);
+                if (mj) _mm256_maskstore_ps(yp, mask, acc); else _mm256_storeu_ps(yp, acc);
+            }
+        }
+    }
+}
+
+// Rows 0..R (R ≤ RP_FEW_ROWS) against the panel's w columns: strips of 48 (one or two rows), 24, then 8.
+AVX2 INLINE void fr_rows(int R, int w, __m256i mask, const float *x, int64_t ldx, int nblk, int kc_last,
+                         const int8_t *p8, int G, const float *dp, int P, float *y, int64_t ldy, int first) {
+    const __m256i none = _mm256_setzero_si256();
+    const int tail = w % 8;
+    int j = 0;
+    if (R <= 2)
+        for (; j + 48 <= w; j += 48) {
+            if (R == 1) fr_tile(1, 6, 0, none, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first);
+            else fr_tile(2, 6, 0, none, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first);
+        }
+    for (; j + 24 <= w; j += 24) {
+        switch (R) {
+        case 1: fr_tile(1, 3, 0, none, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
+        case 2: fr_tile(2, 3, 0, none, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
+        case 3: fr_tile(3, 3, 0, none, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
+        default: fr_tile(4, 3, 0, none, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
+        }
+    }
+    for (; j < w; j += 8) {
+        const int mk = j + 8 > w;
+        const __m256i m = mk ? mask : none;
+        (void)tail;
+        switch (R) {
+        case 1: fr_tile(1, 1, mk, m, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
+        case 2: fr_tile(2, 1, mk, m, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
+        case 3: fr_tile(3, 1, mk, m, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
+        default: fr_tile(4, 1, mk, m, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
+        }
+    }
+}
+
+// Prefetch cursor over the next panel's weights and scales: the storage rows of a panel's columns are adjacent, so
+// they are two contiguous stretches, prefetched in address order (one stream for DRAM) and spread evenly over the
+// current panel's work. Reading the current panel block by block touches 48 rows side by side, which the hardware
+// prefetchers follow poorly (measured 1.5× slower for one row without this).
+typedef struct { const char *p, *end, *p2, *end2; int64_t per; } rp_cursor;
+
+static inline void rp_prefetch(rp_cursor *c) {
+    for (int64_t i = 0; i < c->per; i++) {
+        if (c->p < c->end) { _mm_prefetch(c->p, _MM_HINT_T1); c->p += 64; }
+        else if (c->p2 < c->end2) { _mm_prefetch(c->p2, _MM_HINT_T1); c->p2 += 64; }
+        else return;
+    }
+}
+
+// One chunk of the product: columns c0..c0+w of W (a panel, P = w rounded up to 8), blocks b0..b1.
+typedef struct { int64_t c0, b0, b1; int w, P; } rp_chunk;
+
+static inline int rp_first(rp_chunk *c, int64_t n0, int64_t n1, int64_t nb) {
+    if (n1 <= n0) return 0;
+    c->c0 = n0, c->b0 = 0, c->b1 = RP_KCB < nb ? RP_KCB : nb;
+    c->w = (int)(n1 - n0 < RP_COLS ? n1 - n0 : RP_COLS), c->P = (c->w + 7) & ~7;
+    return 1;
+}
+
+// The chunk after c (blocks first, then the next panel); 0 past the last one.
+static inline int rp_next(rp_chunk *c, int64_t n1, int64_t nb) {
+    if (c->b1 < nb) {
+        c->b0 = c->b1, c->b1 = c->b1 + RP_KCB < nb ? c->b1 + RP_KCB : nb;
+        return 1;
+    }
+    return rp_first(c, c->c0 + RP_COLS, n1, nb);
+}
+
+// Chunks are widened one ahead (double buffer): chunk i + 1 is widened into one buffer while nothing reads it, then
+// chunk i is computed from the other. Widening a chunk just before reading it (one buffer) was 1.4× slower for one
+// row: the reads of the fresh panel ran ahead of its stores and the weight loads did not overlap the arithmetic.
 AVX2 INLINE void gemm_dequant_avx2_fmt(int format, const float *x, int64_t ldx, int64_t M, int64_t K,
                                        const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y,
                                        int64_t ldy) {
     const int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
-    float panel[RP_KC * RP_COLS] __attribute__((aligned(64)));
-    float dp[RP_KCB * RP_COLS] __attribute__((aligned(64)));
-    for (int64_t c0 = n0; c0 < n1; c0 += RP_COLS) {
-        const int w = (int)(n1 - c0 < RP_COLS ? n1 - c0 : RP_COLS), P = (w + 7) & ~7, tail = w % 8;
+    const int few = M <= RP_FEW_ROWS;
+    // fp32 panels for many rows, int8 panels for few (both double-buffered); scales beside them.
+    float panel[2][few ? 8 : RP_KC * RP_COLS] __attribute__((aligned(64)));
+    int8_t p8[2][few ? RP_KC * RP_COLS : 64] __attribute__((aligned(64)));
+    float dp[2][RP_KCB * RP_COLS] __attribute__((aligned(64)));
+    rp_chunk cur, nxt;
+    if (!rp_first(&cur, n0, n1, nb)) return;
+    rp_cursor pf = {0, 0, 0, 0, 0};
+    int buf = 0, have = 1;
+#define RP_WIDEN(CH, B)                                                                                           \
+    for (int g = 0; g < (CH).P / 8; g++, rp_prefetch(&pf)) {                                                       \
+        const int cw = (CH).w - 8 * g < 8 ? (CH).w - 8 * g : 8;                                                   \
+        if (few) widen8_i8(format, qs, rb, scales, nb, (CH).c0 + 8 * g, cw, (CH).b0, (CH).b1, p8[B], dp[B],      \
+                           (CH).P, (CH).P / 8, g);                                                                \
+        else widen8(format, qs, rb, scales, nb, (CH).c0 + 8 * g, cw, (CH).b0, (CH).b1, panel[B], dp[B], (CH).P,   \
+                    8 * g);                                                                                       \
+    }
+    RP_WIDEN(cur, 0)
+    while (have) {
+        nxt = cur;
+        have = rp_next(&nxt, n1, nb);
+        if (have && nxt.b0 == 0 && nxt.c0 + RP_COLS < n1) {  // a new panel: prefetch the one after it meanwhile
+            const int64_t c1 = nxt.c0 + RP_COLS, c2 = c1 + RP_COLS < n1 ? c1 + RP_COLS : n1;
+            pf.p = (const char *)(qs + c1 * rb), pf.end = (const char *)(qs + c2 * rb);
+            pf.p2 = (const char *)(scales + c1 * nb), pf.end2 = (const char *)(scales + c2 * nb);
+            const int64_t lines = (pf.end - pf.p + pf.end2 - pf.p2 + 63) / 64;
+            const int64_t steps = ((nb + RP_KCB - 1) / RP_KCB) * (nxt.P / 8);
+            pf.per = (lines + steps - 1) / steps;
+        }
+        if (have) RP_WIDEN(nxt, buf ^ 1)
+        const int w = cur.w, P = cur.P, tail = w % 8;
         const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         const __m256i none = _mm256_setzero_si256();
-        for (int64_t b0 = 0; b0 < nb; b0 += RP_KCB) {
-            const int64_t b1 = b0 + RP_KCB < nb ? b0 + RP_KCB : nb;
-            if (b1 < nb) rp_prefetch(format, qs, rb, c0, w, b1, b1 + RP_KCB < nb ? b1 + RP_KCB : nb);
-            else if (c0 + RP_COLS < n1) {
-                int64_t wn = n1 - c0 - RP_COLS < RP_COLS ? n1 - c0 - RP_COLS : RP_COLS;
-                rp_prefetch(format, qs, rb, c0 + RP_COLS, (int)wn, 0, RP_KCB < nb ? RP_KCB : nb);
-            }
-            for (int j0 = 0; j0 < P; j0 += 8)
-                widen8(format, qs, rb, scales, nb, c0 + j0, w - j0 < 8 ? w - j0 : 8, b0, b1, panel, dp, P, j0);
-            const int nblk = (int)(b1 - b0), kc_last = (int)(K - (b1 - 1) * QK < QK ? K - (b1 - 1) * QK : QK);
-            const float *xk = x + b0 * QK;
-            float *yc = y + c0;
-            const int first = b0 == 0;
+        const int nblk = (int)(cur.b1 - cur.b0);
+        const int kc_last = (int)(K - (cur.b1 - 1) * QK < QK ? K - (cur.b1 - 1) * QK : QK);
+        const float *xk = x + cur.b0 * QK, *d = dp[buf];
+        float *yc = y + cur.c0;
+        const int first = cur.b0 == 0;
+        if (few) {
+            fr_rows((int)M, w, mask, xk, ldx, nblk, kc_last, p8[buf], P / 8, d, P, yc, ldy, first);
+        } else {
+            const float *pn = panel[buf];
             int j = 0;
             for (; j + 24 <= w; j += 24)
-                rp_rows(3, 0, none, M, xk, ldx, nblk, kc_last, panel + j, dp + j, P, yc + j, ldy, first);
+                rp_rows(3, 0, none, M, xk, ldx, nblk, kc_last, pn + j, d + j, P, yc + j, ldy, first);
             for (; j + 8 <= w; j += 8)
-                rp_rows(1, 0, none, M, xk, ldx, nblk, kc_last, panel + j, dp + j, P, yc + j, ldy, first);
-            if (tail) rp_rows(1, 1, mask, M, xk, ldx, nblk, kc_last, panel + j, dp + j, P, yc + j, ldy, first);
+                rp_rows(1, 0, none, M, xk, ldx, nblk, kc_last, pn + j, d + j, P, yc + j, ldy, first);
+            if (tail) rp_rows(1, 1, mask, M, xk, ldx, nblk, kc_last, pn + j, d + j, P, yc + j, ldy, first);
         }
+        cur = nxt, buf ^= 1;
     }
+#undef RP_WIDEN
 }
 
 AVX2 static void gemm_dequant_avx2_q8(const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
