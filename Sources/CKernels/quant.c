@@ -153,10 +153,12 @@ static void gemm_int_scalar(int format, const int8_t *qx, const float *dx, int64
     }
 }
 
-// The row-invariant product's arithmetic, which every implementation of gfk_q_gemm_dequant reproduces exactly: per
-// block of 32, t = fma(x[k], q[k], t) for k in order from t = +0 (the weight's integer value, exact in fp32), then
-// acc = fma(t, d, acc) from acc = +0. fmaf is one instruction on the x86-64-v3 baseline and rounds once, like the
-// vector FMA, so the portable and the AVX2 results are equal bit for bit.
+// The row-invariant product's arithmetic, which every implementation of gfk_q_gemm_dequant reproduces exactly. Per
+// (row, column): eight lanes a[l], and for k = 0, 1, …, K−1 in order a[k mod 8] = fma(x[k], w[k], a[k mod 8]) with
+// w[k] = q[k]·d of k's block rounded to fp32 (the weight as the dequantized matrix holds it), from a = +0; then
+// y = ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)). fmaf is one instruction on the x86-64-v3 baseline and
+// rounds once, like the vector FMA, and the final sum is the vector kernels' horizontal sum, so the portable and
+// the AVX2 results are equal bit for bit.
 static void gemm_dequant_scalar(int format, const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
                                 const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
     int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
@@ -164,14 +166,10 @@ static void gemm_dequant_scalar(int format, const float *x, int64_t ldx, int64_t
         const uint8_t *w = qs + n * rb;
         for (int64_t m = 0; m < M; m++) {
             const float *xr = x + m * ldx;
-            float acc = 0;
-            for (int64_t b = 0; b < nb; b++) {
-                float t = 0;
-                int64_t k1 = (b + 1) * QK < K ? (b + 1) * QK : K;
-                for (int64_t k = b * QK; k < k1; k++) t = fmaf(xr[k], (float)q_value(format, w, k), t);
-                acc = fmaf(t, scales[n * nb + b], acc);
-            }
-            y[m * ldy + n] = acc;
+            float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int64_t k = 0; k < K; k++)
+                a[k % 8] = fmaf(xr[k], (float)q_value(format, w, k) * scales[n * nb + k / QK], a[k % 8]);
+            y[m * ldy + n] = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
         }
     }
 }
@@ -260,308 +258,203 @@ AVX2 static void gemm_int_avx2_q4(const int8_t *qx, const float *dx, int64_t M, 
 }
 
 // ---- the row-invariant product on fp32 activations (gfk_q_gemm_dequant) ----
-// A panel of up to RP_COLS columns of W and RP_KCB blocks of k (128 k) is widened ONCE into fp32 scratch laid out
-// [k][column] (the integer values q, exact in fp32; the scales beside them, [block][column]), then every row of x
-// runs through it with register tiles of 4 rows × 24 columns (12 accumulators): per k, 3 loads of the panel and 4
-// broadcasts of x feed 12 FMAs, as in the fp32 row-streaming kernels (smallgemm.c). At the end of each block of 32
-// the tile's partial sums t are folded into y: y = fma(t, d, y), y starting from +0 — exactly the scalar
-// definition above, so a row's result depends neither on M, nor on the panel or thread split, nor on the choice
-// between this kernel and the portable one. The scratch (24 KB) lives on the stack and stays in L1 while the rows
-// pass; with one row the widening is not shared, which costs about what the in-register widening of the earlier
-// kernel did. The next chunk's weight lines are prefetched while the current one is widened.
-enum { RP_COLS = 48, RP_KCB = 4, RP_KC = RP_KCB * QK };
+// Every element is an FMA chain over k in eight lanes (the scalar definition above), computed two ways:
+//  - few rows (≤ RP_FEW_ROWS): straight from the quantized storage, each weight row streaming once in address order
+//    (the pattern DRAM serves best), 8 weights at a time widened in registers (vpmovsxbd, vcvtdq2ps, × d) and
+//    multiplied into register tiles of up to 4 rows × 4 columns;
+//  - many rows: a panel of RP_COLS columns × RP_KC values of k is widened ONCE into fp32 scratch on the stack (the
+//    dequantized weights, in the storage's order), then every row of a block of RP_RB rows runs through it with
+//    tiles of 4 rows × 3 columns (12 accumulators; per 8 k, 4 loads of x and 3 of the panel feed 12 FMAs). The
+//    accumulators are parked in a small stack buffer between chunks of k, which is exact.
+// Both give each element the same operations in the same order, so a row's result depends neither on M, nor on the
+// split of columns over threads, nor on which path computed it. The last 8 values of k are read with a mask when K
+// is not a multiple of 8 (x past K reads as 0, the weights there are stored as 0, fma(0, 0, a) = a).
+enum { RP_FEW_ROWS = 8, RP_COLS = 24, RP_KC = 256, RP_RB = 32 };
 
-// Panel columns j0..j0+8 (storage rows c..c+cw, cw ≤ 8; the others zero), blocks b0..b1 → panel rows (b − b0)·32 +
-// i, panel columns j0..j0+8 (ld P), and their scales into dp[(b − b0)·P + j]. An 8 × 16 byte transpose per half
-// block with unpacks (three rounds: bytes, pairs, quadruples), then each k's 8 values sign-extended and converted.
-AVX2 INLINE void widen8(int format, const uint8_t *qs, int64_t rb, const float *scales, int64_t nb, int64_t c,
-                        int cw, int64_t b0, int64_t b1, float *panel, float *dp, int P, int j0) {
-    for (int64_t b = b0; b < b1; b++) {
-        __m256i col[8];
-        for (int i = 0; i < 8; i++)
-            col[i] = i < cw ? load_block(format, qs + (c + i) * rb, b) : _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            __m128i a[8];
-            for (int i = 0; i < 8; i++)
-                a[i] = h ? _mm256_extracti128_si256(col[i], 1) : _mm256_castsi256_si128(col[i]);
-            __m128i p[8], q[8], r[8];
-            for (int i = 0; i < 4; i++) {
-                p[2 * i] = _mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);      // k 0..7: (a_2i, a_2i+1) pairs
-                p[2 * i + 1] = _mm_unpackhi_epi8(a[2 * i], a[2 * i + 1]);  // k 8..15
+AVX2 INLINE __m256i k_mask(int64_t n) {  // lanes below n (n in 1..8)
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// The 8 x values at k (a full 8, or `left` < 8 of them with the rest 0).
+AVX2 INLINE __m256 load_x(const float *p, int64_t left) {
+    return left >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, k_mask(left));
+}
+
+// The four groups of 8 weights of block b of a weight row, widened and scaled by d: w[j] = q[8j..8j+8]·d.
+AVX2 INLINE void widen_block(int format, const uint8_t *row, int64_t b, __m256 d, __m256 w[4]) {
+    if (format == GFK_Q4) {
+        __m128i p = _mm_loadu_si128((const __m128i *)(row + b * (QK / 2)));
+        __m128i lo = _mm_sub_epi8(_mm_and_si128(p, _mm_set1_epi8(15)), _mm_set1_epi8(8));
+        __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15)), _mm_set1_epi8(8));
+        w[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), d);
+        w[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), d);
+        w[2] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), d);
+        w[3] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), d);
+        return;
+    }
+    const uint8_t *q = row + b * QK;
+    for (int j = 0; j < 4; j++)
+        w[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8 * j)))), d);
+}
+
+// Weights 8j..8j+8 of block b of a weight row, widened and scaled by d (q4: the low nibbles hold 0..15, the high
+// ones 16..31).
+AVX2 INLINE __m256 widen_quarter(int format, const uint8_t *row, int64_t b, int j, __m256 d) {
+    __m128i q;
+    if (format == GFK_Q4) {
+        __m128i p = _mm_loadu_si128((const __m128i *)(row + b * (QK / 2)));
+        if (j >= 2) p = _mm_srli_epi16(p, 4);
+        p = _mm_sub_epi8(_mm_and_si128(p, _mm_set1_epi8(15)), _mm_set1_epi8(8));
+        q = j & 1 ? _mm_srli_si128(p, 8) : p;
+    } else {
+        q = _mm_loadl_epi64((const __m128i *)(row + b * QK + 8 * j));
+    }
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+}
+
+// Few rows: y[0..R, n..n+C] for rows x (ldx), weight rows wr (rb bytes apart), straight from storage.
+AVX2 INLINE void few_tile(int format, int R, int C, const float *x, int64_t ldx, int64_t K, int64_t nb,
+                          const uint8_t *wr, int64_t rb, const float *sc, float *y, int64_t ldy) {
+    __m256 a[4][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) a[r][c] = _mm256_setzero_ps();
+    const int64_t full = K / QK;
+    for (int64_t b = 0; b < nb; b++) {
+        __m256 d[4];
+        for (int c = 0; c < C; c++) d[c] = _mm256_set1_ps(sc[c * nb + b]);
+        for (int j = 0; j < 4; j++) {
+            const int64_t k = b * QK + 8 * j;
+            if (b >= full && k >= K) break;
+            __m256 xv[4];
+            for (int r = 0; r < R; r++) xv[r] = b < full ? _mm256_loadu_ps(x + r * ldx + k) : load_x(x + r * ldx + k, K - k);
+            for (int c = 0; c < C; c++) {
+                __m256 w = widen_quarter(format, wr + c * rb, b, j, d[c]);
+                for (int r = 0; r < R; r++) a[r][c] = _mm256_fmadd_ps(xv[r], w, a[r][c]);
             }
-            for (int g = 0; g < 2; g++)      // columns 0..3 (g = 0) and 4..7 (g = 1)
-                for (int s = 0; s < 2; s++) {  // k 0..7 (s = 0), 8..15 (s = 1)
-                    __m128i lo = p[4 * g + s], hi = p[4 * g + 2 + s];
-                    q[4 * g + 2 * s] = _mm_unpacklo_epi16(lo, hi);      // k 8s + 0..3, 4 columns each
-                    q[4 * g + 2 * s + 1] = _mm_unpackhi_epi16(lo, hi);  // k 8s + 4..7
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) y[r * ldy + c] = hsum(a[r][c]);
+}
+
+// Rows in groups of 4 (then the last 1–3) against each tile of columns in turn: the tile's weight rows stay in L1
+// while the row groups pass over them.
+AVX2 INLINE void few_rows(int format, int64_t M, const float *x, int64_t ldx, int64_t K, const uint8_t *qs,
+                          const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+    const int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
+    const int C = M == 1 ? 4 : M == 2 ? 3 : 2;
+    for (int64_t n = n0; n < n1; n += C) {
+        const int c = n1 - n < C ? 1 : C;  // the last n1 − n < C columns one at a time
+        for (int64_t m = 0; m < M; m += 4) {
+            const int R = (int)(M - m < 4 ? M - m : 4);
+            const float *xm = x + m * ldx;
+            float *ym = y + m * ldy + n;
+            const uint8_t *wr = qs + n * rb;
+            const float *sc = scales + n * nb;
+#define FEW(R_, C_) few_tile(format, R_, C_, xm, ldx, K, nb, wr, rb, sc, ym, ldy)
+            if (c == 1) {
+                switch (R) { case 1: FEW(1, 1); break; case 2: FEW(2, 1); break; case 3: FEW(3, 1); break; default: FEW(4, 1); }
+            } else if (R == 1 && c == 4) FEW(1, 4);
+            else if (R == 2 && c == 3) FEW(2, 3);
+            else if (R == 1) FEW(1, 2);
+            else if (R == 2) FEW(2, 2);
+            else if (R == 3) FEW(3, 2);
+            else FEW(4, 2);
+#undef FEW
+        }
+        if (c == 1) n -= C - 1;  // advanced by one column only
+    }
+}
+
+// Many rows: R rows × C panel columns over the chunk's k0..k1 (k1 − k0 ≤ RP_KC), accumulators parked in
+// park[r·RP_COLS + c] (8 floats each) between chunks; `first`: start from 0; `last`: sum the lanes into y.
+AVX2 INLINE void many_tile(int R, int C, const float *x, int64_t ldx, int64_t k0, int64_t k1, const float *panel,
+                           float *park, float *y, int64_t ldy, int first, int last) {
+    __m256 a[4][3];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            a[r][c] = first ? _mm256_setzero_ps() : _mm256_load_ps(park + (r * RP_COLS + c) * 8);
+    const float *xk = x + k0;
+    const int n8 = (int)((k1 - k0) / 8), left = (int)((k1 - k0) % 8);
+    for (int s = 0; s < n8; s++) {
+        __m256 w[3];
+        for (int c = 0; c < C; c++) w[c] = _mm256_load_ps(panel + c * RP_KC + 8 * s);
+        for (int r = 0; r < R; r++) {
+            __m256 xv = _mm256_loadu_ps(xk + r * ldx + 8 * s);
+            for (int c = 0; c < C; c++) a[r][c] = _mm256_fmadd_ps(xv, w[c], a[r][c]);
+        }
+    }
+    if (left) {
+        __m256 w[3];
+        for (int c = 0; c < C; c++) w[c] = _mm256_load_ps(panel + c * RP_KC + 8 * n8);
+        for (int r = 0; r < R; r++) {
+            __m256 xv = _mm256_maskload_ps(xk + r * ldx + 8 * n8, k_mask(left));
+            for (int c = 0; c < C; c++) a[r][c] = _mm256_fmadd_ps(xv, w[c], a[r][c]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            if (last) y[r * ldy + c] = hsum(a[r][c]);
+            else _mm256_store_ps(park + (r * RP_COLS + c) * 8, a[r][c]);
+        }
+}
+
+#define MANY_TILE_C(R, C, ...)                                                                                    \
+    switch (C) {                                                                                                  \
+    case 3: many_tile(R, 3, __VA_ARGS__); break;                                                                  \
+    case 2: many_tile(R, 2, __VA_ARGS__); break;                                                                  \
+    default: many_tile(R, 1, __VA_ARGS__); break;                                                                 \
+    }
+
+AVX2 INLINE void many_rows(int format, const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
+                           const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+    const int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
+    float panel[RP_COLS * RP_KC] __attribute__((aligned(64)));
+    float park[RP_RB * RP_COLS * 8] __attribute__((aligned(64)));
+    for (int64_t m0 = 0; m0 < M; m0 += RP_RB) {
+        const int64_t mr = M - m0 < RP_RB ? M - m0 : RP_RB;
+        for (int64_t c0 = n0; c0 < n1; c0 += RP_COLS) {
+            const int w = (int)(n1 - c0 < RP_COLS ? n1 - c0 : RP_COLS);
+            for (int64_t k0 = 0; k0 < K; k0 += RP_KC) {
+                const int64_t k1 = K - k0 < RP_KC ? K : k0 + RP_KC;
+                for (int c = 0; c < w; c++) {  // widen the chunk: panel[c][k − k0] = W[k, c0 + c]
+                    const uint8_t *wr = qs + (c0 + c) * rb;
+                    for (int64_t b = k0 / QK; b * QK < k1; b++) {
+                        __m256 v[4];
+                        widen_block(format, wr, b, _mm256_set1_ps(scales[(c0 + c) * nb + b]), v);
+                        for (int j = 0; j < 4; j++) _mm256_store_ps(panel + c * RP_KC + (b * QK - k0) + 8 * j, v[j]);
+                    }
                 }
-            for (int u = 0; u < 4; u++) {    // k 4u..4u+3
-                r[2 * u] = _mm_unpacklo_epi32(q[u], q[4 + u]);      // k 4u, 4u + 1: 8 columns each
-                r[2 * u + 1] = _mm_unpackhi_epi32(q[u], q[4 + u]);  // k 4u + 2, 4u + 3
-            }
-            float *o = panel + ((b - b0) * QK + 16 * h) * P + j0;
-            for (int i = 0; i < 8; i++) {
-                _mm256_store_ps(o + (2 * i) * P, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(r[i])));
-                _mm256_store_ps(o + (2 * i + 1) * P,
-                                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(r[i], 8))));
-            }
-        }
-        for (int i = 0; i < 8; i++) dp[(b - b0) * P + j0 + i] = i < cw ? scales[(c + i) * nb + b] : 0.0f;
-    }
-}
-
-// Rows 0..R of x (x points at the chunk's first k) against panel columns of NV vectors (y at the first of them),
-// the chunk's blocks 0..nblk; the last block may be short (kc_last values). `first`: the chunk holds block 0 of
-// the row, so y starts from +0. The last vector's stores are masked when `masked`.
-AVX2 INLINE void rp_tile(int R, int NV, int masked, __m256i mask, const float *x, int64_t ldx, int nblk,
-                         int kc_last, const float *panel, const float *dp, int P, float *y, int64_t ldy, int first) {
-    for (int blk = 0; blk < nblk; blk++) {
-        __m256 t[4][3];
-        for (int r = 0; r < R; r++)
-            for (int j = 0; j < NV; j++) t[r][j] = _mm256_setzero_ps();
-        const int kc = blk == nblk - 1 ? kc_last : QK;
-        const float *wp = panel + blk * QK * P, *xb = x + blk * QK;
-        for (int k = 0; k < kc; k++) {
-            __m256 v[3];
-            for (int j = 0; j < NV; j++) v[j] = _mm256_load_ps(wp + k * P + 8 * j);
-            for (int r = 0; r < R; r++) {
-                __m256 bx = _mm256_broadcast_ss(xb + r * ldx + k);
-                for (int j = 0; j < NV; j++) t[r][j] = _mm256_fmadd_ps(bx, v[j], t[r][j]);
-            }
-        }
-        __m256 dv[3];
-        for (int j = 0; j < NV; j++) dv[j] = _mm256_load_ps(dp + blk * P + 8 * j);
-        const int zero = first && blk == 0;
-        for (int r = 0; r < R; r++)
-            for (int j = 0; j < NV; j++) {
-                float *yp = y + r * ldy + 8 * j;
-                const int mj = masked && j == NV - 1;
-                __m256 acc = zero ? _mm256_setzero_ps() : mj ? _mm256_maskload_ps(yp, mask) : _mm256_loadu_ps(yp);
-                acc = _mm256_fmadd_ps(t[r][j], dv[j], acc);
-                if (mj) _mm256_maskstore_ps(yp, mask, acc); else _mm256_storeu_ps(yp, acc);
-            }
-    }
-}
-
-AVX2 INLINE void rp_rows(int NV, int masked, __m256i mask, int64_t M, const float *x, int64_t ldx, int nblk,
-                         int kc_last, const float *panel, const float *dp, int P, float *y, int64_t ldy, int first) {
-    int64_t m = 0;
-    for (; m + 4 <= M; m += 4)
-        rp_tile(4, NV, masked, mask, x + m * ldx, ldx, nblk, kc_last, panel, dp, P, y + m * ldy, ldy, first);
-    x += m * ldx, y += m * ldy;
-    switch (M - m) {
-    case 3: rp_tile(3, NV, masked, mask, x, ldx, nblk, kc_last, panel, dp, P, y, ldy, first); break;
-    case 2: rp_tile(2, NV, masked, mask, x, ldx, nblk, kc_last, panel, dp, P, y, ldy, first); break;
-    case 1: rp_tile(1, NV, masked, mask, x, ldx, nblk, kc_last, panel, dp, P, y, ldy, first); break;
-    default: break;
-    }
-}
-
-// ---- few rows: the panel kept as int8 ----
-// With one to RP_FEW_ROWS rows the fp32 widening above is not shared and costs more than the products. The panel is
-// then transposed but kept as int8 (one 8 × 32 byte transpose per block and 8 columns: three rounds of unpacks,
-// eight 32-byte stores), and each k's 8 values are sign-extended and converted while the rows pass (vpmovsxbd,
-// vcvtdq2ps). The arithmetic per element is the same as above (same t chain, same fold).
-enum { RP_FEW_ROWS = 4 };
-
-// Byte offset of (block blk of the chunk, group g of 8 columns, k' < 32) in the int8 panel of G groups: per block and
-// group 256 bytes, the unpacks' order: 32-byte row i holds k' = 2i, 2i + 1 (low lane) and 16 + 2i, 17 + 2i (high).
-INLINE int p8_offset(int blk, int G, int g, int k) {
-    return ((blk * G + g) * 8 + ((k & 15) >> 1)) * 32 + (k >> 4) * 16 + (k & 1) * 8;
-}
-
-AVX2 INLINE void widen8_i8(int format, const uint8_t *qs, int64_t rb, const float *scales, int64_t nb, int64_t c,
-                           int cw, int64_t b0, int64_t b1, int8_t *p8, float *dp, int P, int G, int g) {
-    for (int64_t b = b0; b < b1; b++) {
-        __m256i a[8], p[8], q[8];
-        for (int i = 0; i < 8; i++)
-            a[i] = i < cw ? load_block(format, qs + (c + i) * rb, b) : _mm256_setzero_si256();
-        for (int i = 0; i < 4; i++) {
-            p[2 * i] = _mm256_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
-            p[2 * i + 1] = _mm256_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
-        }
-        for (int gg = 0; gg < 2; gg++)
-            for (int s = 0; s < 2; s++) {
-                __m256i lo = p[4 * gg + s], hi = p[4 * gg + 2 + s];
-                q[4 * gg + 2 * s] = _mm256_unpacklo_epi16(lo, hi);
-                q[4 * gg + 2 * s + 1] = _mm256_unpackhi_epi16(lo, hi);
-            }
-        int8_t *o = p8 + ((b - b0) * G + g) * 256;
-        for (int u = 0; u < 4; u++) {
-            _mm256_store_si256((__m256i *)(o + (2 * u) * 32), _mm256_unpacklo_epi32(q[u], q[4 + u]));
-            _mm256_store_si256((__m256i *)(o + (2 * u + 1) * 32), _mm256_unpackhi_epi32(q[u], q[4 + u]));
-        }
-        for (int i = 0; i < 8; i++) dp[(b - b0) * P + 8 * g + i] = i < cw ? scales[(c + i) * nb + b] : 0.0f;
-    }
-}
-
-// As rp_tile, on the int8 panel: NV vectors starting at column group g0.
-AVX2 INLINE void fr_tile(int R, int NV, int masked, __m256i mask, const float *x, int64_t ldx, int nblk,
-                         int kc_last, const int8_t *p8, int G, int g0, const float *dp, int P, float *y, int64_t ldy,
-                         int first) {
-    for (int blk = 0; blk < nblk; blk++) {
-        __m256 t[4][6];
-        for (int r = 0; r < R; r++)
-            for (int j = 0; j < NV; j++) t[r][j] = _mm256_setzero_ps();
-        const int kc = blk == nblk - 1 ? kc_last : QK;
-        const float *xb = x + blk * QK;
-#define FR_STEP(K_, OFF)                                                                                          \
-    do {                                                                                                          \
-        __m256 v[6];                                                                                              \
-        for (int j = 0; j < NV; j++)                                                                              \
-            v[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(pb + (OFF) + 256 * j)))); \
-        for (int r = 0; r < R; r++) {                                                                             \
-            __m256 bx = _mm256_broadcast_ss(xb + r * ldx + (K_));                                                 \
-            for (int j = 0; j < NV; j++) t[r][j] = _mm256_fmadd_ps(bx, v[j], t[r][j]);                            \
-        }                                                                                                         \
-    } while (0)
-        const int8_t *pb = p8 + (blk * G + g0) * 256;
-        if (kc == QK) {  // k = 16h + 2i + o in order, constant offsets (the loops unroll)
-            for (int h = 0; h < 2; h++)
-                for (int i = 0; i < 8; i++)
-                    for (int o = 0; o < 2; o++) FR_STEP(16 * h + 2 * i + o, i * 32 + h * 16 + o * 8);
-        } else {
-            for (int k = 0; k < kc; k++) FR_STEP(k, p8_offset(0, 0, 0, k));
-        }
-#undef FR_STEP
-        const int zero = first && blk == 0;
-        for (int j = 0; j < NV; j++) {
-            __m256 dv = _mm256_load_ps(dp + blk * P + 8 * (g0 + j));
-            const int mj = masked && j == NV - 1;
-            for (int r = 0; r < R; r++) {
-                float *yp = y + r * ldy + 8 * j;
-                __m256 acc = zero ? _mm256_setzero_ps() : mj ? _mm256_maskload_ps(yp, mask) : _mm256_loadu_ps(yp);
-                acc = _mm256_fmadd_ps(t[r][j], dv, acc);
-                if (mj) _mm256_maskstore_ps(yp, mask, acc); else _mm256_storeu_ps(yp, acc);
+                const int first = k0 == 0, last = k1 == K;
+                for (int64_t m = 0; m < mr; m += 4) {
+                    const int R = (int)(mr - m < 4 ? mr - m : 4);
+                    const float *xm = x + (m0 + m) * ldx;
+                    float *pk = park + m * RP_COLS * 8, *ym = y + (m0 + m) * ldy + c0;
+                    for (int c = 0; c < w; c += 3) {
+                        const int C = w - c < 3 ? w - c : 3;
+                        const float *pc = panel + c * RP_KC;
+                        float *pp = pk + c * 8, *yc = ym + c;
+                        switch (R) {
+                        case 4: MANY_TILE_C(4, C, xm, ldx, k0, k1, pc, pp, yc, ldy, first, last) break;
+                        case 3: MANY_TILE_C(3, C, xm, ldx, k0, k1, pc, pp, yc, ldy, first, last) break;
+                        case 2: MANY_TILE_C(2, C, xm, ldx, k0, k1, pc, pp, yc, ldy, first, last) break;
+                        default: MANY_TILE_C(1, C, xm, ldx, k0, k1, pc, pp, yc, ldy, first, last) break;
+                        }
+                    }
+                }
             }
         }
     }
 }
 
-// Rows 0..R (R ≤ RP_FEW_ROWS) against the panel's w columns: strips of 48 (one or two rows), 24, then 8.
-AVX2 INLINE void fr_rows(int R, int w, __m256i mask, const float *x, int64_t ldx, int nblk, int kc_last,
-                         const int8_t *p8, int G, const float *dp, int P, float *y, int64_t ldy, int first) {
-    const __m256i none = _mm256_setzero_si256();
-    const int tail = w % 8;
-    int j = 0;
-    if (R <= 2)
-        for (; j + 48 <= w; j += 48) {
-            if (R == 1) fr_tile(1, 6, 0, none, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first);
-            else fr_tile(2, 6, 0, none, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first);
-        }
-    for (; j + 24 <= w; j += 24) {
-        switch (R) {
-        case 1: fr_tile(1, 3, 0, none, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
-        case 2: fr_tile(2, 3, 0, none, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
-        case 3: fr_tile(3, 3, 0, none, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
-        default: fr_tile(4, 3, 0, none, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
-        }
-    }
-    for (; j < w; j += 8) {
-        const int mk = j + 8 > w;
-        const __m256i m = mk ? mask : none;
-        (void)tail;
-        switch (R) {
-        case 1: fr_tile(1, 1, mk, m, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
-        case 2: fr_tile(2, 1, mk, m, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
-        case 3: fr_tile(3, 1, mk, m, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
-        default: fr_tile(4, 1, mk, m, x, ldx, nblk, kc_last, p8, G, j / 8, dp, P, y + j, ldy, first); break;
-        }
-    }
-}
-
-// Prefetch cursor over the next panel's weights and scales: the storage rows of a panel's columns are adjacent, so
-// they are two contiguous stretches, prefetched in address order (one stream for DRAM) and spread evenly over the
-// current panel's work. Reading the current panel block by block touches 48 rows side by side, which the hardware
-// prefetchers follow poorly (measured 1.5× slower for one row without this).
-typedef struct { const char *p, *end, *p2, *end2; int64_t per; } rp_cursor;
-
-static inline void rp_prefetch(rp_cursor *c) {
-    for (int64_t i = 0; i < c->per; i++) {
-        if (c->p < c->end) { _mm_prefetch(c->p, _MM_HINT_T1); c->p += 64; }
-        else if (c->p2 < c->end2) { _mm_prefetch(c->p2, _MM_HINT_T1); c->p2 += 64; }
-        else return;
-    }
-}
-
-// One chunk of the product: columns c0..c0+w of W (a panel, P = w rounded up to 8), blocks b0..b1.
-typedef struct { int64_t c0, b0, b1; int w, P; } rp_chunk;
-
-static inline int rp_first(rp_chunk *c, int64_t n0, int64_t n1, int64_t nb) {
-    if (n1 <= n0) return 0;
-    c->c0 = n0, c->b0 = 0, c->b1 = RP_KCB < nb ? RP_KCB : nb;
-    c->w = (int)(n1 - n0 < RP_COLS ? n1 - n0 : RP_COLS), c->P = (c->w + 7) & ~7;
-    return 1;
-}
-
-// The chunk after c (blocks first, then the next panel); 0 past the last one.
-static inline int rp_next(rp_chunk *c, int64_t n1, int64_t nb) {
-    if (c->b1 < nb) {
-        c->b0 = c->b1, c->b1 = c->b1 + RP_KCB < nb ? c->b1 + RP_KCB : nb;
-        return 1;
-    }
-    return rp_first(c, c->c0 + RP_COLS, n1, nb);
-}
-
-// Chunks are widened one ahead (double buffer): chunk i + 1 is widened into one buffer while nothing reads it, then
-// chunk i is computed from the other. Widening a chunk just before reading it (one buffer) was 1.4× slower for one
-// row: the reads of the fresh panel ran ahead of its stores and the weight loads did not overlap the arithmetic.
 AVX2 INLINE void gemm_dequant_avx2_fmt(int format, const float *x, int64_t ldx, int64_t M, int64_t K,
                                        const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y,
                                        int64_t ldy) {
-    const int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
-    const int few = M <= RP_FEW_ROWS;
-    // fp32 panels for many rows, int8 panels for few (both double-buffered); scales beside them.
-    float panel[2][few ? 8 : RP_KC * RP_COLS] __attribute__((aligned(64)));
-    int8_t p8[2][few ? RP_KC * RP_COLS : 64] __attribute__((aligned(64)));
-    float dp[2][RP_KCB * RP_COLS] __attribute__((aligned(64)));
-    rp_chunk cur, nxt;
-    if (!rp_first(&cur, n0, n1, nb)) return;
-    rp_cursor pf = {0, 0, 0, 0, 0};
-    int buf = 0, have = 1;
-#define RP_WIDEN(CH, B)                                                                                           \
-    for (int g = 0; g < (CH).P / 8; g++, rp_prefetch(&pf)) {                                                       \
-        const int cw = (CH).w - 8 * g < 8 ? (CH).w - 8 * g : 8;                                                   \
-        if (few) widen8_i8(format, qs, rb, scales, nb, (CH).c0 + 8 * g, cw, (CH).b0, (CH).b1, p8[B], dp[B],      \
-                           (CH).P, (CH).P / 8, g);                                                                \
-        else widen8(format, qs, rb, scales, nb, (CH).c0 + 8 * g, cw, (CH).b0, (CH).b1, panel[B], dp[B], (CH).P,   \
-                    8 * g);                                                                                       \
+    if (M > RP_FEW_ROWS) {
+        many_rows(format, x, ldx, M, K, qs, scales, n0, n1, y, ldy);
+        return;
     }
-    RP_WIDEN(cur, 0)
-    while (have) {
-        nxt = cur;
-        have = rp_next(&nxt, n1, nb);
-        if (have && nxt.b0 == 0 && nxt.c0 + RP_COLS < n1) {  // a new panel: prefetch the one after it meanwhile
-            const int64_t c1 = nxt.c0 + RP_COLS, c2 = c1 + RP_COLS < n1 ? c1 + RP_COLS : n1;
-            pf.p = (const char *)(qs + c1 * rb), pf.end = (const char *)(qs + c2 * rb);
-            pf.p2 = (const char *)(scales + c1 * nb), pf.end2 = (const char *)(scales + c2 * nb);
-            const int64_t lines = (pf.end - pf.p + pf.end2 - pf.p2 + 63) / 64;
-            const int64_t steps = ((nb + RP_KCB - 1) / RP_KCB) * (nxt.P / 8);
-            pf.per = (lines + steps - 1) / steps;
-        }
-        if (have) RP_WIDEN(nxt, buf ^ 1)
-        const int w = cur.w, P = cur.P, tail = w % 8;
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        const __m256i none = _mm256_setzero_si256();
-        const int nblk = (int)(cur.b1 - cur.b0);
-        const int kc_last = (int)(K - (cur.b1 - 1) * QK < QK ? K - (cur.b1 - 1) * QK : QK);
-        const float *xk = x + cur.b0 * QK, *d = dp[buf];
-        float *yc = y + cur.c0;
-        const int first = cur.b0 == 0;
-        if (few) {
-            fr_rows((int)M, w, mask, xk, ldx, nblk, kc_last, p8[buf], P / 8, d, P, yc, ldy, first);
-        } else {
-            const float *pn = panel[buf];
-            int j = 0;
-            for (; j + 24 <= w; j += 24)
-                rp_rows(3, 0, none, M, xk, ldx, nblk, kc_last, pn + j, d + j, P, yc + j, ldy, first);
-            for (; j + 8 <= w; j += 8)
-                rp_rows(1, 0, none, M, xk, ldx, nblk, kc_last, pn + j, d + j, P, yc + j, ldy, first);
-            if (tail) rp_rows(1, 1, mask, M, xk, ldx, nblk, kc_last, pn + j, d + j, P, yc + j, ldy, first);
-        }
-        cur = nxt, buf ^= 1;
-    }
-#undef RP_WIDEN
+    few_rows(format, M, x, ldx, K, qs, scales, n0, n1, y, ldy);
 }
 
 AVX2 static void gemm_dequant_avx2_q8(const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
