@@ -297,22 +297,22 @@ AVX2 INLINE void widen_block(int format, const uint8_t *row, int64_t b, __m256 d
         w[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8 * j)))), d);
 }
 
-// Weights 8j..8j+8 of block b of a weight row, widened and scaled by d (q4: the low nibbles hold 0..15, the high
-// ones 16..31).
-AVX2 INLINE __m256 widen_quarter(int format, const uint8_t *row, int64_t b, int j, __m256 d) {
+// The 8 weights 8j..8j+8 of a block, widened and scaled by d, from the block's int8 values in q (q4: already
+// unpacked, lo = values 0..15 and hi = 16..31, minus 8).
+AVX2 INLINE __m256 widen8_scaled(int format, const uint8_t *q8, __m128i lo, __m128i hi, int j, __m256 d) {
     __m128i q;
     if (format == GFK_Q4) {
-        __m128i p = _mm_loadu_si128((const __m128i *)(row + b * (QK / 2)));
-        if (j >= 2) p = _mm_srli_epi16(p, 4);
-        p = _mm_sub_epi8(_mm_and_si128(p, _mm_set1_epi8(15)), _mm_set1_epi8(8));
-        q = j & 1 ? _mm_srli_si128(p, 8) : p;
+        q = j < 2 ? lo : hi;
+        if (j & 1) q = _mm_srli_si128(q, 8);
     } else {
-        q = _mm_loadl_epi64((const __m128i *)(row + b * QK + 8 * j));
+        q = _mm_loadl_epi64((const __m128i *)(q8 + 8 * j));
     }
     return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
 }
 
-// Few rows: y[0..R, n..n+C] for rows x (ldx), weight rows wr (rb bytes apart), straight from storage.
+// Few rows: y[0..R, n..n+C] for rows x (ldx), weight rows wr (rb bytes apart), straight from storage. Per block and
+// column the weights are widened 8 at a time (q4: the block's nibbles unpacked once) and multiplied into the R
+// rows' accumulators; each accumulator still sees k in order.
 AVX2 INLINE void few_tile(int format, int R, int C, const float *x, int64_t ldx, int64_t K, int64_t nb,
                           const uint8_t *wr, int64_t rb, const float *sc, float *y, int64_t ldy) {
     __m256 a[4][4];
@@ -320,16 +320,28 @@ AVX2 INLINE void few_tile(int format, int R, int C, const float *x, int64_t ldx,
         for (int c = 0; c < C; c++) a[r][c] = _mm256_setzero_ps();
     const int64_t full = K / QK;
     for (int64_t b = 0; b < nb; b++) {
-        __m256 d[4];
-        for (int c = 0; c < C; c++) d[c] = _mm256_set1_ps(sc[c * nb + b]);
-        for (int j = 0; j < 4; j++) {
-            const int64_t k = b * QK + 8 * j;
-            if (b >= full && k >= K) break;
-            __m256 xv[4];
-            for (int r = 0; r < R; r++) xv[r] = b < full ? _mm256_loadu_ps(x + r * ldx + k) : load_x(x + r * ldx + k, K - k);
-            for (int c = 0; c < C; c++) {
-                __m256 w = widen_quarter(format, wr + c * rb, b, j, d[c]);
-                for (int r = 0; r < R; r++) a[r][c] = _mm256_fmadd_ps(xv[r], w, a[r][c]);
+        const int steps = b < full ? 4 : (int)((K - b * QK + 7) / 8);
+        for (int c = 0; c < C; c++) {
+            const __m256 d = _mm256_set1_ps(sc[c * nb + b]);
+            const uint8_t *q = wr + c * rb + b * (format == GFK_Q4 ? QK / 2 : QK);
+            __m128i lo = _mm_setzero_si128(), hi = lo;
+            if (format == GFK_Q4) {
+                __m128i p = _mm_loadu_si128((const __m128i *)q);
+                lo = _mm_sub_epi8(_mm_and_si128(p, _mm_set1_epi8(15)), _mm_set1_epi8(8));
+                hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15)), _mm_set1_epi8(8));
+            }
+            if (steps == 4) {
+                for (int j = 0; j < 4; j++) {
+                    __m256 w = widen8_scaled(format, q, lo, hi, j, d);
+                    for (int r = 0; r < R; r++)
+                        a[r][c] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + b * QK + 8 * j), w, a[r][c]);
+                }
+            } else {
+                for (int j = 0; j < steps; j++) {
+                    __m256 w = widen8_scaled(format, q, lo, hi, j, d);
+                    const int64_t k = b * QK + 8 * j;
+                    for (int r = 0; r < R; r++) a[r][c] = _mm256_fmadd_ps(load_x(x + r * ldx + k, K - k), w, a[r][c]);
+                }
             }
         }
     }

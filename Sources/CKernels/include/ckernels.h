@@ -122,9 +122,10 @@ void gfk_packed_gemm(int64_t M, int64_t K, int64_t N, const float *w, const floa
  *   GFK_Q4: 16 bytes per block, byte j = q[j] | q[j + 16] << 4, value (q − 8)·d, d = (value of largest
  *           magnitude) / −8 (llama.cpp's Q4_0 rounding).
  * qs holds N rows of gfk_q_row_bytes(format, K) bytes; scales holds N rows of gfk_q_blocks(K) floats.
- * Products: gfk_q_gemm_dequant (fp32 activations, weights widened in registers: few rows, and every row's
- * arithmetic independent of M) and gfk_q_gemm_int (activations quantized per row to Q8 blocks first, integer dot
- * products per block: many rows). */
+ * Products: gfk_q_gemm_dequant (fp32 activations and the dequantized weights q·d, each element one FMA chain over k
+ * in eight lanes whatever M is: few rows stream the storage, many rows share a panel of it widened to fp32 once; the
+ * row-invariant product) and gfk_q_gemm_int (activations quantized per row to Q8 blocks first, integer dot products
+ * per block). */
 #define GFK_QBLOCK 32
 #define GFK_Q8 0
 #define GFK_Q4 1
@@ -143,8 +144,9 @@ void gfk_q_quantize_activations(const float *x, int64_t ldx, int64_t M, int64_t 
 /// y[m, n] = Σ_b dx[m,b]·d[n,b]·Σ_i qx·q (int32 per block), 0 <= m < M, n0 <= n < n1; y overwritten.
 void gfk_q_gemm_int(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
                     const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
-/// y[m, n] = x[m, :] · W[:, n] with fp32 x, n0 <= n < n1; y overwritten. Row m's result does not depend on M or on
-/// how columns are split.
+/// y[m, n] = x[m, :] · W[:, n] with fp32 x, n0 <= n < n1; y overwritten. Row m's result does not depend on M, on
+/// how columns are split, or on the AVX2 / portable choice (the same FMAs in the same order; see quant.c). No
+/// allocation: the many-row panel (24 KB) and its accumulators (24 KB) are on the stack.
 void gfk_q_gemm_dequant(int format, const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
                         const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
 /// 1 when the quantized products use the AVX2 kernels (the CPU has AVX2 and FMA and GFNLM_NO_AVX2_QUANT is not

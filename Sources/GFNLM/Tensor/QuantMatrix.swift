@@ -83,8 +83,10 @@ public final class QuantMatrix: @unchecked Sendable {
     /// rows sgemm wins (1 thread, 768 × 3072: 64 rows 25.6 vs 34.4 GFLOP/s, 32 rows 27.6 vs 18.7; docs/quantization.md).
     public static let sgemmRowLimit = 64
 
-    /// y[m, cols] = x[m, rows] · W (overwrites y). With `rowInvariant`, and for up to `fewRowLimit` rows, through
-    /// the dequantizing kernel (each row's arithmetic independent of m and of the thread count); from
+    /// y[m, cols] = x[m, rows] · W (overwrites y). With `rowInvariant` (any m: batch-invariant decoding and
+    /// prefill), and for up to `fewRowLimit` rows, through the dequantizing kernel (fp32 activations; each row's
+    /// arithmetic independent of m and of the thread count; up to 8 rows it streams the storage, more rows share a
+    /// panel of W widened to fp32 once, quant.c); from
     /// `sgemmRowLimit` rows through sgemm on widened chunks; in between the activations are quantized to int8 per
     /// row (blocks of 32) and multiplied with integer dot products (unless `integerProducts` is false).
     /// `kernel` other than `.automatic` chooses one regardless (tests, benchmarks).
@@ -128,8 +130,8 @@ public final class QuantMatrix: @unchecked Sendable {
         }
     }
 
-    /// `integer`: activations quantized per row, integer dot products; `dequantize`: fp32 activations, weights
-    /// widened in registers; `widened`: weights widened to fp32 chunks in memory, then sgemm.
+    /// `integer`: activations quantized per row, integer dot products; `dequantize`: fp32 activations, the
+    /// row-invariant kernel; `widened`: weights widened to fp32 chunks in memory, then sgemm.
     public enum Kernel: Sendable { case automatic, integer, dequantize, widened }
 
     /// y = x·W through sgemm on fp32 chunks of W (pooled scratch). False (nothing done) without scratch memory.
