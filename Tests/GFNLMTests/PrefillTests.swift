@@ -4,10 +4,11 @@ import XCTest
 /// Batched prefill: prompts of different lengths (and adapters) in one pass give every prompt exactly the cache and
 /// logits of prefilling it alone, and those agree with a plain full forward.
 final class PrefillTests: XCTestCase {
-    func model(_ arch: Architecture, threads: Int) throws -> Model {
+    func model(_ arch: Architecture, threads: Int, weights type: WeightType = .f32) throws -> Model {
         // Wide enough (n_inner 256, vocab 300) that the products take the many-row kernels' block paths and tails.
-        let w = try ModelWeights.random(config: .tiny(arch, vocab: 300, embd: 64, layers: 2, heads: 4), seed: 5,
-                                        std: 0.3)
+        let base = try ModelWeights.random(config: .tiny(arch, vocab: 300, embd: 64, layers: 2, heads: 4), seed: 5,
+                                           std: 0.3)
+        let w = type == .f32 ? base : try base.quantized(type)
         return Model(transformer: Transformer(weights: w, threads: threads, rowInvariantDecoding: true),
                      tokenizer: nil)
     }
@@ -28,9 +29,12 @@ final class PrefillTests: XCTestCase {
         return out
     }
 
+    /// fp32, int8 and 4-bit weights: the quantized products of the batch (106 rows) take the many-row panel path,
+    /// those of the prompts alone (1–40 rows) also the few-row path, and must agree bit for bit.
     func testBatchedPrefillEqualsPrefillingEachPromptAlone() throws {
-        for arch in [Architecture.gpt2, .gptj] {
-            let m1 = try model(arch, threads: 1)
+        for (arch, type) in [(Architecture.gpt2, WeightType.f32), (.gptj, .f32), (.gpt2, .int8), (.gptj, .q4),
+                             (.gpt2, .q4)] {
+            let m1 = try model(arch, threads: 1, weights: type)
             let m3 = Model(transformer: Transformer(weights: m1.weights, threads: 3, rowInvariantDecoding: true),
                            tokenizer: nil)
             let a = try adapter(m1, seed: 11), b = try adapter(m1, seed: 12)
@@ -60,12 +64,14 @@ final class PrefillTests: XCTestCase {
                 }
                 for i in items.indices {
                     XCTAssertEqual(Array(logits[i * V..<(i + 1) * V]), aloneLogits[i],
-                                   "\(arch) threads \(m.transformer.threads) prompt \(i): logits")
+                                   "\(arch) \(type) threads \(m.transformer.threads) prompt \(i): logits")
                     XCTAssertEqual(contents(caches[i]), aloneCaches[i],
-                                   "\(arch) threads \(m.transformer.threads) prompt \(i): cache")
+                                   "\(arch) \(type) threads \(m.transformer.threads) prompt \(i): cache")
                 }
             }
-            // Against an independent path: the plain forward over the whole prompt (fastest products), to rounding.
+            // Against an independent path: the plain forward over the whole prompt (fastest products), to rounding
+            // (fp32 only: the quantized plain forward rounds the activations of 5–63-row products).
+            if type != .f32 { continue }
             let plain = Model(transformer: Transformer(weights: m1.weights, threads: 1, rowInvariantDecoding: false),
                               tokenizer: nil)
             for (i, item) in items.enumerated() {
