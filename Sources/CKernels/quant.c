@@ -319,8 +319,14 @@ AVX2 INLINE void few_tile(int format, int R, int C, const float *x, int64_t ldx,
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) a[r][c] = _mm256_setzero_ps();
     const int64_t full = K / QK;
+    // The tile's C weight rows are one contiguous stretch, and so are the next tile's: prefetch that one in address
+    // order, spread over the blocks (the hardware prefetchers follow C interleaved streams poorly: one row from
+    // DRAM ran at half the speed without this).
+    const char *pf = (const char *)(wr + C * rb), *pf_end = (const char *)(wr + 2 * C * rb);
+    const int64_t pf_per = (2 * C * rb / 64 + nb - 1) / nb;
     for (int64_t b = 0; b < nb; b++) {
         const int steps = b < full ? 4 : (int)((K - b * QK + 7) / 8);
+        for (int64_t i = 0; i < pf_per && pf < pf_end; i++, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
         for (int c = 0; c < C; c++) {
             const __m256 d = _mm256_set1_ps(sc[c * nb + b]);
             const uint8_t *q = wr + c * rb + b * (format == GFK_Q4 ? QK / 2 : QK);
