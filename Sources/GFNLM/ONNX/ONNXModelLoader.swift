@@ -40,6 +40,9 @@ public enum ONNXModelLoader {
         public let configKeysUsed: [String]
         /// Wall-clock seconds per phase: parse, graph, validate, recognize, build, release.
         public let phases: [(name: String, seconds: Double)]
+        /// Every file the weights were read from: the .onnx, its external-data files, and config.json when it filled
+        /// in the configuration (what a weight cache must check for staleness).
+        public let sourceFiles: [String]
     }
 
     static func now() -> Double {
@@ -97,10 +100,12 @@ public enum ONNXModelLoader {
         // Free tensor data the model does not use (e.g. the legacy exporter's transposed copy of a tied head).
         let released = releaseUnused(graph: graph, reader: reader, used: built.usedRanges)
         phase("release")
+        var sourceFiles = [modelPath] + reader.mappedFiles.map(\.path).sorted()
+        if !configKeys.isEmpty { sourceFiles.append(FileIO.join(file.directory, "config.json")) }
         return Report(weights: built.weights, modelPath: modelPath, producer: graph.producer, irVersion: graph.irVersion,
                       opset: opset, headSharedTensor: built.headShared, borrowedBytes: built.borrowed,
                       ownedBytes: built.owned, releasedBytes: released, configKeysUsed: configKeys,
-                      phases: phases)
+                      phases: phases, sourceFiles: sourceFiles)
     }
 
     /// An .onnx file, or the model.onnx (else the single *.onnx) of a directory.
