@@ -2,6 +2,8 @@ import Foundation
 import XCTest
 @testable import GFNLM
 import CKernels
+import CGFNLM
+@testable import GFNLMC
 
 /// The converted weight cache: CRC-32C against known values and the portable code, a round trip for every weight
 /// format on GPT-2 / GPT-J fixtures (embedded, external-data and fp16 exports) with logits bit-identical to the ONNX
@@ -274,5 +276,43 @@ final class WeightCacheTests: XCTestCase {
         XCTAssertTrue(r.outcome.used)
         XCTAssertEqual(try Self.logits(r.weights), reference)
         XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: dir).contains { $0.contains(".tmp.") })
+    }
+}
+
+// MARK: C ABI
+
+extension WeightCacheTests {
+    func testCABIOptionAndOlderStructSize() throws {
+        let dir = try Self.copy("gpt2-tiny/legacy17", "cabi")
+        var p = gfn_model_default_params()
+        XCTAssertEqual(Int(p.size), MemoryLayout<gfn_model_params>.size)
+        XCTAssertEqual(p.weight_cache, Int32(GFN_WEIGHT_CACHE_OFF.rawValue))
+        XCTAssertNil(p.weight_cache_dir)
+        var h: OpaquePointer?
+        p.weight_type = Int32(GFN_WEIGHTS_INT8.rawValue)
+        p.weight_cache = Int32(GFN_WEIGHT_CACHE_READ_WRITE.rawValue)
+        XCTAssertEqual(dir.withCString { gfn_model_load($0, &p, &h) }, 0)
+        gfn_model_free(h); h = nil
+        XCTAssertTrue(FileIO.exists(Self.cachePath(dir, .int8)))
+        // the previous version of the struct (32 bytes) ends before weight_cache: the garbage after it is ignored
+        try FileManager.default.removeItem(atPath: Self.cachePath(dir, .int8))
+        var old = p
+        old.size = 32
+        old.weight_cache = 77
+        XCTAssertEqual(dir.withCString { gfn_model_load($0, &old, &h) }, 0)
+        gfn_model_free(h); h = nil
+        XCTAssertFalse(FileIO.exists(Self.cachePath(dir, .int8)))
+        // an unknown mode, an empty folder
+        p.weight_cache = 3
+        XCTAssertEqual(dir.withCString { gfn_model_load($0, &p, &h) }, GFNStatus.invalidArgument.rawValue)
+        XCTAssertTrue(String(cString: gfn_last_error()).contains("weight_cache"))
+        p.weight_cache = Int32(GFN_WEIGHT_CACHE_READ_ONLY.rawValue)
+        let status = "".withCString { empty in
+            p.weight_cache_dir = empty
+            return dir.withCString { gfn_model_load($0, &p, &h) }
+        }
+        XCTAssertEqual(status, GFNStatus.invalidArgument.rawValue)
+        XCTAssertTrue(String(cString: gfn_last_error()).contains("weight_cache_dir"))
+        XCTAssertNil(h)
     }
 }
