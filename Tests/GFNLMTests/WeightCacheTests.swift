@@ -210,10 +210,33 @@ final class WeightCacheTests: XCTestCase {
             XCTAssertEqual(try Self.logits(r.weights), reference, what)
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), bad, "read-only must not rewrite (\(what))")
         }
+        // a temporary file of a writer that died is removed by the next write
+        let orphan = path + ".tmp.4194303.1f"
+        try good.prefix(1000).write(to: URL(fileURLWithPath: orphan))
         let r = try Self.load(dir, .q4, .readWrite)
         XCTAssertTrue(r.outcome.written)
+        XCTAssertFalse(FileIO.exists(orphan))
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), good, "the rewritten cache is the same bytes")
         XCTAssertTrue(try Self.load(dir, .q4, .readOnly).outcome.used)
+    }
+
+    /// Payloads read on several threads (the path of large models): the same weights; damage anywhere still found.
+    func testParallelRead() throws {
+        let dir = try Self.copy("gptj-tiny/external-onefile", "parallel")
+        let model = FileIO.join(dir, "model.onnx"), path = Self.cachePath(dir, .bf16)
+        let reference = try Self.logits(try Self.load(dir, .bf16, .readWrite).weights)
+        for threads in [2, 3, 7] {
+            let w = try WeightCache.read(cachePath: path, modelPath: model, weightType: .bf16, threads: threads,
+                                         bytesPerThread: 1)
+            XCTAssertEqual(try Self.logits(w), reference, "\(threads) threads")
+        }
+        var d = try Data(contentsOf: URL(fileURLWithPath: path))
+        d[d.count - 9] ^= 4
+        try d.write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try WeightCache.read(cachePath: path, modelPath: model, weightType: .bf16, threads: 3,
+                                                  bytesPerThread: 1)) { error in
+            XCTAssertTrue((error as? CacheRejection)?.reason.contains("payload checksum mismatch") == true, "\(error)")
+        }
     }
 
     /// A directory that cannot be written: the load succeeds without a cache, with a warning.

@@ -39,8 +39,8 @@ public struct WeightCacheOptions: Sendable {
 /// concurrent writer never leaves a partial file under the cache's name; a loader that opened the old file keeps
 /// reading it intact. A directory that cannot be written means no cache (a warning), never a failed load.
 ///
-/// Reading copies each payload into the usual weight storage with pread in 4 MiB chunks, checksumming each chunk
-/// while it is still in cache, instead of mapping the file: the checksums must read every byte anyway, so a mapping
+/// Reading copies each payload into the usual weight storage with pread in 4 MiB chunks (payloads spread over the
+/// model's threads), checksumming each chunk while it is still in the CPU's cache, instead of mapping the file: the checksums must read every byte anyway, so a mapping
 /// would save nothing but the copy (≈ memory bandwidth, a fraction of a second per GB), whereas it would need
 /// BF16Matrix / QuantMatrix / FloatStorage to borrow file memory, leave the model exposed to a file changed under
 /// it, and count the file pages in the process's RSS. With pread, resident memory is the weights alone and the
@@ -71,7 +71,7 @@ public enum WeightCache {
         var rejection: String
         do {
             let t0 = ONNXModelLoader.now()
-            let w = try read(cachePath: cachePath, modelPath: modelPath, weightType: weightType)
+            let w = try read(cachePath: cachePath, modelPath: modelPath, weightType: weightType, threads: threads)
             log(.info, "loaded \(weightType) weights of \(modelPath) from the weight cache \(cachePath) in "
                 + "\(formatSeconds(ONNXModelLoader.now() - t0)) s")
             return (w, Outcome(path: cachePath, used: true, rejection: nil, written: false))
@@ -218,6 +218,8 @@ public enum WeightCache {
         }
 
         let dir = FileIO.dirname(of: path)
+        // A writer that died (crash, OOM kill) leaves its temporary file: remove those of processes gone.
+        AtomicDirectory.removeStaleTemporaries(of: path)
         var rng = SystemRandomNumberGenerator()
         let tmp = path + ".tmp.\(getpid()).\(String(rng.next() as UInt64, radix: 16))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
