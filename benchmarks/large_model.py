@@ -116,6 +116,16 @@ class Watchdog(threading.Thread):
             time.sleep(self.period)
 
 
+def resident_fraction(path: Path) -> float | None:
+    """Fraction of a file's pages in the page cache (util-linux fincore), None when unknown."""
+    try:
+        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES,SIZE", str(path)],
+                             capture_output=True, text=True, timeout=30).stdout.split()
+        return int(out[0]) / max(1, int(out[1]))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
 def gib(kib) -> float:
     return kib / 2**20
 
@@ -195,6 +205,11 @@ def main(argv=None) -> int:
         """CPU seconds of this process ÷ wall seconds: below the thread count when other jobs took the cores."""
         res.setdefault("cores_busy", {})[key] = round((time.process_time() - c0) / max(1e-9, time.perf_counter() - t0), 2)
 
+    cache_file = a.model / f"model.onnx.gfnlm-{a.weights}.cache"
+    if a.weight_cache != "off":
+        res["cache_resident_before_load"] = resident_fraction(cache_file) if cache_file.exists() else None
+        log(f"weight cache {cache_file}: {'absent' if not cache_file.exists() else ''} page-cache resident fraction "
+            f"{res['cache_resident_before_load']}")
     dog.phase = "load"
     c0, t0 = time.process_time(), time.perf_counter()
     model = gfnlm.Model.load(str(a.model), **load_kw)
@@ -216,6 +231,10 @@ def main(argv=None) -> int:
             with open("/proc/self/clear_refs", "w") as f:   # "5": reset VmHWM to the current RSS
                 f.write("5")
             dog.reset()
+            if a.weight_cache != "off" and cache_file.exists():
+                res.setdefault("cache_resident_before_reload", []).append(resident_fraction(cache_file))
+                log(f"weight cache page-cache resident fraction before reload {i + 1}: "
+                    f"{res['cache_resident_before_reload'][-1]}")
             dog.phase = f"reload {i + 1}"
             c0, t0 = time.process_time(), time.perf_counter()
             model = gfnlm.Model.load(str(a.model), **load_kw)
