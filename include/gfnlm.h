@@ -122,7 +122,8 @@ typedef void (*gfn_log_fn)(int32_t level, const char *_Nonnull message, void *_N
 /* Sets the process-wide log callback (fn NULL: the default, which writes GFN_LOG_WARN and above to stderr as
    "gfnlm: warning: …"; a function that ignores them silences the library). Errors are returned, not logged. Logged
    today: a CPU kernel disabled because its start-up self-check failed (GFN_LOG_WARN, once, at the first bf16 model
-   load); the weight cache (GFN_LOG_INFO: used, written, stale; GFN_LOG_WARN: damaged, could not be written). Set it before loading models to see every message. Thread-safe; never fails. */
+   load); the weight cache (GFN_LOG_INFO: used, written, stale; GFN_LOG_WARN: damaged, could not be written).
+   Set it before loading models to see every message. Thread-safe; never fails. */
 GFN_API void gfn_log_set(gfn_log_fn _Nullable fn, void *_Nullable user_data);
 
 /* ---- Tokenizer: GPT-2 byte-level BPE (also used by GPT-J) -------------------------------------------------------- */
