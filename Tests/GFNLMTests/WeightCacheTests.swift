@@ -220,6 +220,47 @@ final class WeightCacheTests: XCTestCase {
         XCTAssertTrue(try Self.load(dir, .q4, .readOnly).outcome.used)
     }
 
+    /// Metadata edited with valid checksums (a crafted or buggy file): every inconsistency is still refused.
+    func testInconsistentMetadataWithValidChecksums() throws {
+        let dir = try Self.copy("gpt2-tiny/legacy17", "crafted")
+        let path = Self.cachePath(dir, .q4)
+        _ = try Self.load(dir, .q4, .readWrite)
+        let good = try Data(contentsOf: URL(fileURLWithPath: path))
+        let length = good.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 16, as: UInt64.self)) }
+        let meta = String(decoding: good[32..<32 + length], as: UTF8.self)
+        let reference = try Self.logits(try ONNXModelLoader.load(path: dir, weightType: .q4, threads: 2))
+        /// The file with `from` replaced by `to` (same length) in the metadata, checksums recomputed.
+        func edited(_ from: String, _ to: String) throws -> Data {
+            XCTAssertEqual(from.utf8.count, to.utf8.count)
+            XCTAssertTrue(meta.contains(from), from)
+            let m = Data(meta.replacingOccurrences(of: from, with: to).utf8)
+            var d = good
+            d.replaceSubrange(32..<32 + length, with: m)
+            let crc = m.withUnsafeBytes { gfk_crc32c(0, $0.baseAddress, $0.count) }
+            withUnsafeBytes(of: crc.littleEndian) { d.replaceSubrange(24..<28, with: $0) }
+            let h = d.prefix(28).withUnsafeBytes { gfk_crc32c(0, $0.baseAddress, 28) }
+            withUnsafeBytes(of: h.littleEndian) { d.replaceSubrange(28..<32, with: $0) }
+            return d
+        }
+        let cases: [(String, String, String)] = [
+            ("\"n_layer\":2", "\"n_layer\":3", "transformer.h.2.ln_1.weight missing"),
+            ("\"n_embd\":64", "\"n_embd\":32", "inconsistent"),
+            ("\"n_inner\":256", "\"n_inner\":128", "inconsistent with its configuration"),
+            ("transformer.ln_f.bias", "transformer.ln_f.biaz", "transformer.ln_f.bias missing"),
+            ("\"kind\":\"q8\"", "\"kind\":\"q4\"", "payload lengths do not match"),
+            ("\"kind\":\"q8\"", "\"kind\":\"xx\"", "malformed tensor entry"),
+            ("\"weights\":\"q4\"", "\"weights\":\"q5\"", "holds q5 weights"),
+        ]
+        for (from, to, expected) in cases {
+            let bad = try edited(from, to)
+            try bad.write(to: URL(fileURLWithPath: path))
+            let r = try Self.load(dir, .q4, .readOnly)
+            XCTAssertFalse(r.outcome.used, to)
+            XCTAssertTrue(r.outcome.rejection?.contains(expected) == true, "\(to): \(String(describing: r.outcome.rejection))")
+            XCTAssertEqual(try Self.logits(r.weights), reference, to)
+        }
+    }
+
     /// Payloads read on several threads (the path of large models): the same weights; damage anywhere still found.
     func testParallelRead() throws {
         let dir = try Self.copy("gptj-tiny/external-onefile", "parallel")

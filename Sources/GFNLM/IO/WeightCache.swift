@@ -40,11 +40,11 @@ public struct WeightCacheOptions: Sendable {
 /// reading it intact. A directory that cannot be written means no cache (a warning), never a failed load.
 ///
 /// Reading copies each payload into the usual weight storage with pread in 4 MiB chunks (payloads spread over the
-/// model's threads), checksumming each chunk while it is still in the CPU's cache, instead of mapping the file: the checksums must read every byte anyway, so a mapping
-/// would save nothing but the copy (≈ memory bandwidth, a fraction of a second per GB), whereas it would need
-/// BF16Matrix / QuantMatrix / FloatStorage to borrow file memory, leave the model exposed to a file changed under
-/// it, and count the file pages in the process's RSS. With pread, resident memory is the weights alone and the
-/// file's pages stay in the kernel's page cache for the next load.
+/// model's threads), checksumming each chunk while it is still in the CPU's cache, instead of mapping the file: the
+/// checksums must read every byte anyway, so a mapping would save nothing but the copy (≈ memory bandwidth, a
+/// fraction of a second per GB), whereas it would need BF16Matrix / QuantMatrix / FloatStorage to borrow file
+/// memory, leave the model exposed to a file changed under it, and count the file pages in the process's RSS. With
+/// pread, resident memory is the weights alone and the file's pages stay in the kernel's page cache for the next load.
 public enum WeightCache {
     /// What happened in `load`.
     public struct Outcome: Sendable {

@@ -41,7 +41,9 @@ enum WeightCacheFormat {
         guard Array(h[0..<8]) == magic else { return .failure(.damaged("bad magic (not a gfnlm weight cache)")) }
         func get<T: FixedWidthInteger>(_ at: Int, _: T.Type) -> T {
             var v = T.zero
-            withUnsafeMutableBytes(of: &v) { dst in h.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[at..<at + MemoryLayout<T>.size])) } }
+            withUnsafeMutableBytes(of: &v) { dst in
+                h.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[at..<at + MemoryLayout<T>.size])) }
+            }
             return T(littleEndian: v)
         }
         let v = get(8, UInt32.self)
@@ -161,8 +163,13 @@ struct CacheEntry: Sendable {
     func expectedLengths() -> [Int]? {
         if kind == .f32 {
             guard shape.allSatisfy({ $0 > 0 }), shape.count <= 4 else { return nil }
-            let (n, o) = shape.reduce((1, false)) { acc, d in let (p, ov) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || ov) }
-            return o || n > Int.max / 8 ? nil : [n * 4]
+            var n = 1
+            for d in shape {
+                let (p, overflow) = n.multipliedReportingOverflow(by: d)
+                if overflow || p > Int.max / 8 { return nil }
+                n = p
+            }
+            return [n * 4]
         }
         guard shape.count == 2, shape[0] > 0, shape[1] > 0, shape[0] < 1 << 24, shape[1] < 1 << 24 else { return nil }
         let K = shape[0], N = shape[1]

@@ -88,7 +88,8 @@ extension WeightCache {
             for p in e.payloads {
                 guard p.offset % WeightCacheFormat.alignment == 0, p.offset >= payloadStart,
                       p.offset <= size, p.length <= size - p.offset else {
-                    throw .damaged("\(e.name): payload at \(p.offset) (+\(p.length)) beyond the end of the file (\(size) bytes: truncated or damaged)")
+                    throw .damaged("\(e.name): payload at \(p.offset) (+\(p.length)) beyond the end of the file "
+                                   + "(\(size) bytes: truncated or damaged)")
                 }
                 ranges.append((p.offset, p.length))
             }
