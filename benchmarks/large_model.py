@@ -2,16 +2,20 @@
 """Large-model benchmark: a GPT-J-6B-shaped ONNX export with random fp16 weights, loaded by gfnlm
 (bf16 weights by default), sampled, and trained for one GFlowNet step.
 
-    python3 benchmarks/large_model.py [--model DIR] [--weights bf16|fp32] [--threads N]
+    python3 benchmarks/large_model.py [--model DIR] [--weights bf16|int8|q4|fp32] [--threads N]
+                                      [--weight-cache off|readwrite|readonly] [--reload N]
                                       [--gen-arg=--layers=4 ...] [--rss-limit-gib 16] [--out FILE]
 
 Steps (one process; it imports gfnlm + numpy only, so its RSS is gfnlm's):
 1. If DIR/model.onnx is missing, run tools/make_gptj_shaped.py (needs numpy + onnx; --gen-python picks the
    interpreter, default this one) to write it: model.onnx + one 12.1 GB model.onnx.data + config.json + the GPT-2
    tokenizer files. --gen-arg passes options through (e.g. --gen-arg=--layers=4 for a smaller model to try things).
-2. Load it with `gfnlm.Model.load(DIR, weights=…)` and report the load time and memory: VmHWM (peak RSS) and the
-   RssAnon / RssFile split, both right after loading and at their highest during the whole run (sampled every
-   50 ms by a watchdog thread).
+2. Load it with `gfnlm.Model.load(DIR, weights=…, weight_cache=…)` and report the load time and memory: VmHWM
+   (peak RSS) and the RssAnon / RssFile split, both right after loading and at their highest during the whole run
+   (sampled every 50 ms by a watchdog thread). With --reload N the model is then freed and loaded N more times
+   (`reload_s`: a list; with --weight-cache readwrite the first load writes the weight cache and the reloads read
+   it from a warm page cache); the peak RSS is reset (/proc/self/clear_refs) before the first reload, so
+   `peak_rss_gib` covers the reloaded model's whole run and `peak_rss_first_load_gib` the first load alone.
 3. Sampling: a 16-token prompt, 16 new tokens, temperature 1, no stop token, ids limited to the tokenizer's 50257
    (generate() decodes, and GPT-J's 143 extra rows have no BPE token), batch (n) 1 and 4 →
    new tokens per second (prompt processing included, as benchmarks/README.md "decode" rows), plus the time of one
@@ -87,6 +91,10 @@ class Watchdog(threading.Thread):
         self.at_peak_rss = {}
         self.phase = "start"
 
+    def reset(self):
+        self.peak = {"RssAnon": 0, "RssFile": 0, "VmRSS": 0}
+        self.at_peak_rss = {}
+
     def sample(self):
         s = status_kib()
         for k in self.peak:
@@ -106,6 +114,16 @@ class Watchdog(threading.Thread):
                 sys.stderr.flush()
                 os._exit(3)
             time.sleep(self.period)
+
+
+def resident_fraction(path: Path) -> float | None:
+    """Fraction of a file's pages in the page cache (util-linux fincore), None when unknown."""
+    try:
+        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES,SIZE", str(path)],
+                             capture_output=True, text=True, timeout=30).stdout.split()
+        return int(out[0]) / max(1, int(out[1]))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
 
 
 def gib(kib) -> float:
@@ -131,7 +149,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                     help="model folder (default $GFNLM_BIG_MODELS/gptj-6b-shaped, else benchmarks/models/…)")
-    ap.add_argument("--weights", choices=["bf16", "fp32"], default="bf16")
+    ap.add_argument("--weights", choices=["bf16", "int8", "q4", "fp32"], default="bf16")
+    ap.add_argument("--weight-cache", choices=["off", "readwrite", "readonly"], default="off",
+                    help="Model.load(weight_cache=...): the converted weight cache beside the model")
+    ap.add_argument("--reload", type=int, default=0, help="free the model and load it this many more times")
     ap.add_argument("--threads", type=int, default=0, help="gfnlm threads (0 = all cores)")
     ap.add_argument("--gen-python", default=sys.executable, help="interpreter with numpy + onnx for the generator")
     ap.add_argument("--gen-arg", action="append", default=[], help="option for tools/make_gptj_shaped.py (repeat)")
@@ -148,7 +169,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     a = ap.parse_args(argv)
 
-    res = {"model": str(a.model), "weights": a.weights, "threads": a.threads, "loadavg_start": os.getloadavg()}
+    res = {"model": str(a.model), "weights": a.weights, "threads": a.threads, "weight_cache": a.weight_cache,
+           "loadavg_start": os.getloadavg()}
     try:
         res["git"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                                     text=True, timeout=10).stdout.strip() or None
@@ -172,6 +194,9 @@ def main(argv=None) -> int:
             print(f"model={a.model.name} weights={a.weights} load_s=n/a (no bf16 load option)")
             return 2
         load_kw["weights"] = a.weights
+    if a.weight_cache != "off":
+        load_kw["weight_cache"] = a.weight_cache
+        gfnlm.set_log_handler(lambda level, message: log(f"gfnlm log {level}: {message}"))
     dog = Watchdog(int(a.rss_limit_gib * 2**20), int(a.min_available_gib * 2**20))
     dog.start()
     log(f"before load: {status_kib()}, MemAvailable {gib(mem_available_kib()):.1f} GiB")
@@ -180,6 +205,11 @@ def main(argv=None) -> int:
         """CPU seconds of this process ÷ wall seconds: below the thread count when other jobs took the cores."""
         res.setdefault("cores_busy", {})[key] = round((time.process_time() - c0) / max(1e-9, time.perf_counter() - t0), 2)
 
+    cache_file = a.model / f"model.onnx.gfnlm-{a.weights}.cache"
+    if a.weight_cache != "off":
+        res["cache_resident_before_load"] = resident_fraction(cache_file) if cache_file.exists() else None
+        log(f"weight cache {cache_file}: {'absent' if not cache_file.exists() else ''} page-cache resident fraction "
+            f"{res['cache_resident_before_load']}")
     dog.phase = "load"
     c0, t0 = time.process_time(), time.perf_counter()
     model = gfnlm.Model.load(str(a.model), **load_kw)
@@ -191,6 +221,29 @@ def main(argv=None) -> int:
     res["peak_rss_load_gib"] = gib(s["VmHWM"])
     cfg = model.config
     log(f"loaded in {res['load_s']:.1f} s: {cfg}")
+    if a.reload:
+        res["peak_rss_first_load_gib"] = gib(s["VmHWM"])
+        res["peak_anon_first_load_gib"] = gib(dog.peak["RssAnon"])
+        res["reload_s"] = []
+        for i in range(a.reload):
+            model.close()
+            del model
+            with open("/proc/self/clear_refs", "w") as f:   # "5": reset VmHWM to the current RSS
+                f.write("5")
+            dog.reset()
+            if a.weight_cache != "off" and cache_file.exists():
+                res.setdefault("cache_resident_before_reload", []).append(resident_fraction(cache_file))
+                log(f"weight cache page-cache resident fraction before reload {i + 1}: "
+                    f"{res['cache_resident_before_reload'][-1]}")
+            dog.phase = f"reload {i + 1}"
+            c0, t0 = time.process_time(), time.perf_counter()
+            model = gfnlm.Model.load(str(a.model), **load_kw)
+            res["reload_s"].append(time.perf_counter() - t0)
+            busy(f"reload{i + 1}", c0, t0)
+            s = dog.sample()
+            log(f"reload {i + 1}: {res['reload_s'][-1]:.2f} s; VmRSS {gib(s['VmRSS']):.2f} GiB (anon "
+                f"{gib(s['RssAnon']):.2f}, file {gib(s['RssFile']):.2f}), VmHWM {gib(s['VmHWM']):.2f} GiB")
+        res["rss_after_reload_gib"], res["anon_after_reload_gib"] = gib(s["VmRSS"]), gib(s["RssAnon"])
     log(f"after load: VmRSS {gib(s['VmRSS']):.2f} GiB (anon {gib(s['RssAnon']):.2f}, file {gib(s['RssFile']):.2f}), "
         f"VmHWM {gib(s['VmHWM']):.2f} GiB")
     if (cfg["n_layer"], cfg["n_embd"], cfg["vocab_size"], cfg["n_head"]) != (
@@ -275,7 +328,7 @@ def main(argv=None) -> int:
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(res, indent=2) + "\n")
-    keys = ["weights", "threads", "file_gb", "load_s", "peak_rss_gib", "peak_anon_gib", "peak_file_gib",
+    keys = ["weights", "threads", "file_gb", "load_s", "reload_s", "peak_rss_first_load_gib", "peak_rss_gib", "peak_anon_gib", "peak_file_gib",
             "rss_after_load_gib", "anon_after_load_gib", "file_after_load_gib", "prefill16_s", "tok_s_b1", "tok_s_b4",
             "gfn_step_s", "gfn_trajectories"]
     print(f"model={a.model.name} " + " ".join(f"{k}={fmt(res.get(k), 3)}" for k in keys))

@@ -122,7 +122,8 @@ typedef void (*gfn_log_fn)(int32_t level, const char *_Nonnull message, void *_N
 /* Sets the process-wide log callback (fn NULL: the default, which writes GFN_LOG_WARN and above to stderr as
    "gfnlm: warning: …"; a function that ignores them silences the library). Errors are returned, not logged. Logged
    today: a CPU kernel disabled because its start-up self-check failed (GFN_LOG_WARN, once, at the first bf16 model
-   load). Set it before loading models to see every message. Thread-safe; never fails. */
+   load); the weight cache (GFN_LOG_INFO: used, written, stale; GFN_LOG_WARN: damaged, could not be written).
+   Set it before loading models to see every message. Thread-safe; never fails. */
 GFN_API void gfn_log_set(gfn_log_fn _Nullable fn, void *_Nullable user_data);
 
 /* ---- Tokenizer: GPT-2 byte-level BPE (also used by GPT-J) -------------------------------------------------------- */
@@ -171,16 +172,28 @@ typedef struct gfn_model_params {
                                    thread count; 0: the fastest product per batch size (docs/api.md, "Models"). A
                                    caller's smaller struct means 1 */
     int32_t reserved;           /* 0; tells this version's size apart from the previous one's (docs/api.md) */
+    int32_t weight_cache;       /* a gfn_weight_cache_mode (default GFN_WEIGHT_CACHE_OFF; a smaller struct: off) */
+    const char *_Nullable weight_cache_dir; /* NULL (default): cache files beside the .onnx; else in this folder */
 } gfn_model_params;
+/* gfn_model_params.weight_cache: a converted copy of the weights in their weight_type, read instead of the ONNX
+   file (docs/formats.md, "Weight cache"). A cache that is stale (the source files changed) or damaged is never used:
+   the model then loads from the ONNX file and the log callback says why. Cache problems are logged, not errors. */
+typedef enum gfn_weight_cache_mode {
+    GFN_WEIGHT_CACHE_OFF = 0,        /* load from the ONNX file */
+    GFN_WEIGHT_CACHE_READ_WRITE = 1, /* load from a valid cache, else from the ONNX file and (re)write the cache */
+    GFN_WEIGHT_CACHE_READ_ONLY = 2   /* load from a valid cache, else from the ONNX file; never write */
+} gfn_weight_cache_mode;
 
-/* Defaults: n_threads 0, tokenizer_path NULL, weight_type GFN_WEIGHTS_F32, batch_invariant 1. */
+/* Defaults: n_threads 0, tokenizer_path NULL, weight_type GFN_WEIGHTS_F32, batch_invariant 1, weight_cache
+   GFN_WEIGHT_CACHE_OFF, weight_cache_dir NULL. */
 GFN_API gfn_model_params gfn_model_default_params(void);
 
 /* Loads a GPT-2 or GPT-J model from an ONNX export (the .onnx file, or a directory holding one; external data from
    the model's directory, memory-mapped), recognised from its graph (docs/formats.md). params NULL: defaults.
    Errors: GFN_ERR_IO (missing or unreadable file), GFN_ERR_FORMAT (truncated / corrupt file, bad external data,
    inconsistent shapes), GFN_ERR_UNSUPPORTED (a valid ONNX model that is not a plain GPT-2 / GPT-J, e.g. a fused
-   com.microsoft::Attention node), GFN_ERR_INVALID_ARGUMENT (e.g. an unknown weight_type), GFN_ERR_OUT_OF_MEMORY.
+   com.microsoft::Attention node), GFN_ERR_INVALID_ARGUMENT (e.g. an unknown weight_type or weight_cache, an empty
+   weight_cache_dir), GFN_ERR_OUT_OF_MEMORY.
    *out is the caller's: gfn_model_free, before or after what is made from it. Immutable: any threads at once. */
 GFN_API gfn_status gfn_model_load(const char *_Nullable path, const gfn_model_params *_Nullable params,
                                   gfn_model *_Nullable *_Nullable out);

@@ -17,11 +17,13 @@ public final class Model: @unchecked Sendable {
     /// when given (errors reported), else from tokenizer files beside the model when present. `weightType` `.bf16`
     /// stores the large matrices in bf16 (see `ONNXModelLoader.load`).
     /// `batchInvariant` (default): decoding uses row-invariant products (`Transformer.rowInvariantDecoding`), so a
-    /// sample does not depend on what shares its batch.
+    /// sample does not depend on what shares its batch. `weightCache`: whether the weights are read from (and
+    /// written to) a converted weight cache beside the model (`WeightCache`); off by default.
     public static func load(path: String, tokenizerPath: String? = nil, threads: Int = 0,
-                            weightType: WeightType = .f32, batchInvariant: Bool = true) throws(GFNError) -> Model {
+                            weightType: WeightType = .f32, batchInvariant: Bool = true,
+                            weightCache: WeightCacheOptions = WeightCacheOptions()) throws(GFNError) -> Model {
         let n = threads > 0 ? threads : Parallel.cpuCount
-        let weights = try ONNXModelLoader.load(path: path, weightType: weightType, threads: n)
+        let weights = try WeightCache.load(path: path, weightType: weightType, threads: n, options: weightCache).weights
         let transformer = Transformer(weights: weights, threads: n, rowInvariantDecoding: batchInvariant)
         var tokenizer: Tokenizer?
         if let tokenizerPath {

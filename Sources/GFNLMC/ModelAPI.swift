@@ -15,8 +15,13 @@ final class ModelHandle {
 @c @implementation
 public func gfn_model_default_params() -> gfn_model_params {
     gfn_model_params(size: UInt32(MemoryLayout<gfn_model_params>.size), n_threads: 0, tokenizer_path: nil,
-                     weight_type: Int32(GFN_WEIGHTS_F32.rawValue), batch_invariant: 1, reserved: 0)
+                     weight_type: Int32(GFN_WEIGHTS_F32.rawValue), batch_invariant: 1, reserved: 0,
+                     weight_cache: Int32(GFN_WEIGHT_CACHE_OFF.rawValue), weight_cache_dir: nil)
 }
+
+/// Size of the third version of gfn_model_params (with batch_invariant and reserved, before weight_cache): where
+/// weight_cache now starts, rounded up to the struct's alignment (the old sizeof, 32 on LP64).
+let modelParamsV3Size = (MemoryLayout<gfn_model_params>.offset(of: \gfn_model_params.weight_cache)! + 7) & ~7
 
 /// Size of the second version of gfn_model_params (with weight_type): its end, padding included, is where
 /// batch_invariant now starts plus that padding, i.e. the old sizeof (24 on LP64).
@@ -42,11 +47,15 @@ public func gfn_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointe
             if Int(size) >= modelParamsV2Size {
                 prm.weight_type = params.pointee.weight_type
             }
-            if Int(size) >= MemoryLayout<gfn_model_params>.size {
+            if Int(size) >= modelParamsV3Size {
                 prm.batch_invariant = params.pointee.batch_invariant
                 guard params.pointee.reserved == 0 else {
                     throw .invalidArgument("gfn_model_params.reserved must be 0 (got \(params.pointee.reserved))")
                 }
+            }
+            if Int(size) >= MemoryLayout<gfn_model_params>.size {
+                prm.weight_cache = params.pointee.weight_cache
+                prm.weight_cache_dir = params.pointee.weight_cache_dir
             }
         }
         guard prm.n_threads >= 0 else { throw .invalidArgument("n_threads is negative (\(prm.n_threads))") }
@@ -58,8 +67,17 @@ public func gfn_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointe
         guard prm.batch_invariant == 0 || prm.batch_invariant == 1 else {
             throw .invalidArgument("batch_invariant is \(prm.batch_invariant); expected 0 or 1")
         }
+        guard let cacheMode = WeightCacheMode(rawValue: prm.weight_cache) else {
+            throw .invalidArgument("weight_cache is \(prm.weight_cache); expected GFN_WEIGHT_CACHE_OFF (0), "
+                                   + "GFN_WEIGHT_CACHE_READ_WRITE (1) or GFN_WEIGHT_CACHE_READ_ONLY (2)")
+        }
+        let cacheDir: String? = prm.weight_cache_dir == nil ? nil : try requireString(prm.weight_cache_dir, "weight_cache_dir")
+        if let cacheDir, cacheDir.isEmpty { throw .invalidArgument("weight_cache_dir is empty (NULL: beside the model)") }
+        let cache = WeightCacheOptions(mode: cacheMode, directory: cacheDir, log: { level, message in
+            logSink.emit(gfn_log_level(rawValue: UInt32(level.rawValue)), message)
+        })
         let model = try Model.load(path: p, tokenizerPath: tokPath, threads: Int(prm.n_threads), weightType: weightType,
-                                   batchInvariant: prm.batch_invariant == 1)
+                                   batchInvariant: prm.batch_invariant == 1, weightCache: cache)
         if weightType == .bf16, let failure = BF16Matrix.takeKernelSelfCheckFailure() {
             logSink.emit(GFN_LOG_WARN, failure)
         }

@@ -8,6 +8,11 @@ import math
 import subprocess
 import sys
 
+# The evaluation draws of a run with --seed S use seeds offset by S·EVAL_SEED_STRIDE, so that the runs of --seeds N
+# measure the spread of every sampling method (baselines included), not only of training; seed 0 keeps the draws of
+# a default run.
+EVAL_SEED_STRIDE = 100_000
+
 
 def strip_option(argv, name):
     """argv without `name VALUE` / `name=VALUE`."""

@@ -35,6 +35,7 @@ import time
 from collections import Counter
 
 import gfnlm
+from _seeds import EVAL_SEED_STRIDE
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -212,7 +213,7 @@ def main():
     examples = {}
     t_eval = time.time()
     for pi, x in enumerate(held):
-        drawn = {m: draw(m, x, seed=1000 + pi) for m in methods}
+        drawn = {m: draw(m, x, seed=1000 + pi + EVAL_SEED_STRIDE * args.seed) for m in methods}
         flat = loglik(x, [z for m in methods for z in drawn[m]])    # one scoring pass over every method's sentences
         off = 0
         for m in methods:

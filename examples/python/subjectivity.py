@@ -37,6 +37,7 @@ import sys
 import time
 
 import gfnlm
+from _seeds import EVAL_SEED_STRIDE
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -348,8 +349,9 @@ def main():
     # Rationales for the labelled examples (M-step data) and how often p_LM then picks the true label.
     m_pairs = []
     agree = total = 0
+    draws = EVAL_SEED_STRIDE * args.seed
     for i, (x, y) in enumerate(zip(train_x, train_y)):
-        zs = [cut_rationale(s.tokens, eos) for s in tr.sample(x, n=rationales_per_train, seed=10_000 + i)]
+        zs = [cut_rationale(s.tokens, eos) for s in tr.sample(x, n=rationales_per_train, seed=draws + 10_000 + i)]
         preds = predict(scorer([x + z + so_it_is for z in zs]))
         agree += sum(int(p == y) for p in preds)
         total += len(zs)
@@ -363,7 +365,7 @@ def main():
     # ---- BMA: 10 rationales per test item, label by p_LM (adapter off), majority vote -------------------------
     test_z = []
     for j, x in enumerate(test_x):
-        test_z.append([cut_rationale(s.tokens, eos) for s in tr.sample(x, n=N_VOTES, seed=20_000 + j)])
+        test_z.append([cut_rationale(s.tokens, eos) for s in tr.sample(x, n=N_VOTES, seed=draws + 20_000 + j)])
     t = lap("test rationales", t)
     rows = [x + z + so_it_is for x, zs in zip(test_x, test_z) for z in zs]
     sc = scorer(rows)

@@ -40,6 +40,9 @@ public enum ONNXModelLoader {
         public let configKeysUsed: [String]
         /// Wall-clock seconds per phase: parse, graph, validate, recognize, build, release.
         public let phases: [(name: String, seconds: Double)]
+        /// Every file the weights were read from: the .onnx, its external-data files, and config.json when it filled
+        /// in the configuration (what a weight cache must check for staleness).
+        public let sourceFiles: [String]
     }
 
     static func now() -> Double {
@@ -97,10 +100,12 @@ public enum ONNXModelLoader {
         // Free tensor data the model does not use (e.g. the legacy exporter's transposed copy of a tied head).
         let released = releaseUnused(graph: graph, reader: reader, used: built.usedRanges)
         phase("release")
+        var sourceFiles = [modelPath] + reader.mappedFiles.map(\.path).sorted()
+        if !configKeys.isEmpty { sourceFiles.append(FileIO.join(file.directory, "config.json")) }
         return Report(weights: built.weights, modelPath: modelPath, producer: graph.producer, irVersion: graph.irVersion,
                       opset: opset, headSharedTensor: built.headShared, borrowedBytes: built.borrowed,
                       ownedBytes: built.owned, releasedBytes: released, configKeysUsed: configKeys,
-                      phases: phases)
+                      phases: phases, sourceFiles: sourceFiles)
     }
 
     /// An .onnx file, or the model.onnx (else the single *.onnx) of a directory.
@@ -237,6 +242,12 @@ public enum ONNXModelLoader {
                                + "\(first.fused ? "fused" : "separate") q/k/v, \(r.rotary != nil ? "a rotary table" : "no rotary table") "
                                + "(GPT-2: learned positions + sequential + fused; GPT-J: rotary + parallel + separate)")
         }
+        // The embedding and an untied head first: they are the largest tensors (GPT-J 6B: 0.77 GiB each as fp32),
+        // and their transient fp32 copy then coexists with little else, instead of with every converted block
+        // (the resident peak of a converting load is the converted weights so far plus one tensor's transient).
+        let embedding = bf16 ? try packed(r.wte, rows: E, cols: V, transposed: true, scale: 1, embedding: true)
+                             : WeightMatrix(transposedOf: try tensor(r.wte, [V, E]))
+        let head: HeadWeights = r.tied ? .tied : .linear(try linear(r.head, "lm_head", head: true))
         var blocks: [BlockWeights] = []
         for (i, b) in r.blocks.enumerated() {
             let p = "transformer.h.\(i)"
@@ -258,13 +269,10 @@ public enum ONNXModelLoader {
             blocks.append(BlockWeights(ln1: try norm(b.ln1, "\(p).ln_1"), ln2: try b.ln2.map { (n) throws(GFNError) in try norm(n, "\(p).ln_2") },
                                        qkv: qkv, attnOut: attnOut, fcIn: fcIn, fcOut: fcOut))
         }
-        let embedding = bf16 ? try packed(r.wte, rows: E, cols: V, transposed: true, scale: 1, embedding: true)
-                             : WeightMatrix(transposedOf: try tensor(r.wte, [V, E]))
         record("transformer.wte.weight", InputSlot(node: r.wteNode, input: 0))
         let wpe = try r.wpe.map { (c) throws(GFNError) in try tensor(c, c.shape) }
         if wpe != nil { for n in r.wpeNodes { record("transformer.wpe.weight", InputSlot(node: n, input: 0)) } }
         let lnF = try norm(r.lnF, "transformer.ln_f")
-        let head: HeadWeights = r.tied ? .tied : .linear(try linear(r.head, "lm_head", head: true))
         // A tied head is read as wteᵀ through its own operand (a folded copy, or a Transpose of the embedding).
         if r.tied { record("lm_head.weight", r.head.weightSlot, transposed: r.head.transB, scale: r.head.alpha) }
         let nInner = r.blocks[0].fcIn.outFeatures

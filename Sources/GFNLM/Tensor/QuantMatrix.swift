@@ -24,7 +24,8 @@ public final class QuantMatrix: @unchecked Sendable {
     /// weights' rounding: exact gradient checks, accuracy comparisons).
     public let integerProducts: Bool
 
-    private init(format: Format, rows: Int, cols: Int, integerProducts: Bool) throws(GFNError) {
+    /// Uninitialized storage (filled by `quantize`, or read from a weight cache by `WeightCache`).
+    init(format: Format, rows: Int, cols: Int, integerProducts: Bool) throws(GFNError) {
         guard rows > 0, cols > 0 else { throw .invalidArgument("quantized matrix of shape [\(rows), \(cols)]") }
         self.rows = rows; self.cols = cols; self.format = format; self.integerProducts = integerProducts
         rowBytes = Int(gfk_q_row_bytes(format.code, Int64(rows)))

@@ -232,7 +232,13 @@ class Structure(ctypes.Structure):
 
 class ModelParams(Structure):
     _fields_ = [("size", c_uint32), ("n_threads", c_int32), ("tokenizer_path", c_char_p), ("weight_type", c_int32),
-                ("batch_invariant", c_int32), ("reserved", c_int32)]
+                ("batch_invariant", c_int32), ("reserved", c_int32), ("weight_cache", c_int32),
+                ("weight_cache_dir", c_char_p)]
+
+
+GFN_WEIGHT_CACHE_OFF = 0
+GFN_WEIGHT_CACHE_READ_WRITE = 1
+GFN_WEIGHT_CACHE_READ_ONLY = 2
 
 
 GFN_WEIGHTS_F32 = 0

@@ -34,7 +34,8 @@ class Model(Closeable):
 
     @classmethod
     def load(cls, path: PathLike, tokenizer: PathLike | None = None, n_threads: int = 0,
-             weights: str = "fp32", batch_invariant: bool = True) -> "Model":
+             weights: str = "fp32", batch_invariant: bool = True, weight_cache: str = "off",
+             weight_cache_dir: PathLike | None = None) -> "Model":
         """Loads an .onnx file (or a directory holding one). `tokenizer`: a path to tokenizer files; by default
         tokenizer files beside the model are used when present. `weights`: "fp32" (default), "bf16" (the large
         matrices converted to bf16 at load: half the memory), "int8" or "q4" (block-quantized at load, 32 values
@@ -42,7 +43,10 @@ class Model(Closeable):
         full-parameter training, merging adapters and ONNX export are refused. Anything else raises ValueError. `n_threads` (0: all CPUs) bounds every thread the library
         computes with for this model, however many Python threads call it. `batch_invariant` (default): a sample
         depends only on (model, adapter, prompt, parameters, seed), not on what shares its batch (Batcher);
-        False picks the fastest product per batch size (results then differ at rounding level)."""
+        False picks the fastest product per batch size (results then differ at rounding level). `weight_cache`:
+        "off" (default), "readwrite" (load from a converted weight cache beside the model — `weight_cache_dir`
+        instead when given — when it is valid, else from the ONNX file, then write the cache) or "readonly" (never
+        write); a stale or damaged cache is never used, the reason goes to the log handler (docs/formats.md)."""
         kinds = {"fp32": _lib.GFN_WEIGHTS_F32, "bf16": _lib.GFN_WEIGHTS_BF16, "int8": _lib.GFN_WEIGHTS_INT8,
                  "q4": _lib.GFN_WEIGHTS_Q4}
         if not isinstance(weights, str) or weights not in kinds:
@@ -51,6 +55,13 @@ class Model(Closeable):
         params.n_threads = n_threads
         params.weight_type = kinds[weights]
         params.batch_invariant = 1 if batch_invariant else 0
+        modes = {"off": _lib.GFN_WEIGHT_CACHE_OFF, "readwrite": _lib.GFN_WEIGHT_CACHE_READ_WRITE,
+                 "readonly": _lib.GFN_WEIGHT_CACHE_READ_ONLY}
+        if not isinstance(weight_cache, str) or weight_cache not in modes:
+            raise ValueError(f"weight_cache must be one of 'off', 'readwrite', 'readonly', got {weight_cache!r}")
+        params.weight_cache = modes[weight_cache]
+        if weight_cache_dir is not None:
+            params.weight_cache_dir = _lib.encode_path(weight_cache_dir)
         if tokenizer is not None:
             params.tokenizer_path = _lib.encode_path(tokenizer)
         h = c_void_p()

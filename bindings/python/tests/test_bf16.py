@@ -58,7 +58,8 @@ def test_bad_weights_value(bad):
 def test_c_abi_weight_type_and_old_struct_size():
     lib = _lib.lib
     p = _lib.gfn_model_default_params()
-    assert p.size == ctypes.sizeof(_lib.ModelParams) == 32 and p.weight_type == _lib.GFN_WEIGHTS_F32
+    assert p.size == ctypes.sizeof(_lib.ModelParams) == 40 and p.weight_type == _lib.GFN_WEIGHTS_F32
+    assert p.weight_cache == _lib.GFN_WEIGHT_CACHE_OFF and p.weight_cache_dir is None
     assert p.batch_invariant == 1 and p.reserved == 0
     h = ctypes.c_void_p()
     p.weight_type = 9
@@ -72,12 +73,17 @@ def test_c_abi_weight_type_and_old_struct_size():
     p.reserved = 5
     assert _lib.gfn_model_load(TINY.encode(), ctypes.byref(p), ctypes.byref(h)) == 0
     lib.gfn_model_free(h)
-    p.size = 32
+    p.size = 32      # the third header's struct: ends before weight_cache, whose garbage is then ignored
+    p.weight_cache = 99
     assert _lib.gfn_model_load(TINY.encode(), ctypes.byref(p), ctypes.byref(h)) == -1
     assert b"batch_invariant" in _lib.gfn_last_error() or b"reserved" in _lib.gfn_last_error()
     p.batch_invariant, p.reserved = 0, 0
     assert _lib.gfn_model_load(TINY.encode(), ctypes.byref(p), ctypes.byref(h)) == 0
     lib.gfn_model_free(h)
+    p.size = 40
+    assert _lib.gfn_model_load(TINY.encode(), ctypes.byref(p), ctypes.byref(h)) == -1
+    assert b"weight_cache" in _lib.gfn_last_error()
+    p.weight_cache = _lib.GFN_WEIGHT_CACHE_OFF
     # a caller built against the first header: 16-byte struct; garbage after it is ignored
     p.size = 16
     p.weight_type = 12345
