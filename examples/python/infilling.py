@@ -41,7 +41,6 @@ import time
 from collections import Counter
 
 import gfnlm
-from _seeds import EVAL_SEED_STRIDE
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -134,9 +133,9 @@ def main():
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "infilling.png"))
     ap.add_argument("--save-adapter", default=None, help="directory to save the trained LoRA adapter (PEFT layout)")
     args = ap.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # the examples' shared helpers
+    import _seeds
     if args.seeds > 1:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import _seeds
         return _seeds.rerun(os.path.abspath(__file__), sys.argv[1:], args.seed, args.seeds)
     steps = args.steps if args.steps is not None else (3 if args.quick else 24)
     n_train = args.train_stories or (4 if args.quick else 24)
@@ -232,7 +231,7 @@ def main():
     for si, story in enumerate(held):
         ref = tok.decode(story["middle"]).split()
         for m in methods:
-            zs = draw(m, story, seed=2000 + si + EVAL_SEED_STRIDE * args.seed)
+            zs = draw(m, story, seed=2000 + si + _seeds.EVAL_SEED_STRIDE * args.seed)
             sc = scores(story, zs)
             r = res[m]
             texts = [tok.decode(z) for z in zs]

@@ -35,7 +35,6 @@ import time
 from collections import Counter
 
 import gfnlm
-from _seeds import EVAL_SEED_STRIDE
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -115,8 +114,8 @@ def main():
     ap.add_argument("--save-adapter", default=None, help="directory to save the trained LoRA adapter (PEFT layout)")
     args = ap.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _seeds
     if args.seeds > 1:
-        import _seeds
         return _seeds.rerun(os.path.abspath(__file__), sys.argv[1:], args.seed, args.seeds)
     import _sentence_embeddings
     backend = _sentence_embeddings.diversity_backend()
@@ -213,7 +212,7 @@ def main():
     examples = {}
     t_eval = time.time()
     for pi, x in enumerate(held):
-        drawn = {m: draw(m, x, seed=1000 + pi + EVAL_SEED_STRIDE * args.seed) for m in methods}
+        drawn = {m: draw(m, x, seed=1000 + pi + _seeds.EVAL_SEED_STRIDE * args.seed) for m in methods}
         flat = loglik(x, [z for m in methods for z in drawn[m]])    # one scoring pass over every method's sentences
         off = 0
         for m in methods:

@@ -37,7 +37,6 @@ import sys
 import time
 
 import gfnlm
-from _seeds import EVAL_SEED_STRIDE
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -187,9 +186,9 @@ def main():
                     help="rerun for seeds seed … seed+N−1 and report mean ± sd of every number of the last line")
     ap.add_argument("--plot", default=os.path.join(ROOT, "build", "subjectivity.png"))
     args = ap.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # the examples' shared helpers
+    import _seeds
     if args.seeds > 1:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import _seeds
         return _seeds.rerun(os.path.abspath(__file__), sys.argv[1:], args.seed, args.seeds)
     q = args.quick
     n_train = args.train_size or (10 if q else 20)
@@ -349,7 +348,7 @@ def main():
     # Rationales for the labelled examples (M-step data) and how often p_LM then picks the true label.
     m_pairs = []
     agree = total = 0
-    draws = EVAL_SEED_STRIDE * args.seed
+    draws = _seeds.EVAL_SEED_STRIDE * args.seed
     for i, (x, y) in enumerate(zip(train_x, train_y)):
         zs = [cut_rationale(s.tokens, eos) for s in tr.sample(x, n=rationales_per_train, seed=draws + 10_000 + i)]
         preds = predict(scorer([x + z + so_it_is for z in zs]))
