@@ -1,13 +1,13 @@
 // Block-quantized weight matrices (int8 "Q8" and 4-bit "Q4", 32 values per block with an fp32 scale): packing,
-// unpacking and the two matrix products (see ckernels.h for the layout). The AVX2 kernels are chosen at run time;
-// the portable C versions serve CPUs without AVX2/FMA and as a check of the vector ones.
-#include "ckernels.h"
+// unpacking, the kernel choice and the product on fp32 activations (see ckernels.h for the layout; the integer
+// product is in quant_int.c). The AVX2 kernels are chosen at run time; the portable C versions serve CPUs without
+// AVX2/FMA and as a check of the vector ones.
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define QK GFK_QBLOCK
+#include "quant_internal.h"
 
 int64_t gfk_q_blocks(int64_t K) { return (K + QK - 1) / QK; }
 
@@ -89,15 +89,6 @@ void gfk_q_pack(int format, const float *src, int64_t ld, int transposed, int64_
     free(tmp);
 }
 
-static inline int q_value(int format, const uint8_t *qrow, int64_t k) {
-    if (format == GFK_Q4) {
-        int64_t b = k / QK, i = k % QK;
-        uint8_t byte = qrow[b * (QK / 2) + (i % (QK / 2))];
-        return (i < QK / 2 ? (byte & 15) : (byte >> 4)) - 8;
-    }
-    return ((const int8_t *)qrow)[k];
-}
-
 void gfk_q_unpack_rows(int format, const uint8_t *qs, const float *scales, int64_t K, int64_t n0, int64_t n1,
                        float *dst, int64_t ld) {
     int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
@@ -135,24 +126,6 @@ int gfk_q_set_avx2(int enable) {
 
 /* ---- portable kernels ------------------------------------------------------------------------------------- */
 
-static void gemm_int_scalar(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
-                            const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
-    int64_t rb = gfk_q_row_bytes(format, K), xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
-    for (int64_t n = n0; n < n1; n++) {
-        const uint8_t *w = qs + n * rb;
-        for (int64_t m = 0; m < M; m++) {
-            const int8_t *xr = qx + m * xb;
-            float acc = 0;
-            for (int64_t b = 0; b < nb; b++) {
-                int32_t s = 0;
-                for (int i = 0; i < QK; i++) s += (int32_t)xr[b * QK + i] * q_value(format, w, b * QK + i);
-                acc += (float)s * (dx[m * nb + b] * scales[n * nb + b]);
-            }
-            y[m * ldy + n] = acc;
-        }
-    }
-}
-
 // The row-invariant product's arithmetic, which every implementation of gfk_q_gemm_dequant reproduces exactly. Per
 // (row, column): eight lanes a[l], and for k = 0, 1, …, K−1 in order a[k mod 8] = fma(x[k], w[k], a[k mod 8]) with
 // w[k] = q[k]·d of k's block rounded to fp32 (the weight as the dequantized matrix holds it), from a = +0; then
@@ -175,88 +148,6 @@ static void gemm_dequant_scalar(int format, const float *x, int64_t ldx, int64_t
 }
 
 /* ---- AVX2 kernels ----------------------------------------------------------------------------------------- */
-
-#define AVX2 __attribute__((target("avx2,fma")))
-#define INLINE static inline __attribute__((always_inline))
-
-// The 32 signed values of block b of a weight row, as int8.
-AVX2 INLINE __m256i load_block(int format, const uint8_t *row, int64_t b) {
-    if (format == GFK_Q4) {
-        __m128i p = _mm_loadu_si128((const __m128i *)(row + b * (QK / 2)));
-        __m128i lo = _mm_and_si128(p, _mm_set1_epi8(15));
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15));
-        __m256i v = _mm256_set_m128i(hi, lo);
-        return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
-    }
-    return _mm256_loadu_si256((const __m256i *)(row + b * QK));
-}
-
-AVX2 INLINE float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-// y[m0..m0+R, n0..n0+C] from quantized activations: per block, the exact int32 dot product of the 32 pairs
-// (|w| · (x·sign w) with vpmaddubsw, pairs summed to int32 with vpmaddwd), converted and scaled by dx·dw.
-AVX2 INLINE void tile_int(int format, int R, int C, const int8_t *qx, int64_t xb, const float *dx, int64_t nb,
-                          const uint8_t *qs, int64_t rb, const float *scales, int64_t m0, int64_t n, float *y,
-                          int64_t ldy) {
-    __m256 acc[4][2];
-    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i w[2], aw[2];
-        float dw[2];
-        for (int c = 0; c < C; c++) {
-            w[c] = load_block(format, qs + (n + c) * rb, b);
-            aw[c] = _mm256_sign_epi8(w[c], w[c]);
-            dw[c] = scales[(n + c) * nb + b];
-        }
-        for (int r = 0; r < R; r++) {
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(qx + (m0 + r) * xb + b * QK));
-            float d = dx[(m0 + r) * nb + b];
-            for (int c = 0; c < C; c++) {
-                __m256i p = _mm256_maddubs_epi16(aw[c], _mm256_sign_epi8(xv, w[c]));
-                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                acc[r][c] = _mm256_fmadd_ps(f, _mm256_set1_ps(d * dw[c]), acc[r][c]);
-            }
-        }
-    }
-    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) y[(m0 + r) * ldy + n + c] = hsum(acc[r][c]);
-}
-
-AVX2 INLINE void gemm_int_avx2_fmt(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K,
-                                   const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y,
-                                   int64_t ldy) {
-    int64_t rb = gfk_q_row_bytes(format, K), xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
-    // Columns in groups of 16 so that their weight rows stay in cache while every row tile passes over them.
-    for (int64_t g = n0; g < n1; g += 16) {
-        int64_t g1 = g + 16 < n1 ? g + 16 : n1;
-        int64_t m = 0;
-        for (; m + 4 <= M; m += 4) {
-            int64_t n = g;
-            for (; n + 2 <= g1; n += 2) tile_int(format, 4, 2, qx, xb, dx, nb, qs, rb, scales, m, n, y, ldy);
-            for (; n < g1; n++) tile_int(format, 4, 1, qx, xb, dx, nb, qs, rb, scales, m, n, y, ldy);
-        }
-        for (; m < M; m++) {
-            int64_t n = g;
-            for (; n + 2 <= g1; n += 2) tile_int(format, 1, 2, qx, xb, dx, nb, qs, rb, scales, m, n, y, ldy);
-            for (; n < g1; n++) tile_int(format, 1, 1, qx, xb, dx, nb, qs, rb, scales, m, n, y, ldy);
-        }
-    }
-}
-
-AVX2 static void gemm_int_avx2_q8(const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
-                                  const float *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
-    gemm_int_avx2_fmt(GFK_Q8, qx, dx, M, K, qs, sc, n0, n1, y, ldy);
-}
-AVX2 static void gemm_int_avx2_q4(const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
-                                  const float *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
-    gemm_int_avx2_fmt(GFK_Q4, qx, dx, M, K, qs, sc, n0, n1, y, ldy);
-}
-
 // ---- the row-invariant product on fp32 activations (gfk_q_gemm_dequant) ----
 // Every element is an FMA chain over k in eight lanes (the scalar definition above), computed two ways:
 //  - few rows (≤ RP_FEW_ROWS): straight from the quantized storage, each weight row streaming once in address order
@@ -482,17 +373,6 @@ AVX2 static void gemm_dequant_avx2_q8(const float *x, int64_t ldx, int64_t M, in
 AVX2 static void gemm_dequant_avx2_q4(const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
                                       const float *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
     gemm_dequant_avx2_fmt(GFK_Q4, x, ldx, M, K, qs, sc, n0, n1, y, ldy);
-}
-
-void gfk_q_gemm_int(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
-                    const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
-    if (n1 <= n0 || M <= 0) return;
-    if (gfk_q_kernel_is_avx2()) {
-        if (format == GFK_Q4) gemm_int_avx2_q4(qx, dx, M, K, qs, scales, n0, n1, y, ldy);
-        else gemm_int_avx2_q8(qx, dx, M, K, qs, scales, n0, n1, y, ldy);
-    } else {
-        gemm_int_scalar(format, qx, dx, M, K, qs, scales, n0, n1, y, ldy);
-    }
 }
 
 void gfk_q_gemm_dequant(int format, const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,

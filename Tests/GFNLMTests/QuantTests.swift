@@ -117,7 +117,7 @@ final class QuantTests: XCTestCase {
                                     for n in 0..<N {
                                         var ref = 0.0, mag = 0.0
                                         for k in 0..<K {
-                                            let integer = kernel == .integer || (kernel == .automatic && M > QuantMatrix.fewRowLimit && M < QuantMatrix.sgemmRowLimit)
+                                            let integer = kernel == .integer || (kernel == .automatic && M < QuantMatrix.sgemmRowLimit)
                                             let xv = integer ? xq[r * K + k] : Double(x[r * K + k])
                                             ref += xv * wd[k * N + n]; mag += abs(xv * wd[k * N + n])
                                         }
@@ -158,9 +158,10 @@ final class QuantTests: XCTestCase {
     }
 
     /// A row's product with `rowInvariant` is bitwise the same whatever the rows around it (1 to 200 rows: the
-    /// panel kernel's 4-row tiles and remainders) and the thread count, and the AVX2 kernel equals the portable one
-    /// bit for bit (both are the same chain of FMAs). K = 300 spans three chunks of 128 with a short last block,
-    /// N = 203 four panels of 48 and a tail of 11.
+    /// few-row tiles, the panel kernel's 4-row tiles and remainders) and the thread count, and the AVX2 kernel equals
+    /// the portable one bit for bit (both are the same chain of operations); for the integer kernel (the default)
+    /// and the fp32-activation one (`integerProducts` false). K = 300 spans three chunks of 128 with a short last
+    /// block, N = 203 four panels of 48 and a tail of 11.
     func testRowInvariantProductsDoNotDependOnTheRowCountOrThreads() throws {
         var rng = RNG(seed: 1)
         let K = 300, N = 203, M = 200
@@ -168,8 +169,8 @@ final class QuantTests: XCTestCase {
         let w = try Tensor(shape: [K, N], values: Self.randomArray(K * N, &rng))
         let hadAVX2 = QuantMatrix.usesAVX2
         defer { QuantMatrix.allowAVX2(hadAVX2) }
-        for format in [QuantMatrix.Format.q8, .q4] {
-            let matrix = try WeightMatrix(w).quantized(format)
+        for format in [QuantMatrix.Format.q8, .q4] { for integer in [true, false] {
+            let matrix = try WeightMatrix(w).quantized(format, integerProducts: integer)
             func product(start: Int, m: Int, threads: Int) -> [Float] {
                 var y = [Float](repeating: .nan, count: m * N)
                 x.withUnsafeBufferPointer { xb in
@@ -184,18 +185,18 @@ final class QuantTests: XCTestCase {
             QuantMatrix.allowAVX2(false)
             let portable = product(start: 0, m: M, threads: 3)
             QuantMatrix.allowAVX2(hadAVX2)
-            XCTAssertEqual(all, portable, "\(format): AVX2 and portable kernels agree bit for bit")
+            XCTAssertEqual(all, portable, "\(format) integer \(integer): AVX2 and portable kernels agree bit for bit")
             XCTAssertFalse(all.contains { !$0.isFinite })
             for threads in [1, 3] {
                 for m in [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 37, 64, 101, M] {
                     for start in Set([0, 3, M - m]) where start + m <= M {
                         XCTAssertEqual(product(start: start, m: m, threads: threads),
                                        Array(all[start * N..<(start + m) * N]),
-                                       "\(format), threads \(threads), rows \(start)..<\(start + m)")
+                                       "\(format) integer \(integer), threads \(threads), rows \(start)..<\(start + m)")
                     }
                 }
             }
-        }
+        } }
     }
 
     func testPortableKernelsCanBeForced() {

@@ -19,9 +19,10 @@ public final class QuantMatrix: @unchecked Sendable {
     let scales: UnsafeMutablePointer<Float>
     let rowBytes: Int
     let blocks: Int
-    /// Whether products of more than `fewRowLimit` rows (without row invariance) quantize the activations and use
-    /// the integer kernel (the default); false keeps fp32 activations for every product (the only error is then the
-    /// weights' rounding: exact gradient checks, accuracy comparisons).
+    /// Whether products quantize their activations per row (Q8 blocks of 32) and use integer dot products, as
+    /// llama.cpp does (the default): every product below `sgemmRowLimit` rows and every row-invariant one (decoding,
+    /// batched prefill). False keeps fp32 activations everywhere (the only error is then the weights' rounding:
+    /// exact gradient checks, accuracy comparisons).
     public let integerProducts: Bool
 
     /// Uninitialized storage (filled by `quantize`, or read from a weight cache by `WeightCache`).
@@ -75,21 +76,18 @@ public final class QuantMatrix: @unchecked Sendable {
         return col[k]
     }
 
-    /// Rows up to which `multiply` uses the dequantizing kernel (fp32 activations) when row invariance is not
-    /// asked for; larger products quantize the activations per row and use integer dot products.
-    public static let fewRowLimit = 4
     /// Rows from which `multiply` (without row invariance) widens the weights to fp32 a chunk at a time and calls
     /// sgemm instead: on AVX2 without VNNI the per-block integer dot product (sign, vpmaddubsw, vpmaddwd, convert,
     /// scale) costs more instructions per multiply-add than an fp32 FMA, so once the widening is shared by enough
     /// rows sgemm wins (1 thread, 768 × 3072: 64 rows 25.6 vs 34.4 GFLOP/s, 32 rows 27.6 vs 18.7; docs/quantization.md).
     public static let sgemmRowLimit = 64
 
-    /// y[m, cols] = x[m, rows] · W (overwrites y). With `rowInvariant` (any m: batch-invariant decoding and
-    /// prefill), and for up to `fewRowLimit` rows, through the dequantizing kernel (fp32 activations; each row's
-    /// arithmetic independent of m and of the thread count; up to 8 rows it streams the storage, more rows share a
-    /// panel of W widened to fp32 once, quant.c); from
-    /// `sgemmRowLimit` rows through sgemm on widened chunks; in between the activations are quantized to int8 per
-    /// row (blocks of 32) and multiplied with integer dot products (unless `integerProducts` is false).
+    /// y[m, cols] = x[m, rows] · W (overwrites y). With `integerProducts` (the default) the activations are
+    /// quantized to int8 per row and multiplied with integer dot products, except for products of `sgemmRowLimit`
+    /// rows or more without `rowInvariant`, which widen the weights a chunk at a time and call sgemm. Without
+    /// `integerProducts`: the dequantizing kernel (fp32 activations), and the same sgemm path for many rows. Both
+    /// kernels compute each row on its own in a fixed order, so with `rowInvariant` (batch-invariant decoding and
+    /// prefill, any m) a row's result does not depend on m or on the thread count (quant.c, quant_int.c).
     /// `kernel` other than `.automatic` chooses one regardless (tests, benchmarks).
     public func multiply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                          threads: Int, rowInvariant: Bool = false, kernel: Kernel = .automatic) {
@@ -104,7 +102,7 @@ public final class QuantMatrix: @unchecked Sendable {
         case .automatic:
             if !rowInvariant && m >= Self.sgemmRowLimit,
                multiplyWidened(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
-            integer = integerProducts && !rowInvariant && m > Self.fewRowLimit
+            integer = integerProducts
         case .integer: integer = true
         case .dequantize: integer = false
         case .widened:

@@ -1,0 +1,182 @@
+// The integer product of block-quantized weights (ckernels.h: gfk_q_gemm_int): activations quantized per row to
+// Q8 blocks (gfk_q_quantize_activations), then per block the exact int32 dot product of the 32 pairs, converted and
+// scaled by both blocks' scales. This is llama.cpp's Q8_0 / Q4_0 arithmetic on AVX2 (vpsignb moves a sign from one
+// operand to the other so that vpmaddubsw, unsigned × signed, can multiply two signed values; no pair of products
+// can saturate its int16 because |q| <= 127). Every output is computed from its own row and column only, in a
+// fixed order, so a row's result does not depend on the number of rows, the column split or the path: the
+// product is row-invariant, and the portable version gives the same bits.
+#include "quant_internal.h"
+#include <math.h>
+
+/* ---- portable kernel -------------------------------------------------------------------------------------- */
+
+// The integer product's arithmetic, which the AVX2 kernel reproduces exactly. Per (row, column): eight lanes a[l];
+// per block b in order, lane l takes the exact int32 sum s_l of the four products of elements 4l..4l+3 (what
+// vpmaddubsw + vpmaddwd leave in lane l) as a[l] = fma((float)s_l, dx[b]·d[b], a[l]) (|s_l| <= 4·127² is exact in
+// fp32); then y = ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), the vector kernels' horizontal sum. Nothing
+// depends on other rows, so this product is row-invariant too.
+static void gemm_int_scalar(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
+                            const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+    int64_t rb = gfk_q_row_bytes(format, K), xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
+    for (int64_t n = n0; n < n1; n++) {
+        const uint8_t *w = qs + n * rb;
+        for (int64_t m = 0; m < M; m++) {
+            const int8_t *xr = qx + m * xb;
+            float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int64_t b = 0; b < nb; b++) {
+                float scale = dx[m * nb + b] * scales[n * nb + b];
+                for (int l = 0; l < 8; l++) {
+                    int32_t s = 0;
+                    for (int i = 4 * l; i < 4 * l + 4; i++)
+                        s += (int32_t)xr[b * QK + i] * q_value(format, w, b * QK + i);
+                    a[l] = fmaf((float)s, scale, a[l]);
+                }
+            }
+            y[m * ldy + n] = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+        }
+    }
+}
+
+/* ---- AVX2 kernels ----------------------------------------------------------------------------------------- */
+
+// The eight int32 lanes of one block's dot product, lane l = Σ of the products of elements 4l..4l+3: |w| · (x with
+// w's sign) by vpmaddubsw into sixteen int16 pair sums, then pairs of those by vpmaddwd.
+AVX2 INLINE __m256i block_dot(__m256i x, __m256i w) {
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+enum { INT_FEW_ROWS = 4 };  // up to here, few_rows_int
+
+// Few rows (decoding): R ≤ 4 rows × C ≤ 4 columns straight from storage, the tile's C weight rows (one contiguous
+// stretch) streaming once in address order while the next tile's stretch is prefetched, spread over the blocks
+// (the hardware prefetchers follow C interleaved streams poorly; without this one row from DRAM ran at about half
+// the speed). Each accumulator sees exactly the operations of tile_int.
+AVX2 INLINE void few_tile_int(int format, int R, int C, const int8_t *qx, int64_t xb, const float *dx, int64_t nb,
+                              const uint8_t *wr, int64_t rb, const float *sc, float *y, int64_t ldy) {
+    __m256 acc[4][4];
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    const char *pf = (const char *)(wr + C * rb), *pf_end = (const char *)(wr + 2 * C * rb);
+    const int64_t pf_per = (2 * C * rb / 64 + nb - 1) / nb;
+    for (int64_t b = 0; b < nb; b++) {
+        for (int64_t i = 0; i < pf_per && pf < pf_end; i++, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
+        __m256i xv[4];
+        __m256 dxv[4];
+        for (int r = 0; r < R; r++) {
+            xv[r] = _mm256_loadu_si256((const __m256i *)(qx + r * xb + b * QK));
+            dxv[r] = _mm256_broadcast_ss(dx + r * nb + b);
+        }
+        for (int c = 0; c < C; c++) {
+            const __m256i w = load_block(format, wr + c * rb, b);
+            const __m256 dw = _mm256_broadcast_ss(sc + c * nb + b);
+            for (int r = 0; r < R; r++) {
+                const __m256 f = _mm256_cvtepi32_ps(block_dot(xv[r], w));
+                acc[r][c] = _mm256_fmadd_ps(f, _mm256_mul_ps(dxv[r], dw), acc[r][c]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) y[r * ldy + c] = hsum(acc[r][c]);
+}
+
+// Columns in tiles of C (4 for one row, 3 for two, 2 for more), each tile against the rows in groups of up to 4.
+AVX2 INLINE void few_rows_int(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K,
+                              const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+    const int64_t rb = gfk_q_row_bytes(format, K), xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
+    const int C = M == 1 ? 4 : M == 2 ? 3 : 2;
+    for (int64_t n = n0; n < n1;) {
+        const int c = n1 - n < C ? 1 : C;  // the last n1 − n < C columns one at a time
+        for (int64_t m = 0; m < M; m += 4) {
+            const int R = (int)(M - m < 4 ? M - m : 4);
+            const int8_t *xm = qx + m * xb;
+            const float *dm = dx + m * nb;
+            float *ym = y + m * ldy + n;
+            const uint8_t *wr = qs + n * rb;
+            const float *sc = scales + n * nb;
+#define FEW(R_, C_) few_tile_int(format, R_, C_, xm, xb, dm, nb, wr, rb, sc, ym, ldy)
+            if (c == 1) {
+                switch (R) { case 1: FEW(1, 1); break; case 2: FEW(2, 1); break; case 3: FEW(3, 1); break; default: FEW(4, 1); }
+            } else if (R == 1 && c == 4) FEW(1, 4);
+            else if (R == 2 && c == 3) FEW(2, 3);
+            else if (R == 1) FEW(1, 2);
+            else if (R == 2) FEW(2, 2);
+            else if (R == 3) FEW(3, 2);
+            else FEW(4, 2);
+#undef FEW
+        }
+        n += c;
+    }
+}
+
+// Many rows: y[m0..m0+R, n..n+C] from the quantized activations, per block the exact int32 dot product, converted
+// and scaled by dx·dw.
+AVX2 INLINE void tile_int(int format, int R, int C, const int8_t *qx, int64_t xb, const float *dx, int64_t nb,
+                          const uint8_t *qs, int64_t rb, const float *scales, int64_t m0, int64_t n, float *y,
+                          int64_t ldy) {
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i w[2], aw[2];
+        float dw[2];
+        for (int c = 0; c < C; c++) {
+            w[c] = load_block(format, qs + (n + c) * rb, b);
+            aw[c] = _mm256_sign_epi8(w[c], w[c]);
+            dw[c] = scales[(n + c) * nb + b];
+        }
+        for (int r = 0; r < R; r++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(qx + (m0 + r) * xb + b * QK));
+            float d = dx[(m0 + r) * nb + b];
+            for (int c = 0; c < C; c++) {
+                __m256i p = _mm256_maddubs_epi16(aw[c], _mm256_sign_epi8(xv, w[c]));
+                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));  // = block_dot(xv, w[c])
+                acc[r][c] = _mm256_fmadd_ps(f, _mm256_set1_ps(d * dw[c]), acc[r][c]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) y[(m0 + r) * ldy + n + c] = hsum(acc[r][c]);
+}
+
+AVX2 INLINE void gemm_int_avx2_fmt(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K,
+                                   const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y,
+                                   int64_t ldy) {
+    if (M <= INT_FEW_ROWS) {
+        few_rows_int(format, qx, dx, M, K, qs, scales, n0, n1, y, ldy);
+        return;
+    }
+    int64_t rb = gfk_q_row_bytes(format, K), xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
+    // Columns in groups of 16 so that their weight rows stay in cache while every row tile passes over them.
+    for (int64_t g = n0; g < n1; g += 16) {
+        int64_t g1 = g + 16 < n1 ? g + 16 : n1;
+        int64_t m = 0;
+        for (; m + 4 <= M; m += 4) {
+            int64_t n = g;
+            for (; n + 2 <= g1; n += 2) tile_int(format, 4, 2, qx, xb, dx, nb, qs, rb, scales, m, n, y, ldy);
+            for (; n < g1; n++) tile_int(format, 4, 1, qx, xb, dx, nb, qs, rb, scales, m, n, y, ldy);
+        }
+        for (; m < M; m++) {
+            int64_t n = g;
+            for (; n + 2 <= g1; n += 2) tile_int(format, 1, 2, qx, xb, dx, nb, qs, rb, scales, m, n, y, ldy);
+            for (; n < g1; n++) tile_int(format, 1, 1, qx, xb, dx, nb, qs, rb, scales, m, n, y, ldy);
+        }
+    }
+}
+
+AVX2 static void gemm_int_avx2_q8(const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
+                                  const float *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+    gemm_int_avx2_fmt(GFK_Q8, qx, dx, M, K, qs, sc, n0, n1, y, ldy);
+}
+AVX2 static void gemm_int_avx2_q4(const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
+                                  const float *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+    gemm_int_avx2_fmt(GFK_Q4, qx, dx, M, K, qs, sc, n0, n1, y, ldy);
+}
+
+void gfk_q_gemm_int(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
+                    const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+    if (n1 <= n0 || M <= 0) return;
+    if (gfk_q_kernel_is_avx2()) {
+        if (format == GFK_Q4) gemm_int_avx2_q4(qx, dx, M, K, qs, scales, n0, n1, y, ldy);
+        else gemm_int_avx2_q8(qx, dx, M, K, qs, scales, n0, n1, y, ldy);
+    } else {
+        gemm_int_scalar(format, qx, dx, M, K, qs, scales, n0, n1, y, ldy);
+    }
+}

@@ -1,0 +1,44 @@
+/* Internal to CKernels (not in include/): what the quantized products' two files (quant.c: packing and the
+   fp32-activation product; quant_int.c: the integer product) share. */
+#ifndef GFK_QUANT_INTERNAL_H
+#define GFK_QUANT_INTERNAL_H
+
+#include "ckernels.h"
+#include <immintrin.h>
+#include <stdint.h>
+
+#define QK GFK_QBLOCK
+#define AVX2 __attribute__((target("avx2,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+/* Element k of a stored weight row as a signed integer (q4: the nibble minus 8). */
+static inline int q_value(int format, const uint8_t *qrow, int64_t k) {
+    if (format == GFK_Q4) {
+        int64_t b = k / QK, i = k % QK;
+        uint8_t byte = qrow[b * (QK / 2) + (i % (QK / 2))];
+        return (i < QK / 2 ? (byte & 15) : (byte >> 4)) - 8;
+    }
+    return ((const int8_t *)qrow)[k];
+}
+
+/* The 32 signed values of block b of a weight row, as int8. */
+AVX2 INLINE __m256i load_block(int format, const uint8_t *row, int64_t b) {
+    if (format == GFK_Q4) {
+        __m128i p = _mm_loadu_si128((const __m128i *)(row + b * (QK / 2)));
+        __m128i lo = _mm_and_si128(p, _mm_set1_epi8(15));
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15));
+        __m256i v = _mm256_set_m128i(hi, lo);
+        return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+    }
+    return _mm256_loadu_si256((const __m256i *)(row + b * QK));
+}
+
+/* ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)): every kernel's final sum of its eight lanes. */
+AVX2 INLINE float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+#endif
