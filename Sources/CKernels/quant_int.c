@@ -48,30 +48,47 @@ AVX2 INLINE __m256i block_dot(__m256i x, __m256i w) {
 
 enum { INT_FEW_ROWS = 4 };  // up to here, few_rows_int
 
-// Few rows (decoding): R ≤ 4 rows × C ≤ 4 columns straight from storage, the tile's C weight rows (one contiguous
-// stretch) streaming once in address order while the next tile's stretch is prefetched, spread over the blocks
-// (the hardware prefetchers follow C interleaved streams poorly; without this one row from DRAM ran at about half
-// the speed). Each accumulator sees exactly the operations of tile_int.
-AVX2 INLINE void few_tile_int(int format, int R, int C, const int8_t *qx, int64_t xb, const float *dx, int64_t nb,
-                              const uint8_t *wr, int64_t rb, const float *sc, float *y, int64_t ldy) {
+// y[0..R, 0..C] for R ≤ 4 rows of quantized activations (qx, xb bytes apart; scales dx, nb apart) and C ≤ 4
+// columns (weight rows wr, rb bytes apart; scales sc): per block, each element's int32 lanes, converted and
+// multiply-added with the scale dx·dw into its eight fp32 lanes. With `prefetch` (few rows, weights from DRAM) the
+// next tile's C weight rows (one contiguous stretch, like this tile's) are prefetched in address order, spread over
+// the blocks: the hardware prefetchers follow C interleaved streams poorly (one row ran at about half the speed).
+AVX2 INLINE void tile_int(int format, int R, int C, int prefetch, const int8_t *qx, int64_t xb, const float *dx,
+                          int64_t nb, const uint8_t *wr, int64_t rb, const float *sc, float *y, int64_t ldy) {
     __m256 acc[4][4];
     for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
     const char *pf = (const char *)(wr + C * rb), *pf_end = (const char *)(wr + 2 * C * rb);
-    const int64_t pf_per = (2 * C * rb / 64 + nb - 1) / nb;
+    const int64_t pf_per = prefetch ? (2 * C * rb / 64 + nb - 1) / nb : 0;
     for (int64_t b = 0; b < nb; b++) {
         for (int64_t i = 0; i < pf_per && pf < pf_end; i++, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
-        __m256i xv[4];
+        __m256i xv[4], x8[4];
         __m256 dxv[4];
         for (int r = 0; r < R; r++) {
             xv[r] = _mm256_loadu_si256((const __m256i *)(qx + r * xb + b * QK));
             dxv[r] = _mm256_broadcast_ss(dx + r * nb + b);
+            // 4-bit: the nibbles q (0..15) multiply x as they are (vpmaddubsw takes them as the unsigned operand,
+            // no sign moves) and 8·Σx of each lane's four elements is subtracted: Σ(q − 8)·x, the same integers.
+            if (format == GFK_Q4)
+                x8[r] = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv[r]),
+                                                            _mm256_set1_epi16(1)), 3);
         }
         for (int c = 0; c < C; c++) {
-            const __m256i w = load_block(format, wr + c * rb, b);
             const __m256 dw = _mm256_broadcast_ss(sc + c * nb + b);
-            for (int r = 0; r < R; r++) {
-                const __m256 f = _mm256_cvtepi32_ps(block_dot(xv[r], w));
-                acc[r][c] = _mm256_fmadd_ps(f, _mm256_mul_ps(dxv[r], dw), acc[r][c]);
+            if (format == GFK_Q4) {
+                const __m128i p = _mm_loadu_si128((const __m128i *)(wr + c * rb + b * (QK / 2)));
+                const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15)),
+                                                   _mm_and_si128(p, _mm_set1_epi8(15)));
+                for (int r = 0; r < R; r++) {
+                    const __m256i d = _mm256_sub_epi32(
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv[r]), _mm256_set1_epi16(1)), x8[r]);
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(dxv[r], dw), acc[r][c]);
+                }
+            } else {
+                const __m256i w = load_block(format, wr + c * rb, b);
+                for (int r = 0; r < R; r++) {
+                    const __m256 f = _mm256_cvtepi32_ps(block_dot(xv[r], w));
+                    acc[r][c] = _mm256_fmadd_ps(f, _mm256_mul_ps(dxv[r], dw), acc[r][c]);
+                }
             }
         }
     }
@@ -92,7 +109,7 @@ AVX2 INLINE void few_rows_int(int format, const int8_t *qx, const float *dx, int
             float *ym = y + m * ldy + n;
             const uint8_t *wr = qs + n * rb;
             const float *sc = scales + n * nb;
-#define FEW(R_, C_) few_tile_int(format, R_, C_, xm, xb, dm, nb, wr, rb, sc, ym, ldy)
+#define FEW(R_, C_) tile_int(format, R_, C_, 1, xm, xb, dm, nb, wr, rb, sc, ym, ldy)
             if (c == 1) {
                 switch (R) { case 1: FEW(1, 1); break; case 2: FEW(2, 1); break; case 3: FEW(3, 1); break; default: FEW(4, 1); }
             } else if (R == 1 && c == 4) FEW(1, 4);
@@ -107,35 +124,6 @@ AVX2 INLINE void few_rows_int(int format, const int8_t *qx, const float *dx, int
     }
 }
 
-// Many rows: y[m0..m0+R, n..n+C] from the quantized activations, per block the exact int32 dot product, converted
-// and scaled by dx·dw.
-AVX2 INLINE void tile_int(int format, int R, int C, const int8_t *qx, int64_t xb, const float *dx, int64_t nb,
-                          const uint8_t *qs, int64_t rb, const float *scales, int64_t m0, int64_t n, float *y,
-                          int64_t ldy) {
-    __m256 acc[4][2];
-    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i w[2], aw[2];
-        float dw[2];
-        for (int c = 0; c < C; c++) {
-            w[c] = load_block(format, qs + (n + c) * rb, b);
-            aw[c] = _mm256_sign_epi8(w[c], w[c]);
-            dw[c] = scales[(n + c) * nb + b];
-        }
-        for (int r = 0; r < R; r++) {
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(qx + (m0 + r) * xb + b * QK));
-            float d = dx[(m0 + r) * nb + b];
-            for (int c = 0; c < C; c++) {
-                __m256i p = _mm256_maddubs_epi16(aw[c], _mm256_sign_epi8(xv, w[c]));
-                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));  // = block_dot(xv, w[c])
-                acc[r][c] = _mm256_fmadd_ps(f, _mm256_set1_ps(d * dw[c]), acc[r][c]);
-            }
-        }
-    }
-    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) y[(m0 + r) * ldy + n + c] = hsum(acc[r][c]);
-}
-
 AVX2 INLINE void gemm_int_avx2_fmt(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K,
                                    const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y,
                                    int64_t ldy) {
@@ -143,20 +131,28 @@ AVX2 INLINE void gemm_int_avx2_fmt(int format, const int8_t *qx, const float *dx
         few_rows_int(format, qx, dx, M, K, qs, scales, n0, n1, y, ldy);
         return;
     }
-    int64_t rb = gfk_q_row_bytes(format, K), xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
-    // Columns in groups of 16 so that their weight rows stay in cache while every row tile passes over them.
+    // Many rows: columns in groups of 16 whose weight rows stay in cache while every group of 4 rows passes over
+    // them in tiles of 4 rows × 2 columns.
+    const int64_t rb = gfk_q_row_bytes(format, K), xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
     for (int64_t g = n0; g < n1; g += 16) {
-        int64_t g1 = g + 16 < n1 ? g + 16 : n1;
-        int64_t m = 0;
-        for (; m + 4 <= M; m += 4) {
-            int64_t n = g;
-            for (; n + 2 <= g1; n += 2) tile_int(format, 4, 2, qx, xb, dx, nb, qs, rb, scales, m, n, y, ldy);
-            for (; n < g1; n++) tile_int(format, 4, 1, qx, xb, dx, nb, qs, rb, scales, m, n, y, ldy);
-        }
-        for (; m < M; m++) {
-            int64_t n = g;
-            for (; n + 2 <= g1; n += 2) tile_int(format, 1, 2, qx, xb, dx, nb, qs, rb, scales, m, n, y, ldy);
-            for (; n < g1; n++) tile_int(format, 1, 1, qx, xb, dx, nb, qs, rb, scales, m, n, y, ldy);
+        const int64_t g1 = g + 16 < n1 ? g + 16 : n1;
+        for (int64_t m = 0; m < M; m += 4) {
+            const int R = (int)(M - m < 4 ? M - m : 4);
+            const int8_t *xm = qx + m * xb;
+            const float *dm = dx + m * nb;
+            for (int64_t n = g; n < g1; n += 2) {
+                const int C = g1 - n < 2 ? 1 : 2;
+                const uint8_t *wr = qs + n * rb;
+                const float *sc = scales + n * nb;
+                float *ym = y + m * ldy + n;
+#define MANY(R_, C_) tile_int(format, R_, C_, 0, xm, xb, dm, nb, wr, rb, sc, ym, ldy)
+                if (C == 2) {
+                    switch (R) { case 1: MANY(1, 2); break; case 2: MANY(2, 2); break; case 3: MANY(3, 2); break; default: MANY(4, 2); }
+                } else {
+                    switch (R) { case 1: MANY(1, 1); break; case 2: MANY(2, 1); break; case 3: MANY(3, 1); break; default: MANY(4, 1); }
+                }
+#undef MANY
+            }
         }
     }
 }
