@@ -71,14 +71,14 @@ extern "C" {
 
 /* ---- Versions ---------------------------------------------------------------------------------------------------- */
 #define GFN_VERSION_MAJOR 0
-#define GFN_VERSION_MINOR 3
+#define GFN_VERSION_MINOR 4
 #define GFN_VERSION_PATCH 0
-#define GFN_VERSION_STRING "0.3.0"
+#define GFN_VERSION_STRING "0.4.0"
 /* Incremented whenever a struct or signature of this header changes incompatibly (the soname is
    libgfnlm.so.<GFN_ABI_VERSION>). 2: see docs/migration.md. */
 #define GFN_ABI_VERSION 2
 
-/* The library's version string, e.g. "0.3.0". Static storage; never fails. */
+/* The library's version string, e.g. "0.4.0". Static storage; never fails. */
 GFN_API const char *_Nonnull gfn_version(void);
 /* The library's GFN_ABI_VERSION. Compare it with the header's macro to detect a mismatched library. */
 GFN_API int32_t gfn_abi_version(void);
@@ -174,6 +174,9 @@ typedef struct gfn_model_params {
     int32_t reserved;           /* 0; tells this version's size apart from the previous one's (docs/api.md) */
     int32_t weight_cache;       /* a gfn_weight_cache_mode (default GFN_WEIGHT_CACHE_OFF; a smaller struct: off) */
     const char *_Nullable weight_cache_dir; /* NULL (default): cache files beside the .onnx; else in this folder */
+    int32_t quantize_activations; /* GFN_WEIGHTS_INT8 / _Q4 only: 1 (default; a smaller struct: 1) the products
+                                     quantize their activations to int8 per block of 32 and multiply integers, as
+                                     llama.cpp does; 0 keeps them fp32 (only the weights are rounded; slower) */
 } gfn_model_params;
 /* gfn_model_params.weight_cache: a converted copy of the weights in their weight_type, read instead of the ONNX
    file (docs/formats.md, "Weight cache"). A cache that is stale (the source files changed) or damaged is never used:
@@ -185,7 +188,7 @@ typedef enum gfn_weight_cache_mode {
 } gfn_weight_cache_mode;
 
 /* Defaults: n_threads 0, tokenizer_path NULL, weight_type GFN_WEIGHTS_F32, batch_invariant 1, weight_cache
-   GFN_WEIGHT_CACHE_OFF, weight_cache_dir NULL. */
+   GFN_WEIGHT_CACHE_OFF, weight_cache_dir NULL, quantize_activations 1. */
 GFN_API gfn_model_params gfn_model_default_params(void);
 
 /* Loads a GPT-2 or GPT-J model from an ONNX export (the .onnx file, or a directory holding one; external data from

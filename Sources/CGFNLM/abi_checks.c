@@ -2,7 +2,8 @@
 #include "../../include/gfnlm.h"
 #include <stddef.h>
 
-_Static_assert(sizeof(gfn_model_params) == 40 && offsetof(gfn_model_params, weight_cache) == 28,
+_Static_assert(sizeof(gfn_model_params) == 48 && offsetof(gfn_model_params, weight_cache) == 28 &&
+                   offsetof(gfn_model_params, quantize_activations) == 40,
                "gfn_model_params layout changed: update bindings/python");
 _Static_assert(sizeof(gfn_model_config) == 84, "gfn_model_config layout changed: update bindings/python");
 _Static_assert(offsetof(gfn_model_params, tokenizer_path) == 8 && offsetof(gfn_model_params, weight_type) == 16,

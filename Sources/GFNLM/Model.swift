@@ -19,11 +19,15 @@ public final class Model: @unchecked Sendable {
     /// `batchInvariant` (default): decoding uses row-invariant products (`Transformer.rowInvariantDecoding`), so a
     /// sample does not depend on what shares its batch. `weightCache`: whether the weights are read from (and
     /// written to) a converted weight cache beside the model (`WeightCache`); off by default.
+    /// `quantizedActivations` (int8 / 4-bit weights only; default true): the products quantize their activations
+    /// and multiply integers (`QuantMatrix.integerProducts`); false keeps them fp32.
     public static func load(path: String, tokenizerPath: String? = nil, threads: Int = 0,
                             weightType: WeightType = .f32, batchInvariant: Bool = true,
-                            weightCache: WeightCacheOptions = WeightCacheOptions()) throws(GFNError) -> Model {
+                            weightCache: WeightCacheOptions = WeightCacheOptions(),
+                            quantizedActivations: Bool = true) throws(GFNError) -> Model {
         let n = threads > 0 ? threads : Parallel.cpuCount
-        let weights = try WeightCache.load(path: path, weightType: weightType, threads: n, options: weightCache).weights
+        var weights = try WeightCache.load(path: path, weightType: weightType, threads: n, options: weightCache).weights
+        if !quantizedActivations { weights = try weights.withIntegerProducts(false) }
         let transformer = Transformer(weights: weights, threads: n, rowInvariantDecoding: batchInvariant)
         var tokenizer: Tokenizer?
         if let tokenizerPath {

@@ -16,8 +16,13 @@ final class ModelHandle {
 public func gfn_model_default_params() -> gfn_model_params {
     gfn_model_params(size: UInt32(MemoryLayout<gfn_model_params>.size), n_threads: 0, tokenizer_path: nil,
                      weight_type: Int32(GFN_WEIGHTS_F32.rawValue), batch_invariant: 1, reserved: 0,
-                     weight_cache: Int32(GFN_WEIGHT_CACHE_OFF.rawValue), weight_cache_dir: nil)
+                     weight_cache: Int32(GFN_WEIGHT_CACHE_OFF.rawValue), weight_cache_dir: nil,
+                     quantize_activations: 1)
 }
+
+/// Size of the fourth version of gfn_model_params (with weight_cache and weight_cache_dir, before
+/// quantize_activations): where quantize_activations now starts (the old sizeof, 40 on LP64).
+let modelParamsV4Size = MemoryLayout<gfn_model_params>.offset(of: \gfn_model_params.quantize_activations)!
 
 /// Size of the third version of gfn_model_params (with batch_invariant and reserved, before weight_cache): where
 /// weight_cache now starts, rounded up to the struct's alignment (the old sizeof, 32 on LP64).
@@ -53,9 +58,12 @@ public func gfn_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointe
                     throw .invalidArgument("gfn_model_params.reserved must be 0 (got \(params.pointee.reserved))")
                 }
             }
-            if Int(size) >= MemoryLayout<gfn_model_params>.size {
+            if Int(size) >= modelParamsV4Size {
                 prm.weight_cache = params.pointee.weight_cache
                 prm.weight_cache_dir = params.pointee.weight_cache_dir
+            }
+            if Int(size) >= MemoryLayout<gfn_model_params>.size {
+                prm.quantize_activations = params.pointee.quantize_activations
             }
         }
         guard prm.n_threads >= 0 else { throw .invalidArgument("n_threads is negative (\(prm.n_threads))") }
@@ -67,6 +75,9 @@ public func gfn_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointe
         guard prm.batch_invariant == 0 || prm.batch_invariant == 1 else {
             throw .invalidArgument("batch_invariant is \(prm.batch_invariant); expected 0 or 1")
         }
+        guard prm.quantize_activations == 0 || prm.quantize_activations == 1 else {
+            throw .invalidArgument("quantize_activations is \(prm.quantize_activations); expected 0 or 1")
+        }
         guard let cacheMode = WeightCacheMode(rawValue: prm.weight_cache) else {
             throw .invalidArgument("weight_cache is \(prm.weight_cache); expected GFN_WEIGHT_CACHE_OFF (0), "
                                    + "GFN_WEIGHT_CACHE_READ_WRITE (1) or GFN_WEIGHT_CACHE_READ_ONLY (2)")
@@ -77,7 +88,8 @@ public func gfn_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointe
             logSink.emit(gfn_log_level(rawValue: UInt32(level.rawValue)), message)
         })
         let model = try Model.load(path: p, tokenizerPath: tokPath, threads: Int(prm.n_threads), weightType: weightType,
-                                   batchInvariant: prm.batch_invariant == 1, weightCache: cache)
+                                   batchInvariant: prm.batch_invariant == 1, weightCache: cache,
+                                   quantizedActivations: prm.quantize_activations == 1)
         if weightType == .bf16, let failure = BF16Matrix.takeKernelSelfCheckFailure() {
             logSink.emit(GFN_LOG_WARN, failure)
         }

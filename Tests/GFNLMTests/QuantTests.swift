@@ -339,6 +339,52 @@ final class QuantTests: XCTestCase {
         XCTAssertEqual(dir.withCString { gfn_model_load($0, &p, &h) }, GFNStatus.invalidArgument.rawValue)
         XCTAssertTrue(String(cString: gfn_last_error()).contains("GFN_WEIGHTS_INT8"))
     }
+
+    /// gfn_model_params.quantize_activations: 1 by default and for the previous struct size (whatever follows it),
+    /// 0 gives the fp32-activation products (the C logits equal Swift's with `quantizedActivations: false`, and
+    /// differ from the default's), other values are refused.
+    func testCABIQuantizeActivationsOption() throws {
+        let dir = FileIO.join(FileIO.join(TestFiles.fixtures, "gpt2-tiny"), "legacy17")
+        var p = gfn_model_default_params()
+        XCTAssertEqual(p.quantize_activations, 1)
+        p.weight_type = Int32(GFN_WEIGHTS_INT8.rawValue)
+        let ids: [Int32] = [3, 1, 4, 1, 5, 9, 2, 6]
+        func cLogits(_ params: gfn_model_params) throws -> [Float] {
+            var params = params, h: OpaquePointer?
+            XCTAssertEqual(dir.withCString { gfn_model_load($0, &params, &h) }, 0, String(cString: gfn_last_error()))
+            defer { gfn_model_free(h) }
+            let model = try XCTUnwrap(h)
+            var cfg = gfn_model_config()
+            cfg.size = UInt32(MemoryLayout<gfn_model_config>.size)
+            XCTAssertEqual(gfn_model_config_get(model, &cfg), 0)
+            var out = [Float](repeating: 0, count: ids.count * Int(cfg.vocab_size))
+            let capacity = out.count
+            XCTAssertEqual(out.withUnsafeMutableBufferPointer {
+                gfn_model_logits(model, nil, ids, 1, Int32(ids.count), nil, $0.baseAddress, capacity)
+            }, 0)
+            return out
+        }
+        func swiftLogits(quantizedActivations: Bool) throws -> [Float] {
+            try Model.load(path: dir, threads: 2, weightType: .int8, quantizedActivations: quantizedActivations)
+                .logits(ids: ids, batch: 1, seqLen: ids.count)
+        }
+        let integer = try cLogits(p)
+        XCTAssertEqual(integer, try swiftLogits(quantizedActivations: true))
+        var exact = p
+        exact.quantize_activations = 0
+        let fp32Activations = try cLogits(exact)
+        XCTAssertEqual(fp32Activations, try swiftLogits(quantizedActivations: false))
+        XCTAssertNotEqual(integer, fp32Activations, "the option must change the products")
+        // the previous version of the struct (40 bytes on LP64) ends before quantize_activations
+        var old = exact
+        old.size = UInt32(modelParamsV4Size)
+        XCTAssertEqual(try cLogits(old), integer)
+        p.quantize_activations = 2
+        var h: OpaquePointer?
+        XCTAssertEqual(dir.withCString { gfn_model_load($0, &p, &h) }, GFNStatus.invalidArgument.rawValue)
+        XCTAssertTrue(String(cString: gfn_last_error()).contains("quantize_activations"))
+        XCTAssertNil(h)
+    }
 }
 
 /// The demo model (fp16 file; 84 % of its parameters in the tied embedding) over real text: the logit error of

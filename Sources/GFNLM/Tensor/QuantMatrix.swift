@@ -15,8 +15,10 @@ public final class QuantMatrix: @unchecked Sendable {
     /// N: columns of W (output features).
     public let cols: Int
     public let format: Format
-    let qs: UnsafeMutablePointer<UInt8>
-    let scales: UnsafeMutablePointer<Float>
+    /// The quantized values and scales; shared by the copies `withIntegerProducts` makes.
+    private let storage: Storage
+    var qs: UnsafeMutablePointer<UInt8> { storage.qs }
+    var scales: UnsafeMutablePointer<Float> { storage.scales }
     let rowBytes: Int
     let blocks: Int
     /// Whether products quantize their activations per row (Q8 blocks of 32) and use integer dot products, as
@@ -25,26 +27,47 @@ public final class QuantMatrix: @unchecked Sendable {
     /// exact gradient checks, accuracy comparisons).
     public let integerProducts: Bool
 
+    /// Owns the two aligned allocations.
+    private final class Storage {
+        let qs: UnsafeMutablePointer<UInt8>
+        let scales: UnsafeMutablePointer<Float>
+
+        init(valueBytes: Int, scaleCount: Int) throws(GFNError) {
+            var raw: UnsafeMutableRawPointer?
+            guard posix_memalign(&raw, 64, valueBytes) == 0, let raw else {
+                throw GFNError(.outOfMemory, "cannot allocate \(valueBytes) bytes for a quantized matrix")
+            }
+            var rawScales: UnsafeMutableRawPointer?
+            guard posix_memalign(&rawScales, 64, scaleCount * 4) == 0, let rawScales else {
+                free(raw)
+                throw GFNError(.outOfMemory, "cannot allocate the scales of a quantized matrix")
+            }
+            qs = raw.bindMemory(to: UInt8.self, capacity: valueBytes)
+            scales = rawScales.bindMemory(to: Float.self, capacity: scaleCount)
+        }
+
+        deinit { free(qs); free(scales) }
+    }
+
     /// Uninitialized storage (filled by `quantize`, or read from a weight cache by `WeightCache`).
     init(format: Format, rows: Int, cols: Int, integerProducts: Bool) throws(GFNError) {
         guard rows > 0, cols > 0 else { throw .invalidArgument("quantized matrix of shape [\(rows), \(cols)]") }
         self.rows = rows; self.cols = cols; self.format = format; self.integerProducts = integerProducts
         rowBytes = Int(gfk_q_row_bytes(format.code, Int64(rows)))
         blocks = Int(gfk_q_blocks(Int64(rows)))
-        var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, 64, rowBytes * cols) == 0, let raw else {
-            throw GFNError(.outOfMemory, "cannot allocate \(rowBytes * cols) bytes for a quantized matrix")
-        }
-        var rawScales: UnsafeMutableRawPointer?
-        guard posix_memalign(&rawScales, 64, blocks * cols * 4) == 0, let rawScales else {
-            free(raw)
-            throw GFNError(.outOfMemory, "cannot allocate the scales of a quantized matrix")
-        }
-        qs = raw.bindMemory(to: UInt8.self, capacity: rowBytes * cols)
-        scales = rawScales.bindMemory(to: Float.self, capacity: blocks * cols)
+        storage = try Storage(valueBytes: rowBytes * cols, scaleCount: blocks * cols)
     }
 
-    deinit { free(qs); free(scales) }
+    private init(sharing m: QuantMatrix, integerProducts: Bool) {
+        rows = m.rows; cols = m.cols; format = m.format; rowBytes = m.rowBytes; blocks = m.blocks
+        storage = m.storage
+        self.integerProducts = integerProducts
+    }
+
+    /// The same matrix (storage shared, nothing copied) with products that do or do not quantize their activations.
+    public func withIntegerProducts(_ on: Bool) -> QuantMatrix {
+        on == integerProducts ? self : QuantMatrix(sharing: self, integerProducts: on)
+    }
 
     /// Bytes of storage (quantized values and scales).
     public var bytes: Int { rowBytes * cols + blocks * cols * 4 }

@@ -303,6 +303,13 @@ public struct WeightMatrix: Sendable {
         }
     }
 
+    /// This matrix with quantized products that do (`on`) or do not quantize their activations
+    /// (`QuantMatrix.integerProducts`; storage shared). Other formats: itself.
+    public func withIntegerProducts(_ on: Bool) -> WeightMatrix {
+        guard case .quant(let q) = storage, q.integerProducts != on else { return self }
+        return WeightMatrix(q.withIntegerProducts(on))
+    }
+
     /// A block-quantized copy of an fp32 matrix; a matrix already in that format is returned as is.
     public func quantized(_ format: QuantMatrix.Format, threads: Int = 1,
                           integerProducts: Bool = true) throws(GFNError) -> WeightMatrix {

@@ -161,6 +161,12 @@ public final class ModelWeights: @unchecked Sendable {
         }
     }
 
+    /// These weights (storage shared) with quantized products that do or do not quantize their activations
+    /// (`QuantMatrix.integerProducts`); fp32 / bf16 weights are unaffected.
+    public func withIntegerProducts(_ on: Bool) throws(GFNError) -> ModelWeights {
+        try converted { (m: WeightMatrix, _: Bool) throws(GFNError) in m.withIntegerProducts(on) }
+    }
+
     /// A copy with every matrix passed through `convert(matrix, isEmbeddingOrHead)`.
     private func converted(_ convert: (WeightMatrix, Bool) throws(GFNError) -> WeightMatrix) throws(GFNError) -> ModelWeights {
         func lin(_ l: Linear, head: Bool = false) throws(GFNError) -> Linear {

@@ -233,7 +233,7 @@ class Structure(ctypes.Structure):
 class ModelParams(Structure):
     _fields_ = [("size", c_uint32), ("n_threads", c_int32), ("tokenizer_path", c_char_p), ("weight_type", c_int32),
                 ("batch_invariant", c_int32), ("reserved", c_int32), ("weight_cache", c_int32),
-                ("weight_cache_dir", c_char_p)]
+                ("weight_cache_dir", c_char_p), ("quantize_activations", c_int32)]
 
 
 GFN_WEIGHT_CACHE_OFF = 0

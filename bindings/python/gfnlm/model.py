@@ -35,7 +35,7 @@ class Model(Closeable):
     @classmethod
     def load(cls, path: PathLike, tokenizer: PathLike | None = None, n_threads: int = 0,
              weights: str = "fp32", batch_invariant: bool = True, weight_cache: str = "off",
-             weight_cache_dir: PathLike | None = None) -> "Model":
+             weight_cache_dir: PathLike | None = None, quantize_activations: bool = True) -> "Model":
         """Loads an .onnx file (or a directory holding one). `tokenizer`: a path to tokenizer files; by default
         tokenizer files beside the model are used when present. `weights`: "fp32" (default), "bf16" (the large
         matrices converted to bf16 at load: half the memory), "int8" or "q4" (block-quantized at load, 32 values
@@ -46,7 +46,9 @@ class Model(Closeable):
         False picks the fastest product per batch size (results then differ at rounding level). `weight_cache`:
         "off" (default), "readwrite" (load from a converted weight cache beside the model — `weight_cache_dir`
         instead when given — when it is valid, else from the ONNX file, then write the cache) or "readonly" (never
-        write); a stale or damaged cache is never used, the reason goes to the log handler (docs/formats.md)."""
+        write); a stale or damaged cache is never used, the reason goes to the log handler (docs/formats.md).
+        `quantize_activations` ("int8" / "q4" only; default True): the products quantize their activations to int8
+        and multiply integers, as llama.cpp does; False keeps them fp32 (only the weights are rounded; slower)."""
         kinds = {"fp32": _lib.GFN_WEIGHTS_F32, "bf16": _lib.GFN_WEIGHTS_BF16, "int8": _lib.GFN_WEIGHTS_INT8,
                  "q4": _lib.GFN_WEIGHTS_Q4}
         if not isinstance(weights, str) or weights not in kinds:
@@ -55,6 +57,7 @@ class Model(Closeable):
         params.n_threads = n_threads
         params.weight_type = kinds[weights]
         params.batch_invariant = 1 if batch_invariant else 0
+        params.quantize_activations = 1 if quantize_activations else 0
         modes = {"off": _lib.GFN_WEIGHT_CACHE_OFF, "readwrite": _lib.GFN_WEIGHT_CACHE_READ_WRITE,
                  "readonly": _lib.GFN_WEIGHT_CACHE_READ_ONLY}
         if not isinstance(weight_cache, str) or weight_cache not in modes:

@@ -56,3 +56,24 @@ def test_refuses_export_and_full_fine_tuning(tmp_path, weights):
 
 def test_constants():
     assert (_lib.GFN_WEIGHTS_INT8, _lib.GFN_WEIGHTS_Q4) == (2, 3)
+
+
+@pytest.mark.parametrize("weights", ["int8", "q4"])
+def test_quantize_activations_option(weights):
+    """quantize_activations=False keeps fp32 activations: other logits than the default's, both within the bound;
+    decoding reproduces its own samples either way; on fp32 weights the option changes nothing."""
+    f32 = gfnlm.Model.load(TINY)
+    ids = [[1, 5, 9, 33, 2, 7, 11, 4]]
+    a = np.asarray(f32.logits(ids))
+    bound = (2 * f32.config["n_layer"] + 1) * FRACTION[weights] * max(1.0, float(np.abs(a).max()))
+    integer = gfnlm.Model.load(TINY, weights=weights)
+    exact = gfnlm.Model.load(TINY, weights=weights, quantize_activations=False)
+    li, le = np.asarray(integer.logits(ids)), np.asarray(exact.logits(ids))
+    assert not np.array_equal(li, le)
+    assert float(np.abs(li - a).max()) <= bound and float(np.abs(le - a).max()) <= bound
+    for m in (integer, exact):
+        s1 = m.generate([1, 2, 3], n=3, max_new_tokens=6, temperature=1.0, stop=[], seed=5)
+        s2 = m.generate([1, 2, 3], n=3, max_new_tokens=6, temperature=1.0, stop=[], seed=5)
+        assert [x.tokens for x in s1] == [x.tokens for x in s2]
+    plain = np.asarray(gfnlm.Model.load(TINY, quantize_activations=False).logits(ids))
+    assert np.array_equal(plain, a)
