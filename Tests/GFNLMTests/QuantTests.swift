@@ -102,7 +102,7 @@ final class QuantTests: XCTestCase {
                     let xq = Self.quantizedActivations(x, rows: M, K: K)
                     for simd in [true, false] {
                         QuantMatrix.allowAVX2(simd)
-                        for kernel in [QuantMatrix.Kernel.dequantize, .integer, .widened, .automatic] {
+                        for kernel in [QuantMatrix.Kernel.dequantize, .integer, .widened, .dequantizeOrWidened, .automatic] {
                             for threads in [1, 3] {
                                 let ldy = N + 3
                                 var y = [Float](repeating: .nan, count: M * ldy)

@@ -22,9 +22,9 @@ public final class QuantMatrix: @unchecked Sendable {
     let rowBytes: Int
     let blocks: Int
     /// Whether products quantize their activations per row (Q8 blocks of 32) and use integer dot products, as
-    /// llama.cpp does (the default): every product below `sgemmRowLimit` rows and every row-invariant one (decoding,
-    /// batched prefill). False keeps fp32 activations everywhere (the only error is then the weights' rounding:
-    /// exact gradient checks, accuracy comparisons).
+    /// llama.cpp does (the default): every product below `sgemmRowLimit` rows and every row-invariant one (decoding
+    /// steps; batched prefill asks for fp32 activations, `Transformer.prefill`). False keeps fp32 activations
+    /// everywhere (the only error is then the weights' rounding: exact gradient checks, accuracy comparisons).
     public let integerProducts: Bool
 
     /// Owns the two aligned allocations.
@@ -128,6 +128,10 @@ public final class QuantMatrix: @unchecked Sendable {
             integer = integerProducts
         case .integer: integer = true
         case .dequantize: integer = false
+        case .dequantizeOrWidened:
+            if !rowInvariant && m >= Self.sgemmRowLimit,
+               multiplyWidened(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
+            integer = false
         case .widened:
             if multiplyWidened(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
             integer = false
@@ -153,8 +157,9 @@ public final class QuantMatrix: @unchecked Sendable {
     }
 
     /// `integer`: activations quantized per row, integer dot products; `dequantize`: fp32 activations, the
-    /// row-invariant kernel; `widened`: weights widened to fp32 chunks in memory, then sgemm.
-    public enum Kernel: Sendable { case automatic, integer, dequantize, widened }
+    /// row-invariant kernel; `widened`: weights widened to fp32 chunks in memory, then sgemm;
+    /// `dequantizeOrWidened`: fp32 activations, chosen as without `integerProducts`.
+    public enum Kernel: Sendable { case automatic, integer, dequantize, widened, dequantizeOrWidened }
 
     /// y = x·W through sgemm on fp32 chunks of W (pooled scratch). False (nothing done) without scratch memory.
     private func multiplyWidened(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
