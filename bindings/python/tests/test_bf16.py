@@ -58,7 +58,8 @@ def test_bad_weights_value(bad):
 def test_c_abi_weight_type_and_old_struct_size():
     lib = _lib.lib
     p = _lib.gfn_model_default_params()
-    assert p.size == ctypes.sizeof(_lib.ModelParams) == 40 and p.weight_type == _lib.GFN_WEIGHTS_F32
+    assert p.size == ctypes.sizeof(_lib.ModelParams) == 48 and p.weight_type == _lib.GFN_WEIGHTS_F32
+    assert p.quantize_activations == 1
     assert p.weight_cache == _lib.GFN_WEIGHT_CACHE_OFF and p.weight_cache_dir is None
     assert p.batch_invariant == 1 and p.reserved == 0
     h = ctypes.c_void_p()
@@ -80,10 +81,17 @@ def test_c_abi_weight_type_and_old_struct_size():
     p.batch_invariant, p.reserved = 0, 0
     assert _lib.gfn_model_load(TINY.encode(), ctypes.byref(p), ctypes.byref(h)) == 0
     lib.gfn_model_free(h)
-    p.size = 40
+    p.size = 40      # the fourth header's struct: ends before quantize_activations, whose garbage is then ignored
+    p.quantize_activations = 7
     assert _lib.gfn_model_load(TINY.encode(), ctypes.byref(p), ctypes.byref(h)) == -1
     assert b"weight_cache" in _lib.gfn_last_error()
     p.weight_cache = _lib.GFN_WEIGHT_CACHE_OFF
+    assert _lib.gfn_model_load(TINY.encode(), ctypes.byref(p), ctypes.byref(h)) == 0
+    lib.gfn_model_free(h)
+    p.size = 48
+    assert _lib.gfn_model_load(TINY.encode(), ctypes.byref(p), ctypes.byref(h)) == -1
+    assert b"quantize_activations" in _lib.gfn_last_error()
+    p.quantize_activations = 1
     # a caller built against the first header: 16-byte struct; garbage after it is ignored
     p.size = 16
     p.weight_type = 12345
