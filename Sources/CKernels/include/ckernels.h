@@ -125,7 +125,7 @@ void gfk_packed_gemm(int64_t M, int64_t K, int64_t N, const float *w, const floa
  * Products: gfk_q_gemm_dequant (fp32 activations and the dequantized weights q·d, each element one FMA chain over k
  * in eight lanes whatever M is: few rows stream the storage, many rows share a panel of it widened to fp32 once; the
  * row-invariant product) and gfk_q_gemm_int (activations quantized per row to Q8 blocks first, integer dot products
- * per block). */
+ * per block; row-invariant as well). */
 #define GFK_QBLOCK 32
 #define GFK_Q8 0
 #define GFK_Q4 1
@@ -141,7 +141,9 @@ void gfk_q_unpack_rows(int format, const uint8_t *qs, const float *scales, int64
                        float *dst, int64_t ld);
 /// x [M, K] (leading dimension ldx) to Q8 rows: qx [M, gfk_q_row_bytes(GFK_Q8, K)], dx [M, gfk_q_blocks(K)].
 void gfk_q_quantize_activations(const float *x, int64_t ldx, int64_t M, int64_t K, int8_t *qx, float *dx);
-/// y[m, n] = Σ_b dx[m,b]·d[n,b]·Σ_i qx·q (int32 per block), 0 <= m < M, n0 <= n < n1; y overwritten.
+/// y[m, n] = Σ_b dx[m,b]·d[n,b]·Σ_i qx·q (int32 per block), 0 <= m < M, n0 <= n < n1; y overwritten. Row m's
+/// result does not depend on M, on how columns are split, or on the AVX2 / portable choice (exact integer sums,
+/// then the same FMAs in the same order; see quant_int.c). No allocation.
 void gfk_q_gemm_int(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
                     const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
 /// y[m, n] = x[m, :] · W[:, n] with fp32 x, n0 <= n < n1; y overwritten. Row m's result does not depend on M, on
