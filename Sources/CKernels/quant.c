@@ -261,14 +261,7 @@ AVX2 INLINE void few_rows(int format, int64_t M, const float *x, int64_t ldx, in
             const uint8_t *wr = qs + n * rb;
             const float *sc = scales + n * nb;
 #define FEW(R_, C_) few_tile(format, R_, C_, xm, ldx, K, nb, wr, rb, sc, ym, ldy)
-            if (c == 1) {
-                switch (R) { case 1: FEW(1, 1); break; case 2: FEW(2, 1); break; case 3: FEW(3, 1); break; default: FEW(4, 1); }
-            } else if (R == 1 && c == 4) FEW(1, 4);
-            else if (R == 2 && c == 3) FEW(2, 3);
-            else if (R == 1) FEW(1, 2);
-            else if (R == 2) FEW(2, 2);
-            else if (R == 3) FEW(3, 2);
-            else FEW(4, 2);
+            GFK_FEW_TILE_SHAPES(R, c, FEW);
 #undef FEW
         }
         if (c == 1) n -= C - 1;  // advanced by one column only

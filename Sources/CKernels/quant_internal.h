@@ -41,4 +41,20 @@ AVX2 INLINE float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* Calls TILE(R_, C_) with compile-time constants for the few-row paths' register tiles: R ≤ 4 rows by c columns,
+   c = 1 (the last columns) or the path's width for its row count (1 × 4, 2 × 3, else 2). Both few-row kernels
+   (quant.c, quant_int.c) instantiate their tiles through it, so the shapes stay the same in both. */
+#define GFK_FEW_TILE_SHAPES(R, c, TILE)                                                                          \
+    do {                                                                                                        \
+        if ((c) == 1) {                                                                                         \
+            switch (R) { case 1: TILE(1, 1); break; case 2: TILE(2, 1); break; case 3: TILE(3, 1); break;        \
+                         default: TILE(4, 1); }                                                                  \
+        } else if ((R) == 1 && (c) == 4) TILE(1, 4);                                                            \
+        else if ((R) == 2 && (c) == 3) TILE(2, 3);                                                              \
+        else if ((R) == 1) TILE(1, 2);                                                                          \
+        else if ((R) == 2) TILE(2, 2);                                                                          \
+        else if ((R) == 3) TILE(3, 2);                                                                          \
+        else TILE(4, 2);                                                                                        \
+    } while (0)
+
 #endif
