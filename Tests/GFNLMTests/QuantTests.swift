@@ -102,7 +102,7 @@ final class QuantTests: XCTestCase {
                     let xq = Self.quantizedActivations(x, rows: M, K: K)
                     for simd in [true, false] {
                         QuantMatrix.allowAVX2(simd)
-                        for kernel in [QuantMatrix.Kernel.dequantize, .integer, .widened, .dequantizeOrWidened, .automatic] {
+                        for kernel in [QuantMatrix.Kernel.dequantize, .integer, .integerPanel, .widened, .automatic] {
                             for threads in [1, 3] {
                                 let ldy = N + 3
                                 var y = [Float](repeating: .nan, count: M * ldy)
@@ -117,7 +117,7 @@ final class QuantTests: XCTestCase {
                                     for n in 0..<N {
                                         var ref = 0.0, mag = 0.0
                                         for k in 0..<K {
-                                            let integer = kernel == .integer || (kernel == .automatic && M < QuantMatrix.sgemmRowLimit)
+                                            let integer = kernel == .integer || kernel == .integerPanel || kernel == .automatic
                                             let xv = integer ? xq[r * K + k] : Double(x[r * K + k])
                                             ref += xv * wd[k * N + n]; mag += abs(xv * wd[k * N + n])
                                         }
@@ -157,10 +157,51 @@ final class QuantTests: XCTestCase {
         }
     }
 
+    /// The many-row integer kernel keeps its accumulators in y between panels of 64 blocks of k: across such chunks
+    /// (K = 2100: 64 blocks, then 2 with a short last one) and a column tail (N = 21: two panels of 8 and 5), its
+    /// products match double precision on the quantized activations, AVX2 equals the portable kernel bit for bit,
+    /// and each row equals its product alone.
+    func testPanelKernelAcrossChunksOfK() throws {
+        var rng = RNG(seed: 5)
+        let K = 2100, N = 21, M = 7
+        let w = Self.randomArray(K * N, &rng), x = Self.randomArray(M * K, &rng)
+        let xq = Self.quantizedActivations(x, rows: M, K: K)
+        let hadAVX2 = QuantMatrix.usesAVX2
+        defer { QuantMatrix.allowAVX2(hadAVX2) }
+        for format in [QuantMatrix.Format.q8, .q4] {
+            let q = try w.withUnsafeBufferPointer {
+                try QuantMatrix.quantize($0.baseAddress!, ld: N, transposed: false, rows: K, cols: N, format: format)
+            }
+            let wd = try q.decoded().array.map(Double.init)
+            func product(rows: Range<Int>, threads: Int) -> [Float] {
+                var y = [Float](repeating: .nan, count: rows.count * N)
+                x.withUnsafeBufferPointer { xb in
+                    y.withUnsafeMutableBufferPointer { yb in
+                        q.multiply(x: xb.baseAddress! + rows.lowerBound * K, ldx: K, m: rows.count, y: yb.baseAddress!,
+                                   ldy: N, threads: threads, kernel: .integerPanel)
+                    }
+                }
+                return y
+            }
+            let all = product(rows: 0..<M, threads: 1)
+            for r in 0..<M {
+                for n in 0..<N {
+                    var ref = 0.0, mag = 0.0
+                    for k in 0..<K { ref += xq[r * K + k] * wd[k * N + n]; mag += abs(xq[r * K + k] * wd[k * N + n]) }
+                    XCTAssertLessThanOrEqual(abs(Double(all[r * N + n]) - ref) / mag, 2e-6, "\(format) row \(r) column \(n)")
+                }
+                XCTAssertEqual(product(rows: r..<(r + 1), threads: 3), Array(all[r * N..<(r + 1) * N]), "\(format) row \(r) alone")
+            }
+            QuantMatrix.allowAVX2(false)
+            XCTAssertEqual(product(rows: 0..<M, threads: 3), all, "\(format): AVX2 and portable kernels agree bit for bit")
+            QuantMatrix.allowAVX2(hadAVX2)
+        }
+    }
+
     /// A row's product with `rowInvariant` is bitwise the same whatever the rows around it (1 to 200 rows: the
     /// few-row tiles, the panel kernel's 4-row tiles and remainders) and the thread count, and the AVX2 kernel equals
-    /// the portable one bit for bit (both are the same chain of operations); for the integer kernel (the default)
-    /// and the fp32-activation one (`integerProducts` false). K = 300 spans three chunks of 128 with a short last
+    /// the portable one bit for bit (both are the same chain of operations); for the integer kernel of decoding (the
+    /// default), the many-row integer kernel of prefill, and the fp32-activation one (`integerProducts` false). K = 300 spans three chunks of 128 with a short last
     /// block, N = 203 four panels of 48 and a tail of 11.
     func testRowInvariantProductsDoNotDependOnTheRowCountOrThreads() throws {
         var rng = RNG(seed: 1)
@@ -169,14 +210,14 @@ final class QuantTests: XCTestCase {
         let w = try Tensor(shape: [K, N], values: Self.randomArray(K * N, &rng))
         let hadAVX2 = QuantMatrix.usesAVX2
         defer { QuantMatrix.allowAVX2(hadAVX2) }
-        for format in [QuantMatrix.Format.q8, .q4] { for integer in [true, false] {
+        for format in [QuantMatrix.Format.q8, .q4] { for (integer, prefill) in [(true, false), (true, true), (false, false)] {
             let matrix = try WeightMatrix(w).quantized(format, integerProducts: integer)
             func product(start: Int, m: Int, threads: Int) -> [Float] {
                 var y = [Float](repeating: .nan, count: m * N)
                 x.withUnsafeBufferPointer { xb in
                     y.withUnsafeMutableBufferPointer { yb in
                         matrix.multiply(x: xb.baseAddress! + start * K, ldx: K, m: m, y: yb.baseAddress!, ldy: N,
-                                        threads: threads, rowInvariant: true)
+                                        threads: threads, rowInvariant: true, prefill: prefill)
                     }
                 }
                 return y
@@ -185,14 +226,14 @@ final class QuantTests: XCTestCase {
             QuantMatrix.allowAVX2(false)
             let portable = product(start: 0, m: M, threads: 3)
             QuantMatrix.allowAVX2(hadAVX2)
-            XCTAssertEqual(all, portable, "\(format) integer \(integer): AVX2 and portable kernels agree bit for bit")
+            XCTAssertEqual(all, portable, "\(format) integer \(integer) prefill \(prefill): AVX2 and portable kernels agree bit for bit")
             XCTAssertFalse(all.contains { !$0.isFinite })
             for threads in [1, 3] {
                 for m in [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 37, 64, 101, M] {
                     for start in Set([0, 3, M - m]) where start + m <= M {
                         XCTAssertEqual(product(start: start, m: m, threads: threads),
                                        Array(all[start * N..<(start + m) * N]),
-                                       "\(format) integer \(integer), threads \(threads), rows \(start)..<\(start + m)")
+                                       "\(format) integer \(integer) prefill \(prefill), threads \(threads), rows \(start)..<\(start + m)")
                     }
                 }
             }

@@ -146,6 +146,16 @@ void gfk_q_quantize_activations(const float *x, int64_t ldx, int64_t M, int64_t 
 /// then the same FMAs in the same order; see quant_int.c). No allocation.
 void gfk_q_gemm_int(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
                     const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
+/// Per row and block the sum of the Q8 activations qx (xsum [M, gfk_q_blocks(K)]): what gfk_q_gemm_int_panel needs
+/// for 4-bit weights.
+void gfk_q_activation_sums(const int8_t *qx, int64_t M, int64_t K, int32_t *xsum);
+/// The integer product for many rows: y[m, n] = Σ_b fl(dx[m,b]·d[n,b])·S_b, summed in order in one fp32 accumulator
+/// per output (fma), S_b the exact int32 dot product of block b; y overwritten. Weights repacked on the fly into
+/// panels of 8 interleaved columns (quant_int_panel.c). xsum from gfk_q_activation_sums is required for GFK_Q4 and
+/// ignored for GFK_Q8. Row-invariant like gfk_q_gemm_int, with a different (block-sum) arithmetic. No allocation:
+/// the panel (18 KB) is on the stack.
+void gfk_q_gemm_int_panel(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M, int64_t K,
+                          const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
 /// y[m, n] = x[m, :] · W[:, n] with fp32 x, n0 <= n < n1; y overwritten. Row m's result does not depend on M, on
 /// how columns are split, or on the AVX2 / portable choice (the same FMAs in the same order; see quant.c). No
 /// allocation: the many-row panel (24 KB) and its accumulators (24 KB) are on the stack.

@@ -22,9 +22,8 @@ public final class QuantMatrix: @unchecked Sendable {
     let rowBytes: Int
     let blocks: Int
     /// Whether products quantize their activations per row (Q8 blocks of 32) and use integer dot products, as
-    /// llama.cpp does (the default): every product below `sgemmRowLimit` rows and every row-invariant one (decoding
-    /// steps; batched prefill asks for fp32 activations, `Transformer.prefill`). False keeps fp32 activations
-    /// everywhere (the only error is then the weights' rounding: exact gradient checks, accuracy comparisons).
+    /// llama.cpp does (the default; every forward product, see `multiply`). False keeps fp32 activations everywhere
+    /// (the only error is then the weights' rounding: exact gradient checks, accuracy comparisons).
     public let integerProducts: Bool
 
     /// Owns the two aligned allocations.
@@ -99,67 +98,97 @@ public final class QuantMatrix: @unchecked Sendable {
         return col[k]
     }
 
-    /// Rows from which `multiply` (without row invariance) widens the weights to fp32 a chunk at a time and calls
-    /// sgemm instead: on AVX2 without VNNI the per-block integer dot product (sign, vpmaddubsw, vpmaddwd, convert,
-    /// scale) costs more instructions per multiply-add than an fp32 FMA, so once the widening is shared by enough
-    /// rows sgemm wins (1 thread, 768 × 3072: 64 rows 25.6 vs 34.4 GFLOP/s, 32 rows 27.6 vs 18.7; docs/quantization.md).
+    /// Rows from which `multiply` without `integerProducts` (and without row invariance) widens the weights to fp32
+    /// a chunk at a time and calls sgemm: once enough rows share the widening, sgemm beats the fp32-activation
+    /// kernel (docs/quantization.md, "Kernels").
     public static let sgemmRowLimit = 64
 
+    /// Rows from which `multiply` with `integerProducts` (and without row invariance) uses the panel kernel
+    /// (`gfk_q_gemm_int_panel`: weights repacked into panels of 8 interleaved columns, one integer sum per block);
+    /// below, the per-column integer kernel (1 thread, 768 × 3072: 3 rows 61 vs 53 GFLOP/s for int8, 77 vs 44
+    /// for 4-bit; 2 rows 49 vs 54 and 59 vs 44).
+    public static let panelRowLimit = 3
+
     /// y[m, cols] = x[m, rows] · W (overwrites y). With `integerProducts` (the default) the activations are
-    /// quantized to int8 per row and multiplied with integer dot products, except for products of `sgemmRowLimit`
-    /// rows or more without `rowInvariant`, which widen the weights a chunk at a time and call sgemm. Without
-    /// `integerProducts`: the dequantizing kernel (fp32 activations), and the same sgemm path for many rows. Both
-    /// kernels compute each row on its own in a fixed order, so with `rowInvariant` (batch-invariant decoding and
-    /// prefill, any m) a row's result does not depend on m or on the thread count (quant.c, quant_int.c).
-    /// `kernel` other than `.automatic` chooses one regardless (tests, benchmarks).
+    /// quantized to int8 per row (Q8 blocks of 32) and multiplied with integer dot products: the panel kernel from
+    /// `panelRowLimit` rows, the per-column kernel below and for every product with `rowInvariant` (decoding steps,
+    /// whatever m). Without `integerProducts`: fp32 activations, through the fp32-activation kernel, or through sgemm
+    /// on widened weights for `sgemmRowLimit` rows or more without `rowInvariant`. Every kernel computes each row on
+    /// its own in a fixed order, so a row's result depends neither on m nor on the thread count as long as the
+    /// kernel stays the same — which `rowInvariant` guarantees for decoding, and the explicit `.integerPanel` that
+    /// batched prefill asks for (`Transformer.prefill`) guarantees for prompts. `kernel` other than `.automatic`
+    /// chooses one regardless (prefill, tests, benchmarks).
     public func multiply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                          threads: Int, rowInvariant: Bool = false, kernel: Kernel = .automatic) {
         if m <= 0 { return }
-        let K = rows, N = cols
-        let groups = (N + 15) / 16
-        let t = m * K * N >= 1 << 17 ? max(1, threads) : 1
-        let w = UncheckedSendable(UnsafePointer(qs)), d = UncheckedSendable(UnsafePointer(scales))
-        let yy = UncheckedSendable(y), fmt = format.code
-        let integer: Bool
-        switch kernel {
-        case .automatic:
-            if !rowInvariant && m >= Self.sgemmRowLimit,
-               multiplyWidened(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
-            integer = integerProducts
-        case .integer: integer = true
-        case .dequantize: integer = false
-        case .dequantizeOrWidened:
-            if !rowInvariant && m >= Self.sgemmRowLimit,
-               multiplyWidened(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
-            integer = false
+        switch kernel == .automatic ? automaticKernel(m: m, rowInvariant: rowInvariant) : kernel {
+        case .integer:
+            if multiplyInteger(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, panel: false) { return }
+        case .integerPanel:
+            if multiplyInteger(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, panel: true) { return }
         case .widened:
             if multiplyWidened(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads) { return }
-            integer = false
+        case .dequantize, .automatic:
+            break
         }
-        let xb = Int(gfk_q_row_bytes(Int32(GFK_Q8), Int64(K)))
-        if integer, let scratch = try? scratchPool.take((m * xb + 3) / 4 + m * blocks) {
-            defer { scratchPool.give(scratch) }
-            // int8 rows first (a multiple of 32 bytes each), then their scales.
-            let qx = UnsafeMutableRawPointer(scratch.base).bindMemory(to: Int8.self, capacity: m * xb)
-            let dx = scratch.base + (m * xb + 3) / 4
-            gfk_q_quantize_activations(x, Int64(ldx), Int64(m), Int64(K), qx, dx)
-            let qxs = UncheckedSendable(UnsafePointer(qx)), dxs = UncheckedSendable(UnsafePointer(dx))
-            Parallel.chunks(groups, threads: t) { _, range in
-                gfk_q_gemm_int(fmt, qxs.value, dxs.value, Int64(m), Int64(K), w.value, d.value,
-                               Int64(range.lowerBound * 16), Int64(min(N, range.upperBound * 16)), yy.value, Int64(ldy))
-            }
-            return
-        }
-        Parallel.chunks(groups, threads: t) { _, range in
-            gfk_q_gemm_dequant(fmt, x, Int64(ldx), Int64(m), Int64(K), w.value, d.value,
+        // The fp32-activation kernel: chosen, or the fallback when the scratch memory of the others is missing.
+        let N = cols, t = m * rows * N >= 1 << 17 ? max(1, threads) : 1
+        let w = UncheckedSendable(UnsafePointer(qs)), d = UncheckedSendable(UnsafePointer(scales))
+        let yy = UncheckedSendable(y), fmt = format.code, K = Int64(rows)
+        Parallel.chunks((N + 15) / 16, threads: t) { _, range in
+            gfk_q_gemm_dequant(fmt, x, Int64(ldx), Int64(m), K, w.value, d.value,
                                Int64(range.lowerBound * 16), Int64(min(N, range.upperBound * 16)), yy.value, Int64(ldy))
         }
     }
 
-    /// `integer`: activations quantized per row, integer dot products; `dequantize`: fp32 activations, the
-    /// row-invariant kernel; `widened`: weights widened to fp32 chunks in memory, then sgemm;
-    /// `dequantizeOrWidened`: fp32 activations, chosen as without `integerProducts`.
-    public enum Kernel: Sendable { case automatic, integer, dequantize, widened, dequantizeOrWidened }
+    /// `integer`: activations quantized per row, integer dot products per column (eight lanes per block; decoding);
+    /// `integerPanel`: activations quantized per row, weights repacked into panels of 8 columns, one integer sum per
+    /// block (many rows); `dequantize`: fp32 activations, the fp32-activation kernel; `widened`: weights widened to
+    /// fp32 chunks in memory, then sgemm.
+    public enum Kernel: Sendable { case automatic, integer, integerPanel, dequantize, widened }
+
+    /// What `.automatic` runs for m rows.
+    func automaticKernel(m: Int, rowInvariant: Bool) -> Kernel {
+        if integerProducts { return rowInvariant || m < Self.panelRowLimit ? .integer : .integerPanel }
+        return !rowInvariant && m >= Self.sgemmRowLimit ? .widened : .dequantize
+    }
+
+    /// The integer kernels: x quantized to Q8 rows in pooled scratch (int8 rows, their scales, and for the 4-bit
+    /// panel kernel their block sums), then the product. False (nothing done) without scratch memory.
+    private func multiplyInteger(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
+                                 threads: Int, panel: Bool) -> Bool {
+        let K = rows, N = cols
+        let xb = Int(gfk_q_row_bytes(Int32(GFK_Q8), Int64(K)))
+        let sums = panel && format == .q4
+        guard let scratch = try? scratchPool.take((m * xb + 3) / 4 + m * blocks * (sums ? 2 : 1)) else { return false }
+        defer { scratchPool.give(scratch) }
+        // int8 rows first (a multiple of 32 bytes each), then their scales, then the block sums.
+        let qx = UnsafeMutableRawPointer(scratch.base).bindMemory(to: Int8.self, capacity: m * xb)
+        let dx = scratch.base + (m * xb + 3) / 4
+        gfk_q_quantize_activations(x, Int64(ldx), Int64(m), Int64(K), qx, dx)
+        var xsum: UnsafeMutablePointer<Int32>?
+        if sums {
+            let p = UnsafeMutableRawPointer(dx + m * blocks).bindMemory(to: Int32.self, capacity: m * blocks)
+            gfk_q_activation_sums(qx, Int64(m), Int64(K), p)
+            xsum = p
+        }
+        let t = m * K * N >= 1 << 17 ? max(1, threads) : 1
+        let w = UncheckedSendable(UnsafePointer(qs)), d = UncheckedSendable(UnsafePointer(scales))
+        let yy = UncheckedSendable(y), fmt = format.code
+        let qxs = UncheckedSendable(UnsafePointer(qx)), dxs = UncheckedSendable(UnsafePointer(dx))
+        let xs = UncheckedSendable(xsum.map { UnsafePointer($0) })
+        Parallel.chunks((N + 15) / 16, threads: t) { _, range in
+            let n0 = Int64(range.lowerBound * 16), n1 = Int64(min(N, range.upperBound * 16))
+            if panel {
+                gfk_q_gemm_int_panel(fmt, qxs.value, dxs.value, xs.value, Int64(m), Int64(K), w.value, d.value, n0, n1,
+                                     yy.value, Int64(ldy))
+            } else {
+                gfk_q_gemm_int(fmt, qxs.value, dxs.value, Int64(m), Int64(K), w.value, d.value, n0, n1, yy.value,
+                               Int64(ldy))
+            }
+        }
+        return true
+    }
 
     /// y = x·W through sgemm on fp32 chunks of W (pooled scratch). False (nothing done) without scratch memory.
     private func multiplyWidened(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,

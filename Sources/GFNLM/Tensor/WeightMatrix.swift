@@ -329,11 +329,12 @@ public struct WeightMatrix: Sendable {
     ///
     /// With `rowInvariant`, every row of y is computed by the same arithmetic whatever m is (the row-streaming
     /// kernels for fp32, the direct kernel for bf16): a sequence's result then does not depend on which other
-    /// sequences share its decoding batch (see `Transformer.rowInvariantDecoding`). `fp32Activations`: quantized
-    /// weights keep this product's activations fp32 even when the matrix quantizes them by default.
+    /// sequences share its decoding batch (see `Transformer.rowInvariantDecoding`). `prefill`: the rows are prompts
+    /// prefilled together; quantized weights then use their many-row kernel whatever m is (row-invariant as well),
+    /// where decoding steps use the per-column one.
     public func multiply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                          threads: Int, packed usePacked: Bool = false, rowInvariant: Bool = false,
-                         fp32Activations: Bool = false) {
+                         prefill: Bool = false) {
         switch storage {
         case .f32(let t, let tr):
             if rowInvariant {
@@ -351,7 +352,7 @@ public struct WeightMatrix: Sendable {
             b.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, rowInvariant: rowInvariant)
         case .quant(let q):
             q.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, rowInvariant: rowInvariant,
-                       kernel: fp32Activations && q.integerProducts ? .dequantizeOrWidened : .automatic)
+                       kernel: prefill && q.integerProducts ? .integerPanel : .automatic)
         }
     }
 

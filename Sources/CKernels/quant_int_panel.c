@@ -1,0 +1,198 @@
+// The integer product for many rows (ckernels.h: gfk_q_gemm_int_panel): activations quantized per row to Q8 blocks,
+// weights repacked on the fly into panels of 8 columns whose 4-byte groups are interleaved, as llama.cpp's repacked
+// Q4_0 / Q8_0 "x8" layouts are. One broadcast of 4 activation bytes then multiplies 8 columns at once, and a block's
+// 32 products of each column are summed in integers across the whole block before a single conversion and scaling:
+// per 256 multiply-adds one convert and one FMA, where the per-column kernel (quant_int.c) needs eight of each.
+// 4-bit weights gain most: their nibbles (0..15) multiply unsigned, so a row's pair sums stay in int16 for a whole
+// block (8 steps × 2 × 15 × 127 < 2¹⁵), and one vpmaddubsw + one vpaddw do 32 multiply-adds.
+//
+// The arithmetic (the portable version defines it): per (row, column) one fp32 accumulator a = +0, and for each
+// block b in order a = fma((float)S_b, dx[b]·d[b], a), where S_b is the exact int32 dot product of the block's 32
+// pairs (|S_b| ≤ 32·127² is exact in fp32) and dx[b]·d[b] is rounded to fp32 first. Every output depends on its own
+// row and column only, so the product is row-invariant: a row's result depends neither on the number of rows, nor
+// on the split of columns over threads, nor on AVX2 or portable code. (It differs from gfk_q_gemm_int's eight-lane
+// arithmetic, which decoding uses; the two are never mixed within one product.)
+#include "quant_internal.h"
+#include <math.h>
+#include <string.h>
+
+enum {
+    PANEL_COLS = 8,          // columns per panel: one int32 lane each
+    PANEL_BLOCKS = 64,       // blocks of k per panel: 8 × 2048 bytes = 16 KB, with 2 KB of scales
+    PANEL_ROWS = 4,          // rows per register tile
+    ROW_BLOCK = 128,         // rows per pass over a panel: their activations (≤ 256 KB a chunk of k) stay in L2
+};
+
+/* ---- portable kernel -------------------------------------------------------------------------------------- */
+
+static void gemm_panel_scalar(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M,
+                              int64_t K, const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y,
+                              int64_t ldy) {
+    (void)xsum;
+    const int64_t rb = gfk_q_row_bytes(format, K), xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
+    for (int64_t n = n0; n < n1; n++) {
+        const uint8_t *w = qs + n * rb;
+        for (int64_t m = 0; m < M; m++) {
+            const int8_t *xr = qx + m * xb;
+            float a = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t s = 0;
+                for (int i = 0; i < QK; i++) s += (int32_t)xr[b * QK + i] * q_value(format, w, b * QK + i);
+                a = fmaf((float)s, dx[m * nb + b] * scales[n * nb + b], a);
+            }
+            y[m * ldy + n] = a;
+        }
+    }
+}
+
+/* ---- AVX2 kernel ------------------------------------------------------------------------------------------ */
+
+// Blocks b0..<b1 of columns n..n + c − 1 (c ≤ 8; the missing columns are zeros) into the panel: for each block,
+// 8 registers, register j holding bytes 4j..4j+3 of the block of every column (column l in lane l), int8 values
+// for Q8 and the unsigned nibbles 0..15 for Q4; scales [block][column]. A transpose of 8 × 8 dwords per block.
+AVX2 INLINE void pack_panel(int format, const uint8_t *qs, const float *scales, int64_t rb, int64_t nb, int64_t n,
+                            int c, int64_t b0, int64_t b1, __m256i *pw, float *pd) {
+    for (int64_t b = b0; b < b1; b++) {
+        __m256i r[8];
+        for (int l = 0; l < 8; l++) {
+            if (l >= c) { r[l] = _mm256_setzero_si256(); continue; }
+            const uint8_t *row = qs + (n + l) * rb;
+            if (format == GFK_Q4) {
+                const __m128i p = _mm_loadu_si128((const __m128i *)(row + b * (QK / 2)));
+                r[l] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15)),
+                                        _mm_and_si128(p, _mm_set1_epi8(15)));
+            } else {
+                r[l] = _mm256_loadu_si256((const __m256i *)(row + b * QK));
+            }
+        }
+        // r[l] = dwords j0..j7 of column l  →  out[j] = dword j of columns 0..7.
+        __m256 t[8], u[8];
+        for (int l = 0; l < 8; l += 2) {
+            t[l] = _mm256_unpacklo_ps(_mm256_castsi256_ps(r[l]), _mm256_castsi256_ps(r[l + 1]));     // j0 j1 | j4 j5
+            t[l + 1] = _mm256_unpackhi_ps(_mm256_castsi256_ps(r[l]), _mm256_castsi256_ps(r[l + 1])); // j2 j3 | j6 j7
+        }
+        for (int h = 0; h < 8; h += 4) {  // columns h..h+3
+            u[h + 0] = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t[h]), _mm256_castps_pd(t[h + 2])));
+            u[h + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t[h]), _mm256_castps_pd(t[h + 2])));
+            u[h + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t[h + 1]), _mm256_castps_pd(t[h + 3])));
+            u[h + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t[h + 1]), _mm256_castps_pd(t[h + 3])));
+        }
+        // u[h + i] holds dword j = i (low half) and j = i + 4 (high half) of columns h..h+3.
+        __m256i *out = pw + (b - b0) * 8;
+        for (int i = 0; i < 4; i++) {
+            out[i] = _mm256_castps_si256(_mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
+            out[i + 4] = _mm256_castps_si256(_mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
+        }
+        for (int l = 0; l < 8; l++) pd[(b - b0) * 8 + l] = l < c ? scales[(n + l) * nb + b] : 0.0f;
+    }
+}
+
+// Rows m..m + R − 1 (R ≤ 4) against one packed panel of blocks b0..<b1: the fp32 accumulators of the 8 columns start
+// at +0 (first chunk of k) or at y's parked values, and are parked in y again (only the c valid columns).
+AVX2 INLINE void panel_rows(int format, int R, const int8_t *qx, int64_t xb, const float *dx, const int32_t *xsum,
+                            int64_t nb, int64_t b0, int64_t b1, const __m256i *pw, const float *pd, int c, float *y,
+                            int64_t ldy) {
+    __m256 acc[PANEL_ROWS];
+    for (int r = 0; r < R; r++) {
+        if (b0 == 0) acc[r] = _mm256_setzero_ps();
+        else if (c == 8) acc[r] = _mm256_loadu_ps(y + r * ldy);
+        else { float t[8] = {0}; memcpy(t, y + r * ldy, (size_t)c * 4); acc[r] = _mm256_loadu_ps(t); }
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = b0; b < b1; b++) {
+        const __m256i *w = pw + (b - b0) * 8;
+        __m256i s[PANEL_ROWS];
+        if (format == GFK_Q4) {
+            // Pair sums of nibble × x stay within int16 for the whole block: 8 steps × 2 × 15 × 127 = 30480.
+            for (int r = 0; r < R; r++) s[r] = _mm256_setzero_si256();
+            for (int j = 0; j < 8; j++) {
+                const __m256i wj = _mm256_load_si256(w + j);
+                for (int r = 0; r < R; r++) {
+                    const __m256i xv = _mm256_set1_epi32(*(const int32_t *)(qx + r * xb + b * QK + 4 * j));
+                    s[r] = _mm256_add_epi16(s[r], _mm256_maddubs_epi16(wj, xv));
+                }
+            }
+            for (int r = 0; r < R; r++)  // Σ (q − 8)·x = Σ q·x − 8·Σ x
+                s[r] = _mm256_sub_epi32(_mm256_madd_epi16(s[r], ones), _mm256_set1_epi32(8 * xsum[r * nb + b]));
+        } else {
+            // Signed × signed through vpmaddubsw: |w| times x carrying w's sign; pair sums can reach 2·127², so each
+            // step goes on to int32 at once.
+            for (int r = 0; r < R; r++) s[r] = _mm256_setzero_si256();
+            for (int j = 0; j < 8; j++) {
+                const __m256i wj = _mm256_load_si256(w + j), aw = _mm256_sign_epi8(wj, wj);
+                for (int r = 0; r < R; r++) {
+                    const __m256i xv = _mm256_set1_epi32(*(const int32_t *)(qx + r * xb + b * QK + 4 * j));
+                    s[r] = _mm256_add_epi32(s[r],
+                                            _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wj)), ones));
+                }
+            }
+        }
+        const __m256 dw = _mm256_load_ps(pd + (b - b0) * 8);
+        for (int r = 0; r < R; r++)
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[r]), _mm256_mul_ps(_mm256_broadcast_ss(dx + r * nb + b), dw),
+                                     acc[r]);
+    }
+    for (int r = 0; r < R; r++) {
+        if (c == 8) _mm256_storeu_ps(y + r * ldy, acc[r]);
+        else { float t[8]; _mm256_storeu_ps(t, acc[r]); memcpy(y + r * ldy, t, (size_t)c * 4); }
+    }
+}
+
+AVX2 INLINE void gemm_panel_avx2_fmt(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M,
+                                     int64_t K, const uint8_t *qs, const float *scales, int64_t n0, int64_t n1,
+                                     float *y, int64_t ldy) {
+    const int64_t rb = gfk_q_row_bytes(format, K), xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
+    __m256i pw[PANEL_BLOCKS * 8];
+    _Alignas(32) float pd[PANEL_BLOCKS * 8];
+    for (int64_t b0 = 0; b0 < nb; b0 += PANEL_BLOCKS) {
+        const int64_t b1 = b0 + PANEL_BLOCKS < nb ? b0 + PANEL_BLOCKS : nb;
+        for (int64_t r0 = 0; r0 < M; r0 += ROW_BLOCK) {  // each panel is packed once per block of rows
+            const int64_t r1 = r0 + ROW_BLOCK < M ? r0 + ROW_BLOCK : M;
+            for (int64_t n = n0; n < n1; n += PANEL_COLS) {
+                const int c = n1 - n < PANEL_COLS ? (int)(n1 - n) : PANEL_COLS;
+                pack_panel(format, qs, scales, rb, nb, n, c, b0, b1, pw, pd);
+                for (int64_t m = r0; m < r1; m += PANEL_ROWS) {
+                    const int R = r1 - m < PANEL_ROWS ? (int)(r1 - m) : PANEL_ROWS;
+                    const int8_t *xm = qx + m * xb;
+                    const float *dm = dx + m * nb;
+                    const int32_t *sm = xsum ? xsum + m * nb : NULL;
+                    float *ym = y + m * ldy + n;
+#define ROWS(R_) panel_rows(format, R_, xm, xb, dm, sm, nb, b0, b1, pw, pd, c, ym, ldy)
+                    switch (R) { case 1: ROWS(1); break; case 2: ROWS(2); break; case 3: ROWS(3); break; default: ROWS(4); }
+#undef ROWS
+                }
+            }
+        }
+    }
+}
+
+AVX2 static void gemm_panel_avx2_q8(const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
+                                    const float *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+    gemm_panel_avx2_fmt(GFK_Q8, qx, dx, NULL, M, K, qs, sc, n0, n1, y, ldy);
+}
+AVX2 static void gemm_panel_avx2_q4(const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M, int64_t K,
+                                    const uint8_t *qs, const float *sc, int64_t n0, int64_t n1, float *y,
+                                    int64_t ldy) {
+    gemm_panel_avx2_fmt(GFK_Q4, qx, dx, xsum, M, K, qs, sc, n0, n1, y, ldy);
+}
+
+void gfk_q_activation_sums(const int8_t *qx, int64_t M, int64_t K, int32_t *xsum) {
+    const int64_t xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t b = 0; b < nb; b++) {
+            int32_t s = 0;
+            for (int i = 0; i < QK; i++) s += qx[m * xb + b * QK + i];
+            xsum[m * nb + b] = s;
+        }
+}
+
+void gfk_q_gemm_int_panel(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M, int64_t K,
+                          const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+    if (n1 <= n0 || M <= 0) return;
+    if (gfk_q_kernel_is_avx2()) {
+        if (format == GFK_Q4) gemm_panel_avx2_q4(qx, dx, xsum, M, K, qs, scales, n0, n1, y, ldy);
+        else gemm_panel_avx2_q8(qx, dx, M, K, qs, scales, n0, n1, y, ldy);
+    } else {
+        gemm_panel_scalar(format, qx, dx, xsum, M, K, qs, scales, n0, n1, y, ldy);
+    }
+}
