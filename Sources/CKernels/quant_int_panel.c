@@ -47,13 +47,19 @@ static void gemm_panel_scalar(int format, const int8_t *qx, const float *dx, con
 
 /* ---- AVX2 kernel ------------------------------------------------------------------------------------------ */
 
-// Blocks b0..<b1 of columns n..n + c − 1 (c ≤ 8; the missing columns are zeros) into the panel: for each block,
+// Blocks b0..<b1 of columns n..n + c − 1 (c ≤ 8; the missing columns are zeros) into the panel, prefetching the
+// same blocks of the nnext columns after them: for each block,
 // 8 registers, register j holding bytes 4j..4j+3 of the block of every column (column l in lane l), int8 values
 // for Q8 and the unsigned nibbles 0..15 for Q4; scales [block][column]. A transpose of 8 × 8 dwords per block.
 AVX2 INLINE void pack_panel(int format, const uint8_t *qs, const float *scales, int64_t rb, int64_t nb, int64_t n,
-                            int c, int64_t b0, int64_t b1, __m256i *pw, float *pd) {
+                            int c, int nnext, int64_t b0, int64_t b1, __m256i *pw, float *pd) {
+    const int64_t block_bytes = format == GFK_Q4 ? QK / 2 : QK;
     for (int64_t b = b0; b < b1; b++) {
         __m256i r[8];
+        // With few rows the weights come from DRAM in 8 interleaved streams, which the hardware prefetchers follow
+        // poorly: fetch the same block of the next panel's nnext columns now (one row from DRAM: 12.5 against 8.6
+        // GFLOP/s without; four rows 36 against 28).
+        for (int l = 0; l < nnext; l++) _mm_prefetch((const char *)(qs + (n + 8 + l) * rb + b * block_bytes), _MM_HINT_T0);
         for (int l = 0; l < 8; l++) {
             if (l >= c) { r[l] = _mm256_setzero_si256(); continue; }
             const uint8_t *row = qs + (n + l) * rb;
@@ -150,7 +156,8 @@ AVX2 INLINE void gemm_panel_avx2_fmt(int format, const int8_t *qx, const float *
             const int64_t r1 = r0 + ROW_BLOCK < M ? r0 + ROW_BLOCK : M;
             for (int64_t n = n0; n < n1; n += PANEL_COLS) {
                 const int c = n1 - n < PANEL_COLS ? (int)(n1 - n) : PANEL_COLS;
-                pack_panel(format, qs, scales, rb, nb, n, c, b0, b1, pw, pd);
+                const int64_t left = n1 - n - PANEL_COLS;  // columns of the next panel, prefetched while packing
+                pack_panel(format, qs, scales, rb, nb, n, c, left <= 0 ? 0 : left < 8 ? (int)left : 8, b0, b1, pw, pd);
                 for (int64_t m = r0; m < r1; m += PANEL_ROWS) {
                     const int R = r1 - m < PANEL_ROWS ? (int)(r1 - m) : PANEL_ROWS;
                     const int8_t *xm = qx + m * xb;
