@@ -262,7 +262,8 @@ public final class Transformer: @unchecked Sendable {
     func addHeadUpdate(_ f: LoRAFactors, x: UnsafePointer<Float>, count: Int, u: UnsafeMutablePointer<Float>,
                        out: UnsafeMutablePointer<Float>) {
         let E = config.nEmbd, V = config.vocabSize, r = f.rank
-        BLAS.gemm(m: count, n: r, k: E, a: x, lda: E, b: f.a.pointer, ldb: E, transB: true, c: u, ldc: r)
+        BLAS.gemm(m: count, n: r, k: E, a: x, lda: E, b: f.a.pointer, ldb: E, transB: true, c: u, ldc: r,
+                  threads: threads)
         BLAS.gemm(m: count, n: V, k: r, a: u, lda: r, b: f.b.pointer, ldb: r, transB: true, c: out, ldc: V,
                   alpha: f.scale, beta: 1, threads: threads)
     }
@@ -359,7 +360,8 @@ public final class Transformer: @unchecked Sendable {
                 xa = UnsafePointer(scratch); lda = nIn
             }
             // t[n, r] = x · Aᵀ, then y += scale · t · Bᵀ
-            BLAS.gemm(m: n, n: r, k: nIn, a: xa, lda: lda, b: f.a.pointer, ldb: nIn, transB: true, c: t, ldc: r)
+            BLAS.gemm(m: n, n: r, k: nIn, a: xa, lda: lda, b: f.a.pointer, ldb: nIn, transB: true, c: t, ldc: r,
+                      threads: threads)
             BLAS.gemm(m: n, n: nOut, k: r, a: t, lda: r, b: f.b.pointer, ldb: r, transB: true, c: y + n0 * ldy,
                       ldc: ldy, alpha: f.scale, beta: 1, threads: threads)
         }
