@@ -89,20 +89,74 @@ void gfk_q_pack(int format, const float *src, int64_t ld, int transposed, int64_
     free(tmp);
 }
 
+// The whole blocks of a weight row widened with AVX2: the same (float)q · d per element as the portable loop.
+AVX2 static void unpack_blocks_avx2(int format, const uint8_t *q, const float *d, int64_t blocks, float *o) {
+    for (int64_t b = 0; b < blocks; b++) {
+        const __m256i v = load_block(format, q, b);  // 32 signed values
+        const __m256 db = _mm256_set1_ps(d[b]);
+        const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+        const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+        for (int i = 0; i < 4; i++)
+            _mm256_storeu_ps(o + b * QK + 8 * i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])), db));
+    }
+}
+
 void gfk_q_unpack_rows(int format, const uint8_t *qs, const float *scales, int64_t K, int64_t n0, int64_t n1,
                        float *dst, int64_t ld) {
     int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
+    const int64_t whole = gfk_q_kernel_is_avx2() ? K / QK : 0;
     for (int64_t n = n0; n < n1; n++) {
         const uint8_t *q = qs + n * rb;
         const float *d = scales + n * nb;
         float *o = dst + (n - n0) * ld;
-        for (int64_t k = 0; k < K; k++) o[k] = (float)q_value(format, q, k) * d[k / QK];
+        if (whole > 0) unpack_blocks_avx2(format, q, d, whole, o);
+        for (int64_t k = whole * QK; k < K; k++) o[k] = (float)q_value(format, q, k) * d[k / QK];
     }
+}
+
+// quantize_q8 for one whole block with AVX2: the same operations in lanes (max|v| is exact in any order; d, 1/d and
+// v·(1/d) are the same single roundings; vroundps in nearest mode is nearbyintf), so the same bits.
+AVX2 static float quantize_q8_avx2(const float *v, int8_t *q) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 x[4], m = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++) {
+        x[i] = _mm256_loadu_ps(v + 8 * i);
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, x[i]));
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    const float amax = _mm_cvtss_f32(h), d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    const __m256 idv = _mm256_set1_ps(id), hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    __m256i r[4];
+    for (int i = 0; i < 4; i++) {
+        __m256 t = _mm256_round_ps(_mm256_mul_ps(x[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        r[i] = _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(t, hi), lo));
+    }
+    // packs work per 128-bit lane: 0-3 8-11 | 4-7 12-15 → bytes in the order 0,4,1,5,2,6,3,7 of dwords; restore.
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+    _mm256_storeu_si256((__m256i *)q, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    return d;
 }
 
 void gfk_q_quantize_activations(const float *x, int64_t ldx, int64_t M, int64_t K, int8_t *qx, float *dx) {
     int64_t rb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
-    for (int64_t m = 0; m < M; m++) quantize_row(GFK_Q8, x + m * ldx, K, (uint8_t *)qx + m * rb, dx + m * nb);
+    if (!gfk_q_kernel_is_avx2() || K < QK) {
+        for (int64_t m = 0; m < M; m++) quantize_row(GFK_Q8, x + m * ldx, K, (uint8_t *)qx + m * rb, dx + m * nb);
+        return;
+    }
+    const int64_t whole = K / QK;
+    for (int64_t m = 0; m < M; m++) {
+        const float *v = x + m * ldx;
+        int8_t *q = qx + m * rb;
+        float *d = dx + m * nb;
+        for (int64_t b = 0; b < whole; b++) d[b] = quantize_q8_avx2(v + b * QK, q + b * QK);
+        if (whole < nb) {  // the short last block, zero-padded
+            float blk[QK] = {0};
+            memcpy(blk, v + whole * QK, (size_t)(K - whole * QK) * sizeof(float));
+            d[whole] = quantize_q8(blk, q + whole * QK);
+        }
+    }
 }
 
 /* ---- kernel choice ---------------------------------------------------------------------------------------- */

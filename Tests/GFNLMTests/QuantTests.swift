@@ -240,10 +240,36 @@ final class QuantTests: XCTestCase {
         } }
     }
 
-    func testPortableKernelsCanBeForced() {
+    func testPortableKernelsCanBeForced() throws {
         let had = QuantMatrix.usesAVX2
-        XCTAssertFalse(QuantMatrix.allowAVX2(false))
-        XCTAssertFalse(QuantMatrix.usesAVX2)
+        defer { QuantMatrix.allowAVX2(had) }
+        // Widening the weights (the backward, `decoded`) and quantizing activations have AVX2 versions for whole
+        // blocks: they give the portable code's bits (K = 100: three whole blocks and a short one).
+        var rng = RNG(seed: 9)
+        let K = 100, N = 7
+        let w = Self.randomArray(K * N, &rng), x = Self.randomArray(3 * K, &rng)
+        for format in [QuantMatrix.Format.q8, .q4] {
+            let q = try w.withUnsafeBufferPointer {
+                try QuantMatrix.quantize($0.baseAddress!, ld: N, transposed: false, rows: K, cols: N, format: format)
+            }
+            func run() throws -> ([Float], [Float]) {
+                var y = [Float](repeating: 0, count: 3 * N)
+                x.withUnsafeBufferPointer { xb in
+                    y.withUnsafeMutableBufferPointer { yb in
+                        q.multiply(x: xb.baseAddress!, ldx: K, m: 3, y: yb.baseAddress!, ldy: N, threads: 1,
+                                   kernel: .integerPanel)
+                    }
+                }
+                return (try q.decoded().array, y)
+            }
+            QuantMatrix.allowAVX2(true)
+            let vector = try run()
+            XCTAssertFalse(QuantMatrix.allowAVX2(false))
+            XCTAssertFalse(QuantMatrix.usesAVX2)
+            let portable = try run()
+            XCTAssertEqual(vector.0, portable.0, "\(format): widened weights")
+            XCTAssertEqual(vector.1, portable.1, "\(format): products (quantized activations)")
+        }
         XCTAssertEqual(QuantMatrix.allowAVX2(true), had, "re-allowing restores the detected kernel")
     }
 

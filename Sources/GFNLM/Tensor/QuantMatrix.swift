@@ -165,12 +165,14 @@ public final class QuantMatrix: @unchecked Sendable {
         // int8 rows first (a multiple of 32 bytes each), then their scales, then the block sums.
         let qx = UnsafeMutableRawPointer(scratch.base).bindMemory(to: Int8.self, capacity: m * xb)
         let dx = scratch.base + (m * xb + 3) / 4
-        gfk_q_quantize_activations(x, Int64(ldx), Int64(m), Int64(K), qx, dx)
-        var xsum: UnsafeMutablePointer<Int32>?
-        if sums {
-            let p = UnsafeMutableRawPointer(dx + m * blocks).bindMemory(to: Int32.self, capacity: m * blocks)
-            gfk_q_activation_sums(qx, Int64(m), Int64(K), p)
-            xsum = p
+        let xsum = sums ? UnsafeMutableRawPointer(dx + m * blocks).bindMemory(to: Int32.self, capacity: m * blocks) : nil
+        // Rows split over the threads when there are enough of them (prefill, training passes).
+        let qxw = UncheckedSendable(qx), dxw = UncheckedSendable(dx), xsw = UncheckedSendable(xsum)
+        let nb = blocks
+        Parallel.chunks(m, threads: m * K >= 1 << 16 ? max(1, threads) : 1) { _, range in
+            let r0 = range.lowerBound, rows = Int64(range.count)
+            gfk_q_quantize_activations(x + r0 * ldx, Int64(ldx), rows, Int64(K), qxw.value + r0 * xb, dxw.value + r0 * nb)
+            if let s = xsw.value { gfk_q_activation_sums(qxw.value + r0 * xb, rows, Int64(K), s + r0 * nb) }
         }
         let t = m * K * N >= 1 << 17 ? max(1, threads) : 1
         let w = UncheckedSendable(UnsafePointer(qs)), d = UncheckedSendable(UnsafePointer(scales))
