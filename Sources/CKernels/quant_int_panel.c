@@ -48,9 +48,9 @@ static void gemm_panel_scalar(int format, const int8_t *qx, const float *dx, con
 /* ---- AVX2 kernel ------------------------------------------------------------------------------------------ */
 
 // Blocks b0..<b1 of columns n..n + c − 1 (c ≤ 8; the missing columns are zeros) into the panel, prefetching the
-// same blocks of the nnext columns after them: for each block,
-// 8 registers, register j holding bytes 4j..4j+3 of the block of every column (column l in lane l), int8 values
-// for Q8 and the unsigned nibbles 0..15 for Q4; scales [block][column]. A transpose of 8 × 8 dwords per block.
+// same blocks of the nnext columns after them. Per block 8 registers, register j holding bytes 4j..4j+3 of the
+// block of every column (column l in lane l): int8 values for Q8, the unsigned nibbles 0..15 for Q4; scales
+// [block][column]. A transpose of 8 × 8 dwords per block.
 AVX2 INLINE void pack_panel(int format, const uint8_t *qs, const float *scales, int64_t rb, int64_t nb, int64_t n,
                             int c, int nnext, int64_t b0, int64_t b1, __m256i *pw, float *pd) {
     const int64_t block_bytes = format == GFK_Q4 ? QK / 2 : QK;
