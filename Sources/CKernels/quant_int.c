@@ -75,9 +75,7 @@ AVX2 INLINE void tile_int(int format, int R, int C, int prefetch, const int8_t *
         for (int c = 0; c < C; c++) {
             const __m256 dw = _mm256_broadcast_ss(sc + c * nb + b);
             if (format == GFK_Q4) {
-                const __m128i p = _mm_loadu_si128((const __m128i *)(wr + c * rb + b * (QK / 2)));
-                const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15)),
-                                                   _mm_and_si128(p, _mm_set1_epi8(15)));
+                const __m256i q = load_nibbles(wr + c * rb, b);
                 for (int r = 0; r < R; r++) {
                     const __m256i d = _mm256_sub_epi32(
                         _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv[r]), _mm256_set1_epi16(1)), x8[r]);

@@ -64,9 +64,7 @@ AVX2 INLINE void pack_panel(int format, const uint8_t *qs, const float *scales, 
             if (l >= c) { r[l] = _mm256_setzero_si256(); continue; }
             const uint8_t *row = qs + (n + l) * rb;
             if (format == GFK_Q4) {
-                const __m128i p = _mm_loadu_si128((const __m128i *)(row + b * (QK / 2)));
-                r[l] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15)),
-                                        _mm_and_si128(p, _mm_set1_epi8(15)));
+                r[l] = load_nibbles(row, b);
             } else {
                 r[l] = _mm256_loadu_si256((const __m256i *)(row + b * QK));
             }

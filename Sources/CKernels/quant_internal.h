@@ -21,15 +21,15 @@ static inline int q_value(int format, const uint8_t *qrow, int64_t k) {
     return ((const int8_t *)qrow)[k];
 }
 
+/* The 32 stored nibbles q (0..15) of block b of a 4-bit weight row, in element order, one per byte. */
+AVX2 INLINE __m256i load_nibbles(const uint8_t *row, int64_t b) {
+    const __m128i p = _mm_loadu_si128((const __m128i *)(row + b * (QK / 2)));
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15)), _mm_and_si128(p, _mm_set1_epi8(15)));
+}
+
 /* The 32 signed values of block b of a weight row, as int8. */
 AVX2 INLINE __m256i load_block(int format, const uint8_t *row, int64_t b) {
-    if (format == GFK_Q4) {
-        __m128i p = _mm_loadu_si128((const __m128i *)(row + b * (QK / 2)));
-        __m128i lo = _mm_and_si128(p, _mm_set1_epi8(15));
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15));
-        __m256i v = _mm256_set_m128i(hi, lo);
-        return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
-    }
+    if (format == GFK_Q4) return _mm256_sub_epi8(load_nibbles(row, b), _mm256_set1_epi8(8));
     return _mm256_loadu_si256((const __m256i *)(row + b * QK));
 }
 
