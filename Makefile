@@ -28,7 +28,7 @@ RELEASE_FLAGS := -c release --product gfnlm --scratch-path $(ROOT)/.build-releas
 
 include mk/protobuf.mk
 
-.PHONY: all deps lib demo test abi-check-test kernel-test-static swift-test c-test py-test examples-test clean venv bench
+.PHONY: all deps lib demo test abi-check-test kernel-test-static quant-kernel-test swift-test c-test py-test examples-test clean venv bench
 
 all: deps lib demo
 
@@ -70,7 +70,7 @@ $(VENV)/.ok: bindings/python/requirements-test.txt
 demo: lib venv
 	GFNLM_LIBRARY=$(LIB) PYTHONPATH=$(ROOT)/bindings/python $(PY) examples/python/random_numbers.py --plot $(BUILD)/random_numbers.png
 
-test: deps lib venv mpi-venv abi-check-test kernel-test-static swift-test c-test fuzz-smoke py-test examples-test install-test
+test: deps lib venv mpi-venv abi-check-test kernel-test-static quant-kernel-test swift-test c-test fuzz-smoke py-test examples-test install-test
 	@echo "all tests passed"
 
 ## The exports in Sources/GFNLMC implement include/gfnlm.h's declarations (`@c @implementation`), so the compiler
@@ -88,6 +88,18 @@ $(BUILD)/kernel-test-static: $(KERNEL_TEST_SOURCES) Sources/CKernels/bf16_intern
 
 kernel-test-static: $(BUILD)/kernel-test-static
 	$(BUILD)/kernel-test-static
+
+## The block-quantized kernels' C layer: fp16 scale conversions against F16C, every format's products against double
+## precision, AVX2 against portable bit for bit, row invariance (seconds).
+QUANT_TEST_SOURCES := Tests/Kernels/quant_kernel_test.c Sources/CKernels/quant.c Sources/CKernels/quant_int.c \
+  Sources/CKernels/quant_int_panel.c
+$(BUILD)/quant-kernel-test: $(QUANT_TEST_SOURCES) Sources/CKernels/quant_internal.h Sources/CKernels/include/ckernels.h
+	@mkdir -p $(BUILD)
+	gcc -std=c11 -O2 -march=x86-64-v3 -Wall -Wextra -Werror -ISources/CKernels -ISources/CKernels/include \
+	  $(QUANT_TEST_SOURCES) -lm -o $@
+
+quant-kernel-test: $(BUILD)/quant-kernel-test
+	$(BUILD)/quant-kernel-test
 
 swift-test: | deps
 	$(SWIFT) build --build-tests -j $(JOBS)

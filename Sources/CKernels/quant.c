@@ -1,4 +1,4 @@
-// Block-quantized weight matrices (int8 "Q8" and 4-bit "Q4", 32 values per block with an fp32 scale): packing,
+// Block-quantized weight matrices (int8 "Q8", 4-bit "Q4" and 6-bit "Q6", 32 values per block with an fp16 scale): packing,
 // unpacking, the kernel choice and the product on fp32 activations (see ckernels.h for the layout; the integer
 // product is in quant_int.c). The AVX2 kernels are chosen at run time; the portable C versions serve CPUs without
 // AVX2/FMA and as a check of the vector ones.
@@ -12,55 +12,105 @@
 int64_t gfk_q_blocks(int64_t K) { return (K + QK - 1) / QK; }
 
 int64_t gfk_q_row_bytes(int format, int64_t K) {
-    int64_t kp = gfk_q_blocks(K) * QK;
-    return format == GFK_Q4 ? kp / 2 : kp;
+    return gfk_q_blocks(K) * q_block_bytes(format);
 }
 
 /* ---- quantization of one block ---------------------------------------------------------------------------- */
 
-// Q8: d = max|v| / 127, q = round(v / d) in [-127, 127] (never -128: the AVX2 sign trick needs |q| <= 127).
-static float quantize_q8(const float *v, int8_t *q) {
-    float amax = 0;
-    for (int i = 0; i < QK; i++) { float a = fabsf(v[i]); if (a > amax) amax = a; }
-    float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+// Q8 values of a block for the scale d: q = round(v / d) in [-127, 127] (never -128: the AVX2 sign trick needs
+// |q| <= 127).
+static void q8_values(const float *v, float d, int8_t *q) {
+    const float id = d > 0 ? 1.0f / d : 0.0f;
     for (int i = 0; i < QK; i++) {
         float r = nearbyintf(v[i] * id);
         if (r > 127) r = 127;
         if (r < -127) r = -127;
         q[i] = (int8_t)r;
     }
+}
+
+// The Q8 scale of a block: max|v| / 127.
+static float q8_scale(const float *v) {
+    float amax = 0;
+    for (int i = 0; i < QK; i++) { float a = fabsf(v[i]); if (a > amax) amax = a; }
+    return amax / 127.0f;
+}
+
+// Activations (fp32 scales): the Q8 block and its scale.
+static float quantize_q8(const float *v, int8_t *q) {
+    const float d = q8_scale(v);
+    q8_values(v, d, q);
     return d;
 }
 
-// Q4 (as llama.cpp's Q4_0): d = m / -8 where m is the value of largest magnitude (so m maps to -8 exactly),
-// q = round(v / d) + 8 clamped to 0..15; value = (q − 8)·d. Byte j holds element j (low nibble) and j + 16 (high).
-static float quantize_q4(const float *v, uint8_t *q) {
+// The stored (fp16) form of the scale d, and in *dr the value it stands for, against which the block is quantized.
+static uint16_t stored_scale(float d, float *dr) {
+    const uint16_t h = float_to_half(d);
+    *dr = half_to_float(h);
+    return h;
+}
+
+// The value of largest magnitude in a block (the first one, if two have it).
+static float largest_value(const float *v) {
     float amax = 0, m = 0;
     for (int i = 0; i < QK; i++) { float a = fabsf(v[i]); if (a > amax) { amax = a; m = v[i]; } }
-    float d = m / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
-    for (int j = 0; j < QK / 2; j++) {
-        int a = (int)(v[j] * id + 8.5f), b = (int)(v[j + QK / 2] * id + 8.5f);
-        a = a < 0 ? 0 : (a > 15 ? 15 : a);
-        b = b < 0 ? 0 : (b > 15 ? 15 : b);
-        q[j] = (uint8_t)(a | (b << 4));
-    }
-    return d;
+    return m;
 }
 
-static void quantize_row(int format, const float *v, int64_t K, uint8_t *qrow, float *drow) {
-    int64_t nb = gfk_q_blocks(K);
+// One block of a weight row in `format`, its values at q and its fp16 scale returned.
+//  Q8: d = max|v| / 127.
+//  Q4 (llama.cpp's Q4_0): d = m / −8 with m the value of largest magnitude (so m maps to −8 exactly), q = round(v / d)
+//      + 8 clamped to 0..15, value (q − 8)·d; byte j holds element j (low nibble) and j + 16 (high).
+//  Q6: the same with 32 and 0..63; the low nibbles as Q4's, then 8 bytes of the high two bits (ckernels.h).
+static uint16_t quantize_weights(int format, const float *v, uint8_t *q) {
+    float dr;
+    if (format == GFK_Q8) {
+        const uint16_t h = stored_scale(q8_scale(v), &dr);
+        q8_values(v, dr, (int8_t *)q);
+        return h;
+    }
+    const int offset = 1 << q_offset_shift(format), top = 2 * offset - 1;
+    const uint16_t h = stored_scale(largest_value(v) / -(float)offset, &dr);
+    const float id = dr != 0 ? 1.0f / dr : 0.0f;
+    int u[QK];
+    for (int i = 0; i < QK; i++) {
+        const int t = (int)(v[i] * id + ((float)offset + 0.5f));
+        u[i] = t < 0 ? 0 : (t > top ? top : t);
+    }
+    for (int j = 0; j < QK / 2; j++) q[j] = (uint8_t)((u[j] & 15) | (u[j + QK / 2] & 15) << 4);
+    if (format == GFK_Q6)
+        for (int j = 0; j < 8; j++)
+            q[QK / 2 + j] = (uint8_t)(u[j] >> 4 | (u[j + 8] >> 4) << 2 | (u[j + 16] >> 4) << 4 | (u[j + 24] >> 4) << 6);
+    return h;
+}
+
+// One weight row (K values, the last block zero-padded).
+static void quantize_row(int format, const float *v, int64_t K, uint8_t *qrow, uint16_t *drow) {
+    const int64_t nb = gfk_q_blocks(K), bytes = q_block_bytes(format);
     float blk[QK];
     for (int64_t b = 0; b < nb; b++) {
         int64_t k0 = b * QK, n = K - k0 < QK ? K - k0 : QK;
         memcpy(blk, v + k0, (size_t)n * sizeof(float));
         for (int64_t i = n; i < QK; i++) blk[i] = 0;
-        if (format == GFK_Q4) drow[b] = quantize_q4(blk, qrow + b * (QK / 2));
-        else drow[b] = quantize_q8(blk, (int8_t *)qrow + b * QK);
+        drow[b] = quantize_weights(format, blk, qrow + b * bytes);
+    }
+}
+
+// One activation row to Q8 blocks with fp32 scales.
+static void quantize_activation_row(const float *v, int64_t K, int8_t *qrow, float *drow) {
+    const int64_t nb = gfk_q_blocks(K);
+    float blk[QK];
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t k0 = b * QK, n = K - k0 < QK ? K - k0 : QK;
+        memcpy(blk, v + k0, (size_t)n * sizeof(float));
+        for (int64_t i = n; i < QK; i++) blk[i] = 0;
+        drow[b] = quantize_q8(blk, qrow + b * QK);
     }
 }
 
 void gfk_q_pack(int format, const float *src, int64_t ld, int transposed, int64_t K, int64_t N, uint8_t *qs,
-                float *scales, int64_t n0, int64_t n1) {
+                uint16_t *scales, int64_t n0, int64_t n1) {
+    (void)N;  // the columns n0..<n1 are what is packed; N documents the source's shape
     int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
     if (transposed) {
         for (int64_t n = n0; n < n1; n++) quantize_row(format, src + n * ld, K, qs + n * rb, scales + n * nb);
@@ -74,8 +124,7 @@ void gfk_q_pack(int format, const float *src, int64_t ld, int transposed, int64_
             for (int64_t b = 0; b < nb; b++) {
                 int64_t k0 = b * QK;
                 for (int i = 0; i < QK; i++) col[i] = k0 + i < K ? src[(k0 + i) * ld + n] : 0;
-                if (format == GFK_Q4) scales[n * nb + b] = quantize_q4(col, qs + n * rb + b * (QK / 2));
-                else scales[n * nb + b] = quantize_q8(col, (int8_t *)qs + n * rb + b * QK);
+                scales[n * nb + b] = quantize_weights(format, col, qs + n * rb + b * q_block_bytes(format));
             }
         }
         return;
@@ -90,10 +139,10 @@ void gfk_q_pack(int format, const float *src, int64_t ld, int transposed, int64_
 }
 
 // The whole blocks of a weight row widened with AVX2: the same (float)q · d per element as the portable loop.
-AVX2 static void unpack_blocks_avx2(int format, const uint8_t *q, const float *d, int64_t blocks, float *o) {
+AVX2 static void unpack_blocks_avx2(int format, const uint8_t *q, const uint16_t *d, int64_t blocks, float *o) {
     for (int64_t b = 0; b < blocks; b++) {
         const __m256i v = load_block(format, q, b);  // 32 signed values
-        const __m256 db = _mm256_set1_ps(d[b]);
+        const __m256 db = _mm256_set1_ps(scale_at(d, b));
         const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
         const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
         for (int i = 0; i < 4; i++)
@@ -101,16 +150,16 @@ AVX2 static void unpack_blocks_avx2(int format, const uint8_t *q, const float *d
     }
 }
 
-void gfk_q_unpack_rows(int format, const uint8_t *qs, const float *scales, int64_t K, int64_t n0, int64_t n1,
+void gfk_q_unpack_rows(int format, const uint8_t *qs, const uint16_t *scales, int64_t K, int64_t n0, int64_t n1,
                        float *dst, int64_t ld) {
     int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
     const int64_t whole = gfk_q_kernel_is_avx2() ? K / QK : 0;
     for (int64_t n = n0; n < n1; n++) {
         const uint8_t *q = qs + n * rb;
-        const float *d = scales + n * nb;
+        const uint16_t *d = scales + n * nb;
         float *o = dst + (n - n0) * ld;
         if (whole > 0) unpack_blocks_avx2(format, q, d, whole, o);
-        for (int64_t k = whole * QK; k < K; k++) o[k] = (float)q_value(format, q, k) * d[k / QK];
+        for (int64_t k = whole * QK; k < K; k++) o[k] = (float)q_value(format, q, k) * half_to_float(d[k / QK]);
     }
 }
 
@@ -142,7 +191,7 @@ AVX2 static float quantize_q8_avx2(const float *v, int8_t *q) {
 void gfk_q_quantize_activations(const float *x, int64_t ldx, int64_t M, int64_t K, int8_t *qx, float *dx) {
     int64_t rb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
     if (!gfk_q_kernel_is_avx2() || K < QK) {
-        for (int64_t m = 0; m < M; m++) quantize_row(GFK_Q8, x + m * ldx, K, (uint8_t *)qx + m * rb, dx + m * nb);
+        for (int64_t m = 0; m < M; m++) quantize_activation_row(x + m * ldx, K, qx + m * rb, dx + m * nb);
         return;
     }
     const int64_t whole = K / QK;
@@ -163,7 +212,9 @@ void gfk_q_quantize_activations(const float *x, int64_t ldx, int64_t M, int64_t 
 
 static int simd_state = -1; // -1: not decided yet
 
-static int cpu_has_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+static int cpu_has_avx2(void) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
 
 int gfk_q_kernel_is_avx2(void) {
     if (simd_state < 0) {
@@ -187,7 +238,7 @@ int gfk_q_set_avx2(int enable) {
 // rounds once, like the vector FMA, and the final sum is the vector kernels' horizontal sum, so the portable and
 // the AVX2 results are equal bit for bit.
 static void gemm_dequant_scalar(int format, const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
-                                const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+                                const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
     int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
     for (int64_t n = n0; n < n1; n++) {
         const uint8_t *w = qs + n * rb;
@@ -195,7 +246,7 @@ static void gemm_dequant_scalar(int format, const float *x, int64_t ldx, int64_t
             const float *xr = x + m * ldx;
             float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
             for (int64_t k = 0; k < K; k++)
-                a[k % 8] = fmaf(xr[k], (float)q_value(format, w, k) * scales[n * nb + k / QK], a[k % 8]);
+                a[k % 8] = fmaf(xr[k], (float)q_value(format, w, k) * half_to_float(scales[n * nb + k / QK]), a[k % 8]);
             y[m * ldy + n] = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
         }
     }
@@ -227,10 +278,9 @@ AVX2 INLINE __m256 load_x(const float *p, int64_t left) {
 
 // The four groups of 8 weights of block b of a weight row, widened and scaled by d: w[j] = q[8j..8j+8]·d.
 AVX2 INLINE void widen_block(int format, const uint8_t *row, int64_t b, __m256 d, __m256 w[4]) {
-    if (format == GFK_Q4) {
-        __m128i p = _mm_loadu_si128((const __m128i *)(row + b * (QK / 2)));
-        __m128i lo = _mm_sub_epi8(_mm_and_si128(p, _mm_set1_epi8(15)), _mm_set1_epi8(8));
-        __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15)), _mm_set1_epi8(8));
+    if (format != GFK_Q8) {
+        const __m256i v = load_block(format, row, b);
+        const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
         w[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), d);
         w[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), d);
         w[2] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), d);
@@ -242,11 +292,11 @@ AVX2 INLINE void widen_block(int format, const uint8_t *row, int64_t b, __m256 d
         w[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8 * j)))), d);
 }
 
-// The 8 weights 8j..8j+8 of a block, widened and scaled by d, from the block's int8 values in q (q4: already
-// unpacked, lo = values 0..15 and hi = 16..31, minus 8).
+// The 8 weights 8j..8j+8 of a block, widened and scaled by d, from the block's int8 values in q8 (Q8) or in lo / hi
+// (Q4 / Q6: already unpacked, lo = values 0..15 and hi = 16..31, offset removed).
 AVX2 INLINE __m256 widen8_scaled(int format, const uint8_t *q8, __m128i lo, __m128i hi, int j, __m256 d) {
     __m128i q;
-    if (format == GFK_Q4) {
+    if (format != GFK_Q8) {
         q = j < 2 ? lo : hi;
         if (j & 1) q = _mm_srli_si128(q, 8);
     } else {
@@ -259,7 +309,7 @@ AVX2 INLINE __m256 widen8_scaled(int format, const uint8_t *q8, __m128i lo, __m1
 // column the weights are widened 8 at a time (q4: the block's nibbles unpacked once) and multiplied into the R
 // rows' accumulators; each accumulator still sees k in order.
 AVX2 INLINE void few_tile(int format, int R, int C, const float *x, int64_t ldx, int64_t K, int64_t nb,
-                          const uint8_t *wr, int64_t rb, const float *sc, float *y, int64_t ldy) {
+                          const uint8_t *wr, int64_t rb, const uint16_t *sc, float *y, int64_t ldy) {
     __m256 a[4][4];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) a[r][c] = _mm256_setzero_ps();
@@ -273,15 +323,15 @@ AVX2 INLINE void few_tile(int format, int R, int C, const float *x, int64_t ldx,
         const int steps = b < full ? 4 : (int)((K - b * QK + 7) / 8);
         for (int64_t i = 0; i < pf_per && pf < pf_end; i++, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
         for (int c = 0; c < C; c++) {
-            const __m256 d = _mm256_set1_ps(sc[c * nb + b]);
-            const uint8_t *q = wr + c * rb + b * (format == GFK_Q4 ? QK / 2 : QK);
+            const __m256 d = _mm256_set1_ps(scale_at(sc, c * nb + b));
+            const uint8_t *q = wr + c * rb + b * QK;  // Q8 only
             __m128i lo = _mm_setzero_si128(), hi = lo;
-            if (format == GFK_Q4) {
-                __m128i p = _mm_loadu_si128((const __m128i *)q);
-                lo = _mm_sub_epi8(_mm_and_si128(p, _mm_set1_epi8(15)), _mm_set1_epi8(8));
-                hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15)), _mm_set1_epi8(8));
+            if (format != GFK_Q8) {
+                const __m256i v = load_block(format, wr + c * rb, b);
+                lo = _mm256_castsi256_si128(v);
+                hi = _mm256_extracti128_si256(v, 1);
             }
-            if (steps == 4) {
+            if (b < full) {
                 for (int j = 0; j < 4; j++) {
                     __m256 w = widen8_scaled(format, q, lo, hi, j, d);
                     for (int r = 0; r < R; r++)
@@ -303,7 +353,7 @@ AVX2 INLINE void few_tile(int format, int R, int C, const float *x, int64_t ldx,
 // Rows in groups of 4 (then the last 1–3) against each tile of columns in turn: the tile's weight rows stay in L1
 // while the row groups pass over them.
 AVX2 INLINE void few_rows(int format, int64_t M, const float *x, int64_t ldx, int64_t K, const uint8_t *qs,
-                          const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+                          const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
     const int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
     const int C = M == 1 ? 4 : M == 2 ? 3 : 2;
     for (int64_t n = n0; n < n1; n += C) {
@@ -313,7 +363,7 @@ AVX2 INLINE void few_rows(int format, int64_t M, const float *x, int64_t ldx, in
             const float *xm = x + m * ldx;
             float *ym = y + m * ldy + n;
             const uint8_t *wr = qs + n * rb;
-            const float *sc = scales + n * nb;
+            const uint16_t *sc = scales + n * nb;
 #define FEW(R_, C_) few_tile(format, R_, C_, xm, ldx, K, nb, wr, rb, sc, ym, ldy)
             GFK_FEW_TILE_SHAPES(R, c, FEW);
 #undef FEW
@@ -363,7 +413,7 @@ AVX2 INLINE void many_tile(int R, int C, const float *x, int64_t ldx, int64_t k0
     }
 
 AVX2 INLINE void many_rows(int format, const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
-                           const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+                           const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
     const int64_t rb = gfk_q_row_bytes(format, K), nb = gfk_q_blocks(K);
     float panel[RP_COLS * RP_KC] __attribute__((aligned(64)));
     float park[RP_RB * RP_COLS * 8] __attribute__((aligned(64)));
@@ -377,7 +427,7 @@ AVX2 INLINE void many_rows(int format, const float *x, int64_t ldx, int64_t M, i
                     const uint8_t *wr = qs + (c0 + c) * rb;
                     for (int64_t b = k0 / QK; b * QK < k1; b++) {
                         __m256 v[4];
-                        widen_block(format, wr, b, _mm256_set1_ps(scales[(c0 + c) * nb + b]), v);
+                        widen_block(format, wr, b, _mm256_set1_ps(scale_at(scales, (c0 + c) * nb + b)), v);
                         for (int j = 0; j < 4; j++) _mm256_store_ps(panel + c * RP_KC + (b * QK - k0) + 8 * j, v[j]);
                     }
                 }
@@ -404,7 +454,7 @@ AVX2 INLINE void many_rows(int format, const float *x, int64_t ldx, int64_t M, i
 }
 
 AVX2 INLINE void gemm_dequant_avx2_fmt(int format, const float *x, int64_t ldx, int64_t M, int64_t K,
-                                       const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y,
+                                       const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1, float *y,
                                        int64_t ldy) {
     if (M > RP_FEW_ROWS) {
         many_rows(format, x, ldx, M, K, qs, scales, n0, n1, y, ldy);
@@ -414,19 +464,24 @@ AVX2 INLINE void gemm_dequant_avx2_fmt(int format, const float *x, int64_t ldx, 
 }
 
 AVX2 static void gemm_dequant_avx2_q8(const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
-                                      const float *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+                                      const uint16_t *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
     gemm_dequant_avx2_fmt(GFK_Q8, x, ldx, M, K, qs, sc, n0, n1, y, ldy);
 }
 AVX2 static void gemm_dequant_avx2_q4(const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
-                                      const float *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+                                      const uint16_t *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
     gemm_dequant_avx2_fmt(GFK_Q4, x, ldx, M, K, qs, sc, n0, n1, y, ldy);
+}
+AVX2 static void gemm_dequant_avx2_q6(const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
+                                      const uint16_t *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+    gemm_dequant_avx2_fmt(GFK_Q6, x, ldx, M, K, qs, sc, n0, n1, y, ldy);
 }
 
 void gfk_q_gemm_dequant(int format, const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
-                        const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+                        const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
     if (n1 <= n0 || M <= 0) return;
     if (gfk_q_kernel_is_avx2()) {
         if (format == GFK_Q4) gemm_dequant_avx2_q4(x, ldx, M, K, qs, scales, n0, n1, y, ldy);
+        else if (format == GFK_Q6) gemm_dequant_avx2_q6(x, ldx, M, K, qs, scales, n0, n1, y, ldy);
         else gemm_dequant_avx2_q8(x, ldx, M, K, qs, scales, n0, n1, y, ldy);
     } else {
         gemm_dequant_scalar(format, x, ldx, M, K, qs, scales, n0, n1, y, ldy);

@@ -4,7 +4,8 @@
 // 32 products of each column are summed in integers across the whole block before a single conversion and scaling:
 // per 256 multiply-adds one convert and one FMA, where the per-column kernel (quant_int.c) needs eight of each.
 // 4-bit weights gain most: their nibbles (0..15) multiply unsigned, so a row's pair sums stay in int16 for a whole
-// block (8 steps × 2 × 15 × 127 < 2¹⁵), and one vpmaddubsw + one vpaddw do 32 multiply-adds.
+// block (8 steps × 2 × 15 × 127 < 2¹⁵), and one vpmaddubsw + one vpaddw do 32 multiply-adds. 6-bit values (0..63)
+// multiply unsigned too, but their pair sums go on to int32 at every step, as int8's do.
 //
 // The arithmetic (the portable version defines it): per (row, column) one fp32 accumulator a = +0, and for each
 // block b in order a = fma((float)S_b, dx[b]·d[b], a), where S_b is the exact int32 dot product of the block's 32
@@ -26,7 +27,7 @@ enum {
 /* ---- portable kernel -------------------------------------------------------------------------------------- */
 
 static void gemm_panel_scalar(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M,
-                              int64_t K, const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y,
+                              int64_t K, const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1, float *y,
                               int64_t ldy) {
     (void)xsum;
     const int64_t rb = gfk_q_row_bytes(format, K), xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
@@ -38,7 +39,7 @@ static void gemm_panel_scalar(int format, const int8_t *qx, const float *dx, con
             for (int64_t b = 0; b < nb; b++) {
                 int32_t s = 0;
                 for (int i = 0; i < QK; i++) s += (int32_t)xr[b * QK + i] * q_value(format, w, b * QK + i);
-                a = fmaf((float)s, dx[m * nb + b] * scales[n * nb + b], a);
+                a = fmaf((float)s, dx[m * nb + b] * half_to_float(scales[n * nb + b]), a);
             }
             y[m * ldy + n] = a;
         }
@@ -49,11 +50,11 @@ static void gemm_panel_scalar(int format, const int8_t *qx, const float *dx, con
 
 // Blocks b0..<b1 of columns n..n + c − 1 (c ≤ 8; the missing columns are zeros) into the panel, prefetching the
 // same blocks of the nnext columns after them. Per block 8 registers, register j holding bytes 4j..4j+3 of the
-// block of every column (column l in lane l): int8 values for Q8, the unsigned nibbles 0..15 for Q4; scales
-// [block][column]. A transpose of 8 × 8 dwords per block.
-AVX2 INLINE void pack_panel(int format, const uint8_t *qs, const float *scales, int64_t rb, int64_t nb, int64_t n,
+// block of every column (column l in lane l): int8 values for Q8, the unsigned stored values for Q4 (0..15) and Q6
+// (0..63); scales as fp32, [block][column]. A transpose of 8 × 8 dwords per block.
+AVX2 INLINE void pack_panel(int format, const uint8_t *qs, const uint16_t *scales, int64_t rb, int64_t nb, int64_t n,
                             int c, int nnext, int64_t b0, int64_t b1, __m256i *pw, float *pd) {
-    const int64_t block_bytes = format == GFK_Q4 ? QK / 2 : QK;
+    const int64_t block_bytes = q_block_bytes(format);
     for (int64_t b = b0; b < b1; b++) {
         __m256i r[8];
         // With few rows the weights come from DRAM in 8 interleaved streams, which the hardware prefetchers follow
@@ -63,11 +64,7 @@ AVX2 INLINE void pack_panel(int format, const uint8_t *qs, const float *scales, 
         for (int l = 0; l < 8; l++) {
             if (l >= c) { r[l] = _mm256_setzero_si256(); continue; }
             const uint8_t *row = qs + (n + l) * rb;
-            if (format == GFK_Q4) {
-                r[l] = load_nibbles(row, b);
-            } else {
-                r[l] = _mm256_loadu_si256((const __m256i *)(row + b * QK));
-            }
+            r[l] = format == GFK_Q8 ? _mm256_loadu_si256((const __m256i *)(row + b * QK)) : load_unsigned(format, row, b);
         }
         // r[l] = dwords j0..j7 of column l  →  out[j] = dword j of columns 0..7.
         __m256 t[8], u[8];
@@ -87,7 +84,7 @@ AVX2 INLINE void pack_panel(int format, const uint8_t *qs, const float *scales, 
             out[i] = _mm256_castps_si256(_mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
             out[i + 4] = _mm256_castps_si256(_mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
         }
-        for (int l = 0; l < 8; l++) pd[(b - b0) * 8 + l] = l < c ? scales[(n + l) * nb + b] : 0.0f;
+        for (int l = 0; l < 8; l++) pd[(b - b0) * 8 + l] = l < c ? scale_at(scales, (n + l) * nb + b) : 0.0f;
     }
 }
 
@@ -118,6 +115,18 @@ AVX2 INLINE void panel_rows(int format, int R, const int8_t *qx, int64_t xb, con
             }
             for (int r = 0; r < R; r++)  // Σ (q − 8)·x = Σ q·x − 8·Σ x
                 s[r] = _mm256_sub_epi32(_mm256_madd_epi16(s[r], ones), _mm256_set1_epi32(8 * xsum[r * nb + b]));
+        } else if (format == GFK_Q6) {
+            // Unsigned 0..63 × x: pair sums reach 2·63·127, so each step goes on to int32 at once.
+            for (int r = 0; r < R; r++) s[r] = _mm256_setzero_si256();
+            for (int j = 0; j < 8; j++) {
+                const __m256i wj = _mm256_load_si256(w + j);
+                for (int r = 0; r < R; r++) {
+                    const __m256i xv = _mm256_set1_epi32(*(const int32_t *)(qx + r * xb + b * QK + 4 * j));
+                    s[r] = _mm256_add_epi32(s[r], _mm256_madd_epi16(_mm256_maddubs_epi16(wj, xv), ones));
+                }
+            }
+            for (int r = 0; r < R; r++)  // Σ (q − 32)·x = Σ q·x − 32·Σ x
+                s[r] = _mm256_sub_epi32(s[r], _mm256_set1_epi32(32 * xsum[r * nb + b]));
         } else {
             // Signed × signed through vpmaddubsw: |w| times x carrying w's sign; pair sums can reach 2·127², so each
             // step goes on to int32 at once.
@@ -143,7 +152,7 @@ AVX2 INLINE void panel_rows(int format, int R, const int8_t *qx, int64_t xb, con
 }
 
 AVX2 INLINE void gemm_panel_avx2_fmt(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M,
-                                     int64_t K, const uint8_t *qs, const float *scales, int64_t n0, int64_t n1,
+                                     int64_t K, const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1,
                                      float *y, int64_t ldy) {
     const int64_t rb = gfk_q_row_bytes(format, K), xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
     __m256i pw[PANEL_BLOCKS * 8];
@@ -172,13 +181,18 @@ AVX2 INLINE void gemm_panel_avx2_fmt(int format, const int8_t *qx, const float *
 }
 
 AVX2 static void gemm_panel_avx2_q8(const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
-                                    const float *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+                                    const uint16_t *sc, int64_t n0, int64_t n1, float *y, int64_t ldy) {
     gemm_panel_avx2_fmt(GFK_Q8, qx, dx, NULL, M, K, qs, sc, n0, n1, y, ldy);
 }
 AVX2 static void gemm_panel_avx2_q4(const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M, int64_t K,
-                                    const uint8_t *qs, const float *sc, int64_t n0, int64_t n1, float *y,
+                                    const uint8_t *qs, const uint16_t *sc, int64_t n0, int64_t n1, float *y,
                                     int64_t ldy) {
     gemm_panel_avx2_fmt(GFK_Q4, qx, dx, xsum, M, K, qs, sc, n0, n1, y, ldy);
+}
+AVX2 static void gemm_panel_avx2_q6(const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M, int64_t K,
+                                    const uint8_t *qs, const uint16_t *sc, int64_t n0, int64_t n1, float *y,
+                                    int64_t ldy) {
+    gemm_panel_avx2_fmt(GFK_Q6, qx, dx, xsum, M, K, qs, sc, n0, n1, y, ldy);
 }
 
 void gfk_q_activation_sums(const int8_t *qx, int64_t M, int64_t K, int32_t *xsum) {
@@ -192,10 +206,11 @@ void gfk_q_activation_sums(const int8_t *qx, int64_t M, int64_t K, int32_t *xsum
 }
 
 void gfk_q_gemm_int_panel(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M, int64_t K,
-                          const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
+                          const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy) {
     if (n1 <= n0 || M <= 0) return;
     if (gfk_q_kernel_is_avx2()) {
         if (format == GFK_Q4) gemm_panel_avx2_q4(qx, dx, xsum, M, K, qs, scales, n0, n1, y, ldy);
+        else if (format == GFK_Q6) gemm_panel_avx2_q6(qx, dx, xsum, M, K, qs, scales, n0, n1, y, ldy);
         else gemm_panel_avx2_q8(qx, dx, M, K, qs, scales, n0, n1, y, ldy);
     } else {
         gemm_panel_scalar(format, qx, dx, xsum, M, K, qs, scales, n0, n1, y, ldy);

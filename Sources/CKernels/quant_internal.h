@@ -1,36 +1,108 @@
-/* Internal to CKernels (not in include/): what the quantized products' two files (quant.c: packing and the
-   fp32-activation product; quant_int.c: the integer product) share. */
+/* Internal to CKernels (not in include/): what the quantized products' files (quant.c: packing and the
+   fp32-activation product; quant_int.c and quant_int_panel.c: the integer products) share. */
 #ifndef GFK_QUANT_INTERNAL_H
 #define GFK_QUANT_INTERNAL_H
 
 #include "ckernels.h"
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define QK GFK_QBLOCK
-#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
-/* Element k of a stored weight row as a signed integer (q4: the nibble minus 8). */
-static inline int q_value(int format, const uint8_t *qrow, int64_t k) {
-    if (format == GFK_Q4) {
-        int64_t b = k / QK, i = k % QK;
-        uint8_t byte = qrow[b * (QK / 2) + (i % (QK / 2))];
-        return (i < QK / 2 ? (byte & 15) : (byte >> 4)) - 8;
+/* fp16 (IEEE binary16) to fp32: exact, so the same value as F16C's vcvtph2ps for every input. */
+static inline float half_to_float(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 31, man = h & 1023;
+    union { uint32_t u; float f; } v;
+    if (exp == 31) v.u = sign | 0x7f800000 | man << 13;           // inf, NaN
+    else if (exp != 0) v.u = sign | (exp + 112) << 23 | man << 13; // normal: rebias 15 → 127
+    else {                                                         // zero, subnormal: man · 2⁻²⁴
+        v.f = (float)man * 0x1p-24f;
+        v.u |= sign;
     }
-    return ((const int8_t *)qrow)[k];
+    return v.f;
 }
 
-/* The 32 stored nibbles q (0..15) of block b of a 4-bit weight row, in element order, one per byte. */
-AVX2 INLINE __m256i load_nibbles(const uint8_t *row, int64_t b) {
-    const __m128i p = _mm_loadu_si128((const __m128i *)(row + b * (QK / 2)));
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15)), _mm_and_si128(p, _mm_set1_epi8(15)));
+/* fp32 to fp16, rounded to nearest (ties to even) like vcvtps2ph; finite inputs beyond the fp16 range become the
+   largest finite fp16 of their sign (a scale must stay finite). Packing only. */
+static inline uint16_t float_to_half(float f) {
+    union { float f; uint32_t u; } v = {f};
+    const uint16_t sign = (uint16_t)((v.u >> 16) & 0x8000);
+    const uint32_t a = v.u & 0x7fffffff;
+    if (a > 0x7f800000) return sign | 0x7e00;           // NaN
+    if (a >= 0x477ff000) return sign | 0x7bff;          // ≥ 65520 rounds to inf: the largest finite instead
+    if (a >= 0x38800000) {                              // normal fp16 (≥ 2⁻¹⁴)
+        uint32_t r = a - 0x38000000;                    // rebias 127 → 15 (exponent field − 112)
+        r += 0xfff + ((r >> 13) & 1);                   // round to nearest even at bit 13
+        return sign | (uint16_t)(r >> 13);
+    }
+    // Subnormal fp16 or zero: |f|·2²⁴ units of 2⁻²⁴ (exact, < 1024), rounded to nearest even; 1024 is the
+    // encoding of the smallest normal, which is then the right answer.
+    v.u = a;
+    return sign | (uint16_t)nearbyintf(v.f * 0x1p24f);
 }
+
+/* Bytes of one stored block. */
+static inline int q_block_bytes(int format) { return format == GFK_Q4 ? QK / 2 : format == GFK_Q6 ? 3 * QK / 4 : QK; }
+
+/* Element k of a stored weight row as a signed integer (q4: the nibble minus 8; q6: the 6-bit value minus 32). */
+static inline int q_value(int format, const uint8_t *qrow, int64_t k) {
+    const int64_t b = k / QK, i = k % QK;
+    if (format == GFK_Q8) return ((const int8_t *)qrow)[k];
+    const uint8_t *blk = qrow + b * q_block_bytes(format);
+    const uint8_t byte = blk[i % (QK / 2)];
+    const int lo = i < QK / 2 ? (byte & 15) : (byte >> 4);
+    if (format == GFK_Q4) return lo - 8;
+    const int hi = (blk[QK / 2 + i % 8] >> (2 * (i / 8))) & 3;
+    return (lo | hi << 4) - 32;
+}
+
+/* The 32 stored nibbles q (0..15) of a block of 4-bit (or the low halves of 6-bit) values at p, in element order,
+   one per byte. */
+AVX2 INLINE __m256i load_nibbles_at(const uint8_t *p) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)), _mm_and_si128(v, _mm_set1_epi8(15)));
+}
+
+/* The 32 nibbles of block b of a 4-bit weight row. */
+AVX2 INLINE __m256i load_nibbles(const uint8_t *row, int64_t b) { return load_nibbles_at(row + b * (QK / 2)); }
+
+/* The 32 stored 6-bit values q (0..63) of block b of a 6-bit weight row, in element order, one per byte: the low
+   nibbles, or'ed with the high two bits (element i's at bit 2·(i / 8) of byte 16 + i % 8, brought to bits 4..5). */
+AVX2 INLINE __m256i load_q6(const uint8_t *row, int64_t b) {
+    const uint8_t *p = row + b * (3 * QK / 4);
+    const __m256i high = _mm256_set1_epi64x(*(const int64_t *)(p + QK / 2));  // the 8 high bytes in every quarter
+    const __m256i h = _mm256_and_si256(_mm256_srlv_epi64(high, _mm256_setr_epi64x(0, 2, 4, 6)), _mm256_set1_epi8(3));
+    return _mm256_or_si256(load_nibbles_at(p), _mm256_slli_epi16(h, 4));
+}
+
+/* The unsigned stored values of block b (q4: 0..15, q6: 0..63; not for Q8). */
+AVX2 INLINE __m256i load_unsigned(int format, const uint8_t *row, int64_t b) {
+    return format == GFK_Q6 ? load_q6(row, b) : load_nibbles(row, b);
+}
+
+/* The offset that unsigned stored values carry (q4: 8, q6: 32), as a shift: 8 = 1 << 3, 32 = 1 << 5. */
+static inline int q_offset_shift(int format) { return format == GFK_Q6 ? 5 : 3; }
 
 /* The 32 signed values of block b of a weight row, as int8. */
 AVX2 INLINE __m256i load_block(int format, const uint8_t *row, int64_t b) {
     if (format == GFK_Q4) return _mm256_sub_epi8(load_nibbles(row, b), _mm256_set1_epi8(8));
+    if (format == GFK_Q6) return _mm256_sub_epi8(load_q6(row, b), _mm256_set1_epi8(32));
     return _mm256_loadu_si256((const __m256i *)(row + b * QK));
+}
+
+/* Scale s of a row of fp16 scales as fp32 (F16C in the AVX2 kernels: the same value as half_to_float). */
+AVX2 INLINE float scale_at(const uint16_t *s, int64_t i) { return _cvtsh_ss(s[i]); }
+
+/* The fp16 scales s[0..8) as fp32, or the `left` < 8 there are followed by zeros (nothing read past them). */
+AVX2 INLINE __m256 load_scales8(const uint16_t *s, int64_t left) {
+    if (left >= 8) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s));
+    uint16_t t[8] = {0};
+    memcpy(t, s, (size_t)left * sizeof(uint16_t));
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)t));
 }
 
 /* ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)): every kernel's final sum of its eight lanes. */

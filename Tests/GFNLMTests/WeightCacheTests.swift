@@ -195,7 +195,7 @@ final class WeightCacheTests: XCTestCase {
             ("empty", { _ in Data() }, "truncated"),
             ("extended", { $0 + Data([0]) }, "extended"),
             ("magic", { var d = $0; d[0] = UInt8(ascii: "X"); return d }, "bad magic"),
-            ("version", { var d = $0; d[8] = 2; return withHeaderCRC(d) }, "format version 2"),
+            ("version", { var d = $0; d[8] = 3; return withHeaderCRC(d) }, "format version 3"),
             ("header checksum", { var d = $0; d[12] = 1; return d }, "header checksum mismatch"),
             ("metadata length", { var d = $0; d[23] = 0x7f; return withHeaderCRC(d) }, "metadata length"),
         ]
@@ -209,6 +209,19 @@ final class WeightCacheTests: XCTestCase {
             XCTAssertTrue(log.all.contains { $0.0 == .warn && $0.1.contains(expected) }, "\(what): \(log.all)")
             XCTAssertEqual(try Self.logits(r.weights), reference, what)
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), bad, "read-only must not rewrite (\(what))")
+        }
+        // a cache in the previous layout (version 1, fp32 scales) is stale: logged at INFO, not as damage
+        do {
+            var d = good
+            d[8] = 1
+            try withHeaderCRC(d).write(to: URL(fileURLWithPath: path))
+            let log = Log()
+            let r = try Self.load(dir, .q4, .readOnly, log: log)
+            XCTAssertFalse(r.outcome.used)
+            XCTAssertTrue(r.outcome.rejection?.contains("older cache format (version 1") == true,
+                          String(describing: r.outcome.rejection))
+            XCTAssertTrue(log.all.contains { $0.0 == .info && $0.1.contains("older cache format") }, "\(log.all)")
+            XCTAssertFalse(log.all.contains { $0.0 == .warn }, "\(log.all)")
         }
         // a temporary file of a writer that died is removed by the next write
         let orphan = path + ".tmp.4194303.1f"
@@ -247,8 +260,8 @@ final class WeightCacheTests: XCTestCase {
             ("\"n_embd\":64", "\"n_embd\":32", "inconsistent"),
             ("\"n_inner\":256", "\"n_inner\":128", "inconsistent with its configuration"),
             ("transformer.ln_f.bias", "transformer.ln_f.biaz", "transformer.ln_f.bias missing"),
-            ("\"kind\":\"q8\"", "\"kind\":\"q4\"", "payload lengths do not match"),
-            ("\"kind\":\"q8\"", "\"kind\":\"xx\"", "malformed tensor entry"),
+            ("\"kind\":\"q6\"", "\"kind\":\"q4\"", "payload lengths do not match"),
+            ("\"kind\":\"q6\"", "\"kind\":\"xx\"", "malformed tensor entry"),
             ("\"weights\":\"q4\"", "\"weights\":\"q5\"", "holds q5 weights"),
         ]
         for (from, to, expected) in cases {

@@ -117,11 +117,15 @@ void gfk_packed_gemm(int64_t M, int64_t K, int64_t N, const float *w, const floa
 /* ---- block-quantized weight matrices (quant.c) ----------------------------------------------------------------
  * A logical fp32 matrix W [K, N] (y = x·W) is stored column by column: "row" n of the storage is column n of W
  * (= row n of Wᵀ, e.g. token n of a tied embedding), its K values cut into blocks of GFK_QBLOCK (the last block
- * zero-padded), each block with one fp32 scale d:
+ * zero-padded), each block with one scale d stored as IEEE fp16 (as llama.cpp's Q8_0 / Q4_0 do):
  *   GFK_Q8: 32 int8 q per block, value q·d, d = max|v| / 127 (q in [-127, 127]);
  *   GFK_Q4: 16 bytes per block, byte j = q[j] | q[j + 16] << 4, value (q − 8)·d, d = (value of largest
- *           magnitude) / −8 (llama.cpp's Q4_0 rounding).
- * qs holds N rows of gfk_q_row_bytes(format, K) bytes; scales holds N rows of gfk_q_blocks(K) floats.
+ *           magnitude) / −8 (llama.cpp's Q4_0 rounding);
+ *   GFK_Q6: 24 bytes per block, q = 0..63, value (q − 32)·d, d = (value of largest magnitude) / −32: bytes 0..15
+ *           the low nibbles as GFK_Q4's, bytes 16..23 the high two bits, byte j = h[j] | h[j + 8] << 2 |
+ *           h[j + 16] << 4 | h[j + 24] << 6 (the 4-bit format's embedding and head).
+ * d is rounded to fp16 first and the values quantized against the rounded d (clamped to the finite fp16 range).
+ * qs holds N rows of gfk_q_row_bytes(format, K) bytes; scales holds N rows of gfk_q_blocks(K) fp16 values.
  * Products: gfk_q_gemm_dequant (fp32 activations and the dequantized weights q·d, each element one FMA chain over k
  * in eight lanes whatever M is: few rows stream the storage, many rows share a panel of it widened to fp32 once; the
  * row-invariant product) and gfk_q_gemm_int (activations quantized per row to Q8 blocks first, integer dot products
@@ -129,15 +133,16 @@ void gfk_packed_gemm(int64_t M, int64_t K, int64_t N, const float *w, const floa
 #define GFK_QBLOCK 32
 #define GFK_Q8 0
 #define GFK_Q4 1
+#define GFK_Q6 2
 
 int64_t gfk_q_blocks(int64_t K);
 int64_t gfk_q_row_bytes(int format, int64_t K);
 /// Quantizes columns n0..<n1 of W: src is W row-major [K, N] with leading dimension ld (transposed = 0) or Wᵀ
 /// row-major [N, K] (transposed = 1).
 void gfk_q_pack(int format, const float *src, int64_t ld, int transposed, int64_t K, int64_t N, uint8_t *qs,
-                float *scales, int64_t n0, int64_t n1);
+                uint16_t *scales, int64_t n0, int64_t n1);
 /// Columns n0..<n1 of W as fp32 rows: dst[(n − n0)·ld + k] = W[k, n], k < K.
-void gfk_q_unpack_rows(int format, const uint8_t *qs, const float *scales, int64_t K, int64_t n0, int64_t n1,
+void gfk_q_unpack_rows(int format, const uint8_t *qs, const uint16_t *scales, int64_t K, int64_t n0, int64_t n1,
                        float *dst, int64_t ld);
 /// x [M, K] (leading dimension ldx) to Q8 rows: qx [M, gfk_q_row_bytes(GFK_Q8, K)], dx [M, gfk_q_blocks(K)].
 void gfk_q_quantize_activations(const float *x, int64_t ldx, int64_t M, int64_t K, int8_t *qx, float *dx);
@@ -145,22 +150,22 @@ void gfk_q_quantize_activations(const float *x, int64_t ldx, int64_t M, int64_t 
 /// result does not depend on M, on how columns are split, or on the AVX2 / portable choice (exact integer sums,
 /// then the same FMAs in the same order; see quant_int.c). No allocation.
 void gfk_q_gemm_int(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
-                    const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
+                    const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
 /// Per row and block the sum of the Q8 activations qx (xsum [M, gfk_q_blocks(K)]): what gfk_q_gemm_int_panel needs
-/// for 4-bit weights.
+/// for 4-bit and 6-bit weights.
 void gfk_q_activation_sums(const int8_t *qx, int64_t M, int64_t K, int32_t *xsum);
 /// The integer product for many rows: y[m, n] = Σ_b fl(dx[m,b]·d[n,b])·S_b, summed in order in one fp32 accumulator
 /// per output (fma), S_b the exact int32 dot product of block b; y overwritten. Weights repacked on the fly into
 /// panels of 8 interleaved columns (quant_int_panel.c). xsum from gfk_q_activation_sums is required for GFK_Q4 and
-/// ignored for GFK_Q8. Row-invariant like gfk_q_gemm_int, with a different (block-sum) arithmetic. No allocation:
-/// the panel (18 KB) is on the stack.
+/// GFK_Q6 and ignored for GFK_Q8. Row-invariant like gfk_q_gemm_int, with a different (block-sum) arithmetic. No
+/// allocation: the panel (18 KB) is on the stack.
 void gfk_q_gemm_int_panel(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M, int64_t K,
-                          const uint8_t *qs, const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
+                          const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
 /// y[m, n] = x[m, :] · W[:, n] with fp32 x, n0 <= n < n1; y overwritten. Row m's result does not depend on M, on
 /// how columns are split, or on the AVX2 / portable choice (the same FMAs in the same order; see quant.c). No
 /// allocation: the many-row panel (24 KB) and its accumulators (24 KB) are on the stack.
 void gfk_q_gemm_dequant(int format, const float *x, int64_t ldx, int64_t M, int64_t K, const uint8_t *qs,
-                        const float *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
+                        const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
 /// 1 when the quantized products use the AVX2 kernels (the CPU has AVX2 and FMA and GFNLM_NO_AVX2_QUANT is not
 /// 1), 0 for the portable ones. gfk_q_set_avx2(0) forces the portable kernels (tests); returns the kernel in use.
 /// Not thread-safe with concurrent products.

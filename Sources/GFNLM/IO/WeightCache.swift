@@ -157,8 +157,9 @@ public enum WeightCache {
                                        payloads: [CachePayload(offset: 0, length: b.bytes, crc: 0)]),
                             [UnsafeRawPointer(b.base)]))
             case .quant(let q):
-                let sb = q.blocks * q.cols * 4
-                out.append((CacheEntry(name: name, kind: q.format == .q8 ? .q8 : .q4, shape: [q.rows, q.cols],
+                let sb = q.scaleBytes
+                let kind: CacheEntry.Kind = q.format == .q8 ? .q8 : q.format == .q4 ? .q4 : .q6
+                out.append((CacheEntry(name: name, kind: kind, shape: [q.rows, q.cols],
                                        transposed: false,
                                        payloads: [CachePayload(offset: 0, length: q.bytes - sb, crc: 0),
                                                   CachePayload(offset: 0, length: sb, crc: 0)]),

@@ -3,7 +3,7 @@ import CKernels
 /// The on-disk layout of a weight cache (docs/formats.md, "Weight cache"), all integers little-endian:
 ///
 ///     0   magic "GFNLMWC\0"                      8 bytes
-///     8   format version (1)                     u32
+///     8   format version (2: fp16 block scales)  u32
 ///     12  0                                      u32
 ///     16  metadata length L                      u64
 ///     24  CRC-32C of the metadata                u32
@@ -12,7 +12,7 @@ import CKernels
 ///     …   payloads, each at a multiple of 4096 (zero bytes between), the file ending with the last one
 enum WeightCacheFormat {
     static let magic: [UInt8] = Array("GFNLMWC".utf8) + [0]
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
     static let headerBytes = 32
     static let alignment = 4096
     /// Refused above this (a damaged length field must not make us allocate gigabytes).
@@ -47,7 +47,9 @@ enum WeightCacheFormat {
             return T(littleEndian: v)
         }
         let v = get(8, UInt32.self)
-        guard v == version else { return .failure(.damaged("format version \(v), this library reads version \(version)")) }
+        // An older layout (version 1 had fp32 block scales) is stale: rewritten, not reported as damage.
+        guard v >= 1, v <= version else { return .failure(.damaged("format version \(v), this library reads version \(version)")) }
+        guard v == version else { return .failure(.stale("an older cache format (version \(v); this library reads version \(version))")) }
         guard get(28, UInt32.self) == crc(Array(h[0..<28])) else { return .failure(.damaged("header checksum mismatch")) }
         let length = get(16, UInt64.self)
         guard length <= UInt64(maxMetadataBytes) else { return .failure(.damaged("metadata length \(length) out of range")) }
@@ -150,11 +152,11 @@ struct CachePayload: Sendable {
 struct CacheEntry: Sendable {
     enum Kind: String, Sendable {
         /// fp32 row-major with `shape`; a matrix W [K, N] stored as Wᵀ [N, K] when `transposed` (the embedding).
-        case f32, bf16, q8, q4
+        case f32, bf16, q8, q4, q6
     }
     let name: String
     let kind: Kind
-    /// fp32: the stored shape; bf16 / q8 / q4: W's logical [K, N].
+    /// fp32: the stored shape; bf16 / q8 / q4 / q6: W's logical [K, N].
     let shape: [Int]
     let transposed: Bool
     var payloads: [CachePayload]
@@ -175,9 +177,9 @@ struct CacheEntry: Sendable {
         let K = shape[0], N = shape[1]
         switch kind {
         case .bf16: return [Int(gfk_bf16_packed_count(Int64(K), Int64(N))) * 2]
-        case .q8, .q4:
-            let f = Int32(kind == .q8 ? GFK_Q8 : GFK_Q4)
-            return [Int(gfk_q_row_bytes(f, Int64(K))) * N, Int(gfk_q_blocks(Int64(K))) * N * 4]
+        case .q8, .q4, .q6:
+            let f = Int32(kind == .q8 ? GFK_Q8 : kind == .q4 ? GFK_Q4 : GFK_Q6)
+            return [Int(gfk_q_row_bytes(f, Int64(K))) * N, Int(gfk_q_blocks(Int64(K))) * N * 2]
         case .f32: return nil
         }
     }

@@ -140,8 +140,9 @@ extension WeightCache {
                     let m = try BF16Matrix(rows: e.shape[0], cols: e.shape[1])
                     load(e, 0, into: m.base)
                     return WeightMatrix(m)
-                case .q8, .q4:
-                    let m = try QuantMatrix(format: e.kind == .q8 ? .q8 : .q4, rows: e.shape[0], cols: e.shape[1],
+                case .q8, .q4, .q6:
+                    let format: QuantMatrix.Format = e.kind == .q8 ? .q8 : e.kind == .q4 ? .q4 : .q6
+                    let m = try QuantMatrix(format: format, rows: e.shape[0], cols: e.shape[1],
                                             integerProducts: true)
                     load(e, 0, into: m.qs)
                     load(e, 1, into: m.scales)

@@ -183,9 +183,9 @@ public enum ONNXModelLoader {
                 }
                 switch weightType {
                 case .int8, .q4:
-                    // The token embedding and the head stay int8 under 4-bit weights, as llama.cpp keeps its
-                    // output matrix at higher precision: it sets every logit (docs/quantization.md).
-                    let f: QuantMatrix.Format = weightType == .q4 && !embedding ? .q4 : .q8
+                    // Under 4-bit weights the token embedding and the head are 6-bit, as llama.cpp keeps its output
+                    // matrix at higher precision (Q6_K): it sets every logit (docs/quantization.md).
+                    let f: QuantMatrix.Format = weightType == .int8 ? .q8 : embedding ? .q6 : .q4
                     return WeightMatrix(try QuantMatrix.quantize(s.base, ld: transposed ? K : N, transposed: transposed,
                                                                  rows: K, cols: N, format: f, threads: threads))
                 default:

@@ -1,13 +1,19 @@
 import CKernels
 
 /// A logical fp32 matrix W [K, N] (y = x·W) stored block-quantized: int8 (`.q8`, 8.5 bits per weight with the
-/// scales) or 4-bit (`.q4`, 4.5 bits), 32 values of a column per block with one fp32 scale (the layout of
-/// `ckernels.h`, quant.c). Columns of W are stored contiguously, so the tied head (W = wteᵀ) keeps one token's
+/// scales), 4-bit (`.q4`, 4.5 bits) or 6-bit (`.q6`, 6.5 bits: the 4-bit format's embedding and head), 32 values of
+/// a column per block with one fp16 scale (the layout of `ckernels.h`, quant.c; llama.cpp's Q8_0 / Q4_0 sizes). Columns of W are stored contiguously, so the tied head (W = wteᵀ) keeps one token's
 /// embedding per storage row. Immutable after quantizing; the weights it stands for are frozen.
 public final class QuantMatrix: @unchecked Sendable {
     public enum Format: Sendable {
-        case q8, q4
-        var code: Int32 { self == .q8 ? Int32(GFK_Q8) : Int32(GFK_Q4) }
+        case q8, q4, q6
+        var code: Int32 {
+            switch self {
+            case .q8: return Int32(GFK_Q8)
+            case .q4: return Int32(GFK_Q4)
+            case .q6: return Int32(GFK_Q6)
+            }
+        }
     }
 
     /// K: rows of W (input features).
@@ -18,7 +24,8 @@ public final class QuantMatrix: @unchecked Sendable {
     /// The quantized values and scales; shared by the copies `withIntegerProducts` makes.
     private let storage: Storage
     var qs: UnsafeMutablePointer<UInt8> { storage.qs }
-    var scales: UnsafeMutablePointer<Float> { storage.scales }
+    /// fp16 scales, one per block of a column (IEEE binary16 bits).
+    var scales: UnsafeMutablePointer<UInt16> { storage.scales }
     let rowBytes: Int
     let blocks: Int
     /// Whether products quantize their activations per row (Q8 blocks of 32) and use integer dot products, as
@@ -29,7 +36,7 @@ public final class QuantMatrix: @unchecked Sendable {
     /// Owns the two aligned allocations.
     private final class Storage {
         let qs: UnsafeMutablePointer<UInt8>
-        let scales: UnsafeMutablePointer<Float>
+        let scales: UnsafeMutablePointer<UInt16>
 
         init(valueBytes: Int, scaleCount: Int) throws(GFNError) {
             var raw: UnsafeMutableRawPointer?
@@ -37,12 +44,12 @@ public final class QuantMatrix: @unchecked Sendable {
                 throw GFNError(.outOfMemory, "cannot allocate \(valueBytes) bytes for a quantized matrix")
             }
             var rawScales: UnsafeMutableRawPointer?
-            guard posix_memalign(&rawScales, 64, scaleCount * 4) == 0, let rawScales else {
+            guard posix_memalign(&rawScales, 64, scaleCount * 2) == 0, let rawScales else {
                 free(raw)
                 throw GFNError(.outOfMemory, "cannot allocate the scales of a quantized matrix")
             }
             qs = raw.bindMemory(to: UInt8.self, capacity: valueBytes)
-            scales = rawScales.bindMemory(to: Float.self, capacity: scaleCount)
+            scales = rawScales.bindMemory(to: UInt16.self, capacity: scaleCount)
         }
 
         deinit { free(qs); free(scales) }
@@ -69,7 +76,10 @@ public final class QuantMatrix: @unchecked Sendable {
     }
 
     /// Bytes of storage (quantized values and scales).
-    public var bytes: Int { rowBytes * cols + blocks * cols * 4 }
+    public var bytes: Int { rowBytes * cols + scaleBytes }
+
+    /// Bytes of the scales alone.
+    var scaleBytes: Int { blocks * cols * 2 }
 
     /// Quantizes fp32 values. `src` is W row-major [rows, cols] with leading dimension `ld` (`transposed` false),
     /// or Wᵀ row-major [cols, rows] (`transposed` true).
@@ -153,13 +163,13 @@ public final class QuantMatrix: @unchecked Sendable {
         return !rowInvariant && m >= Self.sgemmRowLimit ? .widened : .dequantize
     }
 
-    /// The integer kernels: x quantized to Q8 rows in pooled scratch (int8 rows, their scales, and for the 4-bit
-    /// panel kernel their block sums), then the product. False (nothing done) without scratch memory.
+    /// The integer kernels: x quantized to Q8 rows in pooled scratch (int8 rows, their scales, and for the 4- and
+    /// 6-bit panel kernel their block sums), then the product. False (nothing done) without scratch memory.
     private func multiplyInteger(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                                  threads: Int, panel: Bool) -> Bool {
         let K = rows, N = cols
         let xb = Int(gfk_q_row_bytes(Int32(GFK_Q8), Int64(K)))
-        let sums = panel && format == .q4
+        let sums = panel && format != .q8
         guard let scratch = try? scratchPool.take((m * xb + 3) / 4 + m * blocks * (sums ? 2 : 1)) else { return false }
         defer { scratchPool.give(scratch) }
         // int8 rows first (a multiple of 32 bytes each), then their scales, then the block sums.

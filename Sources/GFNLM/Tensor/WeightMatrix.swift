@@ -279,7 +279,7 @@ public struct WeightMatrix: Sendable {
         switch storage {
         case .f32: return .f32
         case .bf16: return .bf16
-        case .quant(let q): return q.format == .q8 ? .int8 : .q4
+        case .quant(let q): return q.format == .q8 ? .int8 : .q4  // .q6 only serves 4-bit models' head
         }
     }
 

@@ -152,12 +152,13 @@ public final class ModelWeights: @unchecked Sendable {
     }
 
     /// A copy with every linear map and the token embedding block-quantized (`type` `.int8` or `.q4`; under
-    /// `.q4` the embedding and the head are int8, as the loader does). LayerNorm parameters, biases and positions stay
+    /// `.q4` the embedding and the head are 6-bit, as the loader does). LayerNorm parameters, biases and positions stay
     /// fp32 and shared. `integerProducts`: see `QuantMatrix.integerProducts`.
     public func quantized(_ type: WeightType, threads: Int = 1, integerProducts: Bool = true) throws(GFNError) -> ModelWeights {
         guard type.isQuantized else { throw .invalidArgument("quantized(\(type)): not a quantized weight type") }
         return try converted { (m: WeightMatrix, isEmbedding: Bool) throws(GFNError) in
-            try m.quantized(type == .q4 && !isEmbedding ? .q4 : .q8, threads: threads, integerProducts: integerProducts)
+            try m.quantized(type == .int8 ? .q8 : isEmbedding ? .q6 : .q4, threads: threads,
+                            integerProducts: integerProducts)
         }
     }
 
