@@ -71,14 +71,14 @@ extern "C" {
 
 /* ---- Versions ---------------------------------------------------------------------------------------------------- */
 #define GFN_VERSION_MAJOR 0
-#define GFN_VERSION_MINOR 4
+#define GFN_VERSION_MINOR 5
 #define GFN_VERSION_PATCH 0
-#define GFN_VERSION_STRING "0.4.0"
+#define GFN_VERSION_STRING "0.5.0"
 /* Incremented whenever a struct or signature of this header changes incompatibly (the soname is
    libgfnlm.so.<GFN_ABI_VERSION>). 2: see docs/migration.md. */
 #define GFN_ABI_VERSION 2
 
-/* The library's version string, e.g. "0.4.0". Static storage; never fails. */
+/* The library's version string, e.g. "0.5.0". Static storage; never fails. */
 GFN_API const char *_Nonnull gfn_version(void);
 /* The library's GFN_ABI_VERSION. Compare it with the header's macro to detect a mismatched library. */
 GFN_API int32_t gfn_abi_version(void);
@@ -160,8 +160,8 @@ typedef enum gfn_weight_type {
     GFN_WEIGHTS_F32 = 0,  /* fp32 (the default), used in place from the memory-mapped file when 4-byte aligned */
     GFN_WEIGHTS_BF16 = 1, /* bf16, converted at load (half the memory; logits differ by bf16 rounding). Full-
                              parameter SFT and ONNX export need fp32 weights: GFN_ERR_UNSUPPORTED */
-    GFN_WEIGHTS_INT8 = 2, /* int8 in blocks of 32 with an fp32 scale, quantized at load; a frozen base, as bf16 */
-    GFN_WEIGHTS_Q4 = 3    /* 4-bit blocks for the linear maps (embedding / tied head int8); docs/quantization.md */
+    GFN_WEIGHTS_INT8 = 2, /* int8 in blocks of 32 with an fp16 scale, quantized at load; a frozen base, as bf16 */
+    GFN_WEIGHTS_Q4 = 3    /* 4-bit blocks for the linear maps (embedding / tied head 6-bit); docs/quantization.md */
 } gfn_weight_type;
 typedef struct gfn_model_params {
     uint32_t size;              /* sizeof(gfn_model_params); the first version's (without weight_type): fp32 */

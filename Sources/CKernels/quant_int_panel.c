@@ -7,12 +7,12 @@
 // block (8 steps × 2 × 15 × 127 < 2¹⁵), and one vpmaddubsw + one vpaddw do 32 multiply-adds. 6-bit values (0..63)
 // multiply unsigned too, but their pair sums go on to int32 at every step, as int8's do.
 //
-// The arithmetic (the portable version defines it): per (row, column) one fp32 accumulator a = +0, and for each
-// block b in order a = fma((float)S_b, dx[b]·d[b], a), where S_b is the exact int32 dot product of the block's 32
-// pairs (|S_b| ≤ 32·127² is exact in fp32) and dx[b]·d[b] is rounded to fp32 first. Every output depends on its own
-// row and column only, so the product is row-invariant: a row's result depends neither on the number of rows, nor
-// on the split of columns over threads, nor on AVX2 or portable code. (It differs from gfk_q_gemm_int's eight-lane
-// arithmetic, which decoding uses; the two are never mixed within one product.)
+// The arithmetic (gfk_q_gemm_int_portable defines it, and gfk_q_gemm_int, the few-row kernel, shares it bit for
+// bit): per (row, column) one fp32 accumulator a = +0, and for each block b in order a = fma((float)S_b,
+// dx[b]·d[b], a), where S_b is the exact int32 dot product of the block's 32 pairs (|S_b| ≤ 32·127² is exact in
+// fp32) and dx[b]·d[b] is rounded to fp32 first. Every output depends on its own row and column only, so the product
+// is row-invariant: a row's result depends neither on the number of rows, nor on the split of columns over threads,
+// nor on which of the two kernels or AVX2 / portable code computed it.
 #include "quant_internal.h"
 #include <math.h>
 #include <string.h>
@@ -23,28 +23,6 @@ enum {
     PANEL_ROWS = 4,          // rows per register tile
     ROW_BLOCK = 128,         // rows per pass over a panel: their activations (≤ 256 KB a chunk of k) stay in L2
 };
-
-/* ---- portable kernel -------------------------------------------------------------------------------------- */
-
-static void gemm_panel_scalar(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M,
-                              int64_t K, const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1, float *y,
-                              int64_t ldy) {
-    (void)xsum;
-    const int64_t rb = gfk_q_row_bytes(format, K), xb = gfk_q_row_bytes(GFK_Q8, K), nb = gfk_q_blocks(K);
-    for (int64_t n = n0; n < n1; n++) {
-        const uint8_t *w = qs + n * rb;
-        for (int64_t m = 0; m < M; m++) {
-            const int8_t *xr = qx + m * xb;
-            float a = 0;
-            for (int64_t b = 0; b < nb; b++) {
-                int32_t s = 0;
-                for (int i = 0; i < QK; i++) s += (int32_t)xr[b * QK + i] * q_value(format, w, b * QK + i);
-                a = fmaf((float)s, dx[m * nb + b] * half_to_float(scales[n * nb + b]), a);
-            }
-            y[m * ldy + n] = a;
-        }
-    }
-}
 
 /* ---- AVX2 kernel ------------------------------------------------------------------------------------------ */
 
@@ -213,6 +191,6 @@ void gfk_q_gemm_int_panel(int format, const int8_t *qx, const float *dx, const i
         else if (format == GFK_Q6) gemm_panel_avx2_q6(qx, dx, xsum, M, K, qs, scales, n0, n1, y, ldy);
         else gemm_panel_avx2_q8(qx, dx, M, K, qs, scales, n0, n1, y, ldy);
     } else {
-        gemm_panel_scalar(format, qx, dx, xsum, M, K, qs, scales, n0, n1, y, ldy);
+        gfk_q_gemm_int_portable(format, qx, dx, M, K, qs, scales, n0, n1, y, ldy);
     }
 }

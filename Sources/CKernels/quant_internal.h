@@ -64,7 +64,7 @@ static inline int q_value(int format, const uint8_t *qrow, int64_t k) {
    one per byte. */
 AVX2 INLINE __m256i load_nibbles_at(const uint8_t *p) {
     const __m128i v = _mm_loadu_si128((const __m128i *)p);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)), _mm_and_si128(v, _mm_set1_epi8(15)));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(15));  // one mask for both
 }
 
 /* The 32 nibbles of block b of a 4-bit weight row. */
@@ -104,6 +104,11 @@ AVX2 INLINE __m256 load_scales8(const uint16_t *s, int64_t left) {
     memcpy(t, s, (size_t)left * sizeof(uint16_t));
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)t));
 }
+
+/* The integer products' arithmetic in plain C (quant_int.c): what both AVX2 integer kernels reproduce bit for bit,
+   and what they run on CPUs without AVX2. */
+void gfk_q_gemm_int_portable(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
+                             const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
 
 /* ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)): every kernel's final sum of its eight lanes. */
 AVX2 INLINE float hsum(__m256 v) {

@@ -102,6 +102,7 @@ final class QuantTests: XCTestCase {
                 for M in Array(1...16) + [67] {
                     let x = Self.randomArray(M * K, &rng)
                     let xq = Self.quantizedActivations(x, rows: M, K: K)
+                    var integerResults: [Int: [Float]] = [:]  // the per-column kernel's, by threads
                     for simd in [true, false] {
                         QuantMatrix.allowAVX2(simd)
                         for kernel in [QuantMatrix.Kernel.dequantize, .integer, .integerPanel, .widened, .automatic] {
@@ -128,6 +129,13 @@ final class QuantTests: XCTestCase {
                                     for n in N..<ldy { XCTAssertTrue(y[r * ldy + n].isNaN, "wrote past N") }
                                 }
                                 XCTAssertLessThanOrEqual(worst, 2e-6, "\(format) \(kernel) simd \(simd) threads \(threads) M \(M) K \(K) N \(N)")
+                                // Both integer kernels (and the automatic choice between them) give the same bits,
+                                // with AVX2 or portable code, on any number of threads.
+                                if kernel == .integer, integerResults[threads] == nil { integerResults[threads] = y }
+                                if kernel == .integerPanel || kernel == .automatic || (kernel == .integer && !simd) {
+                                    XCTAssertTrue(y.map(\.bitPattern) == integerResults[threads]?.map(\.bitPattern),
+                                                  "\(format) \(kernel) simd \(simd) M \(M) K \(K): the integer kernels' bits")
+                                }
                             }
                         }
                     }
@@ -202,9 +210,10 @@ final class QuantTests: XCTestCase {
 
     /// A row's product with `rowInvariant` is bitwise the same whatever the rows around it (1 to 200 rows: the
     /// few-row tiles, the panel kernel's 4-row tiles and remainders) and the thread count, and the AVX2 kernel equals
-    /// the portable one bit for bit (both are the same chain of operations); for the integer kernel of decoding (the
-    /// default), the many-row integer kernel of prefill, and the fp32-activation one (`integerProducts` false). K = 300 spans three chunks of 128 with a short last
-    /// block, N = 203 four panels of 48 and a tail of 11.
+    /// the portable one bit for bit (both are the same chain of operations); for the automatic choice of integer
+    /// kernel (per-column below 3 rows, panels above: one arithmetic), each integer kernel forced, and the
+    /// fp32-activation one (`integerProducts` false). K = 300 spans three chunks of 128 with a short last block,
+    /// N = 203 four panels of 48 and a tail of 11.
     func testRowInvariantProductsDoNotDependOnTheRowCountOrThreads() throws {
         var rng = RNG(seed: 1)
         let K = 300, N = 203, M = 200
@@ -212,14 +221,17 @@ final class QuantTests: XCTestCase {
         let w = try Tensor(shape: [K, N], values: Self.randomArray(K * N, &rng))
         let hadAVX2 = QuantMatrix.usesAVX2
         defer { QuantMatrix.allowAVX2(hadAVX2) }
-        for format in [QuantMatrix.Format.q8, .q4, .q6] { for (integer, prefill) in [(true, false), (true, true), (false, false)] {
-            let matrix = try WeightMatrix(w).quantized(format, integerProducts: integer)
+        let cases: [(Bool, QuantMatrix.Kernel)] = [(true, .automatic), (true, .integer), (true, .integerPanel),
+                                                   (false, .automatic)]
+        for format in [QuantMatrix.Format.q8, .q4, .q6] { for (integer, kernel) in cases {
+            let matrix = try QuantMatrix.quantize(w.pointer, ld: N, transposed: false, rows: K, cols: N, format: format,
+                                                  integerProducts: integer)
             func product(start: Int, m: Int, threads: Int) -> [Float] {
                 var y = [Float](repeating: .nan, count: m * N)
                 x.withUnsafeBufferPointer { xb in
                     y.withUnsafeMutableBufferPointer { yb in
                         matrix.multiply(x: xb.baseAddress! + start * K, ldx: K, m: m, y: yb.baseAddress!, ldy: N,
-                                        threads: threads, rowInvariant: true, prefill: prefill)
+                                        threads: threads, rowInvariant: true, kernel: kernel)
                     }
                 }
                 return y
@@ -228,14 +240,14 @@ final class QuantTests: XCTestCase {
             QuantMatrix.allowAVX2(false)
             let portable = product(start: 0, m: M, threads: 3)
             QuantMatrix.allowAVX2(hadAVX2)
-            XCTAssertEqual(all, portable, "\(format) integer \(integer) prefill \(prefill): AVX2 and portable kernels agree bit for bit")
+            XCTAssertEqual(all, portable, "\(format) integer \(integer) \(kernel): AVX2 and portable kernels agree bit for bit")
             XCTAssertFalse(all.contains { !$0.isFinite })
             for threads in [1, 3] {
                 for m in [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 37, 64, 101, M] {
                     for start in Set([0, 3, M - m]) where start + m <= M {
                         XCTAssertEqual(product(start: start, m: m, threads: threads),
                                        Array(all[start * N..<(start + m) * N]),
-                                       "\(format) integer \(integer) prefill \(prefill), threads \(threads), rows \(start)..<\(start + m)")
+                                       "\(format) integer \(integer) \(kernel), threads \(threads), rows \(start)..<\(start + m)")
                     }
                 }
             }

@@ -5,10 +5,10 @@
      clamping of out-of-range scales;
    - for Q8, Q4 and Q6, K from 1 to 416 (tails of every length mod 32 and mod 8), 13 columns, 1–9 and 67 rows: the
      packing's error bound per weight, the three products (per-column integer, panel integer, fp32 activations)
-     against double precision on the rounded operands, AVX2 against portable bit for bit, and each row alone against
-     the same row in the batch (row invariance).
-   Built with AddressSanitizer in `make sanitize` runs too: no kernel may read past a row or a buffer. Exit status 0 =
-   passed, 1 = a failure. */
+     against double precision on the rounded operands, AVX2 against portable bit for bit, the two integer kernels
+     against each other bit for bit, and each row alone against the same row in the batch (row invariance).
+   When changing a kernel, also build it with -fsanitize=address (same sources): no kernel may read past a row or a
+   buffer. Exit status 0 = passed, 1 = a failure. */
 #include "quant_internal.h"
 
 #include <math.h>
@@ -127,7 +127,7 @@ static void check_format(int f, int64_t K) {
         for (int avx2 = 1; avx2 >= 0; avx2--) {
             gfk_q_set_avx2(avx2);
             float **o = y + (avx2 ? 0 : 3);
-            gfk_q_gemm_int(f, qx, dx, M, K, qs, sc, 0, N, o[0], N);
+            gfk_q_gemm_int(f, qx, dx, xs, M, K, qs, sc, 0, N, o[0], N);
             gfk_q_gemm_int_panel(f, qx, dx, xs, M, K, qs, sc, 0, N, o[1], N);
             gfk_q_gemm_dequant(f, x, K, M, K, qs, sc, 0, N, o[2], N);
         }
@@ -135,6 +135,9 @@ static void check_format(int f, int64_t K) {
         for (int i = 0; i < 3; i++)
             CHECK(!memcmp(y[i], y[i + 3], (size_t)(M * N) * sizeof(float)), "%s K %ld M %d kernel %d: AVX2 vs portable",
                   name, (long)K, M, i);
+        // The two integer kernels share one arithmetic: decoding may take either by its number of rows.
+        CHECK(!memcmp(y[0], y[1], (size_t)(M * N) * sizeof(float)), "%s K %ld M %d: per-column vs panel kernel", name,
+              (long)K, M);
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++) {
                 double mq, mx;
@@ -147,7 +150,7 @@ static void check_format(int f, int64_t K) {
             }
         for (int64_t m = 0; m < M; m++) {  // each row alone, as in the batch
             float z[3][N];
-            gfk_q_gemm_int(f, qx + m * xb, dx + m * nb, 1, K, qs, sc, 0, N, z[0], N);
+            gfk_q_gemm_int(f, qx + m * xb, dx + m * nb, xs + m * nb, 1, K, qs, sc, 0, N, z[0], N);
             gfk_q_gemm_int_panel(f, qx + m * xb, dx + m * nb, xs + m * nb, 1, K, qs, sc, 0, N, z[1], N);
             gfk_q_gemm_dequant(f, x + m * K, K, 1, K, qs, sc, 0, N, z[2], N);
             for (int i = 0; i < 3; i++)

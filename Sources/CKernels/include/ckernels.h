@@ -146,18 +146,20 @@ void gfk_q_unpack_rows(int format, const uint8_t *qs, const uint16_t *scales, in
                        float *dst, int64_t ld);
 /// x [M, K] (leading dimension ldx) to Q8 rows: qx [M, gfk_q_row_bytes(GFK_Q8, K)], dx [M, gfk_q_blocks(K)].
 void gfk_q_quantize_activations(const float *x, int64_t ldx, int64_t M, int64_t K, int8_t *qx, float *dx);
-/// y[m, n] = Σ_b dx[m,b]·d[n,b]·Σ_i qx·q (int32 per block), 0 <= m < M, n0 <= n < n1; y overwritten. Row m's
-/// result does not depend on M, on how columns are split, or on the AVX2 / portable choice (exact integer sums,
-/// then the same FMAs in the same order; see quant_int.c). No allocation.
-void gfk_q_gemm_int(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
-                    const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
+/// The integer product for few rows: y[m, n] = Σ_b fl(dx[m,b]·d[n,b])·S_b, summed in order in one fp32 accumulator
+/// per output (fma), S_b the exact int32 dot product of block b; 0 <= m < M, n0 <= n < n1; y overwritten. The
+/// stored weight rows are streamed (decoding). Bit for bit the arithmetic of gfk_q_gemm_int_panel, so a row's result
+/// depends neither on M, nor on how columns are split, nor on which of the two kernels or AVX2 / portable code
+/// computed it. xsum from gfk_q_activation_sums is required for GFK_Q4 and GFK_Q6 and ignored for GFK_Q8. No
+/// allocation.
+void gfk_q_gemm_int(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M, int64_t K,
+                    const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
 /// Per row and block the sum of the Q8 activations qx (xsum [M, gfk_q_blocks(K)]): what gfk_q_gemm_int_panel needs
 /// for 4-bit and 6-bit weights.
 void gfk_q_activation_sums(const int8_t *qx, int64_t M, int64_t K, int32_t *xsum);
 /// The integer product for many rows: y[m, n] = Σ_b fl(dx[m,b]·d[n,b])·S_b, summed in order in one fp32 accumulator
 /// per output (fma), S_b the exact int32 dot product of block b; y overwritten. Weights repacked on the fly into
-/// panels of 8 interleaved columns (quant_int_panel.c). xsum from gfk_q_activation_sums is required for GFK_Q4 and
-/// GFK_Q6 and ignored for GFK_Q8. Row-invariant like gfk_q_gemm_int, with a different (block-sum) arithmetic. No
+/// panels of 8 interleaved columns (quant_int_panel.c). xsum as for gfk_q_gemm_int, whose arithmetic this is. No
 /// allocation: the panel (18 KB) is on the stack.
 void gfk_q_gemm_int_panel(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M, int64_t K,
                           const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);

@@ -113,21 +113,19 @@ public final class QuantMatrix: @unchecked Sendable {
     /// kernel (docs/quantization.md, "Kernels").
     public static let sgemmRowLimit = 64
 
-    /// Rows from which `multiply` with `integerProducts` (and without row invariance) uses the panel kernel
-    /// (`gfk_q_gemm_int_panel`: weights repacked into panels of 8 interleaved columns, one integer sum per block);
-    /// below, the per-column integer kernel (1 thread, 768 × 3072: 3 rows 61 vs 53 GFLOP/s for int8, 77 vs 44
-    /// for 4-bit; 2 rows 49 vs 54 and 59 vs 44).
+    /// Rows from which `multiply` with `integerProducts` uses the panel kernel (`gfk_q_gemm_int_panel`: weights
+    /// repacked into panels of 8 interleaved columns); below, the per-column integer kernel, which streams the stored
+    /// rows (1 thread, 768 × 3072: 3 rows 61 vs 53 GFLOP/s for int8, 77 vs 44 for 4-bit; 2 rows 49 vs 54 and 59 vs
+    /// 44). Both compute the same bits, so the choice never affects a result.
     public static let panelRowLimit = 3
 
     /// y[m, cols] = x[m, rows] · W (overwrites y). With `integerProducts` (the default) the activations are
     /// quantized to int8 per row (Q8 blocks of 32) and multiplied with integer dot products: the panel kernel from
-    /// `panelRowLimit` rows, the per-column kernel below and for every product with `rowInvariant` (decoding steps,
-    /// whatever m). Without `integerProducts`: fp32 activations, through the fp32-activation kernel, or through sgemm
-    /// on widened weights for `sgemmRowLimit` rows or more without `rowInvariant`. Every kernel computes each row on
-    /// its own in a fixed order, so a row's result depends neither on m nor on the thread count as long as the
-    /// kernel stays the same — which `rowInvariant` guarantees for decoding, and the explicit `.integerPanel` that
-    /// batched prefill asks for (`Transformer.prefill`) guarantees for prompts. `kernel` other than `.automatic`
-    /// chooses one regardless (prefill, tests, benchmarks).
+    /// `panelRowLimit` rows, the per-column kernel below. The two share one arithmetic bit for bit, so every product
+    /// is row-invariant whatever m is: decoding steps of any batch size and batched prefill give each row the bits
+    /// it would get alone. Without `integerProducts`: fp32 activations, through the fp32-activation kernel
+    /// (row-invariant), or through sgemm on widened weights for `sgemmRowLimit` rows or more without `rowInvariant`.
+    /// `kernel` other than `.automatic` chooses one regardless (tests, benchmarks).
     public func multiply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                          threads: Int, rowInvariant: Bool = false, kernel: Kernel = .automatic) {
         if m <= 0 { return }
@@ -151,25 +149,25 @@ public final class QuantMatrix: @unchecked Sendable {
         }
     }
 
-    /// `integer`: activations quantized per row, integer dot products per column (eight lanes per block; decoding);
-    /// `integerPanel`: activations quantized per row, weights repacked into panels of 8 columns, one integer sum per
-    /// block (many rows); `dequantize`: fp32 activations, the fp32-activation kernel; `widened`: weights widened to
-    /// fp32 chunks in memory, then sgemm.
+    /// `integer`: activations quantized per row, the stored weight rows streamed (few rows: decoding);
+    /// `integerPanel`: the same arithmetic with the weights repacked into panels of 8 columns (many rows);
+    /// `dequantize`: fp32 activations, the fp32-activation kernel; `widened`: weights widened to fp32 chunks in
+    /// memory, then sgemm.
     public enum Kernel: Sendable { case automatic, integer, integerPanel, dequantize, widened }
 
     /// What `.automatic` runs for m rows.
     func automaticKernel(m: Int, rowInvariant: Bool) -> Kernel {
-        if integerProducts { return rowInvariant || m < Self.panelRowLimit ? .integer : .integerPanel }
+        if integerProducts { return m < Self.panelRowLimit ? .integer : .integerPanel }
         return !rowInvariant && m >= Self.sgemmRowLimit ? .widened : .dequantize
     }
 
-    /// The integer kernels: x quantized to Q8 rows in pooled scratch (int8 rows, their scales, and for the 4- and
-    /// 6-bit panel kernel their block sums), then the product. False (nothing done) without scratch memory.
+    /// The integer kernels: x quantized to Q8 rows in pooled scratch (int8 rows, their scales, and for 4- and 6-bit
+    /// weights their block sums), then the product. False (nothing done) without scratch memory.
     private func multiplyInteger(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                                  threads: Int, panel: Bool) -> Bool {
         let K = rows, N = cols
         let xb = Int(gfk_q_row_bytes(Int32(GFK_Q8), Int64(K)))
-        let sums = panel && format != .q8
+        let sums = format != .q8
         guard let scratch = try? scratchPool.take((m * xb + 3) / 4 + m * blocks * (sums ? 2 : 1)) else { return false }
         defer { scratchPool.give(scratch) }
         // int8 rows first (a multiple of 32 bytes each), then their scales, then the block sums.
@@ -195,8 +193,8 @@ public final class QuantMatrix: @unchecked Sendable {
                 gfk_q_gemm_int_panel(fmt, qxs.value, dxs.value, xs.value, Int64(m), Int64(K), w.value, d.value, n0, n1,
                                      yy.value, Int64(ldy))
             } else {
-                gfk_q_gemm_int(fmt, qxs.value, dxs.value, Int64(m), Int64(K), w.value, d.value, n0, n1, yy.value,
-                               Int64(ldy))
+                gfk_q_gemm_int(fmt, qxs.value, dxs.value, xs.value, Int64(m), Int64(K), w.value, d.value, n0, n1,
+                               yy.value, Int64(ldy))
             }
         }
         return true

@@ -329,12 +329,10 @@ public struct WeightMatrix: Sendable {
     ///
     /// With `rowInvariant`, every row of y is computed by the same arithmetic whatever m is (the row-streaming
     /// kernels for fp32, the direct kernel for bf16): a sequence's result then does not depend on which other
-    /// sequences share its decoding batch (see `Transformer.rowInvariantDecoding`). `prefill`: the rows are prompts
-    /// prefilled together; quantized weights then use their many-row kernel whatever m is (row-invariant as well),
-    /// where decoding steps use the per-column one.
+    /// sequences share its decoding batch (see `Transformer.rowInvariantDecoding`). Quantized weights are
+    /// row-invariant whatever m is (see `QuantMatrix.multiply`).
     public func multiply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
-                         threads: Int, packed usePacked: Bool = false, rowInvariant: Bool = false,
-                         prefill: Bool = false) {
+                         threads: Int, packed usePacked: Bool = false, rowInvariant: Bool = false) {
         switch storage {
         case .f32(let t, let tr):
             if rowInvariant {
@@ -351,8 +349,7 @@ public struct WeightMatrix: Sendable {
         case .bf16(let b):
             b.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, rowInvariant: rowInvariant)
         case .quant(let q):
-            q.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, rowInvariant: rowInvariant,
-                       kernel: prefill && q.integerProducts ? .integerPanel : .automatic)
+            q.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, rowInvariant: rowInvariant)
         }
     }
 

@@ -29,11 +29,11 @@ public struct Linear: Sendable {
     public var inFeatures: Int { matrix.rows }
     public var outFeatures: Int { matrix.cols }
 
-    /// y[m, out] = x[m, in] · W + b (`packed`, `rowInvariant`, `prefill`: see `WeightMatrix.multiply`).
+    /// y[m, out] = x[m, in] · W + b (`packed`, `rowInvariant`: see `WeightMatrix.multiply`).
     public func apply(x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
-                      threads: Int, packed: Bool = false, rowInvariant: Bool = false, prefill: Bool = false) {
+                      threads: Int, packed: Bool = false, rowInvariant: Bool = false) {
         matrix.multiply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, packed: packed,
-                        rowInvariant: rowInvariant, prefill: prefill)
+                        rowInvariant: rowInvariant)
         if let bias { Kernels.addBias(y, bias.pointer, rows: m, n: outFeatures, ld: ldy) }
     }
 

@@ -84,9 +84,8 @@ public final class Transformer: @unchecked Sendable {
     /// `lengths[r]` tokens for row r, appended to `caches[r]`. The matrix products run over all prompts' tokens
     /// together (the weights are read once for all of them); attention stays per prompt. With
     /// `rowInvariantDecoding` every product uses the row-invariant kernels, so a prompt's cache and hidden states
-    /// are bit-identical to prefilling it alone, whatever else is in the pass; on quantized weights every product
-    /// uses the many-row integer kernel (`QuantMatrix.Kernel.integerPanel`, for any number of rows), where decoding
-    /// steps use the per-column one. Returns the final hidden states
+    /// are bit-identical to prefilling it alone, whatever else is in the pass (on quantized weights the two integer
+    /// kernels share one arithmetic, so the number of rows may choose between them). Returns the final hidden states
     /// [Σ lengths, n_embd] (row r's last token at Σ_{j≤r} lengths[j] − 1), valid until the next use of `workspace`.
     public func prefill(tokens: UnsafeBufferPointer<Int32>, lengths: [Int], caches: [KVCache],
                         adapter: LoRAAdapter? = nil, adapterGroups: [AdapterGroup]? = nil,
@@ -97,15 +96,13 @@ public final class Transformer: @unchecked Sendable {
         return try gate.run { () throws(GFNError) -> UnsafeMutablePointer<Float> in
             try forwardHoldingGate(tokens: tokens, layout: RowLayout(lengths: lengths), caches: caches,
                                    padding: nil, adapter: adapter, adapterGroups: adapterGroups,
-                                   rowInvariant: rowInvariantDecoding, workspace: workspace, trace: nil,
-                                   prefill: true)
+                                   rowInvariant: rowInvariantDecoding, workspace: workspace, trace: nil)
         }
     }
 
     private func forwardHoldingGate(tokens: UnsafeBufferPointer<Int32>, layout: RowLayout, caches: [KVCache],
                                     padding: [Int]?, adapter: LoRAAdapter?, adapterGroups: [AdapterGroup]?,
-                                    rowInvariant: Bool, workspace: ForwardWorkspace, trace: ForwardTrace?,
-                                    prefill: Bool = false)
+                                    rowInvariant: Bool, workspace: ForwardWorkspace, trace: ForwardTrace?)
         throws(GFNError) -> UnsafeMutablePointer<Float> {
         let c = config
         let rows = layout.rows
@@ -179,11 +176,11 @@ public final class Transformer: @unchecked Sendable {
             // q | k | v into qkv [N, 3E]
             switch block.qkv {
             case .fused(let lin):
-                try applyLinear(lin, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, prefill: prefill, buffers: b, trace: trace)
+                try applyLinear(lin, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
             case .separate(let q, let k, let v):
-                try applyLinear(q, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, prefill: prefill, buffers: b, trace: trace)
-                try applyLinear(k, x: b.ln1, ldx: E, m: N, y: b.qkv + E, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, prefill: prefill, buffers: b, trace: trace)
-                try applyLinear(v, x: b.ln1, ldx: E, m: N, y: b.qkv + 2 * E, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, prefill: prefill, buffers: b, trace: trace)
+                try applyLinear(q, x: b.ln1, ldx: E, m: N, y: b.qkv, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
+                try applyLinear(k, x: b.ln1, ldx: E, m: N, y: b.qkv + E, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
+                try applyLinear(v, x: b.ln1, ldx: E, m: N, y: b.qkv + 2 * E, ldy: 3 * E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
             }
             if c.arch == .gptj { rotate(b.qkv, positions: positions, count: N) }
             storeKV(layer: l, qkv: b.qkv, layout: layout, caches: caches, start: start)
@@ -191,22 +188,22 @@ public final class Transformer: @unchecked Sendable {
                       segments: segs, keys: keys, buffers: b)
             switch c.arch {
             case .gpt2:
-                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, lora: lora, rowInvariant: rowInvariant, prefill: prefill, buffers: b, trace: trace)
+                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 Kernels.add(x, b.tmp, count: N * E)
                 if let xMid = b.xMid { xMid.update(from: x, count: N * E) }
                 guard let ln2 = block.ln2, let ln2Out = b.ln2 else { throw .internalError("GPT-2 block without ln_2") }
                 layerNorm(x, ln2Out, rows: N, weights: ln2, mean: b.ln2Mean, rstd: b.ln2Rstd)
-                try applyLinear(block.fcIn, x: ln2Out, ldx: E, m: N, y: b.fc, ldy: I, lora: lora, rowInvariant: rowInvariant, prefill: prefill, buffers: b, trace: trace)
+                try applyLinear(block.fcIn, x: ln2Out, ldx: E, m: N, y: b.fc, ldy: I, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 activation(b.fc, b.act, count: N * I)
-                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, lora: lora, rowInvariant: rowInvariant, prefill: prefill, buffers: b, trace: trace)
+                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 Kernels.add(x, b.tmp, count: N * E)
             case .gptj:
                 // Parallel residual: x + attn(ln_1 x) + mlp(ln_1 x).
-                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, lora: lora, rowInvariant: rowInvariant, prefill: prefill, buffers: b, trace: trace)
+                try applyLinear(block.attnOut, x: b.att, ldx: E, m: N, y: b.tmp, ldy: E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 Kernels.add(x, b.tmp, count: N * E)
-                try applyLinear(block.fcIn, x: b.ln1, ldx: E, m: N, y: b.fc, ldy: I, lora: lora, rowInvariant: rowInvariant, prefill: prefill, buffers: b, trace: trace)
+                try applyLinear(block.fcIn, x: b.ln1, ldx: E, m: N, y: b.fc, ldy: I, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 activation(b.fc, b.act, count: N * I)
-                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, lora: lora, rowInvariant: rowInvariant, prefill: prefill, buffers: b, trace: trace)
+                try applyLinear(block.fcOut, x: b.act, ldx: I, m: N, y: b.tmp, ldy: E, lora: lora, rowInvariant: rowInvariant, buffers: b, trace: trace)
                 Kernels.add(x, b.tmp, count: N * E)
             }
         }
@@ -335,11 +332,11 @@ public final class Transformer: @unchecked Sendable {
 
     /// y[m, out] = x[m, in]·W + b (+ scale·(x·Aᵀ)·Bᵀ for each row group whose adapter has this module).
     func applyLinear(_ lin: Linear, x: UnsafePointer<Float>, ldx: Int, m: Int, y: UnsafeMutablePointer<Float>,
-                     ldy: Int, lora: LoRARouting, rowInvariant: Bool, prefill: Bool = false,
+                     ldy: Int, lora: LoRARouting, rowInvariant: Bool,
                      buffers: LayerBuffers, trace: ForwardTrace?) throws(GFNError) {
         let nIn = lin.inFeatures, nOut = lin.outFeatures
         lin.apply(x: x, ldx: ldx, m: m, y: y, ldy: ldy, threads: threads, packed: usesPackedWeights,
-                  rowInvariant: rowInvariant, prefill: prefill)
+                  rowInvariant: rowInvariant)
         for group in lora.groups {
             guard let f = group.adapter.factors(for: lin.name) else { continue }
             guard f.inFeatures == nIn, f.outFeatures == nOut else {
