@@ -1,6 +1,6 @@
-// Block-quantized weight matrices (int8 "Q8", 4-bit "Q4" and 6-bit "Q6", 32 values per block with an fp16 scale): packing,
-// unpacking, the kernel choice and the product on fp32 activations (see ckernels.h for the layout; the integer
-// product is in quant_int.c). The AVX2 kernels are chosen at run time; the portable C versions serve CPUs without
+// Block-quantized weight matrices (int8 "Q8", 4-bit "Q4" and 6-bit "Q6", 32 values per block with an fp16 scale):
+// packing, unpacking, the kernel choice and the product on fp32 activations (see ckernels.h for the layout; the
+// integer products are in quant_int.c and quant_int_panel.c). The AVX2 kernels are chosen at run time; the portable C versions serve CPUs without
 // AVX2/FMA and as a check of the vector ones.
 #include <immintrin.h>
 #include <math.h>
@@ -69,7 +69,7 @@ static uint16_t quantize_weights(int format, const float *v, uint8_t *q) {
         q8_values(v, dr, (int8_t *)q);
         return h;
     }
-    const int offset = 1 << q_offset_shift(format), top = 2 * offset - 1;
+    const int offset = q_offset(format), top = 2 * offset - 1;
     const uint16_t h = stored_scale(largest_value(v) / -(float)offset, &dr);
     const float id = dr != 0 ? 1.0f / dr : 0.0f;
     int u[QK];
@@ -84,26 +84,28 @@ static uint16_t quantize_weights(int format, const float *v, uint8_t *q) {
     return h;
 }
 
-// One weight row (K values, the last block zero-padded).
+// Block b of a row of K values into blk, zero-padded past K.
+static void padded_block(const float *v, int64_t K, int64_t b, float blk[QK]) {
+    const int64_t k0 = b * QK, n = K - k0 < QK ? K - k0 : QK;
+    memcpy(blk, v + k0, (size_t)n * sizeof(float));
+    for (int64_t i = n; i < QK; i++) blk[i] = 0;
+}
+
+// One weight row (K values) in `format`, fp16 scales.
 static void quantize_row(int format, const float *v, int64_t K, uint8_t *qrow, uint16_t *drow) {
     const int64_t nb = gfk_q_blocks(K), bytes = q_block_bytes(format);
     float blk[QK];
     for (int64_t b = 0; b < nb; b++) {
-        int64_t k0 = b * QK, n = K - k0 < QK ? K - k0 : QK;
-        memcpy(blk, v + k0, (size_t)n * sizeof(float));
-        for (int64_t i = n; i < QK; i++) blk[i] = 0;
+        padded_block(v, K, b, blk);
         drow[b] = quantize_weights(format, blk, qrow + b * bytes);
     }
 }
 
 // One activation row to Q8 blocks with fp32 scales.
 static void quantize_activation_row(const float *v, int64_t K, int8_t *qrow, float *drow) {
-    const int64_t nb = gfk_q_blocks(K);
     float blk[QK];
-    for (int64_t b = 0; b < nb; b++) {
-        int64_t k0 = b * QK, n = K - k0 < QK ? K - k0 : QK;
-        memcpy(blk, v + k0, (size_t)n * sizeof(float));
-        for (int64_t i = n; i < QK; i++) blk[i] = 0;
+    for (int64_t b = 0; b < gfk_q_blocks(K); b++) {
+        padded_block(v, K, b, blk);
         drow[b] = quantize_q8(blk, qrow + b * QK);
     }
 }

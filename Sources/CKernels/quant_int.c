@@ -83,7 +83,7 @@ AVX2 INLINE void tile_int(int format, int R, int C, int prefetch, const int8_t *
     for (int r = 0; r < R; r++) acc[r] = _mm_setzero_ps();
     const char *pf = (const char *)(wr + C * rb), *pf_end = (const char *)(wr + 2 * C * rb);
     const int64_t pf_per = prefetch ? (2 * C * rb / 64 + nb - 1) / nb : 0;
-    const int32_t offset = format == GFK_Q8 ? 0 : 1 << q_offset_shift(format);  // 8 (Q4), 32 (Q6)
+    const int32_t offset = format == GFK_Q8 ? 0 : q_offset(format);
     for (int64_t b = 0; b < nb; b++) {
         for (int64_t i = 0; i < pf_per && pf < pf_end; i++, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
         if ((b & 7) == 0) scales_transposed(sc, nb, b, C, dw);

@@ -2,7 +2,8 @@
 // weights repacked on the fly into panels of 8 columns whose 4-byte groups are interleaved, as llama.cpp's repacked
 // Q4_0 / Q8_0 "x8" layouts are. One broadcast of 4 activation bytes then multiplies 8 columns at once, and a block's
 // 32 products of each column are summed in integers across the whole block before a single conversion and scaling:
-// per 256 multiply-adds one convert and one FMA, where the per-column kernel (quant_int.c) needs eight of each.
+// per 256 multiply-adds one convert and one FMA, and no horizontal sums (the per-column kernel, quant_int.c, needs
+// three vphaddd per 4 columns to reach the same block sums).
 // 4-bit weights gain most: their nibbles (0..15) multiply unsigned, so a row's pair sums stay in int16 for a whole
 // block (8 steps × 2 × 15 × 127 < 2¹⁵), and one vpmaddubsw + one vpaddw do 32 multiply-adds. 6-bit values (0..63)
 // multiply unsigned too, but their pair sums go on to int32 at every step, as int8's do.

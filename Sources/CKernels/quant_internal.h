@@ -74,7 +74,9 @@ AVX2 INLINE __m256i load_nibbles(const uint8_t *row, int64_t b) { return load_ni
    nibbles, or'ed with the high two bits (element i's at bit 2·(i / 8) of byte 16 + i % 8, brought to bits 4..5). */
 AVX2 INLINE __m256i load_q6(const uint8_t *row, int64_t b) {
     const uint8_t *p = row + b * (3 * QK / 4);
-    const __m256i high = _mm256_set1_epi64x(*(const int64_t *)(p + QK / 2));  // the 8 high bytes in every quarter
+    int64_t bits;
+    memcpy(&bits, p + QK / 2, sizeof bits);
+    const __m256i high = _mm256_set1_epi64x(bits);  // the 8 high bytes in every quarter
     const __m256i h = _mm256_and_si256(_mm256_srlv_epi64(high, _mm256_setr_epi64x(0, 2, 4, 6)), _mm256_set1_epi8(3));
     return _mm256_or_si256(load_nibbles_at(p), _mm256_slli_epi16(h, 4));
 }
@@ -84,8 +86,8 @@ AVX2 INLINE __m256i load_unsigned(int format, const uint8_t *row, int64_t b) {
     return format == GFK_Q6 ? load_q6(row, b) : load_nibbles(row, b);
 }
 
-/* The offset that unsigned stored values carry (q4: 8, q6: 32), as a shift: 8 = 1 << 3, 32 = 1 << 5. */
-static inline int q_offset_shift(int format) { return format == GFK_Q6 ? 5 : 3; }
+/* The offset that unsigned stored values carry: value = q − offset (Q4: 8, Q6: 32). */
+static inline int q_offset(int format) { return format == GFK_Q6 ? 32 : 8; }
 
 /* The 32 signed values of block b of a weight row, as int8. */
 AVX2 INLINE __m256i load_block(int format, const uint8_t *row, int64_t b) {
@@ -110,7 +112,7 @@ AVX2 INLINE __m256 load_scales8(const uint16_t *s, int64_t left) {
 void gfk_q_gemm_int_portable(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
                              const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
 
-/* ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)): every kernel's final sum of its eight lanes. */
+/* ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)): the fp32-activation kernel's final sum of its eight lanes. */
 AVX2 INLINE float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -48,8 +48,12 @@ enum WeightCacheFormat {
         }
         let v = get(8, UInt32.self)
         // An older layout (version 1 had fp32 block scales) is stale: rewritten, not reported as damage.
-        guard v >= 1, v <= version else { return .failure(.damaged("format version \(v), this library reads version \(version)")) }
-        guard v == version else { return .failure(.stale("an older cache format (version \(v); this library reads version \(version))")) }
+        guard v >= 1, v <= version else {
+            return .failure(.damaged("format version \(v), this library reads version \(version)"))
+        }
+        guard v == version else {
+            return .failure(.stale("an older cache format (version \(v); this library reads version \(version))"))
+        }
         guard get(28, UInt32.self) == crc(Array(h[0..<28])) else { return .failure(.damaged("header checksum mismatch")) }
         let length = get(16, UInt64.self)
         guard length <= UInt64(maxMetadataBytes) else { return .failure(.damaged("metadata length \(length) out of range")) }

@@ -2,8 +2,9 @@ import CKernels
 
 /// A logical fp32 matrix W [K, N] (y = x·W) stored block-quantized: int8 (`.q8`, 8.5 bits per weight with the
 /// scales), 4-bit (`.q4`, 4.5 bits) or 6-bit (`.q6`, 6.5 bits: the 4-bit format's embedding and head), 32 values of
-/// a column per block with one fp16 scale (the layout of `ckernels.h`, quant.c; llama.cpp's Q8_0 / Q4_0 sizes). Columns of W are stored contiguously, so the tied head (W = wteᵀ) keeps one token's
-/// embedding per storage row. Immutable after quantizing; the weights it stands for are frozen.
+/// a column per block with one fp16 scale (the layout of `ckernels.h`, quant.c; llama.cpp's Q8_0 / Q4_0 sizes).
+/// Columns of W are stored contiguously, so the tied head (W = wteᵀ) keeps one token's embedding per storage row.
+/// Immutable after quantizing; the weights it stands for are frozen.
 public final class QuantMatrix: @unchecked Sendable {
     public enum Format: Sendable {
         case q8, q4, q6
