@@ -158,8 +158,7 @@ public enum WeightCache {
                             [UnsafeRawPointer(b.base)]))
             case .quant(let q):
                 let sb = q.scaleBytes
-                let kind: CacheEntry.Kind = q.format == .q8 ? .q8 : q.format == .q4 ? .q4 : .q6
-                out.append((CacheEntry(name: name, kind: kind, shape: [q.rows, q.cols],
+                out.append((CacheEntry(name: name, kind: CacheEntry.Kind(q.format), shape: [q.rows, q.cols],
                                        transposed: false,
                                        payloads: [CachePayload(offset: 0, length: q.bytes - sb, crc: 0),
                                                   CachePayload(offset: 0, length: sb, crc: 0)]),

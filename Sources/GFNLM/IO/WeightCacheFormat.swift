@@ -157,6 +157,25 @@ struct CacheEntry: Sendable {
     enum Kind: String, Sendable {
         /// fp32 row-major with `shape`; a matrix W [K, N] stored as Wᵀ [N, K] when `transposed` (the embedding).
         case f32, bf16, q8, q4, q6
+
+        /// The kind that stores a block-quantized matrix of `format`.
+        init(_ format: QuantMatrix.Format) {
+            switch format {
+            case .q8: self = .q8
+            case .q4: self = .q4
+            case .q6: self = .q6
+            }
+        }
+
+        /// The block-quantized format of this kind; nil for f32 / bf16.
+        var quantFormat: QuantMatrix.Format? {
+            switch self {
+            case .q8: return .q8
+            case .q4: return .q4
+            case .q6: return .q6
+            case .f32, .bf16: return nil
+            }
+        }
     }
     let name: String
     let kind: Kind
@@ -182,7 +201,7 @@ struct CacheEntry: Sendable {
         switch kind {
         case .bf16: return [Int(gfk_bf16_packed_count(Int64(K), Int64(N))) * 2]
         case .q8, .q4, .q6:
-            let f = Int32(kind == .q8 ? GFK_Q8 : kind == .q4 ? GFK_Q4 : GFK_Q6)
+            guard let f = kind.quantFormat?.code else { return nil }
             return [Int(gfk_q_row_bytes(f, Int64(K))) * N, Int(gfk_q_blocks(Int64(K))) * N * 2]
         case .f32: return nil
         }

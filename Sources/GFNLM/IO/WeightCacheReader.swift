@@ -141,7 +141,7 @@ extension WeightCache {
                     load(e, 0, into: m.base)
                     return WeightMatrix(m)
                 case .q8, .q4, .q6:
-                    let format: QuantMatrix.Format = e.kind == .q8 ? .q8 : e.kind == .q4 ? .q4 : .q6
+                    guard let format = e.kind.quantFormat else { throw CacheRejection.damaged("\(name): not quantized") }
                     let m = try QuantMatrix(format: format, rows: e.shape[0], cols: e.shape[1],
                                             integerProducts: true)
                     load(e, 0, into: m.qs)
