@@ -28,7 +28,7 @@ RELEASE_FLAGS := -c release --product gfnlm --scratch-path $(ROOT)/.build-releas
 
 include mk/protobuf.mk
 
-.PHONY: all deps lib demo test abi-check-test kernel-test-static quant-kernel-test swift-test c-test py-test examples-test clean venv bench
+.PHONY: all deps lib demo test abi-check-test kernel-test-static quant-kernel-test workerpool-test swift-test c-test py-test examples-test clean venv bench
 
 all: deps lib demo
 
@@ -70,7 +70,7 @@ $(VENV)/.ok: bindings/python/requirements-test.txt
 demo: lib venv
 	GFNLM_LIBRARY=$(LIB) PYTHONPATH=$(ROOT)/bindings/python $(PY) examples/python/random_numbers.py --plot $(BUILD)/random_numbers.png
 
-test: deps lib venv mpi-venv abi-check-test kernel-test-static quant-kernel-test swift-test c-test fuzz-smoke py-test examples-test install-test
+test: deps lib venv mpi-venv abi-check-test kernel-test-static quant-kernel-test workerpool-test swift-test c-test fuzz-smoke py-test examples-test install-test
 	@echo "all tests passed"
 
 ## The exports in Sources/GFNLMC implement include/gfnlm.h's declarations (`@c @implementation`), so the compiler
@@ -100,6 +100,19 @@ $(BUILD)/quant-kernel-test: $(QUANT_TEST_SOURCES) Sources/CKernels/quant_interna
 
 quant-kernel-test: $(BUILD)/quant-kernel-test
 	$(BUILD)/quant-kernel-test
+
+## The fork-join worker pool under stress (one and four callers), plain and under ThreadSanitizer (seconds).
+WORKERPOOL_TEST_SOURCES := Tests/Kernels/workerpool_test.c Sources/CKernels/workerpool.c
+$(BUILD)/workerpool-test $(BUILD)/workerpool-test-tsan: $(WORKERPOOL_TEST_SOURCES) Sources/CKernels/include/workerpool.h
+	@mkdir -p $(BUILD)
+	gcc -std=c11 -O2 -Wall -Wextra -Werror -pthread -ISources/CKernels/include $(WORKERPOOL_TEST_SOURCES) \
+	  -o $(BUILD)/workerpool-test
+	gcc -std=c11 -O1 -g -fsanitize=thread -Wall -Wextra -Werror -pthread -ISources/CKernels/include \
+	  $(WORKERPOOL_TEST_SOURCES) -o $(BUILD)/workerpool-test-tsan
+
+workerpool-test: $(BUILD)/workerpool-test $(BUILD)/workerpool-test-tsan
+	$(BUILD)/workerpool-test
+	TSAN_OPTIONS=halt_on_error=1 $(BUILD)/workerpool-test-tsan
 
 swift-test: | deps
 	$(SWIFT) build --build-tests -j $(JOBS)

@@ -87,6 +87,42 @@ AVX2 INLINE void tile_int(int format, int R, int C, int prefetch, const int8_t *
     for (int64_t b = 0; b < nb; b++) {
         for (int64_t i = 0; i < pf_per && pf < pf_end; i++, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
         if ((b & 7) == 0) scales_transposed(sc, nb, b, C, dw);
+        if (format != GFK_Q8 && b + 1 < nb) {
+            // Two blocks at once (b even, so b + 1 is in the same 8 scales): lane 0 works on block b, lane 1 on
+            // block b + 1. One load and two masks unpack both blocks' 4-bit halves; each half's vpmaddubsw
+            // pair sums (≤ 2·63·127) add exactly in int16 before the one vpmaddwd; the 4 columns' lanes reduce to
+            // block b's sums in lane 0 and block b + 1's in lane 1. Then the same two FMAs, in block order.
+            for (int64_t i = 0; i < pf_per && pf < pf_end; i++, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
+            __m256i xlo[4], xhi[4], s[4][4];
+            for (int r = 0; r < R; r++) {
+                const int8_t *x = qx + r * xb + b * QK;
+                xlo[r] = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(x + QK)), _mm_loadu_si128((const __m128i *)x));
+                xhi[r] = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(x + QK + QK / 2)),
+                                          _mm_loadu_si128((const __m128i *)(x + QK / 2)));
+                for (int c = C; c < 4; c++) s[r][c] = _mm256_setzero_si256();
+            }
+            for (int c = 0; c < C; c++) {
+                __m256i lo, hi;
+                load_unsigned_pair(format, wr + c * rb, b, &lo, &hi);
+                for (int r = 0; r < R; r++) {
+                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo[r]), _mm256_maddubs_epi16(hi, xhi[r]));
+                    s[r][c] = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+                }
+            }
+            const __m128 dw0 = _mm_load_ps(dw[b & 7]), dw1 = _mm_load_ps(dw[(b + 1) & 7]);
+            for (int r = 0; r < R; r++) {
+                const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s[r][0], s[r][1]),
+                                                    _mm256_hadd_epi32(s[r][2], s[r][3]));
+                const __m256i off = _mm256_set_m128i(_mm_set1_epi32(offset * xsum[r * nb + b + 1]),
+                                                     _mm_set1_epi32(offset * xsum[r * nb + b]));
+                const __m256 S = _mm256_cvtepi32_ps(_mm256_sub_epi32(h, off));
+                acc[r] = _mm_fmadd_ps(_mm256_castps256_ps128(S), _mm_mul_ps(_mm_set1_ps(dx[r * nb + b]), dw0), acc[r]);
+                acc[r] = _mm_fmadd_ps(_mm256_extractf128_ps(S, 1), _mm_mul_ps(_mm_set1_ps(dx[r * nb + b + 1]), dw1),
+                                      acc[r]);
+            }
+            b++;
+            continue;
+        }
         __m256i xv[4], s[4][4];
         for (int r = 0; r < R; r++) {
             xv[r] = _mm256_loadu_si256((const __m256i *)(qx + r * xb + b * QK));

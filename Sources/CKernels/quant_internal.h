@@ -81,6 +81,33 @@ AVX2 INLINE __m256i load_q6(const uint8_t *row, int64_t b) {
     return _mm256_or_si256(load_nibbles_at(p), _mm256_slli_epi16(h, 4));
 }
 
+/* The unsigned stored values of blocks b and b + 1 (q4: 0..15, q6: 0..63; not for Q8), split by halves so that one
+   32-byte load serves two 4-bit blocks: lo = elements 0..15 of block b | of block b + 1 (the two 128-bit lanes),
+   hi = elements 16..31 of block b | of block b + 1. */
+AVX2 INLINE void load_unsigned_pair(int format, const uint8_t *row, int64_t b, __m256i *lo, __m256i *hi) {
+    const __m256i mask = _mm256_set1_epi8(15);
+    __m256i nibbles;
+    if (format == GFK_Q4) {
+        nibbles = _mm256_loadu_si256((const __m256i *)(row + b * (QK / 2)));
+    } else {
+        const uint8_t *p = row + b * (3 * QK / 4);
+        nibbles = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(p + 3 * QK / 4)), _mm_loadu_si128((const __m128i *)p));
+    }
+    *lo = _mm256_and_si256(nibbles, mask);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(nibbles, 4), mask);
+    if (format == GFK_Q6) {  // high bits of element i at bit 2·(i / 8) of byte 16 + i % 8 of its block
+        const uint8_t *p = row + b * (3 * QK / 4);
+        int64_t bits0, bits1;
+        memcpy(&bits0, p + QK / 2, sizeof bits0);
+        memcpy(&bits1, p + 3 * QK / 4 + QK / 2, sizeof bits1);
+        const __m256i high = _mm256_set_epi64x(bits1, bits1, bits0, bits0), three = _mm256_set1_epi8(3);
+        const __m256i hl = _mm256_and_si256(_mm256_srlv_epi64(high, _mm256_setr_epi64x(0, 2, 0, 2)), three);
+        const __m256i hh = _mm256_and_si256(_mm256_srlv_epi64(high, _mm256_setr_epi64x(4, 6, 4, 6)), three);
+        *lo = _mm256_or_si256(*lo, _mm256_slli_epi16(hl, 4));
+        *hi = _mm256_or_si256(*hi, _mm256_slli_epi16(hh, 4));
+    }
+}
+
 /* The unsigned stored values of block b (q4: 0..15, q6: 0..63; not for Q8). */
 AVX2 INLINE __m256i load_unsigned(int format, const uint8_t *row, int64_t b) {
     return format == GFK_Q6 ? load_q6(row, b) : load_nibbles(row, b);
