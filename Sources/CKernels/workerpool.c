@@ -109,6 +109,21 @@ static void *worker_main(void *arg) {
     }
 }
 
+// Wakes a parked worker. The caller never blocks on a worker's mutex: a worker holds it only between deciding to
+// park and parking, so a few tries get it; if they do not (or the process was forked while a worker held it), the
+// worker misses this job, which the caller then runs alone, and is woken by the next one.
+static void wake(worker_t *w) {
+    if (!atomic_load(&w->sleeping)) return;  // seq_cst: pairs with the worker's store before it checks the word
+    for (int tries = 0; tries < 64; tries++) {
+        if (pthread_mutex_trylock(&w->mu) == 0) {
+            pthread_cond_signal(&w->cv);
+            pthread_mutex_unlock(&w->mu);
+            return;
+        }
+        cpu_relax();
+    }
+}
+
 int gfk_pool_workers(const gfk_pool *pool) { return pool->workers; }
 
 static void stop_workers(gfk_pool *p, int started) {
@@ -171,14 +186,7 @@ int gfk_pool_run(gfk_pool *p, int n, int participants, gfk_pool_fn fn, void *ctx
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     uint32_t gen = word_gen(atomic_load_explicit(&p->word, memory_order_relaxed)) + 1;
     atomic_store(&p->word, make_word(gen, (uint32_t)participants, (uint32_t)n));  // seq_cst: publishes the job
-    for (int i = 0; i < participants - 1; i++) {
-        worker_t *w = &p->w[i];
-        if (atomic_load(&w->sleeping)) {
-            pthread_mutex_lock(&w->mu);
-            pthread_cond_signal(&w->cv);
-            pthread_mutex_unlock(&w->mu);
-        }
-    }
+    for (int i = 0; i < participants - 1; i++) wake(&p->w[i]);
     run_chunks(p, gen, 0);
     // Chunks claimed by workers may still run; they are short, so poll, yielding the CPU if one is descheduled.
     for (unsigned i = 1; atomic_load_explicit(&p->done, memory_order_acquire) < n; i++) {

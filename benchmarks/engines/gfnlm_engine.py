@@ -107,13 +107,13 @@ class BF16Engine(Engine):
 
 
 class Int8Engine(Engine):
-    """gfnlm with weights="int8": block-quantized at load (32 per block, fp32 scale); every phase (the LoRA and
+    """gfnlm with weights="int8": block-quantized at load (32 per block, fp16 scale); every phase (the LoRA and
     GFlowNet steps train adapters on the frozen int8 base)."""
     name = "gfnlm-int8"
     weights = "int8"
 
 
 class Q4Engine(Engine):
-    """gfnlm with weights="q4": 4-bit linear maps (32 per block), int8 embedding / tied head; every phase."""
+    """gfnlm with weights="q4": 4-bit linear maps (32 per block), 6-bit embedding / tied head; every phase."""
     name = "gfnlm-q4"
     weights = "q4"
