@@ -165,7 +165,8 @@ typedef enum gfn_weight_type {
 } gfn_weight_type;
 typedef struct gfn_model_params {
     uint32_t size;              /* sizeof(gfn_model_params); the first version's (without weight_type): fp32 */
-    int32_t n_threads;          /* the model's compute budget (see "Compute" at the top); 0 = all online CPUs */
+    int32_t n_threads;          /* the model's compute budget (see "Compute" at the top); 0 = every CPU the process
+                                   may run on (its affinity mask: taskset, a container's cpuset) */
     const char *_Nullable tokenizer_path; /* NULL: tokenizer files beside the model, if any; else this path */
     int32_t weight_type;        /* a gfn_weight_type (default GFN_WEIGHTS_F32); others: GFN_ERR_INVALID_ARGUMENT */
     int32_t batch_invariant;    /* 1 (default): a sample's results do not depend on what shares its batch or on the

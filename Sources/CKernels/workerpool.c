@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The job in flight is one 64-bit word, so that a worker claims a chunk of exactly the job it saw:
  *   generation (24 bits) | participants (12) | chunk count (14) | next unclaimed chunk (14).
@@ -90,7 +91,9 @@ static void *worker_main(void *arg) {
     for (;;) {
         uint64_t v = atomic_load_explicit(&p->word, memory_order_acquire);
         for (unsigned i = 1; word_gen(v) == seen && !atomic_load_explicit(&p->stop, memory_order_relaxed); i++) {
-            if ((i & 63) == 0 && now_ns() >= spin_until) {
+            if ((i & 63) == 0 && now_ns() < spin_until) {
+                sched_yield();  // a thread that shares this CPU (more threads than CPUs) gets it back at once
+            } else if ((i & 63) == 0) {
                 pthread_mutex_lock(&self->mu);
                 atomic_store(&self->sleeping, 1);  // seq_cst: pairs with gfk_pool_run's store of the word
                 while (word_gen(atomic_load(&p->word)) == seen && !atomic_load(&p->stop))
@@ -126,6 +129,18 @@ static void wake(worker_t *w) {
 
 int gfk_pool_workers(const gfk_pool *pool) { return pool->workers; }
 
+int gfk_cpus_available(void) {
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        const int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+#endif
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
 static void stop_workers(gfk_pool *p, int started) {
     atomic_store(&p->stop, 1);
     for (int i = 0; i < started; i++) {
@@ -141,7 +156,7 @@ static void stop_workers(gfk_pool *p, int started) {
 }
 
 gfk_pool *gfk_pool_create(int workers, int spin_us) {
-    if (workers < 1 || workers >= (1 << PARTS_BITS)) return NULL;
+    if (workers < 1 || workers + 1 >= (1 << PARTS_BITS)) return NULL;  // participants = workers + 1 must fit
     gfk_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->w = calloc((size_t)workers, sizeof *p->w);

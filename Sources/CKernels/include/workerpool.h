@@ -22,6 +22,10 @@ typedef struct gfk_pool gfk_pool;
 /// 1..participants-1 = workers). Two chunks that run at the same time have different participants.
 typedef void (*gfk_pool_fn)(void *ctx, int chunk, int participant);
 
+/// CPUs this process may run on (its affinity mask, e.g. under taskset or a container's cpuset), else the online
+/// CPUs; at least 1.
+int gfk_cpus_available(void);
+
 /// Starts `workers` threads (≥ 1). Returns NULL if a thread cannot be started (nothing is leaked).
 gfk_pool *gfk_pool_create(int workers, int spin_us);
 /// Stops and joins the workers. The pool must be idle.

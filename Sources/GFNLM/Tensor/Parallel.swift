@@ -7,8 +7,8 @@ import Dispatch
 /// of one forward pass do not each pay a thread wake-up); when the pool is taken (another thread's region, or a
 /// region nested inside one) they run on libdispatch's global queue, as before.
 public enum Parallel {
-    /// Number of online CPUs.
-    public static var cpuCount: Int { Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    /// Number of CPUs this process may run on (its affinity mask: taskset, a container's cpuset), else online CPUs.
+    public static var cpuCount: Int { Swift.max(1, Int(gfk_cpus_available())) }
 
     /// Calls `body(worker, range)` for contiguous chunks covering 0..<count, on up to `threads` threads;
     /// `worker` is in 0..<threads and distinct for chunks that run at the same time.
