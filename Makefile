@@ -28,7 +28,7 @@ RELEASE_FLAGS := -c release --product gfnlm --scratch-path $(ROOT)/.build-releas
 
 include mk/protobuf.mk
 
-.PHONY: all deps lib demo test abi-check-test kernel-test-static quant-kernel-test workerpool-test swift-test c-test py-test examples-test clean venv bench
+.PHONY: all deps lib demo test abi-check-test kernel-test-static quant-kernel-test workerpool-test bench-forkjoin swift-test c-test py-test examples-test clean venv bench
 
 all: deps lib demo
 
@@ -157,6 +157,17 @@ examples-test: $(BUILD)/examples/generate $(BUILD)/examples/train_sampler
 
 ## Benchmarks side by side with onnxruntime and PyTorch (sets up benchmarks/.venv and the models on first use;
 ## not part of `make test`). The last line of output is key=value ratios.
+## libdispatch's dispatch_apply against the worker pool on the same synthetic regions (seconds; not in `make test`;
+## the Swift toolchain's clang, whose libdispatch headers need it).
+SWIFT_TOOLCHAIN_BIN = $(dir $(realpath $(shell command -v $(SWIFT))))
+SWIFT_TOOLCHAIN_LIB = $(SWIFT_TOOLCHAIN_BIN)../lib/swift
+bench-forkjoin:
+	@mkdir -p $(BUILD)
+	$(SWIFT_TOOLCHAIN_BIN)clang -std=gnu11 -O2 -Wall -Wextra -pthread -ISources/CKernels/include -I$(SWIFT_TOOLCHAIN_LIB) \
+	  benchmarks/forkjoin/forkjoin.c Sources/CKernels/workerpool.c -L$(SWIFT_TOOLCHAIN_LIB)/linux -ldispatch \
+	  -Wl,-rpath,$(SWIFT_TOOLCHAIN_LIB)/linux -o $(BUILD)/forkjoin-bench
+	$(BUILD)/forkjoin-bench
+
 bench: lib
 	python3 benchmarks/run.py
 

@@ -39,9 +39,10 @@ class Model(Closeable):
         """Loads an .onnx file (or a directory holding one). `tokenizer`: a path to tokenizer files; by default
         tokenizer files beside the model are used when present. `weights`: "fp32" (default), "bf16" (the large
         matrices converted to bf16 at load: half the memory), "int8" or "q4" (block-quantized at load, 32 values
-        per block with a scale: 0.28 / 0.16 of fp32's bytes per matrix; see docs/quantization.md). With any but fp32,
-        full-parameter training, merging adapters and ONNX export are refused. Anything else raises ValueError. `n_threads` (0: all CPUs the process may run on) bounds every thread the library
-        computes with for this model, however many Python threads call it. `batch_invariant` (default): a sample
+        per block with an fp16 scale: 0.27 / 0.14 of fp32's bytes per matrix; see docs/quantization.md). With any
+        but fp32, full-parameter training, merging adapters and ONNX export are refused. Anything else raises
+        ValueError. `n_threads` (0: every CPU the process may run on) bounds every thread the library computes with
+        for this model, however many Python threads call it. `batch_invariant` (default): a sample
         depends only on (model, adapter, prompt, parameters, seed), not on what shares its batch (Batcher);
         False picks the fastest product per batch size (results then differ at rounding level). `weight_cache`:
         "off" (default), "readwrite" (load from a converted weight cache beside the model — `weight_cache_dir`
