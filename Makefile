@@ -103,12 +103,13 @@ quant-kernel-test: $(BUILD)/quant-kernel-test
 
 ## The fork-join worker pool under stress (one and four callers), plain and under ThreadSanitizer (seconds).
 WORKERPOOL_TEST_SOURCES := Tests/Kernels/workerpool_test.c Sources/CKernels/workerpool.c
-$(BUILD)/workerpool-test $(BUILD)/workerpool-test-tsan: $(WORKERPOOL_TEST_SOURCES) Sources/CKernels/include/workerpool.h
+$(BUILD)/workerpool-test: $(WORKERPOOL_TEST_SOURCES) Sources/CKernels/include/workerpool.h
 	@mkdir -p $(BUILD)
-	gcc -std=c11 -O2 -Wall -Wextra -Werror -pthread -ISources/CKernels/include $(WORKERPOOL_TEST_SOURCES) \
-	  -o $(BUILD)/workerpool-test
+	gcc -std=c11 -O2 -Wall -Wextra -Werror -pthread -ISources/CKernels/include $(WORKERPOOL_TEST_SOURCES) -o $@
+$(BUILD)/workerpool-test-tsan: $(WORKERPOOL_TEST_SOURCES) Sources/CKernels/include/workerpool.h
+	@mkdir -p $(BUILD)
 	gcc -std=c11 -O1 -g -fsanitize=thread -Wall -Wextra -Werror -pthread -ISources/CKernels/include \
-	  $(WORKERPOOL_TEST_SOURCES) -o $(BUILD)/workerpool-test-tsan
+	  $(WORKERPOOL_TEST_SOURCES) -o $@
 
 workerpool-test: $(BUILD)/workerpool-test $(BUILD)/workerpool-test-tsan
 	$(BUILD)/workerpool-test
@@ -157,6 +158,9 @@ examples-test: $(BUILD)/examples/generate $(BUILD)/examples/train_sampler
 
 ## Benchmarks side by side with onnxruntime and PyTorch (sets up benchmarks/.venv and the models on first use;
 ## not part of `make test`). The last line of output is key=value ratios.
+bench: lib
+	python3 benchmarks/run.py
+
 ## libdispatch's dispatch_apply against the worker pool on the same synthetic regions (seconds; not in `make test`;
 ## the Swift toolchain's clang, whose libdispatch headers need it).
 SWIFT_TOOLCHAIN_BIN = $(dir $(realpath $(shell command -v $(SWIFT))))
@@ -167,9 +171,6 @@ bench-forkjoin:
 	  benchmarks/forkjoin/forkjoin.c Sources/CKernels/workerpool.c -L$(SWIFT_TOOLCHAIN_LIB)/linux -ldispatch \
 	  -Wl,-rpath,$(SWIFT_TOOLCHAIN_LIB)/linux -o $(BUILD)/forkjoin-bench
 	$(BUILD)/forkjoin-bench
-
-bench: lib
-	python3 benchmarks/run.py
 
 include mk/reliability.mk
 include mk/install.mk
