@@ -90,13 +90,16 @@ kernel-test-static: $(BUILD)/kernel-test-static
 	$(BUILD)/kernel-test-static
 
 ## The block-quantized kernels' C layer: fp16 scale conversions against F16C, every format's products against double
-## precision, AVX2 against portable bit for bit, row invariance (seconds).
+## precision, AVX2 against portable bit for bit, row invariance, the VNNI panel kernels against AVX2 bit for bit
+## (emulated here; the real ones where the CPU has them), the VNNI self-check (seconds). Linked statically, so that
+## build/quant-kernel-test can be copied to and run on any x86-64 Linux machine with AVX-VNNI or AVX512-VNNI.
 QUANT_TEST_SOURCES := Tests/Kernels/quant_kernel_test.c Sources/CKernels/quant.c Sources/CKernels/quant_int.c \
-  Sources/CKernels/quant_int_panel.c
-$(BUILD)/quant-kernel-test: $(QUANT_TEST_SOURCES) Sources/CKernels/quant_internal.h Sources/CKernels/include/ckernels.h
+  Sources/CKernels/quant_int_panel.c Sources/CKernels/quant_int_vnni.c
+$(BUILD)/quant-kernel-test: $(QUANT_TEST_SOURCES) Sources/CKernels/quant_internal.h Sources/CKernels/quant_panel.h \
+  Sources/CKernels/quant_int_vnni_body.h Sources/CKernels/include/ckernels.h
 	@mkdir -p $(BUILD)
 	gcc -std=c11 -O2 -march=x86-64-v3 -Wall -Wextra -Werror -ISources/CKernels -ISources/CKernels/include \
-	  $(QUANT_TEST_SOURCES) -lm -o $@
+	  $(QUANT_TEST_SOURCES) -static -pthread -lm -o $@
 
 quant-kernel-test: $(BUILD)/quant-kernel-test
 	$(BUILD)/quant-kernel-test

@@ -139,6 +139,29 @@ AVX2 INLINE __m256 load_scales8(const uint16_t *s, int64_t left) {
 void gfk_q_gemm_int_portable(int format, const int8_t *qx, const float *dx, int64_t M, int64_t K, const uint8_t *qs,
                              const uint16_t *scales, int64_t n0, int64_t n1, float *y, int64_t ldy);
 
+/* The many-row integer products (gfk_q_gemm_int_panel's signature and bits): the AVX2 kernel (quant_int_panel.c),
+   and the VNNI ones (quant_int_vnni.c): AVX-VNNI, AVX512-VNNI, and an exact AVX2 emulation of vpdpbusd that the
+   tests run on any machine. gfk_q_vnni_kernel: the checked VNNI kernel to use, or NULL for the AVX2 one. */
+typedef void (*gfk_q_panel_fn)(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M,
+                               int64_t K, const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1, float *y,
+                               int64_t ldy);
+void gfk_q_gemm_int_panel_avx2(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M,
+                               int64_t K, const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1, float *y,
+                               int64_t ldy);
+void gfk_q_gemm_int_panel_vnni_emulated(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M,
+                                        int64_t K, const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1,
+                                        float *y, int64_t ldy);
+void gfk_q_gemm_int_panel_avx_vnni(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M,
+                                   int64_t K, const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1,
+                                   float *y, int64_t ldy);
+void gfk_q_gemm_int_panel_avx512_vnni(int format, const int8_t *qx, const float *dx, const int32_t *xsum, int64_t M,
+                                      int64_t K, const uint8_t *qs, const uint16_t *scales, int64_t n0, int64_t n1,
+                                      float *y, int64_t ldy);
+gfk_q_panel_fn gfk_q_vnni_kernel(void);
+/* 1 when the candidate gives the AVX2 kernel's bits on small products of every format (ragged shapes included);
+   otherwise 0 and the first difference in why. */
+int gfk_q_vnni_selfcheck(gfk_q_panel_fn candidate, char *why, size_t capacity);
+
 /* ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)): the fp32-activation kernel's final sum of its eight lanes. */
 AVX2 INLINE float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -93,6 +93,9 @@ public func gfn_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointe
         if weightType == .bf16, let failure = BF16Matrix.takeKernelSelfCheckFailure() {
             logSink.emit(GFN_LOG_WARN, failure)
         }
+        if weightType.isQuantized, let failure = QuantMatrix.takeKernelSelfCheckFailure() {
+            logSink.emit(GFN_LOG_WARN, failure)
+        }
         o.pointee = handles.register(ModelHandle(model))
     }
 }

@@ -18,6 +18,7 @@ final class KernelSelfCheckTests: XCTestCase {
 
     override func tearDown() {
         _ = gfk_bf16_test_selfcheck(0)   // the real CPU and kernel again
+        _ = gfk_q_vnni_test(0)
         gfn_log_set(nil, nil)
     }
 
@@ -95,5 +96,48 @@ final class KernelSelfCheckTests: XCTestCase {
         let avx2Error = zip(avx2, f32).map { abs($0 - $1) }.max() ?? .infinity
         XCTAssertLessThan(candidateError, 0.05 * scale, "candidate vs fp32")
         XCTAssertLessThan(avx2Error, 0.05 * scale, "AVX2 vs fp32")
+    }
+
+    // The VNNI integer kernels' self-check (gfk_q_vnni_test): mode 2 makes the candidate one ulp off in one output,
+    // mode 1 makes an exact AVX2 emulation of the VNNI kernel the candidate. Either way the logits must be the AVX2
+    // kernel's bits (the VNNI kernels reproduce them exactly); the C kernel test checks the emulation on every shape.
+
+    private func startQuant(mode: Int32, expectVNNI: Bool, _ capture: Capture) throws -> OpaquePointer {
+        capturing(capture)
+        XCTAssertEqual(gfk_q_vnni_test(mode), expectVNNI ? 1 : 0, "kernel after hook mode \(mode)")
+        XCTAssertEqual(QuantMatrix.panelKernel.contains("VNNI"), expectVNNI, QuantMatrix.panelKernel)
+        return try load(GFN_WEIGHTS_INT8)
+    }
+
+    func testQuantMismatchFallsBackToAVX2AndWarnsOnce() throws {
+        guard QuantMatrix.usesAVX2 else { throw XCTSkip("no AVX2: the VNNI kernels are never candidates") }
+        let capture = Capture()
+        let h = try startQuant(mode: 2, expectVNNI: false, capture)
+        defer { gfn_model_free(h) }
+        let lines = capture.lines.withLock { $0 }
+        XCTAssertEqual(lines.count, 1)
+        XCTAssertEqual(lines.first?.0, Int32(GFN_LOG_WARN.rawValue))
+        XCTAssertTrue(lines.first?.1.contains("self-check") == true && lines.first?.1.contains("AVX2 kernel instead") == true,
+                      lines.first?.1 ?? "")
+        XCTAssertEqual(QuantMatrix.panelKernel, "AVX2")
+        let served = logits(h)
+        XCTAssertFalse(QuantMatrix.allowVNNI(false))
+        XCTAssertEqual(logits(h), served)
+        let h2 = try load(GFN_WEIGHTS_Q4)   // once per failed check, not per model
+        gfn_model_free(h2)
+        XCTAssertEqual(capture.lines.withLock { $0.count }, 1)
+    }
+
+    func testQuantPassUsesTheCheckedKernel() throws {
+        guard QuantMatrix.usesAVX2 else { throw XCTSkip("no AVX2: the VNNI kernels are never candidates") }
+        let capture = Capture()
+        let h = try startQuant(mode: 1, expectVNNI: true, capture)
+        defer { gfn_model_free(h) }
+        XCTAssertEqual(capture.lines.withLock { $0.count }, 0, "no warning after a passed check")
+        XCTAssertTrue(QuantMatrix.panelKernel.contains("emulated"), QuantMatrix.panelKernel)
+        let candidate = logits(h)
+        XCTAssertFalse(QuantMatrix.allowVNNI(false))
+        XCTAssertEqual(QuantMatrix.panelKernel, "AVX2")
+        XCTAssertEqual(logits(h), candidate, "the VNNI kernels give the AVX2 kernel's bits")
     }
 }

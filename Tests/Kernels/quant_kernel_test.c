@@ -17,6 +17,7 @@
 #include <string.h>
 
 static int failures = 0;
+static int vnni_runs[3];   // products checked per VNNI instance (emulated, AVX-VNNI, AVX512-VNNI)
 
 #define CHECK(cond, ...)                                                                                          \
     do {                                                                                                          \
@@ -135,6 +136,26 @@ static void check_format(int f, int64_t K) {
         for (int i = 0; i < 3; i++)
             CHECK(!memcmp(y[i], y[i + 3], (size_t)(M * N) * sizeof(float)), "%s K %ld M %d kernel %d: AVX2 vs portable",
                   name, (long)K, M, i);
+        // The VNNI panel kernels: the emulated instruction everywhere, the real ones where the CPU has them; each
+        // must give the AVX2 panel kernel's bits, on the whole batch and on columns 3..N (a panel split mid-way).
+        for (int v = 0; v < 3; v++) {
+            if ((v == 1 && !gfk_cpu_has_avx_vnni()) || (v == 2 && !gfk_cpu_has_avx512_vnni())) continue;
+            static const char *vname[] = {"emulated VNNI", "AVX-VNNI", "AVX512-VNNI"};
+            void (*const kern[])(int, const int8_t *, const float *, const int32_t *, int64_t, int64_t,
+                                 const uint8_t *, const uint16_t *, int64_t, int64_t, float *, int64_t) = {
+                gfk_q_gemm_int_panel_vnni_emulated, gfk_q_gemm_int_panel_avx_vnni, gfk_q_gemm_int_panel_avx512_vnni};
+            float *yv = y[3];   // the portable results are checked above; reuse the buffer
+            kern[v](f, qx, dx, xs, M, K, qs, sc, 0, N, yv, N);
+            CHECK(!memcmp(yv, y[1], (size_t)(M * N) * sizeof(float)), "%s K %ld M %d: %s vs AVX2 panel", name,
+                  (long)K, M, vname[v]);
+            for (int64_t i = 0; i < M * N; i++) yv[i] = NAN;
+            kern[v](f, qx, dx, xs, M, K, qs, sc, 3, N, yv, N);
+            int same = 1;
+            for (int64_t m = 0; m < M; m++)
+                same &= !memcmp(yv + m * N + 3, y[1] + m * N + 3, (size_t)(N - 3) * sizeof(float)) && isnan(yv[m * N]);
+            CHECK(same, "%s K %ld M %d: %s on columns 3..%d", name, (long)K, M, vname[v], N);
+            vnni_runs[v]++;
+        }
         // The two integer kernels share one arithmetic: decoding may take either by its number of rows.
         CHECK(!memcmp(y[0], y[1], (size_t)(M * N) * sizeof(float)), "%s K %ld M %d: per-column vs panel kernel", name,
               (long)K, M);
@@ -163,12 +184,32 @@ static void check_format(int f, int64_t K) {
     free(qs); free(sc); free(w); free(wd); free(wd2);
 }
 
+// The dispatcher's self-check: the emulated kernel passes, a kernel off by one ulp in one output is refused with a
+// message naming the product, and the test hook's modes lead to the expected kernel.
+static void check_selfcheck(void) {
+    char why[400] = "";
+    CHECK(gfk_q_vnni_selfcheck(gfk_q_gemm_int_panel_vnni_emulated, why, sizeof why), "self-check refused the emulation: %s", why);
+    CHECK(gfk_q_vnni_test(1) == 1 && strstr(gfk_q_panel_kernel_name(), "emulated"), "hook mode 1: %s", gfk_q_panel_kernel_name());
+    CHECK(!gfk_q_vnni_selfcheck_take_message(why, sizeof why), "a message after a passed check");
+    CHECK(gfk_q_vnni_test(2) == 0 && !strcmp(gfk_q_panel_kernel_name(), "AVX2"), "hook mode 2: %s", gfk_q_panel_kernel_name());
+    CHECK(gfk_q_vnni_selfcheck_take_message(why, sizeof why) && strstr(why, "self-check") && strstr(why, "int8 product"),
+          "message after a failed check: %s", why);
+    CHECK(!gfk_q_vnni_selfcheck_take_message(why, sizeof why), "the message twice");
+    gfk_q_vnni_test(0);
+    printf("panel kernel on this CPU: %s\n", gfk_q_panel_kernel_name());
+}
+
 int main(void) {
     check_conversions();
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
         printf("no AVX2/FMA/F16C: the AVX2-vs-portable comparisons compare the portable kernels with themselves\n");
     for (int64_t K = 1; K <= 416; K += 23)
         for (int f = GFK_Q8; f <= GFK_Q6; f++) check_format(f, K);
+    for (int f = GFK_Q8; f <= GFK_Q6; f++) check_format(f, 2113);   // more blocks than one panel holds
+    check_selfcheck();
+    printf("VNNI panel kernels checked on %d products emulated, %d AVX-VNNI, %d AVX512-VNNI%s\n", vnni_runs[0],
+           vnni_runs[1], vnni_runs[2],
+           vnni_runs[1] + vnni_runs[2] ? "" : " (this CPU has neither: run this binary on one that has)");
     if (failures) {
         printf("quant kernel test: %d failures\n", failures);
         return 1;

@@ -173,6 +173,22 @@ void gfk_q_gemm_dequant(int format, const float *x, int64_t ldx, int64_t M, int6
 /// Not thread-safe with concurrent products.
 int gfk_q_kernel_is_avx2(void);
 int gfk_q_set_avx2(int enable);
+/// The kernel of the many-row integer products: "AVX512-VNNI" or "AVX-VNNI" where the CPU has it and its start-up
+/// self-check passed (quant_int_vnni.c), else "AVX2", or "portable" without AVX2. Runs the check at the first call.
+const char *gfk_q_panel_kernel_name(void);
+/// Allows (1: detects and checks again) or forbids (0) the VNNI kernels; returns 1 when one is now used. The
+/// environment variable GFNLM_NO_VNNI=1 forbids them too. Not thread-safe with concurrent products.
+int gfk_q_set_vnni(int enable);
+/// Test hook: the candidate for the self-check is the CPU's (0), an exact AVX2 emulation of the VNNI kernel (1;
+/// passes), or that emulation with one output changed by one ulp (2; must fail). Runs the check; returns 1 when a
+/// VNNI kernel (or its emulation) is now used. GFNLM_TEST_VNNI_SELFCHECK=pass / mismatch sets 1 / 2 before the first
+/// use.
+int gfk_q_vnni_test(int mode);
+/// After a failed self-check: its message (once), 1; otherwise 0. Runs the check if it has not run.
+int gfk_q_vnni_selfcheck_take_message(char *buf, size_t capacity);
+/// CPUID and the OS's saved register states (XCR0): VEX-encoded AVX-VNNI; AVX512-VNNI with AVX512F and AVX512VL.
+int gfk_cpu_has_avx_vnni(void);
+int gfk_cpu_has_avx512_vnni(void);
 
 #ifdef __cplusplus
 }

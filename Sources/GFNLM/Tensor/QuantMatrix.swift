@@ -271,4 +271,21 @@ public final class QuantMatrix: @unchecked Sendable {
     /// used. Also settable with the environment variable GFNLM_NO_AVX2_QUANT=1. Not for use during products.
     @discardableResult
     public static func allowAVX2(_ allow: Bool) -> Bool { gfk_q_set_avx2(allow ? 1 : 0) != 0 }
+
+    /// The instruction set of the many-row integer products (prefill, scoring, training passes): "AVX512-VNNI" or
+    /// "AVX-VNNI" where the CPU has it and the kernel passed its start-up self-check, else "AVX2" (or "portable").
+    public static var panelKernel: String { String(cString: gfk_q_panel_kernel_name()) }
+
+    /// Forbids (false) or allows (true: detected and checked again) the VNNI kernels; returns whether one is now
+    /// used. Also settable with the environment variable GFNLM_NO_VNNI=1. Not for use during products.
+    @discardableResult
+    public static func allowVNNI(_ allow: Bool) -> Bool { gfk_q_set_vnni(allow ? 1 : 0) != 0 }
+
+    /// A VNNI kernel runs only after a start-up self-check against the AVX2 kernel (run here if it has not run
+    /// yet). After a failed check: its message, returned once; otherwise nil.
+    public static func takeKernelSelfCheckFailure() -> String? {
+        var buffer = [CChar](repeating: 0, count: 700)
+        guard gfk_q_vnni_selfcheck_take_message(&buffer, buffer.count) != 0 else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }
