@@ -72,13 +72,13 @@ extern "C" {
 /* ---- Versions ---------------------------------------------------------------------------------------------------- */
 #define GFN_VERSION_MAJOR 0
 #define GFN_VERSION_MINOR 6
-#define GFN_VERSION_PATCH 0
-#define GFN_VERSION_STRING "0.6.0"
+#define GFN_VERSION_PATCH 1
+#define GFN_VERSION_STRING "0.6.1"
 /* Incremented whenever a struct or signature of this header changes incompatibly (the soname is
    libgfnlm.so.<GFN_ABI_VERSION>). 2: see docs/migration.md. */
 #define GFN_ABI_VERSION 2
 
-/* The library's version string, e.g. "0.6.0". Static storage; never fails. */
+/* The library's version string, e.g. "0.6.1". Static storage; never fails. */
 GFN_API const char *_Nonnull gfn_version(void);
 /* The library's GFN_ABI_VERSION. Compare it with the header's macro to detect a mismatched library. */
 GFN_API int32_t gfn_abi_version(void);

@@ -36,7 +36,7 @@ def _header_macro(name: str) -> str:
 
 
 def test_version():
-    assert gfnlm.version() == _header_macro("GFN_VERSION_STRING") == "0.6.0"
+    assert gfnlm.version() == _header_macro("GFN_VERSION_STRING") == "0.6.1"
     assert gfnlm.abi_version() == int(_header_macro("GFN_ABI_VERSION")) == 2
 
 
