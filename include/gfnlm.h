@@ -125,6 +125,14 @@ typedef void (*gfn_log_fn)(int32_t level, const char *_Nonnull message, void *_N
    load); the weight cache (GFN_LOG_INFO: used, written, stale; GFN_LOG_WARN: damaged, could not be written).
    Set it before loading models to see every message. Thread-safe; never fails. */
 GFN_API void gfn_log_set(gfn_log_fn _Nullable fn, void *_Nullable user_data);
+/* What the library runs on, as one line of NUL-terminated text (as llama.cpp's llama_print_system_info), e.g.
+   "gfnlm 0.6.1 (ABI 2) | CPUs 2 | AVX2 = 1 | AVX512-BF16 = 0 | AVX-VNNI = 0 | AVX512-VNNI = 0 | bf16 products: AVX2
+   | int8/4-bit products: AVX2 (many rows), AVX2 (few rows) | OpenBLAS ...": the CPU features the kernels dispatch
+   on, the kernels in use now (after GFNLM_NO_* variables and the start-up self-checks, which this call runs if they
+   have not run; a failed check also logs its warning), the default n_threads and the BLAS build. At most
+   capacity−1 bytes; its length without the NUL in *n_bytes (the needed length, with GFN_ERR_BUFFER_TOO_SMALL, when
+   capacity is too small; text may then be NULL). For logs and bug reports: the format may change. Thread-safe. */
+GFN_API gfn_status gfn_system_info(char *_Nullable text, size_t capacity, size_t *_Nullable n_bytes);
 
 /* ---- Tokenizer: GPT-2 byte-level BPE (also used by GPT-J) -------------------------------------------------------- */
 typedef struct gfn_tokenizer gfn_tokenizer;

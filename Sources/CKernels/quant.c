@@ -214,20 +214,20 @@ void gfk_q_quantize_activations(const float *x, int64_t ldx, int64_t M, int64_t 
 
 static int simd_state = -1; // -1: not decided yet
 
-static int cpu_has_avx2(void) {
+int gfk_cpu_has_avx2(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
 int gfk_q_kernel_is_avx2(void) {
     if (simd_state < 0) {
         const char *e = getenv("GFNLM_NO_AVX2_QUANT");
-        simd_state = cpu_has_avx2() && !(e && e[0] == '1');
+        simd_state = gfk_cpu_has_avx2() && !(e && e[0] == '1');
     }
     return simd_state;
 }
 
 int gfk_q_set_avx2(int enable) {
-    simd_state = enable && cpu_has_avx2();
+    simd_state = enable && gfk_cpu_has_avx2();
     return simd_state;
 }
 

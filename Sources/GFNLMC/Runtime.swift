@@ -182,3 +182,20 @@ final class LogSink: Sendable {
 }
 
 let logSink = LogSink()
+
+/// Writes `string` as NUL-terminated UTF-8 into `text` (the C API's text-out convention): its length without the NUL
+/// goes to *n_bytes in every case; GFN_ERR_BUFFER_TOO_SMALL when it needs more than capacity − 1 bytes.
+func writeText(_ string: String, _ text: UnsafeMutablePointer<CChar>?, _ capacity: Int,
+               _ nBytes: UnsafeMutablePointer<Int>?) throws(GFNError) {
+    let n = try requirePointer(nBytes, "n_bytes")
+    let utf8 = Array(string.utf8)
+    n.pointee = utf8.count
+    guard utf8.count < capacity else {
+        throw GFNError(.bufferTooSmall, "the text is \(utf8.count) bytes plus NUL; capacity is \(capacity)")
+    }
+    let dst = try requirePointer(text, "text")
+    utf8.withUnsafeBufferPointer { src in
+        if let b = src.baseAddress { UnsafeMutableRawPointer(dst).copyMemory(from: b, byteCount: utf8.count) }
+    }
+    dst[utf8.count] = 0
+}

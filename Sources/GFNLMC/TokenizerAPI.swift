@@ -58,22 +58,10 @@ public func gfn_tokenizer_decode(_ tokenizer: OpaquePointer?, _ ids: UnsafePoint
                                _ nBytes: UnsafeMutablePointer<Int>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(tokenizer, as: TokenizerHandle.self, "tokenizer")
-        let n = try requirePointer(nBytes, "n_bytes")
+        _ = try requirePointer(nBytes, "n_bytes")
         guard nIds >= 0 else { throw .invalidArgument("n_ids is negative (\(nIds))") }
         let list: [Int32] = nIds == 0 ? [] : Array(UnsafeBufferPointer(start: try requirePointer(ids, "ids"), count: Int(nIds)))
-        let s = try h.tokenizer.decode(list)
-        let utf8 = Array(s.utf8)
-        n.pointee = utf8.count
-        guard utf8.count < capacity else {
-            throw GFNError(.bufferTooSmall, "the text is \(utf8.count) bytes plus NUL; capacity is \(capacity)")
-        }
-        let dst = try requirePointer(text, "text")
-        utf8.withUnsafeBufferPointer { src in
-            if let b = src.baseAddress {
-                UnsafeMutableRawPointer(dst).copyMemory(from: b, byteCount: utf8.count)
-            }
-        }
-        dst[utf8.count] = 0
+        try writeText(try h.tokenizer.decode(list), text, capacity, nBytes)
     }
 }
 

@@ -16,6 +16,28 @@ static void test_versions(void) {
     CHECK(strcmp(gfn_status_name(12345), "GFN_ERR_UNKNOWN") == 0, "unknown status name");
 }
 
+/* gfn_system_info: the text-out convention (length always reported, too-small buffers refused untouched beyond
+   the reported length), and a line that names the version and each kernel choice. */
+static void test_system_info(void) {
+    size_t n = 0;
+    CHECK(gfn_system_info(NULL, 0, &n) == GFN_ERR_BUFFER_TOO_SMALL && n > 40, "length query: %zu", n);
+    CHECK(gfn_system_info(NULL, 0, NULL) == GFN_ERR_INVALID_ARGUMENT, "NULL n_bytes");
+    char small[8];
+    size_t m = 0;
+    CHECK(gfn_system_info(small, sizeof small, &m) == GFN_ERR_BUFFER_TOO_SMALL && m == n, "small buffer: %zu", m);
+    char *buf = malloc(n + 1);
+    CHECK(buf && gfn_system_info(buf, n + 1, &m) == GFN_OK && m == n && strlen(buf) == n, "exact buffer");
+    if (buf) {
+        char want[64];
+        snprintf(want, sizeof want, "gfnlm %s (ABI %d) | CPUs ", GFN_VERSION_STRING, GFN_ABI_VERSION);
+        CHECK(strncmp(buf, want, strlen(want)) == 0, "starts with the version: %s", buf);
+        CHECK(strstr(buf, "AVX2 = ") && strstr(buf, "AVX512-VNNI = ") && strstr(buf, "bf16 products: ") &&
+              strstr(buf, "int8/4-bit products: ") && strstr(buf, "OpenBLAS "), "names the kernels: %s", buf);
+        printf("system info: %s\n", buf);
+    }
+    free(buf);
+}
+
 static void test_bad_inputs(void) {
     gfn_model *m = NULL;
     gfn_status st = gfn_model_load("/nonexistent/model.onnx", NULL, &m);
@@ -104,6 +126,7 @@ static void test_model(const char *path, const char *arch) {
 
 int main(void) {
     test_versions();
+    test_system_info();
     test_bad_inputs();
     test_tokenizer();
     test_model("Tests/Fixtures/gpt2-tiny/legacy17", "gpt2");

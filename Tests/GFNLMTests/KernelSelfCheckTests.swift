@@ -135,6 +135,7 @@ final class KernelSelfCheckTests: XCTestCase {
         defer { gfn_model_free(h) }
         XCTAssertEqual(capture.lines.withLock { $0.count }, 0, "no warning after a passed check")
         XCTAssertTrue(QuantMatrix.panelKernel.contains("emulated"), QuantMatrix.panelKernel)
+        XCTAssertTrue(SystemInfo.line().contains("int8/4-bit products: VNNI (emulated"), SystemInfo.line())
         let candidate = logits(h)
         XCTAssertFalse(QuantMatrix.allowVNNI(false))
         XCTAssertEqual(QuantMatrix.panelKernel, "AVX2")

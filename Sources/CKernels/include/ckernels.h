@@ -186,6 +186,8 @@ int gfk_q_set_vnni(int enable);
 int gfk_q_vnni_test(int mode);
 /// After a failed self-check: its message (once), 1; otherwise 0. Runs the check if it has not run.
 int gfk_q_vnni_selfcheck_take_message(char *buf, size_t capacity);
+/// AVX2 with FMA and F16C (what the vector kernels need).
+int gfk_cpu_has_avx2(void);
 /// CPUID and the OS's saved register states (XCR0): VEX-encoded AVX-VNNI; AVX512-VNNI with AVX512F and AVX512VL.
 int gfk_cpu_has_avx_vnni(void);
 int gfk_cpu_has_avx512_vnni(void);

@@ -7,8 +7,8 @@ from typing import Callable
 from . import distributed, metrics, rewards
 from ._lib import (BufferTooSmallError, BusyError, CallbackError, CancelledError, FormatError, GfnError, GfnFileNotFoundError,
                    GfnIOError, GfnMemoryError, GfnOverflowError, InternalError, InvalidArgumentError, NumericalError,
-                   OutOfRangeError, StateError, UnsupportedError, check as _check, gfn_abi_version, gfn_version,
-                   library_path)
+                   OutOfRangeError, StateError, UnsupportedError, check as _check, gfn_abi_version, gfn_system_info,
+                   gfn_version, library_path)
 from .batcher import Batcher, StreamEvent
 from .gflownet import GFlowNetTrainer
 from .inference import Sample
@@ -17,7 +17,7 @@ from .tokenizer import Tokenizer
 from .training import LoRA, SFTTrainer
 
 __all__ = ["GfnError", "Model", "Batcher", "StreamEvent", "BusyError", "Tokenizer", "LoRA", "SFTTrainer", "GFlowNetTrainer", "Sample", "rewards", "metrics", "distributed",
-           "version", "abi_version", "set_log_handler", "LOG_DEBUG", "LOG_INFO", "LOG_WARN", "LOG_ERROR", "__version__", "library_path",
+           "version", "abi_version", "system_info", "set_log_handler", "LOG_DEBUG", "LOG_INFO", "LOG_WARN", "LOG_ERROR", "__version__", "library_path",
            "InvalidArgumentError", "GfnIOError", "GfnFileNotFoundError", "FormatError", "UnsupportedError",
            "OutOfRangeError", "GfnOverflowError", "GfnMemoryError", "NumericalError", "CallbackError", "StateError",
            "InternalError", "CancelledError", "BufferTooSmallError"]
@@ -31,6 +31,22 @@ def version() -> str:
 def abi_version() -> int:
     """The loaded library's C ABI version (GFN_ABI_VERSION)."""
     return gfn_abi_version()
+
+
+def system_info() -> str:
+    """One line on what the library runs on (gfn_system_info): the CPU features its kernels dispatch on, the kernel
+    each kind of product uses now (after GFNLM_NO_* variables and start-up self-checks), the default thread count
+    and the BLAS build. For logs and bug reports; the format may change."""
+    n = ctypes.c_size_t()
+    cap = 512
+    while True:
+        buf = ctypes.create_string_buffer(cap)
+        st = gfn_system_info(buf, cap, ctypes.byref(n))
+        if st == -12 and n.value >= cap:   # GFN_ERR_BUFFER_TOO_SMALL: n holds the length needed
+            cap = n.value + 1
+            continue
+        _check(st)
+        return buf.raw[:n.value].decode("utf-8")
 
 
 #: The loaded library's version, which is also this package's (both come from include/gfnlm.h).

@@ -374,6 +374,7 @@ def _fn(name, restype, *argtypes):
 
 gfn_version = _fn("gfn_version", c_char_p)
 gfn_abi_version = _fn("gfn_abi_version", c_int32)
+gfn_system_info = _fn("gfn_system_info", c_int32, c_char_p, c_size_t, POINTER(c_size_t))
 gfn_last_error = _fn("gfn_last_error", c_char_p)
 gfn_status_name = _fn("gfn_status_name", c_char_p, c_int32)
 gfn_log_set = _fn("gfn_log_set", None, LOG_FN, c_void_p)

@@ -40,6 +40,14 @@ def test_version():
     assert gfnlm.abi_version() == int(_header_macro("GFN_ABI_VERSION")) == 2
 
 
+def test_system_info_names_version_and_kernels():
+    info = gfnlm.system_info()
+    assert info.startswith(f"gfnlm {gfnlm.version()} (ABI {gfnlm.abi_version()}) | CPUs ")
+    for field in ("AVX2 = ", "AVX-VNNI = ", "AVX512-VNNI = ", "bf16 products: ", "int8/4-bit products: "):
+        assert field in info, (field, info)
+    assert "\n" not in info and info.isprintable()
+
+
 @pytest.mark.parametrize("model_name,variant", variants())
 def test_fixture_logits(model_name, variant):
     d = os.path.join(FIXTURES, model_name, variant)
