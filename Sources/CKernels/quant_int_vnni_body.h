@@ -28,11 +28,7 @@ VNNI_TARGET INLINE void VNNI_NAME(rows)(int format, int R, const int8_t *qx, int
                                         const int32_t *xsum, int64_t nb, int64_t b0, int64_t b1, const __m256i *pw,
                                         const float *pd, const int32_t *wsum128, int c, float *y, int64_t ldy) {
     __m256 acc[PANEL_ROWS];
-    for (int r = 0; r < R; r++) {
-        if (b0 == 0) acc[r] = _mm256_setzero_ps();
-        else if (c == 8) acc[r] = _mm256_loadu_ps(y + r * ldy);
-        else { float t[8] = {0}; memcpy(t, y + r * ldy, (size_t)c * 4); acc[r] = _mm256_loadu_ps(t); }
-    }
+    panel_acc_start(acc, R, b0, c, y, ldy);
     const __m256i sign_bits = _mm256_set1_epi8((char)0x80);
     for (int64_t b = b0; b < b1; b++) {
         const __m256i *w = pw + (b - b0) * 8;
@@ -59,15 +55,9 @@ VNNI_TARGET INLINE void VNNI_NAME(rows)(int format, int R, const int8_t *qx, int
             const int o = q_offset(format);
             for (int r = 0; r < R; r++) s[r] = _mm256_sub_epi32(s[r], _mm256_set1_epi32(o * xsum[r * nb + b]));
         }
-        const __m256 dw = _mm256_load_ps(pd + (b - b0) * 8);
-        for (int r = 0; r < R; r++)
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[r]), _mm256_mul_ps(_mm256_broadcast_ss(dx + r * nb + b), dw),
-                                     acc[r]);
+        panel_acc_block(acc, s, R, dx, nb, b, _mm256_load_ps(pd + (b - b0) * 8));
     }
-    for (int r = 0; r < R; r++) {
-        if (c == 8) _mm256_storeu_ps(y + r * ldy, acc[r]);
-        else { float t[8]; _mm256_storeu_ps(t, acc[r]); memcpy(y + r * ldy, t, (size_t)c * 4); }
-    }
+    panel_acc_park(acc, R, c, y, ldy);
 }
 
 VNNI_TARGET static void VNNI_NAME(gemm)(int format, const int8_t *qx, const float *dx, const int32_t *xsum,

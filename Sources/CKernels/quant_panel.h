@@ -52,4 +52,31 @@ AVX2 INLINE void pack_panel(int format, const uint8_t *qs, const uint16_t *scale
     }
 }
 
+// The fp32 accumulators of R rows × 8 columns at the start of blocks b0..: +0 for the first chunk of k, else the
+// values parked in y (only the c valid columns are read).
+AVX2 INLINE void panel_acc_start(__m256 *acc, int R, int64_t b0, int c, const float *y, int64_t ldy) {
+    for (int r = 0; r < R; r++) {
+        if (b0 == 0) acc[r] = _mm256_setzero_ps();
+        else if (c == 8) acc[r] = _mm256_loadu_ps(y + r * ldy);
+        else { float t[8] = {0}; memcpy(t, y + r * ldy, (size_t)c * 4); acc[r] = _mm256_loadu_ps(t); }
+    }
+}
+
+// One block's step of every kernel, in its one rounding order: acc += (float)S · fl(dx[row, b] · d[b, column]), S
+// the exact int32 block sums s[r], dw the block's 8 column scales.
+AVX2 INLINE void panel_acc_block(__m256 *acc, const __m256i *s, int R, const float *dx, int64_t nb, int64_t b,
+                                 __m256 dw) {
+    for (int r = 0; r < R; r++)
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[r]), _mm256_mul_ps(_mm256_broadcast_ss(dx + r * nb + b), dw),
+                                 acc[r]);
+}
+
+// Parks the accumulators in y (only the c valid columns are written).
+AVX2 INLINE void panel_acc_park(const __m256 *acc, int R, int c, float *y, int64_t ldy) {
+    for (int r = 0; r < R; r++) {
+        if (c == 8) _mm256_storeu_ps(y + r * ldy, acc[r]);
+        else { float t[8]; _mm256_storeu_ps(t, acc[r]); memcpy(y + r * ldy, t, (size_t)c * 4); }
+    }
+}
+
 #endif
