@@ -58,7 +58,7 @@ public func gfn_tokenizer_decode(_ tokenizer: OpaquePointer?, _ ids: UnsafePoint
                                _ nBytes: UnsafeMutablePointer<Int>?) -> Int32 {
     capi { () throws(GFNError) in
         let h = try handles.lookup(tokenizer, as: TokenizerHandle.self, "tokenizer")
-        _ = try requirePointer(nBytes, "n_bytes")
+        _ = try requirePointer(nBytes, "n_bytes")   // before the other arguments, as callers have seen since ABI 1
         guard nIds >= 0 else { throw .invalidArgument("n_ids is negative (\(nIds))") }
         let list: [Int32] = nIds == 0 ? [] : Array(UnsafeBufferPointer(start: try requirePointer(ids, "ids"), count: Int(nIds)))
         try writeText(try h.tokenizer.decode(list), text, capacity, nBytes)
