@@ -20,6 +20,8 @@ class Engine:
 
     def info(self) -> dict:
         d = {"gfnlm": gfnlm.version(), "abi": gfnlm.abi_version(), "library": gfnlm._lib.lib._name}
+        if hasattr(gfnlm, "system_info"):   # the kernels that served this run (VNNI, AVX512-BF16 or AVX2), 0.6.1+
+            d["system"] = gfnlm.system_info()
         blas = C.loaded_openblas()
         if blas:
             d["openblas"] = blas
