@@ -40,6 +40,15 @@ final class KernelSelfCheckTests: XCTestCase {
         return try XCTUnwrap(h)
     }
 
+    /// Exactly one message so far: a warning that a self-check failed and the AVX2 kernel serves instead.
+    private func assertOneFallbackWarning(_ capture: Capture, file: StaticString = #filePath, line: UInt = #line) {
+        let lines = capture.lines.withLock { $0 }
+        XCTAssertEqual(lines.count, 1, file: file, line: line)
+        XCTAssertEqual(lines.first?.0, Int32(GFN_LOG_WARN.rawValue), file: file, line: line)
+        XCTAssertTrue(lines.first?.1.contains("self-check") == true && lines.first?.1.contains("AVX2 kernel instead") == true,
+                      lines.first?.1 ?? "", file: file, line: line)
+    }
+
     private func logits(_ h: OpaquePointer) -> [Float] {
         var cfg = gfn_model_config(); cfg.size = UInt32(MemoryLayout<gfn_model_config>.size)
         XCTAssertEqual(gfn_model_config_get(h, &cfg), 0)
@@ -62,11 +71,7 @@ final class KernelSelfCheckTests: XCTestCase {
         let capture = Capture()
         let h = try start(mode: 2, expectAVX512: false, capture)   // a failed self-check keeps the AVX2 kernel
         defer { gfn_model_free(h) }
-        let lines = capture.lines.withLock { $0 }
-        XCTAssertEqual(lines.count, 1)
-        XCTAssertEqual(lines.first?.0, Int32(GFN_LOG_WARN.rawValue))
-        XCTAssertTrue(lines.first?.1.contains("self-check") == true && lines.first?.1.contains("AVX2 kernel instead") == true,
-                      lines.first?.1 ?? "")
+        assertOneFallbackWarning(capture)
         let served = logits(h)
         // what served them is the AVX2 kernel: the same bits as with AVX512-BF16 switched off
         XCTAssertFalse(BF16Matrix.allowAVX512BF16(false))
@@ -114,11 +119,7 @@ final class KernelSelfCheckTests: XCTestCase {
         let capture = Capture()
         let h = try startQuant(mode: 2, expectVNNI: false, capture)
         defer { gfn_model_free(h) }
-        let lines = capture.lines.withLock { $0 }
-        XCTAssertEqual(lines.count, 1)
-        XCTAssertEqual(lines.first?.0, Int32(GFN_LOG_WARN.rawValue))
-        XCTAssertTrue(lines.first?.1.contains("self-check") == true && lines.first?.1.contains("AVX2 kernel instead") == true,
-                      lines.first?.1 ?? "")
+        assertOneFallbackWarning(capture)
         XCTAssertEqual(QuantMatrix.panelKernel, "AVX2")
         let served = logits(h)
         XCTAssertFalse(QuantMatrix.allowVNNI(false))

@@ -283,9 +283,5 @@ public final class QuantMatrix: @unchecked Sendable {
 
     /// A VNNI kernel runs only after a start-up self-check against the AVX2 kernel (run here if it has not run
     /// yet). After a failed check: its message, returned once; otherwise nil.
-    public static func takeKernelSelfCheckFailure() -> String? {
-        var buffer = [CChar](repeating: 0, count: 700)
-        guard gfk_q_vnni_selfcheck_take_message(&buffer, buffer.count) != 0 else { return nil }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    public static func takeKernelSelfCheckFailure() -> String? { takeKernelMessage(gfk_q_vnni_selfcheck_take_message) }
 }

@@ -181,11 +181,15 @@ public final class BF16Matrix: @unchecked Sendable {
 
     /// The AVX512-BF16 kernel runs only after a start-up self-check against the AVX2 kernel (run here if it has not
     /// run yet). After a failed check: its message, returned once; otherwise nil.
-    public static func takeKernelSelfCheckFailure() -> String? {
-        var buffer = [CChar](repeating: 0, count: 640)
-        guard gfk_bf16_selfcheck_take_message(&buffer, buffer.count) != 0 else { return nil }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    public static func takeKernelSelfCheckFailure() -> String? { takeKernelMessage(gfk_bf16_selfcheck_take_message) }
+}
+
+/// A C dispatcher's pending self-check message (its `*_take_message(buf, capacity)` returns 1 and fills buf once
+/// after a failed check), or nil.
+func takeKernelMessage(_ take: (UnsafeMutablePointer<CChar>?, Int) -> Int32) -> String? {
+    var buffer = [CChar](repeating: 0, count: 700)
+    guard take(&buffer, buffer.count) != 0 else { return nil }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 /// Reusable fp32 scratch blocks for the large bf16 products (so steady-state calls do not allocate).
